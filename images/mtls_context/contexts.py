@@ -1,0 +1,179 @@
+"""Build validated server and client contexts from one version of a certificate directory."""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import os
+import ssl
+import tempfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from mtls_context import identity as _identity
+from mtls_context.layout import CA, CERT, KEY, POLICY, read_version
+from mtls_context.policy import DEFAULT_POLICY, TLSPolicy
+
+__all__ = [
+    "Certificate",
+    "MTLSContext",
+    "Side",
+    "build_context",
+    "client_context",
+    "server_context",
+]
+
+
+class Side(enum.Enum):
+    """Which end of the connection a context is for."""
+
+    SERVER = "server"
+    CLIENT = "client"
+
+
+@dataclass(frozen=True)
+class Certificate:
+    """The leaf certificate a context presents."""
+
+    serial: str
+    not_after: datetime
+    identity: str
+
+
+class MTLSContext(ssl.SSLContext):
+    """An ``ssl.SSLContext`` that also says which certificate and policy it was built with."""
+
+    certificate: Certificate
+    policy: TLSPolicy
+
+
+def server_context(directory: Path) -> MTLSContext:
+    """A server context from one version of ``directory``: client certificates required.
+
+    Raises:
+        ValueError: if the files are missing, inconsistent or invalid (the message says which).
+        OSError: if the directory cannot be read.
+    """
+    return build_context(read_version(directory), Side.SERVER)
+
+
+def client_context(directory: Path) -> MTLSContext:
+    """A client context from one version of ``directory``: verifies the server and its name.
+
+    Raises:
+        ValueError: if the files are missing, inconsistent or invalid (the message says which).
+        OSError: if the directory cannot be read.
+    """
+    return build_context(read_version(directory), Side.CLIENT)
+
+
+def build_context(files: Mapping[str, bytes], side: Side) -> MTLSContext:
+    """Validate ``files`` (as ``read_version`` returns them) and build a brand-new context.
+
+    Validation is a TLS handshake over memory between two throwaway contexts made from the same
+    files: OpenSSL then checks that the key matches the certificate, that the chain in
+    ``tls.crt`` verifies against ``ca.crt`` for this side's purpose, and that no certificate is
+    expired or not yet valid. The returned context has never been used.
+
+    Raises:
+        ValueError: if a file is missing, the policy is invalid, or validation fails.
+    """
+    missing = [name for name in (CERT, KEY, CA) if not files.get(name)]
+    if missing:
+        raise ValueError(f"missing or empty: {', '.join(missing)}")
+    policy = TLSPolicy.from_json(files[POLICY]) if POLICY in files else DEFAULT_POLICY
+    try:
+        certificate = _validate(files, side, policy)
+        context = _new_context(files, side, policy)
+    except ssl.SSLError as e:
+        raise ValueError(_describe(e)) from None
+    context.certificate = certificate
+    context.policy = policy
+    return context
+
+
+def _new_context(files: Mapping[str, bytes], side: Side, policy: TLSPolicy) -> MTLSContext:
+    if side is Side.SERVER:
+        context = MTLSContext(ssl.PROTOCOL_TLS_SERVER)
+        context.verify_mode = ssl.CERT_REQUIRED
+        # Session tickets would let a client resume without showing its certificate again.
+        context.num_tickets = 0
+    else:
+        context = MTLSContext(ssl.PROTOCOL_TLS_CLIENT)  # CERT_REQUIRED and check_hostname
+        context.hostname_checks_common_name = False
+    # Only our bundle: a fresh SSLContext has no default roots, and we never load any.
+    context.load_verify_locations(cadata=files[CA].decode("ascii", errors="replace"))
+    with _pem_path(files[CERT] + b"\n" + files[KEY]) as chain_and_key:
+        context.load_cert_chain(chain_and_key)
+    policy.apply(context)
+    return context
+
+
+def _validate(files: Mapping[str, bytes], side: Side, policy: TLSPolicy) -> Certificate:
+    server = _new_context(files, Side.SERVER, policy)
+    client = _new_context(files, Side.CLIENT, policy)
+    client.check_hostname = False  # no name to check against in a self-test
+    if side is Side.SERVER:
+        server.verify_mode = ssl.CERT_NONE  # only the client verifies: our cert as a server cert
+    else:
+        client.verify_mode = ssl.CERT_NONE  # only the server verifies: our cert as a client cert
+    verifier = _handshake(server, client, verifying=side)
+    peer = verifier.getpeercert()
+    if not peer:
+        raise ValueError("the certificate did not verify against ca.crt")
+    return Certificate(
+        serial=_identity.serial(peer),
+        not_after=datetime.fromtimestamp(ssl.cert_time_to_seconds(str(peer["notAfter"])), UTC),
+        identity=_identity.identity(peer),
+    )
+
+
+def _handshake(server: ssl.SSLContext, client: ssl.SSLContext, verifying: Side) -> ssl.SSLObject:
+    """Run a full handshake between two contexts in memory; return the side that verified."""
+    to_server, to_client = ssl.MemoryBIO(), ssl.MemoryBIO()
+    s = server.wrap_bio(to_server, to_client, server_side=True)
+    c = client.wrap_bio(to_client, to_server, server_side=False)
+    done = {s: False, c: False}
+    for _ in range(10):
+        for end in (c, s):
+            if not done[end]:
+                try:
+                    end.do_handshake()
+                    done[end] = True
+                except ssl.SSLWantReadError:
+                    pass
+        if all(done.values()):
+            break
+    # With TLS 1.3 the server verifies the client certificate after the client has finished,
+    # so the loop runs until the server side has completed too.
+    if not all(done.values()):
+        raise ValueError("self-test handshake did not complete")
+    return c if verifying is Side.SERVER else s
+
+
+@contextlib.contextmanager
+def _pem_path(data: bytes) -> Iterator[str]:
+    """A path OpenSSL can open that holds ``data``; the key never touches a disk on Linux."""
+    if hasattr(os, "memfd_create"):
+        fd = os.memfd_create("hello-mtls-pem", os.MFD_CLOEXEC)
+        try:
+            os.write(fd, data)
+            yield f"/proc/self/fd/{fd}"
+        finally:
+            os.close(fd)
+    else:
+        with tempfile.TemporaryDirectory() as private:  # mode 0700
+            path = Path(private, "chain-and-key.pem")
+            path.write_bytes(data)
+            yield str(path)
+
+
+def _describe(error: ssl.SSLError) -> str:
+    reason = getattr(error, "verify_message", None) or getattr(error, "reason", None) or str(error)
+    return {
+        "KEY_VALUES_MISMATCH": "tls.key does not match the certificate in tls.crt",
+        "certificate has expired": "the certificate has expired",
+        "unable to get local issuer certificate": "tls.crt does not chain to a root in ca.crt",
+    }.get(reason, reason)

@@ -1,0 +1,54 @@
+"""Names in a verified peer certificate, as ``ssl.SSLSocket.getpeercert()`` returns it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["PeerCert", "common_name", "dns_names", "identity", "serial", "spiffe_ids"]
+
+PeerCert = dict[str, Any]
+
+
+def dns_names(cert: PeerCert) -> list[str]:
+    """The DNS subject alternative names, in certificate order."""
+    return [value for kind, value in cert.get("subjectAltName", ()) if kind == "DNS"]
+
+
+def spiffe_ids(cert: PeerCert) -> list[str]:
+    """The ``spiffe://`` URI subject alternative names."""
+    return [
+        value
+        for kind, value in cert.get("subjectAltName", ())
+        if kind == "URI" and value.startswith("spiffe://")
+    ]
+
+
+def common_name(cert: PeerCert) -> str | None:
+    """The subject's common name, if it has one."""
+    for rdn in cert.get("subject", ()):
+        for key, value in rdn:
+            if key == "commonName":
+                return str(value)
+    return None
+
+
+def identity(cert: PeerCert) -> str:
+    """Who the certificate names: its first DNS SAN, else its SPIFFE ID, else its CN.
+
+    The first DNS SAN is the name the workload asked for (``hello-mtls.dev/name``).
+
+    Raises:
+        ValueError: if the certificate carries none of the three.
+    """
+    for candidates in (dns_names(cert), spiffe_ids(cert)):
+        if candidates:
+            return candidates[0]
+    name = common_name(cert)
+    if name:
+        return name
+    raise ValueError("certificate has no DNS name, SPIFFE ID or common name")
+
+
+def serial(cert: PeerCert) -> str:
+    """The serial number as lowercase hex without leading zeros (the form the CA prints)."""
+    return format(int(cert["serialNumber"], 16), "x")

@@ -1,0 +1,77 @@
+"""Certificate directories made with trustme: an issuer independent of our own CA code."""
+
+from __future__ import annotations
+
+import datetime
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import trustme
+
+from mtls_context import CA, CERT, INTERMEDIATE_CIPHERS, KEY, POLICY, write_version
+
+INTERMEDIATE = {
+    "profile": "intermediate",
+    "min_version": "TLSv1.2",
+    "ciphers": INTERMEDIATE_CIPHERS,
+}
+MODERN = {"profile": "modern", "min_version": "TLSv1.3", "ciphers": ""}
+
+
+class Issuer:
+    """A root and an intermediate, like the hello-mtls CA; leaves are signed by the intermediate."""
+
+    def __init__(self, key_type: trustme.KeyType = trustme.KeyType.ECDSA) -> None:
+        self.root = trustme.CA(key_type=key_type)
+        self.intermediate = self.root.create_child_ca(key_type=key_type)
+
+    @property
+    def root_pem(self) -> bytes:
+        return self.root.cert_pem.bytes()
+
+    def issue(
+        self,
+        *names: str,
+        expired: bool = False,
+        key_type: trustme.KeyType = trustme.KeyType.ECDSA,
+    ) -> trustme.LeafCert:
+        not_before = not_after = None
+        if expired:
+            now = datetime.datetime.now(datetime.UTC)
+            not_before, not_after = (
+                now - datetime.timedelta(days=2),
+                now - datetime.timedelta(days=1),
+            )
+        return self.intermediate.issue_cert(
+            *names,
+            common_name=names[0],
+            key_type=key_type,
+            not_before=not_before,
+            not_after=not_after,
+        )
+
+
+def files(
+    leaf: trustme.LeafCert, trusted: Sequence[Issuer], policy: dict[str, str] | None = None
+) -> dict[str, bytes]:
+    """The Secret files for ``leaf``, trusting the roots of ``trusted``."""
+    chain = b"".join(blob.bytes() for blob in leaf.cert_chain_pems)
+    result = {
+        CERT: chain,
+        KEY: leaf.private_key_pem.bytes(),
+        CA: b"".join(issuer.root_pem for issuer in trusted),
+    }
+    if policy is not None:
+        result[POLICY] = json.dumps(policy).encode()
+    return result
+
+
+def publish(
+    directory: Path,
+    leaf: trustme.LeafCert,
+    trusted: Sequence[Issuer],
+    policy: dict[str, str] = INTERMEDIATE,
+) -> Path:
+    """Write a new kubelet-style version of ``directory``."""
+    return write_version(directory, files(leaf, trusted, policy))

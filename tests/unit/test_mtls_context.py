@@ -1,0 +1,290 @@
+import logging
+import ssl
+from pathlib import Path
+
+import pytest
+import trustme
+
+from certdirs import INTERMEDIATE, MODERN, Issuer, files, publish
+from mtls_context import (
+    CA,
+    CERT,
+    KEY,
+    POLICY,
+    ReloadingContext,
+    Side,
+    build_context,
+    client_context,
+    server_context,
+    write_version,
+)
+
+
+@pytest.fixture(scope="module")
+def issuer() -> Issuer:
+    return Issuer()
+
+
+@pytest.fixture(scope="module")
+def other_issuer() -> Issuer:
+    return Issuer()
+
+
+def handshake(server: ssl.SSLContext, client: ssl.SSLContext, name: str) -> ssl.SSLObject:
+    """A full handshake in memory; raises the first side's SSLError."""
+    to_server, to_client = ssl.MemoryBIO(), ssl.MemoryBIO()
+    s = server.wrap_bio(to_server, to_client, server_side=True)
+    c = client.wrap_bio(to_client, to_server, server_hostname=name)
+    for _ in range(5):
+        for end in (c, s):
+            try:
+                end.do_handshake()
+            except ssl.SSLWantReadError:
+                pass
+    c.write(b"ping")
+    assert s.read(4) == b"ping"
+    return s
+
+
+def trustme_client(issuer: Issuer, leaf: trustme.LeafCert | None) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    issuer.root.configure_trust(ctx)
+    if leaf is not None:
+        leaf.configure_cert(ctx)
+    return ctx
+
+
+def trustme_server(issuer: Issuer, leaf: trustme.LeafCert) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    issuer.root.configure_trust(ctx)
+    leaf.configure_cert(ctx)
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    return ctx
+
+
+def test_server_context_accepts_a_client_of_its_ca(tmp_path: Path, issuer: Issuer) -> None:
+    publish(tmp_path, issuer.issue("server.test"), [issuer])
+    client = trustme_client(issuer, issuer.issue("client.test"))
+
+    s = handshake(server_context(tmp_path), client, "server.test")
+
+    peer = s.getpeercert()
+    assert peer is not None
+    assert ("DNS", "client.test") in peer["subjectAltName"]
+
+
+def test_server_context_refuses_a_client_of_another_ca(
+    tmp_path: Path, issuer: Issuer, other_issuer: Issuer
+) -> None:
+    publish(tmp_path, issuer.issue("server.test"), [issuer])
+    client = trustme_client(issuer, other_issuer.issue("client.test"))
+
+    with pytest.raises(ssl.SSLError):
+        handshake(server_context(tmp_path), client, "server.test")
+
+
+def test_server_context_refuses_a_client_without_a_certificate(
+    tmp_path: Path, issuer: Issuer
+) -> None:
+    publish(tmp_path, issuer.issue("server.test"), [issuer])
+
+    with pytest.raises(ssl.SSLError):
+        handshake(server_context(tmp_path), trustme_client(issuer, None), "server.test")
+
+
+def test_client_context_checks_the_server_name(tmp_path: Path, issuer: Issuer) -> None:
+    publish(tmp_path, issuer.issue("client.test"), [issuer])
+    server = trustme_server(issuer, issuer.issue("server.test"))
+
+    handshake(server, client_context(tmp_path), "server.test")
+    with pytest.raises(ssl.SSLCertVerificationError, match="Hostname mismatch"):
+        handshake(server, client_context(tmp_path), "elsewhere.test")
+
+
+def test_client_context_trusts_only_the_bundle(
+    tmp_path: Path, issuer: Issuer, other_issuer: Issuer
+) -> None:
+    publish(tmp_path, issuer.issue("client.test"), [issuer])
+    context = client_context(tmp_path)
+
+    assert context.cert_store_stats()["x509_ca"] == 1
+    with pytest.raises(ssl.SSLCertVerificationError):
+        handshake(trustme_server(other_issuer, other_issuer.issue("s.test")), context, "s.test")
+
+
+def test_context_reports_the_certificate_it_presents(tmp_path: Path, issuer: Issuer) -> None:
+    leaf = issuer.issue("server.test", "alias.test")
+    publish(tmp_path, leaf, [issuer])
+
+    certificate = server_context(tmp_path).certificate
+
+    expected = ssl._ssl._test_decode_cert(str(_pem_file(tmp_path, leaf)))  # type: ignore[attr-defined]
+    assert certificate.identity == "server.test"
+    assert int(certificate.serial, 16) == int(expected["serialNumber"], 16)
+
+
+def _pem_file(tmp_path: Path, leaf: trustme.LeafCert) -> Path:
+    path = tmp_path / "leaf.pem"
+    path.write_bytes(leaf.cert_chain_pems[0].bytes())
+    return path
+
+
+@pytest.mark.parametrize("side", list(Side))
+def test_a_bundle_with_two_roots_accepts_leaves_of_either(
+    side: Side, issuer: Issuer, other_issuer: Issuer
+) -> None:
+    for signer in (issuer, other_issuer):
+        build_context(files(signer.issue("a.test"), [issuer, other_issuer]), side)
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ("key of another certificate", "tls.key does not match the certificate in tls.crt"),
+        ("leaf of another CA", "tls.crt does not chain to a root in ca.crt"),
+        ("expired leaf", "the certificate has expired"),
+        ("no key", "missing or empty: tls.key"),
+        ("policy not JSON", "TLS policy is not valid JSON"),
+        ("modern at TLS 1.2", "the modern TLS profile needs min_version TLSv1.3"),
+        ("unknown profile", "unknown TLS profile 'old'"),
+        ("no usable cipher", "No cipher can be selected"),
+    ],
+)
+@pytest.mark.parametrize("side", list(Side))
+def test_invalid_sets_are_refused_with_the_reason(
+    side: Side, change: str, reason: str, issuer: Issuer, other_issuer: Issuer
+) -> None:
+    good = files(issuer.issue("a.test"), [issuer], INTERMEDIATE)
+    bad = dict(good)
+    if change == "key of another certificate":
+        bad[KEY] = issuer.issue("b.test").private_key_pem.bytes()
+    elif change == "leaf of another CA":
+        bad.update({k: v for k, v in files(other_issuer.issue("a.test"), []).items() if k != CA})
+    elif change == "expired leaf":
+        bad.update(files(issuer.issue("a.test", expired=True), [issuer]))
+    elif change == "no key":
+        del bad[KEY]
+    elif change == "policy not JSON":
+        bad[POLICY] = b"{"
+    elif change == "modern at TLS 1.2":
+        bad[POLICY] = b'{"profile": "modern", "min_version": "TLSv1.2", "ciphers": ""}'
+    elif change == "unknown profile":
+        bad[POLICY] = b'{"profile": "old"}'
+    elif change == "no usable cipher":
+        bad[POLICY] = b'{"profile": "intermediate", "min_version": "TLSv1.2", "ciphers": "NOPE"}'
+
+    build_context(good, side)
+    with pytest.raises(ValueError, match=reason):
+        build_context(bad, side)
+
+
+def test_intermediate_policy_allows_exactly_the_aead_ecdhe_suites(issuer: Issuer) -> None:
+    context = build_context(files(issuer.issue("a.test"), [issuer], INTERMEDIATE), Side.SERVER)
+
+    tls12 = {c["name"] for c in context.get_ciphers() if c["protocol"] == "TLSv1.2"}
+    assert tls12 == set(INTERMEDIATE["ciphers"].split(":"))
+    assert context.minimum_version is ssl.TLSVersion.TLSv1_2
+    assert context.options & ssl.OP_NO_COMPRESSION
+    assert context.options & ssl.OP_NO_RENEGOTIATION
+    assert not context.options & ssl.OP_CIPHER_SERVER_PREFERENCE
+    assert context.num_tickets == 0
+
+
+def test_modern_policy_allows_only_tls13(issuer: Issuer) -> None:
+    context = build_context(files(issuer.issue("a.test"), [issuer], MODERN), Side.CLIENT)
+
+    assert context.minimum_version is ssl.TLSVersion.TLSv1_3
+
+
+def test_unknown_policy_keys_are_ignored(issuer: Issuer) -> None:
+    policy = dict(MODERN, future_field="x")
+
+    assert build_context(files(issuer.issue("a.test"), [issuer], policy), Side.CLIENT)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_reloader_swaps_in_a_new_context_only_after_the_interval(
+    tmp_path: Path, issuer: Issuer
+) -> None:
+    publish(tmp_path, issuer.issue("v1.test"), [issuer])
+    clock = Clock()
+    reloading = ReloadingContext(tmp_path, Side.SERVER, check_interval=2.0, clock=clock)
+    first = reloading.current()
+
+    publish(tmp_path, issuer.issue("v2.test"), [issuer])
+    clock.now += 1.9
+    assert reloading.current() is first
+    clock.now += 0.2
+    second = reloading.current()
+
+    assert second is not first
+    assert (first.certificate.identity, second.certificate.identity) == ("v1.test", "v2.test")
+
+
+def test_reloader_keeps_the_context_when_nothing_changed(tmp_path: Path, issuer: Issuer) -> None:
+    leaf = issuer.issue("v1.test")
+    publish(tmp_path, leaf, [issuer])
+    clock = Clock()
+    reloading = ReloadingContext(tmp_path, Side.SERVER, check_interval=1.0, clock=clock)
+    first = reloading.current()
+
+    publish(tmp_path, leaf, [issuer])  # same bytes, new version directory
+    clock.now += 5
+
+    assert reloading.current() is first
+
+
+def test_reloader_keeps_the_last_good_context_and_says_why_once(
+    tmp_path: Path, issuer: Issuer, other_issuer: Issuer, caplog: pytest.LogCaptureFixture
+) -> None:
+    publish(tmp_path, issuer.issue("good.test"), [issuer])
+    clock = Clock()
+    reloading = ReloadingContext(tmp_path, Side.SERVER, check_interval=1.0, clock=clock)
+    good = reloading.current()
+
+    publish(tmp_path, other_issuer.issue("bad.test"), [issuer])
+    with caplog.at_level(logging.WARNING, logger="mtls_context"):
+        for _ in range(3):
+            clock.now += 1
+            assert reloading.current() is good
+    assert [r.getMessage().split(": ", 1)[1] for r in caplog.records] == [
+        f"keeping {_describe_prefix(good)}: tls.crt does not chain to a root in ca.crt"
+    ]
+
+    publish(tmp_path, issuer.issue("fixed.test"), [issuer])
+    clock.now += 1
+    assert reloading.current().certificate.identity == "fixed.test"
+
+
+def _describe_prefix(context: ssl.SSLContext) -> str:
+    from mtls_context.reloading import _describe
+
+    return _describe(context)  # type: ignore[arg-type]
+
+
+def test_reloader_follows_a_plain_directory(tmp_path: Path, issuer: Issuer) -> None:
+    for name, content in files(issuer.issue("v1.test"), [issuer]).items():
+        (tmp_path / name).write_bytes(content)
+    clock = Clock()
+    reloading = ReloadingContext(tmp_path, Side.CLIENT, check_interval=1.0, clock=clock)
+
+    for name, content in files(issuer.issue("v2.test"), [issuer]).items():
+        (tmp_path / f"{name}.new").write_bytes(content)
+        (tmp_path / f"{name}.new").rename(tmp_path / name)
+    clock.now += 1
+
+    assert reloading.current().certificate.identity == "v2.test"
+
+
+def test_reloader_refuses_to_start_without_a_valid_set(tmp_path: Path, issuer: Issuer) -> None:
+    write_version(tmp_path, {CERT: b"garbage", KEY: b"garbage", CA: issuer.root_pem})
+
+    with pytest.raises(ValueError):
+        ReloadingContext(tmp_path, Side.SERVER)
