@@ -1,0 +1,124 @@
+"""``hello-mtls-server``: run the example app under gunicorn with a reloading mTLS context."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+from pathlib import Path
+
+from mtls_context import client_context, server_context
+from mtls_context.identity import PeerCert
+
+DEFAULT_BIND = "0.0.0.0:8443"
+DEFAULT_CERT_DIR = "/var/run/hello-mtls"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve until SIGTERM or SIGINT; with ``--probe``, check a running server (exit 0: healthy)."""
+    args = _parser().parse_args(argv)
+    cert_dir = Path(args.cert_dir)
+    if args.probe:
+        return probe(args.bind, cert_dir, timeout=args.probe_timeout)
+    env_allow = os.environ.get("HELLO_MTLS_ALLOW", "")
+    try:
+        server_context(cert_dir)
+    except (OSError, ValueError) as e:
+        print(f"hello-mtls-server: {cert_dir}: {e}", file=sys.stderr)
+        return 2
+    os.environ.update(
+        HELLO_MTLS_BIND=args.bind,
+        HELLO_MTLS_CERT_DIR=str(cert_dir),
+        HELLO_MTLS_ALLOW=",".join(args.allow) if args.allow is not None else env_allow,
+        HELLO_MTLS_CHECK_INTERVAL=str(args.check_interval),
+        HELLO_MTLS_WORKERS=str(args.workers),
+        HELLO_MTLS_THREADS=str(args.threads),
+    )
+    from gunicorn.app.wsgiapp import WSGIApplication
+
+    sys.argv = [
+        "hello-mtls-server",
+        "-c",
+        "python:mtls_server.gunicorn_conf",
+        "mtls_server:create_app()",
+    ]
+    WSGIApplication("%(prog)s").run()
+    return 0
+
+
+def probe(bind: str, cert_dir: Path, *, timeout: float) -> int:
+    """GET /healthz over mTLS on loopback, with the server's own certificate as the client's.
+
+    This proves what a liveness probe should: the workers answer, and the certificate, key and
+    trust bundle on disk make a valid mTLS handshake. It opens no unauthenticated port.
+    """
+    host, _, port = bind.rpartition(":")
+    host = {"0.0.0.0": "127.0.0.1", "[::]": "::1", "": "127.0.0.1"}.get(host, host.strip("[]"))
+    try:
+        context = client_context(cert_dir)
+        name = context.certificate.identity
+        with socket.create_connection((host, int(port)), timeout=timeout) as raw:
+            with context.wrap_socket(raw, server_hostname=name) as tls:
+                tls.sendall(
+                    f"GET /healthz HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n".encode()
+                )
+                status_line = tls.recv(256).split(b"\r\n", 1)[0].decode(errors="replace")
+                served: PeerCert = tls.getpeercert() or {}
+    except (OSError, ValueError) as e:
+        print(f"unhealthy: {e}", file=sys.stderr)
+        return 1
+    if status_line.split(" ")[1:2] != ["200"]:
+        print(f"unhealthy: {status_line}", file=sys.stderr)
+        return 1
+    print(f"healthy: {status_line}, serving serial {served.get('serialNumber', '?')}")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    env = os.environ.get
+    p = argparse.ArgumentParser(prog="hello-mtls-server", description=__doc__)
+    p.add_argument(
+        "--bind",
+        default=env("HELLO_MTLS_BIND", DEFAULT_BIND),
+        help="HOST:PORT (env HELLO_MTLS_BIND; default %(default)s)",
+    )
+    p.add_argument(
+        "--cert-dir",
+        default=env("HELLO_MTLS_CERT_DIR", DEFAULT_CERT_DIR),
+        help="certificate directory (env HELLO_MTLS_CERT_DIR; default %(default)s)",
+    )
+    p.add_argument(
+        "--allow",
+        action="append",
+        default=None,
+        help="DNS name or SPIFFE ID allowed to get a hello; repeatable "
+        "(env HELLO_MTLS_ALLOW, comma separated; default: every verified client)",
+    )
+    p.add_argument(
+        "--check-interval",
+        type=float,
+        default=float(env("HELLO_MTLS_CHECK_INTERVAL", "1.0")),
+        help="check the certificate directory at most this often, in seconds "
+        "(env HELLO_MTLS_CHECK_INTERVAL; default %(default)s)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=int(env("HELLO_MTLS_WORKERS", "2")),
+        help="gunicorn worker processes (env HELLO_MTLS_WORKERS; default %(default)s)",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=int(env("HELLO_MTLS_THREADS", "4")),
+        help="threads per worker (env HELLO_MTLS_THREADS; default %(default)s)",
+    )
+    p.add_argument(
+        "--probe",
+        action="store_true",
+        help="check the server at --bind over mTLS and exit 0 if healthy "
+        "(for Kubernetes exec probes)",
+    )
+    p.add_argument("--probe-timeout", type=float, default=3.0, help=argparse.SUPPRESS)
+    return p
