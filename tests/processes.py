@@ -1,0 +1,89 @@
+"""Real processes for integration tests: started in their own process group, always stopped."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def running(
+    argv: Sequence[str], log: Path, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``argv`` with stdout+stderr to ``log``; kill its whole process group on exit."""
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            list(argv),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, **(env or {})},
+        )
+    try:
+        yield proc
+    finally:
+        stop(proc)
+
+
+def stop(proc: subprocess.Popen[bytes], timeout: float = 10) -> int:
+    """SIGTERM the process group, then SIGKILL it if it does not exit in time."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        return proc.wait(timeout)
+
+
+def wait_until_healthy(
+    proc: subprocess.Popen[bytes], port: int, cert_dir: Path, log: Path, timeout: float = 30
+) -> None:
+    """Wait until ``hello-mtls-server --probe`` passes (the workers answer over mTLS)."""
+    from mtls_server.cli import probe
+
+    deadline = time.monotonic() + timeout
+    with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
+        with contextlib.redirect_stderr(quiet):
+            while time.monotonic() < deadline:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"server exited {proc.returncode}:\n{log.read_text()}")
+                if probe(f"127.0.0.1:{port}", cert_dir, timeout=1) == 0:
+                    return
+                time.sleep(0.1)
+    raise TimeoutError(f"server not healthy after {timeout} s:\n{log.read_text()}")
+
+
+@contextlib.contextmanager
+def hello_server(
+    cert_dir: Path, log: Path, *args: str, check_interval: float = 1.0, workers: int = 1
+) -> Iterator[int]:
+    """A real ``hello-mtls-server`` on 127.0.0.1; yields its port once it serves."""
+    port = free_port()
+    argv = [
+        str(BIN / "hello-mtls-server"),
+        f"--bind=127.0.0.1:{port}",
+        f"--cert-dir={cert_dir}",
+        f"--check-interval={check_interval}",
+        f"--workers={workers}",
+        *args,
+    ]
+    with running(argv, log) as proc:
+        wait_until_healthy(proc, port, cert_dir, log)
+        yield port
