@@ -1,0 +1,184 @@
+"""``hello-mtls-ca``: create the CA, issue certificates, run the service, rotate the root.
+
+Results go to stdout (JSON for ``status`` and ``rotate-root``), progress and errors to stderr;
+every failure is one line and a non-zero exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from mtls_context import layout
+
+from . import policy, tlspolicy
+from .authority import CA, KeyType
+from .state import State, StateNotFound, Store
+from .stores import open_store
+
+__all__ = ["main"]
+
+_KEY_TYPES = [k.value for k in KeyType]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        result: int = args.run(args)
+        return result
+    except (ValueError, StateNotFound, OSError) as e:
+        print(f"hello-mtls-ca: error: {e}", file=sys.stderr)
+        return 1
+
+
+def _init(args: argparse.Namespace) -> int:
+    store = open_store(args.state)
+    try:
+        store.load()
+    except StateNotFound:
+        pass
+    else:
+        raise ValueError(f"a CA already exists in {store.location}; refusing to replace it")
+    minimum, maximum = (
+        policy.parse_duration(args.min_duration),
+        policy.parse_duration(args.max_duration),
+    )
+    tlspolicy.tls_policy(args.profile)
+    policy.spiffe_id(args.trust_domain, "x", "x")
+    _progress(f"creating a root and an intermediate ({args.key_type}) in {store.location}")
+    state = store.create(
+        State(
+            generations=(CA.create(key_type=KeyType(args.key_type)),),
+            trust_domain=args.trust_domain,
+            tls_profile=args.profile,
+            minimum=minimum,
+            maximum=maximum,
+        )
+    )
+    _print_json(state.status())
+    return 0
+
+
+def _issue(args: argparse.Namespace) -> int:
+    state = open_store(args.state).load()
+    names = [args.name, *args.san]
+    uris = []
+    if args.namespace:
+        policy.check_names(names, namespace=args.namespace, cluster_domain=args.cluster_domain)
+        uris.append(policy.spiffe_id(state.trust_domain, args.namespace, args.service_account))
+    else:
+        policy.check_name_syntax(names)
+    duration = policy.parse_duration(args.duration)
+    policy.check_duration(duration, minimum=state.minimum, maximum=state.maximum)
+    issued = state.signer.issue(
+        *names, uris=uris, valid_for=duration, key_type=KeyType(args.key_type)
+    )
+    _write(args.out, state, issued.chain_pem, issued.key_pem)
+    _progress(f"issued serial {issued.serial:x} for {', '.join(names)} into {args.out}")
+    return 0
+
+
+def _provisioner(args: argparse.Namespace) -> int:
+    state = open_store(args.state).load()
+    uri = policy.provisioner_id(state.trust_domain, args.name)
+    duration = policy.parse_duration(args.duration)
+    policy.check_duration(duration, minimum=state.minimum, maximum=state.maximum)
+    issued = state.signer.issue(
+        uris=[uri], common_name=args.name, valid_for=duration, client_only=True
+    )
+    _write(args.out, state, issued.chain_pem, issued.key_pem)
+    _progress(f"issued provisioner credential {uri} into {args.out}")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    _print_json(open_store(args.state).load().status())
+    return 0
+
+
+def _rotate_root(args: argparse.Namespace) -> int:
+    store: Store = open_store(args.state)
+
+    def step(state: State) -> State:
+        expected = args.from_phase or state.phase
+        _progress(f"advancing root rotation from '{expected}'")
+        return state.rotated(expected=expected)
+
+    _print_json(store.update(step).status())
+    return 0
+
+
+def _write(out: Path, state: State, chain: bytes, key: bytes | None) -> None:
+    assert key is not None  # the CLI always makes the key itself
+    layout.write_version(
+        out,
+        {
+            layout.CERT: chain,
+            layout.KEY: key,
+            layout.CA: state.bundle_pem,
+            layout.POLICY: tlspolicy.render(state.tls_profile),
+        },
+    )
+
+
+def _progress(message: str) -> None:
+    print(f"hello-mtls-ca: {message}", file=sys.stderr)
+
+
+def _print_json(document: object) -> None:
+    print(json.dumps(document, indent=2))
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hello-mtls-ca", description="The hello-mtls certificate authority."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    state_help = "CA state: a directory, or k8s:NAMESPACE/SECRET in a cluster"
+
+    init = commands.add_parser("init", help="create a root and an intermediate CA")
+    init.add_argument("--state", required=True, help=state_help)
+    init.add_argument("--trust-domain", default="cluster.local", help="SPIFFE trust domain")
+    init.add_argument("--profile", default="intermediate", choices=list(tlspolicy.PROFILES))
+    init.add_argument("--key-type", default=KeyType.ECDSA_P256.value, choices=_KEY_TYPES)
+    init.add_argument("--min-duration", default="5m", help="shortest leaf lifetime (default 5m)")
+    init.add_argument("--max-duration", default="30d", help="longest leaf lifetime (default 30d)")
+    init.set_defaults(run=_init)
+
+    issue = commands.add_parser("issue", help="issue a key and certificate into a directory")
+    issue.add_argument("--state", required=True, help=state_help)
+    issue.add_argument("--name", required=True, help="primary DNS name or IP (also the CN)")
+    issue.add_argument("--san", action="append", default=[], help="another DNS name or IP")
+    issue.add_argument("--duration", default="24h", help="lifetime, e.g. 90m, 24h (default 24h)")
+    issue.add_argument("--namespace", help="apply the namespace name rule; add a SPIFFE ID")
+    issue.add_argument("--service-account", default="default", help="for the SPIFFE ID")
+    issue.add_argument("--cluster-domain", default="cluster.local")
+    issue.add_argument("--key-type", default=KeyType.ECDSA_P256.value, choices=_KEY_TYPES)
+    issue.add_argument("--out", required=True, type=Path, help="certificate directory to write")
+    issue.set_defaults(run=_issue)
+
+    prov = commands.add_parser("provisioner", help="issue a credential that may call POST /sign")
+    prov.add_argument("--state", required=True, help=state_help)
+    prov.add_argument("--name", required=True, help="provisioner name, one DNS label")
+    prov.add_argument("--duration", default="7d", help="lifetime (default 7d)")
+    prov.add_argument("--out", required=True, type=Path, help="certificate directory to write")
+    prov.set_defaults(run=_provisioner)
+
+    rotate = commands.add_parser("rotate-root", help="advance the root rotation by one step")
+    rotate.add_argument("--state", required=True, help=state_help)
+    rotate.add_argument(
+        "--from",
+        dest="from_phase",
+        choices=["idle", "both-trusted", "new-signing"],
+        help="only advance if the rotation is in this phase",
+    )
+    rotate.set_defaults(run=_rotate_root)
+
+    status = commands.add_parser("status", help="print the CA state as JSON (no keys)")
+    status.add_argument("--state", required=True, help=state_help)
+    status.set_defaults(run=_status)
+    return parser

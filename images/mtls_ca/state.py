@@ -1,0 +1,264 @@
+"""The CA's persisted state and the directory it lives in locally.
+
+One JSON document holds everything: the CA generations (root + intermediate with their keys),
+the rotation phase, the TLS profile, the trust domain and the duration bounds. Locally it is
+``DIR/state.json`` (mode 0600 in a 0700 directory), replaced atomically under an ``fcntl`` lock so
+several CLI runs and service workers never lose each other's writes. In a cluster the same
+document lives in a Secret (`mtls_ca.k8s_state`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import fcntl
+import hashlib
+import json
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+from . import policy, rotation, tlspolicy
+from .authority import CA, fingerprint
+
+__all__ = ["DirectoryStore", "State", "Store", "StateNotFound"]
+
+_FORMAT = 1
+
+
+class StateNotFound(LookupError):
+    """No CA state exists at the location yet (run ``hello-mtls-ca init``)."""
+
+
+@dataclass(frozen=True)
+class State:
+    """Everything the CA persists. Change it with `dataclasses.replace`.
+
+    Attributes:
+        generations: CAs whose roots are trusted, oldest first (two during a root rotation).
+        phase: the root rotation phase (`mtls_ca.rotation`).
+        trust_domain: of the SPIFFE IDs in leaves.
+        tls_profile: ``intermediate`` or ``modern``.
+        minimum: shortest leaf lifetime the CA signs.
+        maximum: longest leaf lifetime the CA signs.
+    """
+
+    generations: tuple[CA, ...]
+    phase: str = rotation.IDLE
+    trust_domain: str = "cluster.local"
+    tls_profile: str = "intermediate"
+    minimum: datetime.timedelta = policy.DEFAULT_MINIMUM
+    maximum: datetime.timedelta = policy.DEFAULT_MAXIMUM
+
+    def __post_init__(self) -> None:
+        rotation.signing_index(self.phase, len(self.generations))
+        tlspolicy.tls_policy(self.tls_profile)
+        if self.minimum > self.maximum:
+            raise ValueError(
+                f"minimum duration {policy.format_duration(self.minimum)} is above the maximum "
+                f"{policy.format_duration(self.maximum)}"
+            )
+
+    @property
+    def signer(self) -> CA:
+        """The generation whose intermediate signs leaves now."""
+        return self.generations[rotation.signing_index(self.phase, len(self.generations))]
+
+    @property
+    def bundle_pem(self) -> bytes:
+        """``ca.crt``: every trusted root, oldest first."""
+        return b"".join(ca.root_pem for ca in self.generations)
+
+    @property
+    def bundle_sha256(self) -> str:
+        return hashlib.sha256(self.bundle_pem).hexdigest()
+
+    @property
+    def tls_policy(self) -> dict[str, str]:
+        return tlspolicy.tls_policy(self.tls_profile)
+
+    def status(self) -> dict[str, Any]:
+        """What ``hello-mtls-ca status`` prints and ``GET /status`` answers; no key material."""
+        signer = self.signer
+        return {
+            "phase": self.phase,
+            "trust_domain": self.trust_domain,
+            "roots": [
+                {
+                    "fingerprint_sha256": fingerprint(ca.root),
+                    "not_after": _rfc3339(ca.root.not_valid_after_utc),
+                    "subject": ca.root.subject.rfc4514_string(),
+                }
+                for ca in self.generations
+            ],
+            "signing": {
+                "intermediate_fingerprint_sha256": fingerprint(signer.intermediate),
+                "intermediate_not_after": _rfc3339(signer.intermediate.not_valid_after_utc),
+                "root_fingerprint_sha256": fingerprint(signer.root),
+            },
+            "tls_policy": self.tls_policy,
+            "bundle_sha256": self.bundle_sha256,
+            "durations": {
+                "minimum": policy.format_duration(self.minimum),
+                "maximum": policy.format_duration(self.maximum),
+            },
+        }
+
+    def to_json(self) -> bytes:
+        """The persisted form, including the CA keys: store it only where keys may live."""
+        generations = []
+        for ca in self.generations:
+            root, root_key, intermediate, intermediate_key = ca.to_pem()
+            generations.append(
+                {
+                    "root": root.decode(),
+                    "root_key": root_key.decode(),
+                    "intermediate": intermediate.decode(),
+                    "intermediate_key": intermediate_key.decode(),
+                }
+            )
+        document = {
+            "format": _FORMAT,
+            "phase": self.phase,
+            "trust_domain": self.trust_domain,
+            "tls_profile": self.tls_profile,
+            "minimum": policy.format_duration(self.minimum),
+            "maximum": policy.format_duration(self.maximum),
+            "generations": generations,
+        }
+        return json.dumps(document, indent=2).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> State:
+        """Load what `State.to_json` wrote.
+
+        Raises:
+            ValueError: if the document is not a CA state of a known format.
+        """
+        try:
+            document = json.loads(data)
+            if document.get("format") != _FORMAT:
+                raise ValueError(f"CA state format {document.get('format')!r} is not {_FORMAT}")
+            generations = tuple(
+                CA.from_pem(
+                    g["root"].encode(),
+                    g["root_key"].encode(),
+                    g["intermediate"].encode(),
+                    g["intermediate_key"].encode(),
+                )
+                for g in document["generations"]
+            )
+            return cls(
+                generations=generations,
+                phase=document["phase"],
+                trust_domain=document["trust_domain"],
+                tls_profile=document["tls_profile"],
+                minimum=policy.parse_duration(document["minimum"]),
+                maximum=policy.parse_duration(document["maximum"]),
+            )
+        except (KeyError, TypeError, AttributeError, json.JSONDecodeError) as e:
+            raise ValueError(f"CA state is damaged: {type(e).__name__}: {e}") from None
+
+    def rotated(self, *, expected: str) -> State:
+        """This state one root rotation step further (`mtls_ca.rotation.advance`).
+
+        Raises:
+            mtls_ca.rotation.PhaseMismatch: if the phase is not ``expected``.
+        """
+        key_type = self.signer.key_type
+        phase, generations = rotation.advance(
+            self.phase,
+            self.generations,
+            expected=expected,
+            new_ca=lambda: CA.create(key_type=key_type),
+        )
+        return replace(self, phase=phase, generations=generations)
+
+
+class Store(Protocol):
+    """Where a `State` lives. Every change goes through `update`, atomically."""
+
+    location: str
+
+    def load(self) -> State:
+        """The current state. Raises `StateNotFound` if there is none."""
+        ...
+
+    def create(self, state: State) -> State:
+        """Store ``state`` unless a state exists already; return the one that is stored."""
+        ...
+
+    def update(self, change: Callable[[State], State]) -> State:
+        """Apply ``change`` to the current state atomically; return the new state."""
+        ...
+
+    def version(self) -> str:
+        """A token that changes whenever the stored state changes."""
+        ...
+
+
+class DirectoryStore:
+    """The state in ``DIR/state.json``; writers serialise on ``DIR/.lock`` with ``fcntl``."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.location = str(directory)
+        self._path = directory / "state.json"
+
+    def load(self) -> State:
+        try:
+            data = self._path.read_bytes()
+        except FileNotFoundError:
+            hint = f"run: hello-mtls-ca init --state {self.directory}"
+            raise StateNotFound(f"no CA state in {self.directory} ({hint})") from None
+        return State.from_json(data)
+
+    def create(self, state: State) -> State:
+        with self._locked():
+            if self._path.exists():
+                return self.load()
+            self._write(state)
+            return state
+
+    def update(self, change: Callable[[State], State]) -> State:
+        with self._locked():
+            new = change(self.load())
+            self._write(new)
+            return new
+
+    def version(self) -> str:
+        try:
+            st = self._path.stat()
+        except FileNotFoundError:
+            return ""
+        return f"{st.st_ino}:{st.st_mtime_ns}:{st.st_size}"
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(self.directory / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def _write(self, state: State) -> None:
+        tmp = self._path.with_name(f".state.json.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(state.to_json())
+            f.flush()
+            os.fsync(f.fileno())
+        os.rename(tmp, self._path)
+        dir_fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def _rfc3339(moment: datetime.datetime) -> str:
+    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

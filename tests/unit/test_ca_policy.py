@@ -1,0 +1,234 @@
+"""The CA's name and duration rules, with the exact message of every rejection."""
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+
+from mtls_ca.policy import (
+    MAX_NAMES,
+    check_duration,
+    check_name_syntax,
+    check_names,
+    format_duration,
+    parse_duration,
+    provisioner_id,
+    spiffe_id,
+)
+
+M = datetime.timedelta(minutes=1)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("90m", 90 * M),
+        ("24h", 24 * 60 * M),
+        ("1h30m", 90 * M),
+        ("30s", datetime.timedelta(seconds=30)),
+        ("7d", datetime.timedelta(days=7)),
+        ("1d2h3m4s", datetime.timedelta(days=1, hours=2, minutes=3, seconds=4)),
+    ],
+)
+def test_parse_duration(text: str, expected: datetime.timedelta) -> None:
+    assert parse_duration(text) == expected
+    assert parse_duration(format_duration(expected)) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "duration '' is not like 90m, 24h, 1h30m or 30s"),
+        ("90", "duration '90' is not like 90m, 24h, 1h30m or 30s"),
+        ("1.5h", "duration '1.5h' is not like 90m, 24h, 1h30m or 30s"),
+        ("-5m", "duration '-5m' is not like 90m, 24h, 1h30m or 30s"),
+        ("30m1h", "duration '30m1h' is not like 90m, 24h, 1h30m or 30s"),
+        (" 1h", "duration ' 1h' is not like 90m, 24h, 1h30m or 30s"),
+        ("1H", "duration '1H' is not like 90m, 24h, 1h30m or 30s"),
+        ("0s", "duration '0s' must be longer than zero"),
+        ("0h0m", "duration '0h0m' must be longer than zero"),
+        ("999999999999d", "duration '999999999999d' is too long"),
+        ("9" * 40 + "s", "duration '" + "9" * 32 + "...' is too long"),
+    ],
+)
+def test_parse_duration_rejects(text: str, message: str) -> None:
+    with pytest.raises(ValueError) as info:
+        parse_duration(text)
+    assert str(info.value) == message
+
+
+def test_check_duration_bounds() -> None:
+    check_duration(5 * M)
+    check_duration(datetime.timedelta(days=30))
+    check_duration(M, minimum=M, maximum=M)
+    with pytest.raises(ValueError) as low:
+        check_duration(2 * M)
+    assert str(low.value) == "duration 2m is below the CA minimum of 5m"
+    with pytest.raises(ValueError) as high:
+        check_duration(datetime.timedelta(days=31))
+    assert str(high.value) == "duration 31d is above the CA maximum of 30d"
+    with pytest.raises(ValueError) as custom:
+        check_duration(90 * M, minimum=M, maximum=60 * M)
+    assert str(custom.value) == "duration 1h30m is above the CA maximum of 1h"
+
+
+def test_format_duration() -> None:
+    assert format_duration(datetime.timedelta(0)) == "0s"
+    assert format_duration(datetime.timedelta(days=1, seconds=61)) == "1d1m1s"
+
+
+ACCEPTED = [
+    ["web.demo"],
+    ["web.demo.svc"],
+    ["web.demo.svc.cluster.local"],
+    ["10-0-0-7.demo.pod.cluster.local"],
+    ["web.demo", "web.demo.svc", "10.0.0.7", "fd00::7"],
+    ["xn--bcher-kva.demo"],  # bücher
+    ["xn--80ak6aa92e.demo"],  # Cyrillic only: a whole-script look-alike, documented as allowed
+    ["xn--q9jyb4c.demo"],  # Japanese kana: one script
+    ["a" * 63 + ".demo"],
+]
+
+
+@pytest.mark.parametrize("names", ACCEPTED)
+def test_check_names_accepts(names: list[str]) -> None:
+    check_names(names, namespace="demo")
+
+
+def test_check_names_extra_allowed() -> None:
+    extra = ["api.example.com", "*.demo.example.com"]
+    check_names(["api.example.com", "x.demo.example.com"], namespace="demo", extra_allowed=extra)
+    for name in ("demo.example.com", "a.b.demo.example.com", "www.example.com"):
+        with pytest.raises(ValueError, match=f"^name '{name}' is not under namespace 'demo'$"):
+            check_names([name], namespace="demo", extra_allowed=extra)
+
+
+def test_check_names_other_cluster_domain() -> None:
+    check_names(["web.demo.svc.corp.internal"], namespace="demo", cluster_domain="corp.internal")
+    with pytest.raises(ValueError):
+        check_names(
+            ["web.demo.svc.cluster.local"], namespace="demo", cluster_domain="corp.internal"
+        )
+
+
+LONG = ".".join(c * 60 for c in "abcde") + ".demo"
+REJECTED = [
+    ([], "at least one name is required"),
+    (
+        [f"n{i}.demo" for i in range(MAX_NAMES + 1)],
+        f"{MAX_NAMES + 1} names requested; at most {MAX_NAMES} are allowed",
+    ),
+    ([""], "empty name"),
+    (["web.other"], "name 'web.other' is not under namespace 'demo'"),
+    (["web.demo", "db.other.svc"], "name 'db.other.svc' is not under namespace 'demo'"),
+    (["demo"], "name 'demo' is not under namespace 'demo'"),
+    (["a.b.demo"], "name 'a.b.demo' is not under namespace 'demo'"),
+    (
+        ["web.demo.svc.cluster.local.evil.com"],
+        "name 'web.demo.svc.cluster.local.evil.com' is not under namespace 'demo'",
+    ),
+    (["web.demo.pod"], "name 'web.demo.pod' is not under namespace 'demo'"),
+    (["example.com"], "name 'example.com' is not under namespace 'demo'"),
+    (["*.demo"], "wildcard name '*.demo' is not allowed"),
+    (["w*b.demo"], "wildcard name 'w*b.demo' is not allowed"),
+    (["Web.demo"], "name 'Web.demo' must be lower case"),
+    (["web_1.demo"], "name 'web_1.demo' may only contain a-z, 0-9, '-' and '.'"),
+    (["web demo"], "name 'web demo' may only contain a-z, 0-9, '-' and '.'"),
+    (["web.demo/x"], "name 'web.demo/x' may only contain a-z, 0-9, '-' and '.'"),
+    (["http://web.demo"], "name 'http://web.demo' may only contain a-z, 0-9, '-' and '.'"),
+    (["web.demo."], "name 'web.demo.' must not end with a dot"),
+    (["web..demo"], "name 'web..demo' has an empty label"),
+    ([".demo"], "name '.demo' has an empty label"),
+    (["-web.demo"], "name '-web.demo' has a label that starts or ends with '-'"),
+    (["web-.demo"], "name 'web-.demo' has a label that starts or ends with '-'"),
+    (["a" * 64 + ".demo"], f"name '{'a' * 60}...' has a label longer than 63 characters"),
+    ([LONG], f"name '{LONG[:60]}...' is longer than 253 characters"),
+    (["1.2.3"], "name '1.2.3' is neither a DNS name nor an IP address"),
+    (["999.1.1.1"], "name '999.1.1.1' is neither a DNS name nor an IP address"),
+    (["0.0.0.0"], "IP address '0.0.0.0' cannot identify a workload"),
+    (["::"], "IP address '::' cannot identify a workload"),
+    (["224.0.0.1"], "IP address '224.0.0.1' cannot identify a workload"),
+    (["bücher.demo"], "name 'bücher.demo' is not ASCII; give international names as xn-- labels"),
+    (
+        ["wеb.demo"],
+        "name 'wеb.demo' is not ASCII; give international names as xn-- labels",
+    ),  # Cyrillic е
+    (
+        ["web\u200b.demo"],
+        "name 'web\u200b.demo' is not ASCII; give international names as xn-- labels",
+    ),
+    (
+        ["xn--pypl-53dc.demo"],
+        "name 'xn--pypl-53dc.demo' mixes scripts in label 'xn--pypl-53dc' ('pаypаl')",
+    ),
+    (["xn--abc-.demo"], "name 'xn--abc-.demo' has a label that starts or ends with '-'"),
+    (["xn--abc.demo"], "name 'xn--abc.demo' has an invalid punycode label 'xn--abc'"),
+    (["xn--web-.demo"], "name 'xn--web-.demo' has a label that starts or ends with '-'"),
+    (["xn--web-aaa.demo"], "name 'xn--web-aaa.demo' has an invalid punycode label 'xn--web-aaa'"),
+    (["xn--ls8h.demo"], "name 'xn--ls8h.demo' has a label 'xn--ls8h' with symbols ('\U0001f4a9')"),
+    (["ab--web.demo"], "name 'ab--web.demo' has a reserved label 'ab--web'"),
+    ([None], "name None is not a string"),
+]
+
+
+@pytest.mark.parametrize(("names", "message"), REJECTED, ids=range(len(REJECTED)))
+def test_check_names_rejects(names: list[str], message: str) -> None:
+    with pytest.raises(ValueError) as info:
+        check_names(names, namespace="demo")
+    assert str(info.value) == message
+
+
+def test_rejection_table_is_big_enough() -> None:
+    assert len(REJECTED) >= 25
+
+
+def test_check_name_syntax_has_no_namespace_rule() -> None:
+    check_name_syntax(["localhost", "example.com", "127.0.0.1"])
+    with pytest.raises(ValueError, match="^wildcard name"):
+        check_name_syntax(["*.example.com"])
+
+
+def test_check_names_rejects_a_bad_namespace() -> None:
+    with pytest.raises(ValueError) as info:
+        check_names(["web.Demo"], namespace="Demo")
+    assert str(info.value) == "name 'web.Demo' must be lower case"
+    with pytest.raises(ValueError) as ns:
+        check_names(["10.0.0.1"], namespace="de_mo")
+    assert str(ns.value) == "namespace 'de_mo' is not a valid namespace name"
+
+
+def test_spiffe_id() -> None:
+    assert spiffe_id("cluster.local", "demo", "web") == "spiffe://cluster.local/ns/demo/sa/web"
+    assert (
+        spiffe_id("example.org", "demo", "build.bot") == "spiffe://example.org/ns/demo/sa/build.bot"
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("", "demo", "web"), "trust domain '' is not a lower-case DNS name"),
+        (
+            ("Cluster.local", "demo", "web"),
+            "trust domain 'Cluster.local' is not a lower-case DNS name",
+        ),
+        (("a/b", "demo", "web"), "trust domain 'a/b' is not a lower-case DNS name"),
+        (("cluster.local", "de/mo", "web"), "namespace 'de/mo' is not a valid namespace name"),
+        (("cluster.local", "", "web"), "namespace '' is not a valid namespace name"),
+        (("cluster.local", "demo", ""), "service account '' is not a valid name"),
+        (("cluster.local", "demo", "we/b"), "service account 'we/b' is not a valid name"),
+    ],
+)
+def test_spiffe_id_rejects(args: tuple[str, str, str], message: str) -> None:
+    with pytest.raises(ValueError) as info:
+        spiffe_id(*args)
+    assert str(info.value) == message
+
+
+def test_provisioner_id() -> None:
+    uri = provisioner_id("cluster.local", "operator")
+    assert uri == "spiffe://cluster.local/hello-mtls/provisioner/operator"
+    with pytest.raises(ValueError) as info:
+        provisioner_id("cluster.local", "op/../ns")
+    assert str(info.value) == "provisioner name 'op/../ns' is not a lower-case DNS label"
