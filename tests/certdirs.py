@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import trustme
+from cryptography import x509
 
 from mtls_context import CA, CERT, INTERMEDIATE_CIPHERS, KEY, POLICY, write_version
 
@@ -75,3 +76,9 @@ def publish(
 ) -> Path:
     """Write a new kubelet-style version of ``directory``."""
     return write_version(directory, files(leaf, trusted, policy))
+
+
+def serial_of(leaf: trustme.LeafCert) -> str:
+    """The leaf's serial as lowercase hex, read with cryptography (independent of ``ssl``)."""
+    cert = x509.load_pem_x509_certificate(leaf.cert_chain_pems[0].bytes())
+    return format(cert.serial_number, "x")

@@ -1,12 +1,18 @@
 """The example server and client as real processes on 127.0.0.1."""
 
 import json
+import ssl
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import certifi
 import pytest
+import requests
+from requests.adapters import HTTPAdapter
 
+import mtls_client
 from certdirs import Issuer, publish
 from mtls_context import client_context, server_context
 from processes import BIN, hello_server
@@ -116,3 +122,37 @@ def test_allow_list_gives_403_with_a_one_line_reason(
         403,
         "intruder.test is not on this server's allow-list",
     )
+
+
+class InjectedContextAdapter(HTTPAdapter):
+    """The obvious way to use a custom context with requests; it leaks other roots into it."""
+
+    def __init__(self, context: ssl.SSLContext) -> None:
+        self.context = context
+        super().__init__()
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, ssl_context=self.context, **kwargs)
+
+
+def roots_after_requests(session: requests.Session, context: ssl.SSLContext, url: str) -> int:
+    for _ in range(2):
+        session.get(url, timeout=10).close()
+    return int(context.cert_store_stats()["x509_ca"])
+
+
+def test_certifi_and_requests_ca_bundle_never_enter_the_context(
+    server: int, tmp_path: Path, issuer: Issuer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", certifi.where())
+    cert_dir = client_dir(tmp_path, issuer, "client.test")
+    url = f"https://localhost:{server}/"
+    ours = mtls_client.session(cert_dir)
+    adapter = ours.get_adapter(url)
+    assert isinstance(adapter, mtls_client.ReloadingAdapter)
+    naive_context = client_context(cert_dir)
+    naive = requests.Session()
+    naive.mount("https://", InjectedContextAdapter(naive_context))
+
+    assert roots_after_requests(ours, adapter._context, url) == 1
+    assert roots_after_requests(naive, naive_context, url) > 100
