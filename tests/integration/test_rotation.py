@@ -1,7 +1,9 @@
-"""Rotation under load: clients loop for the whole test while leaves and the root rotate."""
+"""Rotation under load: clients loop for the whole test while hello-mtls-ca re-issues every
+leaf again and again and rotates its root (both-trusted, new-signing, idle)."""
 
 import contextlib
 import json
+import shutil
 import socket
 import ssl
 import time
@@ -9,77 +11,78 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import trustme
 
-from certdirs import Issuer, publish, serial_of
+import ca_cli
+from mtls_context import CA, CERT, KEY, write_version
 from mtls_context.identity import serial
 from processes import BIN, hello_server, running, stop
 
 CHECK_INTERVAL = 0.5
 CLIENTS = 3
 LEAF_ROTATIONS = 10
-# A new version is on disk; every process sees it by its next check (plus a busy machine's slack).
+# A new version is on disk; every process has seen it after its next check (plus slack).
 SETTLE = CHECK_INTERVAL * 3
 
 
-def served_serial(port: int, trusted: list[Issuer], client: trustme.LeafCert) -> str:
-    """The serial the server presents on a brand-new connection."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    for issuer in trusted:
-        issuer.root.configure_trust(context)
-    client.configure_cert(context)
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
-        with context.wrap_socket(raw, server_hostname="localhost") as tls:
-            tls.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-            assert tls.recv(4096).startswith(b"HTTP/1.1 200 ")  # TLS 1.3: refusals arrive here
-            cert = tls.getpeercert()
-            assert cert is not None
-            return serial(cert)
-
-
 class Fleet:
-    """The server's and the clients' certificate directories, rotated together."""
+    """The CA state and the certificate directories of the server and its clients."""
 
-    def __init__(self, root: Path, issuer: Issuer) -> None:
+    def __init__(self, root: Path) -> None:
+        self.state = root / "ca"
         self.server_dir = root / "server"
         self.client_dirs = [root / f"client-{i}" for i in range(CLIENTS)]
-        self.signer = issuer
-        self.trusted = [issuer]
-        self.server_leaf = self.client_leaf = issuer.issue("localhost")
+        ca_cli.init(self.state)
         self.reissue()
 
     def reissue(self) -> str:
-        """New leaves for everybody from the current signer; returns the server's new serial."""
-        self.server_leaf = self.signer.issue("localhost")
-        publish(self.server_dir, self.server_leaf, self.trusted)
+        """New leaves (and the current bundle) for everybody; returns the server's serial."""
         for i, directory in enumerate(self.client_dirs):
-            self.client_leaf = self.signer.issue(f"client-{i}.test")
-            publish(directory, self.client_leaf, self.trusted)
-        return serial_of(self.server_leaf)
+            ca_cli.issue(self.state, directory, f"client-{i}.test")
+        return ca_cli.issue(self.state, self.server_dir, "localhost")
 
-    def trust(self, issuers: list[Issuer]) -> None:
-        """Same leaves, new bundle."""
-        self.trusted = issuers
-        publish(self.server_dir, self.server_leaf, issuers)
-        for directory in self.client_dirs:
-            publish(directory, self.client_leaf, issuers)
+    def served_serial(self, port: int, cert_dir: Path | None = None) -> str:
+        """The serial the server presents on a brand-new connection from a client."""
+        cert_dir = cert_dir or self.client_dirs[0]
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.load_verify_locations(cert_dir / CA)
+        context.load_cert_chain(cert_dir / CERT, cert_dir / KEY)
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+            with context.wrap_socket(raw, server_hostname="localhost") as tls:
+                tls.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                status = tls.recv(4096)  # TLS 1.3: a refused client certificate surfaces here
+                assert status.startswith(b"HTTP/1.1 200 "), status
+                cert = tls.getpeercert()
+                assert cert is not None
+                return serial(cert)
 
 
 @pytest.fixture
 def fleet(tmp_path: Path) -> Fleet:
-    return Fleet(tmp_path, Issuer())
+    return Fleet(tmp_path)
 
 
 @pytest.fixture
 def server(fleet: Fleet, tmp_path: Path) -> Iterator[int]:
-    with hello_server(
-        fleet.server_dir, tmp_path / "server.log", check_interval=CHECK_INTERVAL, workers=2
-    ) as port:
+    log = tmp_path / "server.log"
+    with hello_server(fleet.server_dir, log, check_interval=CHECK_INTERVAL, workers=2) as port:
         yield port
 
 
 def test_rotations_under_load_fail_no_request(fleet: Fleet, server: int, tmp_path: Path) -> None:
     logs = [tmp_path / f"client-{i}.jsonl" for i in range(CLIENTS)]
+    old_state = tmp_path / "old-ca"
+    shutil.copytree(fleet.state, old_state)
+    delays: list[float] = []
+
+    def rotate_leaves() -> None:
+        new_serial = fleet.reissue()
+        written = time.monotonic()
+        while fleet.served_serial(server) != new_serial:
+            assert time.monotonic() - written < CHECK_INTERVAL + 2.0, "new serial not served"
+            time.sleep(0.02)
+        delays.append(time.monotonic() - written)
+        time.sleep(SETTLE)
+
     with contextlib.ExitStack() as stack:
         clients = [
             stack.enter_context(
@@ -97,37 +100,27 @@ def test_rotations_under_load_fail_no_request(fleet: Fleet, server: int, tmp_pat
             for directory, log in zip(fleet.client_dirs, logs, strict=True)
         ]
         time.sleep(SETTLE)
-        delays = []
+        for _ in range(LEAF_ROTATIONS - 3):
+            rotate_leaves()
+        for phase in ("idle", "both-trusted", "new-signing"):
+            ca_cli.rotate_root(fleet.state, phase)
+            rotate_leaves()  # distributes the new bundle, and leaves from the signing root
 
-        def rotate_leaves(times: int) -> None:
-            for _ in range(times):
-                new_serial = fleet.reissue()
-                written = time.monotonic()
-                while served_serial(server, fleet.trusted, fleet.client_leaf) != new_serial:
-                    assert time.monotonic() - written < CHECK_INTERVAL + 2.0, "not served"
-                    time.sleep(0.02)
-                delays.append(time.monotonic() - written)
-                time.sleep(SETTLE)
-
-        old = fleet.signer
-        new = Issuer()
-        rotate_leaves(LEAF_ROTATIONS // 2)
-        fleet.trust([old, new])  # 1. everybody trusts both roots
-        time.sleep(SETTLE)
-        fleet.signer = new  # 2. leaves from the new root
-        rotate_leaves(1)
-        fleet.trust([new])  # 3. the old root is dropped
-        time.sleep(SETTLE)
-        rotate_leaves(LEAF_ROTATIONS - LEAF_ROTATIONS // 2)
-
+        straggler = tmp_path / "straggler"
+        ca_cli.issue(old_state, straggler, "straggler.test")
+        write_version(straggler, {**_files(straggler), CA: (fleet.server_dir / CA).read_bytes()})
         with pytest.raises(ssl.SSLError, match="UNKNOWN_CA"):
-            served_serial(server, [new], old.issue("straggler.test"))
+            fleet.served_serial(server, straggler)
         for proc in clients:
             assert stop(proc) == 0
 
     lines = [json.loads(line) for log in logs for line in log.read_text().splitlines()]
-    failures = [line for line in lines if line["error"] is not None]
-    assert failures == []
+    assert [line for line in lines if line["error"] is not None] == []
     assert len(lines) > 100 * CLIENTS
-    assert len({line["client_serial"] for line in lines}) > LEAF_ROTATIONS * CLIENTS
+    assert len({line["client_serial"] for line in lines}) >= LEAF_ROTATIONS * CLIENTS
+    assert len(delays) == LEAF_ROTATIONS
     assert max(delays) <= CHECK_INTERVAL + 0.5
+
+
+def _files(directory: Path) -> dict[str, bytes]:
+    return {name: (directory / name).read_bytes() for name in (CERT, KEY)}

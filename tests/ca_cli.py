@@ -1,0 +1,50 @@
+"""The real ``hello-mtls-ca`` command line, for tests that need certificates from our own CA."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from cryptography import x509
+
+from mtls_context import CERT
+from processes import BIN
+
+
+def ca(*args: str) -> str:
+    """Run ``hello-mtls-ca ARGS``; returns stdout, raises with stderr on failure."""
+    done = subprocess.run(
+        [str(BIN / "hello-mtls-ca"), *args], capture_output=True, text=True, timeout=60
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"hello-mtls-ca {' '.join(args)}: {done.stderr.strip()}")
+    return done.stdout
+
+
+def init(state: Path, *args: str) -> dict[str, object]:
+    return dict(json.loads(ca("init", f"--state={state}", "--min-duration=30s", *args)))
+
+
+def issue(state: Path, out: Path, name: str, *sans: str, duration: str = "1h") -> str:
+    """Issue a leaf into ``out`` (kubelet-style); returns its serial as lowercase hex."""
+    ca(
+        "issue",
+        f"--state={state}",
+        f"--name={name}",
+        *(f"--san={s}" for s in sans),
+        f"--duration={duration}",
+        f"--out={out}",
+    )
+    return serial(out)
+
+
+def rotate_root(state: Path, phase: str) -> str:
+    """Advance the root rotation from ``phase``; returns the new phase."""
+    return str(json.loads(ca("rotate-root", f"--state={state}", f"--from={phase}"))["phase"])
+
+
+def serial(cert_dir: Path) -> str:
+    """The serial of the leaf in ``cert_dir``, read with cryptography."""
+    leaf = x509.load_pem_x509_certificate((cert_dir / CERT).read_bytes())
+    return format(leaf.serial_number, "x")
