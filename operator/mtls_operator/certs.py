@@ -1,0 +1,120 @@
+"""Keys, CSRs and what a Secret's certificate says about itself. Pure functions.
+
+The operator makes every key itself (the CA never sees a private key) and reads Secrets back
+with `inspect`, so every decision about a Secret is taken on what it really holds, not on
+annotations someone could have edited.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from mtls_context import CA, CERT, KEY, POLICY
+from mtls_operator.claims import Claim
+
+__all__ = ["Inspection", "inspect", "needs_renewal", "new_key_and_csr", "sha256_hex"]
+
+
+def new_key_and_csr(claim: Claim) -> tuple[bytes, bytes]:
+    """A fresh ECDSA P-256 key (PKCS#8 PEM) and a CSR for ``claim``'s names (PEM)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    sans: list[x509.GeneralName] = []
+    for name in claim.names:
+        try:
+            sans.append(x509.IPAddress(ipaddress.ip_address(name)))
+        except ValueError:
+            sans.append(x509.DNSName(name))
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, claim.names[0])]))
+        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return key_pem, csr.public_bytes(serialization.Encoding.PEM)
+
+
+def sha256_hex(data: bytes) -> str:
+    """The hex SHA-256 of ``data``: how the CA names its bundle (``bundle_sha256``)."""
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass(frozen=True)
+class Inspection:
+    """What a Secret's data holds. ``problem`` is set when it cannot be used at all."""
+
+    problem: str | None
+    serial: str = ""
+    not_before: datetime.datetime | None = None
+    not_after: datetime.datetime | None = None
+    intermediate_sha256: str = ""
+    """Fingerprint of the certificate that signed the leaf (second in ``tls.crt``)."""
+    bundle_sha256: str = ""
+    policy: bytes = b""
+
+
+def inspect(data: Mapping[str, bytes]) -> Inspection:
+    """Read a Secret's decoded ``data``: is it complete, does the key match, who signed it.
+
+    Never raises for bad content: a missing file, garbage, a key that does not match the leaf
+    or a leaf not signed by the certificate after it all come back as ``problem``.
+    """
+    missing = [name for name in (CERT, KEY, CA, POLICY) if not data.get(name)]
+    if missing:
+        return Inspection(problem=f"missing {', '.join(missing)}")
+    try:
+        chain = x509.load_pem_x509_certificates(data[CERT])
+        key = serialization.load_pem_private_key(data[KEY], password=None)
+    except ValueError:
+        return Inspection(problem="tls.crt or tls.key is not valid PEM")
+    if len(chain) < 2:
+        return Inspection(problem="tls.crt holds no intermediate")
+    leaf, intermediate = chain[0], chain[1]
+    public = serialization.PublicFormat.SubjectPublicKeyInfo
+    if key.public_key().public_bytes(
+        serialization.Encoding.DER, public
+    ) != leaf.public_key().public_bytes(serialization.Encoding.DER, public):
+        return Inspection(problem="tls.key does not match tls.crt")
+    try:
+        leaf.verify_directly_issued_by(intermediate)
+    except (ValueError, TypeError, InvalidSignature):
+        return Inspection(problem="tls.crt is not signed by its intermediate")
+    return Inspection(
+        problem=None,
+        serial=f"{leaf.serial_number:x}",
+        not_before=leaf.not_valid_before_utc,
+        not_after=leaf.not_valid_after_utc,
+        intermediate_sha256=intermediate.fingerprint(hashes.SHA256()).hex(),
+        bundle_sha256=sha256_hex(data[CA]),
+        policy=data[POLICY],
+    )
+
+
+def needs_renewal(
+    not_before: datetime.datetime,
+    not_after: datetime.datetime,
+    now: datetime.datetime,
+    fraction: float,
+) -> bool:
+    """Whether ``fraction`` of the certificate's lifetime has passed at ``now``.
+
+    Raises:
+        ValueError: if ``fraction`` is not in (0, 1].
+    """
+    if not 0 < fraction <= 1:
+        raise ValueError(f"renewal fraction {fraction} is not in (0, 1]")
+    return now >= not_before + (not_after - not_before) * fraction

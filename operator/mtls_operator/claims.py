@@ -1,0 +1,166 @@
+"""The opt-in contract: a pod's ``hello-mtls.dev/*`` annotations read into a `Claim`.
+
+Pure functions only. The name rules and duration bounds are the CA's own (`mtls_ca.policy`), so
+the operator refuses exactly what the CA would refuse, before it makes a key.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import ipaddress
+import json
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from mtls_ca import policy
+
+__all__ = [
+    "DURATION",
+    "NAME",
+    "SANS",
+    "SECRET",
+    "Claim",
+    "Rules",
+    "parse_claim",
+]
+
+NAME = "hello-mtls.dev/name"
+SANS = "hello-mtls.dev/sans"
+DURATION = "hello-mtls.dev/duration"
+SECRET = "hello-mtls.dev/secret"
+
+# A Secret name is a DNS-1123 subdomain (Kubernetes `IsDNS1123Subdomain`).
+_SECRET_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_SECRET_NAME_MAX = 253
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+
+
+@dataclass(frozen=True)
+class Rules:
+    """What an administrator allows, from the chart values; the defaults are the CA's."""
+
+    cluster_domain: str = "cluster.local"
+    default_duration: datetime.timedelta = datetime.timedelta(hours=24)
+    minimum: datetime.timedelta = policy.DEFAULT_MINIMUM
+    maximum: datetime.timedelta = policy.DEFAULT_MAXIMUM
+    extra_allowed: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    """Namespace to extra names (exact, or ``*.suffix``) its pods may claim."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One identity a pod asks for: what goes into its certificate and which Secret holds it."""
+
+    namespace: str
+    secret: str
+    names: tuple[str, ...]
+    """The primary DNS name first, then the extra DNS names and IP addresses."""
+    duration: datetime.timedelta
+    service_account: str
+
+    @property
+    def digest(self) -> str:
+        """A short fingerprint of everything that goes into the certificate.
+
+        Stored on the Secret, so a changed annotation (or service account) is seen as a changed
+        claim even after an operator restart.
+        """
+        canonical = json.dumps(
+            [list(self.names), int(self.duration.total_seconds()), self.service_account]
+        )
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    def sign_request(self, csr_pem: bytes) -> dict[str, object]:
+        """The JSON body of ``POST /sign`` for this claim."""
+        return {
+            "csr": csr_pem.decode(),
+            "names": list(self.names),
+            "duration": policy.format_duration(self.duration),
+            "namespace": self.namespace,
+            "service_account": self.service_account,
+        }
+
+
+def parse_claim(
+    annotations: Mapping[str, str],
+    *,
+    namespace: str,
+    service_account: str,
+    rules: Rules,
+) -> Claim:
+    """Read a pod's annotations into a `Claim`, checking every name and the duration.
+
+    Args:
+        annotations: the pod's annotations; `NAME` must be among them.
+        namespace: the pod's namespace; names must lie under it (or be allowed by ``rules``).
+        service_account: the pod's service account (``default`` when the pod names none).
+        rules: the administrator's allowances.
+
+    Raises:
+        ValueError: with a message fit for a Kubernetes Event, e.g.
+            ``hello-mtls.dev/name: name 'db.other' is not under namespace 'shop'``.
+    """
+    name = annotations.get(NAME, "").strip()
+    _check(NAME, policy.check_name_syntax, [name])
+    if _is_ip(name):
+        raise ValueError(f"{NAME}: '{name}' is an IP address; the name must be a DNS name")
+    extra = rules.extra_allowed.get(namespace, ())
+    _check(
+        NAME,
+        lambda n: policy.check_names(
+            n, namespace=namespace, cluster_domain=rules.cluster_domain, extra_allowed=extra
+        ),
+        [name],
+    )
+
+    sans_text = annotations.get(SANS, "").strip()
+    sans = [s.strip() for s in sans_text.split(",")] if sans_text else []
+    names = tuple(dict.fromkeys([name, *sans]))
+    _check(
+        SANS,
+        lambda n: policy.check_names(
+            n, namespace=namespace, cluster_domain=rules.cluster_domain, extra_allowed=extra
+        ),
+        names,
+    )
+
+    duration = rules.default_duration
+    if DURATION in annotations:
+        duration = _check(DURATION, policy.parse_duration, annotations[DURATION].strip())
+    _check(
+        DURATION,
+        lambda d: policy.check_duration(d, minimum=rules.minimum, maximum=rules.maximum),
+        duration,
+    )
+
+    secret = annotations.get(SECRET, "").strip() or f"{name.split('.')[0]}-tls"
+    if len(secret) > _SECRET_NAME_MAX or not _SECRET_NAME.fullmatch(secret):
+        raise ValueError(f"{SECRET}: '{secret}' is not a valid Secret name")
+
+    return Claim(
+        namespace=namespace,
+        secret=secret,
+        names=names,
+        duration=duration,
+        service_account=service_account or "default",
+    )
+
+
+def _check(annotation: str, check: Callable[[_T], _R], value: _T) -> _R:
+    try:
+        return check(value)
+    except ValueError as error:
+        raise ValueError(f"{annotation}: {error}") from None
+
+
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True

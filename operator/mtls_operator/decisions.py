@@ -1,0 +1,114 @@
+"""What to do with one Secret, and who gets it when pods disagree. Pure functions.
+
+`decide` is the whole healing policy: it looks at the Secret as it is (`certs.Inspection`), at the
+claim it should serve and at what the CA hands out now, and answers with one `Decision`. It is
+level-triggered: the same inputs always give the same answer, so calling it again after a
+restart, a relist or a duplicate event changes nothing that is already right.
+"""
+
+from __future__ import annotations
+
+import datetime
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from mtls_operator.certs import Inspection, needs_renewal
+from mtls_operator.claims import Claim
+from mtls_operator.tlssecret import CAView, policy_bytes
+
+__all__ = ["Action", "Decision", "PodClaim", "choose_claim", "decide"]
+
+
+class Action(enum.Enum):
+    """What a Secret needs."""
+
+    NOTHING = "nothing"
+    ISSUE = "issue"
+    """A new key and certificate (the old ones cannot serve, or renewal is due)."""
+    REFRESH_TRUST = "refresh-trust"
+    """New ``ca.crt`` and ``tls-policy.json``; the leaf and key stay."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Action
+    reason: str
+    """Why, in a few words (``renewal due``, ``tls.key does not match tls.crt``...)."""
+
+
+def decide(
+    claim: Claim,
+    secret: Inspection | None,
+    secret_claim: str | None,
+    ca: CAView | None,
+    *,
+    now: datetime.datetime,
+    fraction: float,
+) -> Decision:
+    """Decide what the Secret of ``claim`` needs.
+
+    Args:
+        claim: what the pods ask for.
+        secret: the inspected Secret, or None when it does not exist.
+        secret_claim: the claim digest stored on the Secret when it was issued.
+        ca: what the CA hands out now; None when it is not known (CA unreachable): then only
+            what the Secret shows by itself is judged.
+        now: the current time (UTC).
+        fraction: renew once this fraction of the lifetime has passed.
+    """
+    if secret is None:
+        return Decision(Action.ISSUE, "no Secret")
+    if secret.problem is not None:
+        return Decision(Action.ISSUE, secret.problem)
+    if secret_claim != claim.digest:
+        return Decision(Action.ISSUE, "annotations changed")
+    assert secret.not_before is not None and secret.not_after is not None
+    if now >= secret.not_after:
+        return Decision(Action.ISSUE, "certificate expired")
+    if needs_renewal(secret.not_before, secret.not_after, now, fraction):
+        return Decision(Action.ISSUE, "renewal due")
+    if ca is None:
+        return Decision(Action.NOTHING, "CA state unknown")
+    if secret.intermediate_sha256 != ca.intermediate_sha256:
+        return Decision(Action.ISSUE, "not signed by the current intermediate")
+    if secret.bundle_sha256 != ca.bundle_sha256:
+        return Decision(Action.REFRESH_TRUST, "trust bundle changed")
+    if secret.policy != policy_bytes(ca.tls_policy):
+        return Decision(Action.REFRESH_TRUST, "TLS policy changed")
+    return Decision(Action.NOTHING, "up to date")
+
+
+@dataclass(frozen=True)
+class PodClaim:
+    """A pod that wants a certificate, and what it asks for."""
+
+    name: str
+    uid: str
+    created: str
+    """``metadata.creationTimestamp`` (RFC 3339, so it sorts as text)."""
+    claim: Claim
+
+
+def choose_claim(
+    pods: Sequence[PodClaim], secret_claim: str | None
+) -> tuple[Claim, list[PodClaim], list[PodClaim]]:
+    """Pick the claim one Secret serves when several pods name it, and split the pods.
+
+    The claim already in the Secret wins, so an existing certificate is never replaced because
+    a second pod disagrees; otherwise the oldest pod's claim wins (ties by name). Either way the
+    answer does not depend on event order, so two disagreeing pods cannot make it flap.
+
+    Returns:
+        The winning claim, the pods that agree with it, and the pods that do not.
+
+    Raises:
+        ValueError: if ``pods`` is empty.
+    """
+    if not pods:
+        raise ValueError("no pods claim this Secret")
+    by_age = sorted(pods, key=lambda p: (p.created, p.name))
+    winner = next((p.claim for p in by_age if p.claim.digest == secret_claim), by_age[0].claim)
+    agree = [p for p in by_age if p.claim.digest == winner.digest]
+    disagree = [p for p in by_age if p.claim.digest != winner.digest]
+    return winner, agree, disagree

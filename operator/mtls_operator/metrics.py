@@ -1,0 +1,54 @@
+"""Prometheus metrics of the operator, served by `serve` on their own port."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+__all__ = [
+    "EARLIEST_EXPIRY",
+    "FAILED",
+    "ISSUANCE_SECONDS",
+    "ISSUED",
+    "MANAGED_SECRETS",
+    "RENEWED",
+    "ROTATION_PENDING",
+    "TRUST_REFRESHED",
+    "serve",
+]
+
+ISSUED = Counter("hello_mtls_operator_issued", "Certificates issued for a Secret that had none.")
+RENEWED = Counter(
+    "hello_mtls_operator_renewed",
+    "Certificates re-issued into an existing Secret, by reason.",
+    ["reason"],
+)
+TRUST_REFRESHED = Counter(
+    "hello_mtls_operator_trust_refreshed",
+    "Secrets whose ca.crt or tls-policy.json were updated without a new leaf.",
+)
+FAILED = Counter(
+    "hello_mtls_operator_failed",
+    "Failed attempts to issue or update a Secret, by reason.",
+    ["reason"],
+)
+ISSUANCE_SECONDS = Histogram(
+    "hello_mtls_operator_issuance_seconds",
+    "Time from deciding to issue to the Secret being written (key, CSR, POST /sign, API write).",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+EARLIEST_EXPIRY = Gauge(
+    "hello_mtls_operator_earliest_expiry_timestamp_seconds",
+    "Unix time at which the first managed certificate in use expires (0 when there is none).",
+)
+MANAGED_SECRETS = Gauge(
+    "hello_mtls_operator_managed_secrets", "Secrets the operator keeps for running pods."
+)
+ROTATION_PENDING = Gauge(
+    "hello_mtls_operator_rotation_pending_secrets",
+    "Managed Secrets that do not reflect the CA's root-rotation phase yet.",
+)
+
+
+def serve(port: int) -> None:
+    """Serve ``/metrics`` on ``port`` (all addresses) from a daemon thread."""
+    start_http_server(port)

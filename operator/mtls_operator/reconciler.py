@@ -1,0 +1,479 @@
+"""Keeps one Secret per claimed identity right: issue, renew, heal, refresh trust, rotate.
+
+The handlers feed it pod and Secret events; the reconcile loop calls `Reconciler.tick` about
+once a second. It talks to the cluster and to the CA only through the two small ports below
+(`Cluster`, `Authority`), implemented by `mtls_operator.kube` and `mtls_operator.ca_client`.
+
+Restart safety comes from deciding on what the Secret holds (`decisions.decide`), not on
+memory: after a restart every valid Secret is reused as it is. Each Secret is handled under its
+own lock and written with its ``resourceVersion``, so one identity is never issued twice at once.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from mtls_operator import metrics
+from mtls_operator.certs import Inspection, inspect, new_key_and_csr
+from mtls_operator.claims import Claim, Rules, parse_claim
+from mtls_operator.decisions import Action, Decision, PodClaim, choose_claim, decide
+from mtls_operator.retries import Retries
+from mtls_operator.rotation import RotationGate, reflects
+from mtls_operator.tlssecret import (
+    ANNOTATION_BUNDLE,
+    ANNOTATION_CLAIM,
+    LABEL_MANAGED,
+    Answer,
+    CAView,
+    decode_data,
+    merge_owners,
+    secret_body,
+    trust_data,
+)
+
+__all__ = [
+    "ANNOTATION_VERSION",
+    "Authority",
+    "CARefused",
+    "CAUnavailable",
+    "Cluster",
+    "Conflict",
+    "Reconciler",
+    "Settings",
+]
+
+ANNOTATION_VERSION = "hello-mtls.dev/secret-version"
+"""Set on pods after their Secret changed: the kubelet then refreshes the volume in seconds."""
+
+_log = logging.getLogger("mtls_operator")
+
+Key = tuple[str, str]  # (namespace, Secret name)
+
+
+class Conflict(Exception):
+    """The Secret changed (or appeared) since it was read; read it again."""
+
+
+class CAUnavailable(Exception):
+    """The CA could not be reached or failed; retrying later may work."""
+
+
+class CARefused(Exception):
+    """The CA refused the request; its message says why."""
+
+
+class Cluster(Protocol):
+    """The Kubernetes API calls the reconciler needs."""
+
+    def get_secret(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+    def create_secret(self, body: dict[str, Any]) -> dict[str, Any]: ...
+    def replace_secret(self, body: dict[str, Any]) -> dict[str, Any]: ...
+    def annotate_pod(self, namespace: str, name: str, annotations: Mapping[str, str]) -> None: ...
+    def event(self, pod: Mapping[str, Any], *, type: str, reason: str, message: str) -> None: ...
+
+
+class Authority(Protocol):
+    """The CA's HTTP API."""
+
+    def sign(self, request: Mapping[str, Any]) -> Answer: ...
+    def status(self) -> CAView: ...
+    def rotate_root(self, from_phase: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How the reconciler behaves; every default is the chart's."""
+
+    rules: Rules = field(default_factory=Rules)
+    renew_fraction: float = 2 / 3
+    resync_seconds: float = 10.0
+    """How often every Secret is checked against renewal time and the CA's state."""
+    status_seconds: float = 5.0
+    """How often the CA's state (roots, intermediate, policy, rotation phase) is read."""
+    rotation_grace: datetime.timedelta = datetime.timedelta(seconds=30)
+    labels: Mapping[str, str] = field(default_factory=dict)
+    """Extra labels on every Secret."""
+
+
+@dataclass(frozen=True)
+class _Pod:
+    namespace: str
+    name: str
+    uid: str
+    created: str
+    claim: Claim | None
+
+    @property
+    def ref(self) -> dict[str, Any]:
+        return {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"namespace": self.namespace, "name": self.name, "uid": self.uid},
+        }
+
+
+@dataclass(frozen=True)
+class _Known:
+    """The last seen state of a Secret, so unchanged Secrets cost no API call."""
+
+    resource_version: str
+    inspection: Inspection
+    claim_digest: str | None
+    owners: frozenset[str]
+
+
+class Reconciler:
+    """One operator's memory of pods and Secrets, and the actions that keep them right."""
+
+    def __init__(
+        self,
+        cluster: Cluster,
+        authority: Authority,
+        settings: Settings,
+        *,
+        clock: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC),
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._cluster = cluster
+        self._authority = authority
+        self._settings = settings
+        self._clock = clock
+        self._monotonic = monotonic
+        self._lock = threading.Lock()
+        self._key_locks: dict[Key, threading.Lock] = {}
+        self._pods: dict[str, _Pod] = {}
+        self._by_key: dict[Key, set[str]] = {}
+        self._known: dict[Key, _Known] = {}
+        self._warned: dict[str, tuple[str, str]] = {}
+        self._retries = Retries()
+        self._gate = RotationGate(grace=settings.rotation_grace)
+        self._ca: CAView | None = None
+        self._ca_read_at = -float("inf")
+        self._resynced_at = -float("inf")
+
+    # Events -------------------------------------------------------------------------------
+
+    def pod_event(self, body: Mapping[str, Any], event_type: str | None) -> None:
+        """Take in one pod event (from kopf's ``on.event`` on annotated pods)."""
+        meta = body.get("metadata", {})
+        uid = meta.get("uid", "")
+        if event_type == "DELETED" or meta.get("deletionTimestamp"):
+            with self._lock:
+                self._forget_pod(uid)
+                self._warned.pop(uid, None)
+            return
+        namespace = meta.get("namespace", "")
+        try:
+            claim = parse_claim(
+                meta.get("annotations") or {},
+                namespace=namespace,
+                service_account=(body.get("spec") or {}).get("serviceAccountName") or "default",
+                rules=self._settings.rules,
+            )
+        except ValueError as error:
+            claim = None
+            metrics.FAILED.labels("invalid-annotation").inc()
+            self._warn_once(body, "InvalidAnnotation", str(error))
+        pod = _Pod(namespace, meta.get("name", ""), uid, meta.get("creationTimestamp", ""), claim)
+        with self._lock:
+            self._forget_pod(uid)
+            self._pods[uid] = pod
+            if claim is not None:
+                self._by_key.setdefault((namespace, claim.secret), set()).add(uid)
+                if self._warned.get(uid, ("",))[0] == "InvalidAnnotation":
+                    del self._warned[uid]
+        if claim is not None:
+            self.reconcile((namespace, claim.secret))
+
+    def secret_event(self, body: Mapping[str, Any], event_type: str | None) -> None:
+        """Take in one event of a managed Secret; heal it at once if it was broken or deleted."""
+        meta = body.get("metadata", {})
+        key = (meta.get("namespace", ""), meta.get("name", ""))
+        with self._lock:
+            if event_type == "DELETED":
+                self._known.pop(key, None)
+            else:
+                self._remember(key, body)
+            claimed = bool(self._pods_for(key))
+        if claimed and self._needs_action(key):
+            self.reconcile(key)
+
+    # The loop -----------------------------------------------------------------------------
+
+    def tick(self) -> None:
+        """One pass of the reconcile loop: CA state, due retries, periodic resync, rotation."""
+        now = self._monotonic()
+        if now - self._ca_read_at >= self._settings.status_seconds:
+            self._read_ca(now)
+        for key in self._retries.due(now):
+            assert isinstance(key, tuple)
+            self.reconcile(key)
+        if now - self._resynced_at >= self._settings.resync_seconds:
+            self._resynced_at = now
+            for key in self._claimed_keys():
+                if self._needs_action(key):
+                    self.reconcile(key)
+            self._export_gauges()
+        self._drive_rotation()
+
+    def reconcile(self, key: Key) -> None:
+        """Make the Secret ``key`` right for the pods that claim it; failures are retried."""
+        with self._lock:
+            lock = self._key_locks.setdefault(key, threading.Lock())
+        with lock:
+            try:
+                self._reconcile(key)
+            except CAUnavailable as error:
+                self._failed(key, "ca-unreachable", "CAUnreachable", f"CA unreachable: {error}")
+            except CARefused as error:
+                self._failed(key, "ca-refused", "IssueRefused", f"the CA refused: {error}")
+            except Conflict:
+                self._failed(key, "conflict", None, "")
+            except Exception as error:  # the API server or the network; retried with backoff
+                _log.warning("reconcile of %s/%s failed: %s", *key, error)
+                self._failed(key, "error", None, "")
+            else:
+                self._retries.succeeded(key)
+
+    # Internals ----------------------------------------------------------------------------
+
+    def _reconcile(self, key: Key) -> None:
+        with self._lock:
+            pods = self._pods_for(key)
+            known = self._known.get(key)
+        if not pods:
+            self._retries.succeeded(key)
+            return
+        if known is not None and not self._needs_action(key):
+            return
+        secret = self._cluster.get_secret(*key)
+        with self._lock:
+            if secret is None:
+                self._known.pop(key, None)
+            else:
+                self._remember(key, secret)
+            known = self._known.get(key)
+        claims = [PodClaim(p.name, p.uid, p.created, p.claim) for p in pods if p.claim]
+        claim, agree, disagree = choose_claim(claims, known.claim_digest if known else None)
+        by_uid = {p.uid: p for p in pods}
+        if secret is not None and LABEL_MANAGED not in (secret["metadata"].get("labels") or {}):
+            for pod in pods:
+                self._warn_once(
+                    pod.ref,
+                    "SecretNotManaged",
+                    f"Secret '{key[1]}' exists and is not managed by hello-mtls; it is left alone:"
+                    " delete it or give the pod another hello-mtls.dev/secret",
+                )
+            return
+        for pod in disagree:
+            self._warn_once(
+                by_uid[pod.uid].ref,
+                "SecretConflict",
+                f"Secret '{claim.secret}' serves {', '.join(claim.names)} for pod"
+                f" '{agree[0].name}'; this pod asks for {', '.join(pod.claim.names)} and gets"
+                " no certificate of its own: give it another hello-mtls.dev/secret",
+            )
+        owners = [by_uid[p.uid].ref for p in agree]
+        decision = decide(
+            claim,
+            known.inspection if known else None,
+            known.claim_digest if known else None,
+            self._ca,
+            now=self._clock(),
+            fraction=self._settings.renew_fraction,
+        )
+        if decision.action is Action.ISSUE:
+            self._issue(key, claim, secret, owners, decision)
+        elif decision.action is Action.REFRESH_TRUST:
+            assert secret is not None and self._ca is not None
+            secret["data"] = {**(secret.get("data") or {}), **trust_data(self._ca)}
+            secret["metadata"].setdefault("annotations", {})[ANNOTATION_BUNDLE] = (
+                self._ca.bundle_sha256
+            )
+            merge_owners(secret, owners)
+            self._write(key, secret, created=False, pods=owners)
+            metrics.TRUST_REFRESHED.inc()
+            _log.info("refreshed trust of %s/%s: %s", *key, decision.reason)
+        elif secret is not None and merge_owners(secret, owners):
+            self._write(key, secret, created=False, pods=[])
+
+    def _issue(
+        self,
+        key: Key,
+        claim: Claim,
+        secret: dict[str, Any] | None,
+        owners: list[dict[str, Any]],
+        decision: Decision,
+    ) -> None:
+        started = time.perf_counter()
+        key_pem, csr_pem = new_key_and_csr(claim)
+        answer = self._authority.sign(claim.sign_request(csr_pem))
+        body = secret_body(claim, key_pem, answer, pods=owners, labels=self._settings.labels)
+        if secret is not None:
+            body["metadata"]["resourceVersion"] = secret["metadata"].get("resourceVersion")
+            refs = body["metadata"]["ownerReferences"]
+            seen = {ref.get("uid") for ref in refs}
+            refs += [
+                r
+                for r in secret["metadata"].get("ownerReferences") or []
+                if r.get("uid") not in seen
+            ]
+        self._write(key, body, created=secret is None, pods=owners)
+        metrics.ISSUANCE_SECONDS.observe(time.perf_counter() - started)
+        if secret is None:
+            metrics.ISSUED.inc()
+        else:
+            metrics.RENEWED.labels(decision.reason).inc()
+        self._ca_from_answer(answer)
+        _log.info(
+            "issued serial %s for %s into Secret %s/%s (%s)",
+            answer.serial,
+            ", ".join(claim.names),
+            *key,
+            decision.reason,
+        )
+        self._cluster.event(
+            owners[0],
+            type="Normal",
+            reason="Issued",
+            message=f"certificate {answer.serial} for {', '.join(claim.names)} in Secret "
+            f"'{claim.secret}' ({decision.reason}), valid until {answer.not_after}",
+        )
+
+    def _write(
+        self, key: Key, body: dict[str, Any], *, created: bool, pods: list[dict[str, Any]]
+    ) -> None:
+        written = (
+            self._cluster.create_secret(body) if created else self._cluster.replace_secret(body)
+        )
+        with self._lock:
+            self._remember(key, written)
+            for pod in pods:
+                self._warned.pop(pod["metadata"]["uid"], None)
+        if created:
+            return  # pods wait for a missing Secret; the kubelet mounts it when it appears
+        version = written["metadata"].get("resourceVersion", "")
+        for pod in pods:
+            meta = pod["metadata"]
+            self._cluster.annotate_pod(
+                meta["namespace"], meta["name"], {ANNOTATION_VERSION: version}
+            )
+
+    def _remember(self, key: Key, secret: Mapping[str, Any]) -> None:
+        meta = secret.get("metadata", {})
+        version = meta.get("resourceVersion", "")
+        known = self._known.get(key)
+        if known is not None and version and known.resource_version == version:
+            return
+        self._known[key] = _Known(
+            resource_version=version,
+            inspection=inspect(decode_data(secret)),
+            claim_digest=(meta.get("annotations") or {}).get(ANNOTATION_CLAIM),
+            owners=frozenset(ref.get("uid", "") for ref in meta.get("ownerReferences") or []),
+        )
+
+    def _needs_action(self, key: Key) -> bool:
+        with self._lock:
+            known = self._known.get(key)
+            pods = self._pods_for(key)
+        if known is None:
+            return True
+        claims = [PodClaim(p.name, p.uid, p.created, p.claim) for p in pods if p.claim]
+        if not claims:
+            return False
+        claim, agree, _ = choose_claim(claims, known.claim_digest)
+        decision = decide(
+            claim,
+            known.inspection,
+            known.claim_digest,
+            self._ca,
+            now=self._clock(),
+            fraction=self._settings.renew_fraction,
+        )
+        return decision.action is not Action.NOTHING or not {p.uid for p in agree} <= known.owners
+
+    def _pods_for(self, key: Key) -> list[_Pod]:
+        return [self._pods[uid] for uid in self._by_key.get(key, ())]
+
+    def _forget_pod(self, uid: str) -> None:
+        old = self._pods.pop(uid, None)
+        if old is not None and old.claim is not None:
+            key = (old.namespace, old.claim.secret)
+            uids = self._by_key.get(key, set())
+            uids.discard(uid)
+            if not uids:
+                self._by_key.pop(key, None)
+
+    def _claimed_keys(self) -> list[Key]:
+        with self._lock:
+            return list(self._by_key)
+
+    def _read_ca(self, now: float) -> None:
+        self._ca_read_at = now
+        try:
+            self._ca = self._authority.status()
+        except CAUnavailable as error:
+            metrics.FAILED.labels("ca-unreachable").inc()
+            _log.warning("CA status unavailable: %s", error)
+
+    def _ca_from_answer(self, answer: Answer) -> None:
+        ca = self._ca
+        if ca is not None and ca.bundle_sha256 != answer.bundle_sha256:
+            self._ca_read_at = -float("inf")  # the CA moved on; read its state on the next tick
+
+    def _drive_rotation(self) -> None:
+        ca = self._ca
+        if ca is None:
+            return
+        with self._lock:
+            known = [self._known.get(key) for key in self._by_key]
+        pending = sum(1 for k in known if k is None or not reflects(k.inspection, ca))
+        metrics.ROTATION_PENDING.set(pending if ca.phase != "idle" else 0)
+        advance = self._gate.step(ca.phase, pending, self._clock())
+        if advance is None:
+            return
+        _log.info("every Secret reflects root-rotation phase %s; advancing the CA", advance)
+        try:
+            self._authority.rotate_root(advance)
+        except CAUnavailable as error:
+            _log.warning("could not advance the root rotation: %s", error)
+        self._ca_read_at = -float("inf")
+
+    def _export_gauges(self) -> None:
+        with self._lock:
+            known = [self._known.get(key) for key in self._by_key]
+        expiries = [k.inspection.not_after for k in known if k and k.inspection.not_after]
+        metrics.MANAGED_SECRETS.set(len(known))
+        metrics.EARLIEST_EXPIRY.set(min(expiries).timestamp() if expiries else 0)
+
+    def _failed(self, key: Key, reason: str, event_reason: str | None, message: str) -> None:
+        delay = self._retries.failed(key, self._monotonic())
+        metrics.FAILED.labels(reason).inc()
+        _log.warning("Secret %s/%s: %s; retrying in %.0f s", *key, reason, delay)
+        if event_reason is None:
+            return
+        with self._lock:
+            pods = self._pods_for(key)
+        for pod in pods:
+            self._warn_once(pod.ref, event_reason, message)
+
+    def _warn_once(self, pod: Mapping[str, Any], reason: str, message: str) -> None:
+        uid = pod.get("metadata", {}).get("uid", "")
+        with self._lock:
+            if self._warned.get(uid) == (reason, message):
+                return
+            self._warned[uid] = (reason, message)
+        _log.warning(
+            "pod %s/%s: %s: %s",
+            pod["metadata"].get("namespace"),
+            pod["metadata"].get("name"),
+            reason,
+            message,
+        )
+        self._cluster.event(pod, type="Warning", reason=reason, message=message)

@@ -1,0 +1,71 @@
+"""When to move the CA's root rotation on: after every managed Secret shows the current phase.
+
+The CA's state machine (``idle`` → ``both-trusted`` → ``new-signing`` → ``idle``) is started by an
+administrator (``hello-mtls-ca rotate-root``). The operator moves it on, one step at a time and
+only once every Secret it manages reflects the phase the CA is in, plus a grace period for the
+kubelet to put the files into the pods and for the apps to reload them:
+
+* ``both-trusted``: every Secret's ``ca.crt`` holds the old and the new root. Then the CA may sign
+  with the new intermediate, because every peer already trusts its root.
+* ``new-signing``: every leaf is signed by the new intermediate. Then the old root may go.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+
+from mtls_operator.certs import Inspection
+from mtls_operator.tlssecret import CAView
+
+__all__ = ["ADVANCING_PHASES", "RotationGate", "reflects"]
+
+ADVANCING_PHASES = ("both-trusted", "new-signing")
+
+
+def reflects(secret: Inspection, ca: CAView) -> bool:
+    """Whether ``secret`` already shows what the CA's current phase needs."""
+    if secret.problem is not None or secret.bundle_sha256 != ca.bundle_sha256:
+        return False
+    if ca.phase == "new-signing":
+        return secret.intermediate_sha256 == ca.intermediate_sha256
+    return True
+
+
+@dataclass
+class RotationGate:
+    """Remembers since when every Secret reflects the CA's phase.
+
+    Call `step` on every pass of the reconcile loop; it answers the phase to advance *from*
+    (the body of ``POST /rotate-root``) once the grace has passed, else None.
+    """
+
+    grace: datetime.timedelta
+    _phase: str | None = None
+    _ready_since: datetime.datetime | None = None
+
+    def step(self, phase: str, pending: int, now: datetime.datetime) -> str | None:
+        """Report the CA's ``phase`` and how many Secrets do not reflect it yet.
+
+        Returns:
+            ``phase`` when it is time to advance from it, else None.
+        """
+        if phase != self._phase:
+            self._phase = phase
+            self._ready_since = None
+        if pending:
+            self._ready_since = None
+        elif self._ready_since is None:
+            self._ready_since = now
+        if phase not in ADVANCING_PHASES or self._ready_since is None:
+            return None
+        if now - self._ready_since < self.grace:
+            return None
+        # Start the grace afresh: the CA answers 409 to a repeated step, but it need not be asked.
+        self._ready_since = now
+        return phase
+
+    @property
+    def ready_since(self) -> datetime.datetime | None:
+        """When every Secret first reflected the current phase (None while some do not)."""
+        return self._ready_since

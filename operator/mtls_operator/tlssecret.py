@@ -1,0 +1,173 @@
+"""The ``kubernetes.io/tls`` Secret the operator writes, built from a ``POST /sign`` answer.
+
+Pure functions over plain dicts (the API's JSON), so they are tested without a cluster. Owner
+references go through `kopf.append_owner_reference`: one reference per pod, none marked as
+controller (several pods share one Secret, and only one owner may be the controller).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import kopf
+
+from mtls_context import CA, CERT, KEY, POLICY
+from mtls_operator.certs import sha256_hex
+from mtls_operator.claims import Claim
+
+__all__ = [
+    "ANNOTATION_BUNDLE",
+    "ANNOTATION_CLAIM",
+    "ANNOTATION_NOT_AFTER",
+    "ANNOTATION_SERIAL",
+    "LABEL_MANAGED",
+    "Answer",
+    "CAView",
+    "decode_data",
+    "merge_owners",
+    "parse_answer",
+    "secret_body",
+    "trust_data",
+    "policy_bytes",
+]
+
+LABEL_MANAGED = "hello-mtls.dev/managed"
+ANNOTATION_SERIAL = "hello-mtls.dev/serial"
+ANNOTATION_NOT_AFTER = "hello-mtls.dev/not-after"
+ANNOTATION_BUNDLE = "hello-mtls.dev/bundle-sha256"
+ANNOTATION_CLAIM = "hello-mtls.dev/claim"
+
+
+@dataclass(frozen=True)
+class CAView:
+    """What the CA currently hands out; every managed Secret should match it."""
+
+    intermediate_sha256: str
+    bundle_pem: bytes
+    bundle_sha256: str
+    tls_policy: Mapping[str, Any]
+    phase: str = "idle"
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A ``POST /sign`` answer."""
+
+    certificate: bytes
+    ca: bytes
+    tls_policy: Mapping[str, Any]
+    serial: str
+    not_after: str
+    bundle_sha256: str
+
+
+def parse_answer(document: Mapping[str, Any]) -> Answer:
+    """Read a ``POST /sign`` answer.
+
+    Raises:
+        ValueError: ``CA answer lacks 'serial'`` and the like.
+    """
+    for key, kind in (
+        ("certificate", str),
+        ("ca", str),
+        ("tls_policy", dict),
+        ("serial", str),
+        ("not_after", str),
+    ):
+        if not isinstance(document.get(key), kind):
+            raise ValueError(f"CA answer lacks '{key}'")
+    ca = document["ca"].encode()
+    return Answer(
+        certificate=document["certificate"].encode(),
+        ca=ca,
+        tls_policy=document["tls_policy"],
+        serial=document["serial"],
+        not_after=document["not_after"],
+        bundle_sha256=str(document.get("bundle_sha256") or sha256_hex(ca)),
+    )
+
+
+def policy_bytes(tls_policy: Mapping[str, Any]) -> bytes:
+    """``tls-policy.json`` exactly as every managed Secret holds it (sorted keys, newline)."""
+    return (json.dumps(dict(tls_policy), sort_keys=True, indent=2) + "\n").encode()
+
+
+def secret_body(
+    claim: Claim,
+    key_pem: bytes,
+    answer: Answer,
+    *,
+    pods: Iterable[Mapping[str, Any]],
+    labels: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """The whole Secret for ``claim`` from a fresh key and the CA's answer.
+
+    Args:
+        claim: the identity.
+        key_pem: the leaf's private key (PKCS#8 PEM); it goes into ``data`` only.
+        answer: the CA's answer for the CSR of ``key_pem``.
+        pods: the pods that use the Secret; each becomes an owner.
+        labels: extra labels, e.g. the chart's.
+    """
+    body: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "kubernetes.io/tls",
+        "metadata": {
+            "name": claim.secret,
+            "namespace": claim.namespace,
+            "labels": {**(labels or {}), LABEL_MANAGED: "true"},
+            "annotations": {
+                ANNOTATION_SERIAL: answer.serial,
+                ANNOTATION_NOT_AFTER: answer.not_after,
+                ANNOTATION_BUNDLE: answer.bundle_sha256,
+                ANNOTATION_CLAIM: claim.digest,
+            },
+        },
+        "data": _encode(
+            {
+                CERT: answer.certificate,
+                KEY: key_pem,
+                CA: answer.ca,
+                POLICY: policy_bytes(answer.tls_policy),
+            }
+        ),
+    }
+    merge_owners(body, pods)
+    return body
+
+
+def trust_data(ca: CAView) -> dict[str, str]:
+    """The ``data`` entries a trust-bundle or policy change rewrites (the leaf stays)."""
+    return _encode({CA: ca.bundle_pem, POLICY: policy_bytes(ca.tls_policy)})
+
+
+def merge_owners(secret: dict[str, Any], pods: Iterable[Mapping[str, Any]]) -> bool:
+    """Add every pod in ``pods`` as an owner of ``secret``; True if a reference was added.
+
+    Existing references (other pods, or anything a user added) are kept; the garbage collector
+    deletes the Secret only after its last owner is gone.
+    """
+    before = len(secret.get("metadata", {}).get("ownerReferences", []))
+    for pod in pods:
+        kopf.append_owner_reference(secret, owner=pod, controller=False, block_owner_deletion=False)
+    return len(secret["metadata"].get("ownerReferences", [])) != before
+
+
+def decode_data(secret: Mapping[str, Any]) -> dict[str, bytes]:
+    """A Secret's ``data`` decoded; entries that are not valid base64 are left out."""
+    decoded = {}
+    for name, value in (secret.get("data") or {}).items():
+        try:
+            decoded[name] = base64.b64decode(value, validate=True)
+        except (ValueError, TypeError):
+            continue
+    return decoded
+
+
+def _encode(files: Mapping[str, bytes]) -> dict[str, str]:
+    return {name: base64.b64encode(content).decode() for name, content in files.items()}

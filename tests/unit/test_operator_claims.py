@@ -1,0 +1,100 @@
+"""Annotations → Claim: the opt-in contract and the name policy, before any key is made."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+import pytest
+
+from mtls_operator.claims import DURATION, NAME, SANS, SECRET, Claim, Rules, parse_claim
+
+RULES = Rules()
+
+
+def claim(annotations: dict[str, str], namespace: str = "shop", **rules: Any) -> Claim:
+    return parse_claim(annotations, namespace=namespace, service_account="web", rules=Rules(**rules))
+
+
+def test_name_only_gets_the_defaults() -> None:
+    c = claim({NAME: "web.shop.svc"})
+    assert c.names == ("web.shop.svc",)
+    assert c.secret == "web-tls"
+    assert c.duration == datetime.timedelta(hours=24)
+    assert c.namespace == "shop"
+    assert c.service_account == "web"
+
+
+def test_sans_duration_and_secret_are_read() -> None:
+    c = claim(
+        {
+            NAME: "web.shop.svc.cluster.local",
+            SANS: " web.shop , 10.0.0.7,web.shop.svc.cluster.local",
+            DURATION: "1h30m",
+            SECRET: "web-cert",
+        }
+    )
+    assert c.names == ("web.shop.svc.cluster.local", "web.shop", "10.0.0.7")
+    assert c.duration == datetime.timedelta(hours=1, minutes=30)
+    assert c.secret == "web-cert"
+
+
+@pytest.mark.parametrize(
+    ("annotations", "message"),
+    [
+        ({NAME: ""}, "hello-mtls.dev/name: "),
+        ({NAME: "db.other.svc"}, "hello-mtls.dev/name: name 'db.other.svc' is not under namespace"),
+        ({NAME: "*.shop.svc"}, "hello-mtls.dev/name: wildcard name"),
+        ({NAME: "Web.shop"}, "hello-mtls.dev/name: name 'Web.shop' must be lower case"),
+        ({NAME: "10.1.2.3"}, "hello-mtls.dev/name: '10.1.2.3' is an IP address"),
+        ({NAME: "web.shop", SANS: "api.other"}, "hello-mtls.dev/sans: name 'api.other' is not"),
+        ({NAME: "web.shop", SANS: "a.shop,,b.shop"}, "hello-mtls.dev/sans: empty name"),
+        ({NAME: "web.shop", DURATION: "soon"}, "hello-mtls.dev/duration: duration 'soon' is not"),
+        ({NAME: "web.shop", DURATION: "1m"}, "hello-mtls.dev/duration: duration 1m is below"),
+        ({NAME: "web.shop", DURATION: "90d"}, "hello-mtls.dev/duration: duration 90d is above"),
+        ({NAME: "web.shop", SECRET: "Bad_Name"}, "hello-mtls.dev/secret: 'Bad_Name' is not a valid"),
+    ],
+)
+def test_bad_annotations_are_refused_with_the_annotation_named(
+    annotations: dict[str, str], message: str
+) -> None:
+    with pytest.raises(ValueError) as caught:
+        claim(annotations)
+    assert str(caught.value).startswith(message)
+
+
+def test_extra_allowed_names_apply_to_their_namespace_only() -> None:
+    extra = {"shop": ["api.example.com", "*.internal.example.com"]}
+    c = claim(
+        {NAME: "web.shop", SANS: "api.example.com,x.internal.example.com"}, extra_allowed=extra
+    )
+    assert c.names == ("web.shop", "api.example.com", "x.internal.example.com")
+    with pytest.raises(ValueError, match="'api.example.com' is not under namespace 'bank'"):
+        claim({NAME: "web.bank", SANS: "api.example.com"}, namespace="bank", extra_allowed=extra)
+
+
+def test_duration_bounds_come_from_the_rules() -> None:
+    c = claim({NAME: "web.shop", DURATION: "3m"}, minimum=datetime.timedelta(minutes=2))
+    assert c.duration == datetime.timedelta(minutes=3)
+    with pytest.raises(ValueError, match="below the CA minimum of 5m"):
+        claim({NAME: "web.shop", DURATION: "3m"})
+
+
+def test_digest_changes_with_what_goes_into_the_certificate() -> None:
+    base = claim({NAME: "web.shop"})
+    assert base.digest == claim({NAME: "web.shop"}).digest
+    assert base.digest != claim({NAME: "web.shop", SANS: "api.shop"}).digest
+    assert base.digest != claim({NAME: "web.shop", DURATION: "12h"}).digest
+    other_sa = parse_claim({NAME: "web.shop"}, namespace="shop", service_account="x", rules=RULES)
+    assert base.digest != other_sa.digest
+
+
+def test_sign_request_is_the_ca_api_body() -> None:
+    c = claim({NAME: "web.shop", DURATION: "90m"})
+    assert c.sign_request(b"CSR") == {
+        "csr": "CSR",
+        "names": ["web.shop"],
+        "duration": "1h30m",
+        "namespace": "shop",
+        "service_account": "web",
+    }
