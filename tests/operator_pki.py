@@ -26,16 +26,23 @@ class PKI:
     def view(self) -> CAView:
         bundle = self.root.cert_pem.bytes()
         return CAView(
-            intermediate_sha256=_fingerprint(self.intermediate),
+            intermediate_sha256=self.fingerprint(self.intermediate),
             bundle_pem=bundle,
             bundle_sha256=sha256_hex(bundle),
             tls_policy=POLICY_DOC,
         )
 
+    @staticmethod
+    def fingerprint(ca: trustme.CA) -> str:
+        cert = x509.load_pem_x509_certificate(ca.cert_pem.bytes())
+        return cert.fingerprint(hashes.SHA256()).hex()
+
     def data(self, *names: str, valid_for: datetime.timedelta | None = None) -> dict[str, bytes]:
+        now = datetime.datetime.now(datetime.UTC)
         leaf = self.intermediate.issue_cert(
             *(names or ("web.shop",)),
-            not_after=None if valid_for is None else datetime.datetime.now(datetime.UTC) + valid_for,
+            not_before=None if valid_for is None else now,
+            not_after=None if valid_for is None else now + valid_for,
         )
         return {
             CERT: b"".join(blob.bytes() for blob in leaf.cert_chain_pems),
@@ -43,7 +50,3 @@ class PKI:
             CA: self.root.cert_pem.bytes(),
             POLICY: policy_bytes(POLICY_DOC),
         }
-
-
-def _fingerprint(ca: trustme.CA) -> str:
-    return x509.load_pem_x509_certificate(ca.cert_pem.bytes()).fingerprint(hashes.SHA256()).hex()

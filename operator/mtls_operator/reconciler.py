@@ -217,7 +217,7 @@ class Reconciler:
         if now - self._resynced_at >= self._settings.resync_seconds:
             self._resynced_at = now
             for key in self._claimed_keys():
-                if self._needs_action(key):
+                if not self._retries.failures(key) and self._needs_action(key):
                     self.reconcile(key)
             self._export_gauges()
         self._drive_rotation()
@@ -271,12 +271,12 @@ class Reconciler:
                     " delete it or give the pod another hello-mtls.dev/secret",
                 )
             return
-        for pod in disagree:
+        for loser in disagree:
             self._warn_once(
-                by_uid[pod.uid].ref,
+                by_uid[loser.uid].ref,
                 "SecretConflict",
                 f"Secret '{claim.secret}' serves {', '.join(claim.names)} for pod"
-                f" '{agree[0].name}'; this pod asks for {', '.join(pod.claim.names)} and gets"
+                f" '{agree[0].name}'; this pod asks for {', '.join(loser.claim.names)} and gets"
                 " no certificate of its own: give it another hello-mtls.dev/secret",
             )
         owners = [by_uid[p.uid].ref for p in agree]
@@ -387,7 +387,9 @@ class Reconciler:
         claims = [PodClaim(p.name, p.uid, p.created, p.claim) for p in pods if p.claim]
         if not claims:
             return False
-        claim, agree, _ = choose_claim(claims, known.claim_digest)
+        claim, agree, disagree = choose_claim(claims, known.claim_digest)
+        if any(self._warned.get(p.uid, ("",))[0] != "SecretConflict" for p in disagree):
+            return True  # a pod that has not been told why it gets nothing
         decision = decide(
             claim,
             known.inspection,

@@ -26,7 +26,7 @@ class Retries:
         """Record a failure of ``key`` at ``now`` (monotonic seconds); return the delay."""
         count = self._failures.get(key, 0) + 1
         self._failures[key] = count
-        delay = min(self.maximum, self.initial * 2 ** (count - 1))
+        delay: float = min(self.maximum, self.initial * 2.0 ** (count - 1))
         self._due[key] = now + delay
         return delay
 

@@ -11,7 +11,7 @@ import base64
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import kopf
 
@@ -31,8 +31,9 @@ __all__ = [
     "merge_owners",
     "parse_answer",
     "secret_body",
-    "trust_data",
     "policy_bytes",
+    "trust_data",
+    "view_from_status",
 ]
 
 LABEL_MANAGED = "hello-mtls.dev/managed"
@@ -63,6 +64,31 @@ class Answer:
     serial: str
     not_after: str
     bundle_sha256: str
+
+
+def view_from_status(status: Mapping[str, Any], roots_pem: bytes) -> CAView:
+    """A `CAView` from ``GET /status`` and ``GET /roots``.
+
+    Raises:
+        ValueError: if the status lacks a field, or the roots are not the bundle it names
+            (the CA moved on between the two requests: read both again).
+    """
+    try:
+        intermediate = status["signing"]["intermediate_fingerprint_sha256"]
+        bundle_sha256 = status["bundle_sha256"]
+        tls_policy = status["tls_policy"]
+        phase = status["phase"]
+    except (KeyError, TypeError) as error:
+        raise ValueError(f"CA status lacks {error}") from None
+    if sha256_hex(roots_pem) != bundle_sha256:
+        raise ValueError("CA roots changed while they were read")
+    return CAView(
+        intermediate_sha256=str(intermediate),
+        bundle_pem=roots_pem,
+        bundle_sha256=str(bundle_sha256),
+        tls_policy=dict(tls_policy),
+        phase=str(phase),
+    )
 
 
 def parse_answer(document: Mapping[str, Any]) -> Answer:
@@ -154,7 +180,10 @@ def merge_owners(secret: dict[str, Any], pods: Iterable[Mapping[str, Any]]) -> b
     """
     before = len(secret.get("metadata", {}).get("ownerReferences", []))
     for pod in pods:
-        kopf.append_owner_reference(secret, owner=pod, controller=False, block_owner_deletion=False)
+        owner = kopf.Body(cast(kopf.RawBody, pod))
+        kopf.append_owner_reference(
+            secret, owner=owner, controller=False, block_owner_deletion=False
+        )
     return len(secret["metadata"].get("ownerReferences", [])) != before
 
 

@@ -13,7 +13,9 @@ RULES = Rules()
 
 
 def claim(annotations: dict[str, str], namespace: str = "shop", **rules: Any) -> Claim:
-    return parse_claim(annotations, namespace=namespace, service_account="web", rules=Rules(**rules))
+    return parse_claim(
+        annotations, namespace=namespace, service_account="web", rules=Rules(**rules)
+    )
 
 
 def test_name_only_gets_the_defaults() -> None:
@@ -52,7 +54,10 @@ def test_sans_duration_and_secret_are_read() -> None:
         ({NAME: "web.shop", DURATION: "soon"}, "hello-mtls.dev/duration: duration 'soon' is not"),
         ({NAME: "web.shop", DURATION: "1m"}, "hello-mtls.dev/duration: duration 1m is below"),
         ({NAME: "web.shop", DURATION: "90d"}, "hello-mtls.dev/duration: duration 90d is above"),
-        ({NAME: "web.shop", SECRET: "Bad_Name"}, "hello-mtls.dev/secret: 'Bad_Name' is not a valid"),
+        (
+            {NAME: "web.shop", SECRET: "Bad_Name"},
+            "hello-mtls.dev/secret: 'Bad_Name' is not a valid",
+        ),
     ],
 )
 def test_bad_annotations_are_refused_with_the_annotation_named(

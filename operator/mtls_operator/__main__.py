@@ -1,0 +1,3 @@
+from mtls_operator.cli import main
+
+main()

@@ -1,0 +1,98 @@
+"""The CA's HTTPS API, called with the operator's provisioner credential.
+
+The credential is a certificate directory the CA keeps fresh in a Secret the operator mounts;
+`mtls_client.session` reloads it when the kubelet swaps the files, and trusts only its
+``ca.crt`` for the CA's own serving certificate.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import requests
+
+import mtls_client
+from mtls_operator.reconciler import CARefused, CAUnavailable
+from mtls_operator.tlssecret import Answer, CAView, parse_answer, view_from_status
+
+__all__ = ["CAClient"]
+
+
+class CAClient:
+    """``POST /sign``, ``GET /status`` + ``GET /roots`` and ``POST /rotate-root``."""
+
+    def __init__(
+        self, url: str, provisioner_dir: str | os.PathLike[str], *, timeout: float = 10.0
+    ) -> None:
+        self._url = url.rstrip("/")
+        self._dir = provisioner_dir
+        self._timeout = timeout
+        self._session: requests.Session | None = None
+        self._roots: tuple[str, bytes] | None = None
+
+    def sign(self, request: Mapping[str, Any]) -> Answer:
+        """Have the CA sign a CSR (`claims.Claim.sign_request`).
+
+        Raises:
+            CARefused: the CA said no (4xx); its error message is kept.
+            CAUnavailable: it could not be reached, or failed (5xx).
+        """
+        document = self._call("POST", "/sign", json=dict(request))
+        try:
+            return parse_answer(document)
+        except ValueError as error:
+            raise CAUnavailable(str(error)) from None
+
+    def status(self) -> CAView:
+        """What the CA hands out now; the roots are fetched again only when they changed."""
+        status = self._call("GET", "/status")
+        wanted = str(status.get("bundle_sha256", ""))
+        if self._roots is None or self._roots[0] != wanted:
+            self._roots = (wanted, self._raw("GET", "/roots").content)
+        try:
+            return view_from_status(status, self._roots[1])
+        except ValueError as error:
+            self._roots = None
+            raise CAUnavailable(str(error)) from None
+
+    def rotate_root(self, from_phase: str) -> None:
+        """Advance the root rotation one step from ``from_phase``; a 409 (already moved) is fine."""
+        try:
+            self._call("POST", "/rotate-root", json={"from": from_phase})
+        except CARefused as error:
+            if "409" not in str(error):
+                raise
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        response = self._raw(method, path, **kwargs)
+        try:
+            document = response.json()
+        except ValueError:
+            raise CAUnavailable(f"{method} {path}: the answer is not JSON") from None
+        if not isinstance(document, dict):
+            raise CAUnavailable(f"{method} {path}: the answer is not a JSON object")
+        return document
+
+    def _raw(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        try:
+            if self._session is None:
+                self._session = mtls_client.session(self._dir)
+            response = self._session.request(
+                method, self._url + path, timeout=self._timeout, **kwargs
+            )
+        except (requests.RequestException, OSError, ValueError) as error:
+            raise CAUnavailable(f"{method} {path}: {error}") from None
+        if response.status_code >= 500:
+            raise CAUnavailable(f"{method} {path}: HTTP {response.status_code}")
+        if response.status_code >= 400:
+            raise CARefused(f"HTTP {response.status_code}: {_error(response)}")
+        return response
+
+
+def _error(response: requests.Response) -> str:
+    try:
+        return str(response.json()["error"])
+    except (ValueError, KeyError, TypeError):
+        return response.text[:200]

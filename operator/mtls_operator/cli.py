@@ -1,0 +1,24 @@
+"""``hello-mtls-operator``: ``kopf run`` with this operator's handlers and safe defaults.
+
+Arguments are kopf's own (``--namespace NS`` repeated, ``--liveness URL``, ``--verbose``...).
+Without ``--namespace`` it watches all namespaces. It always runs ``--standalone``: one replica
+with ``strategy: Recreate``, no peering objects (see the README's HA notes).
+"""
+
+from __future__ import annotations
+
+import sys
+
+from kopf import cli
+
+__all__ = ["main"]
+
+_SCOPE_FLAGS = {"-n", "--namespace", "-A", "--all-namespaces"}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the operator until it is stopped (SIGTERM/SIGINT)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not any(a in _SCOPE_FLAGS or a.startswith("--namespace=") for a in args):
+        args.append("--all-namespaces")
+    cli.main(["run", "--standalone", "--module", "mtls_operator.handlers", *args])

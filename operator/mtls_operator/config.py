@@ -1,0 +1,96 @@
+"""The operator's settings, read from ``HELLO_MTLS_*`` environment variables (set by the chart)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TypeVar
+
+from mtls_ca import policy
+from mtls_operator.claims import Rules
+from mtls_operator.reconciler import Settings
+
+__all__ = ["Config", "from_environment"]
+
+_T = TypeVar("_T")
+_DEFAULT_MINIMUM = policy.format_duration(policy.DEFAULT_MINIMUM)
+_DEFAULT_MAXIMUM = policy.format_duration(policy.DEFAULT_MAXIMUM)
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything the operator needs to start."""
+
+    ca_url: str
+    provisioner_dir: str
+    metrics_port: int
+    max_workers: int
+    settings: Settings
+
+
+def from_environment(environ: Mapping[str, str] = os.environ) -> Config:
+    """Read the configuration; every variable is optional.
+
+    ===================================  ==================================================
+    ``HELLO_MTLS_CA_URL``                ``https://hello-mtls-ca.hello-mtls.svc``
+    ``HELLO_MTLS_PROVISIONER_DIR``       ``/var/run/hello-mtls-provisioner``
+    ``HELLO_MTLS_METRICS_PORT``          ``9090``
+    ``HELLO_MTLS_MAX_WORKERS``           ``16`` (threads handling pod events)
+    ``HELLO_MTLS_CLUSTER_DOMAIN``        ``cluster.local``
+    ``HELLO_MTLS_DEFAULT_DURATION``      ``24h``
+    ``HELLO_MTLS_MIN_DURATION``          ``5m``  (as the CA's)
+    ``HELLO_MTLS_MAX_DURATION``          ``30d`` (as the CA's)
+    ``HELLO_MTLS_RENEW_FRACTION``        ``0.6667``
+    ``HELLO_MTLS_RESYNC_SECONDS``        ``10``
+    ``HELLO_MTLS_ROTATION_GRACE``        ``30s``
+    ``HELLO_MTLS_EXTRA_ALLOWED``         ``{}``: JSON, namespace → list of names/``*.suffix``
+    ===================================  ==================================================
+
+    Raises:
+        ValueError: naming the variable and what is wrong with it.
+    """
+
+    def get(name: str, default: str) -> str:
+        return environ.get(f"HELLO_MTLS_{name}", "").strip() or default
+
+    def parse(name: str, default: str, convert: Callable[[str], _T]) -> _T:
+        try:
+            return convert(get(name, default))
+        except ValueError as error:
+            raise ValueError(f"HELLO_MTLS_{name}: {error}") from None
+
+    extra = parse("EXTRA_ALLOWED", "{}", _extra_allowed)
+    rules = Rules(
+        cluster_domain=get("CLUSTER_DOMAIN", "cluster.local"),
+        default_duration=parse("DEFAULT_DURATION", "24h", policy.parse_duration),
+        minimum=parse("MIN_DURATION", _DEFAULT_MINIMUM, policy.parse_duration),
+        maximum=parse("MAX_DURATION", _DEFAULT_MAXIMUM, policy.parse_duration),
+        extra_allowed=extra,
+    )
+    fraction = parse("RENEW_FRACTION", "0.6667", float)
+    if not 0 < fraction < 1:
+        raise ValueError(f"HELLO_MTLS_RENEW_FRACTION: {fraction} is not between 0 and 1")
+    return Config(
+        ca_url=get("CA_URL", "https://hello-mtls-ca.hello-mtls.svc"),
+        provisioner_dir=get("PROVISIONER_DIR", "/var/run/hello-mtls-provisioner"),
+        metrics_port=parse("METRICS_PORT", "9090", int),
+        max_workers=parse("MAX_WORKERS", "16", int),
+        settings=Settings(
+            rules=rules,
+            renew_fraction=fraction,
+            resync_seconds=parse("RESYNC_SECONDS", "10", float),
+            rotation_grace=parse("ROTATION_GRACE", "30s", policy.parse_duration),
+        ),
+    )
+
+
+def _extra_allowed(text: str) -> dict[str, tuple[str, ...]]:
+    document = json.loads(text)
+    if not isinstance(document, dict) or not all(
+        isinstance(names, list) and all(isinstance(n, str) for n in names)
+        for names in document.values()
+    ):
+        raise ValueError("must be a JSON object of namespace to a list of names")
+    return {str(ns): tuple(names) for ns, names in document.items()}

@@ -1,0 +1,75 @@
+"""The kopf handlers. Thin on purpose: the work is in `mtls_operator.reconciler`.
+
+* Pods are watched with ``on.event`` only: no finalizers, no ``last-handled-configuration`` and
+  no progress annotations are ever written onto users' pods.
+* Managed Secrets are watched with ``on.event`` too (server-side label selector), so a deleted
+  or emptied Secret is healed at once, and no kopf diff-base (which would copy ``data`` into an
+  annotation) is ever stored.
+* Renewal, retries with backoff, trust-bundle updates and root rotation run in one
+  cluster-level loop started at startup, not in timers or daemons on pods.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import kopf
+
+from mtls_operator import config, kube, metrics
+from mtls_operator.ca_client import CAClient
+from mtls_operator.claims import NAME
+from mtls_operator.reconciler import Reconciler
+from mtls_operator.tlssecret import LABEL_MANAGED
+
+_LOOP_SECONDS = 1.0
+
+
+@kopf.on.startup()
+async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    """Configure kopf, connect to the cluster and the CA, start metrics and the loop."""
+    cfg = config.from_environment()
+    settings.posting.reporting_component = "hello-mtls-operator"
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.watching.connect_timeout = 30
+    settings.watching.label_selectors["secrets"] = f"{LABEL_MANAGED}=true"
+    settings.scanning.disabled = True
+    settings.execution.max_workers = cfg.max_workers
+    kube.load_config()
+    memo.reconciler = Reconciler(
+        kube.Kube(pool_size=cfg.max_workers + 4),
+        CAClient(cfg.ca_url, cfg.provisioner_dir),
+        cfg.settings,
+    )
+    metrics.serve(cfg.metrics_port)
+    memo.loop = asyncio.create_task(_loop(memo.reconciler))
+
+
+@kopf.on.cleanup()
+async def stop(memo: kopf.Memo, **_: Any) -> None:
+    """Stop the reconcile loop."""
+    memo.loop.cancel()
+
+
+@kopf.on.event("pods", annotations={NAME: kopf.PRESENT})
+def pod(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -> None:
+    """An annotated pod appeared, changed, was listed again or went away."""
+    memo.reconciler.pod_event(body, type)
+
+
+@kopf.on.event("secrets", labels={LABEL_MANAGED: "true"})
+def secret(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -> None:
+    """A managed Secret changed or was deleted."""
+    memo.reconciler.secret_event(body, type)
+
+
+async def _loop(reconciler: Reconciler) -> None:
+    log = logging.getLogger("mtls_operator")
+    while True:
+        try:
+            await asyncio.to_thread(reconciler.tick)
+        except Exception:  # one bad pass must not end renewals for everyone
+            log.exception("reconcile pass failed")
+        await asyncio.sleep(_LOOP_SECONDS)

@@ -1,0 +1,238 @@
+"""Secret bodies, the healing decision, conflicts, the rotation gate and retry backoff."""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import json
+
+import pytest
+
+from mtls_context import CA, CERT, KEY, POLICY
+from mtls_operator.certs import inspect
+from mtls_operator.claims import Claim
+from mtls_operator.decisions import Action, PodClaim, choose_claim, decide
+from mtls_operator.retries import Retries
+from mtls_operator.rotation import RotationGate, reflects
+from mtls_operator.tlssecret import (
+    ANNOTATION_BUNDLE,
+    ANNOTATION_CLAIM,
+    ANNOTATION_SERIAL,
+    LABEL_MANAGED,
+    CAView,
+    decode_data,
+    merge_owners,
+    parse_answer,
+    policy_bytes,
+    secret_body,
+    trust_data,
+)
+from operator_pki import PKI, POLICY_DOC
+
+UTC = datetime.UTC
+HOUR = datetime.timedelta(hours=1)
+SECOND = datetime.timedelta(seconds=1)
+CLAIM = Claim("shop", "web-tls", ("web.shop",), datetime.timedelta(hours=24), "web")
+
+
+def pod(name: str, uid: str) -> dict[str, object]:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "uid": uid}}
+
+
+def answer_for(pki: PKI) -> dict[str, object]:
+    data = pki.data("web.shop")
+    return {
+        "certificate": data[CERT].decode(),
+        "ca": data[CA].decode(),
+        "tls_policy": POLICY_DOC,
+        "serial": "1f",
+        "not_after": "2026-11-24T00:00:00Z",
+        "bundle_sha256": pki.view.bundle_sha256,
+    }
+
+
+def test_secret_body_holds_the_four_files_and_no_key_outside_data() -> None:
+    pki = PKI()
+    answer = parse_answer(answer_for(pki))
+    key_pem = pki.data("web.shop")[KEY]
+    body = secret_body(CLAIM, key_pem, answer, pods=[pod("web-1", "u1")], labels={"app": "x"})
+    assert body["type"] == "kubernetes.io/tls"
+    assert body["metadata"]["name"] == "web-tls" and body["metadata"]["namespace"] == "shop"
+    assert body["metadata"]["labels"] == {"app": "x", LABEL_MANAGED: "true"}
+    notes = body["metadata"]["annotations"]
+    assert notes[ANNOTATION_SERIAL] == "1f"
+    assert notes[ANNOTATION_BUNDLE] == pki.view.bundle_sha256
+    assert notes[ANNOTATION_CLAIM] == CLAIM.digest
+    data = decode_data(body)
+    assert data[KEY] == key_pem
+    assert json.loads(data[POLICY]) == POLICY_DOC
+    assert base64.b64encode(key_pem).decode() not in json.dumps(body["metadata"])
+    assert b"PRIVATE KEY" not in json.dumps(body["metadata"]).encode()
+    assert body["metadata"]["ownerReferences"] == [
+        {
+            "controller": False,
+            "blockOwnerDeletion": False,
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "name": "web-1",
+            "uid": "u1",
+        }
+    ]
+
+
+@pytest.mark.parametrize("missing", ["certificate", "ca", "tls_policy", "serial", "not_after"])
+def test_an_incomplete_answer_is_refused(missing: str) -> None:
+    document = answer_for(PKI())
+    del document[missing]
+    with pytest.raises(ValueError, match=f"CA answer lacks '{missing}'"):
+        parse_answer(document)
+
+
+def test_owners_merge_once_per_pod_and_keep_others() -> None:
+    secret: dict[str, object] = {"metadata": {"ownerReferences": [{"uid": "user-set"}]}}
+    assert merge_owners(secret, [pod("web-1", "u1"), pod("web-2", "u2")])
+    assert not merge_owners(secret, [pod("web-1", "u1")])
+    uids = [r["uid"] for r in secret["metadata"]["ownerReferences"]]  # type: ignore[index]
+    assert uids == ["user-set", "u1", "u2"]
+
+
+def test_trust_data_rewrites_only_bundle_and_policy() -> None:
+    view = PKI().view
+    assert set(trust_data(view)) == {CA, POLICY}
+    assert decode_data({"data": trust_data(view)})[POLICY] == policy_bytes(POLICY_DOC)
+
+
+def decision(
+    pki: PKI,
+    data: dict[str, bytes] | None,
+    *,
+    claim: str = CLAIM.digest,
+    ca: CAView | None = None,
+    now: datetime.datetime | None = None,
+) -> tuple[Action, str]:
+    d = decide(
+        CLAIM,
+        None if data is None else inspect(data),
+        claim,
+        pki.view if ca is None else ca,
+        now=now or datetime.datetime.now(UTC),
+        fraction=2 / 3,
+    )
+    return d.action, d.reason
+
+
+def test_a_valid_secret_needs_nothing() -> None:
+    pki = PKI()
+    assert decision(pki, pki.data("web.shop")) == (Action.NOTHING, "up to date")
+
+
+def test_without_ca_state_only_the_secret_itself_is_judged() -> None:
+    pki = PKI()
+    d = decide(
+        CLAIM,
+        inspect(pki.data()),
+        CLAIM.digest,
+        None,
+        now=datetime.datetime.now(UTC),
+        fraction=2 / 3,
+    )
+    assert d.action is Action.NOTHING
+    d = decide(CLAIM, None, None, None, now=datetime.datetime.now(UTC), fraction=2 / 3)
+    assert d.action is Action.ISSUE
+
+
+def test_drift_is_detected() -> None:
+    pki = PKI()
+    data = pki.data("web.shop")
+    now = datetime.datetime.now(UTC)
+    view = pki.view
+    three_hours = pki.data("web.shop", valid_for=3 * HOUR)
+    other_intermediate = PKI.fingerprint(pki.root.create_child_ca())
+    policy = {**POLICY_DOC, "profile": "modern"}
+    cases = {
+        "no Secret": decision(pki, None),
+        "missing tls.crt, tls.key, ca.crt, tls-policy.json": decision(pki, {}),
+        "tls.key does not match tls.crt": decision(pki, {**data, KEY: pki.data()[KEY]}),
+        "annotations changed": decision(pki, data, claim="something-else"),
+        "renewal due": decision(pki, three_hours, now=now + 2 * HOUR + 60 * SECOND),
+        "certificate expired": decision(pki, three_hours, now=now + 4 * HOUR),
+        "not signed by the current intermediate": decision(
+            pki, data, ca=CAView(other_intermediate, b"", view.bundle_sha256, POLICY_DOC)
+        ),
+        "trust bundle changed": decision(
+            pki, data, ca=CAView(view.intermediate_sha256, b"two roots", "b" * 64, POLICY_DOC)
+        ),
+        "TLS policy changed": decision(
+            pki, data, ca=CAView(view.intermediate_sha256, b"", view.bundle_sha256, policy)
+        ),
+    }
+    for reason, (action, said) in cases.items():
+        assert said == reason
+        refresh = reason in {"trust bundle changed", "TLS policy changed"}
+        assert action is (Action.REFRESH_TRUST if refresh else Action.ISSUE), reason
+    assert decision(pki, three_hours, now=now + 2 * HOUR - 60 * SECOND)[0] is Action.NOTHING
+
+
+def pod_claim(name: str, created: str, names: tuple[str, ...]) -> PodClaim:
+    return PodClaim(name, f"uid-{name}", created, Claim("shop", "web-tls", names, HOUR, "web"))
+
+
+def test_the_claim_in_the_secret_wins_a_conflict_whatever_the_order() -> None:
+    old = pod_claim("a", "2026-01-01T00:00:00Z", ("web.shop",))
+    new = pod_claim("b", "2026-01-02T00:00:00Z", ("api.shop",))
+    for pods in ([old, new], [new, old]):
+        claim, agree, disagree = choose_claim(pods, new.claim.digest)
+        assert claim == new.claim and agree == [new] and disagree == [old]
+
+
+def test_without_a_secret_the_oldest_pod_wins() -> None:
+    old = pod_claim("b", "2026-01-01T00:00:00Z", ("web.shop",))
+    new = pod_claim("a", "2026-01-02T00:00:00Z", ("api.shop",))
+    twin = pod_claim("c", "2026-01-03T00:00:00Z", ("web.shop",))
+    for pods in ([old, new, twin], [twin, new, old]):
+        claim, agree, disagree = choose_claim(pods, None)
+        assert claim == old.claim and agree == [old, twin] and disagree == [new]
+    with pytest.raises(ValueError, match="no pods"):
+        choose_claim([], None)
+
+
+def test_rotation_advances_only_after_every_secret_and_the_grace() -> None:
+    gate = RotationGate(grace=datetime.timedelta(seconds=30))
+    t0 = datetime.datetime(2026, 1, 1, tzinfo=UTC)
+    sec = datetime.timedelta(seconds=1)
+    assert gate.step("idle", 0, t0) is None
+    assert gate.step("both-trusted", 3, t0) is None
+    assert gate.step("both-trusted", 0, t0 + 10 * sec) is None
+    assert gate.ready_since == t0 + 10 * sec
+    assert gate.step("both-trusted", 0, t0 + 39 * sec) is None
+    assert gate.step("both-trusted", 1, t0 + 39 * sec) is None  # a Secret fell behind
+    assert gate.step("both-trusted", 0, t0 + 45 * sec) is None
+    assert gate.step("both-trusted", 0, t0 + 75 * sec) == "both-trusted"
+    assert gate.step("both-trusted", 0, t0 + 76 * sec) is None  # asked once per grace
+    assert gate.step("new-signing", 0, t0 + 80 * sec) is None
+    assert gate.step("new-signing", 0, t0 + 110 * sec) == "new-signing"
+    assert gate.step("idle", 0, t0 + 500 * sec) is None
+
+
+def test_a_secret_reflects_a_phase_by_its_bundle_and_then_its_intermediate() -> None:
+    pki = PKI()
+    found = inspect(pki.data("web.shop"))
+    view = pki.view
+    assert reflects(
+        found, CAView(view.intermediate_sha256, b"", view.bundle_sha256, {}, "both-trusted")
+    )
+    assert not reflects(found, CAView(view.intermediate_sha256, b"", "x", {}, "both-trusted"))
+    assert not reflects(found, CAView("new", b"", view.bundle_sha256, {}, "new-signing"))
+    assert reflects(
+        found, CAView(view.intermediate_sha256, b"", view.bundle_sha256, {}, "new-signing")
+    )
+
+
+def test_retries_back_off_exponentially_up_to_the_maximum() -> None:
+    retries = Retries(initial=1, maximum=8)
+    delays = [retries.failed("k", 100.0) for _ in range(6)]
+    assert delays == [1, 2, 4, 8, 8, 8]
+    assert retries.failures("k") == 6
+    assert retries.due(107.9) == [] and retries.due(108.0) == ["k"]
+    retries.succeeded("k")
+    assert retries.due(1000.0) == [] and retries.failures("k") == 0

@@ -1,0 +1,369 @@
+"""The reconciler against an in-memory API server stand-in and the real CA core.
+
+Fast checks of the orchestration (what is written, when, how often); the real API server,
+kubelet and CA service are exercised by the e2e tier.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import itertools
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+
+from mtls_ca.authority import CA as Authority
+from mtls_ca.authority import load_csr
+from mtls_ca.state import State
+from mtls_context import CERT, KEY
+from mtls_operator.certs import inspect, sha256_hex
+from mtls_operator.claims import DURATION, NAME, SECRET
+from mtls_operator.reconciler import (
+    ANNOTATION_VERSION,
+    CAUnavailable,
+    Conflict,
+    Reconciler,
+    Settings,
+)
+from mtls_operator.tlssecret import (
+    ANNOTATION_SERIAL,
+    LABEL_MANAGED,
+    Answer,
+    CAView,
+    decode_data,
+    parse_answer,
+    policy_bytes,
+)
+
+UTC = datetime.UTC
+
+
+class Cluster:
+    """Secrets with resourceVersions and 409s, pod annotations and Events, in memory."""
+
+    def __init__(self) -> None:
+        self.secrets: dict[tuple[str, str], dict[str, Any]] = {}
+        self.annotations: dict[tuple[str, str], dict[str, str]] = {}
+        self.events: list[tuple[str, str, str, str]] = []
+        self.writes = 0
+        self._versions = itertools.count(1)
+
+    def get_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
+        found = self.secrets.get((namespace, name))
+        return copy.deepcopy(found) if found else None
+
+    def create_secret(self, body: dict[str, Any]) -> dict[str, Any]:
+        key = (body["metadata"]["namespace"], body["metadata"]["name"])
+        if key in self.secrets:
+            raise Conflict("exists")
+        return self._store(key, body)
+
+    def replace_secret(self, body: dict[str, Any]) -> dict[str, Any]:
+        key = (body["metadata"]["namespace"], body["metadata"]["name"])
+        if self.secrets[key]["metadata"]["resourceVersion"] != body["metadata"]["resourceVersion"]:
+            raise Conflict("changed")
+        return self._store(key, body)
+
+    def annotate_pod(self, namespace: str, name: str, annotations: Mapping[str, str]) -> None:
+        self.annotations.setdefault((namespace, name), {}).update(annotations)
+
+    def event(self, pod: Mapping[str, Any], *, type: str, reason: str, message: str) -> None:
+        self.events.append((pod["metadata"]["name"], type, reason, message))
+
+    def _store(self, key: tuple[str, str], body: dict[str, Any]) -> dict[str, Any]:
+        self.writes += 1
+        stored = copy.deepcopy(body)
+        stored["metadata"]["resourceVersion"] = str(next(self._versions))
+        self.secrets[key] = stored
+        return copy.deepcopy(stored)
+
+
+class CA:
+    """The CA's HTTP API in process, on the real CA core (`mtls_ca.state.State`)."""
+
+    def __init__(self) -> None:
+        self.state = State(generations=(Authority.create(),))
+        self.signed = 0
+        self.down = False
+
+    def sign(self, request: Mapping[str, Any]) -> Answer:
+        if self.down:
+            raise CAUnavailable("connection refused")
+        self.signed += 1
+        issued = self.state.signer.sign_csr(
+            load_csr(request["csr"].encode()),
+            *request["names"],
+            valid_for=datetime.timedelta(hours=24),
+        )
+        return parse_answer(
+            {
+                "certificate": issued.chain_pem.decode(),
+                "ca": self.state.bundle_pem.decode(),
+                "tls_policy": self.state.tls_policy,
+                "serial": f"{issued.serial:x}",
+                "not_after": issued.not_after.isoformat(),
+                "bundle_sha256": self.state.bundle_sha256,
+            }
+        )
+
+    def status(self) -> CAView:
+        if self.down:
+            raise CAUnavailable("connection refused")
+        status = self.state.status()
+        return CAView(
+            intermediate_sha256=status["signing"]["intermediate_fingerprint_sha256"],
+            bundle_pem=self.state.bundle_pem,
+            bundle_sha256=self.state.bundle_sha256,
+            tls_policy=self.state.tls_policy,
+            phase=self.state.phase,
+        )
+
+    def rotate_root(self, from_phase: str) -> None:
+        self.state = self.state.rotated(expected=from_phase)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime.datetime.now(UTC)
+        self.mono = 1000.0
+
+    def advance(self, seconds: float) -> None:
+        self.now += datetime.timedelta(seconds=seconds)
+        self.mono += seconds
+
+
+@pytest.fixture
+def cluster() -> Cluster:
+    return Cluster()
+
+
+@pytest.fixture
+def ca() -> CA:
+    return CA()
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+def reconciler(cluster: Cluster, ca: CA, clock: Clock, **settings: Any) -> Reconciler:
+    return Reconciler(
+        cluster,
+        ca,
+        Settings(**settings),
+        clock=lambda: clock.now,
+        monotonic=lambda: clock.mono,
+    )
+
+
+def pod(
+    name: str, annotations: dict[str, str], *, ns: str = "shop", sa: str = "web"
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": ns,
+            "uid": f"uid-{name}",
+            "creationTimestamp": f"2026-01-01T00:00:0{len(name) % 10}Z",
+            "annotations": annotations,
+        },
+        "spec": {"serviceAccountName": sa},
+    }
+
+
+WEB = {NAME: "web.shop.svc"}
+
+
+def owners(cluster: Cluster, name: str = "web-tls") -> list[str]:
+    return [r["uid"] for r in cluster.secrets[("shop", name)]["metadata"]["ownerReferences"]]
+
+
+def test_an_annotated_pod_gets_a_valid_secret_owned_by_it(
+    cluster: Cluster, ca: CA, clock: Clock
+) -> None:
+    r = reconciler(cluster, ca, clock)
+    r.tick()
+    r.pod_event(pod("web-1", WEB), None)
+    secret = cluster.secrets[("shop", "web-tls")]
+    assert secret["metadata"]["labels"][LABEL_MANAGED] == "true"
+    found = inspect(decode_data(secret))
+    assert found.problem is None
+    assert found.intermediate_sha256 == ca.status().intermediate_sha256
+    assert owners(cluster) == ["uid-web-1"]
+    assert [e[2] for e in cluster.events] == ["Issued"]
+    assert cluster.annotations == {}  # a new Secret needs no nudge
+
+
+def test_replicas_share_one_secret_issued_once(cluster: Cluster, ca: CA, clock: Clock) -> None:
+    r = reconciler(cluster, ca, clock)
+    for name in ("web-1", "web-2", "web-3"):
+        r.pod_event(pod(name, WEB), None)
+        r.pod_event(pod(name, WEB), "MODIFIED")
+    assert ca.signed == 1
+    assert owners(cluster) == ["uid-web-1", "uid-web-2", "uid-web-3"]
+
+
+def test_a_restarted_operator_reuses_valid_secrets(cluster: Cluster, ca: CA, clock: Clock) -> None:
+    reconciler(cluster, ca, clock).pod_event(pod("web-1", WEB), None)
+    writes = cluster.writes
+    again = reconciler(cluster, ca, clock)
+    again.secret_event(cluster.get_secret("shop", "web-tls") or {}, None)
+    again.pod_event(pod("web-1", WEB), None)
+    again.tick()
+    assert ca.signed == 1 and cluster.writes == writes
+
+
+def test_an_emptied_secret_is_reissued_and_the_pods_nudged(
+    cluster: Cluster, ca: CA, clock: Clock
+) -> None:
+    r = reconciler(cluster, ca, clock)
+    r.pod_event(pod("web-1", WEB), None)
+    serial = cluster.secrets[("shop", "web-tls")]["metadata"]["annotations"][ANNOTATION_SERIAL]
+    emptied = cluster.get_secret("shop", "web-tls") or {}
+    emptied["data"] = {}
+    r.secret_event(cluster.replace_secret(emptied), "MODIFIED")
+    secret = cluster.secrets[("shop", "web-tls")]
+    assert secret["metadata"]["annotations"][ANNOTATION_SERIAL] != serial
+    assert inspect(decode_data(secret)).problem is None
+    assert cluster.annotations[("shop", "web-1")] == {
+        ANNOTATION_VERSION: secret["metadata"]["resourceVersion"]
+    }
+
+
+def test_a_deleted_secret_is_reissued(cluster: Cluster, ca: CA, clock: Clock) -> None:
+    r = reconciler(cluster, ca, clock)
+    r.pod_event(pod("web-1", WEB), None)
+    gone = cluster.secrets.pop(("shop", "web-tls"))
+    r.secret_event(gone, "DELETED")
+    assert ca.signed == 2 and ("shop", "web-tls") in cluster.secrets
+
+
+def test_a_swapped_key_is_healed(cluster: Cluster, ca: CA, clock: Clock) -> None:
+    r = reconciler(cluster, ca, clock)
+    r.pod_event(pod("web-1", WEB), None)
+    r.pod_event(pod("api-1", {NAME: "api.shop"}), None)
+    web = cluster.get_secret("shop", "web-tls") or {}
+    web["data"][KEY] = cluster.secrets[("shop", "api-tls")]["data"][KEY]
+    r.secret_event(cluster.replace_secret(web), "MODIFIED")
+    assert inspect(decode_data(cluster.secrets[("shop", "web-tls")])).problem is None
+    assert ca.signed == 3
+
+
+def test_changed_annotations_reissue_at_once(cluster: Cluster, ca: CA, clock: Clock) -> None:
+    r = reconciler(cluster, ca, clock)
+    r.pod_event(pod("web-1", WEB), None)
+    r.pod_event(pod("web-1", {**WEB, DURATION: "2h"}), "MODIFIED")
+    found = inspect(decode_data(cluster.secrets[("shop", "web-tls")]))
+    assert ca.signed == 2 and found.problem is None
+
+
+def test_bad_annotations_get_one_warning_and_no_secret(
+    cluster: Cluster, ca: CA, clock: Clock
+) -> None:
+    r = reconciler(cluster, ca, clock)
+    bad = pod("web-1", {NAME: "web.other.svc"})
+    for event_type in (None, "MODIFIED", "MODIFIED"):
+        r.pod_event(bad, event_type)
+    assert cluster.secrets == {}
+    assert cluster.events == [
+        (
+            "web-1",
+            "Warning",
+            "InvalidAnnotation",
+            "hello-mtls.dev/name: name 'web.other.svc' is not under namespace 'shop'",
+        )
+    ]
+    r.pod_event(pod("web-1", WEB), "MODIFIED")
+    assert ("shop", "web-tls") in cluster.secrets
+
+
+def test_two_claims_on_one_secret_warn_and_do_not_flap(
+    cluster: Cluster, ca: CA, clock: Clock
+) -> None:
+    r = reconciler(cluster, ca, clock)
+    r.pod_event(pod("web-1", {**WEB, SECRET: "shared"}), None)
+    for _ in range(3):
+        r.pod_event(pod("api-1", {NAME: "api.shop", SECRET: "shared"}), "MODIFIED")
+        r.pod_event(pod("web-1", {**WEB, SECRET: "shared"}), "MODIFIED")
+        clock.advance(60)
+        r.tick()
+    assert ca.signed == 1
+    assert owners(cluster, "shared") == ["uid-web-1"]
+    conflicts = [e for e in cluster.events if e[2] == "SecretConflict"]
+    assert len(conflicts) == 1 and conflicts[0][0] == "api-1"
+    assert "serves web.shop.svc" in conflicts[0][3]
+
+
+def test_a_secret_not_made_by_the_operator_is_left_alone(
+    cluster: Cluster, ca: CA, clock: Clock
+) -> None:
+    mine = {"metadata": {"namespace": "shop", "name": "web-tls"}, "data": {"x": "eQ=="}}
+    cluster.create_secret(mine)
+    r = reconciler(cluster, ca, clock)
+    r.pod_event(pod("web-1", WEB), None)
+    assert cluster.secrets[("shop", "web-tls")]["data"] == {"x": "eQ=="}
+    assert [e[2] for e in cluster.events] == ["SecretNotManaged"]
+
+
+def test_ca_down_warns_retries_with_backoff_and_recovers(
+    cluster: Cluster, ca: CA, clock: Clock
+) -> None:
+    r = reconciler(cluster, ca, clock)
+    ca.down = True
+    r.pod_event(pod("web-1", WEB), None)
+    assert cluster.secrets == {}
+    assert [e[2] for e in cluster.events] == ["CAUnreachable"]
+    ca.down = False
+    clock.advance(0.5)
+    r.tick()
+    assert cluster.secrets == {}  # the first retry is due after 1 s
+    clock.advance(0.6)
+    r.tick()
+    assert ("shop", "web-tls") in cluster.secrets
+
+
+def test_renewal_happens_in_the_loop_at_the_fraction(
+    cluster: Cluster, ca: CA, clock: Clock
+) -> None:
+    r = reconciler(cluster, ca, clock, renew_fraction=0.5)
+    r.pod_event(pod("web-1", WEB), None)
+    clock.advance(11 * 3600)
+    r.tick()
+    assert ca.signed == 1
+    clock.advance(2 * 3600)
+    r.tick()
+    assert ca.signed == 2
+    assert cluster.annotations[("shop", "web-1")][ANNOTATION_VERSION]
+
+
+def test_root_rotation_advances_only_when_every_secret_follows(
+    cluster: Cluster, ca: CA, clock: Clock
+) -> None:
+    r = reconciler(cluster, ca, clock, rotation_grace=datetime.timedelta(seconds=30))
+    r.pod_event(pod("web-1", WEB), None)
+    r.pod_event(pod("api-1", {NAME: "api.shop"}), None)
+    old_root = ca.state.bundle_pem
+    ca.rotate_root("idle")  # what `hello-mtls-ca rotate-root` does
+    phases = []
+    for _ in range(200):
+        clock.advance(1)
+        r.tick()
+        phases.append(ca.state.phase)
+        for secret in cluster.secrets.values():
+            data = decode_data(secret)
+            if ca.state.phase == "new-signing":
+                assert old_root in data["ca.crt"]  # leaves move only while both roots are trusted
+    assert phases.index("new-signing") >= 30
+    assert phases[-1] == "idle"
+    for secret in cluster.secrets.values():
+        data = decode_data(secret)
+        assert old_root not in data["ca.crt"]
+        assert sha256_hex(data["ca.crt"]) == ca.state.bundle_sha256
+        assert inspect(data).intermediate_sha256 == ca.status().intermediate_sha256
+        assert data["tls-policy.json"] == policy_bytes(ca.state.tls_policy)
+    assert CERT
