@@ -32,3 +32,10 @@ lint: $(STAMP) ## ruff, mypy and the import-layering contracts
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+
+.PHONY: bench bench-ca
+bench: bench-ca ## every benchmark that needs no cluster (figures: benchmarks/RESULTS.md)
+
+bench-ca: $(STAMP) ## CA service: POST /sign over keep-alive mTLS (target >= 300/s)
+	@uptime
+	$(BIN)/python benchmarks/bench_ca.py

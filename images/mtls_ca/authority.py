@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-__all__ = ["CA", "Issued", "KeyType", "fingerprint", "load_csr"]
+__all__ = ["CA", "RENEW_AT", "Issued", "KeyType", "fingerprint", "load_csr", "renewal_due"]
 
 ROOT_VALIDITY = datetime.timedelta(days=3650)
 INTERMEDIATE_VALIDITY = datetime.timedelta(days=365)
@@ -28,6 +28,8 @@ INTERMEDIATE_VALIDITY = datetime.timedelta(days=365)
 BACKDATE = datetime.timedelta(minutes=1)
 # RFC 5280 caps serials at 20 octets; 159 random bits keep the DER integer positive and in range.
 _SERIAL_BITS = 159
+# Renew a certificate once this fraction of its lifetime has passed.
+RENEW_AT = 2 / 3
 # X.520 ub-common-name: a longer first name stays in the SAN only.
 _CN_MAX = 64
 
@@ -321,6 +323,14 @@ def load_csr(pem: bytes) -> x509.CertificateSigningRequest:
 def fingerprint(cert: x509.Certificate) -> str:
     """SHA-256 fingerprint of the DER certificate, lower-case hex."""
     return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
+
+
+def renewal_due(
+    cert: x509.Certificate, *, now: datetime.datetime | None = None, at: float = RENEW_AT
+) -> bool:
+    """Whether ``at`` (a fraction) of the certificate's lifetime has passed at ``now``."""
+    start, end = cert.not_valid_before_utc, cert.not_valid_after_utc
+    return (now or _utcnow()) >= start + (end - start) * at
 
 
 def _utcnow() -> datetime.datetime:

@@ -112,6 +112,42 @@ def _rotate_root(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    import logging
+
+    from .server import ServeOptions, serve
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s [%(name)s] %(message)s")
+    in_cluster = args.state.startswith("k8s:")
+    names = list(args.serving_name)
+    if not names:
+        if in_cluster:
+            namespace = args.state[4:].partition("/")[0]
+            service = args.service_name
+            names = [service, f"{service}.{namespace}", f"{service}.{namespace}.svc"]
+            names.append(f"{service}.{namespace}.svc.{args.cluster_domain}")
+        names += ["localhost", "127.0.0.1", "::1"]
+    policy.check_name_syntax(names)
+    refresh = args.refresh_interval
+    options = ServeOptions(
+        state=args.state,
+        bind=args.bind,
+        workers=args.workers,
+        threads=args.threads,
+        serving_names=tuple(names),
+        serving_duration=policy.parse_duration(args.serving_duration),
+        tls_dir=args.tls_dir,
+        provisioner_secret=args.provisioner_secret or None,
+        provisioner_duration=policy.parse_duration(args.provisioner_duration),
+        upkeep_interval=args.upkeep_interval,
+        refresh_interval=refresh if refresh is not None else (5.0 if in_cluster else 0.0),
+        trust_domain=args.trust_domain,
+        profile=args.profile,
+    )
+    _progress(f"serving the CA in {args.state} on https://{args.bind}")
+    return serve(options)
+
+
 def _write(out: Path, state: State, chain: bytes, key: bytes | None) -> None:
     assert key is not None  # the CLI always makes the key itself
     layout.write_version(
@@ -167,6 +203,49 @@ def _parser() -> argparse.ArgumentParser:
     prov.add_argument("--duration", default="7d", help="lifetime (default 7d)")
     prov.add_argument("--out", required=True, type=Path, help="certificate directory to write")
     prov.set_defaults(run=_provisioner)
+
+    srv = commands.add_parser("serve", help="run the HTTPS CA service (gunicorn)")
+    srv.add_argument("--state", required=True, help=state_help + " (a Secret is created if absent)")
+    srv.add_argument("--bind", default="0.0.0.0:8443", help="HOST:PORT (default %(default)s)")
+    srv.add_argument("--workers", type=int, default=2, help="gunicorn workers (default 2)")
+    srv.add_argument("--threads", type=int, default=8, help="threads per worker (default 8)")
+    srv.add_argument(
+        "--serving-name",
+        action="append",
+        default=[],
+        help="name in the service's own certificate; repeatable (default: localhost, 127.0.0.1, "
+        "::1, and the Service names in a cluster)",
+    )
+    srv.add_argument("--service-name", default="hello-mtls-ca", help="in-cluster Service name")
+    srv.add_argument("--cluster-domain", default="cluster.local")
+    srv.add_argument("--serving-duration", default="24h", help="serving cert lifetime (24h)")
+    srv.add_argument("--tls-dir", type=Path, help="serving cert directory (default: a temp dir)")
+    srv.add_argument(
+        "--provisioner-secret",
+        default="hello-mtls-operator-provisioner",
+        help="in a cluster: Secret for the operator's credential, renewed at 2/3 of its life "
+        "('' to disable; default %(default)s)",
+    )
+    srv.add_argument("--provisioner-duration", default="7d", help="its lifetime (default 7d)")
+    srv.add_argument(
+        "--upkeep-interval",
+        type=float,
+        default=30.0,
+        help="seconds between renewal checks (default 30)",
+    )
+    srv.add_argument(
+        "--refresh-interval",
+        type=float,
+        help="seconds between checks for state changes (default: 0 for a directory, 5 for k8s)",
+    )
+    srv.add_argument("--trust-domain", default="cluster.local", help="for a state created here")
+    srv.add_argument(
+        "--profile",
+        default="intermediate",
+        choices=list(tlspolicy.PROFILES),
+        help="TLS profile for a state created here",
+    )
+    srv.set_defaults(run=_serve)
 
     rotate = commands.add_parser("rotate-root", help="advance the root rotation by one step")
     rotate.add_argument("--state", required=True, help=state_help)

@@ -4,7 +4,7 @@ One JSON document holds everything: the CA generations (root + intermediate with
 the rotation phase, the TLS profile, the trust domain and the duration bounds. Locally it is
 ``DIR/state.json`` (mode 0600 in a 0700 directory), replaced atomically under an ``fcntl`` lock so
 several CLI runs and service workers never lose each other's writes. In a cluster the same
-document lives in a Secret (`mtls_ca.k8s_state`).
+document lives in a Secret (`mtls_ca.k8s_secrets`).
 """
 
 from __future__ import annotations

@@ -20,6 +20,6 @@ def open_store(spec: str) -> Store:
     namespace, _, name = spec[4:].partition("/")
     if not namespace or not name or "/" in name:
         raise ValueError(f"state '{spec}' is not like k8s:NAMESPACE/SECRET-NAME")
-    from .k8s_state import SecretStore  # the kubernetes client loads only when asked for
+    from .k8s_secrets import SecretStore  # the kubernetes client loads only when asked for
 
     return SecretStore(namespace, name)

@@ -15,7 +15,7 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 
 from mtls_ca.authority import CA
-from mtls_ca.k8s_state import DATA_KEY, SecretStore
+from mtls_ca.k8s_secrets import DATA_KEY, SecretStore, TLSSecret
 from mtls_ca.state import State, StateNotFound
 
 
@@ -122,3 +122,23 @@ def test_a_secret_without_state_is_an_error(states: tuple[State, State]) -> None
     api.secrets["ns", "ca"].data = {}
     with pytest.raises(ValueError, match="^Secret k8s:ns/ca has no 'state.json' key$"):
         store.load()
+
+
+def test_tls_secret_create_then_replace() -> None:
+    api = FakeSecrets()
+    secret = TLSSecret("ns", "cred", api)
+    assert secret.read() is None
+    assert secret.write({"tls.crt": b"one", "tls.key": b"k"})
+    assert api.secrets["ns", "cred"].type == "kubernetes.io/tls"
+    assert secret.read() == {"tls.crt": b"one", "tls.key": b"k"}
+    assert secret.write({"tls.crt": b"two", "tls.key": b"k"})
+    assert secret.read() == {"tls.crt": b"two", "tls.key": b"k"}
+
+
+def test_tls_secret_lost_race_is_not_an_error() -> None:
+    api = FakeSecrets()
+    secret = TLSSecret("ns", "cred", api)
+    secret.write({"tls.crt": b"one"})
+    api.before_replace = lambda: TLSSecret("ns", "cred", api).write({"tls.crt": b"theirs"})
+    assert secret.write({"tls.crt": b"mine"}) is False
+    assert secret.read() == {"tls.crt": b"theirs"}

@@ -1,0 +1,76 @@
+"""Prometheus metrics of the CA service.
+
+gunicorn runs several worker processes, so the counters and the histogram use
+prometheus-client's multiprocess mode when ``PROMETHEUS_MULTIPROC_DIR`` is set (``serve`` sets it
+to a fresh directory): every worker writes its own files and ``GET /metrics`` in any worker sums
+them. The expiry gauges are not kept per process at all; they are computed from the current
+state at scrape time, so they are the same whichever worker answers.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from .authority import fingerprint
+from .state import State
+
+__all__ = ["CONTENT_TYPE", "ISSUED", "REASONS", "REJECTED", "SIGNING_SECONDS", "render"]
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+REASONS = ("unauthenticated", "forbidden", "malformed", "policy", "too_large")
+
+_REGISTRY = CollectorRegistry()
+ISSUED = Counter("hello_mtls_ca_issued", "Certificates signed.", registry=_REGISTRY)
+REJECTED = Counter(
+    "hello_mtls_ca_rejected", "Signing requests refused, by reason.", ["reason"], registry=_REGISTRY
+)
+SIGNING_SECONDS = Histogram(
+    "hello_mtls_ca_signing_seconds",
+    "Time to check and sign one accepted request.",
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0),
+    registry=_REGISTRY,
+)
+for _reason in REASONS:
+    REJECTED.labels(reason=_reason)
+
+
+class _Expiry:
+    def __init__(self, state: State) -> None:
+        self.state = state
+
+    def collect(self) -> Iterator[Metric]:
+        now = datetime.datetime.now(datetime.UTC)
+        family = GaugeMetricFamily(
+            "hello_mtls_ca_cert_expiry_seconds",
+            "Seconds until each CA certificate expires.",
+            labels=["kind", "fingerprint_sha256", "signing"],
+        )
+        signer = self.state.signer
+        for ca in self.state.generations:
+            for kind, cert in (("root", ca.root), ("intermediate", ca.intermediate)):
+                left = (cert.not_valid_after_utc - now).total_seconds()
+                signing = "true" if ca is signer else "false"
+                family.add_metric([kind, fingerprint(cert), signing], left)
+        yield family
+
+
+class _Local:
+    def collect(self) -> Iterator[Metric]:
+        yield from _REGISTRY.collect()
+
+
+def render(state: State) -> bytes:
+    """The exposition text for ``GET /metrics``."""
+    registry = CollectorRegistry()
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    else:
+        registry.register(_Local())
+    registry.register(_Expiry(state))
+    return generate_latest(registry)

@@ -1,0 +1,215 @@
+"""The running service's CA: a cached view of the state and the upkeep that keeps it current.
+
+`Authority` hands every request the current `State`, re-reading the store only when its version
+changed. `Upkeep` runs on a timer in each worker (and once before the workers start): it renews
+the signing intermediate at 2/3 of its life, re-issues the service's own serving certificate
+when it ages or the trust bundle, signer or TLS policy change, and does the same for the
+operator's provisioner credential Secret in a cluster. Workers coordinate through the store
+(lock or compare-and-swap) and an ``fcntl`` lock on the serving directory, so doing the same
+check in several workers is harmless.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import fcntl
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Protocol
+
+from cryptography import x509
+
+from mtls_context import layout
+
+from . import policy, tlspolicy
+from .authority import renewal_due
+from .state import State, Store
+
+__all__ = ["Authority", "CredentialSink", "Serving", "Upkeep", "is_current"]
+
+_log = logging.getLogger("mtls_ca")
+
+
+class Authority:
+    """The current CA state for request handlers; thread-safe.
+
+    Args:
+        store: where the state lives.
+        refresh_interval: look at the store's version at most this often, in seconds (a ``stat``
+            for a directory: 0 is fine; an API call for a Secret: a few seconds).
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        refresh_interval: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store = store
+        self.refresh_interval = refresh_interval
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._version = store.version()
+        self._state = store.load()
+        self._next_check = clock() + refresh_interval
+
+    def state(self) -> State:
+        """The current state; re-read when the store changed."""
+        if self._clock() < self._next_check:
+            return self._state
+        with self._lock:
+            version = self.store.version()
+            if version != self._version:
+                self._state = self.store.load()
+                self._version = version
+            self._next_check = self._clock() + self.refresh_interval
+            return self._state
+
+    def update(self, change: Callable[[State], State]) -> State:
+        """Change the stored state atomically (see `Store.update`) and use the result at once."""
+        new = self.store.update(change)
+        with self._lock:
+            self._state, self._version = new, self.store.version()
+        return new
+
+
+class CredentialSink(Protocol):
+    """Where the provisioner credential goes (a ``kubernetes.io/tls`` Secret in a cluster)."""
+
+    location: str
+
+    def read(self) -> dict[str, bytes] | None: ...
+
+    def write(self, files: dict[str, bytes]) -> bool: ...
+
+
+@dataclass(frozen=True)
+class Serving:
+    """The service's own certificate: where it lives and what it says."""
+
+    directory: Path
+    names: tuple[str, ...]
+    duration: datetime.timedelta = datetime.timedelta(hours=24)
+
+
+@dataclass
+class Upkeep:
+    """Everything the service renews by itself; `run` once, or `start` a timer thread."""
+
+    authority: Authority
+    serving: Serving
+    credential: CredentialSink | None = None
+    credential_name: str = "operator"
+    credential_duration: datetime.timedelta = datetime.timedelta(days=7)
+
+    def run(self, now: datetime.datetime | None = None) -> None:
+        """One round of checks; renews what is due."""
+        now = now or datetime.datetime.now(datetime.UTC)
+        state = self.authority.state()
+        if renewal_due(state.signer.intermediate, now=now):
+            state = self.authority.update(lambda s: _renew_intermediate(s, now))
+        with _locked(self.serving.directory):
+            if not is_current(_read(self.serving.directory), state, now):
+                issued = state.signer.issue(*self.serving.names, valid_for=self.serving.duration)
+                assert issued.key_pem is not None
+                layout.write_version(
+                    self.serving.directory, _files(state, issued.chain_pem, issued.key_pem)
+                )
+                _log.info("serving certificate renewed: serial %x", issued.serial)
+        if self.credential is not None and not is_current(self.credential.read(), state, now):
+            uri = policy.provisioner_id(state.trust_domain, self.credential_name)
+            issued = state.signer.issue(
+                uris=[uri],
+                common_name=self.credential_name,
+                valid_for=self.credential_duration,
+                client_only=True,
+            )
+            assert issued.key_pem is not None
+            if self.credential.write(_files(state, issued.chain_pem, issued.key_pem)):
+                _log.info(
+                    "provisioner credential %s renewed: serial %x",
+                    self.credential.location,
+                    issued.serial,
+                )
+
+    def start(self, interval: float) -> threading.Event:
+        """Run every ``interval`` seconds in a daemon thread; set the returned event to stop."""
+        stop = threading.Event()
+
+        def loop() -> None:
+            while not stop.wait(interval):
+                try:
+                    self.run()
+                except Exception:  # keep serving; the next round tries again
+                    _log.exception("upkeep failed")
+
+        threading.Thread(target=loop, name="hello-mtls-ca-upkeep", daemon=True).start()
+        return stop
+
+
+def is_current(files: dict[str, bytes] | None, state: State, now: datetime.datetime) -> bool:
+    """Whether a certificate directory's files need no re-issue under ``state`` at ``now``.
+
+    They must exist, carry the current bundle and TLS policy, chain to the signing intermediate
+    and be short of 2/3 of their lifetime.
+    """
+    if not files or not files.get(layout.KEY) or files.get(layout.CA) != state.bundle_pem:
+        return False
+    if files.get(layout.POLICY) != tlspolicy.render(state.tls_profile):
+        return False
+    try:
+        chain = x509.load_pem_x509_certificates(files.get(layout.CERT, b""))
+    except ValueError:
+        return False
+    return (
+        len(chain) == 2
+        and chain[1] == state.signer.intermediate
+        and not renewal_due(chain[0], now=now)
+    )
+
+
+def _renew_intermediate(state: State, now: datetime.datetime) -> State:
+    signer = state.signer
+    if not renewal_due(signer.intermediate, now=now):
+        return state  # another worker or replica renewed it meanwhile
+    renewed = signer.renew_intermediate(now=now)
+    _log.info(
+        "signing intermediate renewed, now valid until %s", renewed.intermediate.not_valid_after_utc
+    )
+    return replace(
+        state, generations=tuple(renewed if g is signer else g for g in state.generations)
+    )
+
+
+def _files(state: State, chain: bytes, key: bytes) -> dict[str, bytes]:
+    return {
+        layout.CERT: chain,
+        layout.KEY: key,
+        layout.CA: state.bundle_pem,
+        layout.POLICY: tlspolicy.render(state.tls_profile),
+    }
+
+
+def _read(directory: Path) -> dict[str, bytes] | None:
+    try:
+        return layout.read_version(directory)
+    except OSError:
+        return None
+
+
+@contextlib.contextmanager
+def _locked(directory: Path) -> Iterator[None]:
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(directory / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)

@@ -1,0 +1,163 @@
+"""``hello-mtls-ca serve``: the CA service under gunicorn (``gthread`` workers).
+
+Before the workers start, the master makes sure the state exists (a Secret store is created on
+first start) and runs one `Upkeep` round, so the serving certificate exists when gunicorn checks
+for it. Each worker then builds its own `Authority`, Flask app and upkeep timer after the fork.
+gunicorn calls ``ssl_context`` for every accepted connection; it returns the worker's cached
+`mtls_context.ReloadingContext` for the serving directory, which picks up a renewed certificate
+or trust bundle within a second.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+import shutil
+import ssl
+import tempfile
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+from mtls_context import CERT, KEY, ReloadingContext, Side
+
+from .authority import CA
+from .runtime import Authority, CredentialSink, Serving, Upkeep
+from .state import State, StateNotFound, Store
+from .stores import open_store
+
+__all__ = ["ServeOptions", "serve"]
+
+_log = logging.getLogger("mtls_ca")
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """What ``hello-mtls-ca serve`` was asked for (see its ``--help``)."""
+
+    state: str
+    bind: str
+    workers: int
+    threads: int
+    serving_names: tuple[str, ...]
+    serving_duration: datetime.timedelta
+    tls_dir: Path | None
+    provisioner_secret: str | None
+    provisioner_duration: datetime.timedelta
+    upkeep_interval: float
+    refresh_interval: float
+    trust_domain: str
+    profile: str
+
+
+def serve(options: ServeOptions) -> int:
+    """Run the service until SIGTERM/SIGINT; returns the exit status."""
+    store = open_store(options.state)
+    _ensure_state(store, options)
+    scratch = Path(tempfile.mkdtemp(prefix="hello-mtls-ca-"))
+    tls_dir = options.tls_dir or scratch / "serving"
+    metrics_dir = scratch / "metrics"
+    metrics_dir.mkdir()
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    try:
+        _upkeep(store, options, tls_dir).run()
+        settings = {
+            "bind": options.bind,
+            "worker_class": "gthread",
+            "workers": options.workers,
+            "threads": options.threads,
+            "keepalive": 30,
+            "certfile": str(tls_dir / CERT),
+            "keyfile": str(tls_dir / KEY),
+            "ssl_context": _ssl_context_hook(tls_dir),
+            "control_socket_disable": True,
+            "errorlog": "-",
+            "loglevel": "info",
+            "proc_name": "hello-mtls-ca",
+        }
+        _Application(settings, lambda: _worker_app(options, tls_dir)).run()
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return 0
+
+
+def _ensure_state(store: Store, options: ServeOptions) -> None:
+    try:
+        store.load()
+    except StateNotFound:
+        if not options.state.startswith("k8s:"):
+            raise
+        _log.warning("no CA state in %s: creating a new root and intermediate", store.location)
+        store.create(
+            State(
+                generations=(CA.create(),),
+                trust_domain=options.trust_domain,
+                tls_profile=options.profile,
+            )
+        )
+
+
+def _upkeep(store: Store, options: ServeOptions, tls_dir: Path) -> Upkeep:
+    authority = Authority(store, refresh_interval=options.refresh_interval)
+    credential: CredentialSink | None = None
+    if options.provisioner_secret and options.state.startswith("k8s:"):
+        from .k8s_secrets import TLSSecret
+
+        namespace = options.state[4:].partition("/")[0]
+        credential = TLSSecret(namespace, options.provisioner_secret)
+    return Upkeep(
+        authority,
+        Serving(tls_dir, options.serving_names, options.serving_duration),
+        credential=credential,
+        credential_duration=options.provisioner_duration,
+    )
+
+
+def _worker_app(options: ServeOptions, tls_dir: Path) -> Any:
+    from .service import create_app  # in the worker: prometheus-client reads its env at import
+
+    upkeep = _upkeep(open_store(options.state), options, tls_dir)
+    upkeep.start(options.upkeep_interval)
+    return create_app(upkeep.authority, after_change=upkeep.run)
+
+
+def _ssl_context_hook(tls_dir: Path) -> Callable[[Any, Any], ssl.SSLContext]:
+    contexts: list[ReloadingContext] = []  # one per worker, made after the fork
+    lock = threading.Lock()
+
+    def ssl_context(config: Any, default_factory: Any) -> ssl.SSLContext:
+        if not contexts:
+            with lock:
+                if not contexts:
+                    contexts.append(ReloadingContext(tls_dir, Side.SERVER))
+        context = contexts[0].current()
+        # Read-only endpoints serve callers without a certificate; the views that need one
+        # check it. A fresh context from the reloader comes with CERT_REQUIRED.
+        context.verify_mode = ssl.CERT_OPTIONAL
+        return context
+
+    return ssl_context
+
+
+class _Application(BaseApplication):  # type: ignore[misc]
+    def __init__(self, settings: dict[str, Any], load: Callable[[], Any]) -> None:
+        self._settings = settings
+        self._load = load
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self._settings.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        for name in ("mtls_ca", "mtls_context"):
+            log = logging.getLogger(name)
+            log.handlers = logging.getLogger("gunicorn.error").handlers
+            log.setLevel(logging.INFO)
+            log.propagate = False
+        return self._load()

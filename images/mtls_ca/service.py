@@ -1,0 +1,155 @@
+"""The CA's HTTPS API as a Flask app (served by gunicorn, see `mtls_ca.server`).
+
+Read-only endpoints need TLS but no client certificate. ``POST /sign`` and ``POST /rotate-root``
+need a client certificate that chains to this CA (the TLS layer checks that) and carries a
+provisioner identity (checked here). Every error is JSON: ``{"error": "..."}``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from collections.abc import Callable
+from typing import Any
+
+from flask import Flask, Response, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from mtls_context.identity import identity, spiffe_ids
+
+from . import metrics, signing
+from .rotation import PHASES, PhaseMismatch
+from .runtime import Authority
+
+__all__ = ["MAX_REQUEST_BYTES", "create_app"]
+
+MAX_REQUEST_BYTES = 64 * 1024
+_log = logging.getLogger("mtls_ca")
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.reason, self.message = status, reason, message
+
+
+def create_app(authority: Authority, *, after_change: Callable[[], None] | None = None) -> Flask:
+    """Create the Flask app serving ``authority``.
+
+    Args:
+        authority: the CA state the requests use.
+        after_change: called after ``POST /rotate-root`` changed the state (the service re-issues
+            its own certificate there, so the new bundle is served at once).
+    """
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
+
+    @app.post("/sign")
+    def sign() -> tuple[Response, int]:
+        start = time.perf_counter()
+        try:
+            state = authority.state()
+            caller = _provisioner(state.trust_domain)
+            body = _json_body()
+            try:
+                issued = signing.sign(state, signing.parse(body))
+            except signing.Malformed as e:
+                raise _Refused(400, "malformed", str(e)) from None
+            except signing.PolicyViolation as e:
+                raise _Refused(403, "policy", str(e)) from None
+        except _Refused as e:
+            metrics.REJECTED.labels(reason=e.reason).inc()
+            _log.info("refused to sign (%s): %s", e.reason, e.message)
+            return jsonify(error=e.message), e.status
+        metrics.ISSUED.inc()
+        metrics.SIGNING_SECONDS.observe(time.perf_counter() - start)
+        _log.info(
+            "signed serial %x for %s until %s, asked by %s",
+            issued.serial,
+            ",".join(body["names"]),
+            issued.not_after.isoformat(),
+            caller,
+        )
+        return jsonify(signing.answer(state, issued)), 200
+
+    @app.post("/rotate-root")
+    def rotate_root() -> tuple[Response, int]:
+        try:
+            state = authority.state()
+            caller = _provisioner(state.trust_domain)
+            body = _json_body()
+            expected = body.get("from") if isinstance(body, dict) else None
+            if expected not in PHASES:
+                raise _Refused(400, "malformed", f"'from' must be one of {', '.join(PHASES)}")
+            try:
+                new = authority.update(lambda s: s.rotated(expected=expected))
+            except PhaseMismatch as e:
+                raise _Refused(409, "conflict", str(e)) from None
+        except _Refused as e:
+            return jsonify(error=e.message), e.status
+        _log.info("root rotation advanced from %s to %s by %s", expected, new.phase, caller)
+        if after_change is not None:
+            after_change()
+        return jsonify(new.status()), 200
+
+    @app.get("/roots")
+    def roots() -> Response:
+        return Response(authority.state().bundle_pem, mimetype="application/x-pem-file")
+
+    @app.get("/tls-policy")
+    def tls_policy() -> Response:
+        return jsonify(authority.state().tls_policy)
+
+    @app.get("/status")
+    def status() -> Response:
+        return jsonify(authority.state().status())
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        authority.state()
+        return jsonify(status="ok")
+
+    @app.get("/metrics")
+    def metrics_view() -> Response:
+        return Response(metrics.render(authority.state()), content_type=metrics.CONTENT_TYPE)
+
+    @app.errorhandler(HTTPException)
+    def http_error(e: HTTPException) -> tuple[Response, int]:
+        status = e.code or 500
+        if status == 413 and request.path == "/sign":
+            metrics.REJECTED.labels(reason="too_large").inc()
+        message = (
+            f"request body is larger than {MAX_REQUEST_BYTES} bytes"
+            if status == 413
+            else (e.description or e.name)
+        )
+        return jsonify(error=message), status
+
+    return app
+
+
+def _provisioner(trust_domain: str) -> str:
+    """The caller's provisioner identity, or `_Refused` 401/403."""
+    getpeercert = getattr(request.environ.get("gunicorn.socket"), "getpeercert", None)
+    cert = getpeercert() if getpeercert is not None else None
+    if not cert:
+        raise _Refused(401, "unauthenticated", "a client certificate is required")
+    pattern = re.compile(rf"spiffe://{re.escape(trust_domain)}/hello-mtls/provisioner/[a-z0-9-]+")
+    for uri in spiffe_ids(cert):
+        if pattern.fullmatch(uri):
+            return uri
+    try:
+        who = identity(cert)
+    except ValueError:
+        who = "(no name)"
+    raise _Refused(403, "forbidden", f"client '{who}' is not a provisioner of this CA")
+
+
+def _json_body() -> Any:
+    data = request.get_data(cache=False)
+    try:
+        return json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise _Refused(400, "malformed", "request body must be JSON") from None

@@ -1,0 +1,143 @@
+"""``POST /sign`` without the web framework: parse the request, apply policy, sign.
+
+Errors are ``ValueError`` subclasses whose message goes to the caller as is: `Malformed` (HTTP
+400: bad JSON shape, bad CSR, unknown key type, bad duration syntax) and `PolicyViolation`
+(HTTP 403: names or duration the CA policy refuses).
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography import x509
+
+from . import policy
+from .authority import Issued, load_csr
+from .state import State
+
+__all__ = [
+    "DEFAULT_DURATION",
+    "Malformed",
+    "PolicyViolation",
+    "SignRequest",
+    "answer",
+    "parse",
+    "sign",
+]
+
+DEFAULT_DURATION = datetime.timedelta(hours=24)
+_FIELDS = {"csr", "names", "duration", "namespace", "service_account", "extra_allowed"}
+
+
+class Malformed(ValueError):
+    """The request cannot be understood (HTTP 400)."""
+
+
+class PolicyViolation(ValueError):
+    """The request is understood, and the CA policy refuses it (HTTP 403)."""
+
+
+@dataclass(frozen=True)
+class SignRequest:
+    """A parsed ``POST /sign`` body."""
+
+    csr: x509.CertificateSigningRequest
+    names: tuple[str, ...]
+    duration: datetime.timedelta = DEFAULT_DURATION
+    namespace: str | None = None
+    service_account: str | None = None
+    extra_allowed: tuple[str, ...] = field(default=())
+
+
+def parse(body: Any) -> SignRequest:
+    """Check the shape of a decoded JSON body and load its CSR.
+
+    Raises:
+        Malformed: with what is wrong, e.g. ``'names' must be a list of strings``.
+    """
+    if not isinstance(body, Mapping):
+        raise Malformed("request body must be a JSON object")
+    unknown = sorted(set(body) - _FIELDS)
+    if unknown:
+        raise Malformed(f"unknown field(s): {', '.join(unknown)}")
+    csr_pem = body.get("csr")
+    if not isinstance(csr_pem, str):
+        raise Malformed("'csr' must be a PEM string")
+    names = _strings(body, "names")
+    extra = _strings(body, "extra_allowed") if "extra_allowed" in body else ()
+    namespace, account = body.get("namespace"), body.get("service_account")
+    for key, value in (("namespace", namespace), ("service_account", account)):
+        if value is not None and not isinstance(value, str):
+            raise Malformed(f"'{key}' must be a string")
+    if account is not None and namespace is None:
+        raise Malformed("'service_account' needs 'namespace'")
+    duration = DEFAULT_DURATION
+    if "duration" in body:
+        if not isinstance(body["duration"], str):
+            raise Malformed("'duration' must be a string like 24h")
+        try:
+            duration = policy.parse_duration(body["duration"])
+        except ValueError as e:
+            raise Malformed(str(e)) from None
+    try:
+        csr = load_csr(csr_pem.encode("utf-8", errors="replace"))
+    except ValueError as e:
+        raise Malformed(str(e)) from None
+    return SignRequest(csr, names, duration, namespace, account, extra)
+
+
+def sign(state: State, request: SignRequest, *, cluster_domain: str = "cluster.local") -> Issued:
+    """Apply the CA policy to ``request`` and sign it with the current intermediate.
+
+    A namespace brings the namespace name rule and the SPIFFE ID (service account ``default``
+    unless given); without one only the name syntax rules apply (admin credentials).
+
+    Raises:
+        PolicyViolation: with the policy's exact message.
+        Malformed: if the namespace or service account is not a valid name.
+    """
+    try:
+        policy.check_duration(request.duration, minimum=state.minimum, maximum=state.maximum)
+        if request.namespace is None:
+            policy.check_name_syntax(request.names)
+        else:
+            policy.check_names(
+                request.names,
+                namespace=request.namespace,
+                cluster_domain=cluster_domain,
+                extra_allowed=request.extra_allowed,
+            )
+    except ValueError as e:
+        raise PolicyViolation(str(e)) from None
+    uris = []
+    if request.namespace is not None:
+        try:
+            uri = policy.spiffe_id(
+                state.trust_domain, request.namespace, request.service_account or "default"
+            )
+        except ValueError as e:
+            raise Malformed(str(e)) from None
+        uris.append(uri)
+    return state.signer.sign_csr(request.csr, *request.names, uris=uris, valid_for=request.duration)
+
+
+def answer(state: State, issued: Issued) -> dict[str, Any]:
+    """The JSON body of a successful ``POST /sign``."""
+    return {
+        "certificate": issued.chain_pem.decode(),
+        "ca": state.bundle_pem.decode(),
+        "tls_policy": state.tls_policy,
+        "serial": f"{issued.serial:x}",
+        "not_after": issued.not_after.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "bundle_sha256": state.bundle_sha256,
+    }
+
+
+def _strings(body: Mapping[str, Any], key: str) -> tuple[str, ...]:
+    value = body.get(key)
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise Malformed(f"'{key}' must be a list of strings")
+    return tuple(value)

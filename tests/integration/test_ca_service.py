@@ -1,0 +1,377 @@
+"""The real ``hello-mtls-ca serve`` (gunicorn, 2 workers) on 127.0.0.1: signing, refusals,
+concurrency, restarts and root rotation over HTTPS."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import requests
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
+from mtls_context import layout
+
+CLI = [sys.executable, "-m", "mtls_ca"]
+
+
+def _cli(*args: str) -> None:
+    done = subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Service:
+    """One ``serve`` process group; `stop` ends it (SIGTERM, then SIGKILL)."""
+
+    def __init__(self, state: Path, log: Path) -> None:
+        self.state, self.log = state, log
+        self.port = _free_port()
+        self.url = f"https://127.0.0.1:{self.port}"
+        command = [*CLI, "serve", "--state", str(state), "--bind", f"127.0.0.1:{self.port}"]
+        command += ["--workers", "2", "--upkeep-interval", "1"]
+        with log.open("ab") as out:
+            self.process = subprocess.Popen(
+                command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    return
+            except OSError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"serve did not start: {log.read_text()[-2000:]}") from None
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=15)
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("ca-service")
+    _cli("init", "--state", str(root / "state"))
+    _cli(
+        "provisioner",
+        "--state",
+        str(root / "state"),
+        "--name",
+        "operator",
+        "--out",
+        str(root / "prov"),
+    )
+    _cli(
+        "issue",
+        "--state",
+        str(root / "state"),
+        "--name",
+        "web.demo",
+        "--namespace",
+        "demo",
+        "--out",
+        str(root / "workload"),
+    )
+    _cli("init", "--state", str(root / "other-state"))
+    _cli(
+        "provisioner",
+        "--state",
+        str(root / "other-state"),
+        "--name",
+        "operator",
+        "--out",
+        str(root / "other-prov"),
+    )
+    return root
+
+
+@pytest.fixture(scope="module")
+def service(pki: Path) -> Iterator[Service]:
+    running = Service(pki / "state", pki / "serve.log")
+    yield running
+    running.stop()
+
+
+def _session(pki: Path, credential: str | None) -> requests.Session:
+    session = requests.Session()
+    # REQUESTS_CA_BUNDLE in the environment would override session.verify
+    # (https://github.com/psf/requests/issues/3829); only our bundle may count here.
+    session.trust_env = False
+    session.verify = str(pki / "prov" / layout.CA)
+    if credential is not None:
+        session.cert = (str(pki / credential / layout.CERT), str(pki / credential / layout.KEY))
+    return session
+
+
+def _csr(key: object | None = None) -> str:
+    key = key or ec.generate_private_key(ec.SECP256R1())
+    algorithm = None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
+    csr = (
+        x509.CertificateSigningRequestBuilder().subject_name(x509.Name([])).sign(key, algorithm)  # type: ignore[arg-type]
+    )
+    return csr.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def _request(**overrides: object) -> dict[str, object]:
+    body: dict[str, object] = {
+        "csr": _csr(),
+        "names": ["web.demo", "web.demo.svc"],
+        "duration": "1h",
+        "namespace": "demo",
+        "service_account": "web",
+    }
+    body.update(overrides)
+    return body
+
+
+def test_provisioner_gets_a_chain_openssl_accepts(service: Service, pki: Path) -> None:
+    answer = _session(pki, "prov").post(f"{service.url}/sign", json=_request(), timeout=30)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert set(body) >= {"certificate", "ca", "tls_policy", "serial", "not_after", "bundle_sha256"}
+    leaf, intermediate = x509.load_pem_x509_certificates(body["certificate"].encode())
+    assert f"{leaf.serial_number:x}" == body["serial"]
+    san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.UniformResourceIdentifier) == [
+        "spiffe://cluster.local/ns/demo/sa/web"
+    ]
+    assert body["ca"] == (pki / "prov" / layout.CA).read_text()
+    work = pki / "verify"
+    work.mkdir(exist_ok=True)
+    (work / "leaf.pem").write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+    (work / "int.pem").write_bytes(intermediate.public_bytes(serialization.Encoding.PEM))
+    (work / "ca.pem").write_text(body["ca"])
+    (work / "other.pem").write_bytes((pki / "other-prov" / layout.CA).read_bytes())
+
+    def verify(ca: str) -> int:
+        return subprocess.run(
+            [
+                "openssl",
+                "verify",
+                "-x509_strict",
+                "-purpose",
+                "sslserver",
+                "-CAfile",
+                str(work / ca),
+                "-untrusted",
+                str(work / "int.pem"),
+                str(work / "leaf.pem"),
+            ],
+            capture_output=True,
+            timeout=30,
+            check=False,
+        ).returncode
+
+    assert verify("ca.pem") == 0
+    assert verify("other.pem") != 0
+
+
+def test_read_only_endpoints_need_no_client_certificate(service: Service, pki: Path) -> None:
+    anonymous = _session(pki, None)
+    assert anonymous.get(f"{service.url}/healthz", timeout=10).json() == {"status": "ok"}
+    assert (
+        anonymous.get(f"{service.url}/roots", timeout=10).text
+        == (pki / "prov" / layout.CA).read_text()
+    )
+    assert (
+        anonymous.get(f"{service.url}/tls-policy", timeout=10).json()["profile"] == "intermediate"
+    )
+    status = anonymous.get(f"{service.url}/status", timeout=10).json()
+    assert status["phase"] == "idle" and len(status["roots"]) == 1
+
+
+@pytest.mark.parametrize(
+    ("credential", "body", "status", "error"),
+    [
+        (None, "valid", 401, "a client certificate is required"),
+        ("workload", "valid", 403, "client 'web.demo' is not a provisioner of this CA"),
+        ("prov", b"{not json", 400, "request body must be JSON"),
+        ("prov", {"csr": 5}, 400, "'csr' must be a PEM string"),
+        (
+            "prov",
+            {"csr": "garbage", "names": ["web.demo"]},
+            400,
+            "csr is not a PEM certificate signing request",
+        ),
+        ("prov", "tampered", 400, "csr signature does not verify"),
+        (
+            "prov",
+            "ed25519",
+            400,
+            "csr key type Ed25519PublicKey is not supported (use ECDSA or RSA)",
+        ),
+        (
+            "prov",
+            {"names": ["web.other"], "namespace": "demo"},
+            403,
+            "name 'web.other' is not under namespace 'demo'",
+        ),
+        (
+            "prov",
+            {"names": ["*.demo"], "namespace": "demo"},
+            403,
+            "wildcard name '*.demo' is not allowed",
+        ),
+        ("prov", {"duration": "1m"}, 403, "duration 1m is below the CA minimum of 5m"),
+        ("prov", {"duration": "90d"}, 403, "duration 90d is above the CA maximum of 30d"),
+        ("prov", "huge", 413, "request body is larger than 65536 bytes"),
+    ],
+)
+def test_refusals(
+    service: Service, pki: Path, credential: str | None, body: object, status: int, error: str
+) -> None:
+    data: bytes
+    if body == "valid":
+        data = json.dumps(_request()).encode()
+    elif body == "tampered":
+        good = _request()
+        pem = str(good["csr"]).splitlines()
+        pem[-3] = pem[-3][:-4] + ("AAAA" if pem[-3][-4:] != "AAAA" else "BBBB")
+        data = json.dumps({**good, "csr": "\n".join(pem) + "\n"}).encode()
+    elif body == "ed25519":
+        data = json.dumps(_request(csr=_csr(ed25519.Ed25519PrivateKey.generate()))).encode()
+    elif body == "huge":
+        data = json.dumps(_request(names=["web.demo"] * 10000)).encode()
+    elif isinstance(body, dict):
+        data = json.dumps({**_request(), **body}).encode()
+    else:
+        assert isinstance(body, bytes)
+        data = body
+    answer = _session(pki, credential).post(f"{service.url}/sign", data=data, timeout=30)
+    assert (answer.status_code, answer.json()) == (status, {"error": error})
+
+
+def test_client_of_another_ca_is_refused_by_tls(service: Service, pki: Path) -> None:
+    stranger = _session(pki, "other-prov")
+    with pytest.raises(requests.exceptions.ConnectionError):
+        stranger.post(f"{service.url}/sign", json=_request(), timeout=10)
+    # The twin: the same request with our own provisioner goes through.
+    assert _session(pki, "prov").post(f"{service.url}/sign", json=_request(), timeout=10).ok
+
+
+def test_200_parallel_requests_get_200_distinct_serials(service: Service, pki: Path) -> None:
+    bodies = [_request() for _ in range(200)]
+
+    def sign(index: int) -> str:
+        session = sessions[index % len(sessions)]
+        answer = session.post(f"{service.url}/sign", json=bodies[index], timeout=60)
+        assert answer.status_code == 200, answer.text
+        return str(answer.json()["serial"])
+
+    sessions = [_session(pki, "prov") for _ in range(16)]
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        serials = list(pool.map(sign, range(200)))
+    assert len(serials) == 200 and len(set(serials)) == 200
+
+
+def test_metrics_count_what_happened(service: Service, pki: Path) -> None:
+    session = _session(pki, "prov")
+    assert session.post(f"{service.url}/sign", json=_request(), timeout=10).ok
+    assert (
+        session.post(f"{service.url}/sign", json=_request(duration="1m"), timeout=10).status_code
+        == 403
+    )
+    text = _session(pki, None).get(f"{service.url}/metrics", timeout=10).text
+    values = {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+    }
+    assert values["hello_mtls_ca_issued_total"] >= 1
+    assert values['hello_mtls_ca_rejected_total{reason="policy"}'] >= 1
+    assert values["hello_mtls_ca_signing_seconds_count"] == values["hello_mtls_ca_issued_total"]
+    expiry = [v for k, v in values.items() if k.startswith("hello_mtls_ca_cert_expiry_seconds")]
+    assert len(expiry) == 2 and all(300 * 86400 < v < 3651 * 86400 for v in expiry)
+
+
+def _served_issuer(port: int, ca: Path) -> x509.Name:
+    context = ssl.create_default_context(cafile=str(ca))
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+            der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return x509.load_der_x509_certificate(der).issuer
+
+
+def test_state_survives_a_restart_and_rotation_runs_over_https(pki: Path, tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    _cli("init", "--state", str(state))
+    _cli("provisioner", "--state", str(state), "--name", "admin", "--out", str(tmp_path / "admin"))
+    (tmp_path / "prov").symlink_to(tmp_path / "admin")
+    first = Service(state, tmp_path / "serve.log")
+    try:
+        session = _session(tmp_path, "admin")
+        before = session.get(f"{first.url}/status", timeout=10).json()
+        answer = session.post(f"{first.url}/rotate-root", json={"from": "idle"}, timeout=30)
+        assert answer.status_code == 200 and answer.json()["phase"] == "both-trusted"
+        conflict = session.post(f"{first.url}/rotate-root", json={"from": "idle"}, timeout=30)
+        assert conflict.status_code == 409
+        assert conflict.json() == {"error": "root rotation is in phase 'both-trusted', not 'idle'"}
+        assert (
+            _session(tmp_path, None)
+            .post(f"{first.url}/rotate-root", json={"from": "both-trusted"}, timeout=10)
+            .status_code
+            == 401
+        )
+    finally:
+        first.stop()
+    second = Service(state, tmp_path / "serve.log")
+    try:
+        session = _session(tmp_path, "admin")
+        status = session.get(f"{second.url}/status", timeout=10).json()
+        assert status["phase"] == "both-trusted"
+        assert status["roots"][0] == before["roots"][0] and len(status["roots"]) == 2
+        signed = session.post(f"{second.url}/sign", json=_request(), timeout=30).json()
+        assert signed["bundle_sha256"] == status["bundle_sha256"]
+        # Old root still signs; the bundle already carries both.
+        old_intermediate = before["signing"]["intermediate_fingerprint_sha256"]
+        chain = x509.load_pem_x509_certificates(signed["certificate"].encode())
+        assert chain[1].fingerprint(hashes.SHA256()).hex() == old_intermediate
+        (tmp_path / "bundle.pem").write_text(signed["ca"])
+        new_signing = session.post(
+            f"{second.url}/rotate-root", json={"from": "both-trusted"}, timeout=30
+        ).json()
+        new_intermediate = x509.load_pem_x509_certificates(
+            session.post(f"{second.url}/sign", json=_request(), timeout=30)
+            .json()["certificate"]
+            .encode()
+        )[1]
+        assert (
+            new_intermediate.fingerprint(hashes.SHA256()).hex()
+            == (new_signing["signing"]["intermediate_fingerprint_sha256"])
+        )
+        # The service's own certificate follows the new signer (upkeep + reload, within seconds).
+        deadline = time.monotonic() + 10
+        while _served_issuer(second.port, tmp_path / "bundle.pem") != new_intermediate.subject:
+            assert time.monotonic() < deadline, "serving certificate was not re-issued"
+            time.sleep(0.2)
+        done = session.post(f"{second.url}/rotate-root", json={"from": "new-signing"}, timeout=30)
+        assert done.json()["phase"] == "idle"
+        assert [r["fingerprint_sha256"] for r in done.json()["roots"]] == [
+            status["roots"][1]["fingerprint_sha256"]
+        ]
+    finally:
+        second.stop()

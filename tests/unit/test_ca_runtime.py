@@ -1,0 +1,139 @@
+"""The service's cached state and its upkeep: serving certificate, intermediate, credential."""
+
+from __future__ import annotations
+
+import datetime
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+
+from mtls_ca.authority import CA
+from mtls_ca.runtime import Authority, Serving, Upkeep, is_current
+from mtls_ca.state import DirectoryStore, State
+from mtls_context import layout, server_context
+
+NOW = datetime.datetime.now(datetime.UTC)
+
+
+@pytest.fixture()
+def store(tmp_path: Path) -> DirectoryStore:
+    store = DirectoryStore(tmp_path / "state")
+    store.create(State(generations=(CA.create(),)))
+    return store
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_authority_follows_the_store(store: DirectoryStore) -> None:
+    clock = Clock()
+    authority = Authority(store, refresh_interval=5.0, clock=clock)
+    first = authority.state()
+    DirectoryStore(store.directory).update(lambda s: replace(s, tls_profile="modern"))
+    assert authority.state() is first  # within the refresh interval: cached
+    clock.now = 5.0
+    assert authority.state().tls_profile == "modern"
+    updated = authority.update(lambda s: replace(s, tls_profile="intermediate"))
+    assert authority.state() is updated
+
+
+class Sink:
+    location = "memory"
+
+    def __init__(self) -> None:
+        self.files: dict[str, bytes] | None = None
+        self.writes = 0
+
+    def read(self) -> dict[str, bytes] | None:
+        return self.files
+
+    def write(self, files: dict[str, bytes]) -> bool:
+        self.files, self.writes = files, self.writes + 1
+        return True
+
+
+def _upkeep(store: DirectoryStore, tmp_path: Path, sink: Sink | None = None) -> Upkeep:
+    serving = Serving(tmp_path / "serving", ("localhost", "127.0.0.1"), datetime.timedelta(hours=3))
+    return Upkeep(
+        Authority(store), serving, credential=sink, credential_duration=datetime.timedelta(days=3)
+    )
+
+
+def test_upkeep_issues_the_serving_certificate_once(store: DirectoryStore, tmp_path: Path) -> None:
+    upkeep = _upkeep(store, tmp_path)
+    upkeep.run(NOW)
+    version = os.readlink(tmp_path / "serving" / layout.DATA_LINK)
+    context = server_context(tmp_path / "serving")  # a valid server certificate set
+    assert context.certificate.identity == "localhost"
+    upkeep.run(NOW)
+    assert os.readlink(tmp_path / "serving" / layout.DATA_LINK) == version
+    upkeep.run(NOW + datetime.timedelta(hours=2, minutes=1))  # past 2/3 of 3h
+    assert os.readlink(tmp_path / "serving" / layout.DATA_LINK) != version
+
+
+def test_upkeep_follows_rotation(store: DirectoryStore, tmp_path: Path) -> None:
+    upkeep = _upkeep(store, tmp_path)
+    upkeep.run(NOW)
+    files = layout.read_version(tmp_path / "serving")
+    upkeep.authority.update(lambda s: s.rotated(expected="idle"))
+    upkeep.run(NOW)
+    both = layout.read_version(tmp_path / "serving")
+    assert both[layout.CA] != files[layout.CA] and both[layout.CA].count(b"BEGIN") == 2
+    upkeep.authority.update(lambda s: s.rotated(expected="both-trusted"))
+    upkeep.run(NOW)
+    new = layout.read_version(tmp_path / "serving")
+    assert (
+        x509.load_pem_x509_certificates(new[layout.CERT])[1]
+        == upkeep.authority.state().signer.intermediate
+    )
+
+
+def test_upkeep_renews_the_intermediate_at_two_thirds(
+    store: DirectoryStore, tmp_path: Path
+) -> None:
+    upkeep = _upkeep(store, tmp_path)
+    before = store.load().signer
+    upkeep.run(NOW + datetime.timedelta(days=200))  # 1y intermediate: not yet due
+    assert store.load().signer.intermediate == before.intermediate
+    upkeep.run(NOW + datetime.timedelta(days=250))
+    after = store.load().signer
+    assert after.root == before.root and after.intermediate != before.intermediate
+
+
+def test_upkeep_keeps_the_credential_current(store: DirectoryStore, tmp_path: Path) -> None:
+    sink = Sink()
+    upkeep = _upkeep(store, tmp_path, sink)
+    upkeep.run(NOW)
+    assert sink.writes == 1 and sink.files is not None
+    leaf = x509.load_pem_x509_certificates(sink.files[layout.CERT])[0]
+    san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.UniformResourceIdentifier) == [
+        "spiffe://cluster.local/hello-mtls/provisioner/operator"
+    ]
+    upkeep.run(NOW + datetime.timedelta(days=1))
+    assert sink.writes == 1
+    upkeep.run(NOW + datetime.timedelta(days=2, hours=1))  # past 2/3 of 3 days
+    assert sink.writes == 2
+
+
+def test_is_current(store: DirectoryStore, tmp_path: Path) -> None:
+    upkeep = _upkeep(store, tmp_path)
+    upkeep.run(NOW)
+    files = layout.read_version(tmp_path / "serving")
+    state = store.load()
+    assert is_current(files, state, NOW)
+    assert not is_current(None, state, NOW)
+    assert not is_current({**files, layout.KEY: b""}, state, NOW)
+    assert not is_current({**files, layout.CA: b"other"}, state, NOW)
+    assert not is_current({**files, layout.POLICY: b"{}"}, state, NOW)
+    assert not is_current({**files, layout.CERT: b"garbage"}, state, NOW)
+    assert not is_current(files, replace(state, tls_profile="modern"), NOW)
+    assert not is_current(files, state, NOW + datetime.timedelta(hours=3))

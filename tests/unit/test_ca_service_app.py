@@ -1,0 +1,180 @@
+"""The Flask app of the CA service with Flask's test client; the TLS peer is a stand-in for
+``environ["gunicorn.socket"]`` (the real socket is exercised in tests/integration)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from flask import Flask
+from flask.testing import FlaskClient
+
+from mtls_ca.authority import CA
+from mtls_ca.runtime import Authority
+from mtls_ca.service import MAX_REQUEST_BYTES, create_app
+from mtls_ca.state import DirectoryStore, State
+
+PROVISIONER = {
+    "subject": ((("commonName", "operator"),),),
+    "subjectAltName": (("URI", "spiffe://cluster.local/hello-mtls/provisioner/operator"),),
+}
+WORKLOAD = {
+    "subject": ((("commonName", "web.demo"),),),
+    "subjectAltName": (("DNS", "web.demo"), ("URI", "spiffe://cluster.local/ns/demo/sa/web")),
+}
+OTHER_DOMAIN = {
+    "subject": ((("commonName", "operator"),),),
+    "subjectAltName": (("URI", "spiffe://evil.example/hello-mtls/provisioner/operator"),),
+}
+
+
+class Peer:
+    def __init__(self, cert: dict[str, Any] | None) -> None:
+        self.cert = cert
+
+    def getpeercert(self) -> dict[str, Any] | None:
+        return self.cert or {}
+
+
+@pytest.fixture()
+def app(tmp_path: Path) -> Flask:
+    store = DirectoryStore(tmp_path)
+    store.create(State(generations=(CA.create(),)))
+    changes: list[str] = []
+    app = create_app(Authority(store), after_change=lambda: changes.append("changed"))
+    app.config["changes"] = changes
+    return app
+
+
+@pytest.fixture()
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+def _csr() -> str:
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([]))
+        .sign(key, hashes.SHA256())
+    )
+    return csr.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def _get(client: FlaskClient, path: str) -> Any:
+    return client.get(path).get_json()
+
+
+def _post(client: FlaskClient, path: str, peer: dict[str, Any] | None, **kwargs: Any) -> Any:
+    return client.post(path, environ_base={"gunicorn.socket": Peer(peer)}, **kwargs)
+
+
+def test_sign_for_a_provisioner(client: FlaskClient) -> None:
+    body = {"csr": _csr(), "names": ["web.demo"], "namespace": "demo", "duration": "1h"}
+    answer = _post(client, "/sign", PROVISIONER, json=body)
+    assert answer.status_code == 200
+    assert set(answer.json) == {
+        "certificate",
+        "ca",
+        "tls_policy",
+        "serial",
+        "not_after",
+        "bundle_sha256",
+    }
+
+
+@pytest.mark.parametrize(
+    ("peer", "status", "error"),
+    [
+        (None, 401, "a client certificate is required"),
+        (WORKLOAD, 403, "client 'web.demo' is not a provisioner of this CA"),
+        (
+            OTHER_DOMAIN,
+            403,
+            "client 'spiffe://evil.example/hello-mtls/provisioner/operator' is not a provisioner"
+            " of this CA",
+        ),
+        ({"subject": ()}, 403, "client '(no name)' is not a provisioner of this CA"),
+    ],
+)
+def test_sign_refuses_callers(
+    client: FlaskClient, peer: dict[str, Any] | None, status: int, error: str
+) -> None:
+    answer = _post(client, "/sign", peer, json={"csr": _csr(), "names": ["web.demo"]})
+    assert (answer.status_code, answer.json) == (status, {"error": error})
+
+
+def test_no_gunicorn_socket_is_unauthenticated(client: FlaskClient) -> None:
+    answer = client.post("/sign", json={})
+    assert (answer.status_code, answer.json) == (401, {"error": "a client certificate is required"})
+
+
+def test_sign_refuses_bad_bodies(client: FlaskClient) -> None:
+    assert _post(client, "/sign", PROVISIONER, data=b"\xff\xfe").json == {
+        "error": "request body must be JSON"
+    }
+    policy = _post(
+        client, "/sign", PROVISIONER, json={"csr": _csr(), "names": ["a.b"], "namespace": "demo"}
+    )
+    assert (policy.status_code, policy.json) == (
+        403,
+        {"error": "name 'a.b' is not under namespace 'demo'"},
+    )
+    huge = _post(client, "/sign", PROVISIONER, data=b"x" * (MAX_REQUEST_BYTES + 1))
+    assert (huge.status_code, huge.json) == (
+        413,
+        {"error": f"request body is larger than {MAX_REQUEST_BYTES} bytes"},
+    )
+
+
+def test_read_only_endpoints(client: FlaskClient) -> None:
+    assert client.get("/healthz").json == {"status": "ok"}
+    roots = client.get("/roots")
+    assert roots.mimetype == "application/x-pem-file" and roots.data.startswith(
+        b"-----BEGIN CERTIFICATE"
+    )
+    assert _get(client, "/tls-policy")["min_version"] == "TLSv1.2"
+    assert _get(client, "/status")["phase"] == "idle"
+    assert client.get("/nowhere").status_code == 404
+    assert set(_get(client, "/nowhere")) == {"error"}
+    assert client.get("/sign").status_code == 405
+
+
+def test_metrics_count_issued_and_rejected(client: FlaskClient) -> None:
+    def value(name: str) -> float:
+        for line in client.get("/metrics").text.splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[-1])
+        raise AssertionError(name)
+
+    issued = value("hello_mtls_ca_issued_total")
+    refused = value('hello_mtls_ca_rejected_total{reason="unauthenticated"}')
+    _post(client, "/sign", PROVISIONER, json={"csr": _csr(), "names": ["web.demo"]})
+    _post(client, "/sign", None, json={})
+    assert value("hello_mtls_ca_issued_total") == issued + 1
+    assert value('hello_mtls_ca_rejected_total{reason="unauthenticated"}') == refused + 1
+    assert "hello_mtls_ca_cert_expiry_seconds{" in client.get("/metrics").text
+
+
+def test_rotate_root(app: Flask, client: FlaskClient) -> None:
+    assert _post(client, "/rotate-root", None, json={"from": "idle"}).status_code == 401
+    assert _post(client, "/rotate-root", WORKLOAD, json={"from": "idle"}).status_code == 403
+    bad = _post(client, "/rotate-root", PROVISIONER, json={"from": "done"})
+    assert (bad.status_code, bad.json) == (
+        400,
+        {"error": "'from' must be one of idle, both-trusted, new-signing"},
+    )
+    assert app.config["changes"] == []
+    moved = _post(client, "/rotate-root", PROVISIONER, json={"from": "idle"})
+    assert moved.status_code == 200 and moved.json["phase"] == "both-trusted"
+    assert app.config["changes"] == ["changed"]
+    stale = _post(client, "/rotate-root", PROVISIONER, json={"from": "idle"})
+    assert (stale.status_code, stale.json) == (
+        409,
+        {"error": "root rotation is in phase 'both-trusted', not 'idle'"},
+    )
+    assert _get(client, "/status")["phase"] == "both-trusted"

@@ -1,0 +1,135 @@
+"""``POST /sign`` bodies: parsing (400s) and policy (403s) without a web server."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from mtls_ca.authority import CA
+from mtls_ca.signing import DEFAULT_DURATION, Malformed, PolicyViolation, answer, parse, sign
+from mtls_ca.state import State
+
+
+@pytest.fixture(scope="module")
+def state() -> State:
+    return State(generations=(CA.create(),))
+
+
+@pytest.fixture(scope="module")
+def csr() -> str:
+    key = ec.generate_private_key(ec.SECP256R1())
+    request = x509.CertificateSigningRequestBuilder().subject_name(x509.Name([]))
+    return request.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM).decode()
+
+
+def test_parse_defaults(csr: str) -> None:
+    request = parse({"csr": csr, "names": ["a.demo"]})
+    assert request.duration == DEFAULT_DURATION
+    assert (request.namespace, request.service_account, request.extra_allowed) == (None, None, ())
+    full = parse(
+        {
+            "csr": csr,
+            "names": ["a.demo"],
+            "duration": "90m",
+            "namespace": "demo",
+            "service_account": "web",
+            "extra_allowed": ["*.example.com"],
+        }
+    )
+    assert full.duration == datetime.timedelta(minutes=90)
+    assert full.extra_allowed == ("*.example.com",)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ([], "request body must be a JSON object"),
+        ("text", "request body must be a JSON object"),
+        ({"names": ["a.demo"]}, "'csr' must be a PEM string"),
+        ({"csr": "CSR", "names": "a.demo"}, "'names' must be a list of strings"),
+        ({"csr": "CSR", "names": [1]}, "'names' must be a list of strings"),
+        (
+            {"csr": "CSR", "names": ["a"], "extra_allowed": "x"},
+            "'extra_allowed' must be a list of strings",
+        ),
+        ({"csr": "CSR", "names": ["a"], "namespace": 3}, "'namespace' must be a string"),
+        (
+            {"csr": "CSR", "names": ["a"], "service_account": "sa"},
+            "'service_account' needs 'namespace'",
+        ),
+        ({"csr": "CSR", "names": ["a"], "duration": 3600}, "'duration' must be a string like 24h"),
+        (
+            {"csr": "CSR", "names": ["a"], "duration": "1 hour"},
+            "duration '1 hour' is not like 90m, 24h, 1h30m or 30s",
+        ),
+        (
+            {"csr": "CSR", "names": ["a"], "bogus": 1, "alsobad": 2},
+            "unknown field(s): alsobad, bogus",
+        ),
+        ({"csr": "CSR", "names": ["a"]}, "csr is not a PEM certificate signing request"),
+    ],
+)
+def test_parse_rejects(body: Any, message: str) -> None:
+    with pytest.raises(Malformed) as info:
+        parse(body)
+    assert str(info.value) == message
+
+
+def test_sign_with_namespace_adds_the_spiffe_id(state: State, csr: str) -> None:
+    issued = sign(
+        state, parse({"csr": csr, "names": ["web.demo"], "namespace": "demo", "duration": "1h"})
+    )
+    san = issued.certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.UniformResourceIdentifier) == [
+        "spiffe://cluster.local/ns/demo/sa/default"
+    ]
+    body = answer(state, issued)
+    assert body["serial"] == f"{issued.serial:x}"
+    assert body["ca"] == state.bundle_pem.decode()
+    assert body["bundle_sha256"] == state.bundle_sha256
+    assert body["not_after"].endswith("Z")
+
+
+def test_sign_without_namespace_checks_syntax_only(state: State, csr: str) -> None:
+    issued = sign(state, parse({"csr": csr, "names": ["api.example.com"]}))
+    san = issued.certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.UniformResourceIdentifier) == []
+    with pytest.raises(PolicyViolation, match="^wildcard name"):
+        sign(state, parse({"csr": csr, "names": ["*.example.com"]}))
+
+
+def test_sign_honours_extra_allowed(state: State, csr: str) -> None:
+    body = {"csr": csr, "names": ["api.example.com"], "namespace": "demo"}
+    with pytest.raises(
+        PolicyViolation, match="^name 'api.example.com' is not under namespace 'demo'$"
+    ):
+        sign(state, parse(body))
+    sign(state, parse({**body, "extra_allowed": ["api.example.com"]}))
+
+
+@pytest.mark.parametrize(
+    ("extra", "error", "message"),
+    [
+        ({"duration": "1m"}, PolicyViolation, "duration 1m is below the CA minimum of 5m"),
+        ({"names": []}, PolicyViolation, "at least one name is required"),
+        (
+            {"names": ["web.other"]},
+            PolicyViolation,
+            "name 'web.other' is not under namespace 'demo'",
+        ),
+        ({"service_account": "Web"}, Malformed, "service account 'Web' is not a valid name"),
+        ({"namespace": "De"}, PolicyViolation, "namespace 'De' is not a valid namespace name"),
+    ],
+)
+def test_sign_refuses(
+    state: State, csr: str, extra: dict[str, Any], error: type[Exception], message: str
+) -> None:
+    body = {"csr": csr, "names": ["web.demo"], "namespace": "demo", **extra}
+    with pytest.raises(error) as info:
+        sign(state, parse(body))
+    assert str(info.value) == message
