@@ -39,3 +39,28 @@ bench: bench-ca ## every benchmark that needs no cluster (figures: benchmarks/RE
 bench-ca: $(STAMP) ## CA service: POST /sign over keep-alive mTLS (target >= 300/s)
 	@uptime
 	$(BIN)/python benchmarks/bench_ca.py
+
+# Images, manifests and dependency locks (operator engineer). Our machines build on the local
+# base image when it exists; elsewhere on python:3.12-slim.
+LOCAL_BASE := hello-mtls/python-base:bookworm
+PYTHON_IMAGE ?= $(shell docker image inspect $(LOCAL_BASE) >/dev/null 2>&1 && echo $(LOCAL_BASE) || echo python:3.12-slim)
+IMAGE_TAG ?= dev
+HELM ?= helm
+
+.PHONY: images manifests lock
+images: ## build hello-mtls/{ca,server,client}:$(IMAGE_TAG) with docker (PYTHON_IMAGE= to pick the base)
+	@for app in ca server client; do \
+		echo "==> docker build -f Dockerfile.$$app -t hello-mtls/$$app:$(IMAGE_TAG) (base $(PYTHON_IMAGE))"; \
+		docker build --network host --build-arg PYTHON_IMAGE=$(PYTHON_IMAGE) \
+			-f Dockerfile.$$app -t hello-mtls/$$app:$(IMAGE_TAG) . || exit 1; \
+	done
+	@docker image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' | grep '^hello-mtls/[a-z]*:$(IMAGE_TAG) '
+
+manifests: $(STAMP) ## regenerate k8s/ from charts/hello-mtls (helm template; HELM= to pick the binary)
+	$(BIN)/python charts/render_k8s.py --helm $(HELM)
+
+lock: $(STAMP) ## re-pin the images' dependencies (requirements/*.txt) from pyproject.toml extras
+	cd requirements && ../$(BIN)/pip-compile -q --generate-hashes --allow-unsafe --strip-extras --no-header --extra ca --extra operator -o ca.txt ../pyproject.toml
+	cd requirements && ../$(BIN)/pip-compile -q --generate-hashes --strip-extras --no-header --extra server -o server.txt ../pyproject.toml
+	cd requirements && ../$(BIN)/pip-compile -q --generate-hashes --strip-extras --no-header --extra client -o client.txt ../pyproject.toml
+	cd requirements && ../$(BIN)/pip-compile -q --generate-hashes --allow-unsafe --no-header -o build.txt build.in

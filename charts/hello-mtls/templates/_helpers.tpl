@@ -1,0 +1,31 @@
+{{/* Names shared by the templates. The in-cluster names are fixed by the design (DESIGN.md). */}}
+
+{{- define "hello-mtls.labels" -}}
+app.kubernetes.io/part-of: hello-mtls
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ .Chart.Name }}-{{ .Chart.Version }}
+{{- end -}}
+
+{{- define "hello-mtls.image" -}}
+{{ index .root.Values.images .name }}:{{ .root.Values.images.tag }}
+{{- end -}}
+
+{{- define "hello-mtls.caURL" -}}
+https://hello-mtls-ca.{{ .Release.Namespace }}.svc
+{{- end -}}
+
+{{/* Restricted pod security: non-root, no privilege escalation, no capabilities. */}}
+{{- define "hello-mtls.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 10001
+runAsGroup: 10001
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{- define "hello-mtls.containerSecurityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+capabilities:
+  drop: ["ALL"]
+{{- end -}}

@@ -1,0 +1,102 @@
+"""Write k8s/ from the chart: ``helm template`` with the default values, split into numbered files.
+
+Run by ``make manifests``; the e2e tier checks that k8s/ is what this writes, so the chart stays
+the one source of truth. Usage: ``python charts/render_k8s.py [--helm PATH] [--check]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CHART = ROOT / "charts" / "hello-mtls"
+OUT = ROOT / "k8s"
+NAMESPACE = "hello-mtls"
+
+# Numbered file → (header, the chart templates it holds, in apply order).
+FILES = {
+    "00-namespace.yaml": (
+        "The namespace of the CA and the operator (hello-mtls). Needs: create namespaces.",
+        ["namespace.yaml"],
+    ),
+    "10-ca.yaml": (
+        "The CA service: ServiceAccount, a Role limited to its state Secret and the operator's\n"
+        "provisioner Secret, the Service hello-mtls-ca (443 -> 8443) and the Deployment.",
+        ["ca-serviceaccount.yaml", "ca-rbac.yaml", "ca-service.yaml", "ca-deployment.yaml"],
+    ),
+    "20-operator.yaml": (
+        "The operator: ServiceAccount, ClusterRole (each rule says why) and its binding, and the\n"
+        "Deployment (1 replica, Recreate, kopf --standalone).",
+        ["operator-serviceaccount.yaml", "operator-rbac.yaml", "operator-deployment.yaml"],
+    ),
+    "30-examples.yaml": (
+        "The example hello-mtls server (Deployment + Service) and client (Deployment), annotated\n"
+        "with hello-mtls.dev/name and mounting their Secrets at /var/run/hello-mtls.",
+        ["examples-server.yaml", "examples-client.yaml"],
+    ),
+}
+
+
+def render(helm: str) -> dict[str, str]:
+    """The content of every k8s/ file, from ``helm template``."""
+    output = subprocess.run(
+        [
+            helm,
+            "template",
+            "hello-mtls",
+            str(CHART),
+            "--namespace",
+            NAMESPACE,
+            "--set",
+            "createNamespace=true",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
+    documents: dict[str, list[str]] = {}
+    for chunk in output.split("\n---\n"):
+        lines = chunk.strip("-\n").splitlines()
+        source = next((ln for ln in lines if ln.startswith("# Source: ")), None)
+        if source is None:
+            continue
+        template = source.rsplit("/", 1)[1]
+        body = "\n".join(ln for ln in lines if ln is not source).strip("\n")
+        documents.setdefault(template, []).append(body)
+    files = {}
+    for name, (header, templates) in FILES.items():
+        comment = "\n".join(f"# {line}" for line in header.splitlines())
+        generated = "# Generated from charts/hello-mtls by `make manifests`; do not edit."
+        docs = [doc for t in templates for doc in documents.pop(t, [])]
+        files[name] = f"{comment}\n{generated}\n---\n" + "\n---\n".join(docs) + "\n"
+    if documents:
+        raise SystemExit(f"templates not placed in any k8s/ file: {', '.join(documents)}")
+    return files
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--helm", default="helm", help="the helm binary (default: helm)")
+    parser.add_argument("--check", action="store_true", help="only report drift (exit 1)")
+    args = parser.parse_args()
+    files = render(args.helm)
+    drift = [
+        n for n, text in files.items() if not (OUT / n).is_file() or (OUT / n).read_text() != text
+    ]
+    if args.check:
+        for name in drift:
+            print(f"k8s/{name} differs from the chart; run `make manifests`", file=sys.stderr)
+        return 1 if drift else 0
+    OUT.mkdir(exist_ok=True)
+    for name, text in files.items():
+        (OUT / name).write_text(text)
+        print(f"wrote k8s/{name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""The operator's CA client against the real ``hello-mtls-ca serve`` on 127.0.0.1.
+
+Proves the HTTP contract end to end: the provisioner credential authenticates, answers become
+Secrets that `inspect` accepts, refusals keep the CA's message, rotation steps are idempotent,
+and a CA that is down is reported as unavailable (retried), not as a refusal.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mtls_operator.ca_client import CAClient
+from mtls_operator.certs import inspect, new_key_and_csr
+from mtls_operator.claims import NAME, SANS, Rules, parse_claim
+from mtls_operator.reconciler import CARefused, CAUnavailable
+from mtls_operator.tlssecret import decode_data, secret_body
+from processes import free_port, running
+
+CLI = [sys.executable, "-m", "mtls_ca"]
+
+
+def ca_cli(*args: str) -> None:
+    done = subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.fixture(scope="module")
+def ca(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """A running CA service: its URL and the root of its files (state, prov, workload)."""
+    root = tmp_path_factory.mktemp("operator-ca")
+    state = str(root / "state")
+    ca_cli("init", "--state", state)
+    ca_cli("provisioner", "--state", state, "--name", "operator", "--out", str(root / "prov"))
+    ca_cli(
+        "issue",
+        "--state",
+        state,
+        "--name",
+        "web.demo",
+        "--namespace",
+        "demo",
+        "--out",
+        str(root / "workload"),
+    )
+    port = free_port()
+    argv = [*CLI, "serve", "--state", state, "--bind", f"127.0.0.1:{port}", "--workers", "1"]
+    with running(argv, root / "serve.log"):
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, (root / "serve.log").read_text()
+                time.sleep(0.1)
+        yield f"https://127.0.0.1:{port}", root
+
+
+def test_a_signed_answer_becomes_a_secret_that_inspects_clean(ca: tuple[str, Path]) -> None:
+    url, root = ca
+    client = CAClient(url, root / "prov")
+    view = client.status()
+    claim = parse_claim(
+        {NAME: "web.demo.svc", SANS: "web.demo,10.0.0.9"},
+        namespace="demo",
+        service_account="web",
+        rules=Rules(),
+    )
+    key_pem, csr_pem = new_key_and_csr(claim)
+    answer = client.sign(claim.sign_request(csr_pem))
+    body = secret_body(claim, key_pem, answer, pods=[])
+    found = inspect(decode_data(body))
+    assert found.problem is None
+    assert found.intermediate_sha256 == view.intermediate_sha256
+    assert found.bundle_sha256 == view.bundle_sha256 == answer.bundle_sha256
+    assert view.phase == "idle"
+
+
+def test_the_ca_refusal_is_kept_word_for_word(ca: tuple[str, Path]) -> None:
+    url, root = ca
+    claim = parse_claim({NAME: "web.demo"}, namespace="demo", service_account="web", rules=Rules())
+    request = {**claim.sign_request(new_key_and_csr(claim)[1]), "names": ["web.other"]}
+    with pytest.raises(CARefused, match="HTTP 403: name 'web.other' is not under namespace 'demo'"):
+        CAClient(url, root / "prov").sign(request)
+
+
+def test_a_workload_certificate_cannot_sign(ca: tuple[str, Path]) -> None:
+    url, root = ca
+    claim = parse_claim({NAME: "web.demo"}, namespace="demo", service_account="web", rules=Rules())
+    with pytest.raises(CARefused, match="is not a provisioner"):
+        CAClient(url, root / "workload").sign(claim.sign_request(new_key_and_csr(claim)[1]))
+
+
+def test_a_ca_that_is_down_is_unavailable_not_a_refusal(ca: tuple[str, Path]) -> None:
+    _, root = ca
+    client = CAClient(f"https://127.0.0.1:{free_port()}", root / "prov", timeout=2)
+    with pytest.raises(CAUnavailable):
+        client.status()
+
+
+def test_rotation_steps_once_per_phase(ca: tuple[str, Path]) -> None:
+    url, root = ca
+    client = CAClient(url, root / "prov")
+    before = client.status()
+    client.rotate_root("idle")
+    client.rotate_root("idle")  # already moved on: the CA's 409 is not an error
+    after = client.status()
+    assert (before.phase, after.phase) == ("idle", "both-trusted")
+    assert before.bundle_pem in after.bundle_pem and after.bundle_pem != before.bundle_pem
