@@ -221,10 +221,13 @@ class CA:
         a caller cannot smuggle in extensions.
 
         Raises:
-            ValueError: if there is no name or URI.
+            ValueError: if there is no name or URI, or the key is neither ECDSA nor RSA.
         """
         key = csr.public_key()
-        assert isinstance(key, _PublicKey)  # load_csr admits nothing else
+        if not isinstance(key, _PublicKey):
+            raise ValueError(
+                f"csr key type {type(key).__name__} is not supported (use ECDSA or RSA)"
+            )
         return self._sign(key, names, uris, valid_for, False, None, now)
 
     def _sign(

@@ -143,6 +143,8 @@ def _serve(args: argparse.Namespace) -> int:
         refresh_interval=refresh if refresh is not None else (5.0 if in_cluster else 0.0),
         trust_domain=args.trust_domain,
         profile=args.profile,
+        key_type=args.key_type,
+        cluster_domain=args.cluster_domain,
     )
     _progress(f"serving the CA in {args.state} on https://{args.bind}")
     return serve(options)
@@ -217,7 +219,11 @@ def _parser() -> argparse.ArgumentParser:
         "::1, and the Service names in a cluster)",
     )
     srv.add_argument("--service-name", default="hello-mtls-ca", help="in-cluster Service name")
-    srv.add_argument("--cluster-domain", default="cluster.local")
+    srv.add_argument(
+        "--cluster-domain",
+        default="cluster.local",
+        help="for the namespace name rule and the in-cluster serving names",
+    )
     srv.add_argument("--serving-duration", default="24h", help="serving cert lifetime (24h)")
     srv.add_argument("--tls-dir", type=Path, help="serving cert directory (default: a temp dir)")
     srv.add_argument(
@@ -244,6 +250,12 @@ def _parser() -> argparse.ArgumentParser:
         default="intermediate",
         choices=list(tlspolicy.PROFILES),
         help="TLS profile for a state created here",
+    )
+    srv.add_argument(
+        "--key-type",
+        default=KeyType.ECDSA_P256.value,
+        choices=_KEY_TYPES,
+        help="CA key type for a state created here",
     )
     srv.set_defaults(run=_serve)
 

@@ -26,7 +26,7 @@ from gunicorn.app.base import BaseApplication
 
 from mtls_context import CERT, KEY, ReloadingContext, Side
 
-from .authority import CA
+from .authority import CA, KeyType
 from .runtime import Authority, CredentialSink, Serving, Upkeep
 from .state import State, StateNotFound, Store
 from .stores import open_store
@@ -53,6 +53,8 @@ class ServeOptions:
     refresh_interval: float
     trust_domain: str
     profile: str
+    key_type: str = "ecdsa-p256"
+    cluster_domain: str = "cluster.local"
 
 
 def serve(options: ServeOptions) -> int:
@@ -95,7 +97,7 @@ def _ensure_state(store: Store, options: ServeOptions) -> None:
         _log.warning("no CA state in %s: creating a new root and intermediate", store.location)
         store.create(
             State(
-                generations=(CA.create(),),
+                generations=(CA.create(key_type=KeyType(options.key_type)),),
                 trust_domain=options.trust_domain,
                 tls_profile=options.profile,
             )
@@ -123,7 +125,9 @@ def _worker_app(options: ServeOptions, tls_dir: Path) -> Any:
 
     upkeep = _upkeep(open_store(options.state), options, tls_dir)
     upkeep.start(options.upkeep_interval)
-    return create_app(upkeep.authority, after_change=upkeep.run)
+    return create_app(
+        upkeep.authority, cluster_domain=options.cluster_domain, after_change=upkeep.run
+    )
 
 
 def _ssl_context_hook(tls_dir: Path) -> Callable[[Any, Any], ssl.SSLContext]:

@@ -35,11 +35,17 @@ class _Refused(Exception):
         self.status, self.reason, self.message = status, reason, message
 
 
-def create_app(authority: Authority, *, after_change: Callable[[], None] | None = None) -> Flask:
+def create_app(
+    authority: Authority,
+    *,
+    cluster_domain: str = "cluster.local",
+    after_change: Callable[[], None] | None = None,
+) -> Flask:
     """Create the Flask app serving ``authority``.
 
     Args:
         authority: the CA state the requests use.
+        cluster_domain: for the namespace name rule (``x.N.svc.<cluster_domain>``).
         after_change: called after ``POST /rotate-root`` changed the state (the service re-issues
             its own certificate there, so the new bundle is served at once).
     """
@@ -54,7 +60,7 @@ def create_app(authority: Authority, *, after_change: Callable[[], None] | None 
             caller = _provisioner(state.trust_domain)
             body = _json_body()
             try:
-                issued = signing.sign(state, signing.parse(body))
+                issued = signing.sign(state, signing.parse(body), cluster_domain=cluster_domain)
             except signing.Malformed as e:
                 raise _Refused(400, "malformed", str(e)) from None
             except signing.PolicyViolation as e:

@@ -325,10 +325,18 @@ def test_state_survives_a_restart_and_rotation_runs_over_https(pki: Path, tmp_pa
     try:
         session = _session(tmp_path, "admin")
         before = session.get(f"{first.url}/status", timeout=10).json()
-        answer = session.post(f"{first.url}/rotate-root", json={"from": "idle"}, timeout=30)
-        assert answer.status_code == 200 and answer.json()["phase"] == "both-trusted"
-        conflict = session.post(f"{first.url}/rotate-root", json={"from": "idle"}, timeout=30)
-        assert conflict.status_code == 409
+
+        # Several callers (over both workers) ask for the same step at once: exactly one wins.
+        def step(_: int) -> requests.Response:
+            caller = _session(tmp_path, "admin")
+            return caller.post(f"{first.url}/rotate-root", json={"from": "idle"}, timeout=30)
+
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            answers = list(pool.map(step, range(6)))
+        assert sorted(a.status_code for a in answers) == [200, 409, 409, 409, 409, 409]
+        winner = next(a for a in answers if a.status_code == 200)
+        assert winner.json()["phase"] == "both-trusted"
+        conflict = next(a for a in answers if a.status_code == 409)
         assert conflict.json() == {"error": "root rotation is in phase 'both-trusted', not 'idle'"}
         assert (
             _session(tmp_path, None)

@@ -329,3 +329,15 @@ def test_linter_catches_what_it_should(ec_ca: CA) -> None:
     # The negative twin: a leaf with a URI our allowance does not cover must be reported.
     bad = ec_ca.issue("a.demo", uris=["spiffe://bad host/x"], valid_for=HOUR).certificate
     assert [f[1] for f in _findings(bad)] == ["pkix.invalid_uri_syntax"]
+
+
+def test_sign_csr_refuses_a_key_it_cannot_use(ec_ca: CA) -> None:
+    # load_csr already refuses such CSRs; sign_csr must not trust its caller to have used it.
+    pem = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([]))
+        .sign(ed25519.Ed25519PrivateKey.generate(), None)
+        .public_bytes(serialization.Encoding.PEM)
+    )
+    with pytest.raises(ValueError, match="^csr key type Ed25519PublicKey is not supported"):
+        ec_ca.sign_csr(x509.load_pem_x509_csr(pem), "a.demo", valid_for=HOUR)

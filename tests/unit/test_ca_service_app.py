@@ -178,3 +178,13 @@ def test_rotate_root(app: Flask, client: FlaskClient) -> None:
         {"error": "root rotation is in phase 'both-trusted', not 'idle'"},
     )
     assert _get(client, "/status")["phase"] == "both-trusted"
+
+
+def test_cluster_domain_reaches_the_name_rule(tmp_path: Path) -> None:
+    store = DirectoryStore(tmp_path)
+    store.create(State(generations=(CA.create(),)))
+    corp = create_app(Authority(store), cluster_domain="corp.internal").test_client()
+    body = {"csr": _csr(), "names": ["web.demo.svc.corp.internal"], "namespace": "demo"}
+    assert _post(corp, "/sign", PROVISIONER, json=body).status_code == 200
+    default = create_app(Authority(store)).test_client()
+    assert _post(default, "/sign", PROVISIONER, json=body).status_code == 403
