@@ -341,3 +341,12 @@ def test_sign_csr_refuses_a_key_it_cannot_use(ec_ca: CA) -> None:
     )
     with pytest.raises(ValueError, match="^csr key type Ed25519PublicKey is not supported"):
         ec_ca.sign_csr(x509.load_pem_x509_csr(pem), "a.demo", valid_for=HOUR)
+
+
+def test_from_pem_refuses_a_key_it_cannot_use(ec_ca: CA) -> None:
+    root, _, intermediate, intermediate_key = ec_ca.to_pem()
+    ed_key = ed25519.Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    with pytest.raises(ValueError, match="^CA key type Ed25519PrivateKey is not supported$"):
+        CA.from_pem(root, ed_key, intermediate, intermediate_key)

@@ -106,6 +106,11 @@ def test_upkeep_renews_the_intermediate_at_two_thirds(
     upkeep.run(NOW + datetime.timedelta(days=250))
     after = store.load().signer
     assert after.root == before.root and after.intermediate != before.intermediate
+    # Another worker that saw the old intermediate renews nothing twice.
+    stale = Upkeep(Authority(store, refresh_interval=3600), upkeep.serving)
+    stale.authority._state = replace(stale.authority.state(), generations=(before,))
+    stale.run(NOW + datetime.timedelta(days=250))
+    assert store.load().signer.intermediate == after.intermediate
 
 
 def test_upkeep_keeps_the_credential_current(store: DirectoryStore, tmp_path: Path) -> None:
