@@ -59,16 +59,27 @@ class Authority:
         self._version = store.version()
         self._state = store.load()
         self._next_check = clock() + refresh_interval
+        self._failing = False
 
     def state(self) -> State:
-        """The current state; re-read when the store changed."""
+        """The current state; re-read when the store changed.
+
+        If the store cannot be read (API server unreachable, a damaged write), the last good
+        state stays in use and the failure is logged: the CA keeps signing with keys it has.
+        """
         if self._clock() < self._next_check:
             return self._state
         with self._lock:
-            version = self.store.version()
-            if version != self._version:
-                self._state = self.store.load()
-                self._version = version
+            try:
+                version = self.store.version()
+                if version != self._version:
+                    self._state = self.store.load()
+                    self._version = version
+                self._failing = False
+            except (OSError, ValueError, LookupError) as e:
+                if not self._failing:
+                    _log.warning("keeping the CA state read before: %s", e)
+                self._failing = True
             self._next_check = self._clock() + self.refresh_interval
             return self._state
 

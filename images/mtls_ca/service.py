@@ -121,6 +121,11 @@ def create_app(
     def metrics_view() -> Response:
         return Response(metrics.render(authority.state()), content_type=metrics.CONTENT_TYPE)
 
+    @app.errorhandler(Exception)
+    def internal_error(e: Exception) -> tuple[Response, int]:
+        _log.exception("%s %s failed", request.method, request.path)
+        return jsonify(error=f"internal error: {type(e).__name__}"), 500
+
     @app.errorhandler(HTTPException)
     def http_error(e: HTTPException) -> tuple[Response, int]:
         status = e.code or 500

@@ -142,3 +142,19 @@ def test_is_current(store: DirectoryStore, tmp_path: Path) -> None:
     assert not is_current({**files, layout.CERT: b"garbage"}, state, NOW)
     assert not is_current(files, replace(state, tls_profile="modern"), NOW)
     assert not is_current(files, state, NOW + datetime.timedelta(hours=3))
+
+
+def test_authority_keeps_the_last_good_state(
+    store: DirectoryStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    authority = Authority(store)
+    good = authority.state()
+    (store.directory / "state.json").write_text("{damaged")
+    assert authority.state() is good
+    assert authority.state() is good
+    assert [r.getMessage() for r in caplog.records].count(
+        "keeping the CA state read before: CA state is damaged: JSONDecodeError: "
+        "Expecting property name enclosed in double quotes: line 1 column 2 (char 1)"
+    ) == 1
+    DirectoryStore(store.directory)._write(replace(good, tls_profile="modern"))
+    assert authority.state().tls_profile == "modern"

@@ -188,3 +188,15 @@ def test_cluster_domain_reaches_the_name_rule(tmp_path: Path) -> None:
     assert _post(corp, "/sign", PROVISIONER, json=body).status_code == 200
     default = create_app(Authority(store)).test_client()
     assert _post(default, "/sign", PROVISIONER, json=body).status_code == 403
+
+
+def test_unexpected_errors_are_json_500(app: Flask, client: FlaskClient) -> None:
+    @app.get("/boom")
+    def boom() -> str:
+        raise RuntimeError("secret detail")
+
+    answer = client.get("/boom")
+    assert (answer.status_code, answer.get_json()) == (
+        500,
+        {"error": "internal error: RuntimeError"},
+    )
