@@ -97,7 +97,10 @@ def create_app(
             return jsonify(error=e.message), e.status
         _log.info("root rotation advanced from %s to %s by %s", expected, new.phase, caller)
         if after_change is not None:
-            after_change()
+            try:
+                after_change()
+            except Exception:  # the rotation itself is stored; the upkeep timer retries this
+                _log.exception("re-issuing after the root rotation step failed")
         return jsonify(new.status()), 200
 
     @app.get("/roots")

@@ -200,3 +200,15 @@ def test_unexpected_errors_are_json_500(app: Flask, client: FlaskClient) -> None
         500,
         {"error": "internal error: RuntimeError"},
     )
+
+
+def test_rotation_is_answered_even_if_the_follow_up_fails(tmp_path: Path) -> None:
+    store = DirectoryStore(tmp_path)
+    store.create(State(generations=(CA.create(),)))
+
+    def fail() -> None:
+        raise OSError("API server unreachable")
+
+    client = create_app(Authority(store), after_change=fail).test_client()
+    answer = _post(client, "/rotate-root", PROVISIONER, json={"from": "idle"})
+    assert answer.status_code == 200 and store.load().phase == "both-trusted"
