@@ -176,8 +176,12 @@ class TLSSecret:
 
 
 def _core_api() -> Any:
+    """The API client: in a pod its service account, elsewhere ``KUBECONFIG``."""
     try:
         config.load_incluster_config()  # type: ignore[no-untyped-call]
     except config.ConfigException:
-        config.load_kube_config()  # type: ignore[no-untyped-call]
+        try:
+            config.load_kube_config()  # type: ignore[no-untyped-call]
+        except (config.ConfigException, OSError) as e:
+            raise OSError(f"no Kubernetes configuration (not in a pod, KUBECONFIG: {e})") from None
     return client.CoreV1Api()

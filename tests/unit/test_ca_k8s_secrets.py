@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -142,3 +143,12 @@ def test_tls_secret_lost_race_is_not_an_error() -> None:
     api.before_replace = lambda: TLSSecret("ns", "cred", api).write({"tls.crt": b"theirs"})
     assert secret.write({"tls.crt": b"mine"}) is False
     assert secret.read() == {"tls.crt": b"theirs"}
+
+
+def test_no_kubernetes_configuration_is_a_one_line_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing"))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    with pytest.raises(OSError, match="^no Kubernetes configuration \\(not in a pod, KUBECONFIG: "):
+        SecretStore("ns", "ca").load()
