@@ -43,6 +43,7 @@ def main() -> int:
     parser.add_argument("--server-threads", type=int, default=8, help="threads per worker (8)")
     parser.add_argument("--max-requests", type=int, default=200_000, help="hard stop per thread")
     args = parser.parse_args()
+    load_before = os.getloadavg()[0]
 
     with tempfile.TemporaryDirectory(prefix="bench-ca-") as tmp:
         root = Path(tmp)
@@ -113,6 +114,7 @@ def main() -> int:
         "benchmark": "bench-ca POST /sign",
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "nproc": os.cpu_count(),
+        "loadavg_1m_before": round(load_before, 2),
         "loadavg_1m_after": round(os.getloadavg()[0], 2),
         "workers": args.workers,
         "server_threads": args.server_threads,
