@@ -64,3 +64,8 @@ lock: $(STAMP) ## re-pin the images' dependencies (requirements/*.txt) from pypr
 	cd requirements && ../$(BIN)/pip-compile -q --generate-hashes --strip-extras --no-header --extra server -o server.txt ../pyproject.toml
 	cd requirements && ../$(BIN)/pip-compile -q --generate-hashes --strip-extras --no-header --extra client -o client.txt ../pyproject.toml
 	cd requirements && ../$(BIN)/pip-compile -q --generate-hashes --allow-unsafe --no-header -o build.txt build.in
+
+.PHONY: bench-operator
+bench-operator: $(STAMP) ## operator on the cluster in KUBECONFIG: pod->Secret p50/p99, 1000 Pending pods, RSS
+	@uptime
+	$(BIN)/python benchmarks/bench_operator.py

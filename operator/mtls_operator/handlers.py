@@ -30,7 +30,7 @@ _LOOP_SECONDS = 1.0
 async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     """Configure kopf, connect to the cluster and the CA, start metrics and the loop."""
     cfg = config.from_environment()
-    settings.posting.reporting_component = "hello-mtls-operator"
+    settings.posting.enabled = False  # Events are posted by mtls_operator.kube
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 30

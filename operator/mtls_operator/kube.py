@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import datetime
 import json
+import logging
+import socket
 from collections.abc import Mapping
 from typing import Any, cast
 
-import kopf
 import kubernetes
 
 from mtls_operator.reconciler import Conflict
 
 __all__ = ["Kube", "load_config"]
+
+_COMPONENT = "hello-mtls-operator"
+_log = logging.getLogger("mtls_operator")
 
 
 def load_config() -> None:
@@ -23,7 +28,7 @@ def load_config() -> None:
 
 
 class Kube:
-    """`reconciler.Cluster` on the ``kubernetes`` client; Events go through kopf's poster."""
+    """`reconciler.Cluster` on the ``kubernetes`` client; bodies are plain dicts."""
 
     def __init__(self, *, pool_size: int = 20, request_timeout: float = 30.0) -> None:
         configuration = kubernetes.client.Configuration.get_default_copy()
@@ -68,7 +73,39 @@ class Kube:
                 raise
 
     def event(self, pod: Mapping[str, Any], *, type: str, reason: str, message: str) -> None:
-        kopf.event(kopf.Body(cast(kopf.RawBody, pod)), type=type, reason=reason, message=message)
+        # Posted directly rather than through kopf.event(): kopf's poster exists only inside its
+        # per-object tasks, and the reconcile loop posts from its own thread.
+        meta = pod["metadata"]
+        now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        body = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta["uid"],
+            },
+            "type": type,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": _COMPONENT},
+            "reportingComponent": _COMPONENT,
+            "reportingInstance": socket.gethostname(),
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        try:
+            self._api.create_namespaced_event(
+                meta["namespace"], cast(Any, body), _request_timeout=self._timeout
+            )
+        except kubernetes.client.ApiException as error:  # an Event is worth no retry loop
+            _log.warning(
+                "could not post Event %s on pod %s: %s", reason, meta["name"], error.reason
+            )
 
     def _write(self, call: Any, *args: Any, body: dict[str, Any]) -> dict[str, Any]:
         try:
