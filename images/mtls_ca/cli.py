@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from mtls_context import layout
 
-from . import policy, tlspolicy
+from . import policy, signing, tlspolicy
 from .authority import CA, KeyType
 from .state import State, StateNotFound, Store
 from .stores import open_store
@@ -117,7 +118,6 @@ def _serve(args: argparse.Namespace) -> int:
 
     from .server import ServeOptions, serve
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s [%(name)s] %(message)s")
     in_cluster = args.state.startswith("k8s:")
     names = list(args.serving_name)
     if not names:
@@ -145,7 +145,9 @@ def _serve(args: argparse.Namespace) -> int:
         profile=args.profile,
         key_type=args.key_type,
         cluster_domain=args.cluster_domain,
+        extra_allowed=signing.parse_extra_allowed(args.extra_allowed),
     )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s [%(name)s] %(message)s")
     _progress(f"serving the CA in {args.state} on https://{args.bind}")
     return serve(options)
 
@@ -223,6 +225,12 @@ def _parser() -> argparse.ArgumentParser:
         "--cluster-domain",
         default="cluster.local",
         help="for the namespace name rule and the in-cluster serving names",
+    )
+    srv.add_argument(
+        "--extra-allowed",
+        default=os.environ.get("HELLO_MTLS_EXTRA_ALLOWED", "{}"),
+        help='names allowed beyond the namespace rule, as JSON {"NAMESPACE": ["name", '
+        '"*.suffix"]} (env HELLO_MTLS_EXTRA_ALLOWED, the operator\'s format; default {})',
     )
     srv.add_argument("--serving-duration", default="24h", help="serving cert lifetime (24h)")
     srv.add_argument("--tls-dir", type=Path, help="serving cert directory (default: a temp dir)")

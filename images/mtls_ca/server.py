@@ -17,8 +17,8 @@ import shutil
 import ssl
 import tempfile
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,7 @@ class ServeOptions:
     profile: str
     key_type: str = "ecdsa-p256"
     cluster_domain: str = "cluster.local"
+    extra_allowed: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def serve(options: ServeOptions) -> int:
@@ -126,7 +127,10 @@ def _worker_app(options: ServeOptions, tls_dir: Path) -> Any:
     upkeep = _upkeep(open_store(options.state), options, tls_dir)
     upkeep.start(options.upkeep_interval)
     return create_app(
-        upkeep.authority, cluster_domain=options.cluster_domain, after_change=upkeep.run
+        upkeep.authority,
+        cluster_domain=options.cluster_domain,
+        extra_allowed=options.extra_allowed,
+        after_change=upkeep.run,
     )
 
 

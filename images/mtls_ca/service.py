@@ -11,7 +11,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from flask import Flask, Response, jsonify, request
@@ -39,6 +39,7 @@ def create_app(
     authority: Authority,
     *,
     cluster_domain: str = "cluster.local",
+    extra_allowed: Mapping[str, Sequence[str]] | None = None,
     after_change: Callable[[], None] | None = None,
 ) -> Flask:
     """Create the Flask app serving ``authority``.
@@ -46,6 +47,7 @@ def create_app(
     Args:
         authority: the CA state the requests use.
         cluster_domain: for the namespace name rule (``x.N.svc.<cluster_domain>``).
+        extra_allowed: names an admin allowed per namespace (exact or ``*.suffix``).
         after_change: called after ``POST /rotate-root`` changed the state (the service re-issues
             its own certificate there, so the new bundle is served at once).
     """
@@ -60,7 +62,12 @@ def create_app(
             caller = _provisioner(state.trust_domain)
             body = _json_body()
             try:
-                issued = signing.sign(state, signing.parse(body), cluster_domain=cluster_domain)
+                issued = signing.sign(
+                    state,
+                    signing.parse(body),
+                    cluster_domain=cluster_domain,
+                    extra_allowed=extra_allowed,
+                )
             except signing.Malformed as e:
                 raise _Refused(400, "malformed", str(e)) from None
             except signing.PolicyViolation as e:

@@ -8,7 +8,8 @@ Errors are ``ValueError`` subclasses whose message goes to the caller as is: `Ma
 from __future__ import annotations
 
 import datetime
-from collections.abc import Mapping
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,7 @@ from .state import State
 
 __all__ = [
     "DEFAULT_DURATION",
+    "parse_extra_allowed",
     "Malformed",
     "PolicyViolation",
     "SignRequest",
@@ -89,11 +91,19 @@ def parse(body: Any) -> SignRequest:
     return SignRequest(csr, names, duration, namespace, account, extra)
 
 
-def sign(state: State, request: SignRequest, *, cluster_domain: str = "cluster.local") -> Issued:
+def sign(
+    state: State,
+    request: SignRequest,
+    *,
+    cluster_domain: str = "cluster.local",
+    extra_allowed: Mapping[str, Sequence[str]] | None = None,
+) -> Issued:
     """Apply the CA policy to ``request`` and sign it with the current intermediate.
 
     A namespace brings the namespace name rule and the SPIFFE ID (service account ``default``
-    unless given); without one only the name syntax rules apply (admin credentials).
+    unless given); without one only the name syntax rules apply (admin credentials). Names an
+    admin allowed for the namespace come from ``extra_allowed`` (the CA's configuration, keyed by
+    namespace) and from the request's own ``extra_allowed`` (the provisioner's configuration).
 
     Raises:
         PolicyViolation: with the policy's exact message.
@@ -108,7 +118,10 @@ def sign(state: State, request: SignRequest, *, cluster_domain: str = "cluster.l
                 request.names,
                 namespace=request.namespace,
                 cluster_domain=cluster_domain,
-                extra_allowed=request.extra_allowed,
+                extra_allowed=(
+                    *request.extra_allowed,
+                    *(extra_allowed or {}).get(request.namespace, ()),
+                ),
             )
     except ValueError as e:
         raise PolicyViolation(str(e)) from None
@@ -141,3 +154,23 @@ def _strings(body: Mapping[str, Any], key: str) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise Malformed(f"'{key}' must be a list of strings")
     return tuple(value)
+
+
+def parse_extra_allowed(text: str) -> dict[str, tuple[str, ...]]:
+    """Read ``{"namespace": ["name", "*.suffix", ...]}`` (the operator's format too).
+
+    Raises:
+        ValueError: ``extra allowed names must be a JSON object of namespace to a list of names``.
+    """
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError:
+        document = None
+    if not isinstance(document, dict) or not all(
+        isinstance(names, list) and all(isinstance(n, str) for n in names)
+        for names in document.values()
+    ):
+        raise ValueError(
+            "extra allowed names must be a JSON object of namespace to a list of names"
+        )
+    return {str(ns): tuple(names) for ns, names in document.items()}

@@ -150,3 +150,13 @@ def test_rotate_root_steps_and_guards(state_dir: Path, capsys: pytest.CaptureFix
         "error: root rotation is in phase 'idle', not 'new-signing'\n"
     )
     assert _status(capsys, state_dir) == after
+
+
+def test_serve_refuses_bad_extra_allowed_before_starting(
+    state_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["serve", "--state", str(state_dir), "--extra-allowed", "[]"]) == 1
+    assert capsys.readouterr().err == (
+        "hello-mtls-ca: error: extra allowed names must be a JSON object of namespace to a list "
+        "of names\n"
+    )

@@ -11,7 +11,15 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from mtls_ca.authority import CA
-from mtls_ca.signing import DEFAULT_DURATION, Malformed, PolicyViolation, answer, parse, sign
+from mtls_ca.signing import (
+    DEFAULT_DURATION,
+    Malformed,
+    PolicyViolation,
+    answer,
+    parse,
+    parse_extra_allowed,
+    sign,
+)
 from mtls_ca.state import State
 
 
@@ -133,3 +141,26 @@ def test_sign_refuses(
     with pytest.raises(error) as info:
         sign(state, parse(body))
     assert str(info.value) == message
+
+
+def test_sign_honours_the_cas_own_extra_allowed(state: State, csr: str) -> None:
+    body = {"csr": csr, "names": ["api.example.com", "x.corp.example"], "namespace": "demo"}
+    config = {"demo": ("api.example.com", "*.corp.example"), "other": ("y.example.com",)}
+    sign(state, parse(body), extra_allowed=config)
+    with pytest.raises(
+        PolicyViolation, match="^name 'api.example.com' is not under namespace 'other'$"
+    ):
+        sign(state, parse({**body, "namespace": "other"}), extra_allowed=config)
+
+
+def test_parse_extra_allowed() -> None:
+    assert parse_extra_allowed('{"demo": ["a.example.com", "*.b.example"]}') == {
+        "demo": ("a.example.com", "*.b.example")
+    }
+    assert parse_extra_allowed("{}") == {}
+    for bad in ("", "[]", '{"demo": "a.example.com"}', '{"demo": [1]}', "{nope"):
+        with pytest.raises(ValueError) as info:
+            parse_extra_allowed(bad)
+        assert str(info.value) == (
+            "extra allowed names must be a JSON object of namespace to a list of names"
+        )
