@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 .PHONY: help venv test unit integration lint
 
 help: ## list the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	@echo "==> creating $(VENV) and installing hello-mtls[dev]"
@@ -69,3 +69,32 @@ lock: $(STAMP) ## re-pin the images' dependencies (requirements/*.txt) from pypr
 bench-operator: $(STAMP) ## operator on the cluster in KUBECONFIG: pod->Secret p50/p99, 1000 Pending pods, RSS
 	@uptime
 	$(BIN)/python benchmarks/bench_operator.py
+
+# The local cluster (real Kubernetes from upstream Go modules, as host processes; see README).
+CLUSTER_STATE := /var/lib/hello-mtls-cluster
+LOCAL_KUBECONFIG := $(CLUSTER_STATE)/admin.kubeconfig
+LOCAL_HELM := $(shell bash -c 'source tests/cluster/versions.sh && echo $$HELM_BIN/helm')
+LOCAL_KUBECTL_DIR := $(shell bash -c 'source tests/cluster/versions.sh && echo $$K8S_BIN')
+E2E_KUBECONFIG := $(or $(KUBECONFIG),$(LOCAL_KUBECONFIG))
+
+.PHONY: python-base cluster-build cluster-up cluster-down load-images e2e
+python-base: ## build the local Python base image (debootstrap bookworm; no image can be pulled here)
+	tests/cluster/python-base.sh
+
+cluster-build: ## build/reuse the cluster binaries (k8s, etcd, CoreDNS, helm) in /var/cache/hello-mtls
+	tests/cluster/build.sh
+
+cluster-up: ## start the local single-node cluster (kubeconfig: /var/lib/hello-mtls-cluster/admin.kubeconfig)
+	tests/cluster/up.sh
+
+cluster-down: ## stop the local cluster and remove its state, mounts and iptables chains
+	tests/cluster/down.sh
+
+load-images: ## copy hello-mtls/{ca,server,client}:$(IMAGE_TAG) into the local cluster
+	tests/cluster/load-images.sh hello-mtls/ca:$(IMAGE_TAG) hello-mtls/server:$(IMAGE_TAG) hello-mtls/client:$(IMAGE_TAG)
+
+e2e: $(STAMP) ## e2e scenarios against $$KUBECONFIG (default: the local cluster); E2E_INSTALL=helm|kubectl
+	KUBECONFIG=$(E2E_KUBECONFIG) E2E_IMAGE_TAG=$(IMAGE_TAG) \
+	HELM=$(if $(wildcard $(LOCAL_HELM)),$(LOCAL_HELM),$(HELM)) \
+	PATH="$(if $(wildcard $(LOCAL_KUBECTL_DIR)/kubectl),$(LOCAL_KUBECTL_DIR):)$$PATH" \
+	$(BIN)/pytest -v tests/e2e

@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# Host preparation for the local cluster: packages, networking, component configs and the
+# images no registry can give us. Sourced by up.sh and load-images.sh.
+set -euo pipefail
+
+HOST_PACKAGES=(containerd runc containernetworking-plugins iptables conntrack docker.io
+    debootstrap curl bind9-dnsutils iproute2 gcc libc6-dev)
+
+host_packages() {
+    local missing=()
+    for pkg in "${HOST_PACKAGES[@]}"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" ||
+            missing+=("$pkg")
+    done
+    [ ${#missing[@]} -eq 0 ] && return
+    printf '==> [host] installing %s\n' "${missing[*]}" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+host_dockerd() {
+    docker info >/dev/null 2>&1 && return
+    printf '==> [host] starting dockerd (log /var/log/hello-mtls-dockerd.log)\n' >&2
+    setsid dockerd >>/var/log/hello-mtls-dockerd.log 2>&1 </dev/null &
+    local deadline=$((SECONDS + 60))
+    until docker info >/dev/null 2>&1; do
+        [ "$SECONDS" -lt "$deadline" ] || {
+            echo "ERROR: dockerd did not start; see /var/log/hello-mtls-dockerd.log" >&2
+            exit 1
+        }
+        sleep 1
+    done
+}
+
+host_network() {
+    ip link show "$NODE_IFACE" >/dev/null 2>&1 || ip link add "$NODE_IFACE" type dummy
+    ip addr show dev "$NODE_IFACE" | grep -q "inet $NODE_IP/" ||
+        ip addr add "$NODE_IP/32" dev "$NODE_IFACE"
+    ip link set "$NODE_IFACE" up
+    sysctl -qw net.ipv4.ip_forward=1
+    sysctl -qw net.bridge.bridge-nf-call-iptables=1 2>/dev/null || true
+    mount --make-rshared /
+    # dockerd sets the FORWARD policy to DROP; let pod traffic through (own chain, so
+    # cluster-down removes exactly what we added).
+    iptables -N HELLO-MTLS-FORWARD 2>/dev/null || iptables -F HELLO-MTLS-FORWARD
+    iptables -A HELLO-MTLS-FORWARD -s "$POD_CIDR" -j ACCEPT
+    iptables -A HELLO-MTLS-FORWARD -d "$POD_CIDR" -j ACCEPT
+    iptables -C FORWARD -j HELLO-MTLS-FORWARD 2>/dev/null || iptables -I FORWARD -j HELLO-MTLS-FORWARD
+    mkdir -p /etc/cni/net.d
+    cat >/etc/cni/net.d/10-hello-mtls.conflist <<EOF
+{"cniVersion": "1.0.0", "name": "hello-mtls",
+ "plugins": [
+  {"type": "bridge", "bridge": "cni0", "isGateway": true, "ipMasq": true, "hairpinMode": true,
+   "ipam": {"type": "host-local", "ranges": [[{"subnet": "$POD_CIDR"}]],
+            "routes": [{"dst": "0.0.0.0/0"}], "dataDir": "$STATE/cni"}},
+  {"type": "portmap", "capabilities": {"portMappings": true},
+   "externalSetMarkChain": "KUBE-MARK-MASQ"}]}
+EOF
+}
+
+host_containerd_config() {
+    mkdir -p "$STATE/containerd"
+    # restrict_oom_score_adj: this VM has no CAP_SYS_RESOURCE, so negative oom_score_adj writes
+    # (pause: -998, Guaranteed pods: -997) fail unless containerd clamps them.
+    cat >"$STATE/containerd/config.toml" <<EOF
+version = 2
+root = "$STATE/containerd/root"
+state = "$STATE/containerd/run"
+[grpc]
+  address = "$CONTAINERD_SOCK"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "$PAUSE_IMAGE"
+  restrict_oom_score_adj = true
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        SystemdCgroup = false
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "/etc/cni/net.d"
+EOF
+}
+
+load_image() {  # image: copy it from docker into the cluster's containerd
+    docker save "$1" | ctr --address="$CONTAINERD_SOCK" -n k8s.io images import - >/dev/null
+}
+
+host_images() {
+    host_dockerd
+    local rootfs
+    if ! docker image inspect "$PAUSE_IMAGE" >/dev/null 2>&1; then
+        printf '==> [host] building %s from pause.c\n' "$PAUSE_IMAGE" >&2
+        rootfs=$(mktemp -d)
+        gcc -Os -static -DVERSION=3.10 -o "$rootfs/pause" "$K8S_BIN/pause.c"
+        tar -C "$rootfs" -c . | docker import --change 'ENTRYPOINT ["/pause"]' - "$PAUSE_IMAGE" >/dev/null
+        rm -rf "$rootfs"
+    fi
+    if ! docker image inspect "$COREDNS_IMAGE" >/dev/null 2>&1; then
+        printf '==> [host] packaging %s\n' "$COREDNS_IMAGE" >&2
+        rootfs=$(mktemp -d)
+        cp "$COREDNS_BIN/coredns" "$rootfs/coredns"
+        tar -C "$rootfs" -c . |
+            docker import --change 'ENTRYPOINT ["/coredns"]' - "$COREDNS_IMAGE" >/dev/null
+        rm -rf "$rootfs"
+    fi
+    load_image "$PAUSE_IMAGE"
+    load_image "$COREDNS_IMAGE"
+}
+
+host_kubelet_config() {
+    mkdir -p "$STATE/kubelet"
+    # Pods that do not use cluster DNS get a resolver that answers nothing: no DNS query may
+    # leave the machine.
+    echo "nameserver 127.0.0.1" >"$STATE/kubelet/resolv.conf"
+    cat >"$STATE/kubelet/config.yaml" <<EOF
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+cgroupDriver: cgroupfs
+failCgroupV1: false
+containerRuntimeEndpoint: unix://$CONTAINERD_SOCK
+authentication:
+  anonymous: {enabled: false}
+  webhook: {enabled: true}
+  x509: {clientCAFile: $STATE/pki/ca.crt}
+authorization: {mode: Webhook}
+address: $NODE_IP
+healthzBindAddress: 127.0.0.1
+clusterDomain: cluster.local
+clusterDNS: [$DNS_SERVICE_IP]
+resolvConf: $STATE/kubelet/resolv.conf
+oomScoreAdj: 0
+evictionHard: {memory.available: "100Mi", nodefs.available: "1%", imagefs.available: "1%", nodefs.inodesFree: "1%"}
+imageGCHighThresholdPercent: 100
+imageGCLowThresholdPercent: 99
+serializeImagePulls: false
+syncFrequency: 10s
+EOF
+}
+
+host_kube_proxy_config() {
+    cat >"$STATE/kube-proxy.yaml" <<EOF
+apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+clientConnection: {kubeconfig: $STATE/kube-proxy.kubeconfig}
+hostnameOverride: $NODE_NAME
+mode: iptables
+clusterCIDR: $POD_CIDR
+oomScoreAdj: 0
+bindAddress: $NODE_IP
+metricsBindAddress: 127.0.0.1:10249
+healthzBindAddress: 127.0.0.1:10256
+conntrack: {maxPerCore: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}
+EOF
+}

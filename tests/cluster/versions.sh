@@ -1,0 +1,30 @@
+# Pinned versions and paths of the local cluster; sourced by the other scripts.
+# 1.33 is the newest minor that still runs the kubelet on cgroup v1 without overrides and lists
+# containerd 1.6 (Debian bookworm's) as supported; see shared notes/local-cluster.md.
+K8S_VERSION=${K8S_VERSION:-v1.33.13}
+COREDNS_VERSION=${COREDNS_VERSION:-v1.14.7}
+HELM_VERSION=${HELM_VERSION:-v3.22.0}
+
+CACHE_ROOT=${HELLO_MTLS_CACHE:-/var/cache/hello-mtls}
+K8S_BIN=$CACHE_ROOT/kubernetes-$K8S_VERSION/bin
+COREDNS_BIN=$CACHE_ROOT/coredns-$COREDNS_VERSION/bin
+HELM_BIN=$CACHE_ROOT/helm-$HELM_VERSION/bin
+
+# Runtime layout: everything the running cluster owns lives under STATE.
+STATE=${HELLO_MTLS_CLUSTER:-/var/lib/hello-mtls-cluster}
+LOGS=${HELLO_MTLS_CLUSTER_LOGS:-/var/log/hello-mtls-cluster}
+PIDS=$STATE/pids
+KUBECONFIG_PATH=$STATE/admin.kubeconfig
+CONTAINERD_SOCK=$STATE/containerd/run/containerd.sock
+
+# The node's address lives on a dummy interface the cluster creates, so no cluster traffic
+# ever targets the machine's own network.
+NODE_IFACE=hellomtls0
+NODE_IP=10.200.0.1
+NODE_NAME=hello-mtls-node
+POD_CIDR=10.244.0.0/24
+SERVICE_CIDR=10.96.0.0/16
+APISERVER_SERVICE_IP=10.96.0.1
+DNS_SERVICE_IP=10.96.0.10
+PAUSE_IMAGE=registry.k8s.io/pause:3.10
+COREDNS_IMAGE=hello-mtls/coredns:$COREDNS_VERSION

@@ -1,0 +1,175 @@
+"""The e2e harness: the product installed on the cluster in ``KUBECONFIG``.
+
+Works against any cluster (kind for users, the local cluster here). Settings, from the
+environment:
+
+- ``KUBECONFIG``: the cluster (required).
+- ``E2E_INSTALL``: ``helm`` (default; ``charts/hello-mtls``) or ``kubectl`` (``k8s/``).
+- ``E2E_IMAGE_LOADER``: a command that takes image names and makes them available to the
+  cluster's nodes, run once before installing, e.g. ``kind load docker-image`` or
+  ``tests/cluster/load-images.sh``. Unset: the images are assumed to be there already.
+- ``E2E_IMAGE_TAG``: tag of ``hello-mtls/{ca,server,client}`` (default ``dev``).
+- ``HELM``: the helm binary (default ``helm``).
+
+Each scenario gets its own namespace; when a scenario fails, the pods, Events and container logs
+of its namespace and of the product's namespace are printed.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shlex
+import subprocess
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from kube import (
+    IMAGE_TAG,
+    IMAGES,
+    PRODUCT_NAMESPACE,
+    RELEASE,
+    ROOT,
+    dump_namespace,
+    kubectl,
+    log,
+)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report
+
+
+def _failed(request: pytest.FixtureRequest) -> bool:
+    return any(
+        getattr(getattr(request.node, f"report_{when}", None), "failed", False)
+        for when in ("setup", "call")
+    )
+
+
+def _load_images() -> None:
+    loader = os.environ.get("E2E_IMAGE_LOADER")
+    if not loader:
+        return
+    log(f"loading images with {loader}")
+    subprocess.run([*shlex.split(loader), *IMAGES], check=True, cwd=ROOT, timeout=900)
+
+
+def _install(method: str) -> None:
+    if method == "helm":
+        helm = os.environ.get("HELM", "helm")
+        log(f"installing with {helm} (chart charts/hello-mtls, images tag {IMAGE_TAG})")
+        subprocess.run(
+            [
+                helm,
+                "upgrade",
+                "--install",
+                RELEASE,
+                str(ROOT / "charts" / "hello-mtls"),
+                "--namespace",
+                PRODUCT_NAMESPACE,
+                "--create-namespace",
+                "--set",
+                f"images.tag={IMAGE_TAG}",
+                # Scenario 4 asks for 3-minute certificates.
+                "--set",
+                "certificates.minDuration=1m",
+                "--wait",
+                "--timeout",
+                "5m",
+            ],
+            check=True,
+            cwd=ROOT,
+            timeout=420,
+        )
+    elif method == "kubectl":
+        log("installing with kubectl apply -f k8s/")
+        kubectl("apply", "-f", str(ROOT / "k8s"), timeout=120)
+    else:
+        raise pytest.UsageError(f"E2E_INSTALL must be helm or kubectl, not {method!r}")
+    for deployment in ("hello-mtls-ca", "hello-mtls-operator"):
+        kubectl(
+            "rollout",
+            "status",
+            f"deployment/{deployment}",
+            "-n",
+            PRODUCT_NAMESPACE,
+            "--timeout=300s",
+            timeout=320,
+        )
+
+
+def _uninstall(method: str) -> None:
+    log(f"uninstalling ({method})")
+    if method == "helm":
+        subprocess.run(
+            [
+                os.environ.get("HELM", "helm"),
+                "uninstall",
+                RELEASE,
+                "-n",
+                PRODUCT_NAMESPACE,
+                "--wait",
+                "--timeout",
+                "3m",
+            ],
+            check=False,
+            timeout=240,
+        )
+    else:
+        kubectl(
+            "delete",
+            "-f",
+            str(ROOT / "k8s"),
+            "--ignore-not-found",
+            "--wait=true",
+            check=False,
+            timeout=240,
+        )
+    kubectl(
+        "delete",
+        "namespace",
+        PRODUCT_NAMESPACE,
+        "--ignore-not-found",
+        "--wait=true",
+        check=False,
+        timeout=240,
+    )
+
+
+@pytest.fixture(scope="session")
+def installed(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The product installed once per run; the value is its namespace."""
+    if not os.environ.get("KUBECONFIG"):
+        raise pytest.UsageError("the e2e tier needs KUBECONFIG pointing at a cluster")
+    kubectl("version", timeout=30)
+    method = os.environ.get("E2E_INSTALL", "helm")
+    _load_images()
+    try:
+        _install(method)
+    except Exception:
+        dump_namespace(PRODUCT_NAMESPACE)
+        raise
+    yield PRODUCT_NAMESPACE
+    if request.session.testsfailed:
+        dump_namespace(PRODUCT_NAMESPACE)
+    _uninstall(method)
+
+
+@pytest.fixture
+def namespace(request: pytest.FixtureRequest, installed: str) -> Iterator[str]:
+    """A fresh namespace for one scenario, deleted afterwards (dumped first if it failed)."""
+    base = request.node.name.removeprefix("test_").replace("_", "-")[:40].strip("-")
+    name = f"e2e-{base}-{secrets.token_hex(3)}"
+    kubectl("create", "namespace", name)
+    log(f"namespace {name}")
+    yield name
+    if _failed(request):
+        dump_namespace(name)
+        dump_namespace(installed)
+    kubectl("delete", "namespace", name, "--wait=false", check=False)

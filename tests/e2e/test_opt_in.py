@@ -1,0 +1,78 @@
+"""Scenario 3: only annotated pods get a certificate, and bad annotations get a Warning Event
+with the reason and no certificate."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from kube import apply, kubectl, kubectl_json, log, wait_until
+from pods import pod
+
+NAME = "hello-mtls.dev/name"
+DURATION = "hello-mtls.dev/duration"
+
+BAD = {
+    # pod name: (annotations, the Secret it would have got)
+    "bad-name": ({NAME: "Not_A_Valid!Name"}, "not_a_valid!name-tls"),
+    "bad-duration": ({NAME: "bad-duration.{ns}.svc", DURATION: "forever"}, "bad-duration-tls"),
+    "other-namespace": ({NAME: "thief.kube-system.svc"}, "thief-tls"),
+    "wildcard": ({NAME: "*.{ns}.svc"}, "*-tls"),
+}
+
+
+def _warnings_for(namespace: str, pod_name: str) -> list[dict[str, object]]:
+    events = kubectl_json("get", "events", "-n", namespace)["items"]
+    return [
+        event
+        for event in events
+        if event["involvedObject"].get("name") == pod_name and event.get("type") == "Warning"
+    ]
+
+
+def _secret_names(namespace: str) -> set[str]:
+    items = kubectl_json("get", "secrets", "-n", namespace)["items"]
+    return {item["metadata"]["name"] for item in items}
+
+
+def test_unannotated_pod_gets_no_secret_and_annotated_twin_does(namespace: str) -> None:
+    apply(
+        [pod("plain"), pod("opted-in", annotations={NAME: f"opted-in.{namespace}.svc"})], namespace
+    )
+
+    wait_until(
+        "the opted-in pod's Secret", lambda: "opted-in-tls" in _secret_names(namespace), timeout=60
+    )
+    managed = kubectl(
+        "get", "secrets", "-n", namespace, "-l", "hello-mtls.dev/managed=true", "-o", "name"
+    )
+    assert managed.split() == ["secret/opted-in-tls"]
+
+
+@pytest.mark.parametrize("pod_name", sorted(BAD))
+def test_bad_annotation_gets_a_warning_and_no_certificate(namespace: str, pod_name: str) -> None:
+    annotations, secret = BAD[pod_name]
+    annotations = {key: value.format(ns=namespace) for key, value in annotations.items()}
+    apply(pod(pod_name, annotations=annotations), namespace)
+
+    warnings = wait_until(
+        f"a Warning Event on pod {pod_name}", lambda: _warnings_for(namespace, pod_name), timeout=60
+    )
+    log(f"{pod_name}: {warnings[0]['reason']}: {warnings[0]['message']}")
+    assert warnings[0]["reason"] == "InvalidAnnotation"
+    message = str(warnings[0]["message"])
+    assert any(value in message for value in annotations.values()), message
+
+    # The operator keeps serving others: a good pod created after the bad one gets its Secret...
+    apply(pod("control", annotations={NAME: f"control.{namespace}.svc"}), namespace)
+    wait_until(
+        "the control pod's Secret", lambda: "control-tls" in _secret_names(namespace), timeout=60
+    )
+    # ...and by then the bad pod still has none.
+    time.sleep(2)
+    assert secret not in _secret_names(namespace)
+    managed = kubectl(
+        "get", "secrets", "-n", namespace, "-l", "hello-mtls.dev/managed=true", "-o", "name"
+    )
+    assert managed.split() == ["secret/control-tls"]

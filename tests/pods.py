@@ -1,0 +1,66 @@
+"""Small builders for the objects the scenarios create."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kube import IMAGE_TAG
+
+CERT_DIR = "/var/run/hello-mtls"
+_SECURITY = {
+    "runAsNonRoot": True,
+    "runAsUser": 10001,
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+}
+
+
+def pod(
+    name: str,
+    *,
+    annotations: dict[str, str] | None = None,
+    secret: str | None = None,
+    command: list[str] | None = None,
+    restart: str = "Never",
+    labels: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """A pod running the client image; mounts ``secret`` at the cert dir when given."""
+    container: dict[str, Any] = {
+        "name": "main",
+        "image": f"hello-mtls/client:{IMAGE_TAG}",
+        "imagePullPolicy": "IfNotPresent",
+        "command": command or ["python3", "-c", "import time; time.sleep(3600)"],
+        "securityContext": _SECURITY,
+    }
+    spec: dict[str, Any] = {
+        "restartPolicy": restart,
+        "terminationGracePeriodSeconds": 1,
+        "containers": [container],
+    }
+    if secret:
+        container["volumeMounts"] = [{"name": "tls", "mountPath": CERT_DIR, "readOnly": True}]
+        spec["volumes"] = [{"name": "tls", "secret": {"secretName": secret}}]
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "annotations": annotations or {}, "labels": labels or {}},
+        "spec": spec,
+    }
+
+
+def deployment(
+    name: str, *, replicas: int, annotations: dict[str, str], secret: str
+) -> dict[str, Any]:
+    """A Deployment of annotated pods that mount their Secret."""
+    template = pod(name, annotations=annotations, secret=secret, restart="Always")
+    template["metadata"] = {"labels": {"app": name}, "annotations": annotations}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": template,
+        },
+    }
