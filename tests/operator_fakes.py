@@ -13,7 +13,7 @@ from typing import Any
 from mtls_ca.authority import CA as Authority
 from mtls_ca.authority import load_csr
 from mtls_ca.state import State
-from mtls_operator.reconciler import CAUnavailable, Conflict
+from mtls_operator.ports import CAUnavailable, Conflict
 from mtls_operator.tlssecret import Answer, CAView, parse_answer
 
 UTC = datetime.UTC

@@ -8,7 +8,7 @@ Run it with ``kopf run -m mtls_operator.handlers --standalone --all-namespaces``
 * `tlssecret`: the Secret body from a ``POST /sign`` answer; owner references
 * `decisions`: what a Secret needs (issue, refresh trust, nothing) and who gets it on a conflict
 * `rotation`, `retries`: when to advance the CA's root rotation; backoff for failed attempts
-* `reconciler`: the level-triggered loop that ties them together
+* `ports`, `reconciler`: what it needs from outside; the level-triggered loop that ties it together
 * `kube`, `ca_client`: the Kubernetes API and the CA's HTTPS API
 * `handlers`: the kopf handlers, a few lines each
 """

@@ -14,7 +14,7 @@ from typing import Any
 import requests
 
 import mtls_client
-from mtls_operator.reconciler import CARefused, CAUnavailable
+from mtls_operator.ports import CARefused, CAUnavailable
 from mtls_operator.tlssecret import Answer, CAView, parse_answer, view_from_status
 
 __all__ = ["CAClient"]

@@ -11,7 +11,7 @@ from typing import Any, cast
 
 import kubernetes
 
-from mtls_operator.reconciler import Conflict
+from mtls_operator.ports import Conflict
 
 __all__ = ["Kube", "load_config"]
 

@@ -1,8 +1,8 @@
 """Keeps one Secret per claimed identity right: issue, renew, heal, refresh trust, rotate.
 
 The handlers feed it pod and Secret events; the reconcile loop calls `Reconciler.tick` about
-once a second. It talks to the cluster and to the CA only through the two small ports below
-(`Cluster`, `Authority`), implemented by `mtls_operator.kube` and `mtls_operator.ca_client`.
+once a second. It talks to the cluster and to the CA only through two small ports
+(`ports.Cluster`, `ports.Authority`), implemented by `kube` and `ca_client`.
 
 Restart safety comes from deciding on what the Secret holds (`decisions.decide`), not on
 memory: after a restart every valid Secret is reused as it is. Each Secret is handled under its
@@ -17,12 +17,13 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from mtls_operator import metrics
 from mtls_operator.certs import Inspection, inspect, new_key_and_csr
 from mtls_operator.claims import Claim, Rules, parse_claim
 from mtls_operator.decisions import Action, Decision, PodClaim, choose_claim, decide
+from mtls_operator.ports import Authority, CARefused, CAUnavailable, Cluster, Conflict
 from mtls_operator.retries import Retries
 from mtls_operator.rotation import RotationGate, reflects
 from mtls_operator.tlssecret import (
@@ -37,16 +38,7 @@ from mtls_operator.tlssecret import (
     trust_data,
 )
 
-__all__ = [
-    "ANNOTATION_VERSION",
-    "Authority",
-    "CARefused",
-    "CAUnavailable",
-    "Cluster",
-    "Conflict",
-    "Reconciler",
-    "Settings",
-]
+__all__ = ["ANNOTATION_VERSION", "Reconciler", "Settings"]
 
 ANNOTATION_VERSION = "hello-mtls.dev/secret-version"
 """Set on pods after their Secret changed: the kubelet then refreshes the volume in seconds."""
@@ -54,36 +46,6 @@ ANNOTATION_VERSION = "hello-mtls.dev/secret-version"
 _log = logging.getLogger("mtls_operator")
 
 Key = tuple[str, str]  # (namespace, Secret name)
-
-
-class Conflict(Exception):
-    """The Secret changed (or appeared) since it was read; read it again."""
-
-
-class CAUnavailable(Exception):
-    """The CA could not be reached or failed; retrying later may work."""
-
-
-class CARefused(Exception):
-    """The CA refused the request; its message says why."""
-
-
-class Cluster(Protocol):
-    """The Kubernetes API calls the reconciler needs."""
-
-    def get_secret(self, namespace: str, name: str) -> dict[str, Any] | None: ...
-    def create_secret(self, body: dict[str, Any]) -> dict[str, Any]: ...
-    def replace_secret(self, body: dict[str, Any]) -> dict[str, Any]: ...
-    def annotate_pod(self, namespace: str, name: str, annotations: Mapping[str, str]) -> None: ...
-    def event(self, pod: Mapping[str, Any], *, type: str, reason: str, message: str) -> None: ...
-
-
-class Authority(Protocol):
-    """The CA's HTTP API."""
-
-    def sign(self, request: Mapping[str, Any]) -> Answer: ...
-    def status(self) -> CAView: ...
-    def rotate_root(self, from_phase: str) -> None: ...
 
 
 @dataclass(frozen=True)
