@@ -79,11 +79,12 @@ def advance(
     signing_index(phase, len(generations))
     if phase != expected:
         raise PhaseMismatch(f"root rotation is in phase '{phase}', not '{expected}'")
+    following = next_phase(phase)
     if phase == IDLE:
-        return BOTH_TRUSTED, (*generations, new_ca())
+        return following, (*generations, new_ca())
     if phase == BOTH_TRUSTED:
-        return NEW_SIGNING, generations
-    return IDLE, generations[1:]
+        return following, generations
+    return following, generations[1:]
 
 
 def _check_phase(phase: str) -> None:
