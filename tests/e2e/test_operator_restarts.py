@@ -7,18 +7,10 @@ back it has the same roots and still signs.
 
 from __future__ import annotations
 
+from kube import PRODUCT_NAMESPACE, apply, kubectl, wait_until
 from mtls_operator.certs import Inspection
 from mtls_operator.tlssecret import ANNOTATION_SERIAL
-from operator_workloads import (
-    CA_NAMESPACE,
-    apply,
-    ca_status,
-    idle_pod,
-    kubectl,
-    rollout,
-    secret_inspection,
-    wait_for,
-)
+from operator_workloads import ca_status, idle_pod, rollout, secret_inspection
 
 PODS = 20
 
@@ -34,12 +26,12 @@ def _serials(namespace: str, names: list[str]) -> dict[str, str]:
 
 def test_operator_killed_while_pods_are_created(installed: str, namespace: str) -> None:
     names = [f"p{i:02d}" for i in range(PODS)]
-    pods = [idle_pod(namespace, n, f"{n}.{namespace}.svc") for n in names]
-    apply(pods[: PODS // 2])
-    wait_for("a first Secret", lambda: _serials(namespace, names[:1]), timeout=60, every=0.2)
+    pods = [idle_pod(namespace, n) for n in names]
+    apply(pods[: PODS // 2], namespace)
+    wait_until("a first Secret", lambda: _serials(namespace, names[:1]), 60, interval=0.2)
     kubectl(
         "-n",
-        CA_NAMESPACE,
+        PRODUCT_NAMESPACE,
         "delete",
         "pod",
         "-l",
@@ -48,27 +40,27 @@ def test_operator_killed_while_pods_are_created(installed: str, namespace: str) 
         "--force",
         "--wait=false",
     )
-    apply(pods[PODS // 2 :])
+    apply(pods[PODS // 2 :], namespace)
     before = _serials(namespace, names)
     assert before, "no Secret was written before the kill"
 
-    rollout("hello-mtls-operator", CA_NAMESPACE)
+    rollout("hello-mtls-operator", PRODUCT_NAMESPACE)
 
     def all_written() -> dict[str, str] | None:
         serials = _serials(namespace, names)
         return serials if len(serials) == PODS else None
 
-    after = wait_for("every pod's Secret", all_written, timeout=180, every=2)
+    after = wait_until("every pod's Secret", all_written, timeout=180, interval=2)
     for name in names:
         found = secret_inspection(f"{name}-tls", namespace)
         assert found is not None and found[0].problem is None, name
     assert {n: after[n] for n in before} == before, "a valid Secret was re-issued after restart"
     assert len(set(after.values())) == PODS
-    wait_for(
+    wait_until(
         "all pods running",
         lambda: kubectl("-n", namespace, "get", "pods", "--no-headers").count("Running") == PODS,
         timeout=180,
-        every=2,
+        interval=2,
     )
 
 
@@ -76,7 +68,7 @@ def test_ca_killed_keeps_its_roots_and_signs(installed: str, namespace: str) -> 
     roots = [root["fingerprint_sha256"] for root in ca_status()["roots"]]
     kubectl(
         "-n",
-        CA_NAMESPACE,
+        PRODUCT_NAMESPACE,
         "delete",
         "pod",
         "-l",
@@ -85,13 +77,13 @@ def test_ca_killed_keeps_its_roots_and_signs(installed: str, namespace: str) -> 
         "--force",
         "--wait=false",
     )
-    apply(idle_pod(namespace, "after", f"after.{namespace}.svc"))
-    rollout("hello-mtls-ca", CA_NAMESPACE)
+    apply(idle_pod(namespace, "after"), namespace)
+    rollout("hello-mtls-ca", PRODUCT_NAMESPACE)
     assert [root["fingerprint_sha256"] for root in ca_status()["roots"]] == roots
 
     def signed() -> Inspection | None:
         found = secret_inspection("after-tls", namespace)
         return found[0] if found is not None else None
 
-    inspection = wait_for("a Secret signed after the CA restart", signed, timeout=180, every=2)
+    inspection = wait_until("a Secret signed after the CA restart", signed, 180, interval=2)
     assert inspection.problem is None

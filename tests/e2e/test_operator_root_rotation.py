@@ -14,19 +14,17 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
+from kube import PRODUCT_NAMESPACE, apply, kubectl, wait_until
 from mtls_operator.certs import Inspection
 from operator_workloads import (
-    CA_NAMESPACE,
-    apply,
     ca_status,
     client_lines,
     client_pod,
-    kubectl,
+    finished,
     phase,
     rollout,
     secret_inspection,
     server,
-    wait_for,
 )
 
 REQUESTS = 720
@@ -34,24 +32,24 @@ INTERVAL = 0.5  # 6 minutes of traffic; the rotation takes about 3 (two 30 s gra
 
 
 def test_root_rotation_under_traffic(installed: str, namespace: str) -> None:
-    apply(server(namespace))
+    apply(server(namespace), namespace)
     rollout("hello", namespace)
-    apply(client_pod(namespace, count=REQUESTS, interval=INTERVAL))
-    wait_for("the client to run", lambda: phase("client", namespace) == "Running", timeout=120)
+    apply(client_pod(namespace, count=REQUESTS, interval=INTERVAL), namespace)
+    wait_until("the client to run", lambda: phase("client", namespace) == "Running", timeout=120)
     before = ca_status()
     assert before["phase"] == "idle"
     old_root = before["roots"][0]["fingerprint_sha256"]
 
     kubectl(
         "-n",
-        CA_NAMESPACE,
+        PRODUCT_NAMESPACE,
         "exec",
         "deploy/hello-mtls-ca",
         "--",
         "hello-mtls-ca",
         "rotate-root",
         "--state",
-        f"k8s:{CA_NAMESPACE}/hello-mtls-ca-state",
+        f"k8s:{PRODUCT_NAMESPACE}/hello-mtls-ca-state",
         "--from",
         "idle",
     )
@@ -60,17 +58,15 @@ def test_root_rotation_under_traffic(installed: str, namespace: str) -> None:
         status = ca_status()
         return status if status["phase"] == "idle" else None
 
-    seen = wait_for("the rotation to come back to idle", back_to_idle, timeout=8 * 60, every=3)
+    seen = wait_until("the rotation back to idle", back_to_idle, timeout=8 * 60, interval=3)
     new_roots = [root["fingerprint_sha256"] for root in seen["roots"]]
     assert new_roots != [old_root] and old_root not in new_roots and len(new_roots) == 1
 
-    final = wait_for(
-        "the client to finish",
-        lambda: (
-            phase("client", namespace) in {"Succeeded", "Failed"} and phase("client", namespace)
-        ),
+    final = wait_until(
+        "the client to finish its requests",
+        lambda: finished("client", namespace),
         timeout=10 * 60,
-        every=5,
+        interval=5,
     )
     failed = [line for line in client_lines(namespace) if line.get("error")]
     assert final == "Succeeded" and failed == [], failed[:3]
@@ -81,7 +77,7 @@ def test_root_rotation_under_traffic(installed: str, namespace: str) -> None:
             found = secret_inspection(name, namespace)
             return found if found is not None and _roots(found[1]) == new_roots else None
 
-        inspection, _ = wait_for(f"{name} to hold only the new root", only_new_root, timeout=120)
+        inspection, _ = wait_until(f"{name} with only the new root", only_new_root, timeout=120)
         assert inspection.problem is None
         assert inspection.intermediate_sha256 == seen["signing"]["intermediate_fingerprint_sha256"]
 
