@@ -156,3 +156,30 @@ def test_bad_ca_fails(pki: Path) -> None:
     # The client's certificate comes from another CA: our server refuses it.
     with pytest.raises((ssl.SSLError, ConnectionError)):
         _handshake(server, _client_context(pki / "stranger", pki / "server"), "localhost")
+
+
+def test_rsa_ca_and_leaves_verify_too(tmp_path: Path, pki: Path) -> None:
+    assert _run("init", "--state", str(tmp_path / "rsa"), "--key-type", "rsa-2048").returncode == 0
+    for key_type in ("rsa-2048", "rsa-3072", "ecdsa-p256"):
+        out = tmp_path / key_type
+        done = _run(
+            "issue",
+            "--state",
+            str(tmp_path / "rsa"),
+            "--name",
+            "web.demo",
+            "--key-type",
+            key_type,
+            "--out",
+            str(out),
+        )
+        assert done.returncode == 0, done.stderr
+        verified = _openssl_verify(out, "sslserver")
+        assert verified.returncode == 0, verified.stderr
+    # The twin: the same leaf against the ECDSA CA's bundle fails.
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    for name in (layout.CERT, layout.KEY):
+        (mixed / name).write_bytes((tmp_path / "rsa-2048" / name).read_bytes())
+    (mixed / layout.CA).write_bytes((pki / "server" / layout.CA).read_bytes())
+    assert _openssl_verify(mixed, "sslserver").returncode != 0
