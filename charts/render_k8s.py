@@ -87,6 +87,7 @@ def main() -> int:
     drift = [
         n for n, text in files.items() if not (OUT / n).is_file() or (OUT / n).read_text() != text
     ]
+    drift += sorted(p.name for p in OUT.glob("*.yaml") if p.name not in files)
     if args.check:
         for name in drift:
             print(f"k8s/{name} differs from the chart; run `make manifests`", file=sys.stderr)
