@@ -14,7 +14,7 @@ from mtls_ca.authority import CA as Authority
 from mtls_ca.authority import load_csr
 from mtls_ca.state import State
 from mtls_operator.ports import CAUnavailable, Conflict
-from mtls_operator.tlssecret import Answer, CAView, parse_answer
+from mtls_operator.tlssecret import Answer, CAView, parse_answer, policy_bytes
 
 UTC = datetime.UTC
 
@@ -66,6 +66,7 @@ class CA:
         self.state = State(generations=(Authority.create(),))
         self.signed = 0
         self.down = False
+        self.mounted_credential: dict[str, bytes] = {}
 
     def sign(self, request: Mapping[str, Any]) -> Answer:
         if self.down:
@@ -101,6 +102,25 @@ class CA:
 
     def rotate_root(self, from_phase: str) -> None:
         self.state = self.state.rotated(expected=from_phase)
+
+    def credential(self) -> dict[str, bytes]:
+        return self.mounted_credential
+
+    def issue_credential(self) -> dict[str, bytes]:
+        """A provisioner credential from the current signer, in the Secret layout."""
+        issued = self.state.signer.issue(
+            uris=["spiffe://cluster.local/hello-mtls/provisioner/operator"],
+            common_name="operator",
+            valid_for=datetime.timedelta(days=7),
+            client_only=True,
+        )
+        assert issued.key_pem is not None
+        return {
+            "tls.crt": issued.chain_pem,
+            "tls.key": issued.key_pem,
+            "ca.crt": self.state.bundle_pem,
+            "tls-policy.json": policy_bytes(self.state.tls_policy),
+        }
 
 
 class Clock:

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import requests
 
 import mtls_client
+from mtls_context import layout
 from mtls_operator.ports import CARefused, CAUnavailable
 from mtls_operator.tlssecret import Answer, CAView, parse_answer, view_from_status
 
@@ -64,6 +66,10 @@ class CAClient:
         except CARefused as error:
             if "409" not in str(error):
                 raise
+
+    def credential(self) -> dict[str, bytes]:
+        """The provisioner credential's files as the kubelet has them now (one version)."""
+        return layout.read_version(Path(self._dir))
 
     def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         response = self._raw(method, path, **kwargs)

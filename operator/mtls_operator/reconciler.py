@@ -398,6 +398,8 @@ class Reconciler:
         with self._lock:
             known = [self._known.get(key) for key in self._by_key]
         pending = sum(1 for k in known if k is None or not reflects(k.inspection, ca))
+        if ca.phase != "idle" and not self._own_credential_reflects(ca):
+            pending += 1
         metrics.ROTATION_PENDING.set(pending if ca.phase != "idle" else 0)
         advance = self._gate.step(ca.phase, pending, self._clock())
         if advance is None:
@@ -408,6 +410,17 @@ class Reconciler:
         except CAUnavailable as error:
             _log.warning("could not advance the root rotation: %s", error)
         self._ca_read_at = -float("inf")
+
+    def _own_credential_reflects(self, ca: CAView) -> bool:
+        # The CA renews the operator's credential when its signer changes, but the kubelet may
+        # take a minute to update the operator's own volume; leaving new-signing before then
+        # would drop the root that the mounted credential still chains to.
+        try:
+            own = inspect(self._authority.credential())
+        except OSError as error:
+            _log.warning("cannot read the provisioner credential: %s", error)
+            return True
+        return own.problem is not None or reflects(own, ca)
 
     def _export_gauges(self) -> None:
         with self._lock:

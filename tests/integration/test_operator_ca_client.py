@@ -81,6 +81,8 @@ def test_a_signed_answer_becomes_a_secret_that_inspects_clean(ca: tuple[str, Pat
     assert found.intermediate_sha256 == view.intermediate_sha256
     assert found.bundle_sha256 == view.bundle_sha256 == answer.bundle_sha256
     assert view.phase == "idle"
+    own = inspect(client.credential())
+    assert own.problem is None and own.intermediate_sha256 == view.intermediate_sha256
 
 
 def test_the_ca_refusal_is_kept_word_for_word(ca: tuple[str, Path]) -> None:

@@ -246,3 +246,32 @@ def test_root_rotation_advances_only_when_every_secret_follows(
         assert inspect(data).intermediate_sha256 == ca.status().intermediate_sha256
         assert data["tls-policy.json"] == policy_bytes(ca.state.tls_policy)
     assert CERT
+
+
+def test_rotation_waits_for_the_operators_own_credential(
+    cluster: Cluster, ca: CA, clock: Clock
+) -> None:
+    r = reconciler(cluster, ca, clock, rotation_grace=datetime.timedelta(seconds=5))
+    r.pod_event(pod("web-1", WEB), None)
+    ca.mounted_credential = ca.issue_credential()
+    ca.rotate_root("idle")
+    for _ in range(30):  # its ca.crt lacks the new root: both-trusted must wait
+        clock.advance(1)
+        r.tick()
+    assert ca.state.phase == "both-trusted"
+    ca.mounted_credential = ca.issue_credential()  # the CA renewed it; the kubelet updated it
+    for _ in range(60):
+        clock.advance(1)
+        r.tick()
+        if ca.state.phase == "new-signing":
+            break
+    assert ca.state.phase == "new-signing"
+    for _ in range(60):  # the kubelet has not updated the operator's volume yet
+        clock.advance(1)
+        r.tick()
+    assert ca.state.phase == "new-signing"
+    ca.mounted_credential = ca.issue_credential()  # now from the new intermediate
+    for _ in range(30):
+        clock.advance(1)
+        r.tick()
+    assert ca.state.phase == "idle"
