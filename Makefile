@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv test unit integration lint
+.PHONY: help venv test unit integration lint demo bench-tls
 
 help: ## list the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -34,7 +34,7 @@ lint: $(STAMP) ## ruff, mypy and the import-layering contracts
 	$(BIN)/lint-imports
 
 .PHONY: bench bench-ca
-bench: bench-ca ## every benchmark that needs no cluster (figures: benchmarks/RESULTS.md)
+bench: bench-ca bench-tls ## every benchmark that needs no cluster (figures: benchmarks/RESULTS.md)
 
 bench-ca: $(STAMP) ## CA service: POST /sign over keep-alive mTLS (target >= 300/s)
 	@uptime
@@ -98,3 +98,10 @@ e2e: $(STAMP) ## e2e scenarios against $$KUBECONFIG (default: the local cluster)
 	HELM=$(if $(wildcard $(LOCAL_HELM)),$(LOCAL_HELM),$(HELM)) \
 	PATH="$(if $(wildcard $(LOCAL_KUBECTL_DIR)/kubectl),$(LOCAL_KUBECTL_DIR):)$$PATH" \
 	$(BIN)/pytest -v tests/e2e
+
+DEMO_SECONDS ?= 120
+demo: $(STAMP) ## CA, mTLS server and two clients as local processes, rotating live (DEMO_SECONDS=120)
+	$(BIN)/python demo/hello_demo.py --seconds $(DEMO_SECONDS)
+
+bench-tls: $(STAMP) ## mTLS handshakes/s and keep-alive req/s: ours vs stock gunicorn vs a fixed context
+	$(BIN)/python benchmarks/bench_tls.py --write benchmarks/RESULTS.md

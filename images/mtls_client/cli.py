@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import signal
 import sys
@@ -22,6 +23,7 @@ DEFAULT_CERT_DIR = "/var/run/hello-mtls"
 def main(argv: list[str] | None = None) -> int:
     """Run the loop; exit status 1 if any request failed, 2 on bad arguments or certificates."""
     args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         s = session(args.cert_dir, check_interval=args.check_interval)
     except (OSError, ValueError) as e:

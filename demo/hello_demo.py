@@ -1,0 +1,225 @@
+"""``make demo``: the CA, an mTLS server and two clients as local processes, rotating live.
+
+Certificates live about a minute and are re-issued every ~20 s into kubelet-style directories
+(timestamped directory + atomic ``..data`` swap), and the CA rotates its root once
+(both roots trusted → new root signs → old root dropped), each step followed by a re-issue.
+The server and clients are never restarted; they pick every change up from disk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+BIN = Path(sys.executable).parent
+CLIENTS = ("client-a", "client-b")
+ROOT_ROTATION = ("idle", "both-trusted", "new-signing")
+LIFETIME = "1m"
+
+
+class Demo:
+    def __init__(self, work: Path, seconds: float, reissue_every: float) -> None:
+        self.work = work
+        self.seconds = seconds
+        self.reissue_every = reissue_every
+        self.state = work / "ca"
+        self.started = time.monotonic()
+        self.processes: list[subprocess.Popen[str]] = []
+        self.ok = {name: 0 for name in CLIENTS}
+        self.failed = {name: 0 for name in CLIENTS}
+        self.print_lock = threading.Lock()
+
+    def say(self, who: str, message: str) -> None:
+        with self.print_lock:
+            print(f"[{time.monotonic() - self.started:6.1f}s] {who:<9} {message}", flush=True)
+
+    def ca(self, *args: str) -> str:
+        done = subprocess.run(
+            [str(BIN / "hello-mtls-ca"), *args, f"--state={self.state}"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if done.returncode != 0:
+            raise SystemExit(f"hello-mtls-ca {args[0]} failed: {done.stderr.strip()}")
+        return done.stdout
+
+    def issue_all(self) -> None:
+        issued = []
+        for name, out in [("localhost", "server"), *((f"{c}.demo", c) for c in CLIENTS)]:
+            self.ca("issue", f"--name={name}", f"--duration={LIFETIME}", f"--out={self.work / out}")
+            issued.append(f"{out} {_serial(self.work / out)[:8]}")
+        self.say("ca", "issued " + ", ".join(issued) + f" (lifetime {LIFETIME})")
+
+    def start(self, name: str, argv: list[str]) -> subprocess.Popen[str]:
+        proc = subprocess.Popen(
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,  # Ctrl-C reaches only the demo, which stops them in order
+        )
+        self.processes.append(proc)
+        assert proc.stdout is not None and proc.stderr is not None
+        for stream in (proc.stdout, proc.stderr):
+            threading.Thread(target=self.follow, args=(name, stream), daemon=True).start()
+        return proc
+
+    def follow(self, name: str, stream: IO[str]) -> None:
+        for line in stream:
+            line = line.rstrip()
+            if line.startswith("{"):
+                self.hello(name, json.loads(line))
+            elif "reloaded" in line or "keeping" in line or "rror" in line:
+                self.say(name, line.split(": ", 1)[-1])
+
+    def hello(self, name: str, line: dict[str, object]) -> None:
+        if line["error"] is None:
+            self.ok[name] += 1
+            server, own = str(line["server_serial"])[:8], str(line["client_serial"])[:8]
+            self.say(name, f"{line['status']} {line['body']}  (server {server}, me {own})")
+        else:
+            self.failed[name] += 1
+            self.say(name, f"FAILED: {line['error']}")
+
+    def run(self) -> int:
+        self.say("ca", f"hello-mtls-ca init in {self.state}")
+        self.ca("init", "--min-duration=30s")
+        self.issue_all()
+        port = _free_port()
+        self.start(
+            "server",
+            [
+                str(BIN / "hello-mtls-server"),
+                f"--bind=127.0.0.1:{port}",
+                f"--cert-dir={self.work / 'server'}",
+                "--workers=1",
+            ],
+        )
+        _wait_for_port(port)
+        self.say("server", f"listening on https://localhost:{port}/ (gunicorn, gthread)")
+        for name in CLIENTS:
+            self.start(
+                name,
+                [
+                    str(BIN / "hello-mtls-client"),
+                    f"--url=https://localhost:{port}/",
+                    f"--cert-dir={self.work / name}",
+                    "--interval=2",
+                ],
+            )
+        cycle = 0
+        next_reissue = time.monotonic() + self.reissue_every
+        deadline = self.started + self.seconds
+        while time.monotonic() < deadline:
+            time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+            if any(p.poll() is not None for p in self.processes):
+                self.say("demo", "a process exited early; stopping")
+                break
+            if time.monotonic() < next_reissue:
+                continue
+            next_reissue += self.reissue_every
+            cycle += 1
+            if 2 <= cycle < 2 + len(ROOT_ROTATION):  # one rotation step per re-issue cycle
+                status = json.loads(self.ca("rotate-root", f"--from={ROOT_ROTATION[cycle - 2]}"))
+                self.say(
+                    "ca",
+                    f"ROOT ROTATION step {cycle - 1}/3: phase '{status['phase']}', "
+                    f"{len(status['roots'])} root(s) in every bundle",
+                )
+            self.issue_all()
+        return self.summary()
+
+    def summary(self) -> int:
+        self.say("demo", "stopping")
+        for proc in reversed(self.processes):  # clients first, so no request meets a dead server
+            _stop(proc)
+        failed = sum(self.failed.values())
+        for name in CLIENTS:
+            self.say("demo", f"{name}: {self.ok[name]} hellos, {self.failed[name]} failed")
+        status = json.loads(self.ca("status"))
+        self.say("demo", f"CA phase '{status['phase']}' with {len(status['roots'])} root(s)")
+        return 1 if failed else 0
+
+
+def _serial(cert_dir: Path) -> str:
+    from mtls_context import client_context
+
+    return client_context(cert_dir).certificate.serial
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_for_port(port: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+            return
+        time.sleep(0.1)
+    raise SystemExit(f"the server did not listen on port {port} within {timeout} s")
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+@contextlib.contextmanager
+def _workdir(keep: Path | None) -> Iterator[Path]:
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=True)
+        yield keep
+    else:
+        with tempfile.TemporaryDirectory(prefix="hello-mtls-demo.") as work:
+            yield Path(work)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        default=float(os.environ.get("DEMO_SECONDS", 120)),
+        help="how long to run (env DEMO_SECONDS; default %(default)s)",
+    )
+    parser.add_argument(
+        "--reissue-every",
+        type=float,
+        default=20.0,
+        help="seconds between re-issues (default %(default)s)",
+    )
+    parser.add_argument("--workdir", type=Path, help="keep CA state and certificates here")
+    args = parser.parse_args()
+    with _workdir(args.workdir) as work:
+        demo = Demo(work, args.seconds, args.reissue_every)
+        try:
+            return demo.run()
+        except KeyboardInterrupt:
+            print(file=sys.stderr)
+            return demo.summary()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
