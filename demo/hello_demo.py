@@ -1,9 +1,11 @@
-"""``make demo``: the CA, an mTLS server and two clients as local processes, rotating live.
+"""``make demo``: the CA service, an mTLS server and two clients as local processes, rotating live.
 
-Certificates live about a minute and are re-issued every ~20 s into kubelet-style directories
-(timestamped directory + atomic ``..data`` swap), and the CA rotates its root once
-(both roots trusted → new root signs → old root dropped), each step followed by a re-issue.
-The server and clients are never restarted; they pick every change up from disk.
+The demo plays the operator's part: it makes a key and a CSR per identity, has the CA service
+sign it (``POST /sign`` over mTLS with a provisioner credential) and writes the Secret files into
+a kubelet-style directory (timestamped directory + atomic ``..data`` swap). Certificates live
+about a minute and are re-issued every ~20 s; the CA rotates its root once (``POST
+/rotate-root``: both roots trusted → new root signs → old root dropped), each step followed by a
+re-issue. The server and the clients are never restarted: they pick every change up from disk.
 """
 
 from __future__ import annotations
@@ -21,11 +23,19 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+import mtls_client
+from mtls_context import CA, CERT, KEY, POLICY, write_version
 
 BIN = Path(sys.executable).parent
 CLIENTS = ("client-a", "client-b")
-ROOT_ROTATION = ("idle", "both-trusted", "new-signing")
+ROOT_ROTATION = ("idle", "both-trusted", "new-signing")  # the phase each step starts from
 LIFETIME = "1m"
 
 
@@ -37,15 +47,98 @@ class Demo:
         self.state = work / "ca"
         self.started = time.monotonic()
         self.processes: list[subprocess.Popen[str]] = []
-        self.ok = {name: 0 for name in CLIENTS}
-        self.failed = {name: 0 for name in CLIENTS}
+        self.ok = dict.fromkeys(CLIENTS, 0)
+        self.failed = dict.fromkeys(CLIENTS, 0)
         self.print_lock = threading.Lock()
+        self.ca_url = ""
 
     def say(self, who: str, message: str) -> None:
         with self.print_lock:
             print(f"[{time.monotonic() - self.started:6.1f}s] {who:<9} {message}", flush=True)
 
-    def ca(self, *args: str) -> str:
+    def run(self) -> int:
+        self.say("ca", f"hello-mtls-ca init in {self.state}")
+        self.ca_cli("init", "--min-duration=30s")
+        self.renew_provisioner()
+        ca_port = _free_port()
+        self.start(
+            "ca",
+            [
+                str(BIN / "hello-mtls-ca"),
+                "serve",
+                f"--state={self.state}",
+                f"--bind=127.0.0.1:{ca_port}",
+                "--workers=1",
+                "--upkeep-interval=2",
+            ],
+        )
+        self.ca_url = f"https://localhost:{ca_port}"
+        _wait_for_port(ca_port)
+        with mtls_client.session(self.work / "provisioner", check_interval=0) as self.session:
+            self.call("GET", "/healthz")
+            self.say("ca", f"CA service on {self.ca_url}/ (POST /sign, POST /rotate-root)")
+            self.issue_all()
+            port = _free_port()
+            self.start(
+                "server",
+                [
+                    str(BIN / "hello-mtls-server"),
+                    f"--bind=127.0.0.1:{port}",
+                    f"--cert-dir={self.work / 'server'}",
+                    "--workers=1",
+                ],
+            )
+            _wait_for_port(port)
+            self.say("server", f"listening on https://localhost:{port}/ (gunicorn, gthread)")
+            for name in CLIENTS:
+                self.start(
+                    name,
+                    [
+                        str(BIN / "hello-mtls-client"),
+                        f"--url=https://localhost:{port}/",
+                        f"--cert-dir={self.work / name}",
+                        "--interval=2",
+                    ],
+                )
+            self.rotate_until_deadline()
+            return self.summary()
+
+    def rotate_until_deadline(self) -> None:
+        cycle = 0
+        next_reissue = time.monotonic() + self.reissue_every
+        deadline = self.started + self.seconds
+        while time.monotonic() < deadline:
+            time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+            if any(p.poll() is not None for p in self.processes):
+                self.say("demo", "a process exited early; stopping")
+                return
+            if time.monotonic() < next_reissue:
+                continue
+            next_reissue += self.reissue_every
+            cycle += 1
+            step = cycle - 2  # leave one plain re-issue first, then one rotation step per cycle
+            if 0 <= step < len(ROOT_ROTATION):
+                status = self.call("POST", "/rotate-root", {"from": ROOT_ROTATION[step]})
+                self.say(
+                    "ca",
+                    f"ROOT ROTATION step {step + 1}/3: phase '{status['phase']}', "
+                    f"{len(status['roots'])} root(s) in every bundle",
+                )
+                self.renew_provisioner()
+            self.issue_all()
+
+    def summary(self) -> int:
+        self.say("demo", "stopping")
+        for proc in reversed(self.processes):  # clients first, so no request meets a dead server
+            _stop(proc)
+        for name in CLIENTS:
+            self.say("demo", f"{name}: {self.ok[name]} hellos, {self.failed[name]} failed")
+        status = json.loads(self.ca_cli("status"))
+        self.say("demo", f"CA phase '{status['phase']}' with {len(status['roots'])} root(s)")
+        return 1 if sum(self.failed.values()) else 0
+
+    def ca_cli(self, *args: str) -> str:
+        """The ``hello-mtls-ca`` command line: creating the CA and the admin credential."""
         done = subprocess.run(
             [str(BIN / "hello-mtls-ca"), *args, f"--state={self.state}"],
             capture_output=True,
@@ -56,14 +149,57 @@ class Demo:
             raise SystemExit(f"hello-mtls-ca {args[0]} failed: {done.stderr.strip()}")
         return done.stdout
 
+    def renew_provisioner(self) -> None:
+        """A credential from the current signing root, so it stays trusted when the old root
+        goes (in a cluster the CA renews the operator's credential itself)."""
+        self.ca_cli("provisioner", "--name=demo", f"--out={self.work / 'provisioner'}")
+
+    def call(self, method: str, path: str, body: object = None) -> Any:
+        """Call the CA service over mTLS with the provisioner credential."""
+        response = self.session.request(method, self.ca_url + path, json=body, timeout=30)
+        if not response.ok:
+            raise SystemExit(f"CA {method} {path}: {response.status_code} {response.text.strip()}")
+        return response.json()
+
     def issue_all(self) -> None:
         issued = []
         for name, out in [("localhost", "server"), *((f"{c}.demo", c) for c in CLIENTS)]:
-            self.ca("issue", f"--name={name}", f"--duration={LIFETIME}", f"--out={self.work / out}")
-            issued.append(f"{out} {_serial(self.work / out)[:8]}")
-        self.say("ca", "issued " + ", ".join(issued) + f" (lifetime {LIFETIME})")
+            issued.append(f"{out} {self.sign(name, self.work / out)[:8]}")
+        self.say("ca", "signed " + ", ".join(issued) + f" (lifetime {LIFETIME})")
 
-    def start(self, name: str, argv: list[str]) -> subprocess.Popen[str]:
+    def sign(self, name: str, out: Path) -> str:
+        """Key and CSR here, certificate from the CA service, files written like the kubelet."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+        csr = (
+            x509.CertificateSigningRequestBuilder().subject_name(subject).sign(key, hashes.SHA256())
+        )
+        answer = self.call(
+            "POST",
+            "/sign",
+            {
+                "csr": csr.public_bytes(serialization.Encoding.PEM).decode(),
+                "names": [name],
+                "duration": LIFETIME,
+            },
+        )
+        key_pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        write_version(
+            out,
+            {
+                CERT: answer["certificate"].encode(),
+                KEY: key_pem,
+                CA: answer["ca"].encode(),
+                POLICY: json.dumps(answer["tls_policy"]).encode(),
+            },
+        )
+        return str(answer["serial"])
+
+    def start(self, name: str, argv: list[str]) -> None:
         proc = subprocess.Popen(
             argv,
             stdout=subprocess.PIPE,
@@ -75,7 +211,6 @@ class Demo:
         assert proc.stdout is not None and proc.stderr is not None
         for stream in (proc.stdout, proc.stderr):
             threading.Thread(target=self.follow, args=(name, stream), daemon=True).start()
-        return proc
 
     def follow(self, name: str, stream: IO[str]) -> None:
         for line in stream:
@@ -94,71 +229,6 @@ class Demo:
             self.failed[name] += 1
             self.say(name, f"FAILED: {line['error']}")
 
-    def run(self) -> int:
-        self.say("ca", f"hello-mtls-ca init in {self.state}")
-        self.ca("init", "--min-duration=30s")
-        self.issue_all()
-        port = _free_port()
-        self.start(
-            "server",
-            [
-                str(BIN / "hello-mtls-server"),
-                f"--bind=127.0.0.1:{port}",
-                f"--cert-dir={self.work / 'server'}",
-                "--workers=1",
-            ],
-        )
-        _wait_for_port(port)
-        self.say("server", f"listening on https://localhost:{port}/ (gunicorn, gthread)")
-        for name in CLIENTS:
-            self.start(
-                name,
-                [
-                    str(BIN / "hello-mtls-client"),
-                    f"--url=https://localhost:{port}/",
-                    f"--cert-dir={self.work / name}",
-                    "--interval=2",
-                ],
-            )
-        cycle = 0
-        next_reissue = time.monotonic() + self.reissue_every
-        deadline = self.started + self.seconds
-        while time.monotonic() < deadline:
-            time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
-            if any(p.poll() is not None for p in self.processes):
-                self.say("demo", "a process exited early; stopping")
-                break
-            if time.monotonic() < next_reissue:
-                continue
-            next_reissue += self.reissue_every
-            cycle += 1
-            if 2 <= cycle < 2 + len(ROOT_ROTATION):  # one rotation step per re-issue cycle
-                status = json.loads(self.ca("rotate-root", f"--from={ROOT_ROTATION[cycle - 2]}"))
-                self.say(
-                    "ca",
-                    f"ROOT ROTATION step {cycle - 1}/3: phase '{status['phase']}', "
-                    f"{len(status['roots'])} root(s) in every bundle",
-                )
-            self.issue_all()
-        return self.summary()
-
-    def summary(self) -> int:
-        self.say("demo", "stopping")
-        for proc in reversed(self.processes):  # clients first, so no request meets a dead server
-            _stop(proc)
-        failed = sum(self.failed.values())
-        for name in CLIENTS:
-            self.say("demo", f"{name}: {self.ok[name]} hellos, {self.failed[name]} failed")
-        status = json.loads(self.ca("status"))
-        self.say("demo", f"CA phase '{status['phase']}' with {len(status['roots'])} root(s)")
-        return 1 if failed else 0
-
-
-def _serial(cert_dir: Path) -> str:
-    from mtls_context import client_context
-
-    return client_context(cert_dir).certificate.serial
-
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -172,7 +242,7 @@ def _wait_for_port(port: int, timeout: float = 30) -> None:
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
             return
         time.sleep(0.1)
-    raise SystemExit(f"the server did not listen on port {port} within {timeout} s")
+    raise SystemExit(f"nothing listened on port {port} within {timeout} s")
 
 
 def _stop(proc: subprocess.Popen[str]) -> None:
