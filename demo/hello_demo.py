@@ -14,6 +14,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -218,7 +219,8 @@ class Demo:
             if line.startswith("{"):
                 self.hello(name, json.loads(line))
             elif "reloaded" in line or "keeping" in line or "rror" in line:
-                self.say(name, line.split(": ", 1)[-1])
+                message = line.split(": ", 1)[-1]
+                self.say(name, re.sub(r"(serial \w{8})\w+", r"\1", message))
 
     def hello(self, name: str, line: dict[str, object]) -> None:
         if line["error"] is None:

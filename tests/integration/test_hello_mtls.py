@@ -15,7 +15,7 @@ from requests.adapters import HTTPAdapter
 import ca_cli
 import mtls_client
 from mtls_context import CA, CERT, KEY, POLICY, client_context, server_context, write_version
-from processes import BIN, hello_server
+from processes import BIN, free_port, hello_server
 
 SPIFFE_WEB = "spiffe://cluster.local/ns/shop/sa/web"
 
@@ -173,3 +173,50 @@ def test_certifi_and_requests_ca_bundle_never_enter_the_context(
 
     assert roots_after_requests(ours, adapter._context, url) == 1
     assert roots_after_requests(naive, naive_context, url) > 100
+
+
+def probe(port: int, cert_dir: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            str(BIN / "hello-mtls-server"),
+            "--probe",
+            f"--bind=127.0.0.1:{port}",
+            f"--cert-dir={cert_dir}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def test_probe_passes_against_a_serving_server(server: int, server_dir: Path) -> None:
+    done = probe(server, server_dir)
+
+    assert (done.returncode, done.stdout.split(",")[0]) == (0, "healthy: HTTP/1.1 200 OK")
+
+
+def test_probe_fails_when_nothing_serves(server_dir: Path) -> None:
+    done = probe(free_port(), server_dir)
+
+    assert done.returncode == 1
+    assert done.stderr.startswith("unhealthy: [Errno 111] Connection refused")
+
+
+@pytest.mark.parametrize("command", ["hello-mtls-server", "hello-mtls-client"])
+def test_commands_refuse_a_directory_without_a_key(
+    command: str, tmp_path: Path, server_dir: Path
+) -> None:
+    for name in (CERT, CA):
+        (tmp_path / name).write_bytes((server_dir / name).read_bytes())
+
+    done = subprocess.run(
+        [str(BIN / command), f"--cert-dir={tmp_path}"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+    assert done.returncode == 2
+    assert done.stderr.strip() == f"{command}: {tmp_path}: missing or empty: tls.key"
