@@ -114,7 +114,9 @@ def test_rotations_under_load_fail_no_request(fleet: Fleet, server: int, tmp_pat
         for proc in clients:
             assert stop(proc) == 0
 
-    lines = [json.loads(line) for log in logs for line in log.read_text().splitlines()]
+    output = [line for log in logs for line in log.read_text().splitlines()]
+    lines = [json.loads(line) for line in output if line.startswith("{")]
+    assert sum(": reloaded, now certificate" in line for line in output) >= LEAF_ROTATIONS * 3
     assert [line for line in lines if line["error"] is not None] == []
     assert len(lines) > 100 * CLIENTS
     assert len({line["client_serial"] for line in lines}) >= LEAF_ROTATIONS * CLIENTS
