@@ -220,3 +220,21 @@ def test_commands_refuse_a_directory_without_a_key(
 
     assert done.returncode == 2
     assert done.stderr.strip() == f"{command}: {tmp_path}: missing or empty: tls.key"
+
+
+def test_a_reload_moves_new_connections_while_a_request_in_flight_finishes(
+    server: int, tmp_path: Path, state: Path
+) -> None:
+    cert_dir = client_dir(tmp_path, state, "client.test")
+    s = mtls_client.session(cert_dir, check_interval=0)
+    url = f"https://localhost:{server}/"
+    in_flight = s.get(url, stream=True)  # its connection stays checked out until read
+    first = mtls_client.tls_info(in_flight)
+
+    ca_cli.issue(state, cert_dir, "client.test")
+    after = s.get(url)
+
+    assert first is not None and (info := mtls_client.tls_info(after)) is not None
+    assert info.client_serial == ca_cli.serial(cert_dir) != first.client_serial
+    assert in_flight.text == "Hello, client.test!\n"
+    s.close()
