@@ -121,7 +121,9 @@ def test_rotations_under_load_fail_no_request(fleet: Fleet, server: int, tmp_pat
     assert len(lines) > 100 * CLIENTS
     assert len({line["client_serial"] for line in lines}) >= LEAF_ROTATIONS * CLIENTS
     assert len(delays) == LEAF_ROTATIONS
-    assert max(delays) <= CHECK_INTERVAL + 0.5
+    # Served on the first new connection after the server's next check; the slack is for a
+    # handshake on a busy 2-core machine, not for the reload.
+    assert max(delays) <= CHECK_INTERVAL + 1.0, delays
 
 
 def _files(directory: Path) -> dict[str, bytes]:
