@@ -6,7 +6,7 @@ import socket
 import ssl
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -16,6 +16,7 @@ from certdirs import INTERMEDIATE, MODERN, Issuer, publish
 from processes import hello_server
 
 CHECK_INTERVAL = 0.2
+SetPolicy = Callable[[dict[str, str]], None]
 RSA = trustme.KeyType.RSA
 
 
@@ -49,7 +50,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, server_dir: Path) -> Iterat
 @pytest.fixture
 def policy(
     server: int, server_dir: Path, issuer: Issuer, server_leaf: trustme.LeafCert
-) -> Iterator[object]:
+) -> Iterator[SetPolicy]:
     """Set the server's TLS policy for one test (a new directory version), then restore it."""
 
     def use(policy: dict[str, str]) -> None:
@@ -131,9 +132,9 @@ def test_tls_12_and_13_are_accepted_under_intermediate(
 
 
 def test_modern_refuses_tls_12_and_accepts_tls_13(
-    server: int, issuer: Issuer, client_leaf: trustme.LeafCert, policy: object
+    server: int, issuer: Issuer, client_leaf: trustme.LeafCert, policy: SetPolicy
 ) -> None:
-    policy(MODERN)  # type: ignore[operator]
+    policy(MODERN)
 
     with pytest.raises(ssl.SSLError, match="ALERT_PROTOCOL_VERSION"):
         get(server, issuer, client_leaf, versions=(TLS.TLSv1_2, TLS.TLSv1_2))
@@ -153,9 +154,9 @@ def test_cbc_and_non_ecdhe_suites_are_refused(
 
 @pytest.mark.parametrize("suite", WEAK.values(), ids=WEAK.keys())
 def test_the_same_suites_pass_when_the_policy_allows_them(
-    server: int, issuer: Issuer, client_leaf: trustme.LeafCert, suite: str, policy: object
+    server: int, issuer: Issuer, client_leaf: trustme.LeafCert, suite: str, policy: SetPolicy
 ) -> None:
-    policy(dict(INTERMEDIATE, ciphers=f"{INTERMEDIATE['ciphers']}:{suite}"))  # type: ignore[operator]
+    policy(dict(INTERMEDIATE, ciphers=f"{INTERMEDIATE['ciphers']}:{suite}"))
 
     status = get(server, issuer, client_leaf, versions=(TLS.TLSv1_2, TLS.TLSv1_2), ciphers=suite)
 
