@@ -33,7 +33,7 @@ host_dockerd() {
 }
 
 host_network() {
-    ip link show "$NODE_IFACE" >/dev/null 2>&1 || ip link add "$NODE_IFACE" type dummy
+    ip link show "$NODE_IFACE" >/dev/null 2>&1 || ip link add "$NODE_IFACE" type bridge
     ip addr show dev "$NODE_IFACE" | grep -q "inet $NODE_IP/" ||
         ip addr add "$NODE_IP/32" dev "$NODE_IFACE"
     ip link set "$NODE_IFACE" up

@@ -17,7 +17,7 @@ PIDS=$STATE/pids
 KUBECONFIG_PATH=$STATE/admin.kubeconfig
 CONTAINERD_SOCK=$STATE/containerd/run/containerd.sock
 
-# The node's address lives on a dummy interface the cluster creates, so no cluster traffic
+# The node's address lives on an (empty) bridge interface the cluster creates, so no cluster traffic
 # ever targets the machine's own network.
 NODE_IFACE=hellomtls0
 NODE_IP=10.200.0.1
