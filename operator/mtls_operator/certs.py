@@ -34,9 +34,13 @@ def new_key_and_csr(claim: Claim) -> tuple[bytes, bytes]:
             sans.append(x509.IPAddress(ipaddress.ip_address(name)))
         except ValueError:
             sans.append(x509.DNSName(name))
+    # X.509 caps a CN at 64 characters (RFC 5280 ub-common-name) while a DNS name may have 253:
+    # a longer name goes only into the SAN, which is what verifiers check anyway.
+    primary = claim.names[0]
+    subject = [x509.NameAttribute(NameOID.COMMON_NAME, primary)] if len(primary) <= 64 else []
     csr = (
         x509.CertificateSigningRequestBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, claim.names[0])]))
+        .subject_name(x509.Name(subject))
         .add_extension(x509.SubjectAlternativeName(sans), critical=False)
         .sign(key, hashes.SHA256())
     )

@@ -32,6 +32,17 @@ def test_csr_carries_every_name_and_matches_the_key() -> None:
     assert [str(ip) for ip in sans.get_values_for_type(x509.IPAddress)] == ["10.0.0.7"]
 
 
+@pytest.mark.parametrize(("label", "has_cn"), [("a" * 50, True), ("a" * 60, False)])
+def test_a_name_too_long_for_a_cn_goes_only_into_the_san(label: str, has_cn: bool) -> None:
+    name = f"{label}.shop.svc"  # 59 or 69 characters; a CN holds at most 64
+    _, csr_pem = new_key_and_csr(Claim("shop", "web-tls", (name,), HOUR, "web"))
+    csr = x509.load_pem_x509_csr(csr_pem)
+    cns = [a.value for a in csr.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)]
+    assert cns == ([name] if has_cn else [])
+    sans = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert sans.get_values_for_type(x509.DNSName) == [name]
+
+
 def test_each_call_makes_a_new_key() -> None:
     c = Claim("shop", "web-tls", ("web.shop",), HOUR, "web")
     assert new_key_and_csr(c)[0] != new_key_and_csr(c)[0]
