@@ -26,6 +26,7 @@ from gunicorn.app.base import BaseApplication
 
 from mtls_context import CERT, KEY, ReloadingContext, Side
 
+from . import policy
 from .authority import CA, KeyType
 from .runtime import Authority, CredentialSink, Serving, Upkeep
 from .state import State, StateNotFound, Store
@@ -56,6 +57,8 @@ class ServeOptions:
     key_type: str = "ecdsa-p256"
     cluster_domain: str = "cluster.local"
     extra_allowed: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    minimum: datetime.timedelta = policy.DEFAULT_MINIMUM
+    maximum: datetime.timedelta = policy.DEFAULT_MAXIMUM
 
 
 def serve(options: ServeOptions) -> int:
@@ -101,6 +104,8 @@ def _ensure_state(store: Store, options: ServeOptions) -> None:
                 generations=(CA.create(key_type=KeyType(options.key_type)),),
                 trust_domain=options.trust_domain,
                 tls_profile=options.profile,
+                minimum=options.minimum,
+                maximum=options.maximum,
             )
         )
 
