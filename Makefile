@@ -76,8 +76,9 @@ LOCAL_KUBECONFIG := $(CLUSTER_STATE)/admin.kubeconfig
 LOCAL_HELM := $(shell bash -c 'source tests/cluster/versions.sh && echo $$HELM_BIN/helm')
 LOCAL_KUBECTL_DIR := $(shell bash -c 'source tests/cluster/versions.sh && echo $$K8S_BIN')
 E2E_KUBECONFIG := $(or $(KUBECONFIG),$(LOCAL_KUBECONFIG))
+E2E_TESTS ?= tests/e2e
 
-.PHONY: python-base cluster-build cluster-up cluster-down load-images e2e
+.PHONY: python-base cluster-build cluster-up cluster-down load-images e2e ci-cluster
 python-base: ## build the local Python base image (debootstrap bookworm; no image can be pulled here)
 	tests/cluster/python-base.sh
 
@@ -93,11 +94,14 @@ cluster-down: ## stop the local cluster and remove its state, mounts and iptable
 load-images: ## copy hello-mtls/{ca,server,client}:$(IMAGE_TAG) into the local cluster
 	tests/cluster/load-images.sh hello-mtls/ca:$(IMAGE_TAG) hello-mtls/server:$(IMAGE_TAG) hello-mtls/client:$(IMAGE_TAG)
 
-e2e: $(STAMP) ## e2e scenarios against $$KUBECONFIG (default: the local cluster); E2E_INSTALL=helm|kubectl
+e2e: $(STAMP) ## e2e scenarios against KUBECONFIG (default: the local cluster); E2E_INSTALL=helm|kubectl, E2E_TESTS=files
 	KUBECONFIG=$(E2E_KUBECONFIG) E2E_IMAGE_TAG=$(IMAGE_TAG) \
 	HELM=$(if $(wildcard $(LOCAL_HELM)),$(LOCAL_HELM),$(HELM)) \
 	PATH="$(if $(wildcard $(LOCAL_KUBECTL_DIR)/kubectl),$(LOCAL_KUBECTL_DIR):)$$PATH" \
-	$(BIN)/pytest -v tests/e2e
+	$(BIN)/pytest -v $(E2E_TESTS)
+
+ci-cluster: ## CI's cluster stage: cluster-up, images, load-images, e2e (helm + kubectl passes), cluster-down
+	tests/cluster/ci.sh
 
 DEMO_SECONDS ?= 120
 demo: $(STAMP) ## CA, mTLS server and two clients as local processes, rotating live (DEMO_SECONDS=120)

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The CI stage that needs a cluster: start the local cluster, build and load the images, run the
+# e2e suite (a full Helm pass, then the install-independent scenarios with `kubectl apply -f k8s/`)
+# and always tear the cluster down again. Every step prints how long it took.
+#
+# It needs the machine to itself: it refuses to run while a local cluster is already up, because
+# its teardown would stop a cluster other people are using.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+cd "$here/../.."
+# shellcheck source=tests/cluster/versions.sh
+source "$here/versions.sh"
+
+# Scenarios that do not depend on the install method's extra settings (the Helm pass sets
+# certificates.minDuration=1m for the 3-minute certificates of the renewal scenario; k8s/ keeps
+# the chart's defaults).
+KUBECTL_PASS="tests/e2e/test_hello.py tests/e2e/test_opt_in.py tests/e2e/test_cleanup_and_secrecy.py"
+
+stage_start=$SECONDS
+timed() {  # description command...
+    local what=$1 start=$SECONDS
+    shift
+    printf '\n==> [ci-cluster] %s\n' "$what" >&2
+    "$@"
+    printf '==> [ci-cluster] %s: %d s\n' "$what" $((SECONDS - start)) >&2
+}
+
+if [ -f "$PIDS/kube-apiserver" ] && kill -0 "$(cat "$PIDS/kube-apiserver")" 2>/dev/null; then
+    echo "ERROR: a local cluster is already running (pid $(cat "$PIDS/kube-apiserver")):" \
+        "the CI stage would stop it at the end; run 'make cluster-down' first" >&2
+    exit 1
+fi
+
+finish() {
+    local status=$?
+    if [ "$status" -ne 0 ] && [ -d "$LOGS" ]; then
+        echo "==> [ci-cluster] failed; last lines of every component log in $LOGS:" >&2
+        for log in "$LOGS"/*.log; do
+            printf -- '--- %s ---\n' "$log" >&2
+            tail -n 15 "$log" >&2
+        done
+    fi
+    timed "cluster-down" make cluster-down || true
+    printf '==> [ci-cluster] stage %s after %d s\n' \
+        "$([ "$status" -eq 0 ] && echo passed || echo FAILED)" $((SECONDS - stage_start)) >&2
+    exit "$status"
+}
+trap finish EXIT
+
+# Leftovers of an earlier run on a reused machine (state, mounts, chains) go first.
+timed "clean leftovers of earlier runs" make cluster-down
+timed "python-base (local base image)" make python-base
+timed "cluster-up (build or reuse binaries, start, wait for node Ready and DNS)" make cluster-up
+timed "images" make images
+timed "load-images" make load-images
+timed "e2e, Helm pass (all scenarios)" make e2e E2E_INSTALL=helm
+timed "e2e, kubectl pass (k8s/)" make e2e E2E_INSTALL=kubectl E2E_TESTS="$KUBECTL_PASS"
