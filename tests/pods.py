@@ -52,8 +52,8 @@ def deployment(
     name: str, *, replicas: int, annotations: dict[str, str], secret: str
 ) -> dict[str, Any]:
     """A Deployment of annotated pods that mount their Secret."""
-    template = pod(name, annotations=annotations, secret=secret, restart="Always")
-    template["metadata"] = {"labels": {"app": name}, "annotations": annotations}
+    spec = pod(name, annotations=annotations, secret=secret, restart="Always")["spec"]
+    template = {"metadata": {"labels": {"app": name}, "annotations": annotations}, "spec": spec}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
