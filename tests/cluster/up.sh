@@ -25,7 +25,11 @@ fail() {  # component message
     exit 1
 }
 
-running() { [ -f "$PIDS/$1" ] && kill -0 "$(cat "$PIDS/$1")" 2>/dev/null; }
+running() {  # name: its recorded PID is alive and still that component (not a reused PID)
+    local pid
+    [ -f "$PIDS/$1" ] && pid=$(cat "$PIDS/$1") && kill -0 "$pid" 2>/dev/null &&
+        tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "$1"
+}
 
 launch() {  # name command...: start in its own session, log to $LOGS/name.log, record the PID
     local name=$1
