@@ -9,25 +9,16 @@ from __future__ import annotations
 
 import json
 
-__all__ = ["PROFILES", "render", "tls_policy"]
+# One list for the writer (here) and the reader (the apps): Mozilla intermediate, ECDHE + AEAD only.
+from mtls_context.policy import INTERMEDIATE_CIPHERS
 
-# Mozilla's "intermediate" configuration (v5.7) without the DHE suites: ECDHE only, AEAD only.
-_INTERMEDIATE_CIPHERS = ":".join(
-    [
-        "ECDHE-ECDSA-AES128-GCM-SHA256",
-        "ECDHE-RSA-AES128-GCM-SHA256",
-        "ECDHE-ECDSA-AES256-GCM-SHA384",
-        "ECDHE-RSA-AES256-GCM-SHA384",
-        "ECDHE-ECDSA-CHACHA20-POLY1305",
-        "ECDHE-RSA-CHACHA20-POLY1305",
-    ]
-)
+__all__ = ["PROFILES", "render", "tls_policy"]
 
 PROFILES: dict[str, dict[str, str]] = {
     "intermediate": {
         "profile": "intermediate",
         "min_version": "TLSv1.2",
-        "ciphers": _INTERMEDIATE_CIPHERS,
+        "ciphers": INTERMEDIATE_CIPHERS,
     },
     "modern": {"profile": "modern", "min_version": "TLSv1.3", "ciphers": ""},
 }
