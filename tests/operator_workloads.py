@@ -10,7 +10,7 @@ from typing import Any
 from kube import IMAGE_TAG, PRODUCT_NAMESPACE, kubectl, kubectl_json
 from mtls_operator.certs import Inspection, inspect
 from mtls_operator.tlssecret import decode_data
-from pods import CERT_DIR, pod
+from pods import CERT_DIR, deployment, pod
 
 
 def secret_inspection(name: str, namespace: str) -> tuple[Inspection, dict[str, Any]] | None:
@@ -43,8 +43,8 @@ def server(namespace: str, *, duration: str | None = None) -> list[dict[str, Any
     annotations = {"hello-mtls.dev/name": f"hello.{namespace}.svc"}
     if duration:
         annotations["hello-mtls.dev/duration"] = duration
-    template = pod("hello", annotations=annotations, secret="hello-tls", restart="Always")
-    container = template["spec"]["containers"][0]
+    workload = deployment("hello", replicas=1, annotations=annotations, secret="hello-tls")
+    container = workload["spec"]["template"]["spec"]["containers"][0]
     probe = ["hello-mtls-server", "--probe", "--bind=0.0.0.0:8443", f"--cert-dir={CERT_DIR}"]
     container.update(
         image=f"hello-mtls/server:{IMAGE_TAG}",
@@ -52,18 +52,8 @@ def server(namespace: str, *, duration: str | None = None) -> list[dict[str, Any
         ports=[{"containerPort": 8443}],
         readinessProbe={"exec": {"command": probe}, "periodSeconds": 2, "timeoutSeconds": 5},
     )
-    template["metadata"] = {"labels": {"app": "hello"}, "annotations": annotations}
     return [
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": "hello"},
-            "spec": {
-                "replicas": 1,
-                "selector": {"matchLabels": {"app": "hello"}},
-                "template": template,
-            },
-        },
+        workload,
         {
             "apiVersion": "v1",
             "kind": "Service",
