@@ -26,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, cast
 
 import kubernetes
+import urllib3
 
 from mtls_operator.certs import inspect
 from mtls_operator.tlssecret import LABEL_MANAGED, decode_data
@@ -71,6 +72,12 @@ class SecretWatch:
         self._thread.start()
 
     def _run(self, namespace: str) -> None:
+        try:
+            self._stream(namespace)
+        except urllib3.exceptions.ProtocolError:
+            pass  # the namespace was deleted at the end: the API server closed the watch
+
+    def _stream(self, namespace: str) -> None:
         api = kubernetes.client.CoreV1Api()
         for event in self._watch.stream(  # type: ignore[no-untyped-call]
             api.list_namespaced_secret,
