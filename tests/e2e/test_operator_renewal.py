@@ -7,6 +7,8 @@ request every 0.5 s for 10 minutes and exits 1 if any failed.
 
 from __future__ import annotations
 
+import pytest
+
 from kube import apply, wait_until
 from operator_workloads import (
     client_lines,
@@ -17,6 +19,8 @@ from operator_workloads import (
     server,
 )
 
+# Longer than the suite-wide 600 s pytest-timeout: 10 minutes of traffic, plus set-up.
+pytestmark = pytest.mark.timeout(20 * 60)
 REQUESTS = 1200
 INTERVAL = 0.5  # 1200 x 0.5 s = 10 minutes of traffic
 

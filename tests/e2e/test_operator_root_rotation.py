@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
@@ -27,6 +28,8 @@ from operator_workloads import (
     server,
 )
 
+# Longer than the suite-wide 600 s pytest-timeout: 6 minutes of traffic, plus set-up.
+pytestmark = pytest.mark.timeout(15 * 60)
 REQUESTS = 720
 INTERVAL = 0.5  # 6 minutes of traffic; the rotation takes about 3 (two 30 s graces plus work)
 
