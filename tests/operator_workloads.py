@@ -39,18 +39,23 @@ def ca_status() -> dict[str, Any]:
 
 
 def server(namespace: str, *, duration: str | None = None) -> list[dict[str, Any]]:
-    """A hello-mtls server Deployment ``hello`` (1 replica) and its Service ``hello``."""
+    """A hello-mtls server Deployment ``hello`` and its Service ``hello``.
+
+    Two replicas, as a real service runs: on this 2-core machine one replica's exec probe can
+    time out under load, and with a single endpoint the Service then refuses connections for a
+    moment, which has nothing to do with the certificates under test.
+    """
     annotations = {"hello-mtls.dev/name": f"hello.{namespace}.svc"}
     if duration:
         annotations["hello-mtls.dev/duration"] = duration
-    workload = deployment("hello", replicas=1, annotations=annotations, secret="hello-tls")
+    workload = deployment("hello", replicas=2, annotations=annotations, secret="hello-tls")
     container = workload["spec"]["template"]["spec"]["containers"][0]
     probe = ["hello-mtls-server", "--probe", "--bind=0.0.0.0:8443", f"--cert-dir={CERT_DIR}"]
     container.update(
         image=f"hello-mtls/server:{IMAGE_TAG}",
         command=["hello-mtls-server", "--bind=0.0.0.0:8443", f"--cert-dir={CERT_DIR}"],
         ports=[{"containerPort": 8443}],
-        readinessProbe={"exec": {"command": probe}, "periodSeconds": 2, "timeoutSeconds": 5},
+        readinessProbe={"exec": {"command": probe}, "periodSeconds": 5, "timeoutSeconds": 10},
     )
     return [
         workload,
