@@ -107,3 +107,8 @@ def test_private_keys_appear_only_in_their_secrets(namespace: str) -> None:
     haystack = _everything_but_secrets([PRODUCT_NAMESPACE, namespace])
     leaked = [fragment for fragment in fragments if fragment in haystack]
     assert leaked == []
+
+    # The twin: a key fragment planted in a ConfigMap is found by the same scan.
+    planted = needles[f"{namespace}/keyed-tls"][0]
+    kubectl("create", "configmap", "planted", "-n", namespace, f"--from-literal=copy={planted}")
+    assert planted in _everything_but_secrets([namespace])
