@@ -82,7 +82,31 @@ def client_pod(
         f"--count={count}",
         f"--interval={interval}",
     ]
-    return pod("client", annotations=annotations, secret="client-tls", command=command)
+    client = pod("client", annotations=annotations, secret="client-tls", command=command)
+    # The scenario is about renewal, not about how fast kube-proxy programs a new Service: the
+    # first request waits (at most 2 minutes) until the Service accepts TCP connections.
+    wait = (
+        "import socket, sys, time\n"
+        "deadline = time.monotonic() + 120\n"
+        "while time.monotonic() < deadline:\n"
+        "    try:\n"
+        "        socket.create_connection((sys.argv[1], 8443), timeout=2).close()\n"
+        "        sys.exit(0)\n"
+        "    except OSError:\n"
+        "        time.sleep(0.5)\n"
+        "sys.exit('the Service never accepted a connection')\n"
+    )
+    main = client["spec"]["containers"][0]
+    client["spec"]["initContainers"] = [
+        {
+            "name": "wait-for-service",
+            "image": main["image"],
+            "imagePullPolicy": main["imagePullPolicy"],
+            "command": ["python3", "-c", wait, f"hello.{namespace}.svc"],
+            "securityContext": main["securityContext"],
+        }
+    ]
+    return client
 
 
 def idle_pod(namespace: str, name: str) -> dict[str, Any]:
