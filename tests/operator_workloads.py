@@ -22,20 +22,26 @@ def secret_inspection(name: str, namespace: str) -> tuple[Inspection, dict[str, 
     return inspect(decode_data(secret)), secret
 
 
-def ca_status() -> dict[str, Any]:
-    """``hello-mtls-ca status`` run in the CA pod."""
-    out = kubectl(
+def ca_cli(command: str, *args: str) -> str:
+    """``hello-mtls-ca COMMAND --state <the CA's Secret> ARGS...`` run in the CA pod."""
+    state = f"k8s:{PRODUCT_NAMESPACE}/hello-mtls-ca-state"
+    return kubectl(
         "-n",
         PRODUCT_NAMESPACE,
         "exec",
         "deploy/hello-mtls-ca",
         "--",
         "hello-mtls-ca",
-        "status",
+        command,
         "--state",
-        f"k8s:{PRODUCT_NAMESPACE}/hello-mtls-ca-state",
+        state,
+        *args,
     )
-    return dict(json.loads(out))
+
+
+def ca_status() -> dict[str, Any]:
+    """``hello-mtls-ca status`` run in the CA pod."""
+    return dict(json.loads(ca_cli("status")))
 
 
 def server(namespace: str, *, duration: str | None = None) -> list[dict[str, Any]]:

@@ -15,9 +15,10 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
-from kube import PRODUCT_NAMESPACE, apply, kubectl, wait_until
+from kube import apply, wait_until
 from mtls_operator.certs import Inspection
 from operator_workloads import (
+    ca_cli,
     ca_status,
     client_lines,
     client_pod,
@@ -43,19 +44,7 @@ def test_root_rotation_under_traffic(installed: str, namespace: str) -> None:
     assert before["phase"] == "idle"
     old_root = before["roots"][0]["fingerprint_sha256"]
 
-    kubectl(
-        "-n",
-        PRODUCT_NAMESPACE,
-        "exec",
-        "deploy/hello-mtls-ca",
-        "--",
-        "hello-mtls-ca",
-        "rotate-root",
-        "--state",
-        f"k8s:{PRODUCT_NAMESPACE}/hello-mtls-ca-state",
-        "--from",
-        "idle",
-    )
+    ca_cli("rotate-root", "--from", "idle")
 
     def back_to_idle() -> dict[str, Any] | None:
         status = ca_status()
