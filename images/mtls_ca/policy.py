@@ -30,6 +30,7 @@ __all__ = [
     "check_name_syntax",
     "check_names",
     "format_duration",
+    "is_ip_address",
     "parse_duration",
     "provisioner_id",
     "spiffe_id",
@@ -144,7 +145,7 @@ def check_names(
     exact = {a for a in extra_allowed if not a.startswith("*.")}
     wild = tuple(a[1:] for a in extra_allowed if a.startswith("*."))
     for name in names:
-        if _is_ip(name) or name in exact:
+        if is_ip_address(name) or name in exact:
             continue
         if any(_one_label_before(name, s) for s in suffixes + wild):
             continue
@@ -188,7 +189,7 @@ def _check_one(name: str) -> None:
         raise ValueError(f"name {name!r} is not a string")
     if not name:
         raise ValueError("empty name")
-    if _is_ip(name):
+    if is_ip_address(name):
         address = ipaddress.ip_address(name)
         if address.is_unspecified or address.is_multicast:
             raise ValueError(f"IP address '{name}' cannot identify a workload")
@@ -258,7 +259,8 @@ def _one_label_before(name: str, suffix: str) -> bool:
     return name.endswith(suffix) and "." not in name[: -len(suffix)] and len(name) > len(suffix)
 
 
-def _is_ip(name: str) -> bool:
+def is_ip_address(name: str) -> bool:
+    """Whether ``name`` is an IPv4 or IPv6 address rather than a DNS name."""
     try:
         ipaddress.ip_address(name)
     except ValueError:

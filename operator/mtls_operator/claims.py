@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime
 import hashlib
-import ipaddress
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -107,7 +106,7 @@ def parse_claim(
     """
     name = annotations.get(NAME, "").strip()
     _check(NAME, policy.check_name_syntax, [name])
-    if _is_ip(name):
+    if policy.is_ip_address(name):
         raise ValueError(f"{NAME}: '{name}' is an IP address; the name must be a DNS name")
     extra = rules.extra_allowed.get(namespace, ())
     _check(
@@ -156,11 +155,3 @@ def _check(annotation: str, check: Callable[[_T], _R], value: _T) -> _R:
         return check(value)
     except ValueError as error:
         raise ValueError(f"{annotation}: {error}") from None
-
-
-def _is_ip(name: str) -> bool:
-    try:
-        ipaddress.ip_address(name)
-    except ValueError:
-        return False
-    return True
