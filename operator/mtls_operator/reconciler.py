@@ -2,7 +2,8 @@
 
 The handlers feed it pod and Secret events; the reconcile loop calls `Reconciler.tick` about
 once a second. It talks to the cluster and to the CA only through two small ports
-(`ports.Cluster`, `ports.Authority`), implemented by `kube` and `ca_client`.
+(`ports.Cluster`, `ports.Authority`), implemented by `kube` and `ca_client`; what it knows of
+pods and Secrets lives in `inventory.Inventory`.
 
 Restart safety comes from deciding on what the Secret holds (`decisions.decide`), not on
 memory: after a restart every valid Secret is reused as it is. Each Secret is handled under its
@@ -20,19 +21,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mtls_operator import metrics
-from mtls_operator.certs import Inspection, inspect, new_key_and_csr
+from mtls_operator.certs import inspect, new_key_and_csr
 from mtls_operator.claims import Claim, Rules, parse_claim
-from mtls_operator.decisions import Action, Decision, PodClaim, choose_claim, decide
+from mtls_operator.decisions import Action, Decision, choose_claim, decide
+from mtls_operator.inventory import ClaimingPod, Inventory, Key, pod_claims
 from mtls_operator.ports import Authority, CARefused, CAUnavailable, Cluster, Conflict
 from mtls_operator.retries import Retries
 from mtls_operator.rotation import RotationGate, reflects
 from mtls_operator.tlssecret import (
     ANNOTATION_BUNDLE,
-    ANNOTATION_CLAIM,
     LABEL_MANAGED,
     Answer,
     CAView,
-    decode_data,
     merge_owners,
     secret_body,
     trust_data,
@@ -44,8 +44,6 @@ ANNOTATION_VERSION = "hello-mtls.dev/secret-version"
 """Set on pods after their Secret changed: the kubelet then refreshes the volume in seconds."""
 
 _log = logging.getLogger("mtls_operator")
-
-Key = tuple[str, str]  # (namespace, Secret name)
 
 
 @dataclass(frozen=True)
@@ -61,33 +59,6 @@ class Settings:
     rotation_grace: datetime.timedelta = datetime.timedelta(seconds=30)
     labels: Mapping[str, str] = field(default_factory=dict)
     """Extra labels on every Secret."""
-
-
-@dataclass(frozen=True)
-class _Pod:
-    namespace: str
-    name: str
-    uid: str
-    created: str
-    claim: Claim | None
-
-    @property
-    def ref(self) -> dict[str, Any]:
-        return {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {"namespace": self.namespace, "name": self.name, "uid": self.uid},
-        }
-
-
-@dataclass(frozen=True)
-class _Known:
-    """The last seen state of a Secret, so unchanged Secrets cost no API call."""
-
-    resource_version: str
-    inspection: Inspection
-    claim_digest: str | None
-    owners: frozenset[str]
 
 
 class Reconciler:
@@ -107,12 +78,9 @@ class Reconciler:
         self._settings = settings
         self._clock = clock
         self._monotonic = monotonic
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards _key_locks; the inventory has its own
         self._key_locks: dict[Key, threading.Lock] = {}
-        self._pods: dict[str, _Pod] = {}
-        self._by_key: dict[Key, set[str]] = {}
-        self._known: dict[Key, _Known] = {}
-        self._warned: dict[str, tuple[str, str]] = {}
+        self._inventory = Inventory()
         self._retries = Retries()
         self._gate = RotationGate(grace=settings.rotation_grace)
         self._ca: CAView | None = None
@@ -126,9 +94,7 @@ class Reconciler:
         meta = body.get("metadata", {})
         uid = meta.get("uid", "")
         if event_type == "DELETED" or meta.get("deletionTimestamp"):
-            with self._lock:
-                self._forget_pod(uid)
-                self._warned.pop(uid, None)
+            self._inventory.drop_pod(uid)
             return
         namespace = meta.get("namespace", "")
         try:
@@ -142,14 +108,11 @@ class Reconciler:
             claim = None
             metrics.FAILED.labels("invalid-annotation").inc()
             self._warn_once(body, "InvalidAnnotation", str(error))
-        pod = _Pod(namespace, meta.get("name", ""), uid, meta.get("creationTimestamp", ""), claim)
-        with self._lock:
-            self._forget_pod(uid)
-            self._pods[uid] = pod
-            if claim is not None:
-                self._by_key.setdefault((namespace, claim.secret), set()).add(uid)
-                if self._warned.get(uid, ("",))[0] == "InvalidAnnotation":
-                    del self._warned[uid]
+        self._inventory.put_pod(
+            ClaimingPod(
+                namespace, meta.get("name", ""), uid, meta.get("creationTimestamp", ""), claim
+            )
+        )
         if claim is not None:
             self.reconcile((namespace, claim.secret))
 
@@ -157,13 +120,11 @@ class Reconciler:
         """Take in one event of a managed Secret; heal it at once if it was broken or deleted."""
         meta = body.get("metadata", {})
         key = (meta.get("namespace", ""), meta.get("name", ""))
-        with self._lock:
-            if event_type == "DELETED":
-                self._known.pop(key, None)
-            else:
-                self._remember(key, body)
-            claimed = bool(self._pods_for(key))
-        if claimed and self._needs_action(key):
+        if event_type == "DELETED":
+            self._inventory.forget_secret(key)
+        else:
+            self._inventory.remember(key, body)
+        if self._inventory.pods_for(key) and self._needs_action(key):
             self.reconcile(key)
 
     # The loop -----------------------------------------------------------------------------
@@ -178,7 +139,7 @@ class Reconciler:
             self.reconcile(key)
         if now - self._resynced_at >= self._settings.resync_seconds:
             self._resynced_at = now
-            for key in self._claimed_keys():
+            for key in self._inventory.claimed_keys():
                 if not self._retries.failures(key) and self._needs_action(key):
                     self.reconcile(key)
             self._export_gauges()
@@ -206,23 +167,21 @@ class Reconciler:
     # Internals ----------------------------------------------------------------------------
 
     def _reconcile(self, key: Key) -> None:
-        with self._lock:
-            pods = self._pods_for(key)
-            known = self._known.get(key)
+        pods, known = self._inventory.view(key)
         if not pods:
             self._retries.succeeded(key)
             return
         if known is not None and not self._needs_action(key):
             return
         secret = self._cluster.get_secret(*key)
-        with self._lock:
-            if secret is None:
-                self._known.pop(key, None)
-            else:
-                self._remember(key, secret)
-            known = self._known.get(key)
-        claims = [PodClaim(p.name, p.uid, p.created, p.claim) for p in pods if p.claim]
-        claim, agree, disagree = choose_claim(claims, known.claim_digest if known else None)
+        if secret is None:
+            self._inventory.forget_secret(key)
+        else:
+            self._inventory.remember(key, secret)
+        pods, known = self._inventory.view(key)
+        claim, agree, disagree = choose_claim(
+            pod_claims(pods), known.claim_digest if known else None
+        )
         by_uid = {p.uid: p for p in pods}
         if secret is not None and LABEL_MANAGED not in (secret["metadata"].get("labels") or {}):
             for pod in pods:
@@ -314,10 +273,8 @@ class Reconciler:
         written = (
             self._cluster.create_secret(body) if created else self._cluster.replace_secret(body)
         )
-        with self._lock:
-            self._remember(key, written)
-            for pod in pods:
-                self._warned.pop(pod["metadata"]["uid"], None)
+        self._inventory.remember(key, written)
+        self._inventory.clear_warnings([pod["metadata"]["uid"] for pod in pods])
         if created:
             return  # pods wait for a missing Secret; the kubelet mounts it when it appears
         version = written["metadata"].get("resourceVersion", "")
@@ -327,30 +284,15 @@ class Reconciler:
                 meta["namespace"], meta["name"], {ANNOTATION_VERSION: version}
             )
 
-    def _remember(self, key: Key, secret: Mapping[str, Any]) -> None:
-        meta = secret.get("metadata", {})
-        version = meta.get("resourceVersion", "")
-        known = self._known.get(key)
-        if known is not None and version and known.resource_version == version:
-            return
-        self._known[key] = _Known(
-            resource_version=version,
-            inspection=inspect(decode_data(secret)),
-            claim_digest=(meta.get("annotations") or {}).get(ANNOTATION_CLAIM),
-            owners=frozenset(ref.get("uid", "") for ref in meta.get("ownerReferences") or []),
-        )
-
     def _needs_action(self, key: Key) -> bool:
-        with self._lock:
-            known = self._known.get(key)
-            pods = self._pods_for(key)
+        pods, known = self._inventory.view(key)
         if known is None:
             return True
-        claims = [PodClaim(p.name, p.uid, p.created, p.claim) for p in pods if p.claim]
+        claims = pod_claims(pods)
         if not claims:
             return False
         claim, agree, disagree = choose_claim(claims, known.claim_digest)
-        if any(self._warned.get(p.uid, ("",))[0] != "SecretConflict" for p in disagree):
+        if any(self._inventory.warned_reason(p.uid) != "SecretConflict" for p in disagree):
             return True  # a pod that has not been told why it gets nothing
         decision = decide(
             claim,
@@ -361,22 +303,6 @@ class Reconciler:
             fraction=self._settings.renew_fraction,
         )
         return decision.action is not Action.NOTHING or not {p.uid for p in agree} <= known.owners
-
-    def _pods_for(self, key: Key) -> list[_Pod]:
-        return [self._pods[uid] for uid in self._by_key.get(key, ())]
-
-    def _forget_pod(self, uid: str) -> None:
-        old = self._pods.pop(uid, None)
-        if old is not None and old.claim is not None:
-            key = (old.namespace, old.claim.secret)
-            uids = self._by_key.get(key, set())
-            uids.discard(uid)
-            if not uids:
-                self._by_key.pop(key, None)
-
-    def _claimed_keys(self) -> list[Key]:
-        with self._lock:
-            return list(self._by_key)
 
     def _read_ca(self, now: float) -> None:
         self._ca_read_at = now
@@ -395,8 +321,7 @@ class Reconciler:
         ca = self._ca
         if ca is None:
             return
-        with self._lock:
-            known = [self._known.get(key) for key in self._by_key]
+        known = self._inventory.known_claimed()
         pending = sum(1 for k in known if k is None or not reflects(k.inspection, ca))
         if ca.phase != "idle" and not self._own_credential_reflects(ca):
             pending += 1
@@ -423,8 +348,7 @@ class Reconciler:
         return own.problem is not None or reflects(own, ca)
 
     def _export_gauges(self) -> None:
-        with self._lock:
-            known = [self._known.get(key) for key in self._by_key]
+        known = self._inventory.known_claimed()
         expiries = [k.inspection.not_after for k in known if k and k.inspection.not_after]
         metrics.MANAGED_SECRETS.set(len(known))
         metrics.EARLIEST_EXPIRY.set(min(expiries).timestamp() if expiries else 0)
@@ -435,17 +359,13 @@ class Reconciler:
         _log.warning("Secret %s/%s: %s; retrying in %.0f s", *key, reason, delay)
         if event_reason is None:
             return
-        with self._lock:
-            pods = self._pods_for(key)
-        for pod in pods:
+        for pod in self._inventory.pods_for(key):
             self._warn_once(pod.ref, event_reason, message)
 
     def _warn_once(self, pod: Mapping[str, Any], reason: str, message: str) -> None:
         uid = pod.get("metadata", {}).get("uid", "")
-        with self._lock:
-            if self._warned.get(uid) == (reason, message):
-                return
-            self._warned[uid] = (reason, message)
+        if not self._inventory.first_warning(uid, reason, message):
+            return
         _log.warning(
             "pod %s/%s: %s: %s",
             pod["metadata"].get("namespace"),

@@ -1,0 +1,169 @@
+"""What the operator knows about claiming pods and managed Secrets, shared by its threads.
+
+Kopf's handler threads and the reconcile loop read and change it at once, so every method takes
+one lock and returns copies or frozen values. It holds only what decisions need (a pod's claim,
+a Secret's inspection), never whole pod or Secret bodies: the operator's memory stays flat as
+the number of identities grows.
+
+Nothing here survives a restart, and nothing needs to: the Secrets themselves are the record
+(see `mtls_operator.decisions`).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from mtls_operator.certs import Inspection, inspect
+from mtls_operator.claims import Claim
+from mtls_operator.decisions import PodClaim
+from mtls_operator.tlssecret import ANNOTATION_CLAIM, decode_data
+
+__all__ = ["ClaimingPod", "Inventory", "Key", "KnownSecret", "pod_claims"]
+
+Key = tuple[str, str]  # (namespace, Secret name)
+
+
+@dataclass(frozen=True)
+class ClaimingPod:
+    """An annotated pod; ``claim`` is None when its annotations are invalid."""
+
+    namespace: str
+    name: str
+    uid: str
+    created: str
+    claim: Claim | None
+
+    @property
+    def ref(self) -> dict[str, Any]:
+        """Enough of the pod for an owner reference, an Event or a patch."""
+        return {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"namespace": self.namespace, "name": self.name, "uid": self.uid},
+        }
+
+
+@dataclass(frozen=True)
+class KnownSecret:
+    """The last seen state of a Secret, so unchanged Secrets cost no API call."""
+
+    resource_version: str
+    inspection: Inspection
+    claim_digest: str | None
+    owners: frozenset[str]
+
+
+def pod_claims(pods: list[ClaimingPod]) -> list[PodClaim]:
+    """The valid claims among ``pods``, as `decisions.choose_claim` takes them."""
+    return [PodClaim(p.name, p.uid, p.created, p.claim) for p in pods if p.claim]
+
+
+class Inventory:
+    """Pods by UID and by the Secret they claim, Secrets by key, and the warnings already given."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pods: dict[str, ClaimingPod] = {}
+        self._by_key: dict[Key, set[str]] = {}
+        self._known: dict[Key, KnownSecret] = {}
+        self._warned: dict[str, tuple[str, str]] = {}
+
+    # Pods ---------------------------------------------------------------------------------
+
+    def put_pod(self, pod: ClaimingPod) -> None:
+        """Record ``pod``, replacing what was known; a valid claim ends its annotation warning."""
+        with self._lock:
+            self._forget_pod(pod.uid)
+            self._pods[pod.uid] = pod
+            if pod.claim is not None:
+                self._by_key.setdefault((pod.namespace, pod.claim.secret), set()).add(pod.uid)
+                if self._warned.get(pod.uid, ("",))[0] == "InvalidAnnotation":
+                    del self._warned[pod.uid]
+
+    def drop_pod(self, uid: str) -> None:
+        """The pod is gone (or going): forget it and its warnings."""
+        with self._lock:
+            self._forget_pod(uid)
+            self._warned.pop(uid, None)
+
+    def pods_for(self, key: Key) -> list[ClaimingPod]:
+        """The pods claiming Secret ``key``."""
+        with self._lock:
+            return self._pods_for(key)
+
+    def claimed_keys(self) -> list[Key]:
+        """Every Secret some pod claims."""
+        with self._lock:
+            return list(self._by_key)
+
+    # Secrets ------------------------------------------------------------------------------
+
+    def remember(self, key: Key, secret: Mapping[str, Any]) -> None:
+        """Record what Secret ``key`` holds now (inspected once per resourceVersion)."""
+        meta = secret.get("metadata", {})
+        version = meta.get("resourceVersion", "")
+        with self._lock:
+            known = self._known.get(key)
+            if known is not None and version and known.resource_version == version:
+                return
+        fresh = KnownSecret(
+            resource_version=version,
+            inspection=inspect(decode_data(secret)),
+            claim_digest=(meta.get("annotations") or {}).get(ANNOTATION_CLAIM),
+            owners=frozenset(ref.get("uid", "") for ref in meta.get("ownerReferences") or []),
+        )
+        with self._lock:
+            self._known[key] = fresh
+
+    def forget_secret(self, key: Key) -> None:
+        """Secret ``key`` was deleted (or not found)."""
+        with self._lock:
+            self._known.pop(key, None)
+
+    def view(self, key: Key) -> tuple[list[ClaimingPod], KnownSecret | None]:
+        """The pods claiming ``key`` and what its Secret held, read together."""
+        with self._lock:
+            return self._pods_for(key), self._known.get(key)
+
+    def known_claimed(self) -> list[KnownSecret | None]:
+        """For every claimed Secret, what it holds (None: not seen yet)."""
+        with self._lock:
+            return [self._known.get(key) for key in self._by_key]
+
+    # Warnings -----------------------------------------------------------------------------
+
+    def first_warning(self, uid: str, reason: str, message: str) -> bool:
+        """Record a warning for pod ``uid``; False when exactly this one was given already."""
+        with self._lock:
+            if self._warned.get(uid) == (reason, message):
+                return False
+            self._warned[uid] = (reason, message)
+            return True
+
+    def warned_reason(self, uid: str) -> str:
+        """The reason of the last warning given to pod ``uid`` ("" if none is standing)."""
+        with self._lock:
+            return self._warned.get(uid, ("",))[0]
+
+    def clear_warnings(self, uids: list[str]) -> None:
+        """The pods got what they asked for: a later problem deserves a new Event."""
+        with self._lock:
+            for uid in uids:
+                self._warned.pop(uid, None)
+
+    # Internals (the lock is held) ---------------------------------------------------------
+
+    def _pods_for(self, key: Key) -> list[ClaimingPod]:
+        return [self._pods[uid] for uid in self._by_key.get(key, ())]
+
+    def _forget_pod(self, uid: str) -> None:
+        old = self._pods.pop(uid, None)
+        if old is not None and old.claim is not None:
+            key = (old.namespace, old.claim.secret)
+            uids = self._by_key.get(key, set())
+            uids.discard(uid)
+            if not uids:
+                self._by_key.pop(key, None)
