@@ -37,7 +37,7 @@ def from_environment(environ: Mapping[str, str] = os.environ) -> Config:
     ``HELLO_MTLS_CA_URL``                ``https://hello-mtls-ca.hello-mtls.svc``
     ``HELLO_MTLS_PROVISIONER_DIR``       ``/var/run/hello-mtls-provisioner``
     ``HELLO_MTLS_METRICS_PORT``          ``9090``
-    ``HELLO_MTLS_MAX_WORKERS``           ``16`` (threads handling pod events)
+    ``HELLO_MTLS_MAX_WORKERS``           ``16`` (threads issuing and updating Secrets)
     ``HELLO_MTLS_CLUSTER_DOMAIN``        ``cluster.local``
     ``HELLO_MTLS_DEFAULT_DURATION``      ``24h``
     ``HELLO_MTLS_MIN_DURATION``          ``5m``  (as the CA's)

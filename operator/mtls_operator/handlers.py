@@ -5,6 +5,8 @@
 * Managed Secrets are watched with ``on.event`` too (server-side label selector), so a deleted
   or emptied Secret is healed at once, and no kopf diff-base (which would copy ``data`` into an
   annotation) is ever stored.
+* The handlers only take note and queue the Secret's key (`workqueue.WorkQueue`); a fixed pool
+  of threads does the work, so a burst of events costs keys in a queue, not event bodies.
 * Renewal, retries with backoff, trust-bundle updates and root rotation run in one
   cluster-level loop started at startup, not in timers or daemons on pods.
 """
@@ -20,10 +22,14 @@ import kopf
 from mtls_operator import config, kube, metrics
 from mtls_operator.ca_client import CAClient
 from mtls_operator.claims import NAME
+from mtls_operator.inventory import Key
 from mtls_operator.reconciler import Reconciler
 from mtls_operator.tlssecret import LABEL_MANAGED
+from mtls_operator.workqueue import WorkQueue
 
 _LOOP_SECONDS = 1.0
+_HANDLER_THREADS = 4
+_KOPF_WORKER_IDLE_SECONDS = 0.5
 
 
 @kopf.on.startup()
@@ -36,13 +42,22 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     settings.watching.connect_timeout = 30
     settings.watching.label_selectors["secrets"] = f"{LABEL_MANAGED}=true"
     settings.scanning.disabled = True
-    settings.execution.max_workers = cfg.max_workers
+    # The handlers only note what changed and queue the Secret's key, so a few threads serve
+    # them; the work (keys, CSRs, POST /sign, Secret writes) runs on the queue's threads.
+    settings.execution.max_workers = _HANDLER_THREADS
+    # A finished per-object worker of kopf keeps its last event body until it exits.
+    settings.queueing.idle_timeout = _KOPF_WORKER_IDLE_SECONDS
     kube.load_config()
-    memo.reconciler = Reconciler(
+    reconciler: Reconciler
+    work = WorkQueue[Key](lambda key: reconciler.reconcile(key), workers=cfg.max_workers)
+    reconciler = Reconciler(
         kube.Kube(pool_size=cfg.max_workers + 4),
         CAClient(cfg.ca_url, cfg.provisioner_dir),
         cfg.settings,
+        dispatch=work.add,
     )
+    memo.reconciler = reconciler
+    metrics.QUEUE_DEPTH.set_function(lambda: len(work))
     metrics.serve(cfg.metrics_port)
     memo.loop = asyncio.create_task(_loop(memo.reconciler))
 

@@ -10,6 +10,7 @@ __all__ = [
     "ISSUANCE_SECONDS",
     "ISSUED",
     "MANAGED_SECRETS",
+    "QUEUE_DEPTH",
     "RENEWED",
     "ROTATION_PENDING",
     "TRUST_REFRESHED",
@@ -42,6 +43,9 @@ EARLIEST_EXPIRY = Gauge(
 )
 MANAGED_SECRETS = Gauge(
     "hello_mtls_operator_managed_secrets", "Secrets the operator keeps for running pods."
+)
+QUEUE_DEPTH = Gauge(
+    "hello_mtls_operator_queue_depth", "Secrets waiting for a worker thread to look at them."
 )
 ROTATION_PENDING = Gauge(
     "hello_mtls_operator_rotation_pending_secrets",

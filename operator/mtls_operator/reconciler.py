@@ -72,7 +72,10 @@ class Reconciler:
         *,
         clock: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC),
         monotonic: Callable[[], float] = time.monotonic,
+        dispatch: Callable[[Key], None] | None = None,
     ) -> None:
+        """``dispatch`` is how a key that needs a look gets reconciled: the operator passes
+        `workqueue.WorkQueue.add`; by default it is `reconcile`, in the caller's thread."""
         self._cluster = cluster
         self._authority = authority
         self._settings = settings
@@ -86,6 +89,7 @@ class Reconciler:
         self._ca: CAView | None = None
         self._ca_read_at = -float("inf")
         self._resynced_at = -float("inf")
+        self._dispatch = dispatch or self.reconcile
 
     # Events -------------------------------------------------------------------------------
 
@@ -114,7 +118,7 @@ class Reconciler:
             )
         )
         if claim is not None:
-            self.reconcile((namespace, claim.secret))
+            self._dispatch((namespace, claim.secret))
 
     def secret_event(self, body: Mapping[str, Any], event_type: str | None) -> None:
         """Take in one event of a managed Secret; heal it at once if it was broken or deleted."""
@@ -125,7 +129,7 @@ class Reconciler:
         else:
             self._inventory.remember(key, body)
         if self._inventory.pods_for(key) and self._needs_action(key):
-            self.reconcile(key)
+            self._dispatch(key)
 
     # The loop -----------------------------------------------------------------------------
 
@@ -136,12 +140,12 @@ class Reconciler:
             self._read_ca(now)
         for key in self._retries.due(now):
             assert isinstance(key, tuple)
-            self.reconcile(key)
+            self._dispatch(key)
         if now - self._resynced_at >= self._settings.resync_seconds:
             self._resynced_at = now
             for key in self._inventory.claimed_keys():
                 if not self._retries.failures(key) and self._needs_action(key):
-                    self.reconcile(key)
+                    self._dispatch(key)
             self._export_gauges()
         self._drive_rotation()
 

@@ -234,5 +234,8 @@ def test_retries_back_off_exponentially_up_to_the_maximum() -> None:
     assert delays == [1, 2, 4, 8, 8, 8]
     assert retries.failures("k") == 6
     assert retries.due(107.9) == [] and retries.due(108.0) == ["k"]
+    assert retries.due(108.0) == [], "a due key is handed out once"
+    retries.failed("k", 200.0)
+    assert retries.due(208.0) == ["k"]
     retries.succeeded("k")
     assert retries.due(1000.0) == [] and retries.failures("k") == 0

@@ -78,6 +78,28 @@ def test_an_annotated_pod_gets_a_valid_secret_owned_by_it(
     assert cluster.annotations == {}  # a new Secret needs no nudge
 
 
+def test_events_only_queue_keys_when_a_dispatcher_is_given(
+    cluster: Cluster, ca: CA, clock: Clock
+) -> None:
+    """The operator's handlers return at once: the work goes to the queue's threads."""
+    queued: list[tuple[str, str]] = []
+    r = Reconciler(
+        cluster,
+        ca,
+        Settings(),
+        clock=lambda: clock.now,
+        monotonic=lambda: clock.mono,
+        dispatch=queued.append,
+    )
+    r.tick()
+    r.pod_event(pod("web-1", WEB), None)
+    r.pod_event(pod("web-2", WEB), None)
+    assert queued == [("shop", "web-tls")] * 2 and cluster.secrets == {}
+    r.reconcile(queued[0])
+    assert ("shop", "web-tls") in cluster.secrets and ca.signed == 1
+    assert owners(cluster) == ["uid-web-1", "uid-web-2"]
+
+
 def test_replicas_share_one_secret_issued_once(cluster: Cluster, ca: CA, clock: Clock) -> None:
     r = reconciler(cluster, ca, clock)
     for name in ("web-1", "web-2", "web-3"):

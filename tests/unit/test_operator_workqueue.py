@@ -1,0 +1,98 @@
+"""The operator's work queue: each key once, never on two threads at once, nothing lost."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from mtls_operator.workqueue import WorkQueue
+
+
+class Recorder:
+    """A handler that records calls and can be held inside a call until released."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.running: set[str] = set()
+        self.overlaps = 0
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.release.set()
+        self._lock = threading.Lock()
+
+    def __call__(self, key: str) -> None:
+        with self._lock:
+            self.overlaps += key in self.running
+            self.running.add(key)
+            self.calls.append(key)
+        self.entered.set()
+        self.release.wait(10)
+        with self._lock:
+            self.running.discard(key)
+        if key == "boom":
+            raise RuntimeError("a handler bug")
+
+
+def test_keys_added_while_waiting_are_handled_once() -> None:
+    handler = Recorder()
+    handler.release.clear()
+    work = WorkQueue(handler, workers=1)
+    work.add("blocker")
+    assert handler.entered.wait(10)
+    for _ in range(5):
+        work.add("a")
+        work.add("b")
+    assert len(work) == 2
+    handler.release.set()
+    assert work.join(10)
+    assert handler.calls == ["blocker", "a", "b"]
+
+
+def test_a_key_re_added_while_busy_runs_again_afterwards_never_alongside() -> None:
+    handler = Recorder()
+    handler.release.clear()
+    work = WorkQueue(handler, workers=4)
+    work.add("a")
+    assert handler.entered.wait(10)
+    work.add("a")  # three idle workers, but "a" is busy: it must wait for the first call
+    time.sleep(0.2)
+    assert handler.calls == ["a"]
+    handler.release.set()
+    assert work.join(10)
+    assert handler.calls == ["a", "a"] and handler.overlaps == 0
+
+
+def test_many_keys_on_many_threads_are_all_handled() -> None:
+    handler = Recorder()
+    work = WorkQueue(handler, workers=8)
+    keys = [f"k{n}" for n in range(500)]
+    for key in keys:
+        work.add(key)
+    assert work.join(30)
+    assert sorted(handler.calls) == sorted(keys) and handler.overlaps == 0
+
+
+def test_a_failing_handler_does_not_stop_the_workers() -> None:
+    handler = Recorder()
+    work = WorkQueue(handler, workers=1)
+    work.add("boom")
+    work.add("after")
+    assert work.join(10)
+    assert handler.calls == ["boom", "after"]
+
+
+def test_join_reports_a_timeout() -> None:
+    handler = Recorder()
+    handler.release.clear()
+    work = WorkQueue(handler, workers=1)
+    work.add("slow")
+    assert not work.join(0.1)
+    handler.release.set()
+    assert work.join(10)
+
+
+def test_at_least_one_worker() -> None:
+    with pytest.raises(ValueError, match="at least one worker"):
+        WorkQueue(Recorder(), workers=0)
