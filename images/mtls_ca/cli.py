@@ -146,8 +146,8 @@ def _serve(args: argparse.Namespace) -> int:
         key_type=args.key_type,
         cluster_domain=args.cluster_domain,
         extra_allowed=signing.parse_extra_allowed(args.extra_allowed),
-        minimum=policy.parse_duration(args.min_duration),
-        maximum=policy.parse_duration(args.max_duration),
+        minimum=policy.parse_duration(args.min_duration) if args.min_duration else None,
+        maximum=policy.parse_duration(args.max_duration) if args.max_duration else None,
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s [%(name)s] %(message)s")
     _progress(f"serving the CA in {args.state} on https://{args.bind}")
@@ -255,13 +255,18 @@ def _parser() -> argparse.ArgumentParser:
         help="seconds between checks for state changes (default: 0 for a directory, 5 for k8s)",
     )
     srv.add_argument("--trust-domain", default="cluster.local", help="for a state created here")
-    srv.add_argument("--min-duration", default="5m", help="for a state created here (default 5m)")
-    srv.add_argument("--max-duration", default="30d", help="for a state created here (default 30d)")
+    srv.add_argument(
+        "--min-duration",
+        help="shortest leaf lifetime, written into the state at start (default: the state's; 5m)",
+    )
+    srv.add_argument(
+        "--max-duration",
+        help="longest leaf lifetime, written into the state at start (default: the state's; 30d)",
+    )
     srv.add_argument(
         "--profile",
-        default="intermediate",
         choices=list(tlspolicy.PROFILES),
-        help="TLS profile for a state created here",
+        help="TLS profile, written into the state at start (default: the state's; intermediate)",
     )
     srv.add_argument(
         "--key-type",

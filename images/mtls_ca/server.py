@@ -18,7 +18,7 @@ import ssl
 import tempfile
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -53,12 +53,15 @@ class ServeOptions:
     upkeep_interval: float
     refresh_interval: float
     trust_domain: str
-    profile: str
+    profile: str | None = None
+    """TLS profile; None keeps the state's (``intermediate`` for a new state)."""
     key_type: str = "ecdsa-p256"
     cluster_domain: str = "cluster.local"
     extra_allowed: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-    minimum: datetime.timedelta = policy.DEFAULT_MINIMUM
-    maximum: datetime.timedelta = policy.DEFAULT_MAXIMUM
+    minimum: datetime.timedelta | None = None
+    """Shortest leaf lifetime; None keeps the state's (5m for a new state)."""
+    maximum: datetime.timedelta | None = None
+    """Longest leaf lifetime; None keeps the state's (30d for a new state)."""
 
 
 def serve(options: ServeOptions) -> int:
@@ -93,8 +96,14 @@ def serve(options: ServeOptions) -> int:
 
 
 def _ensure_state(store: Store, options: ServeOptions) -> None:
+    """Create a missing in-cluster state; bring an existing one to the settings given.
+
+    The leaf lifetime bounds and the TLS profile are what the Deployment says (so that
+    ``helm upgrade --set certificates.minDuration=...`` takes effect). The trust domain and the
+    key type are the state's for good: changing them would rename or re-key every identity.
+    """
     try:
-        store.load()
+        state = store.load()
     except StateNotFound:
         if not options.state.startswith("k8s:"):
             raise
@@ -103,11 +112,47 @@ def _ensure_state(store: Store, options: ServeOptions) -> None:
             State(
                 generations=(CA.create(key_type=KeyType(options.key_type)),),
                 trust_domain=options.trust_domain,
-                tls_profile=options.profile,
-                minimum=options.minimum,
-                maximum=options.maximum,
+                tls_profile=options.profile or "intermediate",
+                minimum=options.minimum or policy.DEFAULT_MINIMUM,
+                maximum=options.maximum or policy.DEFAULT_MAXIMUM,
             )
         )
+        return
+    if state.trust_domain != options.trust_domain:
+        _log.warning(
+            "the state's trust domain %s is kept (--trust-domain %s applies to a new state only)",
+            state.trust_domain,
+            options.trust_domain,
+        )
+    if _settings(state, options) != _settings(state, None):
+        store.update(lambda current: _apply_settings(current, options))
+
+
+def _settings(
+    state: State, options: ServeOptions | None
+) -> tuple[datetime.timedelta, datetime.timedelta, str]:
+    if options is None:
+        return (state.minimum, state.maximum, state.tls_profile)
+    return (
+        options.minimum or state.minimum,
+        options.maximum or state.maximum,
+        options.profile or state.tls_profile,
+    )
+
+
+def _apply_settings(state: State, options: ServeOptions) -> State:
+    minimum, maximum, profile = _settings(state, options)
+    changed = replace(state, minimum=minimum, maximum=maximum, tls_profile=profile)
+    _log.warning(
+        "CA settings changed: leaf lifetimes %s-%s -> %s-%s, TLS profile %s -> %s",
+        policy.format_duration(state.minimum),
+        policy.format_duration(state.maximum),
+        policy.format_duration(changed.minimum),
+        policy.format_duration(changed.maximum),
+        state.tls_profile,
+        changed.tls_profile,
+    )
+    return changed
 
 
 def _upkeep(store: Store, options: ServeOptions, tls_dir: Path) -> Upkeep:

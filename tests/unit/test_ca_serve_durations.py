@@ -1,4 +1,5 @@
-"""``serve`` creates a missing in-cluster state with the duration bounds it was given."""
+"""``serve`` creates a missing in-cluster state with the settings it was given, and brings an
+existing state to them (lifetime bounds, TLS profile; never the trust domain)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,11 @@ import datetime
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
+from mtls_ca.authority import CA
 from mtls_ca.server import ServeOptions, _ensure_state
-from mtls_ca.state import State, StateNotFound
+from mtls_ca.state import DirectoryStore, State, StateNotFound
 
 
 class EmptyStore:
@@ -56,3 +60,40 @@ def test_without_bounds_the_state_has_the_ca_defaults() -> None:
     assert store.created is not None
     assert store.created.minimum == datetime.timedelta(minutes=5)
     assert store.created.maximum == datetime.timedelta(days=30)
+
+
+@pytest.fixture
+def existing(tmp_path: Path) -> DirectoryStore:
+    store = DirectoryStore(tmp_path / "state")
+    store.create(State(generations=(CA.create(),), trust_domain="cluster.local"))
+    return store
+
+
+def test_an_existing_state_takes_new_bounds_and_profile(existing: DirectoryStore) -> None:
+    before = existing.load()
+    minute = datetime.timedelta(minutes=1)
+    _ensure_state(existing, replace(options(), minimum=minute, profile="modern"))
+    after = existing.load()
+    assert (after.minimum, after.maximum, after.tls_profile) == (minute, before.maximum, "modern")
+    assert after.bundle_pem == before.bundle_pem, "the keys and roots stay"
+
+
+def test_an_existing_state_is_not_rewritten_without_a_change(existing: DirectoryStore) -> None:
+    version = existing.version()
+    _ensure_state(existing, options())
+    _ensure_state(existing, replace(options(), minimum=datetime.timedelta(minutes=5)))
+    assert existing.version() == version
+
+
+def test_the_trust_domain_of_an_existing_state_is_kept(
+    existing: DirectoryStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    _ensure_state(existing, replace(options(), trust_domain="example.org"))
+    assert existing.load().trust_domain == "cluster.local"
+    assert "trust domain cluster.local is kept" in caplog.text
+
+
+def test_bounds_that_contradict_each_other_are_refused(existing: DirectoryStore) -> None:
+    with pytest.raises(ValueError, match="above the maximum"):
+        _ensure_state(existing, replace(options(), minimum=datetime.timedelta(days=60)))
+    assert existing.load().minimum == datetime.timedelta(minutes=5)
