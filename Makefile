@@ -75,6 +75,7 @@ CLUSTER_STATE := /var/lib/hello-mtls-cluster
 LOCAL_KUBECONFIG := $(CLUSTER_STATE)/admin.kubeconfig
 LOCAL_HELM := $(shell bash -c 'source tests/cluster/versions.sh && echo $$HELM_BIN/helm')
 LOCAL_KUBECTL_DIR := $(shell bash -c 'source tests/cluster/versions.sh && echo $$K8S_BIN')
+LOCAL_OPENAPI := $(shell bash -c 'source tests/cluster/versions.sh && echo $$K8S_OPENAPI')
 E2E_KUBECONFIG := $(or $(KUBECONFIG),$(LOCAL_KUBECONFIG))
 E2E_TESTS ?= tests/e2e
 
@@ -96,6 +97,7 @@ load-images: ## copy hello-mtls/{ca,server,client}:$(IMAGE_TAG) into the local c
 
 e2e: $(STAMP) ## e2e scenarios against KUBECONFIG (default: the local cluster); E2E_INSTALL=helm|kubectl, E2E_TESTS=files
 	KUBECONFIG=$(E2E_KUBECONFIG) E2E_IMAGE_TAG=$(IMAGE_TAG) \
+	E2E_K8S_OPENAPI=$${E2E_K8S_OPENAPI:-$(wildcard $(LOCAL_OPENAPI))} \
 	HELM=$(if $(wildcard $(LOCAL_HELM)),$(LOCAL_HELM),$(HELM)) \
 	PATH="$(if $(wildcard $(LOCAL_KUBECTL_DIR)/kubectl),$(LOCAL_KUBECTL_DIR):)$$PATH" \
 	$(BIN)/pytest -v $(E2E_TESTS)

@@ -54,6 +54,22 @@ build_kubernetes() {
     chmod u+w "$out/pause.c"
 }
 
+keep_openapi() {
+    # The exact version's OpenAPI document ships in the module zip (api/openapi-spec); the e2e
+    # tier validates the chart's output against it without a cluster.
+    if [ -s "$K8S_OPENAPI" ]; then
+        log "kubernetes $K8S_VERSION OpenAPI document: cached in $K8S_OPENAPI"
+        return
+    fi
+    local dir
+    dir=$(go mod download -json "k8s.io/kubernetes@$K8S_VERSION" |
+        python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
+    mkdir -p "$(dirname "$K8S_OPENAPI")"
+    cp "$dir/api/openapi-spec/swagger.json" "$K8S_OPENAPI"
+    chmod u+w "$K8S_OPENAPI"
+    log "kubernetes $K8S_VERSION OpenAPI document: $K8S_OPENAPI"
+}
+
 build_tool() {  # name module-path@version output-dir
     local name=$1 pkg=$2 out=$3
     if [ -x "$out/$name" ]; then
@@ -67,6 +83,7 @@ build_tool() {  # name module-path@version output-dir
 
 start=$(date +%s)
 build_kubernetes
+keep_openapi
 build_tool coredns "github.com/coredns/coredns@$COREDNS_VERSION" "$COREDNS_BIN"
 build_tool helm "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" "$HELM_BIN"
 log "done in $(($(date +%s) - start)) s; binaries under $CACHE_ROOT"

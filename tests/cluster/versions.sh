@@ -9,6 +9,8 @@ CACHE_ROOT=${HELLO_MTLS_CACHE:-/var/cache/hello-mtls}
 K8S_BIN=$CACHE_ROOT/kubernetes-$K8S_VERSION/bin
 COREDNS_BIN=$CACHE_ROOT/coredns-$COREDNS_VERSION/bin
 HELM_BIN=$CACHE_ROOT/helm-$HELM_VERSION/bin
+# The API's OpenAPI v2 document of K8S_VERSION (from the module zip): the offline schema check.
+K8S_OPENAPI=$CACHE_ROOT/kubernetes-$K8S_VERSION/openapi/swagger.json
 
 # Runtime layout: everything the running cluster owns lives under STATE.
 STATE=${HELLO_MTLS_CLUSTER:-/var/lib/hello-mtls-cluster}

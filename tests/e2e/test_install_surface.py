@@ -1,19 +1,35 @@
 """The chart and k8s/: lint-clean, one source of truth, and valid for the API server.
 
 Runs in the e2e tier because it needs helm (the local cluster's cache has it; kind users have
-it) and, for the schema check, the API server in ``KUBECONFIG`` (server-side dry run).
+it). The schema is checked twice: offline, against the OpenAPI document of the Kubernetes
+version (``E2E_K8S_OPENAPI``: ``api/openapi-spec/swagger.json`` of the kubernetes repository at
+that version; ``make e2e`` passes the local cluster's copy), and by the API server in
+``KUBECONFIG`` (server-side dry run).
 """
 
 from __future__ import annotations
 
+import copy
 import os
 import subprocess
 import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
 
 from kube import ROOT, kubectl
+from openapi_schema import load_validator
 
 HELM = os.environ.get("HELM", "helm")
 CHART = str(ROOT / "charts" / "hello-mtls")
+# Value sets that switch parts of the chart on and off.
+VARIANTS: tuple[list[str], ...] = (
+    [],
+    ["--set", "operator.watchNamespaces={default,kube-public}"],
+    ["--set", "examples.enabled=false", "--set", "metrics.enabled=false"],
+)
 
 
 def helm(*args: str) -> str:
@@ -41,8 +57,31 @@ def test_k8s_is_the_chart_rendered() -> None:
     assert done.returncode == 0, done.stderr
 
 
+def test_rendered_objects_match_the_api_schema_offline() -> None:
+    path = os.environ.get("E2E_K8S_OPENAPI", "")
+    if not path:
+        message = "E2E_K8S_OPENAPI is not set (the swagger.json of the cluster's version)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    validate = load_validator(Path(path))
+    rendered: list[dict[str, Any]] = []
+    for values in VARIANTS:
+        out = helm("template", "hello-mtls", CHART, "--namespace", "hello-mtls", *values)
+        rendered += [doc for doc in yaml.safe_load_all(out) if doc]
+    for manifest in sorted((ROOT / "k8s").glob("*.yaml")):
+        rendered += [doc for doc in yaml.safe_load_all(manifest.read_text()) if doc]
+    kinds = {doc["kind"] for doc in rendered}
+    assert {"Namespace", "Deployment", "Service", "ServiceAccount", "Role", "ClusterRole"} <= kinds
+    assert [error for doc in rendered for error in validate(doc)] == []
+    broken = copy.deepcopy(next(doc for doc in rendered if doc["kind"] == "Deployment"))
+    broken["spec"]["replicas"] = "one"
+    broken["spec"]["template"]["spec"]["containers"][0]["imagePullPolicyy"] = "Never"
+    assert len(validate(broken)) == 2  # a wrong type and an unknown field are both caught
+
+
 def test_rendered_objects_pass_the_api_servers_validation(installed: str) -> None:
-    for values in ([], ["--set", "operator.watchNamespaces={default,kube-public}"]):
+    for values in VARIANTS:
         rendered = helm("template", "hello-mtls", CHART, "--namespace", installed, *values)
         out = kubectl("apply", "--dry-run=server", "-f", "-", stdin=rendered, timeout=120)
         assert "deployment.apps/hello-mtls-operator" in out
