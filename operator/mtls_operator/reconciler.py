@@ -46,6 +46,12 @@ ANNOTATION_VERSION = "hello-mtls.dev/secret-version"
 _log = logging.getLogger("mtls_operator")
 
 
+@dataclass
+class _KeyLock:
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    users: int = 0
+
+
 @dataclass(frozen=True)
 class Settings:
     """How the reconciler behaves; every default is the chart's."""
@@ -82,7 +88,7 @@ class Reconciler:
         self._clock = clock
         self._monotonic = monotonic
         self._lock = threading.Lock()  # guards _key_locks; the inventory has its own
-        self._key_locks: dict[Key, threading.Lock] = {}
+        self._key_locks: dict[Key, _KeyLock] = {}
         self._inventory = Inventory()
         self._retries = Retries()
         self._gate = RotationGate(grace=settings.rotation_grace)
@@ -152,21 +158,31 @@ class Reconciler:
     def reconcile(self, key: Key) -> None:
         """Make the Secret ``key`` right for the pods that claim it; failures are retried."""
         with self._lock:
-            lock = self._key_locks.setdefault(key, threading.Lock())
-        with lock:
-            try:
-                self._reconcile(key)
-            except CAUnavailable as error:
-                self._failed(key, "ca-unreachable", "CAUnreachable", f"CA unreachable: {error}")
-            except CARefused as error:
-                self._failed(key, "ca-refused", "IssueRefused", f"the CA refused: {error}")
-            except Conflict:
-                self._failed(key, "conflict", None, "")
-            except Exception as error:  # the API server or the network; retried with backoff
-                _log.warning("reconcile of %s/%s failed: %s", *key, error)
-                self._failed(key, "error", None, "")
-            else:
-                self._retries.succeeded(key)
+            entry = self._key_locks.setdefault(key, _KeyLock())
+            entry.users += 1
+        try:
+            with entry.lock:
+                self._handle(key)
+        finally:
+            with self._lock:  # a lock lives only while someone uses it: no growth with churn
+                entry.users -= 1
+                if not entry.users:
+                    del self._key_locks[key]
+
+    def _handle(self, key: Key) -> None:
+        try:
+            self._reconcile(key)
+        except CAUnavailable as error:
+            self._failed(key, "ca-unreachable", "CAUnreachable", f"CA unreachable: {error}")
+        except CARefused as error:
+            self._failed(key, "ca-refused", "IssueRefused", f"the CA refused: {error}")
+        except Conflict:
+            self._failed(key, "conflict", None, "")
+        except Exception as error:  # the API server or the network; retried with backoff
+            _log.warning("reconcile of %s/%s failed: %s", *key, error)
+            self._failed(key, "error", None, "")
+        else:
+            self._retries.succeeded(key)
 
     # Internals ----------------------------------------------------------------------------
 

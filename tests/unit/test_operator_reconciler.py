@@ -7,6 +7,7 @@ kubelet and CA service are exercised by the e2e tier.
 from __future__ import annotations
 
 import datetime
+import threading
 from typing import Any
 
 import pytest
@@ -98,6 +99,37 @@ def test_events_only_queue_keys_when_a_dispatcher_is_given(
     r.reconcile(queued[0])
     assert ("shop", "web-tls") in cluster.secrets and ca.signed == 1
     assert owners(cluster) == ["uid-web-1", "uid-web-2"]
+
+
+def test_one_identity_is_never_issued_twice_at_once(cluster: Cluster, ca: CA, clock: Clock) -> None:
+    """Threads that reconcile one key at the same moment take turns; the second finds it done."""
+    queued: list[tuple[str, str]] = []
+    r = Reconciler(
+        cluster,
+        ca,
+        Settings(),
+        clock=lambda: clock.now,
+        monotonic=lambda: clock.mono,
+        dispatch=queued.append,
+    )
+    r.tick()
+    r.pod_event(pod("web-1", WEB), None)
+    sign, inside, release = ca.sign, threading.Event(), threading.Event()
+
+    def slow_sign(request: Any) -> Any:
+        inside.set()
+        release.wait(10)
+        return sign(request)
+
+    ca.sign = slow_sign  # type: ignore[method-assign]
+    threads = [threading.Thread(target=r.reconcile, args=(queued[0],)) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    assert inside.wait(10)
+    release.set()
+    for thread in threads:
+        thread.join(10)
+    assert ca.signed == 1 and len(cluster.secrets) == 1
 
 
 def test_replicas_share_one_secret_issued_once(cluster: Cluster, ca: CA, clock: Clock) -> None:
