@@ -13,6 +13,11 @@ source "$here/versions.sh"
 log() { printf '==> [build] %s\n' "$*" >&2; }
 
 export GOTOOLCHAIN=local CGO_ENABLED=0
+if ! command -v go >/dev/null; then
+    echo "ERROR: the Go toolchain (go 1.24 or newer, on PATH) is needed to build the cluster's" \
+        "binaries from the module proxy" >&2
+    exit 1
+fi
 # Two cores: keep one package compile at a time per binary set so the machine stays usable.
 export GOFLAGS="-p=2"
 
