@@ -25,7 +25,7 @@ timed() {  # description command...
     printf '==> [ci-cluster] %s: %d s\n' "$what" $((SECONDS - start)) >&2
 }
 
-if [ -f "$PIDS/kube-apiserver" ] && kill -0 "$(cat "$PIDS/kube-apiserver")" 2>/dev/null; then
+if component_running kube-apiserver; then
     echo "ERROR: a local cluster is already running (pid $(cat "$PIDS/kube-apiserver")):" \
         "the CI stage would stop it at the end; run 'make cluster-down' first" >&2
     exit 1

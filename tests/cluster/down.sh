@@ -13,8 +13,7 @@ stop() {  # name: SIGTERM, then SIGKILL after 20 s
     local pidfile=$PIDS/$1 pid
     [ -f "$pidfile" ] || return 0
     pid=$(cat "$pidfile")
-    # A stale file (after a reboot) may name a PID that now belongs to something else.
-    if kill -0 "$pid" 2>/dev/null && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "$1"; then
+    if component_running "$1"; then
         step "stopping $1 (pid $pid)"
         kill -TERM "$pid" 2>/dev/null
         for _ in $(seq 1 20); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done

@@ -25,16 +25,10 @@ fail() {  # component message
     exit 1
 }
 
-running() {  # name: its recorded PID is alive and still that component (not a reused PID)
-    local pid
-    [ -f "$PIDS/$1" ] && pid=$(cat "$PIDS/$1") && kill -0 "$pid" 2>/dev/null &&
-        tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "$1"
-}
-
 launch() {  # name command...: start in its own session, log to $LOGS/name.log, record the PID
     local name=$1
     shift
-    if running "$name"; then
+    if component_running "$name"; then
         step "$name: already running (pid $(cat "$PIDS/$name"))"
         return
     fi
@@ -48,7 +42,7 @@ wait_for() {  # component seconds description command...
     shift 3
     local deadline=$((SECONDS + seconds))
     until "$@" >/dev/null 2>&1; do
-        running "$name" || fail "$name" "exited while waiting for $what"
+        component_running "$name" || fail "$name" "exited while waiting for $what"
         [ "$SECONDS" -lt "$deadline" ] || fail "$name" "no $what after ${seconds}s"
         sleep 1
     done

@@ -1,4 +1,4 @@
-# Pinned versions and paths of the local cluster; sourced by the other scripts.
+# Pinned versions and paths of the local cluster, and component_running; sourced by the other scripts.
 # 1.33 is the newest minor that still runs the kubelet on cgroup v1 without overrides and lists
 # containerd 1.6 (Debian bookworm's) as supported; see shared notes/local-cluster.md.
 K8S_VERSION=${K8S_VERSION:-v1.33.13}
@@ -30,3 +30,10 @@ APISERVER_SERVICE_IP=10.96.0.1
 DNS_SERVICE_IP=10.96.0.10
 PAUSE_IMAGE=registry.k8s.io/pause:3.10
 COREDNS_IMAGE=hello-mtls/coredns:$COREDNS_VERSION
+
+component_running() {  # name: its PID file names a live process that is still that component
+    # A stale file (after a reboot) may name a PID that now belongs to something else.
+    local pid
+    [ -f "$PIDS/$1" ] && pid=$(cat "$PIDS/$1") && kill -0 "$pid" 2>/dev/null &&
+        tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "$1"
+}
