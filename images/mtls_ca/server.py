@@ -124,15 +124,14 @@ def _ensure_state(store: Store, options: ServeOptions) -> None:
             state.trust_domain,
             options.trust_domain,
         )
-    if _settings(state, options) != _settings(state, None):
+    if _wanted(state, options) != (state.minimum, state.maximum, state.tls_profile):
         store.update(lambda current: _apply_settings(current, options))
 
 
-def _settings(
-    state: State, options: ServeOptions | None
+def _wanted(
+    state: State, options: ServeOptions
 ) -> tuple[datetime.timedelta, datetime.timedelta, str]:
-    if options is None:
-        return (state.minimum, state.maximum, state.tls_profile)
+    """Lifetime bounds and TLS profile as given to serve, the state's where none was given."""
     return (
         options.minimum or state.minimum,
         options.maximum or state.maximum,
@@ -141,7 +140,7 @@ def _settings(
 
 
 def _apply_settings(state: State, options: ServeOptions) -> State:
-    minimum, maximum, profile = _settings(state, options)
+    minimum, maximum, profile = _wanted(state, options)
     changed = replace(state, minimum=minimum, maximum=maximum, tls_profile=profile)
     _log.warning(
         "CA settings changed: leaf lifetimes %s-%s -> %s-%s, TLS profile %s -> %s",
