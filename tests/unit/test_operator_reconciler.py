@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -46,13 +47,20 @@ def clock() -> Clock:
     return Clock()
 
 
-def reconciler(cluster: Cluster, ca: CA, clock: Clock, **settings: Any) -> Reconciler:
+def reconciler(
+    cluster: Cluster,
+    ca: CA,
+    clock: Clock,
+    dispatch: Callable[[tuple[str, str]], None] | None = None,
+    **settings: Any,
+) -> Reconciler:
     return Reconciler(
         cluster,
         ca,
         Settings(**settings),
         clock=lambda: clock.now,
         monotonic=lambda: clock.mono,
+        dispatch=dispatch,
     )
 
 
@@ -84,14 +92,7 @@ def test_events_only_queue_keys_when_a_dispatcher_is_given(
 ) -> None:
     """The operator's handlers return at once: the work goes to the queue's threads."""
     queued: list[tuple[str, str]] = []
-    r = Reconciler(
-        cluster,
-        ca,
-        Settings(),
-        clock=lambda: clock.now,
-        monotonic=lambda: clock.mono,
-        dispatch=queued.append,
-    )
+    r = reconciler(cluster, ca, clock, dispatch=queued.append)
     r.tick()
     r.pod_event(pod("web-1", WEB), None)
     r.pod_event(pod("web-2", WEB), None)
@@ -104,14 +105,7 @@ def test_events_only_queue_keys_when_a_dispatcher_is_given(
 def test_one_identity_is_never_issued_twice_at_once(cluster: Cluster, ca: CA, clock: Clock) -> None:
     """Threads that reconcile one key at the same moment take turns; the second finds it done."""
     queued: list[tuple[str, str]] = []
-    r = Reconciler(
-        cluster,
-        ca,
-        Settings(),
-        clock=lambda: clock.now,
-        monotonic=lambda: clock.mono,
-        dispatch=queued.append,
-    )
+    r = reconciler(cluster, ca, clock, dispatch=queued.append)
     r.tick()
     r.pod_event(pod("web-1", WEB), None)
     sign, inside, release = ca.sign, threading.Event(), threading.Event()

@@ -35,12 +35,18 @@ class Recorder:
             raise RuntimeError("a handler bug")
 
 
-def test_keys_added_while_waiting_are_handled_once() -> None:
+def held(first: str, *, workers: int) -> tuple[Recorder, WorkQueue[str]]:
+    """A queue whose handler is inside the call for ``first`` until ``release`` is set."""
     handler = Recorder()
     handler.release.clear()
-    work = WorkQueue(handler, workers=1)
-    work.add("blocker")
+    work = WorkQueue(handler, workers=workers)
+    work.add(first)
     assert handler.entered.wait(10)
+    return handler, work
+
+
+def test_keys_added_while_waiting_are_handled_once() -> None:
+    handler, work = held("blocker", workers=1)
     for _ in range(5):
         work.add("a")
         work.add("b")
@@ -51,11 +57,7 @@ def test_keys_added_while_waiting_are_handled_once() -> None:
 
 
 def test_a_key_re_added_while_busy_runs_again_afterwards_never_alongside() -> None:
-    handler = Recorder()
-    handler.release.clear()
-    work = WorkQueue(handler, workers=4)
-    work.add("a")
-    assert handler.entered.wait(10)
+    handler, work = held("a", workers=4)
     work.add("a")  # three idle workers, but "a" is busy: it must wait for the first call
     time.sleep(0.2)
     assert handler.calls == ["a"]
