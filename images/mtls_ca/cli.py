@@ -15,10 +15,9 @@ from pathlib import Path
 
 from mtls_context import layout
 
-from . import policy, signing, tlspolicy
+from . import name_rules, sign_request, tls_profiles
 from .authority import CA, KeyType
-from .state import State, StateNotFound, Store
-from .stores import open_store
+from .state import State, StateNotFound, Store, open_store
 
 __all__ = ["main"]
 
@@ -45,11 +44,11 @@ def _init(args: argparse.Namespace) -> int:
     else:
         raise ValueError(f"a CA already exists in {store.location}; refusing to replace it")
     minimum, maximum = (
-        policy.parse_duration(args.min_duration),
-        policy.parse_duration(args.max_duration),
+        name_rules.parse_duration(args.min_duration),
+        name_rules.parse_duration(args.max_duration),
     )
-    tlspolicy.tls_policy(args.profile)
-    policy.spiffe_id(args.trust_domain, "x", "x")
+    tls_profiles.tls_policy(args.profile)
+    name_rules.spiffe_id(args.trust_domain, "x", "x")
     _progress(f"creating a root and an intermediate ({args.key_type}) in {store.location}")
     state = store.create(
         State(
@@ -69,12 +68,12 @@ def _issue(args: argparse.Namespace) -> int:
     names = [args.name, *args.san]
     uris = []
     if args.namespace:
-        policy.check_names(names, namespace=args.namespace, cluster_domain=args.cluster_domain)
-        uris.append(policy.spiffe_id(state.trust_domain, args.namespace, args.service_account))
+        name_rules.check_names(names, namespace=args.namespace, cluster_domain=args.cluster_domain)
+        uris.append(name_rules.spiffe_id(state.trust_domain, args.namespace, args.service_account))
     else:
-        policy.check_name_syntax(names)
-    duration = policy.parse_duration(args.duration)
-    policy.check_duration(duration, minimum=state.minimum, maximum=state.maximum)
+        name_rules.check_name_syntax(names)
+    duration = name_rules.parse_duration(args.duration)
+    name_rules.check_duration(duration, minimum=state.minimum, maximum=state.maximum)
     issued = state.signer.issue(
         *names, uris=uris, valid_for=duration, key_type=KeyType(args.key_type)
     )
@@ -85,9 +84,9 @@ def _issue(args: argparse.Namespace) -> int:
 
 def _provisioner(args: argparse.Namespace) -> int:
     state = open_store(args.state).load()
-    uri = policy.provisioner_id(state.trust_domain, args.name)
-    duration = policy.parse_duration(args.duration)
-    policy.check_duration(duration, minimum=state.minimum, maximum=state.maximum)
+    uri = name_rules.provisioner_id(state.trust_domain, args.name)
+    duration = name_rules.parse_duration(args.duration)
+    name_rules.check_duration(duration, minimum=state.minimum, maximum=state.maximum)
     issued = state.signer.issue(
         uris=[uri], common_name=args.name, valid_for=duration, client_only=True
     )
@@ -116,7 +115,7 @@ def _rotate_root(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     import logging
 
-    from .server import ServeOptions, serve
+    from .gunicorn_app import ServeOptions, serve
 
     in_cluster = args.state.startswith("k8s:")
     names = list(args.serving_name)
@@ -127,7 +126,7 @@ def _serve(args: argparse.Namespace) -> int:
             names = [service, f"{service}.{namespace}", f"{service}.{namespace}.svc"]
             names.append(f"{service}.{namespace}.svc.{args.cluster_domain}")
         names += ["localhost", "127.0.0.1", "::1"]
-    policy.check_name_syntax(names)
+    name_rules.check_name_syntax(names)
     refresh = args.refresh_interval
     options = ServeOptions(
         state=args.state,
@@ -135,19 +134,19 @@ def _serve(args: argparse.Namespace) -> int:
         workers=args.workers,
         threads=args.threads,
         serving_names=tuple(names),
-        serving_duration=policy.parse_duration(args.serving_duration),
+        serving_duration=name_rules.parse_duration(args.serving_duration),
         tls_dir=args.tls_dir,
         provisioner_secret=args.provisioner_secret or None,
-        provisioner_duration=policy.parse_duration(args.provisioner_duration),
+        provisioner_duration=name_rules.parse_duration(args.provisioner_duration),
         upkeep_interval=args.upkeep_interval,
         refresh_interval=refresh if refresh is not None else (5.0 if in_cluster else 0.0),
         trust_domain=args.trust_domain,
         profile=args.profile,
         key_type=args.key_type,
         cluster_domain=args.cluster_domain,
-        extra_allowed=signing.parse_extra_allowed(args.extra_allowed),
-        minimum=policy.parse_duration(args.min_duration) if args.min_duration else None,
-        maximum=policy.parse_duration(args.max_duration) if args.max_duration else None,
+        extra_allowed=sign_request.parse_extra_allowed(args.extra_allowed),
+        minimum=name_rules.parse_duration(args.min_duration) if args.min_duration else None,
+        maximum=name_rules.parse_duration(args.max_duration) if args.max_duration else None,
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s [%(name)s] %(message)s")
     _progress(f"serving the CA in {args.state} on https://{args.bind}")
@@ -162,7 +161,7 @@ def _write(out: Path, state: State, chain: bytes, key: bytes | None) -> None:
             layout.CERT: chain,
             layout.KEY: key,
             layout.CA: state.bundle_pem,
-            layout.POLICY: tlspolicy.render(state.tls_profile),
+            layout.POLICY: tls_profiles.render(state.tls_profile),
         },
     )
 
@@ -185,7 +184,7 @@ def _parser() -> argparse.ArgumentParser:
     init = commands.add_parser("init", help="create a root and an intermediate CA")
     init.add_argument("--state", required=True, help=state_help)
     init.add_argument("--trust-domain", default="cluster.local", help="SPIFFE trust domain")
-    init.add_argument("--profile", default="intermediate", choices=list(tlspolicy.PROFILES))
+    init.add_argument("--profile", default="intermediate", choices=list(tls_profiles.PROFILES))
     init.add_argument("--key-type", default=KeyType.ECDSA_P256.value, choices=_KEY_TYPES)
     init.add_argument("--min-duration", default="5m", help="shortest leaf lifetime (default 5m)")
     init.add_argument("--max-duration", default="30d", help="longest leaf lifetime (default 30d)")
@@ -265,7 +264,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     srv.add_argument(
         "--profile",
-        choices=list(tlspolicy.PROFILES),
+        choices=list(tls_profiles.PROFILES),
         help="TLS profile, written into the state at start (default: the state's; intermediate)",
     )
     srv.add_argument(

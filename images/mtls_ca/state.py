@@ -4,7 +4,8 @@ One JSON document holds everything: the CA generations (root + intermediate with
 the rotation phase, the TLS profile, the trust domain and the duration bounds. Locally it is
 ``DIR/state.json`` (mode 0600 in a 0700 directory), replaced atomically under an ``fcntl`` lock so
 several CLI runs and service workers never lose each other's writes. In a cluster the same
-document lives in a Secret (`mtls_ca.k8s_secrets`).
+document lives in a Secret (`mtls_ca.k8s_secrets`). `open_store` opens either from its
+command-line spelling: ``DIR`` or ``k8s:NAMESPACE/NAME``.
 """
 
 from __future__ import annotations
@@ -20,10 +21,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from . import policy, rotation, tlspolicy
+from . import name_rules, rotation, tls_profiles
 from .authority import CA, fingerprint
 
-__all__ = ["DirectoryStore", "State", "Store", "StateNotFound"]
+__all__ = ["DirectoryStore", "State", "StateNotFound", "Store", "open_store"]
 
 _FORMAT = 1
 
@@ -49,16 +50,16 @@ class State:
     phase: str = rotation.IDLE
     trust_domain: str = "cluster.local"
     tls_profile: str = "intermediate"
-    minimum: datetime.timedelta = policy.DEFAULT_MINIMUM
-    maximum: datetime.timedelta = policy.DEFAULT_MAXIMUM
+    minimum: datetime.timedelta = name_rules.DEFAULT_MINIMUM
+    maximum: datetime.timedelta = name_rules.DEFAULT_MAXIMUM
 
     def __post_init__(self) -> None:
         rotation.signing_index(self.phase, len(self.generations))
-        tlspolicy.tls_policy(self.tls_profile)
+        tls_profiles.tls_policy(self.tls_profile)
         if self.minimum > self.maximum:
             raise ValueError(
-                f"minimum duration {policy.format_duration(self.minimum)} is above the maximum "
-                f"{policy.format_duration(self.maximum)}"
+                f"minimum duration {name_rules.format_duration(self.minimum)} is above the maximum "
+                f"{name_rules.format_duration(self.maximum)}"
             )
 
     @property
@@ -77,7 +78,7 @@ class State:
 
     @property
     def tls_policy(self) -> dict[str, str]:
-        return tlspolicy.tls_policy(self.tls_profile)
+        return tls_profiles.tls_policy(self.tls_profile)
 
     def status(self) -> dict[str, Any]:
         """What ``hello-mtls-ca status`` prints and ``GET /status`` answers; no key material."""
@@ -101,8 +102,8 @@ class State:
             "tls_policy": self.tls_policy,
             "bundle_sha256": self.bundle_sha256,
             "durations": {
-                "minimum": policy.format_duration(self.minimum),
-                "maximum": policy.format_duration(self.maximum),
+                "minimum": name_rules.format_duration(self.minimum),
+                "maximum": name_rules.format_duration(self.maximum),
             },
         }
 
@@ -124,8 +125,8 @@ class State:
             "phase": self.phase,
             "trust_domain": self.trust_domain,
             "tls_profile": self.tls_profile,
-            "minimum": policy.format_duration(self.minimum),
-            "maximum": policy.format_duration(self.maximum),
+            "minimum": name_rules.format_duration(self.minimum),
+            "maximum": name_rules.format_duration(self.maximum),
             "generations": generations,
         }
         return json.dumps(document, indent=2).encode()
@@ -155,8 +156,8 @@ class State:
                 phase=document["phase"],
                 trust_domain=document["trust_domain"],
                 tls_profile=document["tls_profile"],
-                minimum=policy.parse_duration(document["minimum"]),
-                maximum=policy.parse_duration(document["maximum"]),
+                minimum=name_rules.parse_duration(document["minimum"]),
+                maximum=name_rules.parse_duration(document["maximum"]),
             )
         except (KeyError, TypeError, AttributeError, json.JSONDecodeError) as e:
             raise ValueError(f"CA state is damaged: {type(e).__name__}: {e}") from None
@@ -258,6 +259,22 @@ class DirectoryStore:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+def open_store(spec: str) -> Store:
+    """A `DirectoryStore` for a path, a Kubernetes Secret store for ``k8s:NS/NAME``.
+
+    Raises:
+        ValueError: if a ``k8s:`` spec is not ``k8s:NAMESPACE/NAME``.
+    """
+    if not spec.startswith("k8s:"):
+        return DirectoryStore(Path(spec))
+    namespace, _, name = spec[4:].partition("/")
+    if not namespace or not name or "/" in name:
+        raise ValueError(f"state '{spec}' is not like k8s:NAMESPACE/SECRET-NAME")
+    from .k8s_secrets import SecretStore  # the kubernetes client loads only when asked for
+
+    return SecretStore(namespace, name)
 
 
 def _rfc3339(moment: datetime.datetime) -> str:

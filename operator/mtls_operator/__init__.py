@@ -8,7 +8,12 @@ Run it with ``kopf run -m mtls_operator.handlers --standalone --all-namespaces``
 * `tlssecret`: the Secret body from a ``POST /sign`` answer; owner references
 * `decisions`: what a Secret needs (issue, refresh trust, nothing) and who gets it on a conflict
 * `rotation`, `retries`: when to advance the CA's root rotation; backoff for failed attempts
+* `settings`: how the reconciler behaves (renewal fraction, resync period, the claim rules)
+* `inventory`: the claiming pods and managed Secrets it knows of, shared by its threads
 * `ports`, `reconciler`: what it needs from outside; the level-triggered loop that ties it together
+* `workqueue`: Secret keys to reconcile, each queued once, worked off by a pool of threads
 * `kube`, `ca_client`: the Kubernetes API and the CA's HTTPS API
-* `handlers`: the kopf handlers, a few lines each
+* `metrics`: the Prometheus metrics, on their own port
+* `config`: the settings from ``HELLO_MTLS_*`` environment variables
+* `handlers`, `cli`: the kopf handlers, a few lines each; ``hello-mtls-operator``
 """

@@ -1,6 +1,6 @@
 """The opt-in contract: a pod's ``hello-mtls.dev/*`` annotations read into a `Claim`.
 
-Pure functions only. The name rules and duration bounds are the CA's own (`mtls_ca.policy`), so
+Pure functions only. The name rules and duration bounds are the CA's own (`mtls_ca.name_rules`), so
 the operator refuses exactly what the CA would refuse, before it makes a key.
 """
 
@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from mtls_ca import policy
+from mtls_ca import name_rules
 
 __all__ = [
     "DURATION",
@@ -45,8 +45,8 @@ class Rules:
 
     cluster_domain: str = "cluster.local"
     default_duration: datetime.timedelta = datetime.timedelta(hours=24)
-    minimum: datetime.timedelta = policy.DEFAULT_MINIMUM
-    maximum: datetime.timedelta = policy.DEFAULT_MAXIMUM
+    minimum: datetime.timedelta = name_rules.DEFAULT_MINIMUM
+    maximum: datetime.timedelta = name_rules.DEFAULT_MAXIMUM
     extra_allowed: Mapping[str, Sequence[str]] = field(default_factory=dict)
     """Namespace to extra names (exact, or ``*.suffix``) its pods may claim."""
 
@@ -79,7 +79,7 @@ class Claim:
         return {
             "csr": csr_pem.decode(),
             "names": list(self.names),
-            "duration": policy.format_duration(self.duration),
+            "duration": name_rules.format_duration(self.duration),
             "namespace": self.namespace,
             "service_account": self.service_account,
         }
@@ -105,13 +105,13 @@ def parse_claim(
             ``hello-mtls.dev/name: name 'db.other' is not under namespace 'shop'``.
     """
     name = annotations.get(NAME, "").strip()
-    _check(NAME, policy.check_name_syntax, [name])
-    if policy.is_ip_address(name):
+    _check(NAME, name_rules.check_name_syntax, [name])
+    if name_rules.is_ip_address(name):
         raise ValueError(f"{NAME}: '{name}' is an IP address; the name must be a DNS name")
     extra = rules.extra_allowed.get(namespace, ())
     _check(
         NAME,
-        lambda n: policy.check_names(
+        lambda n: name_rules.check_names(
             n, namespace=namespace, cluster_domain=rules.cluster_domain, extra_allowed=extra
         ),
         [name],
@@ -122,7 +122,7 @@ def parse_claim(
     names = tuple(dict.fromkeys([name, *sans]))
     _check(
         SANS,
-        lambda n: policy.check_names(
+        lambda n: name_rules.check_names(
             n, namespace=namespace, cluster_domain=rules.cluster_domain, extra_allowed=extra
         ),
         names,
@@ -130,10 +130,10 @@ def parse_claim(
 
     duration = rules.default_duration
     if DURATION in annotations:
-        duration = _check(DURATION, policy.parse_duration, annotations[DURATION].strip())
+        duration = _check(DURATION, name_rules.parse_duration, annotations[DURATION].strip())
     _check(
         DURATION,
-        lambda d: policy.check_duration(d, minimum=rules.minimum, maximum=rules.maximum),
+        lambda d: name_rules.check_duration(d, minimum=rules.minimum, maximum=rules.maximum),
         duration,
     )
 

@@ -8,15 +8,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
-from mtls_ca import policy
+from mtls_ca import name_rules
 from mtls_operator.claims import Rules
-from mtls_operator.reconciler import Settings
+from mtls_operator.settings import Settings
 
 __all__ = ["Config", "from_environment"]
 
 _T = TypeVar("_T")
-_DEFAULT_MINIMUM = policy.format_duration(policy.DEFAULT_MINIMUM)
-_DEFAULT_MAXIMUM = policy.format_duration(policy.DEFAULT_MAXIMUM)
+_DEFAULT_MINIMUM = name_rules.format_duration(name_rules.DEFAULT_MINIMUM)
+_DEFAULT_MAXIMUM = name_rules.format_duration(name_rules.DEFAULT_MAXIMUM)
 
 
 @dataclass(frozen=True)
@@ -64,9 +64,9 @@ def from_environment(environ: Mapping[str, str] = os.environ) -> Config:
     extra = parse("EXTRA_ALLOWED", "{}", _extra_allowed)
     rules = Rules(
         cluster_domain=get("CLUSTER_DOMAIN", "cluster.local"),
-        default_duration=parse("DEFAULT_DURATION", "24h", policy.parse_duration),
-        minimum=parse("MIN_DURATION", _DEFAULT_MINIMUM, policy.parse_duration),
-        maximum=parse("MAX_DURATION", _DEFAULT_MAXIMUM, policy.parse_duration),
+        default_duration=parse("DEFAULT_DURATION", "24h", name_rules.parse_duration),
+        minimum=parse("MIN_DURATION", _DEFAULT_MINIMUM, name_rules.parse_duration),
+        maximum=parse("MAX_DURATION", _DEFAULT_MAXIMUM, name_rules.parse_duration),
         extra_allowed=extra,
     )
     fraction = parse("RENEW_FRACTION", "0.6667", float)
@@ -81,7 +81,7 @@ def from_environment(environ: Mapping[str, str] = os.environ) -> Config:
             rules=rules,
             renew_fraction=fraction,
             resync_seconds=parse("RESYNC_SECONDS", "10", float),
-            rotation_grace=parse("ROTATION_GRACE", "30s", policy.parse_duration),
+            rotation_grace=parse("ROTATION_GRACE", "30s", name_rules.parse_duration),
         ),
     )
 

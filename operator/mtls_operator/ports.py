@@ -1,6 +1,6 @@
 """What the reconciler needs from the outside world, and the errors it understands.
 
-`Cluster` is implemented by `mtls_operator.kube` (the Kubernetes API), `Authority` by
+`Cluster` is implemented by `mtls_operator.kube` (the Kubernetes API), `CAService` by
 `mtls_operator.ca_client` (the CA's HTTPS API); unit tests use in-memory stand-ins.
 """
 
@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 from mtls_operator.tlssecret import Answer, CAView
 
-__all__ = ["Authority", "CARefused", "CAUnavailable", "Cluster", "Conflict"]
+__all__ = ["CARefused", "CAService", "CAUnavailable", "Cluster", "Conflict"]
 
 
 class Conflict(Exception):
@@ -36,7 +36,7 @@ class Cluster(Protocol):
     def event(self, pod: Mapping[str, Any], *, type: str, reason: str, message: str) -> None: ...
 
 
-class Authority(Protocol):
+class CAService(Protocol):
     """The CA's HTTP API."""
 
     def sign(self, request: Mapping[str, Any]) -> Answer: ...

@@ -2,7 +2,7 @@
 
 The handlers feed it pod and Secret events; the reconcile loop calls `Reconciler.tick` about
 once a second. It talks to the cluster and to the CA only through two small ports
-(`ports.Cluster`, `ports.Authority`), implemented by `kube` and `ca_client`; what it knows of
+(`ports.Cluster`, `ports.CAService`), implemented by `kube` and `ca_client`; what it knows of
 pods and Secrets lives in `inventory.Inventory`.
 
 Restart safety comes from deciding on what the Secret holds (`decisions.decide`), not on
@@ -22,12 +22,13 @@ from typing import Any
 
 from mtls_operator import metrics
 from mtls_operator.certs import inspect, new_key_and_csr
-from mtls_operator.claims import Claim, Rules, parse_claim
+from mtls_operator.claims import Claim, parse_claim
 from mtls_operator.decisions import Action, Decision, choose_claim, decide
 from mtls_operator.inventory import ClaimingPod, Inventory, Key, pod_claims
-from mtls_operator.ports import Authority, CARefused, CAUnavailable, Cluster, Conflict
+from mtls_operator.ports import CARefused, CAService, CAUnavailable, Cluster, Conflict
 from mtls_operator.retries import Retries
 from mtls_operator.rotation import RotationGate, reflects
+from mtls_operator.settings import Settings
 from mtls_operator.tlssecret import (
     ANNOTATION_BUNDLE,
     LABEL_MANAGED,
@@ -38,7 +39,7 @@ from mtls_operator.tlssecret import (
     trust_data,
 )
 
-__all__ = ["ANNOTATION_VERSION", "Reconciler", "Settings"]
+__all__ = ["ANNOTATION_VERSION", "Reconciler"]
 
 ANNOTATION_VERSION = "hello-mtls.dev/secret-version"
 """Set on pods after their Secret changed: the kubelet then refreshes the volume in seconds."""
@@ -52,28 +53,13 @@ class _KeyLock:
     users: int = 0
 
 
-@dataclass(frozen=True)
-class Settings:
-    """How the reconciler behaves; every default is the chart's."""
-
-    rules: Rules = field(default_factory=Rules)
-    renew_fraction: float = 2 / 3
-    resync_seconds: float = 10.0
-    """How often every Secret is checked against renewal time and the CA's state."""
-    status_seconds: float = 5.0
-    """How often the CA's state (roots, intermediate, policy, rotation phase) is read."""
-    rotation_grace: datetime.timedelta = datetime.timedelta(seconds=30)
-    labels: Mapping[str, str] = field(default_factory=dict)
-    """Extra labels on every Secret."""
-
-
 class Reconciler:
     """One operator's memory of pods and Secrets, and the actions that keep them right."""
 
     def __init__(
         self,
         cluster: Cluster,
-        authority: Authority,
+        ca_service: CAService,
         settings: Settings,
         *,
         clock: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC),
@@ -83,7 +69,7 @@ class Reconciler:
         """``dispatch`` is how a key that needs a look gets reconciled: the operator passes
         `workqueue.WorkQueue.add`; by default it is `reconcile`, in the caller's thread."""
         self._cluster = cluster
-        self._authority = authority
+        self._ca_service = ca_service
         self._settings = settings
         self._clock = clock
         self._monotonic = monotonic
@@ -254,7 +240,7 @@ class Reconciler:
     ) -> None:
         started = time.perf_counter()
         key_pem, csr_pem = new_key_and_csr(claim)
-        answer = self._authority.sign(claim.sign_request(csr_pem))
+        answer = self._ca_service.sign(claim.sign_request(csr_pem))
         body = secret_body(claim, key_pem, answer, pods=owners, labels=self._settings.labels)
         if secret is not None:
             body["metadata"]["resourceVersion"] = secret["metadata"].get("resourceVersion")
@@ -327,7 +313,7 @@ class Reconciler:
     def _read_ca(self, now: float) -> None:
         self._ca_read_at = now
         try:
-            self._ca = self._authority.status()
+            self._ca = self._ca_service.status()
         except CAUnavailable as error:
             metrics.FAILED.labels("ca-unreachable").inc()
             _log.warning("CA status unavailable: %s", error)
@@ -351,7 +337,7 @@ class Reconciler:
             return
         _log.info("every Secret reflects root-rotation phase %s; advancing the CA", advance)
         try:
-            self._authority.rotate_root(advance)
+            self._ca_service.rotate_root(advance)
         except CAUnavailable as error:
             _log.warning("could not advance the root rotation: %s", error)
         self._ca_read_at = -float("inf")
@@ -361,7 +347,7 @@ class Reconciler:
         # take a minute to update the operator's own volume; leaving new-signing before then
         # would drop the root that the mounted credential still chains to.
         try:
-            own = inspect(self._authority.credential())
+            own = inspect(self._ca_service.credential())
         except OSError as error:
             _log.warning("cannot read the provisioner credential: %s", error)
             return True

@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from kube import (
+from support.cluster_api import (
     IMAGE_TAG,
     IMAGES,
     PRODUCT_NAMESPACE,

@@ -6,8 +6,8 @@ from __future__ import annotations
 import base64
 import re
 
-from kube import PRODUCT_NAMESPACE, apply, kubectl, kubectl_json, log, wait_until
-from pods import deployment
+from support.cluster_api import PRODUCT_NAMESPACE, apply, kubectl, kubectl_json, log, wait_until
+from support.pods import deployment
 
 PEM_KEY = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----(.*?)-----END", re.S)
 

@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 import yaml
 
-from kube import ROOT, kubectl
-from openapi_schema import load_validator
+from support.cluster_api import ROOT, kubectl
+from support.openapi_schema import load_validator
 
 HELM = os.environ.get("HELM", "helm")
 CHART = str(ROOT / "charts" / "hello-mtls")

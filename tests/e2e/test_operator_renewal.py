@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from kube import apply, wait_until
-from operator_workloads import (
+from support.cluster_api import apply, wait_until
+from support.operator_workloads import (
     client_lines,
     client_pod,
     finished,

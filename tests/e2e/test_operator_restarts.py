@@ -7,10 +7,10 @@ back it has the same roots and still signs.
 
 from __future__ import annotations
 
-from kube import PRODUCT_NAMESPACE, apply, kubectl, wait_until
 from mtls_operator.certs import Inspection
 from mtls_operator.tlssecret import ANNOTATION_SERIAL
-from operator_workloads import ca_status, idle_pod, rollout, secret_inspection
+from support.cluster_api import PRODUCT_NAMESPACE, apply, kubectl, wait_until
+from support.operator_workloads import ca_status, idle_pod, rollout, secret_inspection
 
 PODS = 20
 

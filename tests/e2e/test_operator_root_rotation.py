@@ -15,9 +15,9 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
-from kube import apply, wait_until
 from mtls_operator.certs import Inspection
-from operator_workloads import (
+from support.cluster_api import apply, wait_until
+from support.operator_workloads import (
     ca_cli,
     ca_status,
     client_lines,

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from kube import apply, kubectl, kubectl_json, log, wait_until
-from pods import pod
+from support.cluster_api import apply, kubectl, kubectl_json, log, wait_until
+from support.pods import pod
 
 NAME = "hello-mtls.dev/name"
 DURATION = "hello-mtls.dev/duration"

@@ -12,10 +12,10 @@ import pytest
 import requests
 from requests.adapters import HTTPAdapter
 
-import ca_cli
 import mtls_client
 from mtls_context import CA, CERT, KEY, POLICY, client_context, server_context, write_version
-from processes import BIN, free_port, hello_server
+from support import ca_cli
+from support.processes import BIN, free_port, hello_server
 
 SPIFFE_WEB = "spiffe://cluster.local/ns/shop/sa/web"
 

@@ -21,7 +21,7 @@ from mtls_operator.certs import inspect, new_key_and_csr
 from mtls_operator.claims import NAME, SANS, Rules, parse_claim
 from mtls_operator.ports import CARefused, CAUnavailable
 from mtls_operator.tlssecret import decode_data, secret_body
-from processes import free_port, running
+from support.processes import free_port, running
 
 CLI = [sys.executable, "-m", "mtls_ca"]
 

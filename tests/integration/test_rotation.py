@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-import ca_cli
 from mtls_context import CA, CERT, KEY, write_version
 from mtls_context.identity import serial
-from processes import BIN, hello_server, running, stop
+from support import ca_cli
+from support.processes import BIN, hello_server, running, stop
 
 CHECK_INTERVAL = 0.5
 CLIENTS = 3

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import trustme
 
-from certdirs import INTERMEDIATE, MODERN, Issuer, publish
-from processes import hello_server
+from support.certdirs import INTERMEDIATE, MODERN, Issuer, publish
+from support.processes import hello_server
 
 CHECK_INTERVAL = 0.2
 SetPolicy = Callable[[dict[str, str]], None]

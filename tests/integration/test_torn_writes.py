@@ -12,10 +12,10 @@ import threading
 import time
 from pathlib import Path
 
-from certdirs import Issuer, files, serial_of
 from mtls_context import write_version
 from mtls_context.identity import serial
-from processes import hello_server
+from support.certdirs import Issuer, files, serial_of
+from support.processes import hello_server
 
 WRITE_SECONDS = 10.0
 CLIENT_THREADS = 3

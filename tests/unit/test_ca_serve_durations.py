@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from mtls_ca.authority import CA
-from mtls_ca.server import ServeOptions, _ensure_state
+from mtls_ca.gunicorn_app import ServeOptions, _ensure_state
 from mtls_ca.state import DirectoryStore, State, StateNotFound
 
 

@@ -4,7 +4,7 @@ import pytest
 import requests
 
 import mtls_client
-from certdirs import Issuer, publish
+from support.certdirs import Issuer, publish
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from pathlib import Path
 import pytest
 import trustme
 
-from certdirs import INTERMEDIATE, MODERN, Issuer, files, publish, serial_of
 from mtls_context import (
     CA,
     CERT,
@@ -18,6 +17,7 @@ from mtls_context import (
     server_context,
     write_version,
 )
+from support.certdirs import INTERMEDIATE, MODERN, Issuer, files, publish, serial_of
 
 
 @pytest.fixture(scope="module")

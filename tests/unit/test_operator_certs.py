@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from mtls_context import CA, CERT, KEY, POLICY
 from mtls_operator.certs import inspect, needs_renewal, new_key_and_csr
 from mtls_operator.claims import Claim
-from operator_pki import PKI
+from support.operator_pki import PKI
 
 UTC = datetime.UTC
 HOUR = datetime.timedelta(hours=1)

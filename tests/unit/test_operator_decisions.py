@@ -27,7 +27,7 @@ from mtls_operator.tlssecret import (
     secret_body,
     trust_data,
 )
-from operator_pki import PKI, POLICY_DOC
+from support.operator_pki import PKI, POLICY_DOC
 
 UTC = datetime.UTC
 HOUR = datetime.timedelta(hours=1)

@@ -10,8 +10,9 @@ import pytest
 
 import mtls_operator.handlers as handlers
 from mtls_operator.claims import NAME
-from mtls_operator.reconciler import Reconciler, Settings
-from operator_fakes import CA, Clock, Cluster, pod
+from mtls_operator.reconciler import Reconciler
+from mtls_operator.settings import Settings
+from support.operator_fakes import CA, Clock, Cluster, pod
 
 REGISTRY = kopf.get_default_registry()
 

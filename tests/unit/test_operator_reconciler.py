@@ -16,18 +16,15 @@ import pytest
 from mtls_context import CERT, KEY
 from mtls_operator.certs import inspect, sha256_hex
 from mtls_operator.claims import DURATION, NAME, SECRET
-from mtls_operator.reconciler import (
-    ANNOTATION_VERSION,
-    Reconciler,
-    Settings,
-)
+from mtls_operator.reconciler import ANNOTATION_VERSION, Reconciler
+from mtls_operator.settings import Settings
 from mtls_operator.tlssecret import (
     ANNOTATION_SERIAL,
     LABEL_MANAGED,
     decode_data,
     policy_bytes,
 )
-from operator_fakes import CA, Clock, Cluster, pod
+from support.operator_fakes import CA, Clock, Cluster, pod
 
 UTC = datetime.UTC
 

@@ -10,7 +10,7 @@ import itertools
 from collections.abc import Mapping
 from typing import Any
 
-from mtls_ca.authority import CA as Authority
+from mtls_ca import authority
 from mtls_ca.authority import load_csr
 from mtls_ca.state import State
 from mtls_operator.ports import CAUnavailable, Conflict
@@ -63,7 +63,7 @@ class CA:
     """The CA's HTTP API in process, on the real CA core (`mtls_ca.state.State`)."""
 
     def __init__(self) -> None:
-        self.state = State(generations=(Authority.create(),))
+        self.state = State(generations=(authority.CA.create(),))
         self.signed = 0
         self.down = False
         self.mounted_credential: dict[str, bytes] = {}

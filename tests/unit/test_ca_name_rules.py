@@ -6,7 +6,7 @@ import datetime
 
 import pytest
 
-from mtls_ca.policy import (
+from mtls_ca.name_rules import (
     MAX_NAMES,
     check_duration,
     check_name_syntax,

@@ -9,7 +9,7 @@ from pathlib import Path
 from cryptography import x509
 
 from mtls_context import CERT
-from processes import BIN
+from support.processes import BIN
 
 
 def ca(*args: str) -> str:

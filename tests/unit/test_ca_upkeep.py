@@ -1,4 +1,4 @@
-"""The service's cached state and its upkeep: serving certificate, intermediate, credential."""
+"""The service's upkeep: serving certificate, intermediate, credential."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ import pytest
 from cryptography import x509
 
 from mtls_ca.authority import CA
-from mtls_ca.runtime import Authority, Serving, Upkeep, is_current
 from mtls_ca.state import DirectoryStore, State
+from mtls_ca.state_cache import StateCache
+from mtls_ca.upkeep import Serving, Upkeep, is_current
 from mtls_context import layout, server_context
 
 NOW = datetime.datetime.now(datetime.UTC)
@@ -23,26 +24,6 @@ def store(tmp_path: Path) -> DirectoryStore:
     store = DirectoryStore(tmp_path / "state")
     store.create(State(generations=(CA.create(),)))
     return store
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def test_authority_follows_the_store(store: DirectoryStore) -> None:
-    clock = Clock()
-    authority = Authority(store, refresh_interval=5.0, clock=clock)
-    first = authority.state()
-    DirectoryStore(store.directory).update(lambda s: replace(s, tls_profile="modern"))
-    assert authority.state() is first  # within the refresh interval: cached
-    clock.now = 5.0
-    assert authority.state().tls_profile == "modern"
-    updated = authority.update(lambda s: replace(s, tls_profile="intermediate"))
-    assert authority.state() is updated
 
 
 class Sink:
@@ -63,7 +44,7 @@ class Sink:
 def _upkeep(store: DirectoryStore, tmp_path: Path, sink: Sink | None = None) -> Upkeep:
     serving = Serving(tmp_path / "serving", ("localhost", "127.0.0.1"), datetime.timedelta(hours=3))
     return Upkeep(
-        Authority(store), serving, credential=sink, credential_duration=datetime.timedelta(days=3)
+        StateCache(store), serving, credential=sink, credential_duration=datetime.timedelta(days=3)
     )
 
 
@@ -83,16 +64,16 @@ def test_upkeep_follows_rotation(store: DirectoryStore, tmp_path: Path) -> None:
     upkeep = _upkeep(store, tmp_path)
     upkeep.run(NOW)
     files = layout.read_version(tmp_path / "serving")
-    upkeep.authority.update(lambda s: s.rotated(expected="idle"))
+    upkeep.cache.update(lambda s: s.rotated(expected="idle"))
     upkeep.run(NOW)
     both = layout.read_version(tmp_path / "serving")
     assert both[layout.CA] != files[layout.CA] and both[layout.CA].count(b"BEGIN") == 2
-    upkeep.authority.update(lambda s: s.rotated(expected="both-trusted"))
+    upkeep.cache.update(lambda s: s.rotated(expected="both-trusted"))
     upkeep.run(NOW)
     new = layout.read_version(tmp_path / "serving")
     assert (
         x509.load_pem_x509_certificates(new[layout.CERT])[1]
-        == upkeep.authority.state().signer.intermediate
+        == upkeep.cache.state().signer.intermediate
     )
 
 
@@ -107,8 +88,8 @@ def test_upkeep_renews_the_intermediate_at_two_thirds(
     after = store.load().signer
     assert after.root == before.root and after.intermediate != before.intermediate
     # Another worker that saw the old intermediate renews nothing twice.
-    stale = Upkeep(Authority(store, refresh_interval=3600), upkeep.serving)
-    stale.authority._state = replace(stale.authority.state(), generations=(before,))
+    stale = Upkeep(StateCache(store, refresh_interval=3600), upkeep.serving)
+    stale.cache._state = replace(stale.cache.state(), generations=(before,))
     stale.run(NOW + datetime.timedelta(days=250))
     assert store.load().signer.intermediate == after.intermediate
 
@@ -142,19 +123,3 @@ def test_is_current(store: DirectoryStore, tmp_path: Path) -> None:
     assert not is_current({**files, layout.CERT: b"garbage"}, state, NOW)
     assert not is_current(files, replace(state, tls_profile="modern"), NOW)
     assert not is_current(files, state, NOW + datetime.timedelta(hours=3))
-
-
-def test_authority_keeps_the_last_good_state(
-    store: DirectoryStore, caplog: pytest.LogCaptureFixture
-) -> None:
-    authority = Authority(store)
-    good = authority.state()
-    (store.directory / "state.json").write_text("{damaged")
-    assert authority.state() is good
-    assert authority.state() is good
-    assert [r.getMessage() for r in caplog.records].count(
-        "keeping the CA state read before: CA state is damaged: JSONDecodeError: "
-        "Expecting property name enclosed in double quotes: line 1 column 2 (char 1)"
-    ) == 1
-    DirectoryStore(store.directory)._write(replace(good, tls_profile="modern"))
-    assert authority.state().tls_profile == "modern"

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PRODUCT_NAMESPACE = "hello-mtls"
 RELEASE = "hello-mtls"
 IMAGE_TAG = os.environ.get("E2E_IMAGE_TAG", "dev")

@@ -14,9 +14,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from mtls_ca.authority import CA
-from mtls_ca.runtime import Authority
-from mtls_ca.service import MAX_REQUEST_BYTES, create_app
+from mtls_ca.http_api import MAX_REQUEST_BYTES, create_app
 from mtls_ca.state import DirectoryStore, State
+from mtls_ca.state_cache import StateCache
 
 PROVISIONER = {
     "subject": ((("commonName", "operator"),),),
@@ -45,7 +45,7 @@ def app(tmp_path: Path) -> Flask:
     store = DirectoryStore(tmp_path)
     store.create(State(generations=(CA.create(),)))
     changes: list[str] = []
-    app = create_app(Authority(store), after_change=lambda: changes.append("changed"))
+    app = create_app(StateCache(store), after_change=lambda: changes.append("changed"))
     app.config["changes"] = changes
     return app
 
@@ -183,10 +183,10 @@ def test_rotate_root(app: Flask, client: FlaskClient) -> None:
 def test_cluster_domain_reaches_the_name_rule(tmp_path: Path) -> None:
     store = DirectoryStore(tmp_path)
     store.create(State(generations=(CA.create(),)))
-    corp = create_app(Authority(store), cluster_domain="corp.internal").test_client()
+    corp = create_app(StateCache(store), cluster_domain="corp.internal").test_client()
     body = {"csr": _csr(), "names": ["web.demo.svc.corp.internal"], "namespace": "demo"}
     assert _post(corp, "/sign", PROVISIONER, json=body).status_code == 200
-    default = create_app(Authority(store)).test_client()
+    default = create_app(StateCache(store)).test_client()
     assert _post(default, "/sign", PROVISIONER, json=body).status_code == 403
 
 
@@ -209,6 +209,6 @@ def test_rotation_is_answered_even_if_the_follow_up_fails(tmp_path: Path) -> Non
     def fail() -> None:
         raise OSError("API server unreachable")
 
-    client = create_app(Authority(store), after_change=fail).test_client()
+    client = create_app(StateCache(store), after_change=fail).test_client()
     answer = _post(client, "/rotate-root", PROVISIONER, json={"from": "idle"})
     assert answer.status_code == 200 and store.load().phase == "both-trusted"

@@ -11,10 +11,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from mtls_ca.authority import CA
-from mtls_ca.signing import (
+from mtls_ca.sign_request import (
     DEFAULT_DURATION,
     Malformed,
-    PolicyViolation,
+    RuleViolation,
     answer,
     parse,
     parse_extra_allowed,
@@ -107,14 +107,14 @@ def test_sign_without_namespace_checks_syntax_only(state: State, csr: str) -> No
     issued = sign(state, parse({"csr": csr, "names": ["api.example.com"]}))
     san = issued.certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert san.get_values_for_type(x509.UniformResourceIdentifier) == []
-    with pytest.raises(PolicyViolation, match="^wildcard name"):
+    with pytest.raises(RuleViolation, match="^wildcard name"):
         sign(state, parse({"csr": csr, "names": ["*.example.com"]}))
 
 
 def test_sign_honours_extra_allowed(state: State, csr: str) -> None:
     body = {"csr": csr, "names": ["api.example.com"], "namespace": "demo"}
     with pytest.raises(
-        PolicyViolation, match="^name 'api.example.com' is not under namespace 'demo'$"
+        RuleViolation, match="^name 'api.example.com' is not under namespace 'demo'$"
     ):
         sign(state, parse(body))
     sign(state, parse({**body, "extra_allowed": ["api.example.com"]}))
@@ -123,15 +123,15 @@ def test_sign_honours_extra_allowed(state: State, csr: str) -> None:
 @pytest.mark.parametrize(
     ("extra", "error", "message"),
     [
-        ({"duration": "1m"}, PolicyViolation, "duration 1m is below the CA minimum of 5m"),
-        ({"names": []}, PolicyViolation, "at least one name is required"),
+        ({"duration": "1m"}, RuleViolation, "duration 1m is below the CA minimum of 5m"),
+        ({"names": []}, RuleViolation, "at least one name is required"),
         (
             {"names": ["web.other"]},
-            PolicyViolation,
+            RuleViolation,
             "name 'web.other' is not under namespace 'demo'",
         ),
         ({"service_account": "Web"}, Malformed, "service account 'Web' is not a valid name"),
-        ({"namespace": "De"}, PolicyViolation, "namespace 'De' is not a valid namespace name"),
+        ({"namespace": "De"}, RuleViolation, "namespace 'De' is not a valid namespace name"),
     ],
 )
 def test_sign_refuses(
@@ -148,7 +148,7 @@ def test_sign_honours_the_cas_own_extra_allowed(state: State, csr: str) -> None:
     config = {"demo": ("api.example.com", "*.corp.example"), "other": ("y.example.com",)}
     sign(state, parse(body), extra_allowed=config)
     with pytest.raises(
-        PolicyViolation, match="^name 'api.example.com' is not under namespace 'other'$"
+        RuleViolation, match="^name 'api.example.com' is not under namespace 'other'$"
     ):
         sign(state, parse({**body, "namespace": "other"}), extra_allowed=config)
 

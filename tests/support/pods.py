@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kube import IMAGE_TAG
+from support.cluster_api import IMAGE_TAG
 
 CERT_DIR = "/var/run/hello-mtls"
 _SECURITY = {

@@ -1,8 +1,8 @@
-"""``POST /sign`` without the web framework: parse the request, apply policy, sign.
+"""``POST /sign`` without the web framework: parse the request, apply the name rules, sign.
 
 Errors are ``ValueError`` subclasses whose message goes to the caller as is: `Malformed` (HTTP
-400: bad JSON shape, bad CSR, unknown key type, bad duration syntax) and `PolicyViolation`
-(HTTP 403: names or duration the CA policy refuses).
+400: bad JSON shape, bad CSR, unknown key type, bad duration syntax) and `RuleViolation`
+(HTTP 403: names or duration the name rules refuse).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 from cryptography import x509
 
-from . import policy
+from . import name_rules
 from .authority import Issued, load_csr
 from .state import State
 
@@ -23,7 +23,7 @@ __all__ = [
     "DEFAULT_DURATION",
     "parse_extra_allowed",
     "Malformed",
-    "PolicyViolation",
+    "RuleViolation",
     "SignRequest",
     "answer",
     "parse",
@@ -38,8 +38,8 @@ class Malformed(ValueError):
     """The request cannot be understood (HTTP 400)."""
 
 
-class PolicyViolation(ValueError):
-    """The request is understood, and the CA policy refuses it (HTTP 403)."""
+class RuleViolation(ValueError):
+    """The request is understood, and the name rules refuse it (HTTP 403)."""
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,7 @@ def parse(body: Any) -> SignRequest:
         if not isinstance(body["duration"], str):
             raise Malformed("'duration' must be a string like 24h")
         try:
-            duration = policy.parse_duration(body["duration"])
+            duration = name_rules.parse_duration(body["duration"])
         except ValueError as e:
             raise Malformed(str(e)) from None
     try:
@@ -98,7 +98,7 @@ def sign(
     cluster_domain: str = "cluster.local",
     extra_allowed: Mapping[str, Sequence[str]] | None = None,
 ) -> Issued:
-    """Apply the CA policy to ``request`` and sign it with the current intermediate.
+    """Apply the name rules to ``request`` and sign it with the current intermediate.
 
     A namespace brings the namespace name rule and the SPIFFE ID (service account ``default``
     unless given); without one only the name syntax rules apply (admin credentials). Names an
@@ -106,15 +106,15 @@ def sign(
     namespace) and from the request's own ``extra_allowed`` (the provisioner's configuration).
 
     Raises:
-        PolicyViolation: with the policy's exact message.
+        RuleViolation: with the rule's exact message.
         Malformed: if the namespace or service account is not a valid name.
     """
     try:
-        policy.check_duration(request.duration, minimum=state.minimum, maximum=state.maximum)
+        name_rules.check_duration(request.duration, minimum=state.minimum, maximum=state.maximum)
         if request.namespace is None:
-            policy.check_name_syntax(request.names)
+            name_rules.check_name_syntax(request.names)
         else:
-            policy.check_names(
+            name_rules.check_names(
                 request.names,
                 namespace=request.namespace,
                 cluster_domain=cluster_domain,
@@ -124,11 +124,11 @@ def sign(
                 ),
             )
     except ValueError as e:
-        raise PolicyViolation(str(e)) from None
+        raise RuleViolation(str(e)) from None
     uris = []
     if request.namespace is not None:
         try:
-            uri = policy.spiffe_id(
+            uri = name_rules.spiffe_id(
                 state.trust_domain, request.namespace, request.service_account or "default"
             )
         except ValueError as e:

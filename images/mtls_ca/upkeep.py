@@ -1,7 +1,6 @@
-"""The running service's CA: a cached view of the state and the upkeep that keeps it current.
+"""The upkeep that keeps the running service's certificates current.
 
-`Authority` hands every request the current `State`, re-reading the store only when its version
-changed. `Upkeep` runs on a timer in each worker (and once before the workers start): it renews
+`Upkeep` runs on a timer in each worker (and once before the workers start): it renews
 the signing intermediate at 2/3 of its life, re-issues the service's own serving certificate
 when it ages or the trust bundle, signer or TLS policy change, and does the same for the
 operator's provisioner credential Secret in a cluster. Workers coordinate through the store
@@ -17,8 +16,7 @@ import fcntl
 import logging
 import os
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
@@ -27,68 +25,14 @@ from cryptography import x509
 
 from mtls_context import layout
 
-from . import policy, tlspolicy
+from . import name_rules, tls_profiles
 from .authority import renewal_due
-from .state import State, Store
+from .state import State
+from .state_cache import StateCache
 
-__all__ = ["Authority", "CredentialSink", "Serving", "Upkeep", "is_current"]
+__all__ = ["CredentialSink", "Serving", "Upkeep", "is_current"]
 
 _log = logging.getLogger("mtls_ca")
-
-
-class Authority:
-    """The current CA state for request handlers; thread-safe.
-
-    Args:
-        store: where the state lives.
-        refresh_interval: look at the store's version at most this often, in seconds (a ``stat``
-            for a directory: 0 is fine; an API call for a Secret: a few seconds).
-    """
-
-    def __init__(
-        self,
-        store: Store,
-        *,
-        refresh_interval: float = 0.0,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.store = store
-        self.refresh_interval = refresh_interval
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._version = store.version()
-        self._state = store.load()
-        self._next_check = clock() + refresh_interval
-        self._failing = False
-
-    def state(self) -> State:
-        """The current state; re-read when the store changed.
-
-        If the store cannot be read (API server unreachable, a damaged write), the last good
-        state stays in use and the failure is logged: the CA keeps signing with keys it has.
-        """
-        if self._clock() < self._next_check:
-            return self._state
-        with self._lock:
-            try:
-                version = self.store.version()
-                if version != self._version:
-                    self._state = self.store.load()
-                    self._version = version
-                self._failing = False
-            except (OSError, ValueError, LookupError) as e:
-                if not self._failing:
-                    _log.warning("keeping the CA state read before: %s", e)
-                self._failing = True
-            self._next_check = self._clock() + self.refresh_interval
-            return self._state
-
-    def update(self, change: Callable[[State], State]) -> State:
-        """Change the stored state atomically (see `Store.update`) and use the result at once."""
-        new = self.store.update(change)
-        with self._lock:
-            self._state, self._version = new, self.store.version()
-        return new
 
 
 class CredentialSink(Protocol):
@@ -114,7 +58,7 @@ class Serving:
 class Upkeep:
     """Everything the service renews by itself; `run` once, or `start` a timer thread."""
 
-    authority: Authority
+    cache: StateCache
     serving: Serving
     credential: CredentialSink | None = None
     credential_name: str = "operator"
@@ -123,9 +67,9 @@ class Upkeep:
     def run(self, now: datetime.datetime | None = None) -> None:
         """One round of checks; renews what is due."""
         now = now or datetime.datetime.now(datetime.UTC)
-        state = self.authority.state()
+        state = self.cache.state()
         if renewal_due(state.signer.intermediate, now=now):
-            state = self.authority.update(lambda s: _renew_intermediate(s, now))
+            state = self.cache.update(lambda s: _renew_intermediate(s, now))
         with _locked(self.serving.directory):
             if not is_current(_read(self.serving.directory), state, now):
                 issued = state.signer.issue(*self.serving.names, valid_for=self.serving.duration)
@@ -135,7 +79,7 @@ class Upkeep:
                 )
                 _log.info("serving certificate renewed: serial %x", issued.serial)
         if self.credential is not None and not is_current(self.credential.read(), state, now):
-            uri = policy.provisioner_id(state.trust_domain, self.credential_name)
+            uri = name_rules.provisioner_id(state.trust_domain, self.credential_name)
             issued = state.signer.issue(
                 uris=[uri],
                 common_name=self.credential_name,
@@ -173,7 +117,7 @@ def is_current(files: dict[str, bytes] | None, state: State, now: datetime.datet
     """
     if not files or not files.get(layout.KEY) or files.get(layout.CA) != state.bundle_pem:
         return False
-    if files.get(layout.POLICY) != tlspolicy.render(state.tls_profile):
+    if files.get(layout.POLICY) != tls_profiles.render(state.tls_profile):
         return False
     try:
         chain = x509.load_pem_x509_certificates(files.get(layout.CERT, b""))
@@ -204,7 +148,7 @@ def _files(state: State, chain: bytes, key: bytes) -> dict[str, bytes]:
         layout.CERT: chain,
         layout.KEY: key,
         layout.CA: state.bundle_pem,
-        layout.POLICY: tlspolicy.render(state.tls_profile),
+        layout.POLICY: tls_profiles.render(state.tls_profile),
     }
 
 

@@ -7,7 +7,7 @@ import ssl
 
 import pytest
 
-from mtls_ca.tlspolicy import render, tls_policy
+from mtls_ca.tls_profiles import render, tls_policy
 
 MOZILLA_INTERMEDIATE_WITHOUT_DHE = (
     "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"

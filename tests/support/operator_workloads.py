@@ -1,5 +1,5 @@
-"""Builders and probes for the operator's e2e scenarios (4, 5, 6), on tests/kube.py and
-tests/pods.py: a server Deployment, a bounded client pod, idle annotated pods, the CA status,
+"""Builders and probes for the operator's e2e scenarios (4, 5, 6), on `cluster_api` and
+`pods`: a server Deployment, a bounded client pod, idle annotated pods, the CA status,
 and Secrets read back through `mtls_operator.certs.inspect`."""
 
 from __future__ import annotations
@@ -7,10 +7,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from kube import IMAGE_TAG, PRODUCT_NAMESPACE, kubectl, kubectl_json
 from mtls_operator.certs import Inspection, inspect
 from mtls_operator.tlssecret import decode_data
-from pods import CERT_DIR, deployment, pod
+from support.cluster_api import IMAGE_TAG, PRODUCT_NAMESPACE, kubectl, kubectl_json
+from support.pods import CERT_DIR, deployment, pod
 
 
 def secret_inspection(name: str, namespace: str) -> tuple[Inspection, dict[str, Any]] | None:

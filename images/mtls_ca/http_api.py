@@ -1,4 +1,4 @@
-"""The CA's HTTPS API as a Flask app (served by gunicorn, see `mtls_ca.server`).
+"""The CA's HTTPS API as a Flask app (served by gunicorn, see `mtls_ca.gunicorn_app`).
 
 Read-only endpoints need TLS but no client certificate. ``POST /sign`` and ``POST /rotate-root``
 need a client certificate that chains to this CA (the TLS layer checks that) and carries a
@@ -19,9 +19,9 @@ from werkzeug.exceptions import HTTPException
 
 from mtls_context.identity import identity, spiffe_ids
 
-from . import metrics, signing
+from . import metrics, sign_request
 from .rotation import PHASES, PhaseMismatch
-from .runtime import Authority
+from .state_cache import StateCache
 
 __all__ = ["MAX_REQUEST_BYTES", "create_app"]
 
@@ -36,16 +36,16 @@ class _Refused(Exception):
 
 
 def create_app(
-    authority: Authority,
+    cache: StateCache,
     *,
     cluster_domain: str = "cluster.local",
     extra_allowed: Mapping[str, Sequence[str]] | None = None,
     after_change: Callable[[], None] | None = None,
 ) -> Flask:
-    """Create the Flask app serving ``authority``.
+    """Create the Flask app serving the state in ``cache``.
 
     Args:
-        authority: the CA state the requests use.
+        cache: the CA state the requests use.
         cluster_domain: for the namespace name rule (``x.N.svc.<cluster_domain>``).
         extra_allowed: names an admin allowed per namespace (exact or ``*.suffix``).
         after_change: called after ``POST /rotate-root`` changed the state (the service re-issues
@@ -58,19 +58,19 @@ def create_app(
     def sign() -> tuple[Response, int]:
         start = time.perf_counter()
         try:
-            state = authority.state()
+            state = cache.state()
             caller = _provisioner(state.trust_domain)
             body = _json_body()
             try:
-                issued = signing.sign(
+                issued = sign_request.sign(
                     state,
-                    signing.parse(body),
+                    sign_request.parse(body),
                     cluster_domain=cluster_domain,
                     extra_allowed=extra_allowed,
                 )
-            except signing.Malformed as e:
+            except sign_request.Malformed as e:
                 raise _Refused(400, "malformed", str(e)) from None
-            except signing.PolicyViolation as e:
+            except sign_request.RuleViolation as e:
                 raise _Refused(403, "policy", str(e)) from None
         except _Refused as e:
             metrics.REJECTED.labels(reason=e.reason).inc()
@@ -85,19 +85,19 @@ def create_app(
             issued.not_after.isoformat(),
             caller,
         )
-        return jsonify(signing.answer(state, issued)), 200
+        return jsonify(sign_request.answer(state, issued)), 200
 
     @app.post("/rotate-root")
     def rotate_root() -> tuple[Response, int]:
         try:
-            state = authority.state()
+            state = cache.state()
             caller = _provisioner(state.trust_domain)
             body = _json_body()
             expected = body.get("from") if isinstance(body, dict) else None
             if expected not in PHASES:
                 raise _Refused(400, "malformed", f"'from' must be one of {', '.join(PHASES)}")
             try:
-                new = authority.update(lambda s: s.rotated(expected=expected))
+                new = cache.update(lambda s: s.rotated(expected=expected))
             except PhaseMismatch as e:
                 raise _Refused(409, "conflict", str(e)) from None
         except _Refused as e:
@@ -112,24 +112,24 @@ def create_app(
 
     @app.get("/roots")
     def roots() -> Response:
-        return Response(authority.state().bundle_pem, mimetype="application/x-pem-file")
+        return Response(cache.state().bundle_pem, mimetype="application/x-pem-file")
 
     @app.get("/tls-policy")
     def tls_policy() -> Response:
-        return jsonify(authority.state().tls_policy)
+        return jsonify(cache.state().tls_policy)
 
     @app.get("/status")
     def status() -> Response:
-        return jsonify(authority.state().status())
+        return jsonify(cache.state().status())
 
     @app.get("/healthz")
     def healthz() -> Response:
-        authority.state()
+        cache.state()
         return jsonify(status="ok")
 
     @app.get("/metrics")
     def metrics_view() -> Response:
-        return Response(metrics.render(authority.state()), content_type=metrics.CONTENT_TYPE)
+        return Response(metrics.render(cache.state()), content_type=metrics.CONTENT_TYPE)
 
     @app.errorhandler(Exception)
     def internal_error(e: Exception) -> tuple[Response, int]:

@@ -2,7 +2,7 @@
 
 Before the workers start, the master makes sure the state exists (a Secret store is created on
 first start) and runs one `Upkeep` round, so the serving certificate exists when gunicorn checks
-for it. Each worker then builds its own `Authority`, Flask app and upkeep timer after the fork.
+for it. Each worker then builds its own `StateCache`, Flask app and upkeep timer after the fork.
 gunicorn calls ``ssl_context`` for every accepted connection; it returns the worker's cached
 `mtls_context.ReloadingContext` for the serving directory, which picks up a renewed certificate
 or trust bundle within a second.
@@ -26,11 +26,11 @@ from gunicorn.app.base import BaseApplication
 
 from mtls_context import CERT, KEY, ReloadingContext, Side
 
-from . import policy
+from . import name_rules
 from .authority import CA, KeyType
-from .runtime import Authority, CredentialSink, Serving, Upkeep
-from .state import State, StateNotFound, Store
-from .stores import open_store
+from .state import State, StateNotFound, Store, open_store
+from .state_cache import StateCache
+from .upkeep import CredentialSink, Serving, Upkeep
 
 __all__ = ["ServeOptions", "serve"]
 
@@ -113,8 +113,8 @@ def _ensure_state(store: Store, options: ServeOptions) -> None:
                 generations=(CA.create(key_type=KeyType(options.key_type)),),
                 trust_domain=options.trust_domain,
                 tls_profile=options.profile or "intermediate",
-                minimum=options.minimum or policy.DEFAULT_MINIMUM,
-                maximum=options.maximum or policy.DEFAULT_MAXIMUM,
+                minimum=options.minimum or name_rules.DEFAULT_MINIMUM,
+                maximum=options.maximum or name_rules.DEFAULT_MAXIMUM,
             )
         )
         return
@@ -144,10 +144,10 @@ def _apply_settings(state: State, options: ServeOptions) -> State:
     changed = replace(state, minimum=minimum, maximum=maximum, tls_profile=profile)
     _log.warning(
         "CA settings changed: leaf lifetimes %s-%s -> %s-%s, TLS profile %s -> %s",
-        policy.format_duration(state.minimum),
-        policy.format_duration(state.maximum),
-        policy.format_duration(changed.minimum),
-        policy.format_duration(changed.maximum),
+        name_rules.format_duration(state.minimum),
+        name_rules.format_duration(state.maximum),
+        name_rules.format_duration(changed.minimum),
+        name_rules.format_duration(changed.maximum),
         state.tls_profile,
         changed.tls_profile,
     )
@@ -155,7 +155,7 @@ def _apply_settings(state: State, options: ServeOptions) -> State:
 
 
 def _upkeep(store: Store, options: ServeOptions, tls_dir: Path) -> Upkeep:
-    authority = Authority(store, refresh_interval=options.refresh_interval)
+    cache = StateCache(store, refresh_interval=options.refresh_interval)
     credential: CredentialSink | None = None
     if options.provisioner_secret and options.state.startswith("k8s:"):
         from .k8s_secrets import TLSSecret
@@ -163,7 +163,7 @@ def _upkeep(store: Store, options: ServeOptions, tls_dir: Path) -> Upkeep:
         namespace = options.state[4:].partition("/")[0]
         credential = TLSSecret(namespace, options.provisioner_secret)
     return Upkeep(
-        authority,
+        cache,
         Serving(tls_dir, options.serving_names, options.serving_duration),
         credential=credential,
         credential_duration=options.provisioner_duration,
@@ -171,12 +171,12 @@ def _upkeep(store: Store, options: ServeOptions, tls_dir: Path) -> Upkeep:
 
 
 def _worker_app(options: ServeOptions, tls_dir: Path) -> Any:
-    from .service import create_app  # in the worker: prometheus-client reads its env at import
+    from .http_api import create_app  # in the worker: prometheus-client reads its env at import
 
     upkeep = _upkeep(open_store(options.state), options, tls_dir)
     upkeep.start(options.upkeep_interval)
     return create_app(
-        upkeep.authority,
+        upkeep.cache,
         cluster_domain=options.cluster_domain,
         extra_allowed=options.extra_allowed,
         after_change=upkeep.run,
