@@ -15,7 +15,7 @@ from pathlib import Path
 
 from mtls_context import layout
 
-from . import name_rules, sign_request, tls_profiles
+from . import name_rules, tls_profiles
 from .authority import CA, KeyType
 from .state import State, StateNotFound, Store, open_store
 
@@ -144,7 +144,7 @@ def _serve(args: argparse.Namespace) -> int:
         profile=args.profile,
         key_type=args.key_type,
         cluster_domain=args.cluster_domain,
-        extra_allowed=sign_request.parse_extra_allowed(args.extra_allowed),
+        extra_allowed=name_rules.parse_extra_allowed(args.extra_allowed),
         minimum=name_rules.parse_duration(args.min_duration) if args.min_duration else None,
         maximum=name_rules.parse_duration(args.max_duration) if args.max_duration else None,
     )

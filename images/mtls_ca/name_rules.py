@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import json
 import re
 import unicodedata
 from collections.abc import Sequence
@@ -32,6 +33,7 @@ __all__ = [
     "format_duration",
     "is_ip_address",
     "parse_duration",
+    "parse_extra_allowed",
     "provisioner_id",
     "spiffe_id",
 ]
@@ -150,6 +152,29 @@ def check_names(
         if any(_one_label_before(name, s) for s in suffixes + wild):
             continue
         raise ValueError(f"name '{name}' is not under namespace '{namespace}'")
+
+
+def parse_extra_allowed(text: str) -> dict[str, tuple[str, ...]]:
+    """Read the names an admin allows per namespace: ``{"namespace": ["name", "*.suffix"]}``.
+
+    The CA (``serve --extra-allowed``) and the operator (``HELLO_MTLS_EXTRA_ALLOWED``) read the
+    same JSON with this one function; `check_names` applies a namespace's list.
+
+    Raises:
+        ValueError: ``extra allowed names must be a JSON object of namespace to a list of names``.
+    """
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError:
+        document = None
+    if not isinstance(document, dict) or not all(
+        isinstance(names, list) and all(isinstance(n, str) for n in names)
+        for names in document.values()
+    ):
+        raise ValueError(
+            "extra allowed names must be a JSON object of namespace to a list of names"
+        )
+    return {str(ns): tuple(names) for ns, names in document.items()}
 
 
 def spiffe_id(trust_domain: str, namespace: str, service_account: str) -> str:

@@ -8,7 +8,6 @@ Errors are ``ValueError`` subclasses whose message goes to the caller as is: `Ma
 from __future__ import annotations
 
 import datetime
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,7 +20,6 @@ from .state import State
 
 __all__ = [
     "DEFAULT_DURATION",
-    "parse_extra_allowed",
     "Malformed",
     "RuleViolation",
     "SignRequest",
@@ -154,23 +152,3 @@ def _strings(body: Mapping[str, Any], key: str) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise Malformed(f"'{key}' must be a list of strings")
     return tuple(value)
-
-
-def parse_extra_allowed(text: str) -> dict[str, tuple[str, ...]]:
-    """Read ``{"namespace": ["name", "*.suffix", ...]}`` (the operator's format too).
-
-    Raises:
-        ValueError: ``extra allowed names must be a JSON object of namespace to a list of names``.
-    """
-    try:
-        document = json.loads(text)
-    except json.JSONDecodeError:
-        document = None
-    if not isinstance(document, dict) or not all(
-        isinstance(names, list) and all(isinstance(n, str) for n in names)
-        for names in document.values()
-    ):
-        raise ValueError(
-            "extra allowed names must be a JSON object of namespace to a list of names"
-        )
-    return {str(ns): tuple(names) for ns, names in document.items()}

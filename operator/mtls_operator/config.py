@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -61,7 +60,7 @@ def from_environment(environ: Mapping[str, str] = os.environ) -> Config:
         except ValueError as error:
             raise ValueError(f"HELLO_MTLS_{name}: {error}") from None
 
-    extra = parse("EXTRA_ALLOWED", "{}", _extra_allowed)
+    extra = parse("EXTRA_ALLOWED", "{}", name_rules.parse_extra_allowed)
     rules = Rules(
         cluster_domain=get("CLUSTER_DOMAIN", "cluster.local"),
         default_duration=parse("DEFAULT_DURATION", "24h", name_rules.parse_duration),
@@ -84,13 +83,3 @@ def from_environment(environ: Mapping[str, str] = os.environ) -> Config:
             rotation_grace=parse("ROTATION_GRACE", "30s", name_rules.parse_duration),
         ),
     )
-
-
-def _extra_allowed(text: str) -> dict[str, tuple[str, ...]]:
-    document = json.loads(text)
-    if not isinstance(document, dict) or not all(
-        isinstance(names, list) and all(isinstance(n, str) for n in names)
-        for names in document.values()
-    ):
-        raise ValueError("must be a JSON object of namespace to a list of names")
-    return {str(ns): tuple(names) for ns, names in document.items()}

@@ -13,6 +13,7 @@ from mtls_ca.name_rules import (
     check_names,
     format_duration,
     parse_duration,
+    parse_extra_allowed,
     provisioner_id,
     spiffe_id,
 )
@@ -232,3 +233,16 @@ def test_provisioner_id() -> None:
     with pytest.raises(ValueError) as info:
         provisioner_id("cluster.local", "op/../ns")
     assert str(info.value) == "provisioner name 'op/../ns' is not a lower-case DNS label"
+
+
+def test_parse_extra_allowed() -> None:
+    assert parse_extra_allowed('{"demo": ["a.example.com", "*.b.example"]}') == {
+        "demo": ("a.example.com", "*.b.example")
+    }
+    assert parse_extra_allowed("{}") == {}
+    for bad in ("", "[]", '{"demo": "a.example.com"}', '{"demo": [1]}', "{nope"):
+        with pytest.raises(ValueError) as info:
+            parse_extra_allowed(bad)
+        assert str(info.value) == (
+            "extra allowed names must be a JSON object of namespace to a list of names"
+        )

@@ -17,7 +17,6 @@ from mtls_ca.sign_request import (
     RuleViolation,
     answer,
     parse,
-    parse_extra_allowed,
     sign,
 )
 from mtls_ca.state import State
@@ -151,16 +150,3 @@ def test_sign_honours_the_cas_own_extra_allowed(state: State, csr: str) -> None:
         RuleViolation, match="^name 'api.example.com' is not under namespace 'other'$"
     ):
         sign(state, parse({**body, "namespace": "other"}), extra_allowed=config)
-
-
-def test_parse_extra_allowed() -> None:
-    assert parse_extra_allowed('{"demo": ["a.example.com", "*.b.example"]}') == {
-        "demo": ("a.example.com", "*.b.example")
-    }
-    assert parse_extra_allowed("{}") == {}
-    for bad in ("", "[]", '{"demo": "a.example.com"}', '{"demo": [1]}', "{nope"):
-        with pytest.raises(ValueError) as info:
-            parse_extra_allowed(bad)
-        assert str(info.value) == (
-            "extra allowed names must be a JSON object of namespace to a list of names"
-        )

@@ -1,0 +1,39 @@
+"""The operator's settings from ``HELLO_MTLS_*``: the CA's own parsers, the variable named."""
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+
+from mtls_operator.config import from_environment
+
+
+def test_defaults() -> None:
+    config = from_environment({})
+    assert config.ca_url == "https://hello-mtls-ca.hello-mtls.svc"
+    assert config.settings.rules.extra_allowed == {}
+    assert config.settings.rules.default_duration == datetime.timedelta(hours=24)
+
+
+def test_extra_allowed_is_read_as_the_ca_reads_it() -> None:
+    config = from_environment({"HELLO_MTLS_EXTRA_ALLOWED": '{"demo": ["*.b.example"]}'})
+    assert config.settings.rules.extra_allowed == {"demo": ("*.b.example",)}
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        (
+            "EXTRA_ALLOWED",
+            '{"demo": "a.example"}',
+            "extra allowed names must be a JSON object of namespace to a list of names",
+        ),
+        ("DEFAULT_DURATION", "soon", "duration 'soon' is not like 90m, 24h, 1h30m or 30s"),
+        ("RENEW_FRACTION", "1.5", "1.5 is not between 0 and 1"),
+    ],
+)
+def test_a_bad_variable_is_named(name: str, value: str, message: str) -> None:
+    with pytest.raises(ValueError) as info:
+        from_environment({f"HELLO_MTLS_{name}": value})
+    assert str(info.value) == f"HELLO_MTLS_{name}: {message}"
