@@ -22,7 +22,14 @@ from cryptography.x509.oid import NameOID
 from mtls_context import CA, CERT, KEY, POLICY
 from mtls_operator.claims import Claim
 
-__all__ = ["Inspection", "inspect", "needs_renewal", "new_key_and_csr", "sha256_hex"]
+__all__ = [
+    "Inspection",
+    "inspect",
+    "needs_renewal",
+    "new_key_and_csr",
+    "normalize_name",
+    "sha256_hex",
+]
 
 
 def new_key_and_csr(claim: Claim) -> tuple[bytes, bytes]:
@@ -69,6 +76,10 @@ class Inspection:
     """Fingerprint of the certificate that signed the leaf (second in ``tls.crt``)."""
     bundle_sha256: str = ""
     policy: bytes = b""
+    names: frozenset[str] = frozenset()
+    """The leaf's DNS names and IP addresses (`normalize_name` applied)."""
+    uris: tuple[str, ...] = ()
+    """The leaf's URI SANs: its SPIFFE ID."""
 
 
 def inspect(data: Mapping[str, bytes]) -> Inspection:
@@ -105,7 +116,35 @@ def inspect(data: Mapping[str, bytes]) -> Inspection:
         intermediate_sha256=intermediate.fingerprint(hashes.SHA256()).hex(),
         bundle_sha256=sha256_hex(data[CA]),
         policy=data[POLICY],
+        names=_names(leaf),
+        uris=_uris(leaf),
     )
+
+
+def normalize_name(name: str) -> str:
+    """A DNS name in lower case, an IP address in its canonical text form."""
+    try:
+        return str(ipaddress.ip_address(name))
+    except ValueError:
+        return name.lower()
+
+
+def _names(leaf: x509.Certificate) -> frozenset[str]:
+    try:
+        sans = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return frozenset()
+    found = [*sans.get_values_for_type(x509.DNSName)]
+    found += [str(ip) for ip in sans.get_values_for_type(x509.IPAddress)]
+    return frozenset(normalize_name(name) for name in found)
+
+
+def _uris(leaf: x509.Certificate) -> tuple[str, ...]:
+    try:
+        sans = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return ()
+    return tuple(sans.get_values_for_type(x509.UniformResourceIdentifier))
 
 
 def needs_renewal(

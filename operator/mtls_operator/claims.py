@@ -74,6 +74,10 @@ class Claim:
         )
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
+    def spiffe_id(self, trust_domain: str) -> str:
+        """The SPIFFE ID the CA writes into this claim's certificate."""
+        return name_rules.spiffe_id(trust_domain, self.namespace, self.service_account)
+
     def sign_request(self, csr_pem: bytes) -> dict[str, object]:
         """The JSON body of ``POST /sign`` for this claim."""
         return {

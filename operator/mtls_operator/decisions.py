@@ -1,7 +1,10 @@
 """What to do with one Secret, and who gets it when pods disagree. Pure functions.
 
 `decide` is the whole healing policy: it looks at the Secret as it is (`certs.Inspection`), at the
-claim it should serve and at what the CA hands out now, and answers with one `Decision`. It is
+claim it should serve and at what the CA hands out now, and answers with one `Decision`. The
+names and SPIFFE ID are read from the certificate itself: the claim digest in the Secret's
+annotations only says which claim it was issued for, and anyone who may edit the Secret may
+edit that too. It is
 level-triggered: the same inputs always give the same answer, so calling it again after a
 restart, a relist or a duplicate event changes nothing that is already right.
 """
@@ -13,7 +16,7 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from mtls_operator.certs import Inspection, needs_renewal
+from mtls_operator.certs import Inspection, needs_renewal, normalize_name
 from mtls_operator.claims import Claim
 from mtls_operator.tlssecret import CAView, policy_bytes
 
@@ -63,6 +66,8 @@ def decide(
         return Decision(Action.ISSUE, secret.problem)
     if secret_claim != claim.digest:
         return Decision(Action.ISSUE, "annotations changed")
+    if secret.names != {normalize_name(name) for name in claim.names}:
+        return Decision(Action.ISSUE, "certificate names differ from the claim")
     assert secret.not_before is not None and secret.not_after is not None
     if now >= secret.not_after:
         return Decision(Action.ISSUE, "certificate expired")
@@ -70,6 +75,8 @@ def decide(
         return Decision(Action.ISSUE, "renewal due")
     if ca is None:
         return Decision(Action.NOTHING, "CA state unknown")
+    if secret.uris != (claim.spiffe_id(ca.trust_domain),):
+        return Decision(Action.ISSUE, "certificate SPIFFE ID differs from the claim")
     if secret.intermediate_sha256 != ca.intermediate_sha256:
         return Decision(Action.ISSUE, "not signed by the current intermediate")
     if secret.bundle_sha256 != ca.bundle_sha256:

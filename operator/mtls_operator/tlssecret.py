@@ -52,6 +52,7 @@ class CAView:
     bundle_sha256: str
     tls_policy: Mapping[str, Any]
     phase: str = "idle"
+    trust_domain: str = "cluster.local"
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,7 @@ def view_from_status(status: Mapping[str, Any], roots_pem: bytes) -> CAView:
         bundle_sha256 = status["bundle_sha256"]
         tls_policy = status["tls_policy"]
         phase = status["phase"]
+        trust_domain = status["trust_domain"]
     except (KeyError, TypeError) as error:
         raise ValueError(f"CA status lacks {error}") from None
     if sha256_hex(roots_pem) != bundle_sha256:
@@ -88,6 +90,7 @@ def view_from_status(status: Mapping[str, Any], roots_pem: bytes) -> CAView:
         bundle_sha256=str(bundle_sha256),
         tls_policy=dict(tls_policy),
         phase=str(phase),
+        trust_domain=str(trust_domain),
     )
 
 

@@ -10,7 +10,7 @@ import itertools
 from collections.abc import Mapping
 from typing import Any
 
-from mtls_ca import authority
+from mtls_ca import authority, name_rules
 from mtls_ca.authority import load_csr
 from mtls_ca.state import State
 from mtls_operator.ports import CAUnavailable, Conflict
@@ -72,9 +72,13 @@ class CA:
         if self.down:
             raise CAUnavailable("connection refused")
         self.signed += 1
+        uri = name_rules.spiffe_id(
+            self.state.trust_domain, request["namespace"], request["service_account"]
+        )
         issued = self.state.signer.sign_csr(
             load_csr(request["csr"].encode()),
             *request["names"],
+            uris=[uri],
             valid_for=datetime.timedelta(hours=24),
         )
         return parse_answer(
@@ -98,6 +102,7 @@ class CA:
             bundle_sha256=self.state.bundle_sha256,
             tls_policy=self.state.tls_policy,
             phase=self.state.phase,
+            trust_domain=self.state.trust_domain,
         )
 
     def rotate_root(self, from_phase: str) -> None:

@@ -1,4 +1,4 @@
-"""Secret data made with trustme, independent of the code under test."""
+"""Secret data made with trustme and cryptography, independent of the code under test."""
 
 from __future__ import annotations
 
@@ -6,12 +6,14 @@ import datetime
 
 import trustme
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from mtls_context import CA, CERT, KEY, POLICY
 from mtls_operator.certs import sha256_hex
 from mtls_operator.tlssecret import CAView, policy_bytes
 
+SPIFFE_ID = "spiffe://cluster.local/ns/shop/sa/web"
 POLICY_DOC = {"profile": "intermediate", "min_version": "TLSv1.2", "ciphers": "ECDHE+AESGCM"}
 
 
@@ -37,16 +39,41 @@ class PKI:
         cert = x509.load_pem_x509_certificate(ca.cert_pem.bytes())
         return cert.fingerprint(hashes.SHA256()).hex()
 
-    def data(self, *names: str, valid_for: datetime.timedelta | None = None) -> dict[str, bytes]:
+    def data(
+        self,
+        *names: str,
+        valid_for: datetime.timedelta | None = None,
+        uris: tuple[str, ...] = (SPIFFE_ID,),
+    ) -> dict[str, bytes]:
+        """A leaf for ``names`` (default ``web.shop``) with the SPIFFE ID of ``shop``'s ``web``."""
         now = datetime.datetime.now(datetime.UTC)
-        leaf = self.intermediate.issue_cert(
-            *(names or ("web.shop",)),
-            not_before=None if valid_for is None else now,
-            not_after=None if valid_for is None else now + valid_for,
+        issuer = x509.load_pem_x509_certificate(self.intermediate.cert_pem.bytes())
+        issuer_key = serialization.load_pem_private_key(
+            self.intermediate.private_key_pem.bytes(), password=None
         )
+        assert isinstance(issuer_key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey)
+        key = ec.generate_private_key(ec.SECP256R1())
+        sans: list[x509.GeneralName] = [x509.DNSName(n) for n in names or ("web.shop",)]
+        sans += [x509.UniformResourceIdentifier(uri) for uri in uris]
+        leaf = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([]))
+            .issuer_name(issuer.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=1) if valid_for is None else now)
+            .not_valid_after(now + (valid_for or datetime.timedelta(days=1)))
+            .add_extension(x509.SubjectAlternativeName(sans), critical=True)
+            .sign(issuer_key, hashes.SHA256())
+        )
+        chain = leaf.public_bytes(serialization.Encoding.PEM) + self.intermediate.cert_pem.bytes()
         return {
-            CERT: b"".join(blob.bytes() for blob in leaf.cert_chain_pems),
-            KEY: leaf.private_key_pem.bytes(),
+            CERT: chain,
+            KEY: key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            ),
             CA: self.root.cert_pem.bytes(),
             POLICY: policy_bytes(POLICY_DOC),
         }

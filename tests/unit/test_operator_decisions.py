@@ -154,6 +154,10 @@ def test_drift_is_detected() -> None:
         "missing tls.crt, tls.key, ca.crt, tls-policy.json": decision(pki, {}),
         "tls.key does not match tls.crt": decision(pki, {**data, KEY: pki.data()[KEY]}),
         "annotations changed": decision(pki, data, claim="something-else"),
+        "certificate names differ from the claim": decision(pki, pki.data("api.shop")),
+        "certificate SPIFFE ID differs from the claim": decision(
+            pki, pki.data("web.shop", uris=("spiffe://cluster.local/ns/shop/sa/admin",))
+        ),
         "renewal due": decision(pki, three_hours, now=now + 2 * HOUR + 60 * SECOND),
         "certificate expired": decision(pki, three_hours, now=now + 4 * HOUR),
         "not signed by the current intermediate": decision(

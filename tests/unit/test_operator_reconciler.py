@@ -178,6 +178,21 @@ def test_a_swapped_key_is_healed(cluster: Cluster, ca: CA, clock: Clock) -> None
     assert ca.signed == 3
 
 
+def test_a_certificate_for_other_names_under_the_right_claim_is_reissued(
+    cluster: Cluster, ca: CA, clock: Clock
+) -> None:
+    r = reconciler(cluster, ca, clock)
+    r.tick()
+    r.pod_event(pod("web-1", WEB), None)
+    r.pod_event(pod("api-1", {NAME: "api.shop"}), None)
+    web = cluster.get_secret("shop", "web-tls") or {}
+    api = cluster.secrets[("shop", "api-tls")]["data"]
+    web["data"][CERT], web["data"][KEY] = api[CERT], api[KEY]  # the claim annotation stays web's
+    r.secret_event(cluster.replace_secret(web), "MODIFIED")
+    assert ca.signed == 3
+    assert inspect(decode_data(cluster.secrets[("shop", "web-tls")])).names == {"web.shop.svc"}
+
+
 def test_changed_annotations_reissue_at_once(cluster: Cluster, ca: CA, clock: Clock) -> None:
     r = reconciler(cluster, ca, clock)
     r.pod_event(pod("web-1", WEB), None)
