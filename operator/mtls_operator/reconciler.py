@@ -189,7 +189,7 @@ class Reconciler:
             pod_claims(pods), known.claim_digest if known else None
         )
         by_uid = {p.uid: p for p in pods}
-        if secret is not None and LABEL_MANAGED not in (secret["metadata"].get("labels") or {}):
+        if secret is not None and not _managed(secret):
             for pod in pods:
                 self._warn_once(
                     pod.ref,
@@ -380,3 +380,9 @@ class Reconciler:
             message,
         )
         self._cluster.event(pod, type="Warning", reason=reason, message=message)
+
+
+def _managed(secret: Mapping[str, Any]) -> bool:
+    """Only exactly ``hello-mtls.dev/managed=true`` marks a Secret as ours (the label selector
+    of the operator's watch says the same); ``false`` or any other value is someone else's."""
+    return (secret["metadata"].get("labels") or {}).get(LABEL_MANAGED) == "true"

@@ -249,6 +249,25 @@ def test_a_secret_not_made_by_the_operator_is_left_alone(
     assert [e[2] for e in cluster.events] == ["SecretNotManaged"]
 
 
+@pytest.mark.parametrize("label", ["false", "True", "yes", ""])
+def test_a_secret_labelled_managed_but_not_true_is_left_alone(
+    cluster: Cluster, ca: CA, clock: Clock, label: str
+) -> None:
+    theirs = {
+        "metadata": {"namespace": "shop", "name": "web-tls", "labels": {LABEL_MANAGED: label}},
+        "data": {"x": "eQ=="},
+    }
+    cluster.create_secret(theirs)
+    r = reconciler(cluster, ca, clock)
+    r.tick()
+    r.pod_event(pod("web-1", WEB), None)
+    clock.advance(60)
+    r.tick()
+    assert cluster.secrets[("shop", "web-tls")]["data"] == {"x": "eQ=="}
+    assert cluster.writes == 1 and ca.signed == 0
+    assert [e[2] for e in cluster.events] == ["SecretNotManaged"]
+
+
 def test_ca_down_warns_retries_with_backoff_and_recovers(
     cluster: Cluster, ca: CA, clock: Clock
 ) -> None:
