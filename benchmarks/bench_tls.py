@@ -141,8 +141,8 @@ def _cpu_seconds(master: int) -> float:
 
 def load(mode: str, port: int, cert_dir: Path, seconds: float, start_at: float) -> None:
     """One load process: print ``<successful requests> <failed requests> <elapsed seconds>``."""
-    from mtls_client import session
     from mtls_context import client_context
+    from mtls_context.requests_adapter import session
 
     request = b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
     context = client_context(cert_dir)
@@ -245,7 +245,8 @@ servers, TLS 1.3 negotiated by all; {WORKERS} gunicorn workers each ({THREADS} t
 gthread). All three run at once; {LOAD_PROCESSES} load processes on loopback hit one server at a
 time in {seconds:g} s slices, {rounds} slices per figure, in rotating order, so load changes on
 this shared machine hit all three alike. Handshakes: a new TCP + mTLS connection and one `GET /`
-each (`TCP_NODELAY`, as urllib3 sets it). Keep-alive: `mtls_client.session()` (requests) in a loop.
+each (`TCP_NODELAY`, as urllib3 sets it). Keep-alive: `mtls_context.requests_adapter.session()`
+(requests) in a loop.
 Server CPU time (master + workers, from /proc) per request is less sensitive to the machine's
 load than the rates are.
 

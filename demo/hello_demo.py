@@ -31,8 +31,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-import mtls_client
-from mtls_context import CA, CERT, KEY, POLICY, write_version
+from mtls_context import CA, CERT, KEY, POLICY, requests_adapter, write_version
 
 BIN = Path(sys.executable).parent
 CLIENTS = ("client-a", "client-b")
@@ -75,7 +74,7 @@ class Demo:
         )
         self.ca_url = f"https://localhost:{ca_port}"
         _wait_for_port(ca_port)
-        with mtls_client.session(self.work / "provisioner", check_interval=0) as self.session:
+        with requests_adapter.session(self.work / "provisioner", check_interval=0) as self.session:
             self.call("GET", "/healthz")
             self.say("ca", f"CA service on {self.ca_url}/ (POST /sign, POST /rotate-root)")
             self.issue_all()

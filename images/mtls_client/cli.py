@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 
 import requests
 
-from mtls_client import ReloadingAdapter, session, tls_info
 from mtls_context import DEFAULT_CHECK_INTERVAL
+from mtls_context.requests_adapter import ReloadingAdapter, session, tls_info
 
 DEFAULT_URL = "https://localhost:8443/"
 DEFAULT_CERT_DIR = "/var/run/hello-mtls"

@@ -1,8 +1,8 @@
 """The CA's HTTPS API, called with the operator's provisioner credential.
 
 The credential is a certificate directory the CA keeps fresh in a Secret the operator mounts;
-`mtls_client.session` reloads it when the kubelet swaps the files, and trusts only its
-``ca.crt`` for the CA's own serving certificate.
+`mtls_context.requests_adapter.session` reloads it when the kubelet swaps the files, and trusts
+only its ``ca.crt`` for the CA's own serving certificate.
 """
 
 from __future__ import annotations
@@ -14,8 +14,7 @@ from typing import Any
 
 import requests
 
-import mtls_client
-from mtls_context import layout
+from mtls_context import layout, requests_adapter
 from mtls_operator.ports import CARefused, CAUnavailable
 from mtls_operator.tlssecret import Answer, CAView, parse_answer, view_from_status
 
@@ -84,7 +83,7 @@ class CAClient:
     def _raw(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         try:
             if self._session is None:
-                self._session = mtls_client.session(self._dir)
+                self._session = requests_adapter.session(self._dir)
             response = self._session.request(
                 method, self._url + path, timeout=self._timeout, **kwargs
             )

@@ -12,8 +12,16 @@ import pytest
 import requests
 from requests.adapters import HTTPAdapter
 
-import mtls_client
-from mtls_context import CA, CERT, KEY, POLICY, client_context, server_context, write_version
+from mtls_context import (
+    CA,
+    CERT,
+    KEY,
+    POLICY,
+    client_context,
+    requests_adapter,
+    server_context,
+    write_version,
+)
 from support import ca_cli
 from support.processes import BIN, free_port, hello_server
 
@@ -164,9 +172,9 @@ def test_certifi_and_requests_ca_bundle_never_enter_the_context(
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", certifi.where())
     cert_dir = client_dir(tmp_path, state, "client.test")
     url = f"https://localhost:{server}/"
-    ours = mtls_client.session(cert_dir)
+    ours = requests_adapter.session(cert_dir)
     adapter = ours.get_adapter(url)
-    assert isinstance(adapter, mtls_client.ReloadingAdapter)
+    assert isinstance(adapter, requests_adapter.ReloadingAdapter)
     naive_context = client_context(cert_dir)
     naive = requests.Session()
     naive.mount("https://", InjectedContextAdapter(naive_context))
@@ -226,15 +234,15 @@ def test_a_reload_moves_new_connections_while_a_request_in_flight_finishes(
     server: int, tmp_path: Path, state: Path
 ) -> None:
     cert_dir = client_dir(tmp_path, state, "client.test")
-    s = mtls_client.session(cert_dir, check_interval=0)
+    s = requests_adapter.session(cert_dir, check_interval=0)
     url = f"https://localhost:{server}/"
     in_flight = s.get(url, stream=True)  # its connection stays checked out until read
-    first = mtls_client.tls_info(in_flight)
+    first = requests_adapter.tls_info(in_flight)
 
     ca_cli.issue(state, cert_dir, "client.test")
     after = s.get(url)
 
-    assert first is not None and (info := mtls_client.tls_info(after)) is not None
+    assert first is not None and (info := requests_adapter.tls_info(after)) is not None
     assert info.client_serial == ca_cli.serial(cert_dir) != first.client_serial
     assert in_flight.text == "Hello, client.test!\n"
     s.close()

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 import requests
 
-import mtls_client
+from mtls_context import requests_adapter
 from support.certdirs import Issuer, publish
 
 
@@ -11,7 +11,7 @@ from support.certdirs import Issuer, publish
 def session(tmp_path: Path) -> requests.Session:
     issuer = Issuer()
     publish(tmp_path, issuer.issue("client.test"), [issuer])
-    return mtls_client.session(tmp_path)
+    return requests_adapter.session(tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -47,4 +47,4 @@ def test_a_directory_without_certificates_is_a_clear_error(tmp_path: Path) -> No
     (tmp_path / "ca.crt").write_text("")
 
     with pytest.raises(ValueError, match="missing or empty: tls.crt, tls.key, ca.crt"):
-        mtls_client.session(tmp_path)
+        requests_adapter.session(tmp_path)
