@@ -26,12 +26,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-
+from mtls_ca.name_rules import parse_duration
 from mtls_context import CA, CERT, KEY, POLICY, requests_adapter, write_version
+from mtls_operator.certs import new_key_and_csr
+from mtls_operator.claims import Claim
+from mtls_operator.tlssecret import parse_answer, policy_bytes
 
 BIN = Path(sys.executable).parent
 CLIENTS = ("client-a", "client-b")
@@ -168,36 +167,22 @@ class Demo:
         self.say("ca", "signed " + ", ".join(issued) + f" (lifetime {LIFETIME})")
 
     def sign(self, name: str, out: Path) -> str:
-        """Key and CSR here, certificate from the CA service, files written like the kubelet."""
-        key = ec.generate_private_key(ec.SECP256R1())
-        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-        csr = (
-            x509.CertificateSigningRequestBuilder().subject_name(subject).sign(key, hashes.SHA256())
-        )
-        answer = self.call(
-            "POST",
-            "/sign",
-            {
-                "csr": csr.public_bytes(serialization.Encoding.PEM).decode(),
-                "names": [name],
-                "duration": LIFETIME,
-            },
-        )
-        key_pem = key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
+        """Key and CSR as the operator makes them, certificate from the CA service, files
+        written like the kubelet."""
+        claim = Claim("demo", out.name, (name,), parse_duration(LIFETIME), "demo")
+        key_pem, csr_pem = new_key_and_csr(claim)
+        body = {"csr": csr_pem.decode(), "names": [name], "duration": LIFETIME}
+        answer = parse_answer(self.call("POST", "/sign", body))
         write_version(
             out,
             {
-                CERT: answer["certificate"].encode(),
+                CERT: answer.certificate,
                 KEY: key_pem,
-                CA: answer["ca"].encode(),
-                POLICY: json.dumps(answer["tls_policy"]).encode(),
+                CA: answer.ca,
+                POLICY: policy_bytes(answer.tls_policy),
             },
         )
-        return str(answer["serial"])
+        return answer.serial
 
     def start(self, name: str, argv: list[str]) -> None:
         proc = subprocess.Popen(
