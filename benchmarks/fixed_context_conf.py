@@ -3,18 +3,17 @@ reloaded: the ceiling a reloading context is measured against in ``bench_tls.py`
 
 from __future__ import annotations
 
+import os
 import ssl
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from mtls_context import server_context
+from mtls_context import CERT, KEY, server_context
 from mtls_server.gunicorn_conf import (
     bind,
-    cert_dir,
-    certfile,
     control_socket_disable,
     keepalive,
-    keyfile,
     threads,
     worker_class,
     workers,
@@ -32,6 +31,9 @@ __all__ = [
     "workers",
 ]
 
+cert_dir = Path(os.environ.get("HELLO_MTLS_CERT_DIR", "/var/run/hello-mtls"))
+certfile = str(cert_dir / CERT)
+keyfile = str(cert_dir / KEY)
 _context: ssl.SSLContext | None = None
 
 

@@ -3,9 +3,9 @@
 Before the workers start, the master makes sure the state exists (a Secret store is created on
 first start) and runs one `Upkeep` round, so the serving certificate exists when gunicorn checks
 for it. Each worker then builds its own `StateCache`, Flask app and upkeep timer after the fork.
-gunicorn calls ``ssl_context`` for every accepted connection; it returns the worker's cached
-`mtls_context.ReloadingContext` for the serving directory, which picks up a renewed certificate
-or trust bundle within a second.
+TLS comes from the library's gunicorn settings (`mtls_context.gunicorn_hooks`) in the
+``optional`` client-certificate mode: each connection is served whole by the current generation
+of the serving directory, which picks up a renewed certificate or trust bundle within a second.
 """
 
 from __future__ import annotations
@@ -14,9 +14,7 @@ import datetime
 import logging
 import os
 import shutil
-import ssl
 import tempfile
-import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -24,7 +22,7 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
-from mtls_context import CERT, KEY, ReloadingContext, Side
+from mtls_context.gunicorn_hooks import tls_settings
 
 from . import name_rules
 from .authority import CA, KeyType
@@ -81,9 +79,9 @@ def serve(options: ServeOptions) -> int:
             "workers": options.workers,
             "threads": options.threads,
             "keepalive": 30,
-            "certfile": str(tls_dir / CERT),
-            "keyfile": str(tls_dir / KEY),
-            "ssl_context": _ssl_context_hook(tls_dir),
+            # Read-only endpoints serve callers without a certificate; the views that need
+            # one check it.
+            **tls_settings(tls_dir, verify="optional"),
             "control_socket_disable": True,
             "errorlog": "-",
             "loglevel": "info",
@@ -181,24 +179,6 @@ def _worker_app(options: ServeOptions, tls_dir: Path) -> Any:
         extra_allowed=options.extra_allowed,
         after_change=upkeep.run,
     )
-
-
-def _ssl_context_hook(tls_dir: Path) -> Callable[[Any, Any], ssl.SSLContext]:
-    contexts: list[ReloadingContext] = []  # one per worker, made after the fork
-    lock = threading.Lock()
-
-    def ssl_context(config: Any, default_factory: Any) -> ssl.SSLContext:
-        if not contexts:
-            with lock:
-                if not contexts:
-                    contexts.append(ReloadingContext(tls_dir, Side.SERVER))
-        context = contexts[0].current()
-        # Read-only endpoints serve callers without a certificate; the views that need one
-        # check it. A fresh context from the reloader comes with CERT_REQUIRED.
-        context.verify_mode = ssl.CERT_OPTIONAL
-        return context
-
-    return ssl_context
 
 
 class _Application(BaseApplication):  # type: ignore[misc]

@@ -17,7 +17,7 @@ from typing import Any
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from mtls_context.identity import identity, spiffe_ids
+from mtls_context.identity import identity, spiffe_ids, wsgi_peer_cert
 
 from . import metrics, sign_request
 from .rotation import PHASES, PhaseMismatch
@@ -153,8 +153,7 @@ def create_app(
 
 def _provisioner(trust_domain: str) -> str:
     """The caller's provisioner identity, or `_Refused` 401/403."""
-    getpeercert = getattr(request.environ.get("gunicorn.socket"), "getpeercert", None)
-    cert = getpeercert() if getpeercert is not None else None
+    cert = wsgi_peer_cert(request.environ)
     if not cert:
         raise _Refused(401, "unauthenticated", "a client certificate is required")
     pattern = re.compile(rf"spiffe://{re.escape(trust_domain)}/hello-mtls/provisioner/[a-z0-9-]+")

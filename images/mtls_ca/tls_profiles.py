@@ -1,27 +1,16 @@
 """TLS policy profiles, as every ``tls-policy.json`` and ``GET /tls-policy`` carry them.
 
-The JSON is fixed between components: ``{"profile", "min_version", "ciphers"}``; readers ignore
-unknown keys. The client picks the cipher (no server preference), as Mozilla recommends for
-these profiles.
+What a profile means is the library's (`mtls_context.tls_policy.PROFILES`): the CA writes the
+document the apps read, from the same definition.
 """
 
 from __future__ import annotations
 
 import json
 
-# One list for the writer (here) and the reader (the apps): Mozilla intermediate, ECDHE + AEAD only.
-from mtls_context.policy import INTERMEDIATE_CIPHERS
+from mtls_context.tls_policy import PROFILES, TLSPolicy
 
 __all__ = ["PROFILES", "render", "tls_policy"]
-
-PROFILES: dict[str, dict[str, str]] = {
-    "intermediate": {
-        "profile": "intermediate",
-        "min_version": "TLSv1.2",
-        "ciphers": INTERMEDIATE_CIPHERS,
-    },
-    "modern": {"profile": "modern", "min_version": "TLSv1.3", "ciphers": ""},
-}
 
 
 def tls_policy(profile: str) -> dict[str, str]:
@@ -30,12 +19,7 @@ def tls_policy(profile: str) -> dict[str, str]:
     Raises:
         ValueError: for an unknown profile.
     """
-    try:
-        return dict(PROFILES[profile])
-    except KeyError:
-        raise ValueError(
-            f"TLS profile '{profile}' is unknown (use {' or '.join(PROFILES)})"
-        ) from None
+    return TLSPolicy.named(profile).document()
 
 
 def render(profile: str) -> bytes:

@@ -7,16 +7,18 @@ import enum
 import os
 import ssl
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
 from mtls_context import identity as _identity
 from mtls_context.layout import CA, CERT, KEY, POLICY, read_version
-from mtls_context.policy import DEFAULT_POLICY, TLSPolicy
+from mtls_context.tls_policy import DEFAULT_POLICY, TLSPolicy
 
 __all__ = [
+    "ALPN",
     "Certificate",
     "MTLSContext",
     "Side",
@@ -24,6 +26,13 @@ __all__ = [
     "client_context",
     "server_context",
 ]
+
+
+ALPN = ("http/1.1",)
+"""What a context offers by default: HTTP/1.1 (give ``alpn`` to offer h2 too)."""
+
+Verify = Literal["required", "optional"]
+"""Whether a server context requires a client certificate or only verifies one if given."""
 
 
 class Side(enum.Enum):
@@ -49,14 +58,14 @@ class MTLSContext(ssl.SSLContext):
     policy: TLSPolicy
 
 
-def server_context(directory: Path) -> MTLSContext:
-    """A server context from one version of ``directory``: client certificates required.
+def server_context(directory: Path, *, verify: Verify = "required") -> MTLSContext:
+    """A server context from one version of ``directory``: client certificates ``verify``.
 
     Raises:
         ValueError: if the files are missing, inconsistent or invalid (the message says which).
         OSError: if the directory cannot be read.
     """
-    return build_context(read_version(directory), Side.SERVER)
+    return build_context(read_version(directory), Side.SERVER, verify=verify)
 
 
 def client_context(directory: Path) -> MTLSContext:
@@ -69,8 +78,18 @@ def client_context(directory: Path) -> MTLSContext:
     return build_context(read_version(directory), Side.CLIENT)
 
 
-def build_context(files: Mapping[str, bytes], side: Side) -> MTLSContext:
+def build_context(
+    files: Mapping[str, bytes],
+    side: Side,
+    *,
+    verify: Verify = "required",
+    alpn: Sequence[str] = ALPN,
+) -> MTLSContext:
     """Validate ``files`` (as ``read_version`` returns them) and build a brand-new context.
+
+    A server context requires a client certificate that chains to ``ca.crt`` (``verify``
+    ``"optional"``: verifies one if the client sends it). It issues TLS 1.3 session tickets with
+    the key of this context alone, so a new context (a reload) voids every earlier ticket.
 
     Validation is a TLS handshake over memory between two throwaway contexts made from the same
     files: OpenSSL then checks that the key matches the certificate, that the chain in
@@ -87,6 +106,9 @@ def build_context(files: Mapping[str, bytes], side: Side) -> MTLSContext:
     try:
         certificate = _validate(files, side, policy)
         context = _new_context(files, side, policy)
+        if side is Side.SERVER and verify == "optional":
+            context.verify_mode = ssl.CERT_OPTIONAL
+        context.set_alpn_protocols(list(alpn))
     except ssl.SSLError as e:
         raise ValueError(_describe(e)) from None
     context.certificate = certificate
@@ -98,8 +120,6 @@ def _new_context(files: Mapping[str, bytes], side: Side, policy: TLSPolicy) -> M
     if side is Side.SERVER:
         context = MTLSContext(ssl.PROTOCOL_TLS_SERVER)
         context.verify_mode = ssl.CERT_REQUIRED
-        # Session tickets would let a client resume without showing its certificate again.
-        context.num_tickets = 0
     else:
         context = MTLSContext(ssl.PROTOCOL_TLS_CLIENT)  # CERT_REQUIRED and check_hostname
         context.hostname_checks_common_name = False

@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from typing import Any
 
-__all__ = ["PeerCert", "common_name", "dns_names", "identity", "serial", "spiffe_ids"]
+__all__ = [
+    "PeerCert",
+    "allowed",
+    "common_name",
+    "dns_names",
+    "identity",
+    "serial",
+    "spiffe_ids",
+    "wsgi_peer_cert",
+]
 
 PeerCert = dict[str, Any]
 
@@ -47,6 +57,25 @@ def identity(cert: PeerCert) -> str:
     if name:
         return name
     raise ValueError("certificate has no DNS name, SPIFFE ID or common name")
+
+
+def allowed(cert: PeerCert, allow: Collection[str]) -> bool:
+    """Whether one of the certificate's DNS names or SPIFFE IDs is in ``allow``.
+
+    An empty ``allow`` admits every verified peer.
+    """
+    return not allow or not set(allow).isdisjoint(dns_names(cert) + spiffe_ids(cert))
+
+
+def wsgi_peer_cert(environ: Mapping[str, Any]) -> PeerCert | None:
+    """The verified client certificate of a WSGI request served by gunicorn over TLS.
+
+    gunicorn puts the connection's socket in ``environ["gunicorn.socket"]``. None when the
+    request came without a certificate or not over TLS.
+    """
+    getpeercert = getattr(environ.get("gunicorn.socket"), "getpeercert", None)
+    cert = getpeercert() if getpeercert is not None else None
+    return cert or None
 
 
 def serial(cert: PeerCert) -> str:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, request
 
-from mtls_context import PeerCert, identity
-from mtls_context.identity import dns_names, spiffe_ids
+from mtls_context.identity import allowed, identity, wsgi_peer_cert
 
 bp = Blueprint("hello", __name__)
 
@@ -17,12 +16,11 @@ def index() -> Response:
     :raise 401: without a verified client certificate (only outside the mTLS server).
     :raise 403: if an allow-list is set and the client is not on it.
     """
-    cert = _peer_cert()
+    cert = wsgi_peer_cert(request.environ)
     if cert is None:
         return _text("no verified client certificate", 401)
     who = identity(cert)
-    allowed = current_app.config["ALLOW"]
-    if allowed and not set(allowed).intersection(dns_names(cert) + spiffe_ids(cert)):
+    if not allowed(cert, current_app.config["ALLOW"]):
         return _text(f"{who} is not on this server's allow-list", 403)
     return _text(f"Hello, {who}!", 200)
 
@@ -30,16 +28,9 @@ def index() -> Response:
 @bp.get("/healthz")
 def healthz() -> Response:
     """For ``hello-mtls-server --probe``: any verified client, allow-list or not."""
-    if _peer_cert() is None:
+    if wsgi_peer_cert(request.environ) is None:
         return _text("no verified client certificate", 401)
     return _text("ok", 200)
-
-
-def _peer_cert() -> PeerCert | None:
-    sock = request.environ.get("gunicorn.socket")
-    getpeercert = getattr(sock, "getpeercert", None)
-    cert = getpeercert() if getpeercert is not None else None
-    return cert or None
 
 
 def _text(line: str, status: int) -> Response:

@@ -10,14 +10,10 @@ from pathlib import Path
 import trustme
 from cryptography import x509
 
-from mtls_context import CA, CERT, INTERMEDIATE_CIPHERS, KEY, POLICY, write_version
+from mtls_context import CA, CERT, KEY, POLICY, PROFILES, write_version
 
-INTERMEDIATE = {
-    "profile": "intermediate",
-    "min_version": "TLSv1.2",
-    "ciphers": INTERMEDIATE_CIPHERS,
-}
-MODERN = {"profile": "modern", "min_version": "TLSv1.3", "ciphers": ""}
+INTERMEDIATE = PROFILES["intermediate"].document()
+MODERN = PROFILES["modern"].document()
 
 
 class Issuer:

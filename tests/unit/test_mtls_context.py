@@ -1,6 +1,10 @@
 import logging
+import pickle
 import ssl
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trustme
@@ -10,13 +14,16 @@ from mtls_context import (
     CERT,
     KEY,
     POLICY,
+    MTLSContext,
     ReloadingContext,
+    ReloadingServerContext,
     Side,
     build_context,
     client_context,
     server_context,
     write_version,
 )
+from mtls_context.groups import set_groups
 from support.certdirs import INTERMEDIATE, MODERN, Issuer, files, publish, serial_of
 
 
@@ -179,7 +186,6 @@ def test_intermediate_policy_allows_exactly_the_aead_ecdhe_suites(issuer: Issuer
     assert context.options & ssl.OP_NO_COMPRESSION
     assert context.options & ssl.OP_NO_RENEGOTIATION
     assert not context.options & ssl.OP_CIPHER_SERVER_PREFERENCE
-    assert context.num_tickets == 0
 
 
 def test_modern_policy_allows_only_tls13(issuer: Issuer) -> None:
@@ -280,3 +286,143 @@ def test_reloader_refuses_to_start_without_a_valid_set(tmp_path: Path, issuer: I
 
     with pytest.raises(ValueError):
         ReloadingContext(tmp_path, Side.SERVER)
+
+
+def resumed(server: ssl.SSLContext, client: ssl.SSLContext, session: ssl.SSLSession) -> bool:
+    """Offer ``session`` in a new handshake; whether the server resumed it."""
+    to_server, to_client = ssl.MemoryBIO(), ssl.MemoryBIO()
+    s = server.wrap_bio(to_server, to_client, server_side=True)
+    c = client.wrap_bio(to_client, to_server, server_hostname="a.test", session=session)
+    for _ in range(5):
+        for end in (c, s):
+            try:
+                end.do_handshake()
+            except ssl.SSLWantReadError:
+                pass
+    c.write(b"ping")
+    assert s.read(4) == b"ping"
+    return c.session_reused
+
+
+def ticket(server: ssl.SSLContext, client: ssl.SSLContext) -> ssl.SSLSession:
+    """A TLS 1.3 session ticket from a full handshake (it arrives with the server's first data)."""
+    to_server, to_client = ssl.MemoryBIO(), ssl.MemoryBIO()
+    s = server.wrap_bio(to_server, to_client, server_side=True)
+    c = client.wrap_bio(to_client, to_server, server_hostname="a.test")
+    for _ in range(5):
+        for end in (c, s):
+            try:
+                end.do_handshake()
+            except ssl.SSLWantReadError:
+                pass
+    c.write(b"ping")
+    s.read(4)
+    s.write(b"pong")
+    c.read(4)
+    assert c.session is not None and c.session.has_ticket
+    return c.session
+
+
+def test_a_generation_resumes_its_own_tickets_and_no_other(tmp_path: Path, issuer: Issuer) -> None:
+    publish(tmp_path / "server", issuer.issue("a.test"), [issuer])
+    publish(tmp_path / "client", issuer.issue("c.test"), [issuer])
+    clock = Clock()
+    reloading = ReloadingContext(tmp_path / "server", Side.SERVER, max_age=3600, clock=clock)
+    client = client_context(tmp_path / "client")
+    first = reloading.current()
+    session = ticket(first, client)
+    assert resumed(first, client, session)
+
+    clock.now += 3600  # nothing changed on disk: the timed rebuild alone
+    second = reloading.current()
+
+    assert second is not first
+    assert not resumed(second, client, session)
+
+
+def test_a_ticket_does_not_outlive_a_trust_bundle_change(
+    tmp_path: Path, issuer: Issuer, other_issuer: Issuer
+) -> None:
+    publish(tmp_path / "server", issuer.issue("a.test"), [issuer, other_issuer])
+    publish(tmp_path / "client", issuer.issue("c.test"), [issuer, other_issuer])
+    clock = Clock()
+    reloading = ReloadingContext(tmp_path / "server", Side.SERVER, clock=clock)
+    client = client_context(tmp_path / "client")
+    session = ticket(reloading.current(), client)
+    assert resumed(reloading.current(), client, session)
+
+    # The root that signed the client is dropped from the server's bundle.
+    publish(tmp_path / "server", other_issuer.issue("a.test"), [other_issuer])
+    clock.now += 1
+
+    with pytest.raises(ssl.SSLError, match="CERTIFICATE_VERIFY_FAILED|UNKNOWN_CA"):
+        resumed(reloading.current(), client, session)
+
+
+def test_background_checks_never_build_in_the_caller(
+    tmp_path: Path, issuer: Issuer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    publish(tmp_path, issuer.issue("v1.test"), [issuer])
+    reloading = ReloadingContext(tmp_path, Side.SERVER, check_interval=0, background=True)
+    first = reloading.current()
+    publish(tmp_path, issuer.issue("v2.test"), [issuer])
+    builders: list[str] = []
+
+    def recording(*args: Any, **kwargs: Any) -> MTLSContext:
+        builders.append(threading.current_thread().name)
+        return build_context(*args, **kwargs)
+
+    monkeypatch.setattr("mtls_context.reloading.build_context", recording)
+
+    assert reloading.current() is first  # returns at once; the build runs elsewhere
+    deadline = time.monotonic() + 10
+    while reloading.current() is first and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert reloading.current().certificate.identity == "v2.test"
+    assert builders and threading.current_thread().name not in builders
+
+
+def test_optional_mode_verifies_a_certificate_only_when_one_is_sent(
+    tmp_path: Path, issuer: Issuer, other_issuer: Issuer
+) -> None:
+    server = server_context(publish_dir(tmp_path / "s", issuer, "a.test"), verify="optional")
+    assert server.verify_mode is ssl.CERT_OPTIONAL
+
+    anonymous = handshake(server, trustme_client(issuer, None), "a.test")
+    assert anonymous.getpeercert() is None
+    with pytest.raises(ssl.SSLError):
+        handshake(server, trustme_client(issuer, other_issuer.issue("c.test")), "a.test")
+
+
+def publish_dir(directory: Path, issuer: Issuer, name: str) -> Path:
+    publish(directory, issuer.issue(name), [issuer])
+    return directory
+
+
+@pytest.mark.parametrize("group", ["X448", "P-521", "ffdhe2048"])
+def test_groups_outside_the_policy_are_refused(tmp_path: Path, issuer: Issuer, group: str) -> None:
+    server = server_context(publish_dir(tmp_path, issuer, "a.test"))
+    client = trustme_client(issuer, issuer.issue("c.test"))
+    set_groups(client, group)
+
+    with pytest.raises(ssl.SSLError):
+        handshake(server, client, "a.test")
+
+
+@pytest.mark.parametrize("group", ["X25519", "P-256", "P-384"])
+def test_groups_in_the_policy_are_accepted(tmp_path: Path, issuer: Issuer, group: str) -> None:
+    server = server_context(publish_dir(tmp_path, issuer, "a.test"))
+    client = trustme_client(issuer, issuer.issue("c.test"))
+    set_groups(client, group)
+
+    handshake(server, client, "a.test")
+
+
+def test_the_server_context_pickles_as_its_directory(tmp_path: Path, issuer: Issuer) -> None:
+    proxy = ReloadingServerContext(publish_dir(tmp_path, issuer, "a.test"), check_interval=3)
+
+    copy = pickle.loads(pickle.dumps(proxy))
+
+    assert isinstance(copy, ReloadingServerContext)
+    assert copy.current() is not proxy.current()
+    assert copy.current().certificate == proxy.current().certificate

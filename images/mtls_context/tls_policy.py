@@ -1,11 +1,13 @@
-"""The TLS policy the CA distributes in ``tls-policy.json``, and how it is applied to a context.
+"""The TLS policy document (``tls-policy.json``), its profiles, and how it is applied to a context.
 
 The JSON is fixed between the CA and the apps::
 
     {"profile": "intermediate" | "modern", "min_version": "TLSv1.2" | "TLSv1.3",
      "ciphers": "<OpenSSL cipher string for TLS <= 1.2; '' under modern>"}
 
-Readers ignore unknown keys, so the CA can add fields without breaking older apps.
+Readers ignore unknown keys, so the CA can add fields without breaking older apps. The profiles
+follow Mozilla's Server Side TLS guidelines 6.0; both allow the key exchange groups X25519, P-256
+and P-384 only, whatever the JSON says.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ import json
 import ssl
 from dataclasses import dataclass
 
-__all__ = ["DEFAULT_POLICY", "INTERMEDIATE_CIPHERS", "TLSPolicy"]
+from mtls_context.groups import set_groups
+
+__all__ = ["DEFAULT_POLICY", "GROUPS", "INTERMEDIATE_CIPHERS", "PROFILES", "TLSPolicy"]
 
 # Mozilla Server Side TLS "intermediate" (guidelines 6.0), which already dropped the DHE suites.
 INTERMEDIATE_CIPHERS = ":".join(
@@ -27,9 +31,11 @@ INTERMEDIATE_CIPHERS = ":".join(
         "ECDHE-RSA-CHACHA20-POLY1305",
     ]
 )
+# Mozilla intermediate and modern, without the post-quantum hybrid OpenSSL 3.0 does not have.
+GROUPS = "X25519:P-256:P-384"
 
 _VERSIONS = {"TLSv1.2": ssl.TLSVersion.TLSv1_2, "TLSv1.3": ssl.TLSVersion.TLSv1_3}
-_PROFILES = ("intermediate", "modern")
+_VERSION_NAMES = {version: name for name, version in _VERSIONS.items()}
 
 
 @dataclass(frozen=True)
@@ -55,12 +61,13 @@ class TLSPolicy:
         if not isinstance(raw, dict):
             raise ValueError("TLS policy must be a JSON object")
         profile = raw.get("profile", "intermediate")
-        if profile not in _PROFILES:
-            raise ValueError(f"unknown TLS profile {profile!r} (expected one of {_PROFILES})")
-        version_name = raw.get("min_version", "TLSv1.3" if profile == "modern" else "TLSv1.2")
+        if profile not in PROFILES:
+            raise ValueError(f"unknown TLS profile {profile!r} (expected one of {tuple(PROFILES)})")
+        default = PROFILES[profile]
+        version_name = raw.get("min_version", _VERSION_NAMES[default.min_version])
         if version_name not in _VERSIONS:
             raise ValueError(f"unsupported min_version {version_name!r} (expected TLSv1.2 or 1.3)")
-        ciphers = raw.get("ciphers", INTERMEDIATE_CIPHERS if profile == "intermediate" else "")
+        ciphers = raw.get("ciphers", default.ciphers)
         if not isinstance(ciphers, str):
             raise ValueError("TLS policy ciphers must be a string")
         policy = cls(profile, _VERSIONS[version_name], ciphers)
@@ -70,8 +77,30 @@ class TLSPolicy:
             raise ValueError("a TLS policy that allows TLS 1.2 needs a cipher list")
         return policy
 
+    @classmethod
+    def named(cls, profile: str) -> TLSPolicy:
+        """The policy of a profile by name (``intermediate`` or ``modern``).
+
+        Raises:
+            ValueError: for an unknown profile.
+        """
+        try:
+            return PROFILES[profile]
+        except KeyError:
+            raise ValueError(
+                f"TLS profile '{profile}' is unknown (use {' or '.join(PROFILES)})"
+            ) from None
+
+    def document(self) -> dict[str, str]:
+        """The policy as the JSON object of ``tls-policy.json``."""
+        return {
+            "profile": self.profile,
+            "min_version": _VERSION_NAMES[self.min_version],
+            "ciphers": self.ciphers,
+        }
+
     def apply(self, context: ssl.SSLContext) -> None:
-        """Set versions, ciphers and options on a context that is still being built.
+        """Set versions, ciphers, groups and options on a context that is still being built.
 
         Never call this on a context that is already in use: build a new one instead.
 
@@ -81,9 +110,14 @@ class TLSPolicy:
         context.minimum_version = self.min_version
         if self.min_version is ssl.TLSVersion.TLSv1_2:
             context.set_ciphers(self.ciphers)
-        context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION | ssl.OP_NO_TICKET
+        set_groups(context, GROUPS)
+        context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION
         # The client picks the cipher (Mozilla's guidelines; every allowed suite is strong).
         context.options &= ~ssl.OP_CIPHER_SERVER_PREFERENCE
 
 
-DEFAULT_POLICY = TLSPolicy("intermediate", ssl.TLSVersion.TLSv1_2, INTERMEDIATE_CIPHERS)
+PROFILES: dict[str, TLSPolicy] = {
+    "intermediate": TLSPolicy("intermediate", ssl.TLSVersion.TLSv1_2, INTERMEDIATE_CIPHERS),
+    "modern": TLSPolicy("modern", ssl.TLSVersion.TLSv1_3, ""),
+}
+DEFAULT_POLICY = PROFILES["intermediate"]
