@@ -1,3 +1,4 @@
+import json
 import logging
 import pickle
 import ssl
@@ -18,6 +19,7 @@ from mtls_context import (
     ReloadingContext,
     ReloadingServerContext,
     Side,
+    TLSPolicy,
     build_context,
     client_context,
     server_context,
@@ -426,3 +428,10 @@ def test_the_server_context_pickles_as_its_directory(tmp_path: Path, issuer: Iss
     assert isinstance(copy, ReloadingServerContext)
     assert copy.current() is not proxy.current()
     assert copy.current().certificate == proxy.current().certificate
+
+
+@pytest.mark.parametrize("name", ["intermediate", "modern"])
+def test_a_profile_reads_back_from_its_own_document(name: str) -> None:
+    profile = TLSPolicy.named(name)
+
+    assert TLSPolicy.from_json(json.dumps(profile.document()).encode()) == profile

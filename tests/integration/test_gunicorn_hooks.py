@@ -1,0 +1,87 @@
+"""The library's gunicorn settings in a user's own config file, with the user's worker class."""
+
+from __future__ import annotations
+
+import ssl
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from mtls_context import client_context
+from support.certdirs import Issuer, publish, serial_of
+from support.https_get import Reply, get
+from support.processes import BIN, free_port, running
+
+CONFIG = """\
+from mtls_context.gunicorn_hooks import tls_settings
+
+bind = "127.0.0.1:{port}"
+worker_class = "{worker}"
+workers = 1
+control_socket_disable = True
+globals().update(tls_settings("{cert_dir}", check_interval=0.5))
+"""
+APPS = {
+    "sync": "mtls_server:create_app()",
+    "gthread": "mtls_server:create_app()",
+    "asgi": "support.stack_servers:fastapi_app('gunicorn')",
+}
+
+
+def start(tmp_path: Path, worker: str, cert_dir: Path) -> tuple[list[str], int]:
+    port = free_port()
+    conf = tmp_path / "gunicorn.conf.py"
+    conf.write_text(CONFIG.format(port=port, worker=worker, cert_dir=cert_dir))
+    app = APPS.get(worker, "mtls_server:create_app()")
+    return [
+        str(BIN / "gunicorn"),
+        "-c",
+        str(conf),
+        "--chdir",
+        str(Path(__file__).parents[1]),
+        app,
+    ], port
+
+
+def test_a_worker_class_that_never_reloads_is_refused_at_start(tmp_path: Path) -> None:
+    issuer = Issuer()
+    publish(tmp_path / "server", issuer.issue("localhost"), [issuer])
+    argv, _ = start(tmp_path, "uvicorn.workers.UvicornWorker", tmp_path / "server")
+
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+
+    assert done.returncode == 1
+    assert (
+        "Error: worker class uvicorn.workers.UvicornWorker never calls gunicorn's ssl_context "
+        "hook, so its certificate would never reload" in done.stderr
+    )
+
+
+@pytest.mark.parametrize("worker", APPS)
+def test_every_reloading_worker_serves_a_new_certificate(tmp_path: Path, worker: str) -> None:
+    issuer = Issuer()
+    publish(tmp_path / "server", issuer.issue("localhost"), [issuer])
+    publish(tmp_path / "client", issuer.issue("client.test"), [issuer])
+    argv, port = start(tmp_path, worker, tmp_path / "server")
+    client = client_context(tmp_path / "client")
+    with running(argv, tmp_path / "gunicorn.log"):
+        first = _first_reply(port, client, tmp_path / "gunicorn.log")
+        assert first.response.startswith("HTTP/1.1 200")
+        leaf = issuer.issue("localhost")
+        publish(tmp_path / "server", leaf, [issuer])
+        time.sleep(1.5)
+
+        assert get(port, client).serial == serial_of(leaf)
+
+
+def _first_reply(port: int, client: ssl.SSLContext, log: Path) -> Reply:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            return get(port, client)
+        except OSError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(log.read_text()) from None
+            time.sleep(0.2)

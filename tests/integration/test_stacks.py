@@ -1,0 +1,240 @@
+"""Every server stack given one `ReloadingServerContext`, as real processes on 127.0.0.1.
+
+Per stack: a hello; the refusals (no client certificate, a foreign CA, TLS 1.1, a suite and a
+group outside the policy); a resumption across a trust-bundle change fails; ten leaf rotations
+and a full root rotation under load without one failed request; a new certificate served
+within the check interval.
+"""
+
+from __future__ import annotations
+
+import ssl
+import subprocess
+import sys
+import threading
+import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import trustme
+
+from mtls_context import ReloadingContext, Side, client_context
+from mtls_context.groups import set_groups
+from support.certdirs import Issuer, publish, serial_of
+from support.https_get import get
+from support.processes import free_port, running
+from support.stack_servers import STACKS
+
+CHECK_INTERVAL = 0.5
+SETTLE = CHECK_INTERVAL * 3  # a new version is served by then, with time to build it
+TLS = ssl.TLSVersion
+
+
+@dataclass
+class Server:
+    stack: str
+    port: int
+    directory: Path
+    issuer: Issuer
+    leaf: trustme.LeafCert
+    log: Path
+    client_dir: Path = field(init=False)
+
+
+@pytest.fixture(scope="module", params=STACKS)
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    stack = request.param
+    work = tmp_path_factory.mktemp(stack)
+    issuer = Issuer()
+    leaf = issuer.issue("localhost")
+    publish(work / "server", leaf, [issuer])
+    port = free_port()
+    argv = [
+        sys.executable,
+        "-m",
+        "support.stack_servers",
+        stack,
+        str(port),
+        str(work / "server"),
+        str(CHECK_INTERVAL),
+    ]
+    log = work / "server.log"
+    with running(argv, log, env={"PYTHONPATH": str(Path(__file__).parents[1])}) as proc:
+        result = Server(stack, port, work / "server", issuer, leaf, log)
+        result.client_dir = work / "client"
+        publish(result.client_dir, issuer.issue("client.test"), [issuer])
+        _wait_until_serving(result, proc)
+        yield result
+
+
+def _wait_until_serving(server: Server, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(
+                f"{server.stack} exited {proc.returncode}:\n{server.log.read_text()}"
+            )
+        try:
+            get(server.port, client_context(server.client_dir))
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise TimeoutError(f"{server.stack} not serving after 60 s:\n{server.log.read_text()}")
+
+
+def plain_client(issuer: Issuer, leaf: trustme.LeafCert | None) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    issuer.root.configure_trust(context)
+    if leaf is not None:
+        leaf.configure_cert(context)
+    return context
+
+
+def test_hello(server: Server) -> None:
+    reply = get(server.port, client_context(server.client_dir))
+
+    assert reply.response.startswith("HTTP/1.1 200")
+    assert reply.response.endswith(f"hello from {server.stack}\n")
+    assert reply.serial == serial_of(server.leaf)
+
+
+def test_no_client_certificate_is_refused(server: Server) -> None:
+    with pytest.raises((ssl.SSLError, ConnectionError)):
+        get(server.port, plain_client(server.issuer, None))
+
+
+def test_a_client_of_a_foreign_ca_is_refused(server: Server) -> None:
+    foreign = Issuer()
+    context = plain_client(server.issuer, foreign.issue("client.test"))
+
+    with pytest.raises((ssl.SSLError, ConnectionError)):
+        get(server.port, context)
+
+
+def test_tls_11_is_refused(server: Server) -> None:
+    context = plain_client(server.issuer, server.issuer.issue("client.test"))
+    context.set_ciphers("DEFAULT:@SECLEVEL=0")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        context.minimum_version = context.maximum_version = TLS.TLSv1_1
+
+    with pytest.raises(ssl.SSLError):
+        get(server.port, context)
+
+
+def test_a_suite_outside_the_policy_is_refused(server: Server) -> None:
+    context = plain_client(server.issuer, server.issuer.issue("client.test"))
+    context.maximum_version = TLS.TLSv1_2
+    context.set_ciphers("ECDHE-ECDSA-AES128-SHA256")  # CBC: not in Mozilla intermediate
+
+    with pytest.raises((ssl.SSLError, ConnectionError)):  # asyncio closes without an alert
+        get(server.port, context)
+    context.set_ciphers("ECDHE-ECDSA-AES128-GCM-SHA256")
+    assert get(server.port, context).response.startswith("HTTP/1.1 200")
+
+
+@pytest.mark.parametrize("group", ["X448", "P-521"])
+def test_a_group_outside_the_policy_is_refused(server: Server, group: str) -> None:
+    context = plain_client(server.issuer, server.issuer.issue("client.test"))
+    set_groups(context, group)
+
+    with pytest.raises(ssl.SSLError):
+        get(server.port, context)
+    set_groups(context, "X25519")
+    assert get(server.port, context).response.startswith("HTTP/1.1 200")
+
+
+def test_a_resumption_across_a_trust_bundle_change_fails(server: Server) -> None:
+    other = Issuer()
+    client = plain_client(server.issuer, server.issuer.issue("client.test"))
+    other.root.configure_trust(client)
+    session = get(server.port, client).session
+    assert session is not None and session.has_ticket
+    assert get(server.port, client, session).resumed
+
+    try:
+        publish(server.directory, other.issue("localhost"), [other])  # client's root dropped
+        time.sleep(SETTLE)
+
+        with pytest.raises((ssl.SSLError, ConnectionError)):
+            get(server.port, client, session)
+    finally:
+        publish(server.directory, server.leaf, [server.issuer])
+        time.sleep(SETTLE)
+
+
+def test_a_new_certificate_is_served_within_the_check_interval(server: Server) -> None:
+    client = client_context(server.client_dir)
+    leaf = server.issuer.issue("localhost")
+    want = serial_of(leaf)
+    publish(server.directory, leaf, [server.issuer])
+    start = time.monotonic()
+    while (elapsed := time.monotonic() - start) < 10:
+        if get(server.port, client).serial == want:
+            break
+        time.sleep(0.01)
+    print(f"{server.stack}: new certificate served after {elapsed:.3f} s")
+    assert elapsed <= CHECK_INTERVAL + 0.5  # the interval plus reading and validating the files
+
+
+class Load:
+    """Threads making new connections through a reloading client context until stopped."""
+
+    def __init__(self, port: int, client_dir: Path, threads: int = 4) -> None:
+        self.contexts = ReloadingContext(client_dir, Side.CLIENT, check_interval=CHECK_INTERVAL)
+        self.port, self.ok, self.failures = port, 0, []  # type: ignore[var-annotated]
+        self.stop = threading.Event()
+        self.threads = [threading.Thread(target=self.run) for _ in range(threads)]
+        self.lock = threading.Lock()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                response = get(self.port, self.contexts.current()).response
+                good = response.startswith("HTTP/1.1 200")
+            except OSError as e:
+                good, response = False, repr(e)
+            with self.lock:
+                if good:
+                    self.ok += 1
+                else:
+                    self.failures.append(response)
+
+    def __enter__(self) -> Load:
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join()
+
+
+def test_rotations_under_load_fail_no_request(server: Server) -> None:
+    new_root = Issuer()
+    server_dir, client_dir = server.directory, server.client_dir
+    with Load(server.port, client_dir) as load:
+        for _ in range(10):
+            publish(server_dir, server.issuer.issue("localhost"), [server.issuer])
+            publish(client_dir, server.issuer.issue("client.test"), [server.issuer])
+            time.sleep(CHECK_INTERVAL / 2)
+        both = [server.issuer, new_root]  # the root rotation, in overlapping steps
+        for issuer, trusted in ((server.issuer, both), (new_root, both), (new_root, [new_root])):
+            publish(server_dir, issuer.issue("localhost"), trusted)
+            publish(client_dir, issuer.issue("client.test"), trusted)
+            time.sleep(SETTLE)
+    try:
+        print(f"{server.stack}: {load.ok} requests during the rotations")
+        assert load.failures == []
+        assert load.ok > 50
+        assert get(server.port, client_context(client_dir)).response.startswith("HTTP/1.1 200")
+    finally:
+        publish(server_dir, server.leaf, [server.issuer])
+        publish(client_dir, server.issuer.issue("client.test"), [server.issuer])
+        time.sleep(SETTLE)

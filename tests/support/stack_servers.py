@@ -1,0 +1,97 @@
+"""``python -m support.stack_servers STACK PORT CERT_DIR CHECK_INTERVAL``: one hello server.
+
+Every stack serves ``GET /`` with ``hello from STACK`` over mTLS from a
+`mtls_context.ReloadingServerContext` given to the stack once, as a user would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any
+
+from mtls_context import ReloadingServerContext
+
+STACKS = ("asyncio", "uvicorn", "aiohttp", "hypercorn")
+HOST = "127.0.0.1"
+
+
+def main(stack: str, port: int, cert_dir: Path, check_interval: float) -> None:
+    if stack == "asyncio":
+        asyncio.run(_asyncio(ReloadingServerContext(cert_dir, check_interval=check_interval), port))
+    elif stack == "uvicorn":
+        import uvicorn
+
+        def factory(config: Any, default: Any) -> ReloadingServerContext:
+            return ReloadingServerContext(cert_dir, check_interval=check_interval)
+
+        uvicorn.run(
+            fastapi_app(stack),
+            host=HOST,
+            port=port,
+            ssl_context_factory=factory,
+            log_level="warning",
+        )
+    elif stack == "aiohttp":
+        from aiohttp import web
+
+        async def hello(request: web.Request) -> web.Response:
+            return web.Response(text=f"hello from {stack}\n")
+
+        app = web.Application()
+        app.router.add_get("/", hello)
+        context = ReloadingServerContext(cert_dir, check_interval=check_interval)
+        web.run_app(app, host=HOST, port=port, ssl_context=context, print=None)
+    elif stack == "hypercorn":
+        from hypercorn.asyncio import serve
+        from hypercorn.config import Config
+
+        class ReloadingConfig(Config):
+            def create_ssl_context(self) -> ReloadingServerContext:
+                return ReloadingServerContext(
+                    cert_dir, check_interval=check_interval, alpn=("h2", "http/1.1")
+                )
+
+        config = ReloadingConfig()
+        config.bind = [f"{HOST}:{port}"]
+        config.certfile, config.keyfile = str(cert_dir / "tls.crt"), str(cert_dir / "tls.key")
+        asyncio.run(serve(fastapi_app(stack), config))
+    else:
+        raise SystemExit(f"unknown stack {stack!r} (expected one of {STACKS})")
+
+
+async def _asyncio(context: ReloadingServerContext, port: int) -> None:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while request := await reader.readuntil(b"\r\n\r\n"):
+                body = b"hello from asyncio\n"
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+                await writer.drain()
+                if b"connection: close" in request.lower():
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, HOST, port, ssl=context)
+    async with server:
+        await server.serve_forever()
+
+
+def fastapi_app(stack: str) -> Any:
+    from fastapi import FastAPI
+    from fastapi.responses import PlainTextResponse
+
+    app = FastAPI()
+
+    @app.get("/", response_class=PlainTextResponse)
+    def hello() -> str:
+        return f"hello from {stack}\n"
+
+    return app
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], int(sys.argv[2]), Path(sys.argv[3]), float(sys.argv[4]))
