@@ -1,9 +1,9 @@
 """Every server stack given one `ReloadingServerContext`, as real processes on 127.0.0.1.
 
 Per stack: a hello; the refusals (no client certificate, a foreign CA, TLS 1.1, a suite and a
-group outside the policy); a resumption across a trust-bundle change fails; ten leaf rotations
-and a full root rotation under load without one failed request; a new certificate served
-within the check interval.
+group outside the policy); the CA's TLS policy (modern) takes effect; a resumption across a
+trust-bundle change fails; ten leaf rotations and a full root rotation under load without one
+failed request; a new certificate served within the check interval.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import trustme
 
 from mtls_context import ReloadingContext, Side, client_context
 from mtls_context.groups import set_groups
-from support.certdirs import Issuer, publish, serial_of
+from support.certdirs import MODERN, Issuer, publish, serial_of
 from support.https_get import get
 from support.processes import free_port, running
 from support.stack_servers import STACKS
@@ -147,6 +147,23 @@ def test_a_group_outside_the_policy_is_refused(server: Server, group: str) -> No
         get(server.port, context)
     set_groups(context, "X25519")
     assert get(server.port, context).response.startswith("HTTP/1.1 200")
+
+
+def test_the_policy_from_the_ca_is_what_the_stack_applies(server: Server) -> None:
+    tls12 = plain_client(server.issuer, server.issuer.issue("client.test"))
+    tls12.maximum_version = TLS.TLSv1_2
+    assert get(server.port, tls12).response.startswith("HTTP/1.1 200")
+
+    try:
+        publish(server.directory, server.leaf, [server.issuer], MODERN)
+        time.sleep(SETTLE)
+
+        with pytest.raises((ssl.SSLError, ConnectionError)):
+            get(server.port, tls12)
+    finally:
+        publish(server.directory, server.leaf, [server.issuer])
+        time.sleep(SETTLE)
+    assert get(server.port, tls12).response.startswith("HTTP/1.1 200")
 
 
 def test_a_resumption_across_a_trust_bundle_change_fails(server: Server) -> None:

@@ -1,36 +1,41 @@
-"""``python -m support.stack_servers STACK PORT CERT_DIR CHECK_INTERVAL``: one hello server.
+"""``python -m support.stack_servers STACK PORT CERT_DIR CHECK_INTERVAL [fixed]``: one server.
 
 Every stack serves ``GET /`` with ``hello from STACK`` over mTLS from a
-`mtls_context.ReloadingServerContext` given to the stack once, as a user would.
+`mtls_context.ReloadingServerContext` given to the stack once, as a user would. With ``fixed``
+it gets a context built once from the same files instead (what ``make bench-tls`` compares).
 """
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mtls_context import ReloadingServerContext
+from mtls_context import ALPN, ReloadingServerContext, Side, build_context, read_version
 
 STACKS = ("asyncio", "uvicorn", "aiohttp", "hypercorn")
 HOST = "127.0.0.1"
 
 
-def main(stack: str, port: int, cert_dir: Path, check_interval: float) -> None:
+def main(stack: str, port: int, cert_dir: Path, check_interval: float, fixed: bool) -> None:
+    def context(alpn: Sequence[str] = ALPN) -> ssl.SSLContext:
+        if fixed:
+            return build_context(read_version(cert_dir), Side.SERVER, alpn=alpn)
+        return ReloadingServerContext(cert_dir, check_interval=check_interval, alpn=alpn)
+
     if stack == "asyncio":
-        asyncio.run(_asyncio(ReloadingServerContext(cert_dir, check_interval=check_interval), port))
+        asyncio.run(_asyncio(context(), port))
     elif stack == "uvicorn":
         import uvicorn
-
-        def factory(config: Any, default: Any) -> ReloadingServerContext:
-            return ReloadingServerContext(cert_dir, check_interval=check_interval)
 
         uvicorn.run(
             fastapi_app(stack),
             host=HOST,
             port=port,
-            ssl_context_factory=factory,
+            ssl_context_factory=lambda config, default: context(),
             log_level="warning",
         )
     elif stack == "aiohttp":
@@ -41,17 +46,14 @@ def main(stack: str, port: int, cert_dir: Path, check_interval: float) -> None:
 
         app = web.Application()
         app.router.add_get("/", hello)
-        context = ReloadingServerContext(cert_dir, check_interval=check_interval)
-        web.run_app(app, host=HOST, port=port, ssl_context=context, print=None)
+        web.run_app(app, host=HOST, port=port, ssl_context=context(), print=None)
     elif stack == "hypercorn":
         from hypercorn.asyncio import serve
         from hypercorn.config import Config
 
         class ReloadingConfig(Config):
-            def create_ssl_context(self) -> ReloadingServerContext:
-                return ReloadingServerContext(
-                    cert_dir, check_interval=check_interval, alpn=("h2", "http/1.1")
-                )
+            def create_ssl_context(self) -> ssl.SSLContext:
+                return context(alpn=("h2", "http/1.1"))
 
         config = ReloadingConfig()
         config.bind = [f"{HOST}:{port}"]
@@ -61,7 +63,7 @@ def main(stack: str, port: int, cert_dir: Path, check_interval: float) -> None:
         raise SystemExit(f"unknown stack {stack!r} (expected one of {STACKS})")
 
 
-async def _asyncio(context: ReloadingServerContext, port: int) -> None:
+async def _asyncio(context: ssl.SSLContext, port: int) -> None:
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while request := await reader.readuntil(b"\r\n\r\n"):
@@ -94,4 +96,10 @@ def fastapi_app(stack: str) -> Any:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]), Path(sys.argv[3]), float(sys.argv[4]))
+    main(
+        sys.argv[1],
+        int(sys.argv[2]),
+        Path(sys.argv[3]),
+        float(sys.argv[4]),
+        fixed=sys.argv[5:] == ["fixed"],
+    )
