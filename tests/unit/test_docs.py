@@ -1,0 +1,116 @@
+"""The docs stay true to the repository: links resolve, the quick start's pods get a hello.
+
+Renaming a test, a page or a heading breaks a link silently; these tests make it loud.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+
+from mtls_operator.claims import Rules, parse_claim
+
+ROOT = Path(__file__).resolve().parents[2]
+PAGES = [ROOT / "README.md", ROOT / "benchmarks" / "RESULTS.md", *sorted(ROOT.glob("docs/*.md"))]
+QUICK_START = ROOT / "docs" / "examples" / "hello.yaml"
+MOUNT_PATH = "/var/run/hello-mtls"
+
+_FENCE = re.compile(r"^```.*?^```", re.MULTILINE | re.DOTALL)
+_LINK = re.compile(r"\]\(([^)\s]+)\)")
+_HEADING = re.compile(r"^#{1,6} +(.+?) *$", re.MULTILINE)
+
+
+def _prose(page: Path) -> str:
+    return _FENCE.sub("", page.read_text())
+
+
+def _anchors(page: Path) -> set[str]:
+    # GitHub's heading ids: lower case, everything but letters, digits, "-", "_" and spaces
+    # dropped, spaces turned into hyphens (github-slugger); repeats get -1, -2, ...
+    anchors: set[str] = set()
+    for heading in _HEADING.findall(_prose(page)):
+        slug = re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-")
+        repeat = 0
+        unique = slug
+        while unique in anchors:
+            repeat += 1
+            unique = f"{slug}-{repeat}"
+        anchors.add(unique)
+    return anchors
+
+
+def _links(page: Path) -> list[str]:
+    return [link for link in _LINK.findall(_prose(page)) if not urlsplit(link).scheme]
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_link_names_a_file_and_heading_that_exist(page: Path) -> None:
+    broken = []
+    for link in _links(page):
+        path, _, anchor = link.partition("#")
+        target = (page.parent / path).resolve() if path else page
+        if not target.exists():
+            broken.append(f"{link}: no such file")
+        elif anchor and target.suffix == ".md" and anchor not in _anchors(target):
+            broken.append(f"{link}: no such heading in {target.relative_to(ROOT)}")
+    assert broken == []
+
+
+def test_the_link_checker_sees_links_and_headings() -> None:
+    readme = ROOT / "README.md"
+    assert "docs/design.md#performance-targets" in _links(readme)
+    assert "what-it-does-and-the-test-that-proves-it" in _anchors(readme)
+
+
+def _quick_start() -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(QUICK_START.read_text()) if doc]
+
+
+def _deployments() -> dict[str, dict[str, Any]]:
+    return {d["metadata"]["name"]: d for d in _quick_start() if d["kind"] == "Deployment"}
+
+
+def test_quick_start_pods_claim_allowed_names_and_mount_the_secret_they_get() -> None:
+    for deployment in _deployments().values():
+        pod = deployment["spec"]["template"]
+        claim = parse_claim(
+            pod["metadata"]["annotations"],
+            namespace=deployment["metadata"]["namespace"],
+            service_account="default",
+            rules=Rules(),
+        )
+        volumes = {v["name"]: v["secret"]["secretName"] for v in pod["spec"]["volumes"]}
+        for container in pod["spec"]["containers"]:
+            (mount,) = container["volumeMounts"]
+            assert mount["mountPath"] == MOUNT_PATH
+            assert volumes[mount["name"]] == claim.secret
+
+
+def test_quick_start_client_calls_a_name_in_the_servers_certificate() -> None:
+    deployments = _deployments()
+    server = deployments["web"]
+    (client_container,) = deployments["client"]["spec"]["template"]["spec"]["containers"]
+    (url,) = [a.removeprefix("--url=") for a in client_container["args"] if a.startswith("--url=")]
+    claim = parse_claim(
+        server["spec"]["template"]["metadata"]["annotations"],
+        namespace=server["metadata"]["namespace"],
+        service_account="default",
+        rules=Rules(),
+    )
+    assert urlsplit(url).hostname in claim.names
+
+
+def test_quick_start_runs_the_images_make_images_builds() -> None:
+    values = yaml.safe_load((ROOT / "charts" / "hello-mtls" / "values.yaml").read_text())
+    images = {f"{values['images'][app]}:{values['images']['tag']}" for app in ("server", "client")}
+    used = {
+        container["image"]
+        for deployment in _deployments().values()
+        for container in deployment["spec"]["template"]["spec"]["containers"]
+    }
+    assert used == images
