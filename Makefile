@@ -70,7 +70,7 @@ bench-operator: $(STAMP) ## operator on the cluster in KUBECONFIG: pod->Secret p
 	@uptime
 	$(BIN)/python benchmarks/bench_operator.py
 
-# The local cluster (real Kubernetes from upstream Go modules, as host processes; see README).
+# The local cluster (real Kubernetes from upstream Go modules, as host processes; docs/testing.md).
 CLUSTER_STATE := /var/lib/hello-mtls-cluster
 LOCAL_KUBECONFIG := $(CLUSTER_STATE)/admin.kubeconfig
 LOCAL_HELM := $(shell bash -c 'source tests/cluster/versions.sh && echo $$HELM_BIN/helm')

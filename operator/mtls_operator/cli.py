@@ -2,7 +2,7 @@
 
 Arguments are kopf's own (``--namespace NS`` repeated, ``--liveness URL``, ``--verbose``...).
 Without ``--namespace`` it watches all namespaces. It always runs ``--standalone``: one replica
-with ``strategy: Recreate``, no peering objects (see the README's HA notes).
+with ``strategy: Recreate``, no peering objects (see "High availability" in docs/operator.md).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-{{/* Names shared by the templates. The in-cluster names are fixed by the design (DESIGN.md). */}}
+{{/* Names shared by the templates. The in-cluster names are part of the contract (docs/design.md). */}}
 
 {{- define "hello-mtls.labels" -}}
 app.kubernetes.io/part-of: hello-mtls
