@@ -21,7 +21,7 @@ QUICK_START = ROOT / "docs" / "examples" / "hello.yaml"
 MOUNT_PATH = "/var/run/hello-mtls"
 
 _FENCE = re.compile(r"^```.*?^```", re.MULTILINE | re.DOTALL)
-_LINK = re.compile(r"\]\(([^)\s]+)\)")
+_LINK = re.compile(r"\]\(([^)\s]+)\)|^\[[^\]]+\]: *(\S+)", re.MULTILINE)
 _HEADING = re.compile(r"^#{1,6} +(.+?) *$", re.MULTILINE)
 
 
@@ -45,7 +45,8 @@ def _anchors(page: Path) -> set[str]:
 
 
 def _links(page: Path) -> list[str]:
-    return [link for link in _LINK.findall(_prose(page)) if not urlsplit(link).scheme]
+    links = [inline or reference for inline, reference in _LINK.findall(_prose(page))]
+    return [link for link in links if not urlsplit(link).scheme]
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
@@ -61,10 +62,17 @@ def test_every_link_names_a_file_and_heading_that_exist(page: Path) -> None:
     assert broken == []
 
 
-def test_the_link_checker_sees_links_and_headings() -> None:
-    readme = ROOT / "README.md"
-    assert "docs/design.md#performance-targets" in _links(readme)
-    assert "what-it-does-and-the-test-that-proves-it" in _anchors(readme)
+def test_the_link_checker_sees_inline_and_reference_links_outside_code(tmp_path: Path) -> None:
+    page = tmp_path / "page.md"
+    page.write_text(
+        "# The CA (`mtls_ca`): rules → names\n"
+        "See [a](a.md#x), [b][b] and [web](https://example.org/).\n"
+        "```sh\n# not a heading [c](c.md)\n```\n"
+        "## The CA (`mtls_ca`): rules → names\n"
+        "[b]: ../b.py\n"
+    )
+    assert _links(page) == ["a.md#x", "../b.py"]
+    assert _anchors(page) == {"the-ca-mtls_ca-rules--names", "the-ca-mtls_ca-rules--names-1"}
 
 
 def _quick_start() -> list[dict[str, Any]]:
