@@ -16,9 +16,10 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from mtls_ca.tls_profiles import policy_bytes
 from mtls_operator.certs import Inspection, needs_renewal, normalize_name
 from mtls_operator.claims import Claim
-from mtls_operator.tlssecret import CAView, policy_bytes
+from mtls_operator.tlssecret import CAView
 
 __all__ = ["Action", "Decision", "PodClaim", "choose_claim", "decide"]
 

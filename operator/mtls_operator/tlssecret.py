@@ -8,13 +8,13 @@ controller (several pods share one Secret, and only one owner may be the control
 from __future__ import annotations
 
 import base64
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
 import kopf
 
+from mtls_ca.tls_profiles import policy_bytes
 from mtls_context import CA, CERT, KEY, POLICY
 from mtls_operator.certs import sha256_hex
 from mtls_operator.claims import Claim
@@ -31,7 +31,6 @@ __all__ = [
     "merge_owners",
     "parse_answer",
     "secret_body",
-    "policy_bytes",
     "trust_data",
     "view_from_status",
 ]
@@ -118,11 +117,6 @@ def parse_answer(document: Mapping[str, Any]) -> Answer:
         not_after=document["not_after"],
         bundle_sha256=str(document.get("bundle_sha256") or sha256_hex(ca)),
     )
-
-
-def policy_bytes(tls_policy: Mapping[str, Any]) -> bytes:
-    """``tls-policy.json`` exactly as every managed Secret holds it (sorted keys, newline)."""
-    return (json.dumps(dict(tls_policy), sort_keys=True, indent=2) + "\n").encode()
 
 
 def secret_body(

@@ -13,8 +13,9 @@ from typing import Any
 from mtls_ca import authority, name_rules
 from mtls_ca.authority import load_csr
 from mtls_ca.state import State
+from mtls_ca.tls_profiles import policy_bytes
 from mtls_operator.ports import CAUnavailable, Conflict
-from mtls_operator.tlssecret import Answer, CAView, parse_answer, policy_bytes
+from mtls_operator.tlssecret import Answer, CAView, parse_answer
 
 UTC = datetime.UTC
 

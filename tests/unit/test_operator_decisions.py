@@ -5,9 +5,15 @@ from __future__ import annotations
 import base64
 import datetime
 import json
+from pathlib import Path
 
 import pytest
 
+from mtls_ca import authority
+from mtls_ca.http_api import create_app
+from mtls_ca.state import DirectoryStore, State
+from mtls_ca.state_cache import StateCache
+from mtls_ca.tls_profiles import PROFILES, policy_bytes, render
 from mtls_context import CA, CERT, KEY, POLICY
 from mtls_operator.certs import inspect
 from mtls_operator.claims import Claim
@@ -23,9 +29,9 @@ from mtls_operator.tlssecret import (
     decode_data,
     merge_owners,
     parse_answer,
-    policy_bytes,
     secret_body,
     trust_data,
+    view_from_status,
 )
 from support.operator_pki import PKI, POLICY_DOC
 
@@ -124,6 +130,39 @@ def decision(
 def test_a_valid_secret_needs_nothing() -> None:
     pki = PKI()
     assert decision(pki, pki.data("web.shop")) == (Action.NOTHING, "up to date")
+
+
+@pytest.mark.parametrize("profile", list(PROFILES))
+def test_trust_the_ca_wrote_is_not_rewritten(tmp_path: Path, profile: str) -> None:
+    """The operator's view comes from the CA's ``GET /status`` JSON; a Secret whose files are
+    byte for byte what the CA writes must not look changed (else every pass rewrites it)."""
+    store = DirectoryStore(tmp_path / "ca")
+    state = store.create(State(generations=(authority.CA.create(),), tls_profile=profile))
+    api = create_app(StateCache(store)).test_client()
+    view = view_from_status(api.get("/status").get_json(), api.get("/roots").data)
+    issued = state.signer.issue(
+        "web.shop",
+        uris=[CLAIM.spiffe_id(state.trust_domain)],
+        valid_for=datetime.timedelta(hours=24),
+    )
+    assert issued.key_pem is not None
+    written_by_the_ca = {
+        CERT: issued.chain_pem,
+        KEY: issued.key_pem,
+        CA: state.bundle_pem,
+        POLICY: render(profile),
+    }
+    trust = decode_data({"data": trust_data(view)})
+    assert trust == {name: written_by_the_ca[name] for name in (CA, POLICY)}
+    d = decide(
+        CLAIM,
+        inspect(written_by_the_ca),
+        CLAIM.digest,
+        view,
+        now=datetime.datetime.now(UTC),
+        fraction=2 / 3,
+    )
+    assert (d.action, d.reason) == (Action.NOTHING, "up to date")
 
 
 def test_without_ca_state_only_the_secret_itself_is_judged() -> None:

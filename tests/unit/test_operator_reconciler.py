@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from mtls_ca.tls_profiles import policy_bytes
 from mtls_context import CERT, KEY
 from mtls_operator.certs import inspect, sha256_hex
 from mtls_operator.claims import DURATION, NAME, SECRET
@@ -22,7 +23,6 @@ from mtls_operator.tlssecret import (
     ANNOTATION_SERIAL,
     LABEL_MANAGED,
     decode_data,
-    policy_bytes,
 )
 from support.operator_fakes import CA, Clock, Cluster, pod
 
