@@ -1,8 +1,9 @@
 """The ``kubernetes.io/tls`` Secret the operator writes, built from a ``POST /sign`` answer.
 
-Pure functions over plain dicts (the API's JSON), so they are tested without a cluster. Owner
-references go through `kopf.append_owner_reference`: one reference per pod, none marked as
-controller (several pods share one Secret, and only one owner may be the controller).
+Functions over plain dicts (the API's JSON), with no I/O, so they are tested without a cluster.
+All are pure but one: `merge_owners` changes the Secret dict it is given, in place, because
+`kopf.append_owner_reference` (one reference per pod, none marked as controller: several pods
+share one Secret, and only one owner may be the controller) works that way.
 """
 
 from __future__ import annotations
