@@ -21,8 +21,16 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) ## create the virtualenv with every extra and the test tools
 
-test: $(STAMP) ## unit + integration tests (no cluster needed)
-	$(BIN)/pytest tests/unit tests/integration
+COVERED := images/mtls_context images/mtls_server images/mtls_client images/mtls_ca operator/mtls_operator
+
+test: $(STAMP) ## unit + integration tests (no cluster needed), with coverage per package
+	$(BIN)/pytest --cov --cov-report= tests/unit tests/integration
+	@echo "==> coverage (lines, test process and every process it started; docs/testing.md)"
+	@for pkg in $(COVERED); do \
+		pct=$$($(BIN)/coverage report --include="$$pkg/*" --format=total) || pct="-"; \
+		printf '  %-16s %5s%%\n' $$(basename $$pkg) "$$pct"; \
+	done
+	@printf '  %-16s %5s%%\n' total $$($(BIN)/coverage report --format=total)
 
 unit: $(STAMP) ## unit tests only
 	$(BIN)/pytest tests/unit
