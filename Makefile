@@ -35,11 +35,12 @@ test: $(STAMP) ## unit + integration tests (no cluster needed), with coverage pe
 unit: $(STAMP) ## unit tests only
 	$(BIN)/pytest tests/unit
 
-lint: $(STAMP) ## ruff, mypy and the import-layering contracts
+lint: $(STAMP) ## ruff, mypy, the import-layering contracts, and k8s/ = the chart rendered (offline)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+	@$(MAKE) --no-print-directory manifests-check
 
 .PHONY: bench bench-ca
 bench: bench-ca bench-tls ## every benchmark that needs no cluster (figures: benchmarks/RESULTS.md)
@@ -55,7 +56,7 @@ PYTHON_IMAGE ?= $(shell docker image inspect $(LOCAL_BASE) >/dev/null 2>&1 && ec
 IMAGE_TAG ?= dev
 HELM ?= helm
 
-.PHONY: images manifests lock
+.PHONY: images manifests manifests-check lock
 images: ## build hello-mtls/{ca,server,client}:$(IMAGE_TAG) with docker (PYTHON_IMAGE= to pick the base)
 	@for app in ca server client; do \
 		echo "==> docker build -f Dockerfile.$$app -t hello-mtls/$$app:$(IMAGE_TAG) (base $(PYTHON_IMAGE))"; \
@@ -66,6 +67,20 @@ images: ## build hello-mtls/{ca,server,client}:$(IMAGE_TAG) with docker (PYTHON_
 
 manifests: $(STAMP) ## regenerate k8s/ from charts/hello-mtls (helm template; HELM= to pick the binary)
 	$(BIN)/python charts/render_k8s.py --helm $(HELM)
+
+# The pinned helm of the local cluster's cache first (CI builds it here when it is missing, so the
+# check always runs there), else the helm on PATH; with neither, the check says it was skipped.
+manifests-check: $(STAMP) ## check that k8s/ is what `make manifests` writes (helm template, offline)
+	@if [ -x "$(LOCAL_HELM)" ]; then helm="$(LOCAL_HELM)"; \
+	elif [ "$$CI" = true ]; then tests/cluster/build.sh helm && helm="$(LOCAL_HELM)"; \
+	elif command -v $(HELM) >/dev/null; then helm=$$(command -v $(HELM)); \
+	else \
+		echo "==> k8s/ drift check SKIPPED: no helm (not on PATH, not in $(LOCAL_HELM));" \
+			"'tests/cluster/build.sh helm' builds the pinned one (CI=true does that itself)"; \
+		exit 0; \
+	fi; \
+	echo "==> k8s/ is the chart rendered ($$helm template)"; \
+	$(BIN)/python charts/render_k8s.py --helm "$$helm" --check
 
 lock: $(STAMP) ## re-pin the images' dependencies (requirements/*.txt) from pyproject.toml extras
 	cd requirements && ../$(BIN)/pip-compile -q --generate-hashes --allow-unsafe --strip-extras --no-header --extra ca --extra operator -o ca.txt ../pyproject.toml

@@ -1,7 +1,7 @@
 """Write k8s/ from the chart: ``helm template`` with the default values, split into numbered files.
 
-Run by ``make manifests``; the e2e tier checks that k8s/ is what this writes, so the chart stays
-the one source of truth. Usage: ``python charts/render_k8s.py [--helm PATH] [--check]``.
+Run by ``make manifests``; ``make lint`` checks that k8s/ is what this writes (``--check``), so the
+chart stays the one source of truth. Usage: ``python charts/render_k8s.py [--helm PATH] [--check]``.
 """
 
 from __future__ import annotations

@@ -5,6 +5,8 @@
 # come from one wrapper module (k8s.io/kubernetes requires its staging modules at v0.0.0, so each
 # gets a replace to its published v0.Y.Z tag); CoreDNS and helm are built in modules of their own.
 # Nothing is rebuilt when the cache already holds the binaries of the pinned versions.
+# Arguments name the parts to build (kubernetes, openapi, coredns, helm; default: all): `make lint`
+# builds the pinned helm alone under CI=true for its k8s/ drift check.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=tests/cluster/versions.sh
@@ -87,8 +89,16 @@ build_tool() {  # name module-path@version output-dir
 }
 
 start=$(date +%s)
-build_kubernetes
-keep_openapi
-build_tool coredns "github.com/coredns/coredns@$COREDNS_VERSION" "$COREDNS_BIN"
-build_tool helm "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" "$HELM_BIN"
+for part in ${*:-kubernetes openapi coredns helm}; do
+    case $part in
+    kubernetes) build_kubernetes ;;
+    openapi) keep_openapi ;;
+    coredns) build_tool coredns "github.com/coredns/coredns@$COREDNS_VERSION" "$COREDNS_BIN" ;;
+    helm) build_tool helm "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" "$HELM_BIN" ;;
+    *)
+        echo "ERROR: unknown part '$part' (kubernetes, openapi, coredns or helm)" >&2
+        exit 2
+        ;;
+    esac
+done
 log "done in $(($(date +%s) - start)) s; binaries under $CACHE_ROOT"

@@ -12,7 +12,7 @@ cd "$here/../.."
 source "$here/versions.sh"
 
 # The kubectl pass runs every scenario again on the product installed from k8s/; only the
-# install-surface checks (chart lint, k8s/ drift, server-side validation) do not depend on how
+# install-surface checks (chart lint, schema, server-side validation) do not depend on how
 # the product was installed, and run once, in the Helm pass.
 KUBECTL_PASS="tests/e2e --ignore=tests/e2e/test_install_surface.py"
 
