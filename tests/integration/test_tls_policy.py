@@ -1,5 +1,7 @@
 """What the real server refuses: missing, foreign or expired client certificates, old protocol
-versions and weak cipher suites. Each refusal has a twin that the same client gets through."""
+versions and weak cipher suites. Each refusal has a twin that the same client gets through.
+Last, the CA's own profile, carried by the certificate directory, changes what the server
+accepts."""
 
 import json
 import socket
@@ -7,11 +9,15 @@ import ssl
 import time
 import warnings
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import trustme
 
+from mtls_ca.state import DirectoryStore
+from mtls_context import CA, CERT, KEY, POLICY
+from support import ca_cli
 from support.certdirs import INTERMEDIATE, MODERN, Issuer, publish
 from support.processes import hello_server
 
@@ -79,6 +85,16 @@ def get(
     issuer.root.configure_trust(context)
     if leaf is not None:
         leaf.configure_cert(context)
+    return request(port, context, versions=versions, ciphers=ciphers)
+
+
+def request(
+    port: int,
+    context: ssl.SSLContext,
+    *,
+    versions: tuple[ssl.TLSVersion, ssl.TLSVersion] | None = None,
+    ciphers: str | None = None,
+) -> str:
     if ciphers is not None or versions is not None:
         # Let this client offer what OpenSSL's default security level would refuse to offer.
         context.set_ciphers(f"{ciphers or 'DEFAULT'}:@SECLEVEL=0")
@@ -163,5 +179,29 @@ def test_the_same_suites_pass_when_the_policy_allows_them(
     assert status == "HTTP/1.1 200 OK"
 
 
-def test_policy_file_is_what_the_server_applies(server_dir: Path) -> None:
-    assert json.loads((server_dir / "tls-policy.json").read_bytes()) == INTERMEDIATE
+def test_the_cas_profile_travels_to_the_server_and_decides(tmp_path: Path) -> None:
+    """The CA's TLS profile reaches a running server only through the certificate directory:
+    switched to modern, the CA's next issue makes the server refuse the TLS 1.2 client it
+    served a moment before."""
+    state, server_dir, client_dir = tmp_path / "ca", tmp_path / "server", tmp_path / "client"
+    ca_cli.init(state)
+    ca_cli.issue(state, server_dir, "localhost")
+    ca_cli.issue(state, client_dir, "client.test")
+
+    def tls(version: ssl.TLSVersion) -> str:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.load_verify_locations(client_dir / CA)
+        context.load_cert_chain(client_dir / CERT, client_dir / KEY)
+        return request(port, context, versions=(version, version))
+
+    with hello_server(server_dir, tmp_path / "server.log", check_interval=CHECK_INTERVAL) as port:
+        assert tls(TLS.TLSv1_2) == "HTTP/1.1 200 OK"
+
+        DirectoryStore(state).update(lambda s: replace(s, tls_profile="modern"))
+        ca_cli.issue(state, server_dir, "localhost")
+        assert json.loads((server_dir / POLICY).read_bytes())["min_version"] == "TLSv1.3"
+        time.sleep(CHECK_INTERVAL * 4)  # the next connection after the interval sees it
+
+        with pytest.raises(ssl.SSLError, match="ALERT_PROTOCOL_VERSION"):
+            tls(TLS.TLSv1_2)
+        assert tls(TLS.TLSv1_3) == "HTTP/1.1 200 OK"
