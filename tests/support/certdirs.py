@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import trustme
 from cryptography import x509
 
 from mtls_context import CA, CERT, KEY, POLICY, PROFILES, write_version
+from mtls_context.layout import DATA_LINK
 
 INTERMEDIATE = PROFILES["intermediate"].document()
 MODERN = PROFILES["modern"].document()
@@ -72,6 +74,17 @@ def publish(
 ) -> Path:
     """Write a new kubelet-style version of ``directory``."""
     return write_version(directory, files(leaf, trusted, policy))
+
+
+def write_like_kubelet(directory: Path, files: dict[str, bytes]) -> Path:
+    """Publish a version and delete the previous one at once, as the kubelet's atomic writer does
+    (`write_version` keeps it a while): a reader that pinned it finds its files gone."""
+    version = write_version(directory, files)
+    for old in directory.iterdir():
+        if old.name.startswith("..") and old.name != DATA_LINK and old.name != version.name:
+            if old.is_dir() and not old.is_symlink():
+                shutil.rmtree(old, ignore_errors=True)
+    return version
 
 
 def serial_of(leaf: trustme.LeafCert) -> str:
