@@ -8,13 +8,19 @@ here=$(cd "$(dirname "$0")" && pwd)
 source "$here/host.sh"
 
 IMAGE=${PYTHON_BASE_IMAGE:-hello-mtls/python-base:bookworm}
-MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 
 host_packages
 host_dockerd
 if docker image inspect "$IMAGE" >/dev/null 2>&1; then
     printf '==> [python-base] %s exists\n' "$IMAGE" >&2
     exit 0
+fi
+# The host's own Debian archive (its apt sources), so this works behind any mirror or proxy;
+# DEBIAN_MIRROR overrides it.
+if [ -n "${DEBIAN_MIRROR:-}" ]; then
+    MIRROR=$DEBIAN_MIRROR
+else
+    MIRROR=$(python3 "$here/debian_mirror.py")
 fi
 rootfs=$(mktemp -d)
 trap 'rm -rf "$rootfs"' EXIT
