@@ -3,20 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
-from mtls_ca.authority import CA
-from mtls_ca.state import DirectoryStore, State
+from mtls_ca.state import DirectoryStore
 from mtls_ca.state_cache import StateCache
-
-
-@pytest.fixture()
-def store(tmp_path: Path) -> DirectoryStore:
-    store = DirectoryStore(tmp_path / "state")
-    store.create(State(generations=(CA.create(),)))
-    return store
 
 
 class Clock:

@@ -7,23 +7,14 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
-import pytest
 from cryptography import x509
 
-from mtls_ca.authority import CA
-from mtls_ca.state import DirectoryStore, State
+from mtls_ca.state import DirectoryStore
 from mtls_ca.state_cache import StateCache
 from mtls_ca.upkeep import Serving, Upkeep, is_current
 from mtls_context import layout, server_context
 
 NOW = datetime.datetime.now(datetime.UTC)
-
-
-@pytest.fixture()
-def store(tmp_path: Path) -> DirectoryStore:
-    store = DirectoryStore(tmp_path / "state")
-    store.create(State(generations=(CA.create(),)))
-    return store
 
 
 class Sink:
