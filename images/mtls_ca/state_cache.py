@@ -38,7 +38,7 @@ class StateCache:
         self.refresh_interval = refresh_interval
         self._clock = clock
         self._lock = threading.Lock()
-        self._version = store.version()
+        self._version: str | None = store.version()
         self._state = store.load()
         self._next_check = clock() + refresh_interval
         self._failing = False
@@ -66,8 +66,13 @@ class StateCache:
             return self._state
 
     def update(self, change: Callable[[State], State]) -> State:
-        """Change the stored state atomically (see `Store.update`) and use the result at once."""
+        """Change the stored state atomically (see `Store.update`) and use the result at once.
+
+        Its version is not known: another writer may have written after the store's lock was
+        released, so ``store.version()`` now could belong to a newer state. The next check reads
+        the store again.
+        """
         new = self.store.update(change)
         with self._lock:
-            self._state, self._version = new, self.store.version()
+            self._state, self._version = new, None
         return new
