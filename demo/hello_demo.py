@@ -1,7 +1,7 @@
 """``make demo``: the CA service, an mTLS server and two clients as local processes, rotating live.
 
 The demo plays the operator's part: it makes a key and a CSR per identity, has the CA service
-sign it (``POST /sign`` over mTLS with a provisioner credential) and writes the Secret files into
+sign it (``POST /sign`` over mTLS with an admin credential) and writes the Secret files into
 a kubelet-style directory (timestamped directory + atomic ``..data`` swap). Certificates live
 about a minute and are re-issued every ~20 s; the CA rotates its root once (``POST
 /rotate-root``: both roots trusted → new root signs → old root dropped), each step followed by a
@@ -59,7 +59,7 @@ class Demo:
     def run(self) -> int:
         self.say("ca", f"hello-mtls-ca init in {self.state}")
         self.ca_cli("init", "--min-duration=30s")
-        self.renew_provisioner()
+        self.renew_admin()
         ca_port = _free_port()
         self.start(
             "ca",
@@ -74,7 +74,7 @@ class Demo:
         )
         self.ca_url = f"https://localhost:{ca_port}"
         _wait_for_port(ca_port)
-        with requests_adapter.session(self.work / "provisioner", check_interval=0) as self.session:
+        with requests_adapter.session(self.work / "admin", check_interval=0) as self.session:
             self.call("GET", "/healthz")
             self.say("ca", f"CA service on {self.ca_url}/ (POST /sign, POST /rotate-root)")
             self.issue_all()
@@ -124,7 +124,7 @@ class Demo:
                     f"ROOT ROTATION step {step + 1}/3: phase '{status['phase']}', "
                     f"{len(status['roots'])} root(s) in every bundle",
                 )
-                self.renew_provisioner()
+                self.renew_admin()
             self.issue_all()
 
     def summary(self) -> int:
@@ -149,13 +149,14 @@ class Demo:
             raise SystemExit(f"hello-mtls-ca {args[0]} failed: {done.stderr.strip()}")
         return done.stdout
 
-    def renew_provisioner(self) -> None:
+    def renew_admin(self) -> None:
         """A credential from the current signing root, so it stays trusted when the old root
         goes (in a cluster the CA renews the operator's credential itself)."""
-        self.ca_cli("provisioner", "--name=demo", f"--out={self.work / 'provisioner'}")
+        # An admin's: the demo signs "localhost" (no namespace) and starts the root rotation.
+        self.ca_cli("provisioner", "--role=admin", "--name=demo", f"--out={self.work / 'admin'}")
 
     def call(self, method: str, path: str, body: object = None) -> Any:
-        """Call the CA service over mTLS with the provisioner credential."""
+        """Call the CA service over mTLS with the admin credential."""
         response = self.session.request(method, self.ca_url + path, json=body, timeout=30)
         if not response.ok:
             raise SystemExit(f"CA {method} {path}: {response.status_code} {response.text.strip()}")

@@ -7,6 +7,7 @@ every failure is one line and a non-zero exit status.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import os
 import sys
@@ -68,7 +69,12 @@ def _issue(args: argparse.Namespace) -> int:
     names = [args.name, *args.san]
     uris = []
     if args.namespace:
-        name_rules.check_names(names, namespace=args.namespace, cluster_domain=args.cluster_domain)
+        name_rules.check_names(
+            names,
+            namespace=args.namespace,
+            cluster_domain=args.cluster_domain,
+            allowed_ips=[ipaddress.ip_network(cidr) for cidr in args.allowed_ip],
+        )
         uris.append(name_rules.spiffe_id(state.trust_domain, args.namespace, args.service_account))
     else:
         name_rules.check_name_syntax(names)
@@ -84,14 +90,14 @@ def _issue(args: argparse.Namespace) -> int:
 
 def _provisioner(args: argparse.Namespace) -> int:
     state = open_store(args.state).load()
-    uri = name_rules.provisioner_id(state.trust_domain, args.name)
+    uri = name_rules.provisioner_id(state.trust_domain, args.name, role=args.role)
     duration = name_rules.parse_duration(args.duration)
     name_rules.check_duration(duration, minimum=state.minimum, maximum=state.maximum)
     issued = state.signer.issue(
         uris=[uri], common_name=args.name, valid_for=duration, client_only=True
     )
     _write(args.out, state, issued.chain_pem, issued.key_pem)
-    _progress(f"issued provisioner credential {uri} into {args.out}")
+    _progress(f"issued {args.role} credential {uri} into {args.out}")
     return 0
 
 
@@ -145,6 +151,7 @@ def _serve(args: argparse.Namespace) -> int:
         key_type=args.key_type,
         cluster_domain=args.cluster_domain,
         extra_allowed=name_rules.parse_extra_allowed(args.extra_allowed),
+        allowed_ips=name_rules.parse_allowed_ips(args.allowed_ips),
         minimum=name_rules.parse_duration(args.min_duration) if args.min_duration else None,
         maximum=name_rules.parse_duration(args.max_duration) if args.max_duration else None,
     )
@@ -198,13 +205,31 @@ def _parser() -> argparse.ArgumentParser:
     issue.add_argument("--namespace", help="apply the namespace name rule; add a SPIFFE ID")
     issue.add_argument("--service-account", default="default", help="for the SPIFFE ID")
     issue.add_argument("--cluster-domain", default="cluster.local")
+    issue.add_argument(
+        "--allowed-ip",
+        action="append",
+        default=[],
+        metavar="CIDR",
+        help="with --namespace: a network whose addresses this certificate may name (repeatable; "
+        "none by default; loopback and link-local only by a network inside their range)",
+    )
     issue.add_argument("--key-type", default=KeyType.ECDSA_P256.value, choices=_KEY_TYPES)
     issue.add_argument("--out", required=True, type=Path, help="certificate directory to write")
     issue.set_defaults(run=_issue)
 
-    prov = commands.add_parser("provisioner", help="issue a credential that may call POST /sign")
+    prov = commands.add_parser(
+        "provisioner", help="issue a client credential for the CA service (POST /sign ...)"
+    )
     prov.add_argument("--state", required=True, help=state_help)
-    prov.add_argument("--name", required=True, help="provisioner name, one DNS label")
+    prov.add_argument("--name", required=True, help="credential name, one DNS label")
+    prov.add_argument(
+        "--role",
+        default=name_rules.PROVISIONER,
+        choices=name_rules.ROLES,
+        help="provisioner (the operator's: POST /sign for a namespace, moving on a root rotation) "
+        "or admin (also POST /sign without a namespace and starting a root rotation); "
+        "default %(default)s",
+    )
     prov.add_argument("--duration", default="7d", help="lifetime (default 7d)")
     prov.add_argument("--out", required=True, type=Path, help="certificate directory to write")
     prov.set_defaults(run=_provisioner)
@@ -232,6 +257,12 @@ def _parser() -> argparse.ArgumentParser:
         default=os.environ.get("HELLO_MTLS_EXTRA_ALLOWED", "{}"),
         help='names allowed beyond the namespace rule, as JSON {"NAMESPACE": ["name", '
         '"*.suffix"]} (env HELLO_MTLS_EXTRA_ALLOWED, the operator\'s format; default {})',
+    )
+    srv.add_argument(
+        "--allowed-ips",
+        default=os.environ.get("HELLO_MTLS_ALLOWED_IPS", "{}"),
+        help='IP addresses pods of a namespace may have, as JSON {"NAMESPACE": ["10.1.0.0/16", '
+        '"10.2.0.9"]} (env HELLO_MTLS_ALLOWED_IPS, the operator\'s format; default {}: none)',
     )
     srv.add_argument("--serving-duration", default="24h", help="serving cert lifetime (24h)")
     srv.add_argument("--tls-dir", type=Path, help="serving cert directory (default: a temp dir)")

@@ -56,6 +56,7 @@ class ServeOptions:
     key_type: str = "ecdsa-p256"
     cluster_domain: str = "cluster.local"
     extra_allowed: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    allowed_ips: Mapping[str, tuple[name_rules.IPNetwork, ...]] = field(default_factory=dict)
     minimum: datetime.timedelta | None = None
     """Shortest leaf lifetime; None keeps the state's (5m for a new state)."""
     maximum: datetime.timedelta | None = None
@@ -177,6 +178,7 @@ def _worker_app(options: ServeOptions, tls_dir: Path) -> Any:
         upkeep.cache,
         cluster_domain=options.cluster_domain,
         extra_allowed=options.extra_allowed,
+        allowed_ips=options.allowed_ips,
         after_change=upkeep.run,
     )
 

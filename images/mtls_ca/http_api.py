@@ -2,14 +2,19 @@
 
 Read-only endpoints need TLS but no client certificate. ``POST /sign`` and ``POST /rotate-root``
 need a client certificate that chains to this CA (the TLS layer checks that) and carries a
-provisioner identity (checked here). Every error is JSON: ``{"error": "..."}``.
+credential identity of this CA's trust domain (checked here, `mtls_ca.name_rules.role_of`):
+
+* a provisioner (the operator's credential) may sign for a namespace and move on a root rotation
+  an administrator started; only the operator knows when every Secret reflects a phase;
+* an admin may also sign without a namespace and start a root rotation.
+
+Every error is JSON: ``{"error": "..."}``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -19,8 +24,8 @@ from werkzeug.exceptions import HTTPException
 
 from mtls_context.identity import identity, spiffe_ids, wsgi_peer_cert
 
-from . import metrics, sign_request
-from .rotation import PHASES, PhaseMismatch
+from . import metrics, name_rules, sign_request
+from .rotation import IDLE, PHASES, PhaseMismatch
 from .state_cache import StateCache
 
 __all__ = ["MAX_REQUEST_BYTES", "create_app"]
@@ -40,6 +45,7 @@ def create_app(
     *,
     cluster_domain: str = "cluster.local",
     extra_allowed: Mapping[str, Sequence[str]] | None = None,
+    allowed_ips: Mapping[str, Sequence[name_rules.IPNetwork]] | None = None,
     after_change: Callable[[], None] | None = None,
 ) -> Flask:
     """Create the Flask app serving the state in ``cache``.
@@ -48,6 +54,7 @@ def create_app(
         cache: the CA state the requests use.
         cluster_domain: for the namespace name rule (``x.N.svc.<cluster_domain>``).
         extra_allowed: names an admin allowed per namespace (exact or ``*.suffix``).
+        allowed_ips: networks whose addresses an admin allowed per namespace.
         after_change: called after ``POST /rotate-root`` changed the state (the service re-issues
             its own certificate there, so the new bundle is served at once).
     """
@@ -59,14 +66,16 @@ def create_app(
         start = time.perf_counter()
         try:
             state = cache.state()
-            caller = _provisioner(state.trust_domain)
+            caller, role = _caller(state.trust_domain)
             body = _json_body()
             try:
                 issued = sign_request.sign(
                     state,
                     sign_request.parse(body),
+                    role=role,
                     cluster_domain=cluster_domain,
                     extra_allowed=extra_allowed,
+                    allowed_ips=allowed_ips,
                 )
             except sign_request.Malformed as e:
                 raise _Refused(400, "malformed", str(e)) from None
@@ -91,11 +100,17 @@ def create_app(
     def rotate_root() -> tuple[Response, int]:
         try:
             state = cache.state()
-            caller = _provisioner(state.trust_domain)
+            caller, role = _caller(state.trust_domain)
             body = _json_body()
             expected = body.get("from") if isinstance(body, dict) else None
             if expected not in PHASES:
                 raise _Refused(400, "malformed", f"'from' must be one of {', '.join(PHASES)}")
+            if expected == IDLE and role != name_rules.ADMIN:
+                raise _Refused(
+                    403,
+                    "forbidden",
+                    f"client '{caller}' may not start a root rotation (admins may)",
+                )
             try:
                 new = cache.update(lambda s: s.rotated(expected=expected))
             except PhaseMismatch as e:
@@ -151,15 +166,15 @@ def create_app(
     return app
 
 
-def _provisioner(trust_domain: str) -> str:
-    """The caller's provisioner identity, or `_Refused` 401/403."""
+def _caller(trust_domain: str) -> tuple[str, str]:
+    """The caller's credential identity and role, or `_Refused` 401/403."""
     cert = wsgi_peer_cert(request.environ)
     if not cert:
         raise _Refused(401, "unauthenticated", "a client certificate is required")
-    pattern = re.compile(rf"spiffe://{re.escape(trust_domain)}/hello-mtls/provisioner/[a-z0-9-]+")
     for uri in spiffe_ids(cert):
-        if pattern.fullmatch(uri):
-            return uri
+        role = name_rules.role_of(trust_domain, uri)
+        if role is not None:
+            return uri, role
     try:
         who = identity(cert)
     except ValueError:

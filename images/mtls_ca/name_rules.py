@@ -1,7 +1,7 @@
 """What the CA agrees to sign: pure functions over names and durations.
 
 Shared with the operator, which checks annotations before it asks the CA; the CA checks again.
-Only the standard library here. Every rejection is a ``ValueError`` with a short, exact message
+Every rejection is a ``ValueError`` with a short, exact message
 that can go straight into a Kubernetes Event or an HTTP error body.
 
 Accepted names are lower-case ASCII DNS names (letters, digits, ``-``, ``.``) and IP addresses.
@@ -11,32 +11,72 @@ not mix letters of several scripts (``xn--pypl-53dc`` = ``pаypаl`` with Cyrill
 refused). Whole-script look-alikes (``xn--80ak6aa92e`` = Cyrillic ``аррӏе``) are not detected:
 that needs the Unicode confusables table, and inside a namespace they can only imitate names of
 the same namespace.
+
+Internet names: a namespace's names must not be names of the internet. Cluster DNS tries a short
+name against ``<ns>.svc.<cluster domain>`` first (``ndots:5``), so ``google.com`` reaches Service
+``google`` of namespace ``com``; with a certificate for ``google.com`` that is a working
+impersonation. The bare form ``x.N`` stays (clients in other namespaces reach a Service by it, and
+the examples use it), and every name the namespace rule grants is refused when it is, or lies
+under, a suffix of the Public Suffix List (``publicsuffixlist``, a pure-Python package that ships
+the list: no network), ICANN and private sections both (``com``, ``shop``, ``github.io``). Names
+under the cluster domain are exempt: the admin chose that domain for the cluster. Names an admin
+allows for a namespace (``extra_allowed``) are the admin's decision and are not looked up. The
+list grows (new gTLDs): a namespace that becomes one loses its bare names at the next upgrade,
+which fails closed.
+
+IP addresses: a namespace gets none unless an admin allows networks for it (``allowed_ips``).
+Loopback and link-local addresses (``127.0.0.0/8``, ``::1``, ``169.254.0.0/16``, ``fe80::/10``)
+reach across every namespace on a node (``169.254.169.254`` is a cloud metadata service), so
+they are allowed only by a network that lies wholly inside their range (``127.0.0.1/32``,
+``169.254.0.0/16``), never by one that merely contains them (``0.0.0.0/0``). Unspecified and
+multicast addresses, IPv4-mapped IPv6 addresses and addresses with a zone index identify no
+workload and are never allowed.
+
+Only the standard library and ``publicsuffixlist`` here (the operator imports this module).
 """
 
 from __future__ import annotations
 
 import datetime
+import functools
 import ipaddress
 import json
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+
+from publicsuffixlist import PublicSuffixList
 
 __all__ = [
+    "ADMIN",
     "DEFAULT_MAXIMUM",
     "DEFAULT_MINIMUM",
+    "IPNetwork",
     "MAX_NAMES",
     "MAX_NAME_LENGTH",
+    "PROVISIONER",
+    "ROLES",
     "check_duration",
     "check_name_syntax",
     "check_names",
     "format_duration",
+    "ip_allowed",
     "is_ip_address",
+    "parse_allowed_ips",
     "parse_duration",
     "parse_extra_allowed",
     "provisioner_id",
+    "role_of",
     "spiffe_id",
 ]
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+PROVISIONER = "provisioner"
+"""The operator's role: ``POST /sign`` for a namespace, and moving on a root rotation."""
+ADMIN = "admin"
+"""An administrator's role: everything the CA service does, rotation steps included."""
+ROLES = (PROVISIONER, ADMIN)
 
 DEFAULT_MINIMUM = datetime.timedelta(minutes=5)
 DEFAULT_MAXIMUM = datetime.timedelta(days=30)
@@ -49,6 +89,10 @@ _DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
 _LABEL = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?")
 _DNS_CHARS = re.compile(r"[a-z0-9.-]*")
 _UNITS = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
+# Addresses every pod of a node shares; only a network wholly inside one of these allows them.
+_NAMED_ONLY = tuple(
+    ipaddress.ip_network(n) for n in ("127.0.0.0/8", "::1/128", "169.254.0.0/16", "fe80::/10")
+)
 
 
 def parse_duration(text: str) -> datetime.timedelta:
@@ -126,15 +170,20 @@ def check_names(
     namespace: str,
     cluster_domain: str = "cluster.local",
     extra_allowed: Sequence[str] = (),
+    allowed_ips: Sequence[IPNetwork] = (),
 ) -> None:
-    """Check `check_name_syntax`, then that every DNS name belongs to ``namespace``.
+    """Check `check_name_syntax`, then that every name belongs to ``namespace``.
 
     A pod in namespace ``N`` may have ``x.N``, ``x.N.svc``, ``x.N.svc.<cluster_domain>`` and
-    ``x.N.pod.<cluster_domain>`` where ``x`` is one DNS label, IP addresses, and whatever
-    ``extra_allowed`` lists: exact names, or ``*.suffix`` for one label in front of ``suffix``.
+    ``x.N.pod.<cluster_domain>`` where ``x`` is one DNS label, unless the name is an internet
+    name (module docstring); whatever ``extra_allowed`` lists: exact names, or ``*.suffix`` for
+    one label in front of ``suffix``; and IP addresses inside ``allowed_ips`` (loopback and
+    link-local ones only inside a network named for them, see `ip_allowed`).
 
     Raises:
-        ValueError: ``name 'a.other' is not under namespace 'ns'`` and the like.
+        ValueError: ``name 'a.other' is not under namespace 'ns'``, ``name 'google.com' is an
+            internet name (public suffix 'com'); a namespace cannot claim it``, ``IP address
+            '10.96.0.1' is not allowed for namespace 'ns'``.
     """
     check_name_syntax(names)
     _check_namespace(namespace)
@@ -147,11 +196,56 @@ def check_names(
     exact = {a for a in extra_allowed if not a.startswith("*.")}
     wild = tuple(a[1:] for a in extra_allowed if a.startswith("*."))
     for name in names:
-        if is_ip_address(name) or name in exact:
+        if is_ip_address(name):
+            if not ip_allowed(ipaddress.ip_address(name), allowed_ips):
+                raise ValueError(f"IP address '{name}' is not allowed for namespace '{namespace}'")
             continue
-        if any(_one_label_before(name, s) for s in suffixes + wild):
+        if name in exact or any(_one_label_before(name, s) for s in wild):
             continue
-        raise ValueError(f"name '{name}' is not under namespace '{namespace}'")
+        if not any(_one_label_before(name, s) for s in suffixes):
+            raise ValueError(f"name '{name}' is not under namespace '{namespace}'")
+        suffix = None if name.endswith(f".{cluster_domain}") else _public_suffix(name)
+        if suffix is not None:
+            raise ValueError(
+                f"name '{name}' is an internet name (public suffix '{suffix}'); "
+                "a namespace cannot claim it"
+            )
+
+
+def ip_allowed(
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address, allowed: Iterable[IPNetwork]
+) -> bool:
+    """Whether ``address`` lies in one of the ``allowed`` networks.
+
+    A loopback or link-local address is allowed only by a network that lies wholly inside the
+    loopback or link-local range it belongs to: ``127.0.0.1/32`` and ``127.0.0.0/8`` allow
+    ``127.0.0.1``; ``0.0.0.0/0`` and ``96.0.0.0/3`` do not.
+    """
+    shared = next((r for r in _NAMED_ONLY if address in r), None)
+    return any(
+        address in network and (shared is None or network.subnet_of(shared))  # type: ignore[arg-type]
+        for network in allowed
+    )
+
+
+def parse_allowed_ips(text: str) -> dict[str, tuple[IPNetwork, ...]]:
+    """Read the networks an admin allows per namespace: ``{"namespace": ["10.1.0.0/16",
+    "10.2.0.9", "fd00::/64"]}``, as `parse_extra_allowed` reads names (CA and operator alike).
+
+    An address without a prefix length is that one address (``/32``, ``/128``); a network must
+    not have host bits set (``10.1.2.3/16`` is refused: write ``10.1.0.0/16``).
+
+    Raises:
+        ValueError: ``allowed IPs must be a JSON object of namespace to a list of CIDRs`` or
+            ``allowed IPs of namespace 'shop': 10.1.2.3/16 has host bits set``.
+    """
+    allowed = {}
+    for namespace, cidrs in _lists_by_namespace(text, "allowed IPs", "CIDRs").items():
+        try:
+            allowed[namespace] = tuple(ipaddress.ip_network(c) for c in cidrs)
+        except ValueError as e:
+            raise ValueError(f"allowed IPs of namespace '{namespace}': {e}") from None
+    return allowed
 
 
 def parse_extra_allowed(text: str) -> dict[str, tuple[str, ...]]:
@@ -163,18 +257,20 @@ def parse_extra_allowed(text: str) -> dict[str, tuple[str, ...]]:
     Raises:
         ValueError: ``extra allowed names must be a JSON object of namespace to a list of names``.
     """
+    return _lists_by_namespace(text, "extra allowed names", "names")
+
+
+def _lists_by_namespace(text: str, what: str, items: str) -> dict[str, tuple[str, ...]]:
     try:
         document = json.loads(text)
     except json.JSONDecodeError:
         document = None
     if not isinstance(document, dict) or not all(
-        isinstance(names, list) and all(isinstance(n, str) for n in names)
-        for names in document.values()
+        isinstance(values, list) and all(isinstance(v, str) for v in values)
+        for values in document.values()
     ):
-        raise ValueError(
-            "extra allowed names must be a JSON object of namespace to a list of names"
-        )
-    return {str(ns): tuple(names) for ns, names in document.items()}
+        raise ValueError(f"{what} must be a JSON object of namespace to a list of {items}")
+    return {str(ns): tuple(values) for ns, values in document.items()}
 
 
 def spiffe_id(trust_domain: str, namespace: str, service_account: str) -> str:
@@ -195,18 +291,30 @@ def spiffe_id(trust_domain: str, namespace: str, service_account: str) -> str:
     return f"spiffe://{trust_domain}/ns/{namespace}/sa/{service_account}"
 
 
-def provisioner_id(trust_domain: str, name: str) -> str:
-    """The URI SAN that marks a provisioner credential, allowed to call ``POST /sign``.
+def provisioner_id(trust_domain: str, name: str, *, role: str = PROVISIONER) -> str:
+    """The URI SAN of a credential for the CA service: ``spiffe://<td>/hello-mtls/<role>/<name>``.
 
-    Its path cannot collide with a workload's ``/ns/<ns>/sa/<sa>``.
+    ``role`` is `PROVISIONER` (the operator's) or `ADMIN`. The path cannot collide with a
+    workload's ``/ns/<ns>/sa/<sa>``.
 
     Raises:
-        ValueError: if ``name`` is not one DNS label.
+        ValueError: if ``name`` is not one DNS label or ``role`` is not one of `ROLES`.
     """
     if len(name) > _MAX_LABEL_LENGTH or not _LABEL.fullmatch(name):
         raise ValueError(f"provisioner name '{name}' is not a lower-case DNS label")
+    if role not in ROLES:
+        raise ValueError(f"role '{role}' is not one of {', '.join(ROLES)}")
     spiffe_id(trust_domain, "x", "x")  # validates the trust domain
-    return f"spiffe://{trust_domain}/hello-mtls/provisioner/{name}"
+    return f"spiffe://{trust_domain}/hello-mtls/{role}/{name}"
+
+
+def role_of(trust_domain: str, uri: str) -> str | None:
+    """The role of a `provisioner_id` URI of ``trust_domain``; None for any other URI."""
+    prefix = f"spiffe://{trust_domain}/hello-mtls/"
+    role, _, name = uri.removeprefix(prefix).partition("/")
+    if not uri.startswith(prefix) or role not in ROLES:
+        return None
+    return role if _LABEL.fullmatch(name) and len(name) <= _MAX_LABEL_LENGTH else None
 
 
 def _check_one(name: str) -> None:
@@ -216,7 +324,14 @@ def _check_one(name: str) -> None:
         raise ValueError("empty name")
     if is_ip_address(name):
         address = ipaddress.ip_address(name)
-        if address.is_unspecified or address.is_multicast:
+        if (
+            address.is_unspecified
+            or address.is_multicast
+            or (
+                isinstance(address, ipaddress.IPv6Address)
+                and (address.ipv4_mapped or address.scope_id)
+            )
+        ):
             raise ValueError(f"IP address '{name}' cannot identify a workload")
         return
     shown = name if len(name) <= 64 else name[:60] + "..."
@@ -278,6 +393,17 @@ def _scripts(text: str) -> set[str]:
 def _check_namespace(namespace: str) -> None:
     if len(namespace) > _MAX_LABEL_LENGTH or not _LABEL.fullmatch(namespace):
         raise ValueError(f"namespace '{namespace}' is not a valid namespace name")
+
+
+@functools.cache
+def _suffix_list() -> PublicSuffixList:
+    return PublicSuffixList()  # parses the list shipped in the package (about 80 ms, once)
+
+
+def _public_suffix(name: str) -> str | None:
+    """The listed public suffix ``name`` is or lies under; None when its TLD is not listed."""
+    suffix: str | None = _suffix_list().publicsuffix(name, accept_unknown=False)
+    return suffix
 
 
 def _one_label_before(name: str, suffix: str) -> bool:

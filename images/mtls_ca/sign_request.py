@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from cryptography import x509
@@ -29,7 +29,8 @@ __all__ = [
 ]
 
 DEFAULT_DURATION = datetime.timedelta(hours=24)
-_FIELDS = {"csr", "names", "duration", "namespace", "service_account", "extra_allowed"}
+# No "extra_allowed": admin allowances come from the CA's own configuration, never from a caller.
+_FIELDS = {"csr", "names", "duration", "namespace", "service_account"}
 
 
 class Malformed(ValueError):
@@ -49,7 +50,6 @@ class SignRequest:
     duration: datetime.timedelta = DEFAULT_DURATION
     namespace: str | None = None
     service_account: str | None = None
-    extra_allowed: tuple[str, ...] = field(default=())
 
 
 def parse(body: Any) -> SignRequest:
@@ -67,7 +67,6 @@ def parse(body: Any) -> SignRequest:
     if not isinstance(csr_pem, str):
         raise Malformed("'csr' must be a PEM string")
     names = _strings(body, "names")
-    extra = _strings(body, "extra_allowed") if "extra_allowed" in body else ()
     namespace, account = body.get("namespace"), body.get("service_account")
     for key, value in (("namespace", namespace), ("service_account", account)):
         if value is not None and not isinstance(value, str):
@@ -86,27 +85,32 @@ def parse(body: Any) -> SignRequest:
         csr = load_csr(csr_pem.encode("utf-8", errors="replace"))
     except ValueError as e:
         raise Malformed(str(e)) from None
-    return SignRequest(csr, names, duration, namespace, account, extra)
+    return SignRequest(csr, names, duration, namespace, account)
 
 
 def sign(
     state: State,
     request: SignRequest,
     *,
+    role: str,
     cluster_domain: str = "cluster.local",
     extra_allowed: Mapping[str, Sequence[str]] | None = None,
+    allowed_ips: Mapping[str, Sequence[name_rules.IPNetwork]] | None = None,
 ) -> Issued:
     """Apply the name rules to ``request`` and sign it with the current intermediate.
 
     A namespace brings the namespace name rule and the SPIFFE ID (service account ``default``
-    unless given); without one only the name syntax rules apply (admin credentials). Names an
-    admin allowed for the namespace come from ``extra_allowed`` (the CA's configuration, keyed by
-    namespace) and from the request's own ``extra_allowed`` (the provisioner's configuration).
+    unless given). A provisioner (``role``, the operator's credential) must name one; only an
+    admin may leave it out, and then only the name syntax rules apply. What an admin allowed a
+    namespace beyond its own names comes from the CA's configuration alone: ``extra_allowed``
+    (names) and ``allowed_ips`` (networks), both keyed by namespace.
 
     Raises:
         RuleViolation: with the rule's exact message.
-        Malformed: if the namespace or service account is not a valid name.
+        Malformed: if the namespace is missing or it or the service account is not a valid name.
     """
+    if request.namespace is None and role != name_rules.ADMIN:
+        raise Malformed("'namespace' is required with a provisioner credential")
     try:
         name_rules.check_duration(request.duration, minimum=state.minimum, maximum=state.maximum)
         if request.namespace is None:
@@ -116,10 +120,8 @@ def sign(
                 request.names,
                 namespace=request.namespace,
                 cluster_domain=cluster_domain,
-                extra_allowed=(
-                    *request.extra_allowed,
-                    *(extra_allowed or {}).get(request.namespace, ()),
-                ),
+                extra_allowed=(extra_allowed or {}).get(request.namespace, ()),
+                allowed_ips=(allowed_ips or {}).get(request.namespace, ()),
             )
     except ValueError as e:
         raise RuleViolation(str(e)) from None

@@ -49,6 +49,8 @@ class Rules:
     maximum: datetime.timedelta = name_rules.DEFAULT_MAXIMUM
     extra_allowed: Mapping[str, Sequence[str]] = field(default_factory=dict)
     """Namespace to extra names (exact, or ``*.suffix``) its pods may claim."""
+    allowed_ips: Mapping[str, Sequence[name_rules.IPNetwork]] = field(default_factory=dict)
+    """Namespace to the networks whose addresses its pods may claim (none by default)."""
 
 
 @dataclass(frozen=True)
@@ -112,25 +114,22 @@ def parse_claim(
     _check(NAME, name_rules.check_name_syntax, [name])
     if name_rules.is_ip_address(name):
         raise ValueError(f"{NAME}: '{name}' is an IP address; the name must be a DNS name")
-    extra = rules.extra_allowed.get(namespace, ())
-    _check(
-        NAME,
-        lambda n: name_rules.check_names(
-            n, namespace=namespace, cluster_domain=rules.cluster_domain, extra_allowed=extra
-        ),
-        [name],
-    )
+
+    def check(names: Sequence[str]) -> None:
+        name_rules.check_names(
+            names,
+            namespace=namespace,
+            cluster_domain=rules.cluster_domain,
+            extra_allowed=rules.extra_allowed.get(namespace, ()),
+            allowed_ips=rules.allowed_ips.get(namespace, ()),
+        )
+
+    _check(NAME, check, [name])
 
     sans_text = annotations.get(SANS, "").strip()
     sans = [s.strip() for s in sans_text.split(",")] if sans_text else []
     names = tuple(dict.fromkeys([name, *sans]))
-    _check(
-        SANS,
-        lambda n: name_rules.check_names(
-            n, namespace=namespace, cluster_domain=rules.cluster_domain, extra_allowed=extra
-        ),
-        names,
-    )
+    _check(SANS, check, names)
 
     duration = rules.default_duration
     if DURATION in annotations:

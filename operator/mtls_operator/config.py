@@ -45,6 +45,7 @@ def from_environment(environ: Mapping[str, str] = os.environ) -> Config:
     ``HELLO_MTLS_RESYNC_SECONDS``        ``10``
     ``HELLO_MTLS_ROTATION_GRACE``        ``30s``
     ``HELLO_MTLS_EXTRA_ALLOWED``         ``{}``: JSON, namespace → list of names/``*.suffix``
+    ``HELLO_MTLS_ALLOWED_IPS``           ``{}``: JSON, namespace → list of CIDRs (as the CA's)
     ===================================  ==================================================
 
     Raises:
@@ -67,6 +68,7 @@ def from_environment(environ: Mapping[str, str] = os.environ) -> Config:
         minimum=parse("MIN_DURATION", _DEFAULT_MINIMUM, name_rules.parse_duration),
         maximum=parse("MAX_DURATION", _DEFAULT_MAXIMUM, name_rules.parse_duration),
         extra_allowed=extra,
+        allowed_ips=parse("ALLOWED_IPS", "{}", name_rules.parse_allowed_ips),
     )
     fraction = parse("RENEW_FRACTION", "0.6667", float)
     if not 0 < fraction < 1:

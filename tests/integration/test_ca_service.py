@@ -3,13 +3,11 @@ concurrency, restarts and root rotation over HTTPS."""
 
 from __future__ import annotations
 
+import datetime
 import json
-import os
-import signal
 import socket
 import ssl
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -21,61 +19,18 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
+from mtls_ca.state import DirectoryStore
 from mtls_context import layout
+from support.ca_service import Service, cli, credential_session
 
-CLI = [sys.executable, "-m", "mtls_ca"]
-
-
-def _cli(*args: str) -> None:
-    done = subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=60, check=False)
-    assert done.returncode == 0, done.stderr
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Service:
-    """One ``serve`` process group; `stop` ends it (SIGTERM, then SIGKILL)."""
-
-    def __init__(self, state: Path, log: Path) -> None:
-        self.state, self.log = state, log
-        self.port = _free_port()
-        self.url = f"https://127.0.0.1:{self.port}"
-        command = [*CLI, "serve", "--state", str(state), "--bind", f"127.0.0.1:{self.port}"]
-        command += ["--workers", "2", "--upkeep-interval", "1"]
-        with log.open("ab") as out:
-            self.process = subprocess.Popen(
-                command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-            )
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                    return
-            except OSError:
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError(f"serve did not start: {log.read_text()[-2000:]}") from None
-                time.sleep(0.1)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=15)
+ALLOWED_IPS = '{"shop": ["10.1.0.0/16"]}'
 
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("ca-service")
-    _cli("init", "--state", str(root / "state"))
-    _cli(
+    cli("init", "--state", str(root / "state"))
+    cli(
         "provisioner",
         "--state",
         str(root / "state"),
@@ -84,7 +39,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "--out",
         str(root / "prov"),
     )
-    _cli(
+    cli(
         "issue",
         "--state",
         str(root / "state"),
@@ -95,8 +50,10 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "--out",
         str(root / "workload"),
     )
-    _cli("init", "--state", str(root / "other-state"))
-    _cli(
+    admin = ["--role", "admin", "--name", "alice", "--out", str(root / "alice")]
+    cli("provisioner", "--state", str(root / "state"), *admin)
+    cli("init", "--state", str(root / "other-state"))
+    cli(
         "provisioner",
         "--state",
         str(root / "other-state"),
@@ -105,25 +62,26 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "--out",
         str(root / "other-prov"),
     )
+    # Chains to our root, but names an admin of another trust domain.
+    state = DirectoryStore(root / "state").load()
+    stranger = state.signer.issue(
+        uris=["spiffe://evil.example/hello-mtls/admin/alice"],
+        common_name="alice",
+        valid_for=datetime.timedelta(hours=1),
+        client_only=True,
+    )
+    assert stranger.key_pem is not None
+    (root / "other-domain").mkdir()
+    (root / "other-domain" / layout.CERT).write_bytes(stranger.chain_pem)
+    (root / "other-domain" / layout.KEY).write_bytes(stranger.key_pem)
     return root
 
 
 @pytest.fixture(scope="module")
 def service(pki: Path) -> Iterator[Service]:
-    running = Service(pki / "state", pki / "serve.log")
+    running = Service(pki / "state", pki / "serve.log", f"--allowed-ips={ALLOWED_IPS}")
     yield running
     running.stop()
-
-
-def _session(pki: Path, credential: str | None) -> requests.Session:
-    session = requests.Session()
-    # REQUESTS_CA_BUNDLE in the environment would override session.verify
-    # (https://github.com/psf/requests/issues/3829); only our bundle may count here.
-    session.trust_env = False
-    session.verify = str(pki / "prov" / layout.CA)
-    if credential is not None:
-        session.cert = (str(pki / credential / layout.CERT), str(pki / credential / layout.KEY))
-    return session
 
 
 def _csr(key: object | None = None) -> str:
@@ -148,7 +106,9 @@ def _request(**overrides: object) -> dict[str, object]:
 
 
 def test_provisioner_gets_a_chain_openssl_accepts(service: Service, pki: Path) -> None:
-    answer = _session(pki, "prov").post(f"{service.url}/sign", json=_request(), timeout=30)
+    answer = credential_session(pki, "prov").post(
+        f"{service.url}/sign", json=_request(), timeout=30
+    )
     assert answer.status_code == 200, answer.text
     body = answer.json()
     assert set(body) >= {"certificate", "ca", "tls_policy", "serial", "not_after", "bundle_sha256"}
@@ -190,7 +150,7 @@ def test_provisioner_gets_a_chain_openssl_accepts(service: Service, pki: Path) -
 
 
 def test_read_only_endpoints_need_no_client_certificate(service: Service, pki: Path) -> None:
-    anonymous = _session(pki, None)
+    anonymous = credential_session(pki, None)
     assert anonymous.get(f"{service.url}/healthz", timeout=10).json() == {"status": "ok"}
     assert (
         anonymous.get(f"{service.url}/roots", timeout=10).text
@@ -238,6 +198,52 @@ def test_read_only_endpoints_need_no_client_certificate(service: Service, pki: P
         ("prov", {"duration": "1m"}, 403, "duration 1m is below the CA minimum of 5m"),
         ("prov", {"duration": "90d"}, 403, "duration 90d is above the CA maximum of 30d"),
         ("prov", "huge", 413, "request body is larger than 65536 bytes"),
+        # Issue 13: each of these was signed.
+        (
+            "other-domain",
+            "valid",
+            403,
+            "client 'spiffe://evil.example/hello-mtls/admin/alice' is not a provisioner of this CA",
+        ),
+        ("prov", "no namespace", 400, "'namespace' is required with a provisioner credential"),
+        (
+            "prov",
+            {"names": ["evil.example.com"], "extra_allowed": ["evil.example.com"]},
+            400,
+            "unknown field(s): extra_allowed",
+        ),
+        (
+            "prov",
+            {"names": ["google.com"], "namespace": "com"},
+            403,
+            "name 'google.com' is an internet name (public suffix 'com'); "
+            "a namespace cannot claim it",
+        ),
+        (
+            "prov",
+            {"names": ["github.io"], "namespace": "io"},
+            403,
+            "name 'github.io' is an internet name (public suffix 'github.io'); "
+            "a namespace cannot claim it",
+        ),
+        (
+            "prov",
+            {"names": ["web.shop.svc", "10.96.0.1"], "namespace": "shop"},
+            403,
+            "IP address '10.96.0.1' is not allowed for namespace 'shop'",
+        ),
+        (
+            "prov",
+            {"names": ["web.shop.svc", "169.254.169.254"], "namespace": "shop"},
+            403,
+            "IP address '169.254.169.254' is not allowed for namespace 'shop'",
+        ),
+        (
+            "prov",
+            {"names": ["web.shop.svc", "127.0.0.1"], "namespace": "shop"},
+            403,
+            "IP address '127.0.0.1' is not allowed for namespace 'shop'",
+        ),
     ],
 )
 def test_refusals(
@@ -253,6 +259,8 @@ def test_refusals(
         data = json.dumps({**good, "csr": "\n".join(pem) + "\n"}).encode()
     elif body == "ed25519":
         data = json.dumps(_request(csr=_csr(ed25519.Ed25519PrivateKey.generate()))).encode()
+    elif body == "no namespace":
+        data = json.dumps({"csr": _csr(), "names": ["evil.example.com"]}).encode()
     elif body == "huge":
         data = json.dumps(_request(names=["web.demo"] * 10000)).encode()
     elif isinstance(body, dict):
@@ -260,16 +268,18 @@ def test_refusals(
     else:
         assert isinstance(body, bytes)
         data = body
-    answer = _session(pki, credential).post(f"{service.url}/sign", data=data, timeout=30)
+    answer = credential_session(pki, credential).post(f"{service.url}/sign", data=data, timeout=30)
     assert (answer.status_code, answer.json()) == (status, {"error": error})
 
 
 def test_client_of_another_ca_is_refused_by_tls(service: Service, pki: Path) -> None:
-    stranger = _session(pki, "other-prov")
+    stranger = credential_session(pki, "other-prov")
     with pytest.raises(requests.exceptions.ConnectionError):
         stranger.post(f"{service.url}/sign", json=_request(), timeout=10)
     # The twin: the same request with our own provisioner goes through.
-    assert _session(pki, "prov").post(f"{service.url}/sign", json=_request(), timeout=10).ok
+    assert (
+        credential_session(pki, "prov").post(f"{service.url}/sign", json=_request(), timeout=10).ok
+    )
 
 
 def test_200_parallel_requests_get_200_distinct_serials(service: Service, pki: Path) -> None:
@@ -281,20 +291,20 @@ def test_200_parallel_requests_get_200_distinct_serials(service: Service, pki: P
         assert answer.status_code == 200, answer.text
         return str(answer.json()["serial"])
 
-    sessions = [_session(pki, "prov") for _ in range(16)]
+    sessions = [credential_session(pki, "prov") for _ in range(16)]
     with ThreadPoolExecutor(max_workers=16) as pool:
         serials = list(pool.map(sign, range(200)))
     assert len(serials) == 200 and len(set(serials)) == 200
 
 
 def test_metrics_count_what_happened(service: Service, pki: Path) -> None:
-    session = _session(pki, "prov")
+    session = credential_session(pki, "prov")
     assert session.post(f"{service.url}/sign", json=_request(), timeout=10).ok
     assert (
         session.post(f"{service.url}/sign", json=_request(duration="1m"), timeout=10).status_code
         == 403
     )
-    text = _session(pki, None).get(f"{service.url}/metrics", timeout=10).text
+    text = credential_session(pki, None).get(f"{service.url}/metrics", timeout=10).text
     values = {
         line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
         for line in text.splitlines()
@@ -305,6 +315,49 @@ def test_metrics_count_what_happened(service: Service, pki: Path) -> None:
     assert values["hello_mtls_ca_signing_seconds_count"] == values["hello_mtls_ca_issued_total"]
     expiry = [v for k, v in values.items() if k.startswith("hello_mtls_ca_cert_expiry_seconds")]
     assert len(expiry) == 2 and all(300 * 86400 < v < 3651 * 86400 for v in expiry)
+
+
+def test_allowed_addresses_and_an_admin_without_namespace(service: Service, pki: Path) -> None:
+    operator = credential_session(pki, "prov")
+    body = _request(names=["web.shop.svc", "10.1.2.3"], namespace="shop")
+    answer = operator.post(f"{service.url}/sign", json=body, timeout=30)
+    assert answer.status_code == 200, answer.text
+    leaf = x509.load_pem_x509_certificates(answer.json()["certificate"].encode())[0]
+    san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert [str(a) for a in san.get_values_for_type(x509.IPAddress)] == ["10.1.2.3"]
+    # The admin may sign without a namespace (syntax rules only, no SPIFFE ID).
+    admin = credential_session(pki, "alice")
+    anywhere = {"csr": _csr(), "names": ["ca.example.com"], "duration": "1h"}
+    answer = admin.post(f"{service.url}/sign", json=anywhere, timeout=30)
+    assert answer.status_code == 200, answer.text
+
+
+@pytest.mark.parametrize(
+    ("credential", "status", "error"),
+    [
+        (None, 401, "a client certificate is required"),
+        ("workload", 403, "client 'web.demo' is not a provisioner of this CA"),
+        (
+            "other-domain",
+            403,
+            "client 'spiffe://evil.example/hello-mtls/admin/alice' is not a provisioner of this CA",
+        ),
+        # Issue 13: the operator's credential could start a root rotation.
+        (
+            "prov",
+            403,
+            "client 'spiffe://cluster.local/hello-mtls/provisioner/operator' may not start a root "
+            "rotation (admins may)",
+        ),
+    ],
+)
+def test_only_an_admin_starts_a_root_rotation(
+    service: Service, pki: Path, credential: str | None, status: int, error: str
+) -> None:
+    caller = credential_session(pki, credential)
+    answer = caller.post(f"{service.url}/rotate-root", json={"from": "idle"}, timeout=30)
+    assert (answer.status_code, answer.json()) == (status, {"error": error})
+    assert credential_session(pki, None).get(f"{service.url}/status").json()["phase"] == "idle"
 
 
 def _served_issuer(port: int, ca: Path) -> x509.Name:
@@ -318,17 +371,27 @@ def _served_issuer(port: int, ca: Path) -> x509.Name:
 
 def test_state_survives_a_restart_and_rotation_runs_over_https(pki: Path, tmp_path: Path) -> None:
     state = tmp_path / "state"
-    _cli("init", "--state", str(state))
-    _cli("provisioner", "--state", str(state), "--name", "admin", "--out", str(tmp_path / "admin"))
+    cli("init", "--state", str(state))
+    cli(
+        "provisioner",
+        "--state",
+        str(state),
+        "--role",
+        "admin",
+        "--name",
+        "admin",
+        "--out",
+        str(tmp_path / "admin"),
+    )
     (tmp_path / "prov").symlink_to(tmp_path / "admin")
     first = Service(state, tmp_path / "serve.log")
     try:
-        session = _session(tmp_path, "admin")
+        session = credential_session(tmp_path, "admin")
         before = session.get(f"{first.url}/status", timeout=10).json()
 
         # Several callers (over both workers) ask for the same step at once: exactly one wins.
         def step(_: int) -> requests.Response:
-            caller = _session(tmp_path, "admin")
+            caller = credential_session(tmp_path, "admin")
             return caller.post(f"{first.url}/rotate-root", json={"from": "idle"}, timeout=30)
 
         with ThreadPoolExecutor(max_workers=6) as pool:
@@ -339,7 +402,7 @@ def test_state_survives_a_restart_and_rotation_runs_over_https(pki: Path, tmp_pa
         conflict = next(a for a in answers if a.status_code == 409)
         assert conflict.json() == {"error": "root rotation is in phase 'both-trusted', not 'idle'"}
         assert (
-            _session(tmp_path, None)
+            credential_session(tmp_path, None)
             .post(f"{first.url}/rotate-root", json={"from": "both-trusted"}, timeout=10)
             .status_code
             == 401
@@ -348,7 +411,7 @@ def test_state_survives_a_restart_and_rotation_runs_over_https(pki: Path, tmp_pa
         first.stop()
     second = Service(state, tmp_path / "serve.log")
     try:
-        session = _session(tmp_path, "admin")
+        session = credential_session(tmp_path, "admin")
         status = session.get(f"{second.url}/status", timeout=10).json()
         assert status["phase"] == "both-trusted"
         assert status["roots"][0] == before["roots"][0] and len(status["roots"]) == 2

@@ -1,8 +1,9 @@
 """The operator's CA client against the real ``hello-mtls-ca serve`` on 127.0.0.1.
 
 Proves the HTTP contract end to end: the provisioner credential authenticates, answers become
-Secrets that `inspect` accepts, refusals keep the CA's message, rotation steps are idempotent,
-and a CA that is down is reported as unavailable (retried), not as a refusal.
+Secrets that `inspect` accepts, the operator and the CA read the same allowances alike, refusals
+keep the CA's message, rotation steps are idempotent (and only an admin starts a rotation), and a
+CA that is down is reported as unavailable (retried), not as a refusal.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from mtls_ca.name_rules import parse_allowed_ips
 from mtls_operator.ca_client import CAClient
 from mtls_operator.certs import inspect, new_key_and_csr
 from mtls_operator.claims import NAME, SANS, Rules, parse_claim
@@ -24,6 +26,8 @@ from mtls_operator.tlssecret import decode_data, secret_body
 from support.processes import free_port, running
 
 CLI = [sys.executable, "-m", "mtls_ca"]
+ALLOWED_IPS = '{"demo": ["10.0.0.0/24"]}'
+RULES = Rules(allowed_ips=parse_allowed_ips(ALLOWED_IPS))
 
 
 def ca_cli(*args: str) -> None:
@@ -51,6 +55,7 @@ def ca(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     )
     port = free_port()
     argv = [*CLI, "serve", "--state", state, "--bind", f"127.0.0.1:{port}", "--workers", "1"]
+    argv.append(f"--allowed-ips={ALLOWED_IPS}")
     with running(argv, root / "serve.log"):
         deadline = time.monotonic() + 30
         while True:
@@ -71,7 +76,7 @@ def test_a_signed_answer_becomes_a_secret_that_inspects_clean(ca: tuple[str, Pat
         {NAME: "web.demo.svc", SANS: "web.demo,10.0.0.9"},
         namespace="demo",
         service_account="web",
-        rules=Rules(),
+        rules=RULES,
     )
     key_pem, csr_pem = new_key_and_csr(claim)
     answer = client.sign(claim.sign_request(csr_pem))
@@ -107,12 +112,34 @@ def test_a_ca_that_is_down_is_unavailable_not_a_refusal(ca: tuple[str, Path]) ->
         client.status()
 
 
+def test_an_address_outside_the_allowed_networks_is_refused_by_both(ca: tuple[str, Path]) -> None:
+    url, root = ca
+    claim = parse_claim(
+        {NAME: "web.demo.svc"}, namespace="demo", service_account="web", rules=RULES
+    )
+    message = "IP address '10.0.1.9' is not allowed for namespace 'demo'"
+    with pytest.raises(ValueError, match=f"^hello-mtls.dev/sans: {message}$"):
+        parse_claim(
+            {NAME: "web.demo.svc", SANS: "10.0.1.9"},
+            namespace="demo",
+            service_account="web",
+            rules=RULES,
+        )
+    request = {**claim.sign_request(new_key_and_csr(claim)[1]), "names": ["10.0.1.9"]}
+    with pytest.raises(CARefused, match=f"^HTTP 403: {message}$"):
+        CAClient(url, root / "prov").sign(request)
+
+
 def test_rotation_steps_once_per_phase(ca: tuple[str, Path]) -> None:
     url, root = ca
     client = CAClient(url, root / "prov")
     before = client.status()
-    client.rotate_root("idle")
-    client.rotate_root("idle")  # already moved on: the CA's 409 is not an error
+    with pytest.raises(CARefused, match="HTTP 403: .* may not start a root rotation"):
+        client.rotate_root("idle")
+    ca_cli("rotate-root", "--state", str(root / "state"), "--from", "idle")  # an admin starts it
+    assert client.status().phase == "both-trusted"
+    client.rotate_root("both-trusted")  # the operator moves it on
+    client.rotate_root("both-trusted")  # already moved on: the CA's 409 is not an error
     after = client.status()
-    assert (before.phase, after.phase) == ("idle", "both-trusted")
+    assert (before.phase, after.phase) == ("idle", "new-signing")
     assert before.bundle_pem in after.bundle_pem and after.bundle_pem != before.bundle_pem

@@ -53,6 +53,8 @@ def test_issue_writes_the_secret_layout(
             "web.demo",
             "--san",
             "10.0.0.7",
+            "--allowed-ip",
+            "10.0.0.0/24",
             "--namespace",
             "demo",
             "--service-account",
@@ -73,6 +75,7 @@ def test_issue_writes_the_secret_layout(
     assert len(chain) == 2
     san = chain[0].extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert san.get_values_for_type(x509.DNSName) == ["web.demo"]
+    assert [str(a) for a in san.get_values_for_type(x509.IPAddress)] == ["10.0.0.7"]
     assert san.get_values_for_type(x509.UniformResourceIdentifier) == [
         "spiffe://cluster.local/ns/demo/sa/web"
     ]
@@ -90,6 +93,25 @@ def test_issue_writes_the_secret_layout(
             "name 'web.other' is not under namespace 'demo'",
         ),
         (["--name", "*.demo"], "wildcard name '*.demo' is not allowed"),
+        # Issue 13: both were issued.
+        (
+            ["--name", "google.com", "--namespace", "com"],
+            "name 'google.com' is an internet name (public suffix 'com'); "
+            "a namespace cannot claim it",
+        ),
+        (
+            ["--name", "web.shop.svc", "--san", "10.96.0.1", "--namespace", "shop"],
+            "IP address '10.96.0.1' is not allowed for namespace 'shop'",
+        ),
+        (
+            ["--name", "web.shop.svc", "--san", "127.0.0.1", "--namespace", "shop"]
+            + ["--allowed-ip", "0.0.0.0/0"],
+            "IP address '127.0.0.1' is not allowed for namespace 'shop'",
+        ),
+        (
+            ["--name", "web.demo", "--namespace", "demo", "--allowed-ip", "10.1.2.3/16"],
+            "10.1.2.3/16 has host bits set",
+        ),
         (["--name", "web.demo", "--duration", "1m"], "duration 1m is below the CA minimum of 5m"),
         (
             ["--name", "web.demo", "--duration", "soon"],
@@ -134,6 +156,14 @@ def test_provisioner_credential(
     ]
     assert main(["provisioner", "--state", str(state_dir), "--name", "Op", "--out", str(out)]) == 1
     assert "provisioner name 'Op' is not a lower-case DNS label" in capsys.readouterr().err
+    admin = tmp_path / "admin"
+    command = ["provisioner", "--state", str(state_dir), "--role", "admin", "--name", "alice"]
+    assert main([*command, "--out", str(admin)]) == 0
+    leaf = x509.load_pem_x509_certificates(layout.read_version(admin)[layout.CERT])[0]
+    san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.UniformResourceIdentifier) == [
+        "spiffe://cluster.local/hello-mtls/admin/alice"
+    ]
 
 
 def test_rotate_root_steps_and_guards(state_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -15,6 +15,7 @@ from flask.testing import FlaskClient
 
 from mtls_ca.authority import CA
 from mtls_ca.http_api import MAX_REQUEST_BYTES, create_app
+from mtls_ca.name_rules import parse_allowed_ips
 from mtls_ca.state import DirectoryStore, State
 from mtls_ca.state_cache import StateCache
 
@@ -25,6 +26,10 @@ PROVISIONER = {
 WORKLOAD = {
     "subject": ((("commonName", "web.demo"),),),
     "subjectAltName": (("DNS", "web.demo"), ("URI", "spiffe://cluster.local/ns/demo/sa/web")),
+}
+ADMIN = {
+    "subject": ((("commonName", "alice"),),),
+    "subjectAltName": (("URI", "spiffe://cluster.local/hello-mtls/admin/alice"),),
 }
 OTHER_DOMAIN = {
     "subject": ((("commonName", "operator"),),),
@@ -153,7 +158,8 @@ def test_metrics_count_issued_and_rejected(client: FlaskClient) -> None:
 
     issued = value("hello_mtls_ca_issued_total")
     refused = value('hello_mtls_ca_rejected_total{reason="unauthenticated"}')
-    _post(client, "/sign", PROVISIONER, json={"csr": _csr(), "names": ["web.demo"]})
+    body = {"csr": _csr(), "names": ["web.demo"], "namespace": "demo"}
+    assert _post(client, "/sign", PROVISIONER, json=body).status_code == 200
     _post(client, "/sign", None, json={})
     assert value("hello_mtls_ca_issued_total") == issued + 1
     assert value('hello_mtls_ca_rejected_total{reason="unauthenticated"}') == refused + 1
@@ -169,15 +175,29 @@ def test_rotate_root(app: Flask, client: FlaskClient) -> None:
         {"error": "'from' must be one of idle, both-trusted, new-signing"},
     )
     assert app.config["changes"] == []
-    moved = _post(client, "/rotate-root", PROVISIONER, json={"from": "idle"})
+    # Issue 13: the operator's credential could start a rotation; only an admin's may.
+    start = _post(client, "/rotate-root", PROVISIONER, json={"from": "idle"})
+    assert (start.status_code, start.json) == (
+        403,
+        {
+            "error": "client 'spiffe://cluster.local/hello-mtls/provisioner/operator' may not "
+            "start a root rotation (admins may)"
+        },
+    )
+    assert _post(client, "/rotate-root", OTHER_DOMAIN, json={"from": "idle"}).status_code == 403
+    assert app.config["changes"] == []
+    moved = _post(client, "/rotate-root", ADMIN, json={"from": "idle"})
     assert moved.status_code == 200 and moved.json["phase"] == "both-trusted"
     assert app.config["changes"] == ["changed"]
-    stale = _post(client, "/rotate-root", PROVISIONER, json={"from": "idle"})
+    stale = _post(client, "/rotate-root", ADMIN, json={"from": "idle"})
     assert (stale.status_code, stale.json) == (
         409,
         {"error": "root rotation is in phase 'both-trusted', not 'idle'"},
     )
-    assert _get(client, "/status")["phase"] == "both-trusted"
+    # The operator moves on a rotation an admin started (it knows when every Secret is ready).
+    on = _post(client, "/rotate-root", PROVISIONER, json={"from": "both-trusted"})
+    assert on.status_code == 200 and on.json["phase"] == "new-signing"
+    assert _get(client, "/status")["phase"] == "new-signing"
 
 
 def test_cluster_domain_reaches_the_name_rule(tmp_path: Path) -> None:
@@ -210,5 +230,40 @@ def test_rotation_is_answered_even_if_the_follow_up_fails(tmp_path: Path) -> Non
         raise OSError("API server unreachable")
 
     client = create_app(StateCache(store), after_change=fail).test_client()
-    answer = _post(client, "/rotate-root", PROVISIONER, json={"from": "idle"})
+    answer = _post(client, "/rotate-root", ADMIN, json={"from": "idle"})
     assert answer.status_code == 200 and store.load().phase == "both-trusted"
+
+
+def test_sign_needs_a_namespace_unless_the_caller_is_an_admin(client: FlaskClient) -> None:
+    # Issue 13: without a namespace the operator's credential got any name it asked for.
+    body = {"csr": _csr(), "names": ["api.example.com"]}
+    refused = _post(client, "/sign", PROVISIONER, json=body)
+    assert (refused.status_code, refused.json) == (
+        400,
+        {"error": "'namespace' is required with a provisioner credential"},
+    )
+    assert _post(client, "/sign", ADMIN, json=body).status_code == 200
+
+
+def test_a_body_never_brings_its_own_allowances(client: FlaskClient) -> None:
+    # Issue 13: `extra_allowed` in the body was added to the CA's own allowances.
+    body = {"csr": _csr(), "names": ["api.example.com"], "namespace": "demo"}
+    answer = _post(
+        client, "/sign", PROVISIONER, json={**body, "extra_allowed": ["api.example.com"]}
+    )
+    assert (answer.status_code, answer.json) == (400, {"error": "unknown field(s): extra_allowed"})
+
+
+def test_ip_addresses_need_the_cas_allowance(tmp_path: Path) -> None:
+    store = DirectoryStore(tmp_path)
+    store.create(State(generations=(CA.create(),)))
+    allowed = parse_allowed_ips('{"shop": ["10.1.0.0/16"]}')
+    client = create_app(StateCache(store), allowed_ips=allowed).test_client()
+    body = {"csr": _csr(), "names": ["web.shop.svc", "10.1.2.3"], "namespace": "shop"}
+    assert _post(client, "/sign", PROVISIONER, json=body).status_code == 200
+    for address in ("10.96.0.1", "169.254.169.254", "127.0.0.1"):
+        answer = _post(client, "/sign", PROVISIONER, json={**body, "names": [address]})
+        assert (answer.status_code, answer.json) == (
+            403,
+            {"error": f"IP address '{address}' is not allowed for namespace 'shop'"},
+        )

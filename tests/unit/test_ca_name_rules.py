@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import datetime
+import ipaddress
 
 import pytest
 
 from mtls_ca.name_rules import (
+    ADMIN,
     MAX_NAMES,
+    IPNetwork,
     check_duration,
     check_name_syntax,
     check_names,
     format_duration,
+    parse_allowed_ips,
     parse_duration,
     parse_extra_allowed,
     provisioner_id,
+    role_of,
     spiffe_id,
 )
 
@@ -84,7 +89,7 @@ ACCEPTED = [
     ["web.demo.svc"],
     ["web.demo.svc.cluster.local"],
     ["10-0-0-7.demo.pod.cluster.local"],
-    ["web.demo", "web.demo.svc", "10.0.0.7", "fd00::7"],
+    ["web.demo", "web.demo.svc", "web.demo.svc.cluster.local"],
     ["xn--bcher-kva.demo"],  # bücher
     ["xn--80ak6aa92e.demo"],  # Cyrillic only: a whole-script look-alike, documented as allowed
     ["xn--q9jyb4c.demo"],  # Japanese kana: one script
@@ -246,3 +251,122 @@ def test_parse_extra_allowed() -> None:
         assert str(info.value) == (
             "extra allowed names must be a JSON object of namespace to a list of names"
         )
+
+
+def test_credential_roles() -> None:
+    admin = provisioner_id("cluster.local", "alice", role=ADMIN)
+    assert admin == "spiffe://cluster.local/hello-mtls/admin/alice"
+    assert role_of("cluster.local", admin) == "admin"
+    assert role_of("cluster.local", provisioner_id("cluster.local", "operator")) == "provisioner"
+    for uri in (
+        "spiffe://evil.example/hello-mtls/admin/alice",  # another trust domain
+        "spiffe://cluster.local/ns/demo/sa/web",  # a workload
+        "spiffe://cluster.local/hello-mtls/root/alice",
+        "spiffe://cluster.local/hello-mtls/admin/a/b",
+        "spiffe://cluster.local/hello-mtls/admin/",
+        "spiffe://cluster.local.evil/hello-mtls/admin/alice",
+    ):
+        assert role_of("cluster.local", uri) is None, uri
+    with pytest.raises(ValueError, match="^role 'root' is not one of provisioner, admin$"):
+        provisioner_id("cluster.local", "alice", role="root")
+
+
+# Issue 13, "names a namespace cannot own": these were issued before the public suffix check.
+INTERNET_NAMES = [
+    ("com", "google.com", "com"),
+    ("io", "github.io", "github.io"),  # a private-section suffix: itself a public suffix
+    ("shop", "web.shop", "shop"),
+    ("uk", "co.uk", "co.uk"),
+    ("dev", "x.dev", "dev"),
+]
+
+
+@pytest.mark.parametrize(("namespace", "name", "suffix"), INTERNET_NAMES)
+def test_internet_names_are_refused(namespace: str, name: str, suffix: str) -> None:
+    with pytest.raises(ValueError) as info:
+        check_names([name], namespace=namespace)
+    assert str(info.value) == (
+        f"name '{name}' is an internet name (public suffix '{suffix}'); a namespace cannot claim it"
+    )
+
+
+def test_the_cluster_forms_of_a_suffix_namespace_stay() -> None:
+    check_names(
+        ["google.com.svc", "google.com.svc.cluster.local", "1-2-3-4.com.pod.cluster.local"],
+        namespace="com",
+    )
+    # The admin chose the cluster domain: names under it are the cluster's, whatever its TLD.
+    check_names(
+        ["web.shop.svc.k8s.example.com"], namespace="shop", cluster_domain="k8s.example.com"
+    )
+    # An admin's allowance is the admin's decision.
+    check_names(["web.shop"], namespace="shop", extra_allowed=["web.shop"])
+
+
+def _nets(*cidrs: str) -> list[IPNetwork]:
+    return [ipaddress.ip_network(c) for c in cidrs]
+
+
+# Issue 13: any pod could claim any IP address (the API server's Service IP, the metadata
+# service, loopback). (allowed networks, address, allowed?)
+IP_CASES = [
+    ((), "10.96.0.1", False),
+    ((), "10.0.0.7", False),
+    ((), "fd00::7", False),
+    (("10.1.0.0/16",), "10.1.2.3", True),
+    (("10.1.0.0/16",), "10.2.0.1", False),
+    (("10.1.2.3/32",), "10.1.2.3", True),
+    (("fd00::/64",), "fd00::7", True),
+    (("fd00::/64",), "10.1.2.3", False),
+    # Loopback and link-local: only by a network wholly inside their range.
+    (("0.0.0.0/0",), "127.0.0.1", False),
+    (("0.0.0.0/0",), "169.254.169.254", False),
+    (("0.0.0.0/0",), "8.8.8.8", True),
+    (("64.0.0.0/2",), "127.0.0.1", False),
+    (("::/0",), "::1", False),
+    (("::/0",), "fe80::1", False),
+    (("127.0.0.1/32",), "127.0.0.1", True),
+    (("127.0.0.1/32",), "127.0.0.2", False),
+    (("127.0.0.0/8",), "127.0.0.2", True),
+    (("127.0.0.0/16",), "127.0.0.2", True),
+    (("169.254.169.254/32",), "169.254.169.254", True),
+    (("169.254.0.0/16",), "169.254.1.1", True),
+    (("::1/128",), "::1", True),
+    (("fe80::/10",), "fe80::1", True),
+]
+
+
+@pytest.mark.parametrize(("allowed", "address", "ok"), IP_CASES)
+def test_ip_addresses_only_inside_allowed_networks(
+    allowed: tuple[str, ...], address: str, ok: bool
+) -> None:
+    if ok:
+        check_names(["web.shop.svc", address], namespace="shop", allowed_ips=_nets(*allowed))
+        return
+    with pytest.raises(ValueError) as info:
+        check_names(["web.shop.svc", address], namespace="shop", allowed_ips=_nets(*allowed))
+    assert str(info.value) == f"IP address '{address}' is not allowed for namespace 'shop'"
+
+
+@pytest.mark.parametrize(
+    "address", ["0.0.0.0", "::", "224.0.0.1", "::ffff:10.1.2.3", "fe80::1%eth0"]
+)
+def test_addresses_no_network_can_allow(address: str) -> None:
+    with pytest.raises(ValueError) as info:
+        check_names(
+            [address], namespace="shop", allowed_ips=_nets("0.0.0.0/0", "::/0", "fe80::/10")
+        )
+    assert str(info.value) == f"IP address '{address}' cannot identify a workload"
+
+
+def test_parse_allowed_ips() -> None:
+    allowed = parse_allowed_ips('{"shop": ["10.1.0.0/16", "10.2.0.9", "fd00::/64"], "bank": []}')
+    assert allowed == {"shop": tuple(_nets("10.1.0.0/16", "10.2.0.9/32", "fd00::/64")), "bank": ()}
+    assert parse_allowed_ips("{}") == {}
+    for text in ("", "[]", '{"shop": "10.1.0.0/16"}', '{"shop": [1]}'):
+        with pytest.raises(ValueError) as bad:
+            parse_allowed_ips(text)
+        assert str(bad.value) == "allowed IPs must be a JSON object of namespace to a list of CIDRs"
+    with pytest.raises(ValueError) as host_bits:
+        parse_allowed_ips('{"shop": ["10.1.2.3/16"]}')
+    assert str(host_bits.value) == "allowed IPs of namespace 'shop': 10.1.2.3/16 has host bits set"

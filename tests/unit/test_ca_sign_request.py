@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from mtls_ca.authority import CA
+from mtls_ca.name_rules import ADMIN, PROVISIONER, parse_allowed_ips
 from mtls_ca.sign_request import (
     DEFAULT_DURATION,
     Malformed,
@@ -37,7 +38,7 @@ def csr() -> str:
 def test_parse_defaults(csr: str) -> None:
     request = parse({"csr": csr, "names": ["a.demo"]})
     assert request.duration == DEFAULT_DURATION
-    assert (request.namespace, request.service_account, request.extra_allowed) == (None, None, ())
+    assert (request.namespace, request.service_account) == (None, None)
     full = parse(
         {
             "csr": csr,
@@ -45,11 +46,10 @@ def test_parse_defaults(csr: str) -> None:
             "duration": "90m",
             "namespace": "demo",
             "service_account": "web",
-            "extra_allowed": ["*.example.com"],
         }
     )
     assert full.duration == datetime.timedelta(minutes=90)
-    assert full.extra_allowed == ("*.example.com",)
+    assert (full.namespace, full.service_account) == ("demo", "web")
 
 
 @pytest.mark.parametrize(
@@ -60,9 +60,10 @@ def test_parse_defaults(csr: str) -> None:
         ({"names": ["a.demo"]}, "'csr' must be a PEM string"),
         ({"csr": "CSR", "names": "a.demo"}, "'names' must be a list of strings"),
         ({"csr": "CSR", "names": [1]}, "'names' must be a list of strings"),
+        # Issue 13: a caller's own allowances were trusted; only the CA's configuration counts.
         (
-            {"csr": "CSR", "names": ["a"], "extra_allowed": "x"},
-            "'extra_allowed' must be a list of strings",
+            {"csr": "CSR", "names": ["a"], "extra_allowed": ["a"]},
+            "unknown field(s): extra_allowed",
         ),
         ({"csr": "CSR", "names": ["a"], "namespace": 3}, "'namespace' must be a string"),
         (
@@ -89,7 +90,9 @@ def test_parse_rejects(body: Any, message: str) -> None:
 
 def test_sign_with_namespace_adds_the_spiffe_id(state: State, csr: str) -> None:
     issued = sign(
-        state, parse({"csr": csr, "names": ["web.demo"], "namespace": "demo", "duration": "1h"})
+        state,
+        parse({"csr": csr, "names": ["web.demo"], "namespace": "demo", "duration": "1h"}),
+        role=PROVISIONER,
     )
     san = issued.certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert san.get_values_for_type(x509.UniformResourceIdentifier) == [
@@ -102,21 +105,31 @@ def test_sign_with_namespace_adds_the_spiffe_id(state: State, csr: str) -> None:
     assert body["not_after"].endswith("Z")
 
 
-def test_sign_without_namespace_checks_syntax_only(state: State, csr: str) -> None:
-    issued = sign(state, parse({"csr": csr, "names": ["api.example.com"]}))
+def test_only_an_admin_signs_without_namespace_and_then_syntax_only(state: State, csr: str) -> None:
+    issued = sign(state, parse({"csr": csr, "names": ["api.example.com"]}), role=ADMIN)
     san = issued.certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert san.get_values_for_type(x509.UniformResourceIdentifier) == []
     with pytest.raises(RuleViolation, match="^wildcard name"):
-        sign(state, parse({"csr": csr, "names": ["*.example.com"]}))
+        sign(state, parse({"csr": csr, "names": ["*.example.com"]}), role=ADMIN)
+    # Issue 13: the operator's credential could sign any name by leaving the namespace out.
+    with pytest.raises(Malformed) as info:
+        sign(state, parse({"csr": csr, "names": ["api.example.com"]}), role=PROVISIONER)
+    assert str(info.value) == "'namespace' is required with a provisioner credential"
 
 
-def test_sign_honours_extra_allowed(state: State, csr: str) -> None:
-    body = {"csr": csr, "names": ["api.example.com"], "namespace": "demo"}
-    with pytest.raises(
-        RuleViolation, match="^name 'api.example.com' is not under namespace 'demo'$"
-    ):
-        sign(state, parse(body))
-    sign(state, parse({**body, "extra_allowed": ["api.example.com"]}))
+def test_sign_allows_ips_only_inside_the_cas_networks(state: State, csr: str) -> None:
+    body = {"csr": csr, "names": ["web.shop.svc", "10.1.2.3"], "namespace": "shop"}
+    allowed = parse_allowed_ips('{"shop": ["10.1.0.0/16"]}')
+    sign(state, parse(body), role=PROVISIONER, allowed_ips=allowed)
+    for address, config in (("10.1.2.3", {}), ("10.96.0.1", allowed), ("127.0.0.1", allowed)):
+        with pytest.raises(RuleViolation) as info:
+            sign(
+                state,
+                parse({**body, "names": ["web.shop.svc", address]}),
+                role=PROVISIONER,
+                allowed_ips=config,
+            )
+        assert str(info.value) == f"IP address '{address}' is not allowed for namespace 'shop'"
 
 
 @pytest.mark.parametrize(
@@ -138,15 +151,15 @@ def test_sign_refuses(
 ) -> None:
     body = {"csr": csr, "names": ["web.demo"], "namespace": "demo", **extra}
     with pytest.raises(error) as info:
-        sign(state, parse(body))
+        sign(state, parse(body), role=PROVISIONER)
     assert str(info.value) == message
 
 
 def test_sign_honours_the_cas_own_extra_allowed(state: State, csr: str) -> None:
     body = {"csr": csr, "names": ["api.example.com", "x.corp.example"], "namespace": "demo"}
     config = {"demo": ("api.example.com", "*.corp.example"), "other": ("y.example.com",)}
-    sign(state, parse(body), extra_allowed=config)
+    sign(state, parse(body), role=PROVISIONER, extra_allowed=config)
     with pytest.raises(
         RuleViolation, match="^name 'api.example.com' is not under namespace 'other'$"
     ):
-        sign(state, parse({**body, "namespace": "other"}), extra_allowed=config)
+        sign(state, parse({**body, "namespace": "other"}), role=PROVISIONER, extra_allowed=config)

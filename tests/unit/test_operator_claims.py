@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import ipaddress
 from typing import Any
 
 import pytest
@@ -31,12 +32,13 @@ def test_sans_duration_and_secret_are_read() -> None:
     c = claim(
         {
             NAME: "web.shop.svc.cluster.local",
-            SANS: " web.shop , 10.0.0.7,web.shop.svc.cluster.local",
+            SANS: " web.shop.svc , 10.0.0.7,web.shop.svc.cluster.local",
             DURATION: "1h30m",
             SECRET: "web-cert",
-        }
+        },
+        allowed_ips={"shop": [ipaddress.ip_network("10.0.0.0/24")]},
     )
-    assert c.names == ("web.shop.svc.cluster.local", "web.shop", "10.0.0.7")
+    assert c.names == ("web.shop.svc.cluster.local", "web.shop.svc", "10.0.0.7")
     assert c.duration == datetime.timedelta(hours=1, minutes=30)
     assert c.secret == "web-cert"
 
@@ -49,13 +51,16 @@ def test_sans_duration_and_secret_are_read() -> None:
         ({NAME: "*.shop.svc"}, "hello-mtls.dev/name: wildcard name"),
         ({NAME: "Web.shop"}, "hello-mtls.dev/name: name 'Web.shop' must be lower case"),
         ({NAME: "10.1.2.3"}, "hello-mtls.dev/name: '10.1.2.3' is an IP address"),
-        ({NAME: "web.shop", SANS: "api.other"}, "hello-mtls.dev/sans: name 'api.other' is not"),
-        ({NAME: "web.shop", SANS: "a.shop,,b.shop"}, "hello-mtls.dev/sans: empty name"),
-        ({NAME: "web.shop", DURATION: "soon"}, "hello-mtls.dev/duration: duration 'soon' is not"),
-        ({NAME: "web.shop", DURATION: "1m"}, "hello-mtls.dev/duration: duration 1m is below"),
-        ({NAME: "web.shop", DURATION: "90d"}, "hello-mtls.dev/duration: duration 90d is above"),
+        ({NAME: "web.shop.svc", SANS: "api.other"}, "hello-mtls.dev/sans: name 'api.other' is not"),
+        ({NAME: "web.shop.svc", SANS: "a.shop,,b.shop"}, "hello-mtls.dev/sans: empty name"),
         (
-            {NAME: "web.shop", SECRET: "Bad_Name"},
+            {NAME: "web.shop.svc", DURATION: "soon"},
+            "hello-mtls.dev/duration: duration 'soon' is not",
+        ),
+        ({NAME: "web.shop.svc", DURATION: "1m"}, "hello-mtls.dev/duration: duration 1m is below"),
+        ({NAME: "web.shop.svc", DURATION: "90d"}, "hello-mtls.dev/duration: duration 90d is above"),
+        (
+            {NAME: "web.shop.svc", SECRET: "Bad_Name"},
             "hello-mtls.dev/secret: 'Bad_Name' is not a valid",
         ),
     ],
@@ -71,35 +76,61 @@ def test_bad_annotations_are_refused_with_the_annotation_named(
 def test_extra_allowed_names_apply_to_their_namespace_only() -> None:
     extra = {"shop": ["api.example.com", "*.internal.example.com"]}
     c = claim(
-        {NAME: "web.shop", SANS: "api.example.com,x.internal.example.com"}, extra_allowed=extra
+        {NAME: "web.shop.svc", SANS: "api.example.com,x.internal.example.com"}, extra_allowed=extra
     )
-    assert c.names == ("web.shop", "api.example.com", "x.internal.example.com")
+    assert c.names == ("web.shop.svc", "api.example.com", "x.internal.example.com")
     with pytest.raises(ValueError, match="'api.example.com' is not under namespace 'bank'"):
-        claim({NAME: "web.bank", SANS: "api.example.com"}, namespace="bank", extra_allowed=extra)
+        claim(
+            {NAME: "web.bank.svc", SANS: "api.example.com"}, namespace="bank", extra_allowed=extra
+        )
 
 
 def test_duration_bounds_come_from_the_rules() -> None:
-    c = claim({NAME: "web.shop", DURATION: "3m"}, minimum=datetime.timedelta(minutes=2))
+    c = claim({NAME: "web.shop.svc", DURATION: "3m"}, minimum=datetime.timedelta(minutes=2))
     assert c.duration == datetime.timedelta(minutes=3)
     with pytest.raises(ValueError, match="below the CA minimum of 5m"):
-        claim({NAME: "web.shop", DURATION: "3m"})
+        claim({NAME: "web.shop.svc", DURATION: "3m"})
 
 
 def test_digest_changes_with_what_goes_into_the_certificate() -> None:
-    base = claim({NAME: "web.shop"})
-    assert base.digest == claim({NAME: "web.shop"}).digest
-    assert base.digest != claim({NAME: "web.shop", SANS: "api.shop"}).digest
-    assert base.digest != claim({NAME: "web.shop", DURATION: "12h"}).digest
-    other_sa = parse_claim({NAME: "web.shop"}, namespace="shop", service_account="x", rules=RULES)
+    base = claim({NAME: "web.shop.svc"})
+    assert base.digest == claim({NAME: "web.shop.svc"}).digest
+    assert base.digest != claim({NAME: "web.shop.svc", SANS: "api.shop.svc"}).digest
+    assert base.digest != claim({NAME: "web.shop.svc", DURATION: "12h"}).digest
+    other_sa = parse_claim(
+        {NAME: "web.shop.svc"}, namespace="shop", service_account="x", rules=RULES
+    )
     assert base.digest != other_sa.digest
 
 
 def test_sign_request_is_the_ca_api_body() -> None:
-    c = claim({NAME: "web.shop", DURATION: "90m"})
+    c = claim({NAME: "web.shop.svc", DURATION: "90m"})
     assert c.sign_request(b"CSR") == {
         "csr": "CSR",
-        "names": ["web.shop"],
+        "names": ["web.shop.svc"],
         "duration": "1h30m",
         "namespace": "shop",
         "service_account": "web",
     }
+
+
+def test_internet_names_and_unallowed_ips_are_refused_like_the_ca_does() -> None:
+    # Issue 13: `shop` is a TLD, so `web.shop` is an internet name; IPs need an admin's network.
+    with pytest.raises(ValueError) as internet:
+        claim({NAME: "web.shop"})
+    assert str(internet.value) == (
+        "hello-mtls.dev/name: name 'web.shop' is an internet name (public suffix 'shop'); "
+        "a namespace cannot claim it"
+    )
+    allowed = {"shop": [ipaddress.ip_network("10.1.0.0/16")]}
+    assert (
+        claim({NAME: "web.shop.svc", SANS: "10.1.2.3"}, allowed_ips=allowed).names[1] == "10.1.2.3"
+    )
+    for address in ("10.96.0.1", "127.0.0.1", "169.254.169.254"):
+        with pytest.raises(ValueError) as refused:
+            claim({NAME: "web.shop.svc", SANS: address}, allowed_ips=allowed)
+        assert str(refused.value) == (
+            f"hello-mtls.dev/sans: IP address '{address}' is not allowed for namespace 'shop'"
+        )
+    with pytest.raises(ValueError, match="'10.1.2.3' is not allowed for namespace 'bank'"):
+        claim({NAME: "web.bank.svc", SANS: "10.1.2.3"}, namespace="bank", allowed_ips=allowed)

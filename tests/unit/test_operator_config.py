@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import ipaddress
 
 import pytest
 
@@ -21,6 +22,14 @@ def test_extra_allowed_is_read_as_the_ca_reads_it() -> None:
     assert config.settings.rules.extra_allowed == {"demo": ("*.b.example",)}
 
 
+def test_allowed_ips_are_read_as_the_ca_reads_them() -> None:
+    assert from_environment({}).settings.rules.allowed_ips == {}
+    config = from_environment({"HELLO_MTLS_ALLOWED_IPS": '{"shop": ["10.1.0.0/16", "fd00::9"]}'})
+    assert config.settings.rules.allowed_ips == {
+        "shop": (ipaddress.ip_network("10.1.0.0/16"), ipaddress.ip_network("fd00::9/128"))
+    }
+
+
 @pytest.mark.parametrize(
     ("name", "value", "message"),
     [
@@ -31,6 +40,11 @@ def test_extra_allowed_is_read_as_the_ca_reads_it() -> None:
         ),
         ("DEFAULT_DURATION", "soon", "duration 'soon' is not like 90m, 24h, 1h30m or 30s"),
         ("RENEW_FRACTION", "1.5", "1.5 is not between 0 and 1"),
+        (
+            "ALLOWED_IPS",
+            '{"shop": ["10.1.2.3/16"]}',
+            "allowed IPs of namespace 'shop': 10.1.2.3/16 has host bits set",
+        ),
     ],
 )
 def test_a_bad_variable_is_named(name: str, value: str, message: str) -> None:

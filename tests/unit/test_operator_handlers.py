@@ -42,7 +42,7 @@ def test_the_pod_and_secret_handlers_feed_the_reconciler() -> None:
     memo.reconciler = Reconciler(
         cluster, ca, Settings(), clock=lambda: clock.now, monotonic=lambda: clock.mono
     )
-    call(handlers.pod, pod("web-1", {NAME: "web.shop"}), None, memo)
+    call(handlers.pod, pod("web-1", {NAME: "web.shop.svc"}), None, memo)
     assert ("shop", "web-tls") in cluster.secrets
     secret = cluster.secrets.pop(("shop", "web-tls"))
     call(handlers.secret, secret, "DELETED", memo)
@@ -56,7 +56,7 @@ def test_a_deleting_pod_gets_nothing(deleting: bool) -> None:
     memo.reconciler = Reconciler(
         cluster, ca, Settings(), clock=lambda: clock.now, monotonic=lambda: clock.mono
     )
-    body = pod("web-1", {NAME: "web.shop"})
+    body = pod("web-1", {NAME: "web.shop.svc"})
     if deleting:
         body["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
     call(handlers.pod, body, "MODIFIED", memo)

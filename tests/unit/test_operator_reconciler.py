@@ -170,7 +170,7 @@ def test_a_deleted_secret_is_reissued(cluster: Cluster, ca: CA, clock: Clock) ->
 def test_a_swapped_key_is_healed(cluster: Cluster, ca: CA, clock: Clock) -> None:
     r = reconciler(cluster, ca, clock)
     r.pod_event(pod("web-1", WEB), None)
-    r.pod_event(pod("api-1", {NAME: "api.shop"}), None)
+    r.pod_event(pod("api-1", {NAME: "api.shop.svc"}), None)
     web = cluster.get_secret("shop", "web-tls") or {}
     web["data"][KEY] = cluster.secrets[("shop", "api-tls")]["data"][KEY]
     r.secret_event(cluster.replace_secret(web), "MODIFIED")
@@ -184,7 +184,7 @@ def test_a_certificate_for_other_names_under_the_right_claim_is_reissued(
     r = reconciler(cluster, ca, clock)
     r.tick()
     r.pod_event(pod("web-1", WEB), None)
-    r.pod_event(pod("api-1", {NAME: "api.shop"}), None)
+    r.pod_event(pod("api-1", {NAME: "api.shop.svc"}), None)
     web = cluster.get_secret("shop", "web-tls") or {}
     api = cluster.secrets[("shop", "api-tls")]["data"]
     web["data"][CERT], web["data"][KEY] = api[CERT], api[KEY]  # the claim annotation stays web's
@@ -227,7 +227,7 @@ def test_two_claims_on_one_secret_warn_and_do_not_flap(
     r = reconciler(cluster, ca, clock)
     r.pod_event(pod("web-1", {**WEB, SECRET: "shared"}), None)
     for _ in range(3):
-        r.pod_event(pod("api-1", {NAME: "api.shop", SECRET: "shared"}), "MODIFIED")
+        r.pod_event(pod("api-1", {NAME: "api.shop.svc", SECRET: "shared"}), "MODIFIED")
         r.pod_event(pod("web-1", {**WEB, SECRET: "shared"}), "MODIFIED")
         clock.advance(60)
         r.tick()
@@ -304,7 +304,7 @@ def test_root_rotation_advances_only_when_every_secret_follows(
 ) -> None:
     r = reconciler(cluster, ca, clock, rotation_grace=datetime.timedelta(seconds=30))
     r.pod_event(pod("web-1", WEB), None)
-    r.pod_event(pod("api-1", {NAME: "api.shop"}), None)
+    r.pod_event(pod("api-1", {NAME: "api.shop.svc"}), None)
     old_root = ca.state.bundle_pem
     ca.rotate_root("idle")  # what `hello-mtls-ca rotate-root` does
     phases = []
