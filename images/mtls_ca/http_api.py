@@ -8,6 +8,7 @@ credential identity of this CA's trust domain (checked here, `mtls_ca.name_rules
   an administrator started; only the operator knows when every Secret reflects a phase;
 * an admin may also sign without a namespace and start a root rotation.
 
+The API is described by ``openapi.json`` beside this module, served at ``GET /openapi.json``.
 Every error is JSON: ``{"error": "..."}``.
 """
 
@@ -17,6 +18,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
+from importlib import resources
 from typing import Any
 
 from flask import Flask, Response, jsonify, request
@@ -60,6 +62,7 @@ def create_app(
     """
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
+    openapi = resources.files(__package__).joinpath("openapi.json").read_bytes()
 
     @app.post("/sign")
     def sign() -> tuple[Response, int]:
@@ -145,6 +148,10 @@ def create_app(
     @app.get("/metrics")
     def metrics_view() -> Response:
         return Response(metrics.render(cache.state()), content_type=metrics.CONTENT_TYPE)
+
+    @app.get("/openapi.json")
+    def openapi_view() -> Response:
+        return Response(openapi, mimetype="application/json")
 
     @app.errorhandler(Exception)
     def internal_error(e: Exception) -> tuple[Response, int]:

@@ -267,3 +267,17 @@ def test_ip_addresses_need_the_cas_allowance(tmp_path: Path) -> None:
             403,
             {"error": f"IP address '{address}' is not allowed for namespace 'shop'"},
         )
+
+
+def test_the_openapi_document_describes_every_route(app: Flask, client: FlaskClient) -> None:
+    document = _get(client, "/openapi.json")
+    assert document["openapi"].startswith("3.")
+    routes = {
+        (rule.rule, method.lower())
+        for rule in app.url_map.iter_rules()
+        if rule.endpoint != "static"
+        for method in rule.methods or ()
+        if method not in {"HEAD", "OPTIONS"}
+    }
+    described = {(path, method) for path, item in document["paths"].items() for method in item}
+    assert routes == described
