@@ -1,6 +1,7 @@
 """``python -m support.stack_servers STACK PORT CERT_DIR CHECK_INTERVAL [fixed]``: one server.
 
-Every stack serves ``GET /`` with ``hello from STACK`` over mTLS from a
+Every stack serves ``GET /`` with ``hello from STACK`` (asyncio also says the client
+certificate's serial in ``X-Client-Serial``) over mTLS from a
 `mtls_context.ReloadingServerContext` given to the stack once, as a user would. With ``fixed``
 it gets a context built once from the same files instead (what ``make bench-tls`` compares).
 """
@@ -65,10 +66,15 @@ def main(stack: str, port: int, cert_dir: Path, check_interval: float, fixed: bo
 
 async def _asyncio(context: ssl.SSLContext, port: int) -> None:
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peercert") or {}
+        client = format(int(peer.get("serialNumber", "0"), 16), "x").encode()
         try:
             while request := await reader.readuntil(b"\r\n\r\n"):
                 body = b"hello from asyncio\n"
-                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\nX-Client-Serial: %s\r\nContent-Length: %d\r\n\r\n%s"
+                    % (client, len(body), body)
+                )
                 await writer.drain()
                 if b"connection: close" in request.lower():
                     break

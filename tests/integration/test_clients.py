@@ -1,0 +1,199 @@
+"""The client adapters against a real server process on 127.0.0.1 (the asyncio stack).
+
+Per client: a hello with its certificate; a server of a foreign CA is refused; a renewed client
+certificate is presented on new connections; a root rotation under load fails no request;
+a response in flight when the context changes finishes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from mtls_context import httpx_transport, requests_adapter
+from mtls_context.aiohttp_client import MTLSClientSession
+from support.certdirs import Issuer, publish, serial_of
+from support.processes import free_port, running
+
+CHECK_INTERVAL = 0.3
+SETTLE = CHECK_INTERVAL * 4
+
+
+@dataclass
+class Server:
+    url: str
+    directory: Path
+    client_dir: Path
+    issuer: Issuer
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    work = tmp_path_factory.mktemp("clients")
+    issuer = Issuer()
+    publish(work / "server", issuer.issue("localhost"), [issuer])
+    publish(work / "client", issuer.issue("client.test"), [issuer])
+    port = free_port()
+    argv = [
+        sys.executable,
+        "-m",
+        "support.stack_servers",
+        "asyncio",
+        str(port),
+        str(work / "server"),
+        str(CHECK_INTERVAL),
+    ]
+    env = {"PYTHONPATH": str(Path(__file__).parents[1])}
+    with running(argv, work / "server.log", env=env):
+        result = Server(f"https://localhost:{port}/", work / "server", work / "client", issuer)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with httpx_transport.client(result.client_dir) as c:
+                    c.get(result.url)
+                break
+            except httpx.ConnectError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        yield result
+
+
+Get = Callable[[], httpx.Response]
+
+
+@contextlib.contextmanager
+def sync_get(server: Server) -> Iterator[Get]:
+    with httpx_transport.client(server.client_dir, check_interval=CHECK_INTERVAL) as c:
+        yield lambda: c.get(server.url)
+
+
+@contextlib.contextmanager
+def async_get(server: Server) -> Iterator[Get]:
+    loop = asyncio.new_event_loop()
+    c = httpx_transport.async_client(server.client_dir, check_interval=CHECK_INTERVAL)
+    try:
+        yield lambda: loop.run_until_complete(c.get(server.url))
+    finally:
+        loop.run_until_complete(c.aclose())
+        loop.close()
+
+
+@contextlib.contextmanager
+def aiohttp_get(server: Server) -> Iterator[Get]:
+    loop = asyncio.new_event_loop()
+
+    async def start() -> MTLSClientSession:
+        return MTLSClientSession(server.client_dir, check_interval=CHECK_INTERVAL)
+
+    session = loop.run_until_complete(start())
+
+    async def get() -> httpx.Response:  # the same view of a response as the httpx clients'
+        async with session.get(server.url) as r:
+            return httpx.Response(r.status, headers=dict(r.headers), content=await r.read())
+
+    try:
+        yield lambda: loop.run_until_complete(get())
+    finally:
+        loop.run_until_complete(session.close())
+        loop.close()
+
+
+@contextlib.contextmanager
+def requests_get(server: Server) -> Iterator[Get]:
+    with requests_adapter.session(server.client_dir, check_interval=CHECK_INTERVAL) as s:
+
+        def get() -> httpx.Response:
+            r = s.get(server.url, timeout=10)
+            return httpx.Response(r.status_code, headers=dict(r.headers), content=r.content)
+
+        yield get
+
+
+CLIENTS = {
+    "httpx": sync_get,
+    "httpx-async": async_get,
+    "aiohttp": aiohttp_get,
+    "requests": requests_get,
+}
+
+
+@pytest.fixture(params=CLIENTS)
+def get(request: pytest.FixtureRequest, server: Server) -> Iterator[Get]:
+    with CLIENTS[request.param](server) as get:
+        yield get
+
+
+def test_hello_presents_the_client_certificate(server: Server, get: Get) -> None:
+    response = get()
+
+    assert response.status_code == 200
+    assert response.text == "hello from asyncio\n"
+    assert response.headers["x-client-serial"] == serial_of_dir(server.client_dir)
+
+
+def serial_of_dir(directory: Path) -> str:
+    from cryptography import x509
+
+    cert = x509.load_pem_x509_certificate((directory / "tls.crt").read_bytes())
+    return format(cert.serial_number, "x")
+
+
+def test_a_server_of_a_foreign_ca_is_refused(server: Server, tmp_path: Path) -> None:
+    foreign = Issuer()
+    publish(tmp_path, foreign.issue("client.test"), [foreign])
+    for make in (httpx_transport.client,):
+        with (
+            make(tmp_path) as c,
+            pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"),
+        ):
+            c.get(server.url)
+
+
+def test_a_renewed_client_certificate_is_presented(server: Server, get: Get) -> None:
+    assert get().status_code == 200
+    leaf = server.issuer.issue("client.test")
+    publish(server.client_dir, leaf, [server.issuer])
+    time.sleep(SETTLE)
+
+    assert get().headers["x-client-serial"] == serial_of(leaf)
+
+
+def test_a_root_rotation_under_load_fails_no_request(server: Server, get: Get) -> None:
+    new_root = Issuer()
+    both = [server.issuer, new_root]
+    steps = [(server.issuer, both), (new_root, both), (new_root, [new_root])]
+    statuses: list[int] = []
+    try:
+        for issuer, trusted in steps:
+            publish(server.directory, issuer.issue("localhost"), trusted)
+            publish(server.client_dir, issuer.issue("client.test"), trusted)
+            deadline = time.monotonic() + SETTLE
+            while time.monotonic() < deadline:
+                statuses.append(get().status_code)
+        assert set(statuses) == {200} and len(statuses) > 20
+    finally:
+        publish(server.directory, server.issuer.issue("localhost"), [server.issuer])
+        publish(server.client_dir, server.issuer.issue("client.test"), [server.issuer])
+        time.sleep(SETTLE)
+
+
+def test_a_response_in_flight_finishes_on_the_old_context(server: Server) -> None:
+    before = serial_of_dir(server.client_dir)
+    with httpx_transport.client(server.client_dir, check_interval=CHECK_INTERVAL) as c:
+        with c.stream("GET", server.url) as in_flight:
+            leaf = server.issuer.issue("client.test")
+            publish(server.client_dir, leaf, [server.issuer])
+            time.sleep(SETTLE)
+
+            assert c.get(server.url).headers["x-client-serial"] == serial_of(leaf)
+            assert in_flight.read() == b"hello from asyncio\n"
+            assert in_flight.headers["x-client-serial"] == before
