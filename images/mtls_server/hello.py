@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, current_app
 
-from mtls_context.identity import allowed, identity, wsgi_peer_cert
+from mtls_context.flask_peer import peer_cert
+from mtls_context.identity import allowed, identity
 
 bp = Blueprint("hello", __name__)
 
@@ -16,7 +17,7 @@ def index() -> Response:
     :raise 401: without a verified client certificate (only outside the mTLS server).
     :raise 403: if an allow-list is set and the client is not on it.
     """
-    cert = wsgi_peer_cert(request.environ)
+    cert = peer_cert()
     if cert is None:
         return _text("no verified client certificate", 401)
     who = identity(cert)
@@ -28,7 +29,7 @@ def index() -> Response:
 @bp.get("/healthz")
 def healthz() -> Response:
     """For ``hello-mtls-server --probe``: any verified client, allow-list or not."""
-    if wsgi_peer_cert(request.environ) is None:
+    if peer_cert() is None:
         return _text("no verified client certificate", 401)
     return _text("ok", 200)
 

@@ -64,7 +64,8 @@ def server(
         str(CHECK_INTERVAL),
     ]
     log = work / "server.log"
-    with running(argv, log, env={"PYTHONPATH": str(Path(__file__).parents[1])}) as proc:
+    env = {"PYTHONPATH": str(Path(__file__).parents[1]), "HELLO_ALLOW": "client.test"}
+    with running(argv, log, env=env) as proc:
         result = Server(stack, port, work / "server", issuer, leaf, log)
         result.client_dir = work / "client"
         publish(result.client_dir, issuer.issue("client.test"), [issuer])
@@ -101,6 +102,18 @@ def test_hello(server: Server) -> None:
     assert reply.response.startswith("HTTP/1.1 200")
     assert reply.response.endswith(f"hello from {server.stack}\n")
     assert reply.serial == serial_of(server.leaf)
+
+
+@pytest.mark.parametrize("server", ["aiohttp", "uvicorn"], indirect=True)
+def test_handlers_get_the_peer_identity_and_an_allow_list(server: Server) -> None:
+    allowed = get(server.port, client_context(server.client_dir), path="/whoami")
+    other = plain_client(server.issuer, server.issuer.issue("intruder.test"))
+    refused = get(server.port, other, path="/whoami")
+
+    assert allowed.response.startswith("HTTP/1.1 200")
+    assert allowed.response.endswith("\r\n\r\nclient.test\n")
+    assert refused.response.startswith("HTTP/1.1 403")
+    assert "intruder.test is not on this server's allow-list" in refused.response
 
 
 def test_no_client_certificate_is_refused(server: Server) -> None:

@@ -15,13 +15,20 @@ class Reply:
     resumed: bool
 
 
-def get(port: int, context: ssl.SSLContext, session: ssl.SSLSession | None = None) -> Reply:
-    """``GET /`` on a new connection: the response and what the handshake said."""
+def get(
+    port: int,
+    context: ssl.SSLContext,
+    session: ssl.SSLSession | None = None,
+    path: str = "/",
+) -> Reply:
+    """``GET path`` on a new connection: the response and what the handshake said."""
     with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
         raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         with context.wrap_socket(raw, server_hostname="localhost", session=session) as tls:
             peer = tls.getpeercert() or {}
-            tls.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            tls.sendall(
+                f"GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode()
+            )
             response = b""
             while chunk := tls.recv(4096):
                 response += chunk

@@ -4,11 +4,14 @@ Every stack serves ``GET /`` with ``hello from STACK`` (asyncio also says the cl
 certificate's serial in ``X-Client-Serial``) over mTLS from a
 `mtls_context.ReloadingServerContext` given to the stack once, as a user would. With ``fixed``
 it gets a context built once from the same files instead (what ``make bench-tls`` compares).
+aiohttp and uvicorn also serve ``GET /whoami``: the client's identity through the library's
+peer helpers, refused (403) unless it is in ``HELLO_ALLOW`` (comma separated) when that is set.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import ssl
 import sys
 from collections.abc import Sequence
@@ -19,6 +22,7 @@ from mtls_context import ALPN, ReloadingServerContext, Side, build_context, read
 
 STACKS = ("asyncio", "uvicorn", "aiohttp", "hypercorn")
 HOST = "127.0.0.1"
+ALLOW = [name for name in os.environ.get("HELLO_ALLOW", "").split(",") if name]
 
 
 def main(stack: str, port: int, cert_dir: Path, check_interval: float, fixed: bool) -> None:
@@ -32,21 +36,32 @@ def main(stack: str, port: int, cert_dir: Path, check_interval: float, fixed: bo
     elif stack == "uvicorn":
         import uvicorn
 
+        from mtls_context.starlette_peer import PeerCertH11Protocol
+
         uvicorn.run(
             fastapi_app(stack),
             host=HOST,
             port=port,
             ssl_context_factory=lambda config, default: context(),
+            http=PeerCertH11Protocol,
             log_level="warning",
         )
     elif stack == "aiohttp":
         from aiohttp import web
 
+        from mtls_context.aiohttp_peer import peer_identity, require_peer
+
         async def hello(request: web.Request) -> web.Response:
             return web.Response(text=f"hello from {stack}\n")
 
+        async def whoami(request: web.Request) -> web.Response:
+            return web.Response(text=f"{peer_identity(request)}\n")
+
         app = web.Application()
         app.router.add_get("/", hello)
+        whoami_app = web.Application(middlewares=[require_peer(ALLOW)])
+        whoami_app.router.add_get("", whoami)
+        app.add_subapp("/whoami", whoami_app)
         web.run_app(app, host=HOST, port=port, ssl_context=context(), print=None)
     elif stack == "hypercorn":
         from hypercorn.asyncio import serve
@@ -89,14 +104,21 @@ async def _asyncio(context: ssl.SSLContext, port: int) -> None:
 
 
 def fastapi_app(stack: str) -> Any:
-    from fastapi import FastAPI
+    from fastapi import Depends, FastAPI
     from fastapi.responses import PlainTextResponse
 
+    from mtls_context.starlette_peer import require_peer
+
     app = FastAPI()
+    peer = require_peer(ALLOW)
 
     @app.get("/", response_class=PlainTextResponse)
     def hello() -> str:
         return f"hello from {stack}\n"
+
+    @app.get("/whoami", response_class=PlainTextResponse)
+    def whoami(who: str = Depends(peer)) -> str:
+        return f"{who}\n"
 
     return app
 
