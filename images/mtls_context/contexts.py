@@ -56,6 +56,8 @@ class MTLSContext(ssl.SSLContext):
 
     certificate: Certificate
     policy: TLSPolicy
+    files: Mapping[str, bytes]
+    """The files of the version it was built from (for stacks that take PEM, such as gRPC)."""
 
 
 def server_context(directory: Path, *, verify: Verify = "required") -> MTLSContext:
@@ -113,6 +115,7 @@ def build_context(
         raise ValueError(_describe(e)) from None
     context.certificate = certificate
     context.policy = policy
+    context.files = dict(files)
     return context
 
 

@@ -1,0 +1,198 @@
+"""gRPC: a server on `server_credentials` and clients on `ReloadingChannel`, as real processes.
+
+The server's TLS is probed with a plain ``ssl`` client offering ALPN h2 (what a gRPC client
+sends), so the refusals and the served certificate are seen independently of grpcio.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import sys
+import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import pytest
+import trustme
+
+from mtls_context.groups import set_groups
+from mtls_context.grpc_credentials import ReloadingChannel
+from support.certdirs import Issuer, publish, serial_of
+from support.processes import free_port, running
+
+CHECK_INTERVAL = 0.3
+SETTLE = CHECK_INTERVAL * 4
+METHOD = "/hello.Hello/Say"
+
+
+@dataclass
+class Server:
+    port: int
+    directory: Path
+    client_dir: Path
+    issuer: Issuer
+    leaf: trustme.LeafCert
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    work = tmp_path_factory.mktemp("grpc")
+    issuer = Issuer()
+    leaf = issuer.issue("localhost")
+    publish(work / "server", leaf, [issuer])
+    publish(work / "client", issuer.issue("client.test"), [issuer])
+    port = free_port()
+    argv = [sys.executable, "-m", "support.grpc_hello", str(port), str(work / "server")]
+    env = {"PYTHONPATH": str(Path(__file__).parents[1])}
+    with running([*argv, str(CHECK_INTERVAL)], work / "server.log", env=env):
+        result = Server(port, work / "server", work / "client", issuer, leaf)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                probe(result, client(issuer, issuer.issue("client.test")))
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        yield result
+
+
+def client(issuer: Issuer, leaf: trustme.LeafCert | None) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    issuer.root.configure_trust(context)
+    if leaf is not None:
+        leaf.configure_cert(context)
+    context.set_alpn_protocols(["h2"])
+    return context
+
+
+def probe(server: Server, context: ssl.SSLContext) -> str:
+    """A TLS handshake with the server; the serial of its certificate. A refused client
+    certificate shows on the first read (TLS 1.3)."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw:
+        with context.wrap_socket(raw, server_hostname="localhost") as tls:
+            tls.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes(9))  # preface + empty frame
+            if not tls.recv(9):
+                raise ConnectionError("the server closed the connection")
+            peer = tls.getpeercert() or {}
+            return format(int(str(peer["serialNumber"]), 16), "x")
+
+
+def say(channel: grpc.Channel) -> str:
+    call: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(METHOD)
+    return call(b"", timeout=10).decode()
+
+
+@pytest.fixture
+def channel(server: Server) -> Iterator[ReloadingChannel]:
+    target = f"localhost:{server.port}"
+    with ReloadingChannel(target, server.client_dir, check_interval=CHECK_INTERVAL) as ch:
+        yield ch
+
+
+def test_hello_names_the_client_from_auth_context(
+    server: Server, channel: ReloadingChannel
+) -> None:
+    assert say(channel).startswith("hello client.test ")
+
+
+def test_no_client_certificate_is_refused(server: Server) -> None:
+    with pytest.raises((ssl.SSLError, ConnectionError)):
+        probe(server, client(server.issuer, None))
+
+
+def test_a_client_of_a_foreign_ca_is_refused(server: Server) -> None:
+    with pytest.raises((ssl.SSLError, ConnectionError)):
+        probe(server, client(server.issuer, Issuer().issue("client.test")))
+
+
+def test_tls_11_is_refused(server: Server) -> None:
+    context = client(server.issuer, server.issuer.issue("client.test"))
+    context.set_ciphers("DEFAULT:@SECLEVEL=0")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        context.minimum_version = context.maximum_version = ssl.TLSVersion.TLSv1_1
+
+    with pytest.raises(ssl.SSLError):
+        probe(server, context)
+
+
+def test_a_cbc_suite_is_refused(server: Server) -> None:
+    context = client(server.issuer, server.issuer.issue("client.test"))
+    context.maximum_version = ssl.TLSVersion.TLSv1_2
+    context.set_ciphers("ECDHE-ECDSA-AES128-SHA256")
+
+    with pytest.raises(ssl.SSLError):
+        probe(server, context)
+    context.set_ciphers("ECDHE-ECDSA-AES128-GCM-SHA256")
+    assert probe(server, context)
+
+
+def test_x448_is_refused(server: Server) -> None:
+    context = client(server.issuer, server.issuer.issue("client.test"))
+    set_groups(context, "X448")
+
+    with pytest.raises(ssl.SSLError):
+        probe(server, context)
+
+
+def test_p521_is_accepted_the_gap_grpc_leaves_open(server: Server) -> None:
+    """gRPC's BoringSSL offers no group setting to Python; its defaults include P-521."""
+    context = client(server.issuer, server.issuer.issue("client.test"))
+    set_groups(context, "P-521")
+
+    assert probe(server, context)
+
+
+def test_a_new_server_certificate_is_served_within_the_check_interval(server: Server) -> None:
+    context = client(server.issuer, server.issuer.issue("client.test"))
+    leaf = server.issuer.issue("localhost")
+    publish(server.directory, leaf, [server.issuer])
+    start = time.monotonic()
+    while probe(server, context) != serial_of(leaf) and time.monotonic() - start < 10:
+        time.sleep(0.01)
+    elapsed = time.monotonic() - start
+    print(f"grpc: new certificate served after {elapsed:.3f} s")
+    assert elapsed <= CHECK_INTERVAL + 0.5
+
+
+def test_a_channel_presents_a_renewed_client_certificate(
+    server: Server, channel: ReloadingChannel
+) -> None:
+    assert say(channel).startswith("hello client.test ")
+    leaf = server.issuer.issue("client.test")
+    publish(server.client_dir, leaf, [server.issuer])
+    time.sleep(SETTLE)
+
+    assert say(channel) == f"hello client.test {serial_of(leaf)}"
+
+
+def test_a_root_rotation_under_load_fails_no_call(
+    server: Server, channel: ReloadingChannel
+) -> None:
+    new_root = Issuer()
+    both = [server.issuer, new_root]
+    answers: list[str] = []
+    try:
+        for _ in range(10):
+            publish(server.directory, server.issuer.issue("localhost"), [server.issuer])
+            publish(server.client_dir, server.issuer.issue("client.test"), [server.issuer])
+            answers.append(say(channel))
+            time.sleep(CHECK_INTERVAL / 2)
+        for issuer, trusted in ((server.issuer, both), (new_root, both), (new_root, [new_root])):
+            publish(server.directory, issuer.issue("localhost"), trusted)
+            publish(server.client_dir, issuer.issue("client.test"), trusted)
+            deadline = time.monotonic() + SETTLE
+            while time.monotonic() < deadline:
+                answers.append(say(channel))
+        assert all(a.startswith("hello client.test ") for a in answers) and len(answers) > 20
+        assert probe(server, client(new_root, new_root.issue("client.test")))
+    finally:
+        publish(server.directory, server.leaf, [server.issuer])
+        publish(server.client_dir, server.issuer.issue("client.test"), [server.issuer])
+        time.sleep(SETTLE)
