@@ -1,0 +1,80 @@
+"""The TLS library as its own distribution: a wheel with only the standard library behind it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+from support.certdirs import Issuer, publish
+
+PROJECT = Path(__file__).parents[2] / "packaging" / "mtls-context"
+
+CHECK = """
+import sys
+from pathlib import Path
+import mtls_context, mtls_context.gunicorn_hooks
+from mtls_context import ReloadingServerContext, client_context
+server = ReloadingServerContext(Path(sys.argv[1]))
+assert client_context(Path(sys.argv[1])).certificate.identity == "lib.test"
+third_party = sorted(
+    name for name, module in sys.modules.items()
+    if "site-packages" in str(getattr(module, "__file__", "") or "")
+)
+assert not third_party, third_party
+try:
+    import mtls_context.requests_adapter
+except ModuleNotFoundError as e:
+    print("adapter needs", e.name)
+"""
+
+
+def test_the_wheel_installs_and_runs_on_the_standard_library_alone(tmp_path: Path) -> None:
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--wheel-dir",
+            str(tmp_path / "dist"),
+            str(PROJECT),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    (wheel,) = (tmp_path / "dist").glob("hello_mtls_context-*.whl")
+    assert "mtls_context/py.typed" in zipfile.ZipFile(wheel).namelist()
+    target = tmp_path / "installed"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--target",
+            str(target),
+            str(wheel),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    issuer = Issuer()
+    publish(tmp_path / "certs", issuer.issue("lib.test"), [issuer])
+
+    done = subprocess.run(
+        [sys.executable, "-S", "-c", CHECK, str(tmp_path / "certs")],
+        env={"PYTHONPATH": str(target)},
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "adapter needs requests\n"
