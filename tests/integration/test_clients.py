@@ -1,16 +1,22 @@
 """The client adapters against a real server process on 127.0.0.1 (the asyncio stack).
 
-Per client: a hello with its certificate; a server of a foreign CA is refused; a renewed client
-certificate is presented on new connections; a root rotation under load fails no request;
-a response in flight when the context changes finishes.
+Per client: a hello with its certificate; a server of a foreign CA is refused, and so is one
+outside the policy (TLS 1.1, a CBC suite, X448, P-521); a renewed client certificate is
+presented on new connections; a root rotation under load fails no request; a response in
+flight when the context changes finishes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import socket
+import ssl
 import sys
+import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +26,8 @@ import pytest
 
 from mtls_context import httpx_transport, requests_adapter
 from mtls_context.aiohttp_client import MTLSClientSession
-from support.certdirs import Issuer, publish, serial_of
+from mtls_context.groups import set_groups
+from support.certdirs import MODERN, Issuer, publish, serial_of
 from support.processes import free_port, running
 
 CHECK_INTERVAL = 0.3
@@ -197,3 +204,83 @@ def test_a_response_in_flight_finishes_on_the_old_context(server: Server) -> Non
             assert c.get(server.url).headers["x-client-serial"] == serial_of(leaf)
             assert in_flight.read() == b"hello from asyncio\n"
             assert in_flight.headers["x-client-serial"] == before
+
+
+def _tls12_with(context: ssl.SSLContext, ciphers: str) -> None:
+    context.maximum_version = ssl.TLSVersion.TLSv1_2
+    context.set_ciphers(f"{ciphers}:@SECLEVEL=0")
+
+
+WEAK_SERVERS = {
+    "TLS 1.1": lambda c: setattr(c, "maximum_version", ssl.TLSVersion.TLSv1_1),
+    "CBC suite": lambda c: _tls12_with(c, "ECDHE-ECDSA-AES128-SHA256"),
+    "X448": lambda c: set_groups(c, "X448"),
+    "P-521": lambda c: set_groups(c, "P-521"),
+    "none (the twin that passes)": lambda c: None,
+}
+
+
+@contextlib.contextmanager
+def tls_server(issuer: Issuer, weaken: Callable[[ssl.SSLContext], object]) -> Iterator[str]:
+    """A plain ``ssl`` server on 127.0.0.1 weakened by ``weaken``; yields its URL."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    issuer.issue("localhost").configure_cert(context)
+    context.set_ciphers("DEFAULT:@SECLEVEL=0")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        context.minimum_version = ssl.TLSVersion.TLSv1
+        weaken(context)
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.05)  # so that the loop sees ``stop``
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                raw, _ = listener.accept()
+            except TimeoutError:
+                continue
+            raw.settimeout(5)
+            with contextlib.suppress(OSError), context.wrap_socket(raw, server_side=True) as tls:
+                tls.recv(4096)
+                tls.sendall(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n"
+                )
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"https://localhost:{listener.getsockname()[1]}/"
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()
+
+
+@pytest.mark.parametrize("weakness", WEAK_SERVERS)
+@pytest.mark.parametrize("name", CLIENTS)
+def test_a_server_outside_the_policy_is_refused(server: Server, name: str, weakness: str) -> None:
+    with tls_server(server.issuer, WEAK_SERVERS[weakness]) as url:
+        weak = Server(url, server.directory, server.client_dir, server.issuer)
+        with CLIENTS[name](weak) as get:
+            if weakness.startswith("none"):
+                assert get().status_code == 200
+            else:
+                with pytest.raises(Exception, match="(?i)ssl|handshake|protocol|alert|eof"):
+                    get()
+
+
+@pytest.mark.parametrize("name", CLIENTS)
+def test_the_policy_from_the_ca_is_what_the_client_applies(server: Server, name: str) -> None:
+    leaf = server.issuer.issue("client.test")
+    with tls_server(server.issuer, functools.partial(_tls12_with, ciphers="ECDHE+AESGCM")) as url:
+        weak = Server(url, server.directory, server.client_dir, server.issuer)
+        try:
+            publish(server.client_dir, leaf, [server.issuer], MODERN)
+            with CLIENTS[name](weak) as get:
+                with pytest.raises(Exception, match="(?i)ssl|handshake|protocol|alert|eof"):
+                    get()
+        finally:
+            publish(server.client_dir, leaf, [server.issuer])
+        with CLIENTS[name](weak) as get:
+            assert get().status_code == 200

@@ -366,8 +366,6 @@ def test_background_checks_never_build_in_the_caller(
 ) -> None:
     publish(tmp_path, issuer.issue("v1.test"), [issuer])
     reloading = ReloadingContext(tmp_path, Side.SERVER, check_interval=0, background=True)
-    first = reloading.current()
-    publish(tmp_path, issuer.issue("v2.test"), [issuer])
     builders: list[str] = []
 
     def recording(*args: Any, **kwargs: Any) -> MTLSContext:
@@ -375,6 +373,8 @@ def test_background_checks_never_build_in_the_caller(
         return build_context(*args, **kwargs)
 
     monkeypatch.setattr("mtls_context.reloading.build_context", recording)
+    first = reloading.current()  # starts the watcher
+    publish(tmp_path, issuer.issue("v2.test"), [issuer])
 
     assert reloading.current() is first  # returns at once; the build runs elsewhere
     deadline = time.monotonic() + 10
