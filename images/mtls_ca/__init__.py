@@ -6,8 +6,8 @@ Modules, each with one job:
 * `name_rules`: what the CA agrees to sign (names, durations), pure; shared with the operator
 * `tls_profiles`: the TLS profiles, rendered as ``tls-policy.json``; shared with the operator
 * `rotation`: the root rotation state machine
-* `state`: the persisted state and where it lives (``DIR`` or, with `k8s_secrets`, a Secret)
-* `k8s_secrets`: the Secrets the CA owns (its state, the operator's credential)
+* `state`: the persisted state and the directory it lives in (a volume only the CA mounts)
+* `k8s_secrets`: the one Secret the CA writes: the operator's provisioner credential
 * `sign_request`: ``POST /sign`` without the web framework
 * `state_cache`: the cached view of the state that request handlers read
 * `upkeep`: what the service renews by itself (intermediate, serving cert, credential)

@@ -18,7 +18,7 @@ from mtls_context import layout
 
 from . import name_rules, tls_profiles
 from .authority import CA, KeyType
-from .state import State, StateNotFound, Store, open_store
+from .state import DirectoryStore, State, StateNotFound
 
 __all__ = ["main"]
 
@@ -37,7 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _init(args: argparse.Namespace) -> int:
-    store = open_store(args.state)
+    store = DirectoryStore(args.state)
     try:
         store.load()
     except StateNotFound:
@@ -65,7 +65,7 @@ def _init(args: argparse.Namespace) -> int:
 
 
 def _issue(args: argparse.Namespace) -> int:
-    state = open_store(args.state).load()
+    state = DirectoryStore(args.state).load()
     names = [args.name, *args.san]
     uris = []
     if args.namespace:
@@ -89,7 +89,7 @@ def _issue(args: argparse.Namespace) -> int:
 
 
 def _provisioner(args: argparse.Namespace) -> int:
-    state = open_store(args.state).load()
+    state = DirectoryStore(args.state).load()
     uri = name_rules.provisioner_id(state.trust_domain, args.name, role=args.role)
     duration = name_rules.parse_duration(args.duration)
     name_rules.check_duration(duration, minimum=state.minimum, maximum=state.maximum)
@@ -102,12 +102,12 @@ def _provisioner(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    _print_json(open_store(args.state).load().status())
+    _print_json(DirectoryStore(args.state).load().status())
     return 0
 
 
 def _rotate_root(args: argparse.Namespace) -> int:
-    store: Store = open_store(args.state)
+    store = DirectoryStore(args.state)
 
     def step(state: State) -> State:
         expected = args.from_phase or state.phase
@@ -123,20 +123,20 @@ def _serve(args: argparse.Namespace) -> int:
 
     from .gunicorn_app import ServeOptions, serve
 
-    in_cluster = args.state.startswith("k8s:")
     names = list(args.serving_name)
     if not names:
-        if in_cluster:
-            namespace = args.state[4:].partition("/")[0]
-            service = args.service_name
+        if args.namespace:
+            service, namespace = args.service_name, args.namespace
             names = [service, f"{service}.{namespace}", f"{service}.{namespace}.svc"]
             names.append(f"{service}.{namespace}.svc.{args.cluster_domain}")
         names += ["localhost", "127.0.0.1", "::1"]
     name_rules.check_name_syntax(names)
-    refresh = args.refresh_interval
     options = ServeOptions(
         state=args.state,
+        create_if_missing=args.create_if_missing,
         bind=args.bind,
+        sign_bind=args.sign_bind,
+        namespace=args.namespace,
         workers=args.workers,
         threads=args.threads,
         serving_names=tuple(names),
@@ -145,7 +145,7 @@ def _serve(args: argparse.Namespace) -> int:
         provisioner_secret=args.provisioner_secret or None,
         provisioner_duration=name_rules.parse_duration(args.provisioner_duration),
         upkeep_interval=args.upkeep_interval,
-        refresh_interval=refresh if refresh is not None else (5.0 if in_cluster else 0.0),
+        refresh_interval=args.refresh_interval,
         trust_domain=args.trust_domain,
         profile=args.profile,
         key_type=args.key_type,
@@ -156,7 +156,10 @@ def _serve(args: argparse.Namespace) -> int:
         maximum=name_rules.parse_duration(args.max_duration) if args.max_duration else None,
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s [%(name)s] %(message)s")
-    _progress(f"serving the CA in {args.state} on https://{args.bind}")
+    where = f"https://{args.bind}" + (
+        f" (POST /sign: https://{args.sign_bind})" if args.sign_bind else ""
+    )
+    _progress(f"serving the CA in {args.state} on {where}")
     return serve(options)
 
 
@@ -186,10 +189,10 @@ def _parser() -> argparse.ArgumentParser:
         prog="hello-mtls-ca", description="The hello-mtls certificate authority."
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    state_help = "CA state: a directory, or k8s:NAMESPACE/SECRET in a cluster"
+    state_help = "CA state directory (in a cluster: on a volume only the CA's pod mounts)"
 
     init = commands.add_parser("init", help="create a root and an intermediate CA")
-    init.add_argument("--state", required=True, help=state_help)
+    init.add_argument("--state", required=True, type=Path, help=state_help)
     init.add_argument("--trust-domain", default="cluster.local", help="SPIFFE trust domain")
     init.add_argument("--profile", default="intermediate", choices=list(tls_profiles.PROFILES))
     init.add_argument("--key-type", default=KeyType.ECDSA_P256.value, choices=_KEY_TYPES)
@@ -198,7 +201,7 @@ def _parser() -> argparse.ArgumentParser:
     init.set_defaults(run=_init)
 
     issue = commands.add_parser("issue", help="issue a key and certificate into a directory")
-    issue.add_argument("--state", required=True, help=state_help)
+    issue.add_argument("--state", required=True, type=Path, help=state_help)
     issue.add_argument("--name", required=True, help="primary DNS name or IP (also the CN)")
     issue.add_argument("--san", action="append", default=[], help="another DNS name or IP")
     issue.add_argument("--duration", default="24h", help="lifetime, e.g. 90m, 24h (default 24h)")
@@ -220,7 +223,7 @@ def _parser() -> argparse.ArgumentParser:
     prov = commands.add_parser(
         "provisioner", help="issue a client credential for the CA service (POST /sign ...)"
     )
-    prov.add_argument("--state", required=True, help=state_help)
+    prov.add_argument("--state", required=True, type=Path, help=state_help)
     prov.add_argument("--name", required=True, help="credential name, one DNS label")
     prov.add_argument(
         "--role",
@@ -235,8 +238,24 @@ def _parser() -> argparse.ArgumentParser:
     prov.set_defaults(run=_provisioner)
 
     srv = commands.add_parser("serve", help="run the HTTPS CA service (gunicorn)")
-    srv.add_argument("--state", required=True, help=state_help + " (a Secret is created if absent)")
+    srv.add_argument("--state", required=True, type=Path, help=state_help)
+    srv.add_argument(
+        "--create-if-missing",
+        action="store_true",
+        help="create a root and an intermediate in --state if it holds no CA (a first start in "
+        "a cluster); without it a missing state is an error",
+    )
     srv.add_argument("--bind", default="0.0.0.0:8443", help="HOST:PORT (default %(default)s)")
+    srv.add_argument(
+        "--sign-bind",
+        help="HOST:PORT that alone serves POST /sign and POST /rotate-root (and the rest), so a "
+        "NetworkPolicy can admit only the operator to it; default: everything on --bind",
+    )
+    srv.add_argument(
+        "--namespace",
+        help="in a cluster: the CA's namespace, for its Service names and the operator's "
+        "provisioner Secret",
+    )
     srv.add_argument("--workers", type=int, default=2, help="gunicorn workers (default 2)")
     srv.add_argument("--threads", type=int, default=8, help="threads per worker (default 8)")
     srv.add_argument(
@@ -269,8 +288,8 @@ def _parser() -> argparse.ArgumentParser:
     srv.add_argument(
         "--provisioner-secret",
         default="hello-mtls-operator-provisioner",
-        help="in a cluster: Secret for the operator's credential, renewed at 2/3 of its life "
-        "('' to disable; default %(default)s)",
+        help="with --namespace: Secret for the operator's credential, renewed at 2/3 of its "
+        "life ('' to disable; default %(default)s)",
     )
     srv.add_argument("--provisioner-duration", default="7d", help="its lifetime (default 7d)")
     srv.add_argument(
@@ -282,7 +301,8 @@ def _parser() -> argparse.ArgumentParser:
     srv.add_argument(
         "--refresh-interval",
         type=float,
-        help="seconds between checks for state changes (default: 0 for a directory, 5 for k8s)",
+        default=0.0,
+        help="seconds between checks for state changes (a stat; default 0: every request)",
     )
     srv.add_argument("--trust-domain", default="cluster.local", help="for a state created here")
     srv.add_argument(
@@ -307,7 +327,7 @@ def _parser() -> argparse.ArgumentParser:
     srv.set_defaults(run=_serve)
 
     rotate = commands.add_parser("rotate-root", help="advance the root rotation by one step")
-    rotate.add_argument("--state", required=True, help=state_help)
+    rotate.add_argument("--state", required=True, type=Path, help=state_help)
     rotate.add_argument(
         "--from",
         dest="from_phase",
@@ -317,6 +337,6 @@ def _parser() -> argparse.ArgumentParser:
     rotate.set_defaults(run=_rotate_root)
 
     status = commands.add_parser("status", help="print the CA state as JSON (no keys)")
-    status.add_argument("--state", required=True, help=state_help)
+    status.add_argument("--state", required=True, type=Path, help=state_help)
     status.set_defaults(run=_status)
     return parser

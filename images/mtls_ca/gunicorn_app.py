@@ -1,8 +1,10 @@
 """``hello-mtls-ca serve``: the CA service under gunicorn (``gthread`` workers).
 
-Before the workers start, the master makes sure the state exists (a Secret store is created on
-first start) and runs one `Upkeep` round, so the serving certificate exists when gunicorn checks
-for it. Each worker then builds its own `StateCache`, Flask app and upkeep timer after the fork.
+Before the workers start, the master makes sure the state exists (created on a first start in
+a cluster: ``--create-if-missing``) and runs one `Upkeep` round, so the serving certificate
+exists when gunicorn checks for it. Each worker then builds its own `StateCache`, Flask app and
+upkeep timer after the fork. With ``--sign-bind`` gunicorn listens on a second port, the only
+one that serves ``POST /sign`` and ``POST /rotate-root``.
 TLS comes from the library's gunicorn settings (`mtls_context.gunicorn_hooks`) in the
 ``optional`` client-certificate mode: each connection is served whole by the current generation
 of the serving directory, which picks up a renewed certificate or trust bundle within a second.
@@ -26,7 +28,7 @@ from mtls_context.gunicorn_hooks import tls_settings
 
 from . import name_rules
 from .authority import CA, KeyType
-from .state import State, StateNotFound, Store, open_store
+from .state import DirectoryStore, State, StateNotFound, Store
 from .state_cache import StateCache
 from .upkeep import CredentialSink, Serving, Upkeep
 
@@ -39,7 +41,7 @@ _log = logging.getLogger("mtls_ca")
 class ServeOptions:
     """What ``hello-mtls-ca serve`` was asked for (see its ``--help``)."""
 
-    state: str
+    state: Path
     bind: str
     workers: int
     threads: int
@@ -61,11 +63,16 @@ class ServeOptions:
     """Shortest leaf lifetime; None keeps the state's (5m for a new state)."""
     maximum: datetime.timedelta | None = None
     """Longest leaf lifetime; None keeps the state's (30d for a new state)."""
+    create_if_missing: bool = False
+    sign_bind: str | None = None
+    """Where POST /sign and POST /rotate-root are served; None: on ``bind``."""
+    namespace: str | None = None
+    """The CA's namespace in a cluster (where the provisioner Secret goes); None: not in one."""
 
 
 def serve(options: ServeOptions) -> int:
     """Run the service until SIGTERM/SIGINT; returns the exit status."""
-    store = open_store(options.state)
+    store = DirectoryStore(options.state)
     _ensure_state(store, options)
     scratch = Path(tempfile.mkdtemp(prefix="hello-mtls-ca-"))
     tls_dir = options.tls_dir or scratch / "serving"
@@ -75,7 +82,7 @@ def serve(options: ServeOptions) -> int:
     try:
         _upkeep(store, options, tls_dir).run()
         settings = {
-            "bind": options.bind,
+            "bind": [options.bind, *([options.sign_bind] if options.sign_bind else [])],
             "worker_class": "gthread",
             "workers": options.workers,
             "threads": options.threads,
@@ -95,7 +102,7 @@ def serve(options: ServeOptions) -> int:
 
 
 def _ensure_state(store: Store, options: ServeOptions) -> None:
-    """Create a missing in-cluster state; bring an existing one to the settings given.
+    """Create a missing state if asked to; bring an existing one to the settings given.
 
     The leaf lifetime bounds and the TLS profile are what the Deployment says (so that
     ``helm upgrade --set certificates.minDuration=...`` takes effect). The trust domain and the
@@ -104,7 +111,7 @@ def _ensure_state(store: Store, options: ServeOptions) -> None:
     try:
         state = store.load()
     except StateNotFound:
-        if not options.state.startswith("k8s:"):
+        if not options.create_if_missing:
             raise
         _log.warning("no CA state in %s: creating a new root and intermediate", store.location)
         store.create(
@@ -156,11 +163,10 @@ def _apply_settings(state: State, options: ServeOptions) -> State:
 def _upkeep(store: Store, options: ServeOptions, tls_dir: Path) -> Upkeep:
     cache = StateCache(store, refresh_interval=options.refresh_interval)
     credential: CredentialSink | None = None
-    if options.provisioner_secret and options.state.startswith("k8s:"):
+    if options.provisioner_secret and options.namespace:
         from .k8s_secrets import TLSSecret
 
-        namespace = options.state[4:].partition("/")[0]
-        credential = TLSSecret(namespace, options.provisioner_secret)
+        credential = TLSSecret(options.namespace, options.provisioner_secret)
     return Upkeep(
         cache,
         Serving(tls_dir, options.serving_names, options.serving_duration),
@@ -172,7 +178,7 @@ def _upkeep(store: Store, options: ServeOptions, tls_dir: Path) -> Upkeep:
 def _worker_app(options: ServeOptions, tls_dir: Path) -> Any:
     from .http_api import create_app  # in the worker: prometheus-client reads its env at import
 
-    upkeep = _upkeep(open_store(options.state), options, tls_dir)
+    upkeep = _upkeep(DirectoryStore(options.state), options, tls_dir)
     upkeep.start(options.upkeep_interval)
     return create_app(
         upkeep.cache,
@@ -180,7 +186,16 @@ def _worker_app(options: ServeOptions, tls_dir: Path) -> Any:
         extra_allowed=options.extra_allowed,
         allowed_ips=options.allowed_ips,
         after_change=upkeep.run,
+        sign_port=_port(options.sign_bind) if options.sign_bind else None,
     )
+
+
+def _port(bind: str) -> int:
+    """The port of a ``HOST:PORT`` (``[::]:PORT`` too)."""
+    try:
+        return int(bind.rpartition(":")[2])
+    except ValueError:
+        raise ValueError(f"'{bind}' is not HOST:PORT") from None
 
 
 class _Application(BaseApplication):  # type: ignore[misc]

@@ -8,7 +8,10 @@ credential identity of this CA's trust domain (checked here, `mtls_ca.name_rules
   an administrator started; only the operator knows when every Secret reflects a phase;
 * an admin may also sign without a namespace and start a root rotation.
 
-The API is described by ``openapi.json`` beside this module, served at ``GET /openapi.json``.
+With a ``sign_port`` the two POSTs are served on that port only, so a NetworkPolicy, which sees
+ports and not paths, can admit only the operator to them while the cluster reads the roots on
+the other. The API is described by ``openapi.json`` beside this module, served at
+``GET /openapi.json``.
 Every error is JSON: ``{"error": "..."}``.
 """
 
@@ -33,6 +36,7 @@ from .state_cache import StateCache
 __all__ = ["MAX_REQUEST_BYTES", "create_app"]
 
 MAX_REQUEST_BYTES = 64 * 1024
+_SIGNING_PATHS = frozenset({"/sign", "/rotate-root"})
 _log = logging.getLogger("mtls_ca")
 
 
@@ -49,6 +53,7 @@ def create_app(
     extra_allowed: Mapping[str, Sequence[str]] | None = None,
     allowed_ips: Mapping[str, Sequence[name_rules.IPNetwork]] | None = None,
     after_change: Callable[[], None] | None = None,
+    sign_port: int | None = None,
 ) -> Flask:
     """Create the Flask app serving the state in ``cache``.
 
@@ -59,10 +64,23 @@ def create_app(
         allowed_ips: networks whose addresses an admin allowed per namespace.
         after_change: called after ``POST /rotate-root`` changed the state (the service re-issues
             its own certificate there, so the new bundle is served at once).
+        sign_port: the only listening port that serves ``POST /sign`` and ``POST /rotate-root``
+            (gunicorn's ``SERVER_PORT``); None: every port does.
     """
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
     openapi = resources.files(__package__).joinpath("openapi.json").read_bytes()
+
+    @app.before_request
+    def signing_port_only() -> tuple[Response, int] | None:
+        if (
+            sign_port is not None
+            and request.path in _SIGNING_PATHS
+            and request.environ.get("SERVER_PORT") != str(sign_port)
+        ):
+            message = f"{request.method} {request.path} is served on port {sign_port} only"
+            return jsonify(error=message), 404
+        return None
 
     @app.post("/sign")
     def sign() -> tuple[Response, int]:

@@ -1,114 +1,23 @@
-"""The Kubernetes Secrets the CA owns: its state (``--state k8s:NAMESPACE/NAME``) and the
-operator's provisioner credential.
+"""The one Kubernetes object the CA writes: the operator's provisioner credential Secret.
 
-The only module of ``mtls_ca`` that talks to the API server. Creation is create-if-absent: two
-replicas that start at once both try to create the Secret, the API server accepts one, the other
-gets 409 Conflict and adopts the winner's CA. Updates are compare-and-swap on ``resourceVersion``
-(a replace carrying a stale version gets 409 and is retried on fresh data), so concurrent
-rotations or renewals never overwrite each other.
+The only module of ``mtls_ca`` that talks to the API server. The CA's own state is not here: it
+stays in a directory on the CA pod's volume (`mtls_ca.state.DirectoryStore`).
 """
 
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable
 from typing import Any
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from .state import State, StateNotFound
+__all__ = ["TLSSecret"]
 
-__all__ = ["DATA_KEY", "SecretStore", "TLSSecret"]
-
-DATA_KEY = "state.json"
-_UPDATE_ATTEMPTS = 10
-_STATE_LABELS = {"app.kubernetes.io/name": "hello-mtls", "app.kubernetes.io/component": "ca-state"}
 _CREDENTIAL_LABELS = {
     "app.kubernetes.io/name": "hello-mtls",
     "app.kubernetes.io/component": "provisioner-credential",
 }
-
-
-class SecretStore:
-    """The CA state in Secret ``name`` of ``namespace``."""
-
-    def __init__(self, namespace: str, name: str, api: Any = None) -> None:
-        self.namespace = namespace
-        self.name = name
-        self.location = f"k8s:{namespace}/{name}"
-        self._api = api
-
-    def load(self) -> State:
-        return self._decode(self._read_existing())
-
-    def create(self, state: State) -> State:
-        body = client.V1Secret(
-            metadata=client.V1ObjectMeta(
-                name=self.name, namespace=self.namespace, labels=_STATE_LABELS
-            ),
-            type="Opaque",
-            data={DATA_KEY: base64.b64encode(state.to_json()).decode()},
-        )
-        try:
-            self.api.create_namespaced_secret(self.namespace, body)
-        except ApiException as e:
-            if e.status != 409:
-                raise OSError(
-                    f"cannot create Secret {self.location}: {e.status} {e.reason}"
-                ) from None
-            return self.load()  # another replica won the race: use its CA
-        return state
-
-    def update(self, change: Callable[[State], State]) -> State:
-        for _ in range(_UPDATE_ATTEMPTS):
-            secret = self._read_existing()
-            new = change(self._decode(secret))
-            secret.data = {
-                **(secret.data or {}),
-                DATA_KEY: base64.b64encode(new.to_json()).decode(),
-            }
-            try:
-                # The body keeps metadata.resourceVersion: the API server refuses a stale one.
-                self.api.replace_namespaced_secret(self.name, self.namespace, secret)
-            except ApiException as e:
-                if e.status == 409:
-                    continue
-                raise OSError(
-                    f"cannot update Secret {self.location}: {e.status} {e.reason}"
-                ) from None
-            return new
-        raise OSError(f"Secret {self.location} changed during each of {_UPDATE_ATTEMPTS} updates")
-
-    def version(self) -> str:
-        secret = self._read()
-        return "" if secret is None else str(secret.metadata.resource_version)
-
-    @property
-    def api(self) -> Any:
-        if self._api is None:
-            self._api = _core_api()
-        return self._api
-
-    def _read(self) -> Any:
-        try:
-            return self.api.read_namespaced_secret(self.name, self.namespace)
-        except ApiException as e:
-            if e.status == 404:
-                return None
-            raise OSError(f"cannot read Secret {self.location}: {e.status} {e.reason}") from None
-
-    def _read_existing(self) -> Any:
-        secret = self._read()
-        if secret is None:
-            raise StateNotFound(f"no CA state in Secret {self.location}")
-        return secret
-
-    def _decode(self, secret: Any) -> State:
-        data = (secret.data or {}).get(DATA_KEY)
-        if data is None:
-            raise ValueError(f"Secret {self.location} has no '{DATA_KEY}' key")
-        return State.from_json(base64.b64decode(data))
 
 
 class TLSSecret:

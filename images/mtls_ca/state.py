@@ -3,9 +3,9 @@
 One JSON document holds everything: the CA generations (root + intermediate with their keys),
 the rotation phase, the TLS profile, the trust domain and the duration bounds. Locally it is
 ``DIR/state.json`` (mode 0600 in a 0700 directory), replaced atomically under an ``fcntl`` lock so
-several CLI runs and service workers never lose each other's writes. In a cluster the same
-document lives in a Secret (`mtls_ca.k8s_secrets`). `open_store` opens either from its
-command-line spelling: ``DIR`` or ``k8s:NAMESPACE/NAME``.
+several CLI runs and service workers never lose each other's writes. In a cluster the directory
+is on a PersistentVolumeClaim that only the CA's pod mounts: the keys never go through the
+Kubernetes API, so no role that may read Secrets can read them.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any, Protocol
 from . import name_rules, rotation, tls_profiles
 from .authority import CA, fingerprint
 
-__all__ = ["DirectoryStore", "State", "StateNotFound", "Store", "open_store"]
+__all__ = ["DirectoryStore", "State", "StateNotFound", "Store"]
 
 _FORMAT = 1
 
@@ -259,22 +259,6 @@ class DirectoryStore:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
-
-
-def open_store(spec: str) -> Store:
-    """A `DirectoryStore` for a path, a Kubernetes Secret store for ``k8s:NS/NAME``.
-
-    Raises:
-        ValueError: if a ``k8s:`` spec is not ``k8s:NAMESPACE/NAME``.
-    """
-    if not spec.startswith("k8s:"):
-        return DirectoryStore(Path(spec))
-    namespace, _, name = spec[4:].partition("/")
-    if not namespace or not name or "/" in name:
-        raise ValueError(f"state '{spec}' is not like k8s:NAMESPACE/SECRET-NAME")
-    from .k8s_secrets import SecretStore  # the kubernetes client loads only when asked for
-
-    return SecretStore(namespace, name)
 
 
 def _rfc3339(moment: datetime.datetime) -> str:

@@ -23,8 +23,8 @@ class StateCache:
 
     Args:
         store: where the state lives.
-        refresh_interval: look at the store's version at most this often, in seconds (a ``stat``
-            for a directory: 0 is fine; an API call for a Secret: a few seconds).
+        refresh_interval: look at the store's version at most this often, in seconds (a
+            ``stat`` of the state file: 0 is fine).
     """
 
     def __init__(

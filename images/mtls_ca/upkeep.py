@@ -3,8 +3,8 @@
 `Upkeep` runs on a timer in each worker (and once before the workers start): it renews
 the signing intermediate at 2/3 of its life, re-issues the service's own serving certificate
 when it ages or the trust bundle, signer or TLS policy change, and does the same for the
-operator's provisioner credential Secret in a cluster. Workers coordinate through the store
-(lock or compare-and-swap) and an ``fcntl`` lock on the serving directory, so doing the same
+operator's provisioner credential Secret in a cluster. Workers coordinate through the store's
+lock and an ``fcntl`` lock on the serving directory, so doing the same
 check in several workers is harmless.
 """
 

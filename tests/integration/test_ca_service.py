@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from mtls_ca.state import DirectoryStore
 from mtls_context import layout
 from support.ca_service import Service, cli, credential_session
+from support.processes import free_port
 
 ALLOWED_IPS = '{"shop": ["10.1.0.0/16"]}'
 
@@ -446,3 +447,32 @@ def test_state_survives_a_restart_and_rotation_runs_over_https(pki: Path, tmp_pa
         ]
     finally:
         second.stop()
+
+
+def test_a_first_start_creates_the_state_and_signs_on_the_sign_port_only(tmp_path: Path) -> None:
+    state, sign_port = tmp_path / "state", free_port()
+    sign_url = f"https://127.0.0.1:{sign_port}"
+    service = Service(
+        state, tmp_path / "serve.log", "--create-if-missing", f"--sign-bind=127.0.0.1:{sign_port}"
+    )
+    try:
+        assert (state / "state.json").stat().st_mode & 0o077 == 0
+        cli(
+            "provisioner",
+            "--state",
+            str(state),
+            "--name",
+            "operator",
+            "--out",
+            str(tmp_path / "prov"),
+        )
+        session = credential_session(tmp_path, "prov")
+        refused = session.post(f"{service.url}/sign", json=_request(), timeout=30)
+        assert refused.status_code == 404
+        assert refused.json() == {"error": f"POST /sign is served on port {sign_port} only"}
+        assert session.post(f"{sign_url}/sign", json=_request(), timeout=30).status_code == 200
+        anyone = credential_session(tmp_path, None)
+        for url in (service.url, sign_url):
+            assert b"BEGIN CERTIFICATE" in anyone.get(f"{url}/roots", timeout=10).content
+    finally:
+        service.stop()

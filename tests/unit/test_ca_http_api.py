@@ -281,3 +281,21 @@ def test_the_openapi_document_describes_every_route(app: Flask, client: FlaskCli
     }
     described = {(path, method) for path, item in document["paths"].items() for method in item}
     assert routes == described
+
+
+def test_with_a_sign_port_signing_is_served_on_it_only(tmp_path: Path) -> None:
+    store = DirectoryStore(tmp_path)
+    store.create(State(generations=(CA.create(),)))
+    client = create_app(StateCache(store), sign_port=8444).test_client()
+    body = {"csr": _csr(), "names": ["web.demo"], "namespace": "demo"}
+    peer = {"gunicorn.socket": Peer(PROVISIONER)}
+    on, off = {"SERVER_PORT": "8444"}, {"SERVER_PORT": "8443"}
+    signed = client.post("/sign", environ_base=peer, environ_overrides=on, json=body)
+    assert signed.status_code == 200
+    refused = client.post("/sign", environ_base=peer, environ_overrides=off, json=body)
+    assert refused.status_code == 404
+    assert refused.json == {"error": "POST /sign is served on port 8444 only"}
+    rotate = client.post("/rotate-root", environ_base=peer, environ_overrides=off, json={})
+    assert rotate.json == {"error": "POST /rotate-root is served on port 8444 only"}
+    for port in on, off:
+        assert client.get("/roots", environ_overrides=port).status_code == 200

@@ -1,5 +1,6 @@
-"""``serve`` creates a missing in-cluster state with the settings it was given, and brings an
-existing state to them (lifetime bounds, TLS profile; never the trust domain)."""
+"""``serve --create-if-missing`` creates a missing state with the settings it was given, and
+``serve`` brings an existing state to them (lifetime bounds, TLS profile; never the trust
+domain)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from mtls_ca.state import DirectoryStore, State, StateNotFound
 
 
 class EmptyStore:
-    location = "k8s:hello-mtls/hello-mtls-ca-state"
+    location = "/var/lib/hello-mtls-ca/state"
 
     def __init__(self) -> None:
         self.created: State | None = None
@@ -30,7 +31,7 @@ class EmptyStore:
 
 def options() -> ServeOptions:
     return ServeOptions(
-        state="k8s:hello-mtls/hello-mtls-ca-state",
+        state=Path("/var/lib/hello-mtls-ca/state"),
         bind="127.0.0.1:0",
         workers=1,
         threads=1,
@@ -43,6 +44,7 @@ def options() -> ServeOptions:
         refresh_interval=5,
         trust_domain="cluster.local",
         profile="intermediate",
+        create_if_missing=True,
     )
 
 
@@ -60,6 +62,13 @@ def test_without_bounds_the_state_has_the_ca_defaults() -> None:
     assert store.created is not None
     assert store.created.minimum == datetime.timedelta(minutes=5)
     assert store.created.maximum == datetime.timedelta(days=30)
+
+
+def test_without_create_if_missing_a_missing_state_is_an_error() -> None:
+    store = EmptyStore()
+    with pytest.raises(StateNotFound):
+        _ensure_state(store, replace(options(), create_if_missing=False))  # type: ignore[arg-type]
+    assert store.created is None
 
 
 @pytest.fixture

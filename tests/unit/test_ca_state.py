@@ -12,9 +12,8 @@ from pathlib import Path
 import pytest
 
 from mtls_ca.authority import CA, fingerprint
-from mtls_ca.k8s_secrets import SecretStore
 from mtls_ca.rotation import PhaseMismatch
-from mtls_ca.state import DirectoryStore, State, StateNotFound, open_store
+from mtls_ca.state import DirectoryStore, State, StateNotFound
 
 
 @pytest.fixture(scope="module")
@@ -121,21 +120,3 @@ def test_concurrent_updates_lose_nothing(tmp_path: Path, state: State) -> None:
     for t in threads:
         t.join()
     assert store.load().minimum == state.minimum + 20 * second
-
-
-def test_a_path_is_a_directory_store(tmp_path: Path) -> None:
-    store = open_store(str(tmp_path / "ca"))
-    assert isinstance(store, DirectoryStore) and store.location == str(tmp_path / "ca")
-
-
-def test_k8s_spec_is_a_secret_store() -> None:
-    store = open_store("k8s:hello-mtls/hello-mtls-ca-state")
-    assert isinstance(store, SecretStore)
-    assert (store.namespace, store.name) == ("hello-mtls", "hello-mtls-ca-state")
-
-
-@pytest.mark.parametrize("spec", ["k8s:", "k8s:ns", "k8s:/name", "k8s:ns/", "k8s:ns/a/b"])
-def test_bad_k8s_specs(spec: str) -> None:
-    with pytest.raises(ValueError) as info:
-        open_store(spec)
-    assert str(info.value) == f"state '{spec}' is not like k8s:NAMESPACE/SECRET-NAME"
