@@ -120,6 +120,7 @@ load-images: ## copy hello-mtls/{ca,server,client}:$(IMAGE_TAG) into the local c
 
 e2e: $(STAMP) ## e2e scenarios against KUBECONFIG (default: the local cluster); E2E_INSTALL=helm|kubectl, E2E_TESTS=files
 	KUBECONFIG=$(E2E_KUBECONFIG) E2E_IMAGE_TAG=$(IMAGE_TAG) \
+	E2E_LOCAL_VOLUMES=$${E2E_LOCAL_VOLUMES:-$(CLUSTER_STATE)/volumes} \
 	E2E_K8S_OPENAPI=$${E2E_K8S_OPENAPI:-$(wildcard $(LOCAL_OPENAPI))} \
 	HELM=$(if $(wildcard $(LOCAL_HELM)),$(LOCAL_HELM),$(HELM)) \
 	PATH="$(if $(wildcard $(LOCAL_KUBECTL_DIR)/kubectl),$(LOCAL_KUBECTL_DIR):)$$PATH" \

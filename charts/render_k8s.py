@@ -23,14 +23,29 @@ FILES = {
         ["namespace.yaml"],
     ),
     "10-ca.yaml": (
-        "The CA service: ServiceAccount, a Role limited to its state Secret and the operator's\n"
-        "provisioner Secret, the Service hello-mtls-ca (443 -> 8443) and the Deployment.",
-        ["ca-serviceaccount.yaml", "ca-rbac.yaml", "ca-service.yaml", "ca-deployment.yaml"],
+        "The CA service: ServiceAccount, a Role limited to the operator's provisioner Secret, the\n"
+        "state volume claim only the CA mounts, the Service hello-mtls-ca (443 -> 8443 read-only,\n"
+        "8444 signing), the NetworkPolicy (8444 for the operator only) and the Deployment.",
+        [
+            "ca-serviceaccount.yaml",
+            "ca-rbac.yaml",
+            "ca-persistentvolumeclaim.yaml",
+            "ca-service.yaml",
+            "ca-networkpolicy.yaml",
+            "ca-deployment.yaml",
+        ],
     ),
     "20-operator.yaml": (
-        "The operator: ServiceAccount, ClusterRole (each rule says why) and its binding, and the\n"
-        "Deployment (1 replica, Recreate, kopf --standalone).",
-        ["operator-serviceaccount.yaml", "operator-rbac.yaml", "operator-deployment.yaml"],
+        "The operator: ServiceAccount, ClusterRole (each rule says why) and its binding, the\n"
+        "ValidatingAdmissionPolicy limiting its writes, its NetworkPolicy, and the Deployment\n"
+        "(1 replica, Recreate, kopf --standalone).",
+        [
+            "operator-serviceaccount.yaml",
+            "operator-rbac.yaml",
+            "operator-validatingadmissionpolicy.yaml",
+            "operator-networkpolicy.yaml",
+            "operator-deployment.yaml",
+        ],
     ),
     "30-examples.yaml": (
         "The example hello-mtls server (Deployment + Service) and client (Deployment), annotated\n"

@@ -33,7 +33,7 @@ def from_environment(environ: Mapping[str, str] = os.environ) -> Config:
     """Read the configuration; every variable is optional.
 
     ===================================  ==================================================
-    ``HELLO_MTLS_CA_URL``                ``https://hello-mtls-ca.hello-mtls.svc``
+    ``HELLO_MTLS_CA_URL``                ``https://hello-mtls-ca.hello-mtls.svc:8444``
     ``HELLO_MTLS_PROVISIONER_DIR``       ``/var/run/hello-mtls-provisioner``
     ``HELLO_MTLS_METRICS_PORT``          ``9090``
     ``HELLO_MTLS_MAX_WORKERS``           ``16`` (threads issuing and updating Secrets)
@@ -74,7 +74,7 @@ def from_environment(environ: Mapping[str, str] = os.environ) -> Config:
     if not 0 < fraction < 1:
         raise ValueError(f"HELLO_MTLS_RENEW_FRACTION: {fraction} is not between 0 and 1")
     return Config(
-        ca_url=get("CA_URL", "https://hello-mtls-ca.hello-mtls.svc"),
+        ca_url=get("CA_URL", "https://hello-mtls-ca.hello-mtls.svc:8444"),
         provisioner_dir=get("PROVISIONER_DIR", "/var/run/hello-mtls-provisioner"),
         metrics_port=parse("METRICS_PORT", "9090", int),
         max_workers=parse("MAX_WORKERS", "16", int),

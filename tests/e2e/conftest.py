@@ -10,6 +10,10 @@ environment:
   ``tests/cluster/load-images.sh``. Unset: the images are assumed to be there already.
 - ``E2E_IMAGE_TAG``: tag of ``hello-mtls/{ca,server,client}`` (default ``dev``).
 - ``HELM``: the helm binary (default ``helm``).
+- ``E2E_LOCAL_VOLUMES``: only for a cluster that cannot provision volumes (no default
+  StorageClass with a provisioner, like the local cluster): a directory on its only node where
+  the run makes a ``local`` PersistentVolume for the CA's state claim (``make e2e`` passes
+  /var/lib/hello-mtls-cluster/volumes). kind provisions volumes itself and needs none.
 
 Each scenario gets its own namespace; when a scenario fails, the pods, Events and container logs
 of its namespace and of the product's namespace are printed.
@@ -21,8 +25,10 @@ import json
 import os
 import secrets
 import shlex
+import shutil
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -41,6 +47,8 @@ from support.cluster_api import (
 
 # Scenario 4 asks for 3-minute certificates; the product's default minimum is 5 minutes.
 MINIMUM_DURATION = "1m"
+CA_STATE_CLAIM = "hello-mtls-ca-state"
+LOCAL_VOLUME = "hello-mtls-e2e-ca-state"
 
 
 @pytest.hookimpl(wrapper=True)
@@ -63,6 +71,72 @@ def _load_images() -> None:
         return
     log(f"loading images with {loader}")
     subprocess.run([*shlex.split(loader), *IMAGES], check=True, cwd=ROOT, timeout=900)
+
+
+def _provide_ca_volume() -> Path | None:
+    """A ``local`` PersistentVolume pre-bound to the CA's state claim, on a cluster that cannot
+    provision one; returns its directory (None: the cluster provisions volumes itself)."""
+    classes = kubectl_json("get", "storageclasses")["items"]
+    default = next(
+        (
+            c
+            for c in classes
+            if (c["metadata"].get("annotations") or {}).get(
+                "storageclass.kubernetes.io/is-default-class"
+            )
+            == "true"
+        ),
+        None,
+    )
+    if default is not None and default.get("provisioner") != "kubernetes.io/no-provisioner":
+        return None
+    root = os.environ.get("E2E_LOCAL_VOLUMES")
+    nodes = kubectl_json("get", "nodes")["items"]
+    if not root or len(nodes) != 1:
+        raise pytest.UsageError(
+            "the cluster provisions no volumes (no default StorageClass with a provisioner): "
+            "give it one, or set E2E_LOCAL_VOLUMES to a directory on its only node"
+        )
+    directory = Path(root) / f"ca-state-{secrets.token_hex(3)}"
+    directory.mkdir(parents=True)
+    hostname = nodes[0]["metadata"]["labels"]["kubernetes.io/hostname"]
+    volume = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolume",
+        "metadata": {"name": LOCAL_VOLUME},
+        "spec": {
+            "capacity": {"storage": "1Gi"},
+            "accessModes": ["ReadWriteOnce"],
+            "persistentVolumeReclaimPolicy": "Retain",
+            "storageClassName": default["metadata"]["name"] if default else "",
+            "claimRef": {"namespace": PRODUCT_NAMESPACE, "name": CA_STATE_CLAIM},
+            "local": {"path": str(directory)},
+            "nodeAffinity": {
+                "required": {
+                    "nodeSelectorTerms": [
+                        {
+                            "matchExpressions": [
+                                {
+                                    "key": "kubernetes.io/hostname",
+                                    "operator": "In",
+                                    "values": [hostname],
+                                }
+                            ]
+                        }
+                    ]
+                }
+            },
+        },
+    }
+    log(f"the cluster provisions no volumes: local PersistentVolume {LOCAL_VOLUME} at {directory}")
+    kubectl("delete", "pv", LOCAL_VOLUME, "--ignore-not-found", "--wait=true", timeout=120)
+    kubectl("create", "-f", "-", stdin=json.dumps(volume))
+    return directory
+
+
+def _remove_ca_volume(directory: Path) -> None:
+    kubectl("delete", "pv", LOCAL_VOLUME, "--ignore-not-found", check=False, timeout=120)
+    shutil.rmtree(directory, ignore_errors=True)
 
 
 def _install(method: str) -> None:
@@ -200,6 +274,7 @@ def installed(request: pytest.FixtureRequest) -> Iterator[str]:
     kubectl("version", timeout=30)
     method = os.environ.get("E2E_INSTALL", "helm")
     _load_images()
+    volume = _provide_ca_volume()
     try:
         _install(method)
     except Exception:
@@ -209,6 +284,8 @@ def installed(request: pytest.FixtureRequest) -> Iterator[str]:
     if request.session.testsfailed:
         dump_namespace(PRODUCT_NAMESPACE)
     _uninstall(method)
+    if volume is not None:
+        _remove_ca_volume(volume)
 
 
 @pytest.fixture

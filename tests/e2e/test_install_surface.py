@@ -29,6 +29,15 @@ VARIANTS: tuple[list[str], ...] = (
     [],
     ["--set", "operator.watchNamespaces={default,kube-public}"],
     ["--set", "examples.enabled=false", "--set", "metrics.enabled=false"],
+    [
+        "--set",
+        "networkPolicies.enabled=false",
+        "--set",
+        "admissionPolicy.enabled=false",
+        "--set",
+        "ca.persistence.storageClass=fast",
+    ],
+    ["--set", "networkPolicies.operatorClientNamespaces={monitoring}"],
 )
 
 
@@ -85,3 +94,57 @@ def test_rendered_objects_pass_the_api_servers_validation(installed: str) -> Non
         check=False,
     )
     assert done.returncode != 0  # the dry run does validate
+
+
+def _rendered(*values: str) -> list[dict[str, Any]]:
+    out = helm("template", "hello-mtls", CHART, "--namespace", "hello-mtls", *values)
+    return [doc for doc in yaml.safe_load_all(out) if doc]
+
+
+def test_the_policies_are_on_by_default_and_each_has_a_switch() -> None:
+    policies = {"NetworkPolicy", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
+    default = [doc["kind"] for doc in _rendered()]
+    assert default.count("NetworkPolicy") == 2 and policies <= set(default)
+    no_network = {d["kind"] for d in _rendered("--set", "networkPolicies.enabled=false")}
+    assert policies - no_network == {"NetworkPolicy"}
+    no_admission = {d["kind"] for d in _rendered("--set", "admissionPolicy.enabled=false")}
+    assert policies - no_admission == policies - {"NetworkPolicy"}
+
+    def operator_ingress(*values: str) -> list[dict[str, Any]]:
+        policy = next(
+            doc
+            for doc in _rendered(*values)
+            if doc["kind"] == "NetworkPolicy" and doc["metadata"]["name"] == "hello-mtls-operator"
+        )
+        return list(policy["spec"]["ingress"])
+
+    assert operator_ingress() == []
+    named = operator_ingress("--set", "networkPolicies.operatorClientNamespaces={monitoring}")
+    selector = named[0]["from"][0]["namespaceSelector"]["matchExpressions"][0]
+    assert selector["values"] == ["monitoring"]
+    assert sorted(p["port"] for p in named[0]["ports"]) == [8080, 9090]
+
+
+def test_the_ca_state_is_a_claim_only_the_ca_mounts() -> None:
+    docs = _rendered(
+        "--set", "ca.persistence.storageClass=fast", "--set", "ca.persistence.size=2Gi"
+    )
+    claim = next(doc for doc in docs if doc["kind"] == "PersistentVolumeClaim")
+    assert claim["metadata"]["name"] == "hello-mtls-ca-state"
+    assert claim["spec"]["storageClassName"] == "fast"
+    assert claim["spec"]["resources"]["requests"]["storage"] == "2Gi"
+    assert (
+        "storageClassName"
+        not in next(doc for doc in _rendered() if doc["kind"] == "PersistentVolumeClaim")["spec"]
+    )
+    mounting = [
+        doc["metadata"]["name"]
+        for doc in docs
+        if doc["kind"] == "Deployment"
+        and any(
+            (v.get("persistentVolumeClaim") or {}).get("claimName") == "hello-mtls-ca-state"
+            for v in doc["spec"]["template"]["spec"].get("volumes", [])
+        )
+    ]
+    assert mounting == ["hello-mtls-ca"]
+    assert not [doc for doc in docs if doc["kind"] == "Secret"]

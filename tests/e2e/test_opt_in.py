@@ -3,6 +3,7 @@ with the reason and no certificate."""
 
 from __future__ import annotations
 
+import base64
 import time
 
 import pytest
@@ -76,3 +77,25 @@ def test_bad_annotation_gets_a_warning_and_no_certificate(namespace: str, pod_na
         "get", "secrets", "-n", namespace, "-l", "hello-mtls.dev/managed=true", "-o", "name"
     )
     assert managed.split() == ["secret/control-tls"]
+
+
+def test_a_secret_labelled_managed_false_is_left_alone(namespace: str) -> None:
+    theirs = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "theirs-tls", "labels": {"hello-mtls.dev/managed": "false"}},
+        "type": "kubernetes.io/tls",
+        "data": {"tls.crt": base64.b64encode(b"theirs").decode(), "tls.key": "eA=="},
+    }
+    apply(theirs, namespace)
+    before = kubectl_json("get", "secret", "theirs-tls", "-n", namespace)
+    apply(pod("theirs", annotations={NAME: f"theirs.{namespace}.svc"}), namespace)
+
+    warnings = wait_until(
+        "a Warning Event on pod theirs", lambda: _warnings_for(namespace, "theirs"), timeout=60
+    )
+    assert warnings[0]["reason"] == "SecretNotManaged"
+    time.sleep(2)
+    after = kubectl_json("get", "secret", "theirs-tls", "-n", namespace)
+    assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+    assert after["data"] == before["data"]

@@ -22,9 +22,12 @@ def secret_inspection(name: str, namespace: str) -> tuple[Inspection, dict[str, 
     return inspect(decode_data(secret)), secret
 
 
+CA_STATE_DIR = "/var/lib/hello-mtls-ca/state"
+"""The CA's state directory in its pod (on the PersistentVolumeClaim hello-mtls-ca-state)."""
+
+
 def ca_cli(command: str, *args: str) -> str:
-    """``hello-mtls-ca COMMAND --state <the CA's Secret> ARGS...`` run in the CA pod."""
-    state = f"k8s:{PRODUCT_NAMESPACE}/hello-mtls-ca-state"
+    """``hello-mtls-ca COMMAND --state <the CA's state directory> ARGS...`` run in the CA pod."""
     return kubectl(
         "-n",
         PRODUCT_NAMESPACE,
@@ -34,9 +37,25 @@ def ca_cli(command: str, *args: str) -> str:
         "hello-mtls-ca",
         command,
         "--state",
-        state,
+        CA_STATE_DIR,
         *args,
     )
+
+
+def ca_private_keys() -> list[str]:
+    """Every private key of the CA (roots and intermediates, PEM), read from its state file."""
+    document = json.loads(
+        kubectl(
+            "-n",
+            PRODUCT_NAMESPACE,
+            "exec",
+            "deploy/hello-mtls-ca",
+            "--",
+            "cat",
+            f"{CA_STATE_DIR}/state.json",
+        )
+    )
+    return [g[key] for g in document["generations"] for key in ("root_key", "intermediate_key")]
 
 
 def ca_status() -> dict[str, Any]:

@@ -12,7 +12,7 @@ from mtls_operator.config import from_environment
 
 def test_defaults() -> None:
     config = from_environment({})
-    assert config.ca_url == "https://hello-mtls-ca.hello-mtls.svc"
+    assert config.ca_url == "https://hello-mtls-ca.hello-mtls.svc:8444"
     assert config.settings.rules.extra_allowed == {}
     assert config.settings.rules.default_duration == datetime.timedelta(hours=24)
 

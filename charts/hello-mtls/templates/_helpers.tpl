@@ -10,8 +10,13 @@ helm.sh/chart: {{ .Chart.Name }}-{{ .Chart.Version }}
 {{ index .root.Values.images .name }}:{{ .root.Values.images.tag }}
 {{- end -}}
 
-{{- define "hello-mtls.caURL" -}}
-https://hello-mtls-ca.{{ .Release.Namespace }}.svc
+{{/* The CA's signing port: POST /sign and POST /rotate-root are served there only. */}}
+{{- define "hello-mtls.caSignURL" -}}
+https://hello-mtls-ca.{{ .Release.Namespace }}.svc:8444
+{{- end -}}
+
+{{- define "hello-mtls.operatorSA" -}}
+system:serviceaccount:{{ .Release.Namespace }}:hello-mtls-operator
 {{- end -}}
 
 {{/* Restricted pod security: non-root, no privilege escalation, no capabilities. */}}
