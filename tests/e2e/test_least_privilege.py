@@ -31,11 +31,11 @@ PODS_REFUSED = (
 )
 
 
-def can_i(verb: str, resource: str, namespace: str) -> str:
-    answer = kubectl(
-        "auth", "can-i", verb, resource, "-n", namespace, f"--as={OPERATOR}", check=False
-    )
-    return answer.strip()
+def can_i(verb: str, resource: str, namespace: str, subresource: str = "") -> str:
+    args = ["auth", "can-i", verb, resource, "-n", namespace, f"--as={OPERATOR}"]
+    if subresource:
+        args.append(f"--subresource={subresource}")
+    return kubectl(*args, check=False).strip()
 
 
 def as_operator(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -65,18 +65,19 @@ def test_no_role_of_the_operator_reaches_the_ca_keys(installed: str) -> None:
     # but has no way onto the volume: no pods of its own to mount the claim, no exec or attach
     # into the CA's pod, no hand on its Deployment, claim or node.
     assert can_i("get", "secrets", installed) == "yes"
-    for verb, resource in [
-        ("create", "pods"),
-        ("create", "pods/exec"),
-        ("create", "pods/attach"),
-        ("create", "pods/portforward"),
-        ("patch", "pods/ephemeralcontainers"),
-        ("patch", "deployments.apps"),
-        ("get", "persistentvolumeclaims"),
-        ("create", "persistentvolumeclaims"),
-        ("get", "nodes/proxy"),
+    for verb, resource, subresource in [
+        ("create", "pods", ""),
+        ("create", "pods", "exec"),
+        ("create", "pods", "attach"),
+        ("create", "pods", "portforward"),
+        ("patch", "pods", "ephemeralcontainers"),
+        ("patch", "deployments.apps", ""),
+        ("get", "persistentvolumeclaims", ""),
+        ("create", "persistentvolumeclaims", ""),
+        ("get", "nodes", "proxy"),
     ]:
-        assert can_i(verb, resource, installed) == "no", f"{verb} {resource}"
+        answer = can_i(verb, resource, installed, subresource)
+        assert answer == "no", f"{verb} {resource} {subresource}: {answer}"
 
     # Read every Secret the operator can read, as the operator: none holds a CA key.
     ca_keys = ca_private_keys()
@@ -125,11 +126,12 @@ def test_the_operators_writes_outside_its_own_are_refused(installed: str, namesp
             stdin=secret("labelled-false", {"hello-mtls.dev/managed": "false"}),
         ),
     ]
-    # Someone else's tls Secret cannot be taken over by labelling it.
+    # Someone else's tls Secret cannot be taken over by labelling it (the operator may update,
+    # not patch, Secrets).
     kubectl("create", "-f", "-", stdin=secret("theirs", {}))
-    refusals.append(
-        as_operator("label", "secret", "theirs", "-n", namespace, "hello-mtls.dev/managed=true")
-    )
+    theirs = kubectl_json("get", "secret", "theirs", "-n", namespace)
+    theirs["metadata"]["labels"] = managed
+    refusals.append(as_operator("replace", "-f", "-", stdin=json.dumps(theirs)))
     for done in refusals:
         assert done.returncode != 0 and SECRETS_REFUSED in done.stderr, done.stderr
     # The twin: what the operator does write is admitted.
