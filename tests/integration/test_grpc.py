@@ -21,7 +21,7 @@ import trustme
 
 from mtls_context.groups import set_groups
 from mtls_context.grpc_credentials import ReloadingChannel
-from support.certdirs import Issuer, publish, serial_of
+from support.certdirs import Issuer, plain_client, publish, serial_of
 from support.processes import free_port, running
 
 CHECK_INTERVAL = 0.3
@@ -63,11 +63,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 
 def client(issuer: Issuer, leaf: trustme.LeafCert | None) -> ssl.SSLContext:
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    issuer.root.configure_trust(context)
-    if leaf is not None:
-        leaf.configure_cert(context)
-    context.set_alpn_protocols(["h2"])
+    context = plain_client(issuer, leaf)
+    context.set_alpn_protocols(["h2"])  # as a gRPC client
     return context
 
 

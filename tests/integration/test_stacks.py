@@ -23,7 +23,7 @@ import trustme
 
 from mtls_context import ReloadingContext, Side, client_context
 from mtls_context.groups import set_groups
-from support.certdirs import MODERN, Issuer, publish, serial_of
+from support.certdirs import MODERN, Issuer, plain_client, publish, serial_of
 from support.https_get import get
 from support.processes import free_port, running
 from support.stack_servers import STACKS
@@ -86,14 +86,6 @@ def _wait_until_serving(server: Server, proc: subprocess.Popen[bytes]) -> None:
         except OSError:
             time.sleep(0.2)
     raise TimeoutError(f"{server.stack} not serving after 60 s:\n{server.log.read_text()}")
-
-
-def plain_client(issuer: Issuer, leaf: trustme.LeafCert | None) -> ssl.SSLContext:
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    issuer.root.configure_trust(context)
-    if leaf is not None:
-        leaf.configure_cert(context)
-    return context
 
 
 def test_hello(server: Server) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import json
 import shutil
+import ssl
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -91,3 +92,13 @@ def serial_of(leaf: trustme.LeafCert) -> str:
     """The leaf's serial as lowercase hex, read with cryptography (independent of ``ssl``)."""
     cert = x509.load_pem_x509_certificate(leaf.cert_chain_pems[0].bytes())
     return format(cert.serial_number, "x")
+
+
+def plain_client(issuer: Issuer, leaf: trustme.LeafCert | None) -> ssl.SSLContext:
+    """A stdlib client context, built without our library: trusts ``issuer``'s root and
+    presents ``leaf`` (None: no certificate). What tests probe our servers with."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    issuer.root.configure_trust(context)
+    if leaf is not None:
+        leaf.configure_cert(context)
+    return context

@@ -26,7 +26,15 @@ from mtls_context import (
     write_version,
 )
 from mtls_context.groups import set_groups
-from support.certdirs import INTERMEDIATE, MODERN, Issuer, files, publish, serial_of
+from support.certdirs import (
+    INTERMEDIATE,
+    MODERN,
+    Issuer,
+    files,
+    plain_client,
+    publish,
+    serial_of,
+)
 
 
 @pytest.fixture(scope="module")
@@ -39,11 +47,17 @@ def other_issuer() -> Issuer:
     return Issuer()
 
 
-def handshake(server: ssl.SSLContext, client: ssl.SSLContext, name: str) -> ssl.SSLObject:
-    """A full handshake in memory; raises the first side's SSLError."""
+def connect(
+    server: ssl.SSLContext,
+    client: ssl.SSLContext,
+    name: str,
+    session: ssl.SSLSession | None = None,
+) -> tuple[ssl.SSLObject, ssl.SSLObject]:
+    """A handshake in memory and one message; the server and client ends. Raises the first
+    side's SSLError."""
     to_server, to_client = ssl.MemoryBIO(), ssl.MemoryBIO()
     s = server.wrap_bio(to_server, to_client, server_side=True)
-    c = client.wrap_bio(to_client, to_server, server_hostname=name)
+    c = client.wrap_bio(to_client, to_server, server_hostname=name, session=session)
     for _ in range(5):
         for end in (c, s):
             try:
@@ -52,15 +66,12 @@ def handshake(server: ssl.SSLContext, client: ssl.SSLContext, name: str) -> ssl.
                 pass
     c.write(b"ping")
     assert s.read(4) == b"ping"
-    return s
+    return s, c
 
 
-def trustme_client(issuer: Issuer, leaf: trustme.LeafCert | None) -> ssl.SSLContext:
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    issuer.root.configure_trust(ctx)
-    if leaf is not None:
-        leaf.configure_cert(ctx)
-    return ctx
+def handshake(server: ssl.SSLContext, client: ssl.SSLContext, name: str) -> ssl.SSLObject:
+    """A full handshake in memory; the server end. Raises the first side's SSLError."""
+    return connect(server, client, name)[0]
 
 
 def trustme_server(issuer: Issuer, leaf: trustme.LeafCert) -> ssl.SSLContext:
@@ -73,7 +84,7 @@ def trustme_server(issuer: Issuer, leaf: trustme.LeafCert) -> ssl.SSLContext:
 
 def test_server_context_accepts_a_client_of_its_ca(tmp_path: Path, issuer: Issuer) -> None:
     publish(tmp_path, issuer.issue("server.test"), [issuer])
-    client = trustme_client(issuer, issuer.issue("client.test"))
+    client = plain_client(issuer, issuer.issue("client.test"))
 
     s = handshake(server_context(tmp_path), client, "server.test")
 
@@ -86,7 +97,7 @@ def test_server_context_refuses_a_client_of_another_ca(
     tmp_path: Path, issuer: Issuer, other_issuer: Issuer
 ) -> None:
     publish(tmp_path, issuer.issue("server.test"), [issuer])
-    client = trustme_client(issuer, other_issuer.issue("client.test"))
+    client = plain_client(issuer, other_issuer.issue("client.test"))
 
     with pytest.raises(ssl.SSLError):
         handshake(server_context(tmp_path), client, "server.test")
@@ -98,7 +109,7 @@ def test_server_context_refuses_a_client_without_a_certificate(
     publish(tmp_path, issuer.issue("server.test"), [issuer])
 
     with pytest.raises(ssl.SSLError):
-        handshake(server_context(tmp_path), trustme_client(issuer, None), "server.test")
+        handshake(server_context(tmp_path), plain_client(issuer, None), "server.test")
 
 
 def test_client_context_checks_the_server_name(tmp_path: Path, issuer: Issuer) -> None:
@@ -292,33 +303,12 @@ def test_reloader_refuses_to_start_without_a_valid_set(tmp_path: Path, issuer: I
 
 def resumed(server: ssl.SSLContext, client: ssl.SSLContext, session: ssl.SSLSession) -> bool:
     """Offer ``session`` in a new handshake; whether the server resumed it."""
-    to_server, to_client = ssl.MemoryBIO(), ssl.MemoryBIO()
-    s = server.wrap_bio(to_server, to_client, server_side=True)
-    c = client.wrap_bio(to_client, to_server, server_hostname="a.test", session=session)
-    for _ in range(5):
-        for end in (c, s):
-            try:
-                end.do_handshake()
-            except ssl.SSLWantReadError:
-                pass
-    c.write(b"ping")
-    assert s.read(4) == b"ping"
-    return c.session_reused
+    return bool(connect(server, client, "a.test", session)[1].session_reused)
 
 
 def ticket(server: ssl.SSLContext, client: ssl.SSLContext) -> ssl.SSLSession:
     """A TLS 1.3 session ticket from a full handshake (it arrives with the server's first data)."""
-    to_server, to_client = ssl.MemoryBIO(), ssl.MemoryBIO()
-    s = server.wrap_bio(to_server, to_client, server_side=True)
-    c = client.wrap_bio(to_client, to_server, server_hostname="a.test")
-    for _ in range(5):
-        for end in (c, s):
-            try:
-                end.do_handshake()
-            except ssl.SSLWantReadError:
-                pass
-    c.write(b"ping")
-    s.read(4)
+    s, c = connect(server, client, "a.test")
     s.write(b"pong")
     c.read(4)
     assert c.session is not None and c.session.has_ticket
@@ -390,10 +380,10 @@ def test_optional_mode_verifies_a_certificate_only_when_one_is_sent(
     server = server_context(publish_dir(tmp_path / "s", issuer, "a.test"), verify="optional")
     assert server.verify_mode is ssl.CERT_OPTIONAL
 
-    anonymous = handshake(server, trustme_client(issuer, None), "a.test")
+    anonymous = handshake(server, plain_client(issuer, None), "a.test")
     assert anonymous.getpeercert() is None
     with pytest.raises(ssl.SSLError):
-        handshake(server, trustme_client(issuer, other_issuer.issue("c.test")), "a.test")
+        handshake(server, plain_client(issuer, other_issuer.issue("c.test")), "a.test")
 
 
 def publish_dir(directory: Path, issuer: Issuer, name: str) -> Path:
@@ -404,7 +394,7 @@ def publish_dir(directory: Path, issuer: Issuer, name: str) -> Path:
 @pytest.mark.parametrize("group", ["X448", "P-521", "ffdhe2048"])
 def test_groups_outside_the_policy_are_refused(tmp_path: Path, issuer: Issuer, group: str) -> None:
     server = server_context(publish_dir(tmp_path, issuer, "a.test"))
-    client = trustme_client(issuer, issuer.issue("c.test"))
+    client = plain_client(issuer, issuer.issue("c.test"))
     set_groups(client, group)
 
     with pytest.raises(ssl.SSLError):
@@ -414,7 +404,7 @@ def test_groups_outside_the_policy_are_refused(tmp_path: Path, issuer: Issuer, g
 @pytest.mark.parametrize("group", ["X25519", "P-256", "P-384"])
 def test_groups_in_the_policy_are_accepted(tmp_path: Path, issuer: Issuer, group: str) -> None:
     server = server_context(publish_dir(tmp_path, issuer, "a.test"))
-    client = trustme_client(issuer, issuer.issue("c.test"))
+    client = plain_client(issuer, issuer.issue("c.test"))
     set_groups(client, group)
 
     handshake(server, client, "a.test")
