@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from mtls_operator.claims import Rules, parse_claim
+from mtls_operator.claims import NAME, Claim, Rules, parse_claim
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = [ROOT / "README.md", ROOT / "benchmarks" / "RESULTS.md", *sorted(ROOT.glob("docs/*.md"))]
@@ -22,6 +22,7 @@ MOUNT_PATH = "/var/run/hello-mtls"
 
 _FENCE = re.compile(r"^```.*?^```", re.MULTILINE | re.DOTALL)
 _LINK = re.compile(r"\]\(([^)\s]+)\)|^\[[^\]]+\]: *(\S+)", re.MULTILINE)
+_YAML_BLOCK = re.compile(r"^```yaml\n(.*?)^```", re.MULTILINE | re.DOTALL)
 _HEADING = re.compile(r"^#{1,6} +(.+?) *$", re.MULTILINE)
 
 
@@ -83,15 +84,31 @@ def _deployments() -> dict[str, dict[str, Any]]:
     return {d["metadata"]["name"]: d for d in _quick_start() if d["kind"] == "Deployment"}
 
 
-def test_quick_start_pods_claim_allowed_names_and_mount_the_secret_they_get() -> None:
-    for deployment in _deployments().values():
-        pod = deployment["spec"]["template"]
-        claim = parse_claim(
-            pod["metadata"]["annotations"],
-            namespace=deployment["metadata"]["namespace"],
-            service_account="default",
-            rules=Rules(),
-        )
+def _annotated_pods() -> list[tuple[str, str, dict[str, Any]]]:
+    """(where, namespace, pod) for every annotated pod or pod template the docs show."""
+    examples = [(QUICK_START.name, doc) for doc in _quick_start()]
+    for page in PAGES:
+        for block in _YAML_BLOCK.findall(page.read_text()):
+            examples += [(page.name, doc) for doc in yaml.safe_load_all(block) if doc]
+    pods = []
+    for where, doc in examples:
+        pod = doc.get("spec", {}).get("template", doc)
+        namespace = doc.get("metadata", {}).get("namespace")
+        if NAME in pod.get("metadata", {}).get("annotations", {}) and namespace:
+            pods.append((where, namespace, pod))
+    return pods
+
+
+def _claim(namespace: str, pod: dict[str, Any]) -> Claim:
+    annotations = pod["metadata"]["annotations"]
+    return parse_claim(annotations, namespace=namespace, service_account="default", rules=Rules())
+
+
+def test_every_annotated_example_claims_allowed_names_and_mounts_the_secret_it_gets() -> None:
+    pods = _annotated_pods()
+    assert {where for where, _, _ in pods} >= {"README.md", QUICK_START.name}
+    for _, namespace, pod in pods:
+        claim = _claim(namespace, pod)
         volumes = {v["name"]: v["secret"]["secretName"] for v in pod["spec"]["volumes"]}
         for container in pod["spec"]["containers"]:
             (mount,) = container["volumeMounts"]
@@ -104,12 +121,7 @@ def test_quick_start_client_calls_a_name_in_the_servers_certificate() -> None:
     server = deployments["web"]
     (client_container,) = deployments["client"]["spec"]["template"]["spec"]["containers"]
     (url,) = [a.removeprefix("--url=") for a in client_container["args"] if a.startswith("--url=")]
-    claim = parse_claim(
-        server["spec"]["template"]["metadata"]["annotations"],
-        namespace=server["metadata"]["namespace"],
-        service_account="default",
-        rules=Rules(),
-    )
+    claim = _claim(server["metadata"]["namespace"], server["spec"]["template"])
     assert urlsplit(url).hostname in claim.names
 
 
