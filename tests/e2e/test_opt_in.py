@@ -13,6 +13,7 @@ from support.pods import pod
 
 NAME = "hello-mtls.dev/name"
 DURATION = "hello-mtls.dev/duration"
+SANS = "hello-mtls.dev/sans"
 
 BAD = {
     # pod name: (annotations, the Secret it would have got)
@@ -20,6 +21,8 @@ BAD = {
     "bad-duration": ({NAME: "bad-duration.{ns}.svc", DURATION: "forever"}, "bad-duration-tls"),
     "other-namespace": ({NAME: "thief.kube-system.svc"}, "thief-tls"),
     "wildcard": ({NAME: "*.{ns}.svc"}, "*-tls"),
+    # The API server's Service IP: no IP SANs unless an admin allows a network (issue 13).
+    "ip-san": ({NAME: "ip-san.{ns}.svc", SANS: "10.96.0.1"}, "ip-san-tls"),
 }
 
 
