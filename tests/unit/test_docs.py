@@ -89,7 +89,8 @@ def _annotated_pods() -> list[tuple[str, str, dict[str, Any]]]:
     examples = [(QUICK_START.name, doc) for doc in _quick_start()]
     for page in PAGES:
         for block in _YAML_BLOCK.findall(page.read_text()):
-            examples += [(page.name, doc) for doc in yaml.safe_load_all(block) if doc]
+            if NAME in block:  # other blocks may hold placeholders that are not YAML
+                examples += [(page.name, doc) for doc in yaml.safe_load_all(block) if doc]
     pods = []
     for where, doc in examples:
         pod = doc.get("spec", {}).get("template", doc)
