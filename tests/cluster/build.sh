@@ -3,10 +3,11 @@
 #
 # kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kube-proxy, kubectl and etcd
 # come from one wrapper module (k8s.io/kubernetes requires its staging modules at v0.0.0, so each
-# gets a replace to its published v0.Y.Z tag); CoreDNS and helm are built in modules of their own.
+# gets a replace to its published v0.Y.Z tag); CoreDNS, helm and kube-network-policies (the
+# NetworkPolicy enforcer) are built in modules of their own.
 # Nothing is rebuilt when the cache already holds the binaries of the pinned versions.
-# Arguments name the parts to build (kubernetes, openapi, coredns, helm; default: all): `make lint`
-# builds the pinned helm alone under CI=true for its k8s/ drift check.
+# Arguments name the parts to build (kubernetes, openapi, coredns, helm, netpol; default: all):
+# `make lint` builds the pinned helm alone under CI=true for its k8s/ drift check.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=tests/cluster/versions.sh
@@ -77,8 +78,8 @@ keep_openapi() {
     log "kubernetes $K8S_VERSION OpenAPI document: $K8S_OPENAPI"
 }
 
-build_tool() {  # name module-path@version output-dir
-    local name=$1 pkg=$2 out=$3
+build_tool() {  # name module-path@version output-dir [name go install gives it]
+    local name=$1 pkg=$2 out=$3 installed=${4:-$1}
     if [ -x "$out/$name" ]; then
         log "$name: cached in $out"
         return
@@ -86,17 +87,21 @@ build_tool() {  # name module-path@version output-dir
     log "$name: building $pkg"
     mkdir -p "$out"
     GOBIN="$out" go install -trimpath -ldflags="-s -w" "$pkg"
+    [ "$installed" = "$name" ] || mv "$out/$installed" "$out/$name"
 }
 
 start=$(date +%s)
-for part in ${*:-kubernetes openapi coredns helm}; do
+for part in ${*:-kubernetes openapi coredns helm netpol}; do
     case $part in
     kubernetes) build_kubernetes ;;
     openapi) keep_openapi ;;
     coredns) build_tool coredns "github.com/coredns/coredns@$COREDNS_VERSION" "$COREDNS_BIN" ;;
     helm) build_tool helm "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" "$HELM_BIN" ;;
+    # Its main package is the module's cmd/ directory, so go install names the binary "cmd".
+    netpol) build_tool kube-network-policies \
+        "sigs.k8s.io/kube-network-policies/cmd@$NETPOL_VERSION" "$NETPOL_BIN" cmd ;;
     *)
-        echo "ERROR: unknown part '$part' (kubernetes, openapi, coredns or helm)" >&2
+        echo "ERROR: unknown part '$part' (kubernetes, openapi, coredns, helm or netpol)" >&2
         exit 2
         ;;
     esac

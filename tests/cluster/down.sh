@@ -61,6 +61,8 @@ for table in filter nat mangle; do
         iptables -t "$table" -X "$chain" 2>/dev/null
     done
 done
+iptables -t mangle -D POSTROUTING -j HELLO-MTLS-NETPOL 2>/dev/null
+iptables -t mangle -F HELLO-MTLS-NETPOL 2>/dev/null && iptables -t mangle -X HELLO-MTLS-NETPOL 2>/dev/null
 rm -f /etc/cni/net.d/10-hello-mtls.conflist
 rm -rf "$STATE" /var/lib/kubelet /var/log/pods /var/log/containers
 step "done (build cache kept in $CACHE_ROOT)"

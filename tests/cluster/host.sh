@@ -58,6 +58,23 @@ host_network() {
 EOF
 }
 
+host_netpol_divert() {
+    # kube-network-policies diverts new connections to its nfqueue with the nftables `queue`
+    # expression, which this kernel lacks (CONFIG_NFT_QUEUE unset; its nftables batch fails).
+    # The xtables NFQUEUE target is built in, so the same divert is made here: every new
+    # connection to or from a pod, except the node's own root traffic (kubelet probes), as the
+    # enforcer's chain does, in POSTROUTING (after DNAT, before SNAT). The enforcer decides in
+    # user space as it would with its own rules. --queue-bypass: while it is not listening,
+    # traffic flows unfiltered rather than the whole pod network going dark.
+    local t="iptables -t mangle"
+    $t -N HELLO-MTLS-NETPOL 2>/dev/null || $t -F HELLO-MTLS-NETPOL
+    $t -A HELLO-MTLS-NETPOL -m conntrack --ctstate ESTABLISHED,RELATED -j RETURN
+    $t -A HELLO-MTLS-NETPOL -m owner --uid-owner 0 -j RETURN
+    $t -A HELLO-MTLS-NETPOL -s "$POD_CIDR" -j NFQUEUE --queue-num "$NETPOL_QUEUE" --queue-bypass
+    $t -A HELLO-MTLS-NETPOL -d "$POD_CIDR" -j NFQUEUE --queue-num "$NETPOL_QUEUE" --queue-bypass
+    $t -C POSTROUTING -j HELLO-MTLS-NETPOL 2>/dev/null || $t -A POSTROUTING -j HELLO-MTLS-NETPOL
+}
+
 host_containerd_config() {
     mkdir -p "$STATE/containerd"
     # restrict_oom_score_adj: this VM has no CAP_SYS_RESOURCE, so negative oom_score_adj writes
@@ -98,16 +115,23 @@ host_images() {
         tar -C "$rootfs" -c . | docker import --change 'ENTRYPOINT ["/pause"]' - "$PAUSE_IMAGE" >/dev/null
         rm -rf "$rootfs"
     fi
-    if ! docker image inspect "$COREDNS_IMAGE" >/dev/null 2>&1; then
-        printf '==> [host] packaging %s\n' "$COREDNS_IMAGE" >&2
-        rootfs=$(mktemp -d)
-        cp "$COREDNS_BIN/coredns" "$rootfs/coredns"
-        tar -C "$rootfs" -c . |
-            docker import --change 'ENTRYPOINT ["/coredns"]' - "$COREDNS_IMAGE" >/dev/null
-        rm -rf "$rootfs"
-    fi
+    binary_image "$COREDNS_IMAGE" "$COREDNS_BIN/coredns"
+    binary_image "$NETPOL_IMAGE" "$NETPOL_BIN/kube-network-policies"
     load_image "$PAUSE_IMAGE"
     load_image "$COREDNS_IMAGE"
+    load_image "$NETPOL_IMAGE"
+}
+
+binary_image() {  # image binary: an image holding only the (static) binary, as its entrypoint
+    local image=$1 binary=$2 rootfs name
+    docker image inspect "$image" >/dev/null 2>&1 && return
+    printf '==> [host] packaging %s\n' "$image" >&2
+    rootfs=$(mktemp -d)
+    name=$(basename "$binary")
+    cp "$binary" "$rootfs/$name"
+    tar -C "$rootfs" -c . |
+        docker import --change "ENTRYPOINT [\"/$name\"]" - "$image" >/dev/null
+    rm -rf "$rootfs"
 }
 
 host_kubelet_config() {

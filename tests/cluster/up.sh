@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Start a real single-node Kubernetes as host processes: etcd, kube-apiserver,
 # kube-controller-manager, kube-scheduler, containerd (its own instance), kubelet, kube-proxy,
-# the CNI bridge and CoreDNS. Idempotent: components already running are left alone.
+# the CNI bridge, CoreDNS and the NetworkPolicy enforcer. Idempotent: components already running
+# are left alone.
 #
 # Order: host setup -> etcd -> apiserver -> controller-manager + scheduler -> containerd ->
-# local images (pause, CoreDNS) -> kubelet (node Ready) -> kube-proxy -> CoreDNS (DNS answers).
+# local images (pause, CoreDNS, enforcer) -> kubelet (node Ready) -> kube-proxy -> CoreDNS (DNS
+# answers) -> kube-network-policies (listening on its nfqueue).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=tests/cluster/versions.sh
@@ -113,5 +115,14 @@ kubectl -n kube-system rollout status deployment/coredns --timeout=180s >&2 ||
     fail kubelet "CoreDNS did not become available (kubectl -n kube-system describe pod -l k8s-app=kube-dns)"
 wait_for kube-proxy 60 "DNS answers kubernetes.default.svc.cluster.local" \
     dig +short +time=1 +tries=1 "@$DNS_SERVICE_IP" kubernetes.default.svc.cluster.local A
+
+step "kube-network-policies: applying (NetworkPolicy enforcement)"
+host_netpol_divert
+sed -e "s|@IMAGE@|$NETPOL_IMAGE|" -e "s|@QUEUE@|$NETPOL_QUEUE|" "$here/network-policies.yaml" |
+    kubectl apply -f - >/dev/null
+kubectl -n kube-system rollout status daemonset/kube-network-policies --timeout=120s >&2 ||
+    fail kubelet "kube-network-policies did not start (kubectl -n kube-system logs ds/kube-network-policies)"
+wait_for kubelet 60 "NetworkPolicy enforcer listening on nfqueue $NETPOL_QUEUE" \
+    grep -q "^ *$NETPOL_QUEUE " /proc/net/netfilter/nfnetlink_queue
 
 step "ready: export KUBECONFIG=$KUBECONFIG_PATH (logs in $LOGS)"

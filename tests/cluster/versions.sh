@@ -4,11 +4,13 @@
 K8S_VERSION=${K8S_VERSION:-v1.33.13}
 COREDNS_VERSION=${COREDNS_VERSION:-v1.14.7}
 HELM_VERSION=${HELM_VERSION:-v3.22.0}
+NETPOL_VERSION=${NETPOL_VERSION:-v0.8.0}
 
 CACHE_ROOT=${HELLO_MTLS_CACHE:-/var/cache/hello-mtls}
 K8S_BIN=$CACHE_ROOT/kubernetes-$K8S_VERSION/bin
 COREDNS_BIN=$CACHE_ROOT/coredns-$COREDNS_VERSION/bin
 HELM_BIN=$CACHE_ROOT/helm-$HELM_VERSION/bin
+NETPOL_BIN=$CACHE_ROOT/kube-network-policies-$NETPOL_VERSION/bin
 # The API's OpenAPI v2 document of K8S_VERSION (from the module zip): the offline schema check.
 K8S_OPENAPI=$CACHE_ROOT/kubernetes-$K8S_VERSION/openapi/swagger.json
 
@@ -30,6 +32,8 @@ APISERVER_SERVICE_IP=10.96.0.1
 DNS_SERVICE_IP=10.96.0.10
 PAUSE_IMAGE=registry.k8s.io/pause:3.10
 COREDNS_IMAGE=hello-mtls/coredns:$COREDNS_VERSION
+NETPOL_IMAGE=hello-mtls/kube-network-policies:$NETPOL_VERSION
+NETPOL_QUEUE=98
 
 component_running() {  # name: its PID file names a live process that is still that component
     # A stale file (after a reboot) may name a PID that now belongs to something else.
