@@ -47,6 +47,12 @@ FILES = {
             "operator-deployment.yaml",
         ],
     ),
+    "25-names-policy.yaml": (
+        "The ValidatingAdmissionPolicy hello-mtls-names and its binding: the API server refuses\n"
+        "pods and workloads whose hello-mtls.dev/* annotations break the name rules (Kubernetes\n"
+        "1.30+; docs/admission.md). Needs: create cluster-scoped admission policies.",
+        ["admission-names-policy.yaml"],
+    ),
     "30-examples.yaml": (
         "The example hello-mtls server (Deployment + Service) and client (Deployment), annotated\n"
         "with hello-mtls.dev/name and mounting their Secrets at /var/run/hello-mtls.",

@@ -33,6 +33,7 @@ from typing import Any
 
 import pytest
 
+from mtls_ca.name_rules import parse_duration
 from support.cluster_api import (
     IMAGE_TAG,
     IMAGES,
@@ -44,9 +45,8 @@ from support.cluster_api import (
     kubectl_json,
     log,
 )
+from support.name_cases import ALLOWED_IPS, EXTRA_ALLOWED_NAMES, MINIMUM_DURATION
 
-# Scenario 4 asks for 3-minute certificates; the product's default minimum is 5 minutes.
-MINIMUM_DURATION = "1m"
 CA_STATE_CLAIM = "hello-mtls-ca-state"
 LOCAL_VOLUME = "hello-mtls-e2e-ca-state"
 
@@ -157,6 +157,10 @@ def _install(method: str) -> None:
                 f"images.tag={IMAGE_TAG}",
                 "--set",
                 f"certificates.minDuration={MINIMUM_DURATION}",
+                "--set-json",
+                f"operator.extraAllowedNames={json.dumps(EXTRA_ALLOWED_NAMES)}",
+                "--set-json",
+                f"operator.allowedIPs={json.dumps(ALLOWED_IPS)}",
                 "--wait",
                 "--timeout",
                 "5m",
@@ -169,6 +173,7 @@ def _install(method: str) -> None:
         log("installing with kubectl apply -f k8s/")
         kubectl("apply", "-f", str(ROOT / "k8s"), timeout=120)
         _lower_minimum_duration(MINIMUM_DURATION)
+        _set_policy_allowances()
     else:
         raise pytest.UsageError(f"E2E_INSTALL must be helm or kubectl, not {method!r}")
     for deployment in ("hello-mtls-ca", "hello-mtls-operator"):
@@ -225,6 +230,32 @@ def _lower_minimum_duration(value: str) -> None:
         "-n",
         PRODUCT_NAMESPACE,
         f"HELLO_MTLS_MIN_DURATION={value}",
+    )
+
+
+def _set_policy_allowances() -> None:
+    """Give the admission policy of k8s/ what ``--set`` gives the chart's (a user edits its
+    variables): the lower minimum and the allowances of name_cases' allowed namespace."""
+    log("setting the admission policy's minimum lifetime and allowances")
+    policy = kubectl_json("get", "validatingadmissionpolicy", "hello-mtls-names")
+    values = {
+        "minimum": str(int(parse_duration(MINIMUM_DURATION).total_seconds())),
+        "extraAllowedNames": json.dumps(EXTRA_ALLOWED_NAMES),
+        "allowedIPs": json.dumps(ALLOWED_IPS),
+    }
+    patch = [
+        {"op": "replace", "path": f"/spec/variables/{i}/expression", "value": values[v["name"]]}
+        for i, v in enumerate(policy["spec"]["variables"])
+        if v["name"] in values
+    ]
+    assert len(patch) == len(values), policy["spec"]["variables"]
+    kubectl(
+        "patch",
+        "validatingadmissionpolicy",
+        "hello-mtls-names",
+        "--type=json",
+        "-p",
+        json.dumps(patch),
     )
 
 

@@ -1,0 +1,175 @@
+"""The API server refuses bad hello-mtls annotations at admission (ValidatingAdmissionPolicy
+hello-mtls-names from the chart and k8s/), with the operator's own messages.
+
+Every row of the shared table (tests/support/name_cases.py, also run against the Python rules in
+tests/unit/test_name_cases.py) goes to the API server as a pod and as a Deployment, by
+server-side dry run; then real ``kubectl apply`` of Deployments and the other workload kinds.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from support.cluster_api import kubectl, log
+from support.name_cases import ALLOWED_NAMESPACE, CASES
+from support.pods import deployment, pod
+
+NAME = "hello-mtls.dev/name"
+DURATION = "hello-mtls.dev/duration"
+DENIED = "denied request: "
+
+
+def _template_of(kind: str, api: str, *, job: bool = False) -> Callable[[dict[str, Any]], Any]:
+    def build(annotated_pod: dict[str, Any]) -> dict[str, Any]:
+        name = annotated_pod["metadata"]["name"]
+        spec = copy.deepcopy(annotated_pod["spec"])
+        spec["restartPolicy"] = "Never" if job else "Always"
+        template = {
+            "metadata": {
+                "labels": {"app": name},
+                "annotations": annotated_pod["metadata"]["annotations"],
+            },
+            "spec": spec,
+        }
+        body: dict[str, Any] = {"template": template}
+        if not job:
+            body["selector"] = {"matchLabels": {"app": name}}
+        if kind == "StatefulSet":
+            body["serviceName"] = name
+        if kind == "CronJob":
+            body = {"schedule": "0 0 1 1 *", "jobTemplate": {"spec": body}}
+        return {"apiVersion": api, "kind": kind, "metadata": {"name": name}, "spec": body}
+
+    return build
+
+
+WORKLOADS = {
+    "Deployment": _template_of("Deployment", "apps/v1"),
+    "StatefulSet": _template_of("StatefulSet", "apps/v1"),
+    "DaemonSet": _template_of("DaemonSet", "apps/v1"),
+    "ReplicaSet": _template_of("ReplicaSet", "apps/v1"),
+    "Job": _template_of("Job", "batch/v1", job=True),
+    "CronJob": _template_of("CronJob", "batch/v1", job=True),
+}
+
+
+def admission_error(
+    manifest: dict[str, Any], namespace: str, *, dry_run: bool = True
+) -> str | None:
+    """Create (or, without ``dry_run``, ``kubectl apply``) ``manifest``: None if admitted, else
+    the policy's message (what follows "denied request: " in kubectl's error)."""
+    verb = ["create", "--dry-run=server"] if dry_run else ["apply"]
+    result = subprocess.run(
+        ["kubectl", *verb, "-n", namespace, "-o", "name", "-f", "-"],
+        input=json.dumps(manifest),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if result.returncode == 0:
+        return None
+    error = result.stderr.strip()
+    assert DENIED in error and "ValidatingAdmissionPolicy 'hello-mtls-names'" in error, error
+    return error.split(DENIED, 1)[1]
+
+
+@pytest.fixture
+def allowed_namespace(installed: str) -> Iterator[str]:
+    """The namespace the e2e install gives extra names and networks (name_cases)."""
+    kubectl("create", "namespace", ALLOWED_NAMESPACE)
+    yield ALLOWED_NAMESPACE
+    kubectl("delete", "namespace", ALLOWED_NAMESPACE, "--wait=false", check=False)
+
+
+def test_every_table_row_is_decided_as_the_operator_decides(
+    namespace: str, allowed_namespace: str
+) -> None:
+    mismatches = []
+    for case in CASES:
+        ns = allowed_namespace if case.allowed else namespace
+        annotations, error = case.for_namespace(ns)
+        expected = error if case.policy else None
+        for kind, build in (("Pod", lambda p: p), ("Deployment", WORKLOADS["Deployment"])):
+            got = admission_error(build(pod(case.id, annotations=annotations)), ns)
+            if got != expected:
+                mismatches.append(f"{case.id} ({kind}): expected {expected!r}, got {got!r}")
+    log(f"{len(CASES)} rows x (pod, Deployment): {len(mismatches)} mismatches")
+    assert not mismatches, "\n".join(mismatches)
+
+
+@pytest.mark.parametrize(
+    ("annotations", "message"),
+    [
+        (
+            {NAME: "thief.kube-system.svc"},
+            "hello-mtls.dev/name: name 'thief.kube-system.svc' is not under namespace '{ns}'",
+        ),
+        ({NAME: "*.{ns}.svc"}, "hello-mtls.dev/name: wildcard name '*.{ns}.svc' is not allowed"),
+        (
+            {NAME: "web.{ns}.svc", DURATION: "forever"},
+            "hello-mtls.dev/duration: duration 'forever' is not like 90m, 24h, 1h30m or 30s",
+        ),
+    ],
+    ids=["other-namespace", "wildcard", "bad-duration"],
+)
+def test_kubectl_apply_of_a_bad_deployment_fails_with_the_reason(
+    namespace: str, annotations: dict[str, str], message: str
+) -> None:
+    annotations = {k: v.replace("{ns}", namespace) for k, v in annotations.items()}
+    bad = deployment("web", replicas=1, annotations=annotations, secret="web-tls")
+    assert admission_error(bad, namespace, dry_run=False) == message.replace("{ns}", namespace)
+    assert not kubectl("get", "deployments", "-n", namespace, "-o", "name").strip()
+
+    good = deployment(
+        "web", replicas=1, annotations={NAME: f"web.{namespace}.svc"}, secret="web-tls"
+    )
+    assert admission_error(good, namespace, dry_run=False) is None
+    assert kubectl("get", "deployments", "-n", namespace, "-o", "name").split() == [
+        "deployment.apps/web"
+    ]
+
+
+@pytest.mark.parametrize("kind", sorted(WORKLOADS))
+def test_every_workload_kind_is_policed(namespace: str, kind: str) -> None:
+    bad = WORKLOADS[kind](pod("web", annotations={NAME: "web.other.svc"}))
+    assert admission_error(bad, namespace) == (
+        f"hello-mtls.dev/name: name 'web.other.svc' is not under namespace '{namespace}'"
+    )
+    good = WORKLOADS[kind](pod("web", annotations={NAME: f"web.{namespace}.svc"}))
+    assert admission_error(good, namespace) is None
+
+
+def test_updates_are_policed_only_when_the_rules_annotations_change(namespace: str) -> None:
+    good = WORKLOADS["Deployment"](pod("web", annotations={NAME: f"web.{namespace}.svc"}))
+    assert admission_error(good, namespace, dry_run=False) is None
+    bad = copy.deepcopy(good)
+    bad["spec"]["template"]["metadata"]["annotations"][NAME] = "web.other.svc"
+    assert admission_error(bad, namespace, dry_run=False) == (
+        f"hello-mtls.dev/name: name 'web.other.svc' is not under namespace '{namespace}'"
+    )
+
+
+@pytest.mark.parametrize("exempt", ["kube-system", "installed"])
+def test_kube_system_and_the_release_namespace_are_not_policed(installed: str, exempt: str) -> None:
+    target = installed if exempt == "installed" else exempt
+    bad = pod("hello-mtls-admission-probe", annotations={NAME: "web.other.svc"})
+    assert admission_error(bad, target) is None
+
+
+def test_the_policy_is_installed_and_bound(installed: str) -> None:
+    policy = json.loads(
+        kubectl("get", "validatingadmissionpolicy", "hello-mtls-names", "-o", "json")
+    )
+    assert not policy.get("status", {}).get("typeChecking", {}).get("expressionWarnings"), policy[
+        "status"
+    ]
+    binding = json.loads(
+        kubectl("get", "validatingadmissionpolicybinding", "hello-mtls-names", "-o", "json")
+    )
+    assert binding["spec"]["validationActions"] == ["Deny"]

@@ -1,0 +1,295 @@
+"""One table of good and bad hello-mtls annotation sets, run against both copies of the rules.
+
+``tests/unit/test_name_cases.py`` runs every row through `mtls_operator.claims.parse_claim`
+(always); ``tests/e2e/test_admission_names.py`` sends every row to a real API server as a pod and
+a Deployment (server-side dry run) with the chart's ValidatingAdmissionPolicy installed. A bad row
+the policy judges must be refused with exactly the operator's message; a row it cannot judge
+(``policy=False``: xn-- labels, public suffixes, IPv6, IPs of a namespace with allowed networks)
+must be admitted, so the policy never refuses what the operator accepts.
+
+``{ns}`` in annotations and messages is the pod's namespace. Rows with ``allowed=True`` run in
+`ALLOWED_NAMESPACE`, which the e2e install gives `EXTRA_ALLOWED_NAMES` and `ALLOWED_IPS`.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from dataclasses import dataclass
+
+from mtls_ca import name_rules
+from mtls_operator.claims import DURATION, NAME, SANS, SECRET, Rules
+
+__all__ = [
+    "ALLOWED_IPS",
+    "ALLOWED_NAMESPACE",
+    "CASES",
+    "EXTRA_ALLOWED_NAMES",
+    "MINIMUM_DURATION",
+    "Case",
+    "rules",
+]
+
+# The e2e install lowers the minimum lifetime to this (scenario 4 asks for 3-minute certificates).
+MINIMUM_DURATION = "1m"
+ALLOWED_NAMESPACE = "e2e-admission-allowed"
+EXTRA_ALLOWED_NAMES = {ALLOWED_NAMESPACE: ["api.example.com", "*.internal.example.com"]}
+ALLOWED_IPS = {ALLOWED_NAMESPACE: ["10.1.0.0/16"]}
+
+
+@dataclass(frozen=True)
+class Case:
+    """Annotations, and the operator's error for them (None: accepted)."""
+
+    id: str
+    annotations: dict[str, str]
+    error: str | None = None
+    policy: bool = True
+    """Whether the admission policy judges this row (False: it admits, the operator refuses)."""
+    allowed: bool = False
+    """Run in `ALLOWED_NAMESPACE` rather than a namespace of its own."""
+
+    def for_namespace(self, namespace: str) -> tuple[dict[str, str], str | None]:
+        """The annotations and the expected error with ``{ns}`` filled in."""
+        annotations = {k: v.replace("{ns}", namespace) for k, v in self.annotations.items()}
+        error = None if self.error is None else self.error.replace("{ns}", namespace)
+        return annotations, error
+
+
+def rules() -> Rules:
+    """The operator's rules as the e2e install configures them."""
+    return Rules(
+        minimum=name_rules.parse_duration(MINIMUM_DURATION),
+        extra_allowed=EXTRA_ALLOWED_NAMES,
+        allowed_ips=name_rules.parse_allowed_ips(json.dumps(ALLOWED_IPS)),
+        default_duration=datetime.timedelta(hours=24),
+    )
+
+
+_LONG_LABEL = "a" * 64
+_LONG_NAME = ".".join(["a" * 60] * 5) + ".{ns}"
+
+CASES = [
+    # Accepted: every form of the namespace rule, SANs, durations, Secret names.
+    Case("bare", {NAME: "web.{ns}"}),
+    Case("svc", {NAME: "web.{ns}.svc"}),
+    Case("cluster-domain", {NAME: "web.{ns}.svc.cluster.local"}),
+    Case("pod-form", {NAME: "web.{ns}.pod.cluster.local"}),
+    Case("spaces-trimmed", {NAME: "  web.{ns}.svc  "}),
+    Case("sans", {NAME: "web.{ns}.svc", SANS: " api.{ns} , web.{ns}.svc.cluster.local,web.{ns}"}),
+    Case("twenty-names-after-duplicates", {NAME: "web.{ns}", SANS: ",".join(["web.{ns}"] * 30)}),
+    Case("duration-1h30m", {NAME: "web.{ns}.svc", DURATION: "1h30m"}),
+    Case("duration-zeros", {NAME: "web.{ns}.svc", DURATION: "0001d"}),
+    Case("duration-minimum", {NAME: "web.{ns}.svc", DURATION: "60s"}),
+    Case("duration-maximum", {NAME: "web.{ns}.svc", DURATION: "30d"}),
+    Case("secret", {NAME: "web.{ns}.svc", SECRET: "web-cert.v1"}),
+    Case("xn-label", {NAME: "xn--bcher-kva.{ns}.svc"}),
+    Case("allowed-exact", {NAME: "api.example.com"}, allowed=True),
+    Case("allowed-wildcard", {NAME: "web.{ns}.svc", SANS: "x.internal.example.com"}, allowed=True),
+    Case("allowed-ip", {NAME: "web.{ns}.svc", SANS: "10.1.2.3"}, allowed=True),
+    # Refused by the policy with the operator's message.
+    Case("empty-name", {NAME: " "}, "hello-mtls.dev/name: empty name"),
+    Case(
+        "other-namespace",
+        {NAME: "db.other.svc"},
+        "hello-mtls.dev/name: name 'db.other.svc' is not under namespace '{ns}'",
+    ),
+    Case(
+        "kube-system",
+        {NAME: "thief.kube-system.svc"},
+        "hello-mtls.dev/name: name 'thief.kube-system.svc' is not under namespace '{ns}'",
+    ),
+    Case(
+        "two-labels",
+        {NAME: "a.b.{ns}.svc"},
+        "hello-mtls.dev/name: name 'a.b.{ns}.svc' is not under namespace '{ns}'",
+    ),
+    Case(
+        "namespace-itself",
+        {NAME: "{ns}.svc"},
+        "hello-mtls.dev/name: name '{ns}.svc' is not under namespace '{ns}'",
+    ),
+    Case(
+        "wildcard",
+        {NAME: "*.{ns}.svc"},
+        "hello-mtls.dev/name: wildcard name '*.{ns}.svc' is not allowed",
+    ),
+    Case(
+        "upper-case",
+        {NAME: "Web.{ns}.svc"},
+        "hello-mtls.dev/name: name 'Web.{ns}.svc' must be lower case",
+    ),
+    Case(
+        "bad-characters",
+        {NAME: "web_1.{ns}.svc"},
+        "hello-mtls.dev/name: name 'web_1.{ns}.svc' may only contain a-z, 0-9, '-' and '.'",
+    ),
+    Case(
+        "not-ascii",
+        {NAME: "wéb.{ns}.svc"},
+        "hello-mtls.dev/name: name 'wéb.{ns}.svc' is not ASCII; give international names as"
+        " xn-- labels",
+    ),
+    Case(
+        "trailing-dot",
+        {NAME: "web.{ns}.svc."},
+        "hello-mtls.dev/name: name 'web.{ns}.svc.' must not end with a dot",
+    ),
+    Case(
+        "empty-label",
+        {NAME: "web..{ns}.svc"},
+        "hello-mtls.dev/name: name 'web..{ns}.svc' has an empty label",
+    ),
+    Case(
+        "hyphen-label",
+        {NAME: "-web.{ns}.svc"},
+        "hello-mtls.dev/name: name '-web.{ns}.svc' has a label that starts or ends with '-'",
+    ),
+    Case(
+        "long-label",
+        {NAME: _LONG_LABEL + ".{ns}.svc"},
+        f"hello-mtls.dev/name: name '{_LONG_LABEL[:60]}...' has a label longer than 63 characters",
+    ),
+    Case(
+        "long-name",
+        {NAME: _LONG_NAME},
+        f"hello-mtls.dev/name: name '{_LONG_NAME[:60]}...' is longer than 253 characters",
+    ),
+    Case(
+        "reserved-label",
+        {NAME: "ab--c.{ns}.svc"},
+        "hello-mtls.dev/name: name 'ab--c.{ns}.svc' has a reserved label 'ab--c'",
+    ),
+    Case(
+        "numeric-tld",
+        {NAME: "web.{ns}.123"},
+        "hello-mtls.dev/name: name 'web.{ns}.123' is neither a DNS name nor an IP address",
+    ),
+    Case(
+        "name-is-ip",
+        {NAME: "10.1.2.3"},
+        "hello-mtls.dev/name: '10.1.2.3' is an IP address; the name must be a DNS name",
+    ),
+    Case(
+        "name-unspecified-ip",
+        {NAME: "0.0.0.0"},
+        "hello-mtls.dev/name: IP address '0.0.0.0' cannot identify a workload",
+    ),
+    Case(
+        "san-other-namespace",
+        {NAME: "web.{ns}.svc", SANS: "api.{ns},api.other"},
+        "hello-mtls.dev/sans: name 'api.other' is not under namespace '{ns}'",
+    ),
+    Case(
+        "san-syntax-before-namespace",
+        {NAME: "web.{ns}.svc", SANS: "api.other,Bad.{ns}"},
+        "hello-mtls.dev/sans: name 'Bad.{ns}' must be lower case",
+    ),
+    Case(
+        "san-empty",
+        {NAME: "web.{ns}.svc", SANS: "a.{ns},,b.{ns}"},
+        "hello-mtls.dev/sans: empty name",
+    ),
+    Case(
+        "san-wildcard",
+        {NAME: "web.{ns}.svc", SANS: "*.{ns}"},
+        "hello-mtls.dev/sans: wildcard name '*.{ns}' is not allowed",
+    ),
+    Case(
+        "san-ip-not-allowed",
+        {NAME: "web.{ns}.svc", SANS: "10.96.0.1"},
+        "hello-mtls.dev/sans: IP address '10.96.0.1' is not allowed for namespace '{ns}'",
+    ),
+    Case(
+        "san-multicast",
+        {NAME: "web.{ns}.svc", SANS: "224.0.0.1"},
+        "hello-mtls.dev/sans: IP address '224.0.0.1' cannot identify a workload",
+    ),
+    Case(
+        "too-many-names",
+        {NAME: "web.{ns}", SANS: ",".join(f"a{i}.{{ns}}" for i in range(20))},
+        "hello-mtls.dev/sans: 21 names requested; at most 20 are allowed",
+    ),
+    Case(
+        "duration-word",
+        {NAME: "web.{ns}.svc", DURATION: "forever"},
+        "hello-mtls.dev/duration: duration 'forever' is not like 90m, 24h, 1h30m or 30s",
+    ),
+    Case(
+        "duration-order",
+        {NAME: "web.{ns}.svc", DURATION: "30m1h"},
+        "hello-mtls.dev/duration: duration '30m1h' is not like 90m, 24h, 1h30m or 30s",
+    ),
+    Case(
+        "duration-empty",
+        {NAME: "web.{ns}.svc", DURATION: " "},
+        "hello-mtls.dev/duration: duration '' is not like 90m, 24h, 1h30m or 30s",
+    ),
+    Case(
+        "duration-zero",
+        {NAME: "web.{ns}.svc", DURATION: "0h0m"},
+        "hello-mtls.dev/duration: duration '0h0m' must be longer than zero",
+    ),
+    Case(
+        "duration-below",
+        {NAME: "web.{ns}.svc", DURATION: "59s"},
+        "hello-mtls.dev/duration: duration 59s is below the CA minimum of 1m",
+    ),
+    Case(
+        "duration-above",
+        {NAME: "web.{ns}.svc", DURATION: "720h1s"},
+        "hello-mtls.dev/duration: duration 30d1s is above the CA maximum of 30d",
+    ),
+    Case(
+        "duration-overflow",
+        {NAME: "web.{ns}.svc", DURATION: "1000000000d"},
+        "hello-mtls.dev/duration: duration '1000000000d' is too long",
+    ),
+    Case(
+        "duration-huge",
+        {NAME: "web.{ns}.svc", DURATION: "99999999999999999999d"},
+        "hello-mtls.dev/duration: duration '99999999999999999999d' is too long",
+    ),
+    Case(
+        "duration-long-text",
+        {NAME: "web.{ns}.svc", DURATION: "0" * 40 + "1h"},
+        "hello-mtls.dev/duration: duration '" + "0" * 32 + "...' is too long",
+    ),
+    Case(
+        "secret-bad",
+        {NAME: "web.{ns}.svc", SECRET: "Web_TLS"},
+        "hello-mtls.dev/secret: 'Web_TLS' is not a valid Secret name",
+    ),
+    Case(
+        "name-checked-before-duration",
+        {NAME: "db.other", DURATION: "forever", SECRET: "Bad"},
+        "hello-mtls.dev/name: name 'db.other' is not under namespace '{ns}'",
+    ),
+    Case(
+        "allowed-namespace-still-checked",
+        {NAME: "web.other.svc"},
+        "hello-mtls.dev/name: name 'web.other.svc' is not under namespace '{ns}'",
+        allowed=True,
+    ),
+    # The operator refuses these; the policy cannot judge them and admits.
+    Case(
+        "mixed-scripts",
+        {NAME: "xn--pypl-53dc.{ns}.svc"},
+        "hello-mtls.dev/name: name 'xn--pypl-53dc.{ns}.svc' mixes scripts in label"
+        " 'xn--pypl-53dc' ('pаypаl')",
+        policy=False,
+    ),
+    Case(
+        "ipv6-not-allowed",
+        {NAME: "web.{ns}.svc", SANS: "fd00::1"},
+        "hello-mtls.dev/sans: IP address 'fd00::1' is not allowed for namespace '{ns}'",
+        policy=False,
+    ),
+    Case(
+        "ip-outside-allowed-network",
+        {NAME: "web.{ns}.svc", SANS: "10.2.0.1"},
+        "hello-mtls.dev/sans: IP address '10.2.0.1' is not allowed for namespace '{ns}'",
+        policy=False,
+        allowed=True,
+    ),
+]
