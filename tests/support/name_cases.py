@@ -131,6 +131,11 @@ CASES = [
         " xn-- labels",
     ),
     Case(
+        "colon-not-an-ip",
+        {NAME: "web:8443.{ns}.svc"},
+        "hello-mtls.dev/name: name 'web:8443.{ns}.svc' may only contain a-z, 0-9, '-' and '.'",
+    ),
+    Case(
         "trailing-dot",
         {NAME: "web.{ns}.svc."},
         "hello-mtls.dev/name: name 'web.{ns}.svc.' must not end with a dot",
