@@ -3,10 +3,12 @@
 #
 # kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kube-proxy, kubectl and etcd
 # come from one wrapper module (k8s.io/kubernetes requires its staging modules at v0.0.0, so each
-# gets a replace to its published v0.Y.Z tag); CoreDNS, helm and kube-network-policies (the
-# NetworkPolicy enforcer) are built in modules of their own.
+# gets a replace to its published v0.Y.Z tag); CoreDNS, helm, kube-network-policies (the
+# NetworkPolicy enforcer) and, from Kubernetes 1.35 on, containerd 2 are built in modules of their
+# own.
 # Nothing is rebuilt when the cache already holds the binaries of the pinned versions.
-# Arguments name the parts to build (kubernetes, openapi, coredns, helm, netpol; default: all):
+# Arguments name the parts to build (kubernetes, openapi, coredns, helm, netpol, containerd;
+# default: all; containerd only for versions that need more than Debian's):
 # `make lint` builds the pinned helm alone under CI=true for its k8s/ drift check.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -90,8 +92,25 @@ build_tool() {  # name module-path@version output-dir [name go install gives it]
     [ "$installed" = "$name" ] || mv "$out/$installed" "$out/$name"
 }
 
+build_containerd() {
+    [ -n "$CONTAINERD_VERSION" ] || return 0
+    if [ -x "$CONTAINERD_BIN/containerd" ] && [ -x "$CONTAINERD_BIN/containerd-shim-runc-v2" ] &&
+        [ -x "$CONTAINERD_BIN/ctr" ]; then
+        log "containerd $CONTAINERD_VERSION: cached in $CONTAINERD_BIN"
+        return
+    fi
+    log "containerd $CONTAINERD_VERSION: building"
+    mkdir -p "$CONTAINERD_BIN"
+    # CGO off leaves out the btrfs snapshotter (cgo only); the cluster uses overlayfs.
+    local module=github.com/containerd/containerd/v2
+    GOBIN="$CONTAINERD_BIN" go install -trimpath -tags=urfave_cli_no_docs \
+        -ldflags="-s -w -X $module/version.Version=$CONTAINERD_VERSION" \
+        "$module/cmd/containerd@$CONTAINERD_VERSION" \
+        "$module/cmd/containerd-shim-runc-v2@$CONTAINERD_VERSION" "$module/cmd/ctr@$CONTAINERD_VERSION"
+}
+
 start=$(date +%s)
-for part in ${*:-kubernetes openapi coredns helm netpol}; do
+for part in ${*:-kubernetes openapi coredns helm netpol containerd}; do
     case $part in
     kubernetes) build_kubernetes ;;
     openapi) keep_openapi ;;
@@ -100,8 +119,9 @@ for part in ${*:-kubernetes openapi coredns helm netpol}; do
     # Its main package is the module's cmd/ directory, so go install names the binary "cmd".
     netpol) build_tool kube-network-policies \
         "sigs.k8s.io/kube-network-policies/cmd@$NETPOL_VERSION" "$NETPOL_BIN" cmd ;;
+    containerd) build_containerd ;;
     *)
-        echo "ERROR: unknown part '$part' (kubernetes, openapi, coredns, helm or netpol)" >&2
+        echo "ERROR: unknown part '$part' (kubernetes, openapi, coredns, helm, netpol or containerd)" >&2
         exit 2
         ;;
     esac

@@ -26,7 +26,7 @@ stop kubelet
 stop kube-proxy
 if [ -S "$CONTAINERD_SOCK" ]; then
     step "removing pod containers"
-    ctr="ctr --address=$CONTAINERD_SOCK -n k8s.io"
+    ctr="$CONTAINERD_BIN/ctr --address=$CONTAINERD_SOCK -n k8s.io"
     for task in $($ctr tasks ls -q 2>/dev/null); do $ctr tasks kill -s SIGKILL "$task" >/dev/null 2>&1; done
     sleep 1
     for task in $($ctr tasks ls -q 2>/dev/null); do $ctr tasks rm -f "$task" >/dev/null 2>&1; done

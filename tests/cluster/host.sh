@@ -79,6 +79,37 @@ host_containerd_config() {
     mkdir -p "$STATE/containerd"
     # restrict_oom_score_adj: this VM has no CAP_SYS_RESOURCE, so negative oom_score_adj writes
     # (pause: -998, Guaranteed pods: -997) fail unless containerd clamps them.
+    if [ -n "$CONTAINERD_VERSION" ]; then
+        # containerd 2.x (config version 4: the sockets are plugin settings, and an unknown
+        # top-level [grpc] would silently mean the default socket, which dockerd adopts), with
+        # its own shim rather than Debian's on PATH.
+        cat >"$STATE/containerd/config.toml" <<EOF
+version = 4
+root = "$STATE/containerd/root"
+state = "$STATE/containerd/run"
+[plugins."io.containerd.server.v1.grpc"]
+  address = "$CONTAINERD_SOCK"
+[plugins."io.containerd.server.v1.ttrpc"]
+  address = "$CONTAINERD_SOCK.ttrpc"
+[plugins."io.containerd.cri.v1.images"]
+  snapshotter = "overlayfs"
+  [plugins."io.containerd.cri.v1.images".pinned_images]
+    sandbox = "$PAUSE_IMAGE"
+[plugins."io.containerd.cri.v1.runtime"]
+  restrict_oom_score_adj = true
+  [plugins."io.containerd.cri.v1.runtime".containerd]
+    default_runtime_name = "runc"
+    [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      runtime_path = "$CONTAINERD_BIN/containerd-shim-runc-v2"
+      [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc.options]
+        SystemdCgroup = false
+  [plugins."io.containerd.cri.v1.runtime".cni]
+    bin_dirs = ["/usr/lib/cni"]
+    conf_dir = "/etc/cni/net.d"
+EOF
+        return
+    fi
     cat >"$STATE/containerd/config.toml" <<EOF
 version = 2
 root = "$STATE/containerd/root"
@@ -102,7 +133,7 @@ EOF
 }
 
 load_image() {  # image: copy it from docker into the cluster's containerd
-    docker save "$1" | ctr --address="$CONTAINERD_SOCK" -n k8s.io images import - >/dev/null
+    docker save "$1" | "$CONTAINERD_BIN/ctr" --address="$CONTAINERD_SOCK" -n k8s.io images import - >/dev/null
 }
 
 host_images() {

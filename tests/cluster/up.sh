@@ -94,8 +94,8 @@ launch kube-scheduler "$K8S_BIN/kube-scheduler" --kubeconfig="$STATE/scheduler.k
     --bind-address=127.0.0.1
 
 host_containerd_config
-launch containerd containerd --config="$STATE/containerd/config.toml"
-wait_for containerd 60 "socket up" ctr --address="$CONTAINERD_SOCK" version
+launch containerd "$CONTAINERD_BIN/containerd" --config="$STATE/containerd/config.toml"
+wait_for containerd 60 "socket up" "$CONTAINERD_BIN/ctr" --address="$CONTAINERD_SOCK" version
 host_images
 
 host_kubelet_config

@@ -2,6 +2,15 @@
 # 1.33 is the newest minor that still runs the kubelet on cgroup v1 without overrides and lists
 # containerd 1.6 (Debian bookworm's) as supported; see shared notes/local-cluster.md.
 K8S_VERSION=${K8S_VERSION:-v1.33.13}
+K8S_MINOR=$(echo "$K8S_VERSION" | cut -d. -f2)
+# Kubernetes 1.35 and later support containerd 1.7/2.x only, and their kubelets are moving to the
+# RuntimeConfig call only 2.x answers: they get a containerd built from the Go module proxy.
+# Empty means Debian's containerd (1.6).
+if [ "$K8S_MINOR" -ge 35 ]; then
+    CONTAINERD_VERSION=${CONTAINERD_VERSION-v2.4.2}
+else
+    CONTAINERD_VERSION=${CONTAINERD_VERSION-}
+fi
 COREDNS_VERSION=${COREDNS_VERSION:-v1.14.7}
 HELM_VERSION=${HELM_VERSION:-v3.22.0}
 NETPOL_VERSION=${NETPOL_VERSION:-v0.8.0}
@@ -11,6 +20,9 @@ K8S_BIN=$CACHE_ROOT/kubernetes-$K8S_VERSION/bin
 COREDNS_BIN=$CACHE_ROOT/coredns-$COREDNS_VERSION/bin
 HELM_BIN=$CACHE_ROOT/helm-$HELM_VERSION/bin
 NETPOL_BIN=$CACHE_ROOT/kube-network-policies-$NETPOL_VERSION/bin
+# containerd, ctr and containerd-shim-runc-v2 of CONTAINERD_VERSION (Debian's: /usr/bin).
+CONTAINERD_BIN=/usr/bin
+[ -z "$CONTAINERD_VERSION" ] || CONTAINERD_BIN=$CACHE_ROOT/containerd-$CONTAINERD_VERSION/bin
 # The API's OpenAPI v2 document of K8S_VERSION (from the module zip): the offline schema check.
 K8S_OPENAPI=$CACHE_ROOT/kubernetes-$K8S_VERSION/openapi/swagger.json
 
