@@ -66,13 +66,18 @@ host_netpol_divert() {
     # enforcer's chain does, in POSTROUTING (after DNAT, before SNAT). The enforcer decides in
     # user space as it would with its own rules. --queue-bypass: while it is not listening,
     # traffic flows unfiltered rather than the whole pod network going dark.
-    local t="iptables -t mangle"
-    $t -N HELLO-MTLS-NETPOL 2>/dev/null || $t -F HELLO-MTLS-NETPOL
-    $t -A HELLO-MTLS-NETPOL -m conntrack --ctstate ESTABLISHED,RELATED -j RETURN
-    $t -A HELLO-MTLS-NETPOL -m owner --uid-owner 0 -j RETURN
-    $t -A HELLO-MTLS-NETPOL -s "$POD_CIDR" -j NFQUEUE --queue-num "$NETPOL_QUEUE" --queue-bypass
-    $t -A HELLO-MTLS-NETPOL -d "$POD_CIDR" -j NFQUEUE --queue-num "$NETPOL_QUEUE" --queue-bypass
-    $t -C POSTROUTING -j HELLO-MTLS-NETPOL 2>/dev/null || $t -A POSTROUTING -j HELLO-MTLS-NETPOL
+    # One iptables-restore transaction, so re-running cluster-up never leaves the chain empty.
+    iptables-restore --noflush <<EOF
+*mangle
+:HELLO-MTLS-NETPOL - [0:0]
+-A HELLO-MTLS-NETPOL -m conntrack --ctstate ESTABLISHED,RELATED -j RETURN
+-A HELLO-MTLS-NETPOL -m owner --uid-owner 0 -j RETURN
+-A HELLO-MTLS-NETPOL -s $POD_CIDR -j NFQUEUE --queue-num $NETPOL_QUEUE --queue-bypass
+-A HELLO-MTLS-NETPOL -d $POD_CIDR -j NFQUEUE --queue-num $NETPOL_QUEUE --queue-bypass
+COMMIT
+EOF
+    iptables -t mangle -C POSTROUTING -j HELLO-MTLS-NETPOL 2>/dev/null ||
+        iptables -t mangle -A POSTROUTING -j HELLO-MTLS-NETPOL
 }
 
 host_containerd_config() {
