@@ -20,7 +20,7 @@ from typing import Any
 
 from mtls_context import ALPN, ReloadingServerContext, Side, build_context, read_version
 
-STACKS = ("asyncio", "uvicorn", "aiohttp", "hypercorn")
+STACKS = ("asyncio", "uvicorn", "aiohttp", "hypercorn", "gunicorn-sync", "gunicorn-asgi")
 HOST = "127.0.0.1"
 ALLOW = [name for name in os.environ.get("HELLO_ALLOW", "").split(",") if name]
 
@@ -75,8 +75,40 @@ def main(stack: str, port: int, cert_dir: Path, check_interval: float, fixed: bo
         config.bind = [f"{HOST}:{port}"]
         config.certfile, config.keyfile = str(cert_dir / "tls.crt"), str(cert_dir / "tls.key")
         asyncio.run(serve(fastapi_app(stack), config))
+    elif stack.startswith("gunicorn-") and not fixed:
+        _gunicorn(stack, port, cert_dir, check_interval)
     else:
         raise SystemExit(f"unknown stack {stack!r} (expected one of {STACKS})")
+
+
+def _gunicorn(stack: str, port: int, cert_dir: Path, check_interval: float) -> None:
+    """gunicorn with the library's settings, as a user's config file would add them."""
+    from gunicorn.app.base import BaseApplication
+
+    from mtls_context.gunicorn_hooks import tls_settings
+
+    worker = stack.removeprefix("gunicorn-")
+
+    def wsgi(environ: Any, start_response: Any) -> list[bytes]:
+        body = f"hello from {stack}\n".encode()
+        start_response(
+            "200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))]
+        )
+        return [body]
+
+    class Application(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            settings = {"bind": f"{HOST}:{port}", "worker_class": worker, "workers": 1}
+            for key, value in {
+                **settings,
+                **tls_settings(cert_dir, check_interval=check_interval),
+            }.items():
+                self.cfg.set(key, value)
+
+        def load(self) -> Any:
+            return fastapi_app(stack) if worker == "asgi" else wsgi
+
+    Application().run()
 
 
 async def _asyncio(context: ssl.SSLContext, port: int) -> None:
