@@ -82,6 +82,8 @@ def admission_error(
 @pytest.fixture
 def allowed_namespace(installed: str) -> Iterator[str]:
     """The namespace the e2e install gives extra names and networks (name_cases)."""
+    # A fixed name (the install's values name it): wait out a previous run's namespace first.
+    kubectl("delete", "namespace", ALLOWED_NAMESPACE, "--ignore-not-found", timeout=180)
     kubectl("create", "namespace", ALLOWED_NAMESPACE)
     yield ALLOWED_NAMESPACE
     kubectl("delete", "namespace", ALLOWED_NAMESPACE, "--wait=false", check=False)
