@@ -66,7 +66,8 @@ def test_bad_annotation_gets_a_warning_and_no_certificate(namespace: str, pod_na
     log(f"{pod_name}: {warnings[0]['reason']}: {warnings[0]['message']}")
     assert warnings[0]["reason"] == "InvalidAnnotation"
     message = str(warnings[0]["message"])
-    assert any(value in message for value in annotations.values()), message
+    # Names over 64 characters show as their first 60 and "..." (long test namespaces).
+    assert any(value[:60] in message for value in annotations.values()), message
 
     # The operator keeps serving others: a good pod created after the bad one gets its Secret...
     apply(pod("control", annotations={NAME: f"control.{namespace}.svc"}), namespace)
