@@ -33,7 +33,7 @@ VARIANTS: tuple[list[str], ...] = (
         "--set",
         "networkPolicies.enabled=false",
         "--set",
-        "admissionPolicy.enabled=false",
+        "operatorWritesPolicy.enabled=false",
         "--set",
         "ca.persistence.storageClass=fast",
     ],
@@ -102,13 +102,30 @@ def _rendered(*values: str) -> list[dict[str, Any]]:
 
 
 def test_the_policies_are_on_by_default_and_each_has_a_switch() -> None:
-    policies = {"NetworkPolicy", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
-    default = [doc["kind"] for doc in _rendered()]
-    assert default.count("NetworkPolicy") == 2 and policies <= set(default)
-    no_network = {d["kind"] for d in _rendered("--set", "networkPolicies.enabled=false")}
-    assert policies - no_network == {"NetworkPolicy"}
-    no_admission = {d["kind"] for d in _rendered("--set", "admissionPolicy.enabled=false")}
-    assert policies - no_admission == policies - {"NetworkPolicy"}
+    def policies(*values: str) -> set[tuple[str, str]]:
+        kinds = {"NetworkPolicy", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
+        return {
+            (doc["kind"], doc["metadata"]["name"])
+            for doc in _rendered(*values)
+            if doc["kind"] in kinds
+        }
+
+    admission = {
+        switch: {
+            (kind, name)
+            for kind in ("ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding")
+        }
+        for switch, name in (
+            ("operatorWritesPolicy", "hello-mtls-operator"),
+            ("namesPolicy", "hello-mtls-names"),
+        )
+    }
+    network = {("NetworkPolicy", "hello-mtls-ca"), ("NetworkPolicy", "hello-mtls-operator")}
+    default = policies()
+    assert default == network | admission["operatorWritesPolicy"] | admission["namesPolicy"]
+    assert default - policies("--set", "networkPolicies.enabled=false") == network
+    for switch, owned in admission.items():
+        assert default - policies("--set", f"{switch}.enabled=false") == owned
 
     def operator_ingress(*values: str) -> list[dict[str, Any]]:
         policy = next(
