@@ -5,7 +5,8 @@
     from mtls_context.httpx_transport import async_client, client
 
     with client("/var/run/hello-mtls") as c:
-        c.get("https://hello.default.svc:8443/")
+        r = c.get("https://hello.default.svc:8443/")
+        tls_info(r)   # TLSInfo(server_serial=..., client_serial=...)
     async with async_client("/var/run/hello-mtls") as c:
         await c.get("https://hello.default.svc:8443/")
 
@@ -25,9 +26,10 @@ from typing import Any, Generic, TypeVar
 import httpx
 
 from mtls_context.contexts import MTLSContext, Side
+from mtls_context.identity import TLSInfo, serial
 from mtls_context.reloading import DEFAULT_CHECK_INTERVAL, ReloadingContext
 
-__all__ = ["AsyncReloadingTransport", "ReloadingTransport", "async_client", "client"]
+__all__ = ["AsyncReloadingTransport", "ReloadingTransport", "async_client", "client", "tls_info"]
 
 
 def client(
@@ -62,6 +64,18 @@ def async_client(
         Path(cert_dir), Side.CLIENT, check_interval=check_interval, background=True
     )
     return httpx.AsyncClient(transport=AsyncReloadingTransport(contexts), trust_env=False, **kwargs)
+
+
+def tls_info(response: httpx.Response) -> TLSInfo | None:
+    """Server and client certificate serials of the connection that carried a response of a
+    `client` or an `async_client` (None for a connection that is closed already)."""
+    stream = response.extensions.get("network_stream")
+    tls = stream.get_extra_info("ssl_object") if stream is not None else None
+    context = getattr(tls, "context", None)
+    if tls is None or not isinstance(context, MTLSContext):
+        return None
+    peer = tls.getpeercert()
+    return TLSInfo(serial(peer), context.certificate.serial) if peer else None
 
 
 _Pool = TypeVar("_Pool", httpx.HTTPTransport, httpx.AsyncHTTPTransport)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
     "PeerCert",
+    "TLSInfo",
     "allowed",
     "common_name",
     "dns_names",
@@ -17,6 +19,14 @@ __all__ = [
 ]
 
 PeerCert = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class TLSInfo:
+    """The certificates of the connection that carried a response (the clients' ``tls_info``)."""
+
+    server_serial: str
+    client_serial: str
 
 
 def dns_names(cert: PeerCert) -> list[str]:

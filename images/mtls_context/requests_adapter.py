@@ -21,7 +21,6 @@ from __future__ import annotations
 import os
 import ssl
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -35,7 +34,7 @@ from mtls_context import (
     ReloadingContext,
     Side,
 )
-from mtls_context.identity import serial
+from mtls_context.identity import TLSInfo, serial
 
 if TYPE_CHECKING:
     from requests.adapters import _HostParams, _PoolKwargs
@@ -43,14 +42,6 @@ if TYPE_CHECKING:
 __all__ = ["ReloadingAdapter", "TLSInfo", "session", "tls_info"]
 
 _TLS_INFO = "_hello_mtls_tls_info"
-
-
-@dataclass(frozen=True)
-class TLSInfo:
-    """The certificates of the connection that carried a response."""
-
-    server_serial: str
-    client_serial: str
 
 
 def session(
