@@ -2,7 +2,8 @@
 
 Run it with ``hello-mtls-server`` (gunicorn with the reloading TLS context of
 ``mtls_server.gunicorn_conf``), or ``gunicorn -c python:mtls_server.gunicorn_conf
-'mtls_server:create_app()'``.
+'mtls_server:create_app()'``. The same routes on FastAPI and uvicorn: `mtls_server.fastapi_app`
+(``hello-mtls-server --stack fastapi``).
 """
 
 from __future__ import annotations

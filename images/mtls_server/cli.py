@@ -1,8 +1,11 @@
-"""``hello-mtls-server``: run the example app under gunicorn with a reloading mTLS context."""
+"""``hello-mtls-server``: run the example app with a reloading mTLS context, on one of two stacks:
+``flask`` (gunicorn + Flask, the default) or ``fastapi`` (uvicorn + FastAPI)."""
 
 from __future__ import annotations
 
 import argparse
+import copy
+import functools
 import os
 import socket
 import sys
@@ -13,11 +16,15 @@ from mtls_context.identity import PeerCert
 
 DEFAULT_BIND = "0.0.0.0:8443"
 DEFAULT_CERT_DIR = "/var/run/hello-mtls"
+STACKS = ("flask", "fastapi")
 
 
 def main(argv: list[str] | None = None) -> int:
     """Serve until SIGTERM or SIGINT; with ``--probe``, check a running server (exit 0: healthy)."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.stack not in STACKS:
+        parser.error(f"--stack (HELLO_MTLS_STACK): {args.stack!r} is not one of {STACKS}")
     cert_dir = Path(args.cert_dir)
     if args.probe:
         return probe(args.bind, cert_dir, timeout=args.probe_timeout)
@@ -35,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
         HELLO_MTLS_WORKERS=str(args.workers),
         HELLO_MTLS_THREADS=str(args.threads),
     )
+    if args.stack == "fastapi":
+        return _uvicorn(args.bind, cert_dir, args.check_interval, args.workers)
     from gunicorn.app.wsgiapp import WSGIApplication
 
     sys.argv = [
@@ -44,6 +53,32 @@ def main(argv: list[str] | None = None) -> int:
         "mtls_server:create_app()",
     ]
     WSGIApplication("%(prog)s").run()
+    return 0
+
+
+def _uvicorn(bind: str, cert_dir: Path, check_interval: float, workers: int) -> int:
+    """uvicorn serving `mtls_server.fastapi_app` (each worker process with its own reloading
+    context), until SIGTERM or SIGINT."""
+    import uvicorn
+    from uvicorn.config import LOGGING_CONFIG
+
+    from mtls_context.starlette_peer import PeerCertH11Protocol
+    from mtls_server.fastapi_app import reloading_context
+
+    host, _, port = bind.rpartition(":")
+    log_config = copy.deepcopy(LOGGING_CONFIG)  # and the library's reload messages
+    log_config["loggers"]["mtls_context"] = {"handlers": ["default"], "level": "INFO"}
+    uvicorn.run(
+        "mtls_server.fastapi_app:create_app",
+        factory=True,
+        host=host.strip("[]") or "0.0.0.0",
+        port=int(port),
+        workers=workers,
+        http=PeerCertH11Protocol,
+        ssl_context_factory=functools.partial(reloading_context, cert_dir, check_interval),
+        log_config=log_config,
+        access_log=False,
+    )
     return 0
 
 
@@ -85,6 +120,12 @@ def _parser() -> argparse.ArgumentParser:
         help="HOST:PORT (env HELLO_MTLS_BIND; default %(default)s)",
     )
     p.add_argument(
+        "--stack",
+        default=env("HELLO_MTLS_STACK", "flask"),
+        help="flask: gunicorn + Flask; fastapi: uvicorn + FastAPI "
+        "(env HELLO_MTLS_STACK; default %(default)s)",
+    )
+    p.add_argument(
         "--cert-dir",
         default=env("HELLO_MTLS_CERT_DIR", DEFAULT_CERT_DIR),
         help="certificate directory (env HELLO_MTLS_CERT_DIR; default %(default)s)",
@@ -107,13 +148,13 @@ def _parser() -> argparse.ArgumentParser:
         "--workers",
         type=int,
         default=int(env("HELLO_MTLS_WORKERS", "2")),
-        help="gunicorn worker processes (env HELLO_MTLS_WORKERS; default %(default)s)",
+        help="gunicorn or uvicorn worker processes (env HELLO_MTLS_WORKERS; default %(default)s)",
     )
     p.add_argument(
         "--threads",
         type=int,
         default=int(env("HELLO_MTLS_THREADS", "4")),
-        help="threads per worker (env HELLO_MTLS_THREADS; default %(default)s)",
+        help="threads per gunicorn worker (env HELLO_MTLS_THREADS; default %(default)s)",
     )
     p.add_argument(
         "--probe",
