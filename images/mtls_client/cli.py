@@ -1,4 +1,5 @@
-"""``hello-mtls-client``: call an mTLS URL in a loop, one JSON line per request."""
+"""``hello-mtls-client``: call an mTLS URL in a loop, one JSON line per request, with requests
+(the default) or httpx."""
 
 from __future__ import annotations
 
@@ -9,11 +10,21 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
+import httpx
 import requests
 
-from mtls_context import DEFAULT_CHECK_INTERVAL
+from mtls_context import (
+    DEFAULT_CHECK_INTERVAL,
+    Certificate,
+    ReloadingContext,
+    Side,
+    httpx_transport,
+)
+from mtls_context.identity import TLSInfo
 from mtls_context.requests_adapter import ReloadingAdapter, session, tls_info
 
 DEFAULT_URL = "https://localhost:8443/"
@@ -22,23 +33,28 @@ DEFAULT_CERT_DIR = "/var/run/hello-mtls"
 
 def main(argv: list[str] | None = None) -> int:
     """Run the loop; exit status 1 if any request failed, 2 on bad arguments or certificates."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.library not in LIBRARIES:
+        parser.error(
+            f"--library (HELLO_MTLS_CLIENT_LIBRARY): {args.library!r} is not one of "
+            + ", ".join(LIBRARIES)
+        )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
-        s = session(args.cert_dir, check_interval=args.check_interval)
+        caller = LIBRARIES[args.library](args.cert_dir, args.check_interval)
     except (OSError, ValueError) as e:
         print(f"hello-mtls-client: {args.cert_dir}: {e}", file=sys.stderr)
         return 2
-    adapter = s.get_adapter("https://")
-    assert isinstance(adapter, ReloadingAdapter)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda _n, _f: stop.set())
 
     failed = sent = 0
-    with s:
+    with caller:
         while not stop.is_set() and (args.count == 0 or sent < args.count):
-            line = _call(s, adapter, args.url, args.timeout)
+            line: dict[str, object] = {"time": _now(), "url": args.url}
+            line.update(caller.call(args.url, args.timeout))
             sent += 1
             failed += line.get("error") is not None
             print(json.dumps(line), flush=True)
@@ -47,29 +63,87 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if failed else 0
 
 
-def _call(
-    s: requests.Session, adapter: ReloadingAdapter, url: str, timeout: float
-) -> dict[str, object]:
-    line: dict[str, object] = {"time": _now(), "url": url}
-    try:
-        response = s.get(url, timeout=timeout)
-    except (requests.RequestException, ValueError) as e:
-        line.update(
-            status=None,
-            error=_reason(e),
-            server_serial=None,
-            client_serial=adapter.certificate.serial,
+class _Requests:
+    """Calls through the library's reloading requests session."""
+
+    def __init__(self, cert_dir: str, check_interval: float) -> None:
+        self._session = session(cert_dir, check_interval=check_interval)
+        adapter = self._session.get_adapter("https://")
+        assert isinstance(adapter, ReloadingAdapter)
+        self._adapter = adapter
+
+    def call(self, url: str, timeout: float) -> dict[str, object]:
+        try:
+            response = self._session.get(url, timeout=timeout)
+        except (requests.RequestException, ValueError) as e:
+            return _failed(e, self._adapter.certificate.serial)
+        return _answered(
+            response.status_code, response.text, tls_info(response), self._adapter.certificate
         )
-        return line
-    info = tls_info(response)
-    line.update(
-        status=response.status_code,
-        body=response.text.strip(),
-        error=None if response.ok else f"HTTP {response.status_code}",
-        server_serial=info.server_serial if info else None,
-        client_serial=info.client_serial if info else adapter.certificate.serial,
-    )
-    return line
+
+    def __enter__(self) -> _Requests:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._session.close()
+
+
+class _Httpx:
+    """Calls through the library's reloading httpx client (`mtls_context.httpx_transport`)."""
+
+    def __init__(self, cert_dir: str, check_interval: float) -> None:
+        self._contexts = ReloadingContext(
+            Path(cert_dir), Side.CLIENT, check_interval=check_interval
+        )
+        self._client = httpx.Client(
+            transport=httpx_transport.ReloadingTransport(self._contexts), trust_env=False
+        )
+        logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request otherwise
+
+    def call(self, url: str, timeout: float) -> dict[str, object]:
+        try:
+            response = self._client.get(url, timeout=timeout)
+        except (httpx.HTTPError, ValueError) as e:
+            return _failed(e, self._contexts.current().certificate.serial)
+        return _answered(
+            response.status_code,
+            response.text,
+            httpx_transport.tls_info(response),
+            self._contexts.current().certificate,
+        )
+
+    def __enter__(self) -> _Httpx:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._client.close()
+
+
+LIBRARIES: dict[str, Callable[[str, float], _Requests | _Httpx]] = {
+    "requests": _Requests,
+    "httpx": _Httpx,
+}
+
+
+def _answered(
+    status: int, text: str, info: TLSInfo | None, certificate: Certificate
+) -> dict[str, object]:
+    return {
+        "status": status,
+        "body": text.strip(),
+        "error": None if status < 400 else f"HTTP {status}",
+        "server_serial": info.server_serial if info else None,
+        "client_serial": info.client_serial if info else certificate.serial,
+    }
+
+
+def _failed(error: BaseException, client_serial: str) -> dict[str, object]:
+    return {
+        "status": None,
+        "error": _reason(error),
+        "server_serial": None,
+        "client_serial": client_serial,
+    }
 
 
 def _reason(error: BaseException) -> str:
@@ -96,6 +170,11 @@ def _parser() -> argparse.ArgumentParser:
         "--url",
         default=env("HELLO_MTLS_URL", DEFAULT_URL),
         help="URL to call (env HELLO_MTLS_URL; default %(default)s)",
+    )
+    p.add_argument(
+        "--library",
+        default=env("HELLO_MTLS_CLIENT_LIBRARY", "requests"),
+        help="requests or httpx (env HELLO_MTLS_CLIENT_LIBRARY; default %(default)s)",
     )
     p.add_argument(
         "--cert-dir",
