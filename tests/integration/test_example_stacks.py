@@ -1,0 +1,169 @@
+"""The example apps' other stacks as real processes on 127.0.0.1: ``hello-mtls-server --stack
+fastapi`` (uvicorn + FastAPI) and ``hello-mtls-client --library httpx``, with each other and
+with the defaults (gunicorn + Flask, requests; those alone: test_hello_mtls.py, test_rotation.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import ssl
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mtls_context import CA, client_context
+from support import ca_cli
+from support.https_get import get
+from support.processes import BIN, hello_server, running, stop
+
+# (server stack, client library): every pair but the defaults' (test_hello_mtls.py).
+PAIRS = [("fastapi", "requests"), ("fastapi", "httpx"), ("flask", "httpx")]
+CHECK_INTERVAL = 0.5
+
+
+@pytest.fixture(scope="module")
+def state(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    state = tmp_path_factory.mktemp("ca") / "state"
+    ca_cli.init(state)
+    return state
+
+
+@pytest.fixture(scope="module")
+def server_dir(tmp_path_factory: pytest.TempPathFactory, state: Path) -> Path:
+    directory = tmp_path_factory.mktemp("server")
+    ca_cli.issue(state, directory, "localhost")
+    return directory
+
+
+class Servers:
+    """One ``hello-mtls-server`` per stack, started when a test first asks for it."""
+
+    def __init__(self, cert_dir: Path, logs: Path, stack: contextlib.ExitStack) -> None:
+        self._cert_dir, self._logs, self._stack = cert_dir, logs, stack
+        self._ports: dict[str, int] = {}
+
+    def port(self, stack: str) -> int:
+        if stack not in self._ports:
+            log = self._logs / f"{stack}.log"
+            self._ports[stack] = self._stack.enter_context(
+                hello_server(self._cert_dir, log, f"--stack={stack}", "--allow=client.test")
+            )
+        return self._ports[stack]
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory: pytest.TempPathFactory, server_dir: Path) -> Iterator[Servers]:
+    with contextlib.ExitStack() as stack:
+        yield Servers(server_dir, tmp_path_factory.mktemp("logs"), stack)
+
+
+def run_client(
+    library: str, url: str, cert_dir: Path, count: int = 1
+) -> tuple[int, list[dict[str, object]]]:
+    done = subprocess.run(
+        [
+            str(BIN / "hello-mtls-client"),
+            f"--library={library}",
+            f"--url={url}",
+            f"--cert-dir={cert_dir}",
+            f"--count={count}",
+            "--interval=0.05",
+        ],
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    lines = [json.loads(line) for line in done.stdout.decode().splitlines()]
+    assert len(lines) == count, done.stderr.decode()
+    return done.returncode, lines
+
+
+@pytest.mark.parametrize(("stack", "library"), PAIRS)
+def test_hello(
+    servers: Servers, stack: str, library: str, server_dir: Path, tmp_path: Path, state: Path
+) -> None:
+    """Every pair greets the client by its certificate and reports both serials."""
+    port = servers.port(stack)
+    ca_cli.issue(state, tmp_path / "client", "client.test")
+
+    code, lines = run_client(library, f"https://localhost:{port}/", tmp_path / "client", count=3)
+
+    assert code == 0, lines
+    assert {line["body"] for line in lines} == {"Hello, client.test!"}
+    assert {line["server_serial"] for line in lines} == {ca_cli.serial(server_dir)}
+    assert {line["client_serial"] for line in lines} == {ca_cli.serial(tmp_path / "client")}
+
+
+@pytest.mark.parametrize(("stack", "library"), PAIRS)
+def test_allow_list_gives_403_with_a_one_line_reason(
+    servers: Servers, stack: str, library: str, tmp_path: Path, state: Path
+) -> None:
+    """Both server stacks answer a client off the allow-list alike, whatever the client."""
+    port = servers.port(stack)
+    ca_cli.issue(state, tmp_path / "client", "intruder.test")
+
+    code, [line] = run_client(library, f"https://localhost:{port}/", tmp_path / "client")
+
+    assert (code, line["status"], line["error"]) == (1, 403, "HTTP 403")
+    assert line["body"] == "intruder.test is not on this server's allow-list"
+
+
+def test_fastapi_refuses_a_client_without_a_certificate(servers: Servers, server_dir: Path) -> None:
+    """uvicorn with the reloading context requires a client certificate in the handshake."""
+    port = servers.port("fastapi")
+    context = ssl.create_default_context(cafile=server_dir / CA)
+
+    with pytest.raises((ssl.SSLError, ConnectionError)):
+        get(port, context)
+
+
+def test_fastapi_server_and_httpx_client_follow_renewals_without_a_restart(
+    tmp_path: Path, state: Path
+) -> None:
+    """Two renewals of both leaves while the httpx client calls the FastAPI server (two
+    uvicorn workers): no request fails, and each new certificate is served and presented by the
+    processes started before it, within the check interval."""
+    server_dir, client_dir = tmp_path / "server", tmp_path / "client"
+    ca_cli.issue(state, server_dir, "localhost")
+    ca_cli.issue(state, client_dir, "client.test")
+    server_log, client_log = tmp_path / "server.log", tmp_path / "client.log"
+    argv = [
+        str(BIN / "hello-mtls-client"),
+        "--library=httpx",
+        f"--cert-dir={client_dir}",
+        "--interval=0.02",
+        f"--check-interval={CHECK_INTERVAL}",
+    ]
+    renewed: list[tuple[str, str]] = []
+
+    with hello_server(
+        server_dir, server_log, "--stack=fastapi", check_interval=CHECK_INTERVAL, workers=2
+    ) as port:
+        with running([*argv, f"--url=https://localhost:{port}/"], client_log) as client:
+            time.sleep(CHECK_INTERVAL * 3)
+            for _ in range(2):
+                renewed.append(
+                    (
+                        ca_cli.issue(state, server_dir, "localhost"),
+                        ca_cli.issue(state, client_dir, "client.test"),
+                    )
+                )
+                time.sleep(CHECK_INTERVAL * 3)
+            assert client.poll() is None
+            assert stop(client) == 0
+
+    output = client_log.read_text().splitlines()
+    lines = [json.loads(line) for line in output if line.startswith("{")]
+    assert [line for line in lines if line["error"] is not None] == []
+    assert lines[-1]["server_serial"] == renewed[-1][0]
+    assert lines[-1]["client_serial"] == renewed[-1][1]
+    served = {line["server_serial"] for line in lines}
+    presented = {line["client_serial"] for line in lines}
+    assert {s for s, _ in renewed} <= served and {c for _, c in renewed} <= presented
+    assert sum(": reloaded, now certificate" in line for line in output) >= 2
+    assert server_log.read_text().count(": reloaded, now certificate") >= 2 * 2  # each worker
+    assert client_context(client_dir).certificate.serial == renewed[-1][1]
