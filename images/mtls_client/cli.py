@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     failed = sent = 0
     with caller:
         while not stop.is_set() and (args.count == 0 or sent < args.count):
-            line: dict[str, object] = {"time": _now(), "url": args.url}
+            line: dict[str, object] = {"time": now(), "url": args.url}
             line.update(caller.call(args.url, args.timeout))
             sent += 1
             failed += line.get("error") is not None
@@ -159,7 +159,8 @@ def _reason(error: BaseException) -> str:
         error = inner
 
 
-def _now() -> str:
+def now() -> str:
+    """The time for a JSON line: UTC, milliseconds, ``Z``."""
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 

@@ -34,7 +34,7 @@ from typing import Any
 
 import grpc
 
-from mtls_context.contexts import MTLSContext, Side
+from mtls_context.contexts import Certificate, MTLSContext, Side
 from mtls_context.layout import CA, CERT, KEY
 from mtls_context.reloading import DEFAULT_CHECK_INTERVAL, ReloadingContext
 
@@ -100,6 +100,11 @@ class ReloadingChannel(grpc.Channel):
         self._context = self._reloading.current()
         self._channel = self._open(self._context)
         self._closing: list[threading.Timer] = []
+
+    @property
+    def certificate(self) -> Certificate:
+        """The client certificate new calls present."""
+        return self._reloading.current().certificate
 
     def current(self) -> grpc.Channel:
         """The channel new calls use."""

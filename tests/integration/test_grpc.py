@@ -1,4 +1,5 @@
-"""gRPC: a server on `server_credentials` and clients on `ReloadingChannel`, as real processes.
+"""gRPC: the example server (``hello-mtls-grpc-server``, on `server_credentials`) and clients on
+`ReloadingChannel` (``hello-mtls-grpc-client`` among them), as real processes.
 
 The server's TLS is probed with a plain ``ssl`` client offering ALPN h2 (what a gRPC client
 sends), so the refusals and the served certificate are seen independently of grpcio.
@@ -6,9 +7,10 @@ sends), so the refusals and the served certificate are seen independently of grp
 
 from __future__ import annotations
 
+import json
 import socket
 import ssl
-import sys
+import subprocess
 import time
 import warnings
 from collections.abc import Iterator
@@ -22,7 +24,7 @@ import trustme
 from mtls_context.groups import set_groups
 from mtls_context.grpc_credentials import ReloadingChannel
 from support.certdirs import Issuer, plain_client, publish, serial_of
-from support.processes import free_port, running
+from support.processes import BIN, free_port, running
 
 CHECK_INTERVAL = 0.3
 SETTLE = CHECK_INTERVAL * 4
@@ -46,9 +48,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     publish(work / "server", leaf, [issuer])
     publish(work / "client", issuer.issue("client.test"), [issuer])
     port = free_port()
-    argv = [sys.executable, "-m", "support.grpc_hello", str(port), str(work / "server")]
-    env = {"PYTHONPATH": str(Path(__file__).parents[1])}
-    with running([*argv, str(CHECK_INTERVAL)], work / "server.log", env=env):
+    argv = [
+        str(BIN / "hello-mtls-grpc-server"),
+        f"--bind=127.0.0.1:{port}",
+        f"--cert-dir={work / 'server'}",
+        f"--check-interval={CHECK_INTERVAL}",
+        "--allow=client.test",
+    ]
+    with running(argv, work / "server.log"):
         result = Server(port, work / "server", work / "client", issuer, leaf)
         deadline = time.monotonic() + 30
         while True:
@@ -95,7 +102,42 @@ def channel(server: Server) -> Iterator[ReloadingChannel]:
 def test_hello_names_the_client_from_auth_context(
     server: Server, channel: ReloadingChannel
 ) -> None:
-    assert say(channel).startswith("hello client.test ")
+    assert say(channel).startswith("Hello, client.test! (serial ")
+
+
+def test_the_client_command_calls_the_server_command(server: Server) -> None:
+    """``hello-mtls-grpc-client`` prints one JSON line per call, with the serial the server saw;
+    a client off the server's allow-list is refused by name."""
+    done = subprocess.run(
+        [
+            str(BIN / "hello-mtls-grpc-client"),
+            f"--target=localhost:{server.port}",
+            f"--cert-dir={server.client_dir}",
+            "--count=2",
+            "--interval=0.05",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+
+    assert done.returncode == 0, done.stderr
+    assert [line["body"] for line in lines] == [
+        f"Hello, client.test! (serial {line['client_serial']})" for line in lines
+    ] and len(lines) == 2
+
+
+def test_a_client_off_the_allow_list_is_denied(server: Server, tmp_path: Path) -> None:
+    publish(tmp_path, server.issuer.issue("intruder.test"), [server.issuer])
+
+    with ReloadingChannel(f"localhost:{server.port}", tmp_path) as channel:
+        with pytest.raises(grpc.RpcError) as refused:
+            say(channel)
+
+    assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert refused.value.details() == "intruder.test is not on this server's allow-list"
 
 
 def test_no_client_certificate_is_refused(server: Server) -> None:
@@ -161,12 +203,12 @@ def test_a_new_server_certificate_is_served_within_the_check_interval(server: Se
 def test_a_channel_presents_a_renewed_client_certificate(
     server: Server, channel: ReloadingChannel
 ) -> None:
-    assert say(channel).startswith("hello client.test ")
+    assert say(channel).startswith("Hello, client.test! (serial ")
     leaf = server.issuer.issue("client.test")
     publish(server.client_dir, leaf, [server.issuer])
     time.sleep(SETTLE)
 
-    assert say(channel) == f"hello client.test {serial_of(leaf)}"
+    assert say(channel) == f"Hello, client.test! (serial {serial_of(leaf)})"
 
 
 def test_a_root_rotation_under_load_fails_no_call(
@@ -187,7 +229,7 @@ def test_a_root_rotation_under_load_fails_no_call(
             deadline = time.monotonic() + SETTLE
             while time.monotonic() < deadline:
                 answers.append(say(channel))
-        assert all(a.startswith("hello client.test ") for a in answers) and len(answers) > 20
+        assert all(a.startswith("Hello, client.test! ") for a in answers) and len(answers) > 20
         assert probe(server, client(new_root, new_root.issue("client.test")))
     finally:
         publish(server.directory, server.leaf, [server.issuer])
