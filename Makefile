@@ -12,11 +12,13 @@ STAMP := $(VENV)/.installed
 help: ## list the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
-	@echo "==> creating $(VENV) and installing hello-mtls[dev]"
+# hello-mtls depends on hello-mtls-context, the TLS library's own distribution: it is installed
+# from its path in the same command, so pip never looks for it in a package index.
+$(STAMP): pyproject.toml packaging/mtls-context/pyproject.toml
+	@echo "==> creating $(VENV) and installing hello-mtls-context and hello-mtls[dev]"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e ./packaging/mtls-context -e '.[dev]'
 	@touch $@
 
 venv: $(STAMP) ## create the virtualenv with every extra and the test tools
@@ -82,10 +84,18 @@ manifests-check: $(STAMP) ## check that k8s/ is what `make manifests` writes (he
 	echo "==> k8s/ is the chart rendered ($$helm template)"; \
 	$(BIN)/python charts/render_k8s.py --helm "$$helm" --check
 
+# The locks pin the extras' packages only: the images install hello-mtls and hello-mtls-context
+# from this repository with --no-deps, so pip-compile reads the extras (not the project, whose
+# hello-mtls-context it would look for in an index) and the "via" lines name them again.
+EXTRAS := ../$(BIN)/python -c 'import sys, tomllib; extras = tomllib.load(open("../pyproject.toml", "rb"))["project"]["optional-dependencies"]; print(*(r for e in sys.argv[1:] for r in extras[e]), sep="\n")'
+PIP_COMPILE := ../$(BIN)/pip-compile -q --generate-hashes --strip-extras --no-header
+lock-extras = $(EXTRAS) $(2) | $(PIP_COMPILE) $(3) -o $(1) - && sed -i 's/-r -$$/hello-mtls[$(subst $() ,$(comma),$(2))] (..\/pyproject.toml)/' $(1)
+comma := ,
+
 lock: $(STAMP) ## re-pin the images' dependencies (requirements/*.txt) from pyproject.toml extras
-	cd requirements && ../$(BIN)/pip-compile -q --generate-hashes --allow-unsafe --strip-extras --no-header --extra ca --extra operator -o ca.txt ../pyproject.toml
-	cd requirements && ../$(BIN)/pip-compile -q --generate-hashes --strip-extras --no-header --extra server -o server.txt ../pyproject.toml
-	cd requirements && ../$(BIN)/pip-compile -q --generate-hashes --strip-extras --no-header --extra client -o client.txt ../pyproject.toml
+	cd requirements && $(call lock-extras,ca.txt,ca operator,--allow-unsafe)
+	cd requirements && $(call lock-extras,server.txt,server)
+	cd requirements && $(call lock-extras,client.txt,client)
 	cd requirements && ../$(BIN)/pip-compile -q --generate-hashes --allow-unsafe --no-header -o build.txt build.in
 
 .PHONY: bench-operator

@@ -1,7 +1,9 @@
-"""The TLS library as its own distribution: a wheel with only the standard library behind it."""
+"""The TLS library as its own distribution: a wheel with only the standard library behind it,
+and the distribution the rest of hello-mtls depends on."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import subprocess
 import sys
 import zipfile
@@ -9,7 +11,8 @@ from pathlib import Path
 
 from support.certdirs import Issuer, publish
 
-PROJECT = Path(__file__).parents[2] / "packaging" / "mtls-context"
+ROOT = Path(__file__).parents[2]
+PROJECT = ROOT / "packaging" / "mtls-context"
 
 CHECK = """
 import sys
@@ -48,7 +51,11 @@ def test_the_wheel_installs_and_runs_on_the_standard_library_alone(tmp_path: Pat
         capture_output=True,
     )
     (wheel,) = (tmp_path / "dist").glob("hello_mtls_context-*.whl")
-    assert "mtls_context/py.typed" in zipfile.ZipFile(wheel).namelist()
+    names = zipfile.ZipFile(wheel).namelist()
+    sources = sorted((ROOT / "images" / "mtls_context").glob("*.py"))
+    assert sorted(n for n in names if ".dist-info/" not in n) == sorted(
+        [f"mtls_context/{source.name}" for source in sources] + ["mtls_context/py.typed"]
+    )
     target = tmp_path / "installed"
     subprocess.run(
         [
@@ -78,3 +85,12 @@ def test_the_wheel_installs_and_runs_on_the_standard_library_alone(tmp_path: Pat
 
     assert done.returncode == 0, done.stderr
     assert done.stdout == "adapter needs requests\n"
+
+
+def test_hello_mtls_depends_on_the_library_and_does_not_carry_it() -> None:
+    """One distribution owns ``mtls_context``: hello-mtls-context, which hello-mtls requires."""
+    requires = importlib.metadata.requires("hello-mtls") or []
+
+    assert "hello-mtls-context==0.1.0" in requires
+    assert importlib.metadata.version("hello-mtls-context") == "0.1.0"
+    assert importlib.metadata.packages_distributions()["mtls_context"] == ["hello-mtls-context"]
