@@ -63,8 +63,11 @@ def ca_status() -> dict[str, Any]:
     return dict(json.loads(ca_cli("status")))
 
 
-def server(namespace: str, *, duration: str | None = None) -> list[dict[str, Any]]:
-    """A hello-mtls server Deployment ``hello`` and its Service ``hello``.
+def server(
+    namespace: str, *, duration: str | None = None, stack: str = "flask"
+) -> list[dict[str, Any]]:
+    """A hello-mtls server Deployment ``hello`` (on ``stack``: ``hello-mtls-server --stack``)
+    and its Service ``hello``.
 
     Two replicas, as a real service runs: on this 2-core machine one replica's exec probe can
     time out under load, and with a single endpoint the Service then refuses connections for a
@@ -78,7 +81,12 @@ def server(namespace: str, *, duration: str | None = None) -> list[dict[str, Any
     probe = ["hello-mtls-server", "--probe", "--bind=0.0.0.0:8443", f"--cert-dir={CERT_DIR}"]
     container.update(
         image=f"hello-mtls/server:{IMAGE_TAG}",
-        command=["hello-mtls-server", "--bind=0.0.0.0:8443", f"--cert-dir={CERT_DIR}"],
+        command=[
+            "hello-mtls-server",
+            f"--stack={stack}",
+            "--bind=0.0.0.0:8443",
+            f"--cert-dir={CERT_DIR}",
+        ],
         ports=[{"containerPort": 8443}],
         readinessProbe={"exec": {"command": probe}, "periodSeconds": 5, "timeoutSeconds": 10},
     )
@@ -94,14 +102,21 @@ def server(namespace: str, *, duration: str | None = None) -> list[dict[str, Any
 
 
 def client_pod(
-    namespace: str, *, count: int, interval: float, duration: str | None = None
+    namespace: str,
+    *,
+    count: int,
+    interval: float,
+    duration: str | None = None,
+    library: str = "requests",
 ) -> dict[str, Any]:
-    """Pod ``client``: ``count`` requests to the server, then exit 1 if any failed."""
+    """Pod ``client``: ``count`` requests to the server with ``library``
+    (``hello-mtls-client --library``), then exit 1 if any failed."""
     annotations = {"hello-mtls.dev/name": f"client.{namespace}.svc"}
     if duration:
         annotations["hello-mtls.dev/duration"] = duration
     command = [
         "hello-mtls-client",
+        f"--library={library}",
         f"--url=https://hello.{namespace}.svc:8443/",
         f"--cert-dir={CERT_DIR}",
         f"--count={count}",
