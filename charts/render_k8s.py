@@ -53,6 +53,13 @@ FILES = {
         "1.30+; docs/admission.md). Needs: create cluster-scoped admission policies.",
         ["admission-names-policy.yaml"],
     ),
+    "26-wiring-policy.yaml": (
+        "The MutatingAdmissionPolicy hello-mtls-wiring and its binding: the API server adds the\n"
+        "Secret volume and a read-only mount to every annotated pod it creates (Kubernetes 1.36+;\n"
+        "skip this file on older clusters and wire pods by hand; docs/admission.md). Needs: create\n"
+        "cluster-scoped admission policies.",
+        ["admission-wiring-policy.yaml"],
+    ),
     "30-examples.yaml": (
         "The example hello-mtls server (Deployment + Service) and client (Deployment), annotated\n"
         "with hello-mtls.dev/name and mounting their Secrets at /var/run/hello-mtls.",

@@ -10,19 +10,18 @@ from __future__ import annotations
 
 import copy
 import json
-import subprocess
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
+from support.admission import admission_error
 from support.cluster_api import kubectl, log
 from support.name_cases import ALLOWED_NAMESPACE, CASES
 from support.pods import deployment, pod
 
 NAME = "hello-mtls.dev/name"
 DURATION = "hello-mtls.dev/duration"
-DENIED = "denied request: "
 
 
 def _template_of(kind: str, api: str, *, job: bool = False) -> Callable[[dict[str, Any]], Any]:
@@ -57,26 +56,6 @@ WORKLOADS = {
     "Job": _template_of("Job", "batch/v1", job=True),
     "CronJob": _template_of("CronJob", "batch/v1", job=True),
 }
-
-
-def admission_error(
-    manifest: dict[str, Any], namespace: str, *, dry_run: bool = True
-) -> str | None:
-    """Create (or, without ``dry_run``, ``kubectl apply``) ``manifest``: None if admitted, else
-    the policy's message (what follows "denied request: " in kubectl's error)."""
-    verb = ["create", "--dry-run=server"] if dry_run else ["apply"]
-    result = subprocess.run(
-        ["kubectl", *verb, "-n", namespace, "-o", "name", "-f", "-"],
-        input=json.dumps(manifest),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    if result.returncode == 0:
-        return None
-    error = result.stderr.strip()
-    assert DENIED in error and "ValidatingAdmissionPolicy 'hello-mtls-names'" in error, error
-    return error.split(DENIED, 1)[1]
 
 
 @pytest.fixture

@@ -103,7 +103,13 @@ def _rendered(*values: str) -> list[dict[str, Any]]:
 
 def test_the_policies_are_on_by_default_and_each_has_a_switch() -> None:
     def policies(*values: str) -> set[tuple[str, str]]:
-        kinds = {"NetworkPolicy", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
+        kinds = {
+            "NetworkPolicy",
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicyBinding",
+            "MutatingAdmissionPolicy",
+            "MutatingAdmissionPolicyBinding",
+        }
         return {
             (doc["kind"], doc["metadata"]["name"])
             for doc in _rendered(*values)
@@ -111,18 +117,16 @@ def test_the_policies_are_on_by_default_and_each_has_a_switch() -> None:
         }
 
     admission = {
-        switch: {
-            (kind, name)
-            for kind in ("ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding")
-        }
-        for switch, name in (
-            ("operatorWritesPolicy", "hello-mtls-operator"),
-            ("namesPolicy", "hello-mtls-names"),
+        switch: {(kind, name), (f"{kind}Binding", name)}
+        for switch, kind, name in (
+            ("operatorWritesPolicy", "ValidatingAdmissionPolicy", "hello-mtls-operator"),
+            ("namesPolicy", "ValidatingAdmissionPolicy", "hello-mtls-names"),
+            ("wiringPolicy", "MutatingAdmissionPolicy", "hello-mtls-wiring"),
         )
     }
     network = {("NetworkPolicy", "hello-mtls-ca"), ("NetworkPolicy", "hello-mtls-operator")}
     default = policies()
-    assert default == network | admission["operatorWritesPolicy"] | admission["namesPolicy"]
+    assert default == network.union(*admission.values())
     assert default - policies("--set", "networkPolicies.enabled=false") == network
     for switch, owned in admission.items():
         assert default - policies("--set", f"{switch}.enabled=false") == owned

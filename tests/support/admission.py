@@ -1,0 +1,29 @@
+"""What the API server's admission policies make of an object: refused, and with which message."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from typing import Any
+
+DENIED = "denied request: "
+
+
+def admission_error(
+    manifest: dict[str, Any], namespace: str, *, dry_run: bool = True
+) -> str | None:
+    """Create (or, without ``dry_run``, ``kubectl apply``) ``manifest``: None if admitted, else
+    the policy's message (what follows "denied request: " in kubectl's error)."""
+    verb = ["create", "--dry-run=server"] if dry_run else ["apply"]
+    result = subprocess.run(
+        ["kubectl", *verb, "-n", namespace, "-o", "name", "-f", "-"],
+        input=json.dumps(manifest),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if result.returncode == 0:
+        return None
+    error = result.stderr.strip()
+    assert DENIED in error and "ValidatingAdmissionPolicy 'hello-mtls-names'" in error, error
+    return error.split(DENIED, 1)[1]
