@@ -134,7 +134,7 @@ e2e: $(STAMP) ## e2e scenarios against KUBECONFIG (default: the local cluster); 
 	E2E_K8S_OPENAPI=$${E2E_K8S_OPENAPI:-$(wildcard $(LOCAL_OPENAPI))} \
 	HELM=$(if $(wildcard $(LOCAL_HELM)),$(LOCAL_HELM),$(HELM)) \
 	PATH="$(if $(wildcard $(LOCAL_KUBECTL_DIR)/kubectl),$(LOCAL_KUBECTL_DIR):)$$PATH" \
-	$(BIN)/pytest -v --e2e $(E2E_TESTS)
+	$(BIN)/pytest -v --durations=30 --e2e $(E2E_TESTS)
 
 ci-cluster: ## CI's cluster stage: cluster-up, images, load-images, e2e (helm + kubectl passes), cluster-down
 	tests/cluster/ci.sh

@@ -1,7 +1,8 @@
 # Pinned versions and paths of the local cluster, and component_running; sourced by the other scripts.
-# 1.33 is the newest minor that still runs the kubelet on cgroup v1 without overrides and lists
-# containerd 1.6 (Debian bookworm's) as supported; see shared notes/local-cluster.md.
-K8S_VERSION=${K8S_VERSION:-v1.33.13}
+# 1.37: MutatingAdmissionPolicy (GA in 1.36), PodCertificateRequest and ClusterTrustBundle (GA in
+# 1.37). On these cgroup v1 VMs its kubelet runs with failCgroupV1: false (host.sh).
+# K8S_VERSION=v1.33.13 still works, with Debian's containerd (the wiring policy needs 1.36+).
+K8S_VERSION=${K8S_VERSION:-v1.37.2}
 K8S_MINOR=$(echo "$K8S_VERSION" | cut -d. -f2)
 # Kubernetes 1.35 and later support containerd 1.7/2.x only, and their kubelets are moving to the
 # RuntimeConfig call only 2.x answers: they get a containerd built from the Go module proxy.
