@@ -16,6 +16,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from mtls_ca.name_rules import parse_allowed_ips
 from mtls_operator.ca_client import CAClient
@@ -143,3 +146,24 @@ def test_rotation_steps_once_per_phase(ca: tuple[str, Path]) -> None:
     after = client.status()
     assert (before.phase, after.phase) == ("idle", "new-signing")
     assert before.bundle_pem in after.bundle_pem and after.bundle_pem != before.bundle_pem
+
+
+def test_a_bare_public_key_is_signed_and_the_answer_names_its_intermediate(
+    ca: tuple[str, Path],
+) -> None:
+    """The kubelet's key reaches the CA without a CSR of ours; the same credential and rules."""
+    url, root = ca
+    client = CAClient(url, root / "prov")
+    key = ec.generate_private_key(ec.SECP256R1())
+    public_pem = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    request = {"public_key": public_pem.decode(), "names": ["web.demo.svc"], "namespace": "demo"}
+    answer = client.sign(request)
+    leaf = x509.load_pem_x509_certificates(answer.certificate)[0]
+    assert leaf.public_key() == key.public_key()
+    assert answer.intermediate_sha256 == client.status().intermediate_sha256
+    with pytest.raises(CARefused, match="^HTTP 403: name 'web.other' is not under namespace"):
+        client.sign({**request, "names": ["web.other"]})
+    with pytest.raises(CARefused, match="is not a provisioner"):
+        CAClient(url, root / "workload").sign(request)

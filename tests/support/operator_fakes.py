@@ -10,11 +10,10 @@ import itertools
 from collections.abc import Mapping
 from typing import Any
 
-from mtls_ca import authority, name_rules
-from mtls_ca.authority import load_csr
+from mtls_ca import authority, name_rules, sign_request
 from mtls_ca.state import State
 from mtls_ca.tls_profiles import policy_bytes
-from mtls_operator.ports import CAUnavailable, Conflict
+from mtls_operator.ports import CARefused, CAUnavailable, Conflict
 from mtls_operator.tlssecret import Answer, CAView, parse_answer
 
 UTC = datetime.UTC
@@ -73,25 +72,13 @@ class CA:
         if self.down:
             raise CAUnavailable("connection refused")
         self.signed += 1
-        uri = name_rules.spiffe_id(
-            self.state.trust_domain, request["namespace"], request["service_account"]
-        )
-        issued = self.state.signer.sign_csr(
-            load_csr(request["csr"].encode()),
-            *request["names"],
-            uris=[uri],
-            valid_for=datetime.timedelta(hours=24),
-        )
-        return parse_answer(
-            {
-                "certificate": issued.chain_pem.decode(),
-                "ca": self.state.bundle_pem.decode(),
-                "tls_policy": self.state.tls_policy,
-                "serial": f"{issued.serial:x}",
-                "not_after": issued.not_after.isoformat(),
-                "bundle_sha256": self.state.bundle_sha256,
-            }
-        )
+        try:
+            issued = sign_request.sign(
+                self.state, sign_request.parse(request), role=name_rules.PROVISIONER
+            )
+        except ValueError as error:
+            raise CARefused(str(error)) from None
+        return parse_answer(sign_request.answer(self.state, issued))
 
     def status(self) -> CAView:
         if self.down:
