@@ -20,12 +20,21 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-__all__ = ["CA", "RENEW_AT", "Issued", "KeyType", "fingerprint", "load_csr", "renewal_due"]
+from . import name_rules
+
+__all__ = [
+    "CA",
+    "RENEW_AT",
+    "Issued",
+    "KeyType",
+    "fingerprint",
+    "load_csr",
+    "load_public_key",
+    "renewal_due",
+]
 
 ROOT_VALIDITY = datetime.timedelta(days=3650)
 INTERMEDIATE_VALIDITY = datetime.timedelta(days=365)
-# Clients whose clock runs a little behind must still accept a certificate issued just now.
-BACKDATE = datetime.timedelta(minutes=1)
 # RFC 5280 caps serials at 20 octets; 159 random bits keep the DER integer positive and in range.
 _SERIAL_BITS = 159
 # Renew a certificate once this fraction of its lifetime has passed.
@@ -223,12 +232,24 @@ class CA:
         Raises:
             ValueError: if there is no name or URI, or the key is neither ECDSA nor RSA.
         """
-        key = csr.public_key()
-        if not isinstance(key, _PublicKey):
-            raise ValueError(
-                f"csr key type {type(key).__name__} is not supported (use ECDSA or RSA)"
-            )
-        return self._sign(key, names, uris, valid_for, False, None, now)
+        return self.sign_public_key(
+            _accepted_key(csr.public_key(), "csr"), *names, uris=uris, valid_for=valid_for, now=now
+        )
+
+    def sign_public_key(
+        self,
+        public_key: ec.EllipticCurvePublicKey | rsa.RSAPublicKey,
+        *names: str,
+        uris: Sequence[str] = (),
+        valid_for: datetime.timedelta,
+        now: datetime.datetime | None = None,
+    ) -> Issued:
+        """Sign ``public_key`` (from `load_public_key`, or a CSR's) for ``names``.
+
+        Raises:
+            ValueError: if there is no name or URI.
+        """
+        return self._sign(public_key, names, uris, valid_for, False, None, now)
 
     def _sign(
         self,
@@ -306,21 +327,41 @@ def load_csr(pem: bytes) -> x509.CertificateSigningRequest:
         key = csr.public_key()
     except (ValueError, UnsupportedAlgorithm):
         raise ValueError("csr public key cannot be read") from None
+    _accepted_key(key, "csr")
+    if not csr.is_signature_valid:
+        raise ValueError("csr signature does not verify")
+    return csr
+
+
+def load_public_key(pem: bytes) -> ec.EllipticCurvePublicKey | rsa.RSAPublicKey:
+    """Parse a PEM ``PUBLIC KEY`` (a PKIX SubjectPublicKeyInfo) and check its type.
+
+    Raises:
+        ValueError: if it does not parse, or the key is not of a type `load_csr` accepts.
+    """
+    try:
+        key = serialization.load_pem_public_key(pem)
+    except (ValueError, UnsupportedAlgorithm):
+        raise ValueError("public_key is not a PEM public key") from None
+    return _accepted_key(key, "public_key")
+
+
+def _accepted_key(key: object, what: str) -> ec.EllipticCurvePublicKey | rsa.RSAPublicKey:
     if isinstance(key, ec.EllipticCurvePublicKey):
         if not isinstance(key.curve, _ACCEPTED_CURVES):
             raise ValueError(
-                f"csr key curve {key.curve.name} is not supported (use P-256 or P-384)"
+                f"{what} key curve {key.curve.name} is not supported (use P-256 or P-384)"
             )
     elif isinstance(key, rsa.RSAPublicKey):
         if key.key_size not in _ACCEPTED_RSA_BITS:
             raise ValueError(
-                f"csr RSA key of {key.key_size} bits is not supported (use 2048, 3072 or 4096)"
+                f"{what} RSA key of {key.key_size} bits is not supported (use 2048, 3072 or 4096)"
             )
     else:
-        raise ValueError(f"csr key type {type(key).__name__} is not supported (use ECDSA or RSA)")
-    if not csr.is_signature_valid:
-        raise ValueError("csr signature does not verify")
-    return csr
+        raise ValueError(
+            f"{what} key type {type(key).__name__} is not supported (use ECDSA or RSA)"
+        )
+    return key
 
 
 def fingerprint(cert: x509.Certificate) -> str:
@@ -353,7 +394,7 @@ def _builder(
         .issuer_name(issuer)
         .public_key(public_key)
         .serial_number(_serial())
-        .not_valid_before(now - BACKDATE)
+        .not_valid_before(now - name_rules.BACKDATE)
         .not_valid_after(not_after)
     )
 

@@ -49,6 +49,7 @@ from publicsuffixlist import PublicSuffixList
 
 __all__ = [
     "ADMIN",
+    "BACKDATE",
     "DEFAULT_MAXIMUM",
     "DEFAULT_MINIMUM",
     "IPNetwork",
@@ -80,6 +81,10 @@ ROLES = (PROVISIONER, ADMIN)
 
 DEFAULT_MINIMUM = datetime.timedelta(minutes=5)
 DEFAULT_MAXIMUM = datetime.timedelta(days=30)
+BACKDATE = datetime.timedelta(minutes=1)
+"""How far before the signing time a leaf's notBefore lies (clients whose clock runs a little
+behind must still accept a certificate issued just now): it lives notAfter - notBefore =
+duration + BACKDATE."""
 MAX_NAMES = 20
 MAX_NAME_LENGTH = 253  # RFC 1035 2.3.4, without the trailing dot
 _MAX_LABEL_LENGTH = 63

@@ -1,8 +1,12 @@
 """``POST /sign`` without the web framework: parse the request, apply the name rules, sign.
 
+The key to certify comes in a PKCS#10 CSR (``csr``, its signature checked: the operator's own, or
+a kubelet's stub request) or bare (``public_key``, a PKIX SubjectPublicKeyInfo: a kubelet's
+``pkixPublicKey``, whose proof of possession the API server checked).
+
 Errors are ``ValueError`` subclasses whose message goes to the caller as is: `Malformed` (HTTP
-400: bad JSON shape, bad CSR, unknown key type, bad duration syntax) and `RuleViolation`
-(HTTP 403: names or duration the name rules refuse).
+400: bad JSON shape, bad CSR or public key, unknown key type, bad duration syntax) and
+`RuleViolation` (HTTP 403: names or duration the name rules refuse).
 """
 
 from __future__ import annotations
@@ -12,10 +16,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from . import name_rules
-from .authority import Issued, load_csr
+from .authority import Issued, fingerprint, load_csr, load_public_key
 from .state import State
 
 __all__ = [
@@ -30,7 +34,8 @@ __all__ = [
 
 DEFAULT_DURATION = datetime.timedelta(hours=24)
 # No "extra_allowed": admin allowances come from the CA's own configuration, never from a caller.
-_FIELDS = {"csr", "names", "duration", "namespace", "service_account"}
+_FIELDS = {"csr", "public_key", "names", "duration", "namespace", "service_account"}
+_PublicKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey
 
 
 class Malformed(ValueError):
@@ -45,7 +50,8 @@ class RuleViolation(ValueError):
 class SignRequest:
     """A parsed ``POST /sign`` body."""
 
-    csr: x509.CertificateSigningRequest
+    public_key: _PublicKey
+    """The key to certify: a CSR's (its signature checked) or the bare ``public_key``."""
     names: tuple[str, ...]
     duration: datetime.timedelta = DEFAULT_DURATION
     namespace: str | None = None
@@ -63,9 +69,12 @@ def parse(body: Any) -> SignRequest:
     unknown = sorted(set(body) - _FIELDS)
     if unknown:
         raise Malformed(f"unknown field(s): {', '.join(unknown)}")
-    csr_pem = body.get("csr")
-    if not isinstance(csr_pem, str):
-        raise Malformed("'csr' must be a PEM string")
+    csr_pem, key_pem = body.get("csr"), body.get("public_key")
+    if (csr_pem is None) == (key_pem is None):
+        raise Malformed("give exactly one of 'csr' and 'public_key'")
+    for key, value in (("csr", csr_pem), ("public_key", key_pem)):
+        if value is not None and not isinstance(value, str):
+            raise Malformed(f"'{key}' must be a PEM string")
     names = _strings(body, "names")
     namespace, account = body.get("namespace"), body.get("service_account")
     for key, value in (("namespace", namespace), ("service_account", account)):
@@ -82,10 +91,14 @@ def parse(body: Any) -> SignRequest:
         except ValueError as e:
             raise Malformed(str(e)) from None
     try:
-        csr = load_csr(csr_pem.encode("utf-8", errors="replace"))
+        if isinstance(csr_pem, str):
+            public_key = load_csr(csr_pem.encode("utf-8", errors="replace")).public_key()
+        else:
+            public_key = load_public_key(str(key_pem).encode("utf-8", errors="replace"))
     except ValueError as e:
         raise Malformed(str(e)) from None
-    return SignRequest(csr, names, duration, namespace, account)
+    assert isinstance(public_key, _PublicKey)  # load_csr checked the type
+    return SignRequest(public_key, names, duration, namespace, account)
 
 
 def sign(
@@ -134,7 +147,9 @@ def sign(
         except ValueError as e:
             raise Malformed(str(e)) from None
         uris.append(uri)
-    return state.signer.sign_csr(request.csr, *request.names, uris=uris, valid_for=request.duration)
+    return state.signer.sign_public_key(
+        request.public_key, *request.names, uris=uris, valid_for=request.duration
+    )
 
 
 def answer(state: State, issued: Issued) -> dict[str, Any]:
@@ -146,6 +161,7 @@ def answer(state: State, issued: Issued) -> dict[str, Any]:
         "serial": f"{issued.serial:x}",
         "not_after": issued.not_after.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "bundle_sha256": state.bundle_sha256,
+        "intermediate_sha256": fingerprint(state.signer.intermediate),
     }
 
 

@@ -1,4 +1,5 @@
-"""The hello-mtls operator: annotated pods get certificates in Secrets, renewed and healed.
+"""The hello-mtls operator: annotated pods get certificates in Secrets, renewed and healed; with
+a signer name set, it also answers the kubelet's PodCertificateRequests (pod-certificate mode).
 
 Run it with ``kopf run -m mtls_operator.handlers --standalone --all-namespaces`` (the image's
 ``hello-mtls-operator`` command does exactly that). The modules, lowest first:
@@ -12,6 +13,7 @@ Run it with ``kopf run -m mtls_operator.handlers --standalone --all-namespaces``
 * `inventory`: the claiming pods and managed Secrets it knows of, shared by its threads
 * `ports`, `reconciler`: what it needs from outside; the level-triggered loop that ties it together
 * `workqueue`: Secret keys to reconcile, each queued once, worked off by a pool of threads
+* `pod_certificates`: the signer of PodCertificateRequests and its ClusterTrustBundle
 * `kube`, `ca_client`: the Kubernetes API and the CA's HTTPS API
 * `metrics`: the Prometheus metrics, on their own port
 * `config`: the settings from ``HELLO_MTLS_*`` environment variables

@@ -92,7 +92,9 @@ class CAClient:
         if response.status_code >= 500:
             raise CAUnavailable(f"{method} {path}: HTTP {response.status_code}")
         if response.status_code >= 400:
-            raise CARefused(f"HTTP {response.status_code}: {_error(response)}")
+            raise CARefused(
+                f"HTTP {response.status_code}: {_error(response)}", response.status_code
+            )
         return response
 
 

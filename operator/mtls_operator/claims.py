@@ -18,18 +18,30 @@ from mtls_ca import name_rules
 
 __all__ = [
     "DURATION",
+    "MODE",
+    "MODES",
     "NAME",
+    "POD_CERTIFICATE",
     "SANS",
     "SECRET",
+    "SECRET_MODE",
     "Claim",
     "Rules",
     "parse_claim",
+    "parse_names",
 ]
 
 NAME = "hello-mtls.dev/name"
 SANS = "hello-mtls.dev/sans"
 DURATION = "hello-mtls.dev/duration"
 SECRET = "hello-mtls.dev/secret"
+MODE = "hello-mtls.dev/mode"
+
+SECRET_MODE = "secret"
+"""The operator makes the key and keeps it in a Secret (the default)."""
+POD_CERTIFICATE = "pod-certificate"
+"""The kubelet makes the key and asks the operator, as signer, through a PodCertificateRequest."""
+MODES = (SECRET_MODE, POD_CERTIFICATE)
 
 # A Secret name is a DNS-1123 subdomain (Kubernetes `IsDNS1123Subdomain`).
 _SECRET_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
@@ -63,6 +75,7 @@ class Claim:
     """The primary DNS name first, then the extra DNS names and IP addresses."""
     duration: datetime.timedelta
     service_account: str
+    mode: str = SECRET_MODE
 
     @property
     def digest(self) -> str:
@@ -110,6 +123,44 @@ def parse_claim(
         ValueError: with a message fit for a Kubernetes Event, e.g.
             ``hello-mtls.dev/name: name 'db.other' is not under namespace 'shop'``.
     """
+    names = parse_names(annotations, namespace=namespace, rules=rules)
+    name = names[0]
+    duration = rules.default_duration
+    if DURATION in annotations:
+        duration = _check(DURATION, name_rules.parse_duration, annotations[DURATION].strip())
+    _check(
+        DURATION,
+        lambda d: name_rules.check_duration(d, minimum=rules.minimum, maximum=rules.maximum),
+        duration,
+    )
+
+    secret = annotations.get(SECRET, "").strip() or f"{name.split('.')[0]}-tls"
+    if len(secret) > _SECRET_NAME_MAX or not _SECRET_NAME.fullmatch(secret):
+        raise ValueError(f"{SECRET}: '{secret}' is not a valid Secret name")
+
+    mode = annotations.get(MODE, "").strip() or SECRET_MODE
+    if mode not in MODES:
+        raise ValueError(f"{MODE}: '{mode}' is not a mode; use {' or '.join(MODES)}")
+
+    return Claim(
+        namespace=namespace,
+        secret=secret,
+        names=names,
+        duration=duration,
+        service_account=service_account or "default",
+        mode=mode,
+    )
+
+
+def parse_names(annotations: Mapping[str, str], *, namespace: str, rules: Rules) -> tuple[str, ...]:
+    """The names `NAME` and `SANS` ask for, primary first, each checked against the name rules.
+
+    The signer reads a PodCertificateRequest's ``unverifiedUserAnnotations`` with this, so a
+    pod gets the same names, or the same refusal, in both modes.
+
+    Raises:
+        ValueError: as `parse_claim` does, naming the annotation.
+    """
     name = annotations.get(NAME, "").strip()
     _check(NAME, name_rules.check_name_syntax, [name])
     if name_rules.is_ip_address(name):
@@ -130,27 +181,7 @@ def parse_claim(
     sans = [s.strip() for s in sans_text.split(",")] if sans_text else []
     names = tuple(dict.fromkeys([name, *sans]))
     _check(SANS, check, names)
-
-    duration = rules.default_duration
-    if DURATION in annotations:
-        duration = _check(DURATION, name_rules.parse_duration, annotations[DURATION].strip())
-    _check(
-        DURATION,
-        lambda d: name_rules.check_duration(d, minimum=rules.minimum, maximum=rules.maximum),
-        duration,
-    )
-
-    secret = annotations.get(SECRET, "").strip() or f"{name.split('.')[0]}-tls"
-    if len(secret) > _SECRET_NAME_MAX or not _SECRET_NAME.fullmatch(secret):
-        raise ValueError(f"{SECRET}: '{secret}' is not a valid Secret name")
-
-    return Claim(
-        namespace=namespace,
-        secret=secret,
-        names=names,
-        duration=duration,
-        service_account=service_account or "default",
-    )
+    return names
 
 
 def _check(annotation: str, check: Callable[[_T], _R], value: _T) -> _R:

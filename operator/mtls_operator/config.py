@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
@@ -16,6 +17,9 @@ __all__ = ["Config", "from_environment"]
 _T = TypeVar("_T")
 _DEFAULT_MINIMUM = name_rules.format_duration(name_rules.DEFAULT_MINIMUM)
 _DEFAULT_MAXIMUM = name_rules.format_duration(name_rules.DEFAULT_MAXIMUM)
+# A signer name is a domain, a slash and a path (the API server's rule, simplified).
+_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+_SIGNER_NAME = re.compile(rf"{_LABEL}(\.{_LABEL})+/[\w.-]+")
 
 
 @dataclass(frozen=True)
@@ -27,6 +31,8 @@ class Config:
     metrics_port: int
     max_workers: int
     settings: Settings
+    pod_certificate_signer: str = ""
+    """The signer name to answer PodCertificateRequests for; empty: the signer does not run."""
 
 
 def from_environment(environ: Mapping[str, str] = os.environ) -> Config:
@@ -46,6 +52,8 @@ def from_environment(environ: Mapping[str, str] = os.environ) -> Config:
     ``HELLO_MTLS_ROTATION_GRACE``        ``30s``
     ``HELLO_MTLS_EXTRA_ALLOWED``         ``{}``: JSON, namespace → list of names/``*.suffix``
     ``HELLO_MTLS_ALLOWED_IPS``           ``{}``: JSON, namespace → list of CIDRs (as the CA's)
+    ``HELLO_MTLS_POD_CERTIFICATE_SIGNER``  empty (off); a signer name such as
+                                         ``hello-mtls.dev/pod-certificate`` runs the signer
     ===================================  ==================================================
 
     Raises:
@@ -70,6 +78,12 @@ def from_environment(environ: Mapping[str, str] = os.environ) -> Config:
         extra_allowed=extra,
         allowed_ips=parse("ALLOWED_IPS", "{}", name_rules.parse_allowed_ips),
     )
+    signer = get("POD_CERTIFICATE_SIGNER", "")
+    if signer and not _SIGNER_NAME.fullmatch(signer):
+        raise ValueError(
+            f"HELLO_MTLS_POD_CERTIFICATE_SIGNER: '{signer}' is not a signer name like"
+            " example.com/name"
+        )
     fraction = parse("RENEW_FRACTION", "0.6667", float)
     if not 0 < fraction < 1:
         raise ValueError(f"HELLO_MTLS_RENEW_FRACTION: {fraction} is not between 0 and 1")
@@ -84,4 +98,5 @@ def from_environment(environ: Mapping[str, str] = os.environ) -> Config:
             resync_seconds=parse("RESYNC_SECONDS", "10", float),
             rotation_grace=parse("ROTATION_GRACE", "30s", name_rules.parse_duration),
         ),
+        pod_certificate_signer=signer,
     )

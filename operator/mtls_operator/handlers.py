@@ -9,12 +9,17 @@
   of threads does the work, so a burst of events costs keys in a queue, not event bodies.
 * Renewal, retries with backoff, trust-bundle updates and root rotation run in one
   cluster-level loop started at startup, not in timers or daemons on pods.
+* With ``HELLO_MTLS_POD_CERTIFICATE_SIGNER`` set, the pod-certificate signer
+  (`pod_certificates.Signer`) runs beside them: its own list+watch thread (kopf cannot watch
+  with a server-side field selector, and the requests of other signers are none of ours), its
+  own work queue, and its retries and trust bundle in the same loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from typing import Any
 
 import kopf
@@ -23,6 +28,7 @@ from mtls_operator import config, kube, metrics
 from mtls_operator.ca_client import CAClient
 from mtls_operator.claims import NAME
 from mtls_operator.inventory import Key
+from mtls_operator.pod_certificates import Signer
 from mtls_operator.reconciler import Reconciler
 from mtls_operator.tlssecret import LABEL_MANAGED
 from mtls_operator.workqueue import WorkQueue
@@ -48,23 +54,39 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     # A finished per-object worker of kopf keeps its last event body until it exits.
     settings.queueing.idle_timeout = _KOPF_WORKER_IDLE_SECONDS
     kube.load_config()
+    cluster = kube.Kube(pool_size=2 * cfg.max_workers + 4)
+    ca_client = CAClient(cfg.ca_url, cfg.provisioner_dir)
     reconciler: Reconciler
     work = WorkQueue[Key](lambda key: reconciler.reconcile(key), workers=cfg.max_workers)
-    reconciler = Reconciler(
-        kube.Kube(pool_size=cfg.max_workers + 4),
-        CAClient(cfg.ca_url, cfg.provisioner_dir),
-        cfg.settings,
-        dispatch=work.add,
-    )
+    reconciler = Reconciler(cluster, ca_client, cfg.settings, dispatch=work.add)
     memo.reconciler = reconciler
+    memo.signer = None
+    memo.stop_signer = threading.Event()
+    if cfg.pod_certificate_signer:
+        signer: Signer
+        requests = WorkQueue[Key](lambda key: signer.answer(key), workers=cfg.max_workers)
+        signer = Signer(
+            kube.PodCertificateAPI(cluster),
+            ca_client,
+            signer_name=cfg.pod_certificate_signer,
+            rules=cfg.settings.rules,
+            renew_fraction=cfg.settings.renew_fraction,
+            status_seconds=cfg.settings.status_seconds,
+            dispatch=requests.add,
+        )
+        memo.signer = signer
+        threading.Thread(
+            target=signer.run, args=(memo.stop_signer,), name="pod-certificates", daemon=True
+        ).start()
     metrics.QUEUE_DEPTH.set_function(lambda: len(work))
     metrics.serve(cfg.metrics_port)
-    memo.loop = asyncio.create_task(_loop(memo.reconciler))
+    memo.loop = asyncio.create_task(_loop(memo.reconciler, memo.signer))
 
 
 @kopf.on.cleanup()
 async def stop(memo: kopf.Memo, **_: Any) -> None:
-    """Stop the reconcile loop."""
+    """Stop the reconcile loop and the signer's watch."""
+    memo.stop_signer.set()
     memo.loop.cancel()
 
 
@@ -80,11 +102,14 @@ def secret(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -> None
     memo.reconciler.secret_event(body, type)
 
 
-async def _loop(reconciler: Reconciler) -> None:
+async def _loop(reconciler: Reconciler, signer: Signer | None) -> None:
     log = logging.getLogger("mtls_operator")
     while True:
-        try:
-            await asyncio.to_thread(reconciler.tick)
-        except Exception:  # one bad pass must not end renewals for everyone
-            log.exception("reconcile pass failed")
+        for tick in (reconciler.tick, signer.tick if signer else None):
+            if tick is None:
+                continue
+            try:
+                await asyncio.to_thread(tick)
+            except Exception:  # one bad pass must not end renewals for everyone
+                log.exception("reconcile pass failed")
         await asyncio.sleep(_LOOP_SECONDS)

@@ -6,14 +6,14 @@ import datetime
 import json
 import logging
 import socket
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, cast
 
 import kubernetes
 
-from mtls_operator.ports import Conflict
+from mtls_operator.ports import Conflict, Invalid
 
-__all__ = ["Kube", "load_config"]
+__all__ = ["Kube", "PodCertificateAPI", "load_config"]
 
 _COMPONENT = "hello-mtls-operator"
 _log = logging.getLogger("mtls_operator")
@@ -73,6 +73,7 @@ class Kube:
                 raise
 
     def event(self, pod: Mapping[str, Any], *, type: str, reason: str, message: str) -> None:
+        """Post an Event about ``pod`` (a dict with its metadata's namespace, name and uid)."""
         # Posted directly rather than through kopf.event(): kopf's poster exists only inside its
         # per-object tasks, and the reconcile loop posts from its own thread.
         meta = pod["metadata"]
@@ -120,3 +121,114 @@ class Kube:
     @staticmethod
     def _json(response: Any) -> dict[str, Any]:
         return cast(dict[str, Any], json.loads(response.data))
+
+
+class PodCertificateAPI:
+    """`ports.PodCertificates` on the client's ``CertificatesV1Api`` (certificates.k8s.io/v1).
+
+    Bodies stay the API's JSON (``_preload_content=False``, a watch with ``deserialize=False``):
+    the signer reads and writes fields such as ``stubPKCS10Request`` as the API server has them.
+    """
+
+    _WATCH_SECONDS = 300
+
+    def __init__(self, kube: Kube, *, request_timeout: float = 30.0) -> None:
+        self._kube = kube
+        self._api = kubernetes.client.CertificatesV1Api(kube._api.api_client)
+        self._timeout = request_timeout
+
+    def list_requests(self, signer_name: str) -> tuple[list[dict[str, Any]], str]:
+        listing = Kube._json(
+            self._api.list_pod_certificate_request_for_all_namespaces(
+                field_selector=f"spec.signerName={signer_name}",
+                _preload_content=False,
+                _request_timeout=self._timeout,
+            )
+        )
+        return listing.get("items") or [], listing["metadata"].get("resourceVersion", "")
+
+    def watch_requests(
+        self, signer_name: str, resource_version: str
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        stream = kubernetes.watch.Watch().stream(  # type: ignore[no-untyped-call]
+            self._api.list_pod_certificate_request_for_all_namespaces,
+            field_selector=f"spec.signerName={signer_name}",
+            resource_version=resource_version,
+            allow_watch_bookmarks=False,
+            timeout_seconds=self._WATCH_SECONDS,
+            deserialize=False,
+            _request_timeout=self._WATCH_SECONDS + 30,
+        )
+        # An ERROR event (410 Gone: the version is too old) ends the stream with an exception
+        # (a KeyError from the client with deserialize=False); the caller lists again.
+        for event in stream:
+            yield event["type"], event["object"]
+
+    def get_request(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return Kube._json(
+                self._api.read_namespaced_pod_certificate_request(
+                    name, namespace, _preload_content=False, _request_timeout=self._timeout
+                )
+            )
+        except kubernetes.client.ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+
+    def update_request_status(self, body: dict[str, Any]) -> bool:
+        meta = body["metadata"]
+        try:
+            self._write(
+                self._api.replace_namespaced_pod_certificate_request_status,
+                meta["name"],
+                meta["namespace"],
+                body=body,
+            )
+        except kubernetes.client.ApiException as error:
+            if error.status == 404:
+                return False
+            raise
+        return True
+
+    def get_trust_bundle(self, name: str) -> dict[str, Any] | None:
+        try:
+            return Kube._json(
+                self._api.read_cluster_trust_bundle(
+                    name, _preload_content=False, _request_timeout=self._timeout
+                )
+            )
+        except kubernetes.client.ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+
+    def create_trust_bundle(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self._write(self._api.create_cluster_trust_bundle, body=body)
+
+    def replace_trust_bundle(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self._write(
+            self._api.replace_cluster_trust_bundle, body["metadata"]["name"], body=body
+        )
+
+    def event(self, pod: Mapping[str, Any], *, type: str, reason: str, message: str) -> None:
+        self._kube.event(pod, type=type, reason=reason, message=message)
+
+    def _write(self, call: Any, *args: Any, body: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return Kube._json(
+                call(*args, body, _preload_content=False, _request_timeout=self._timeout)
+            )
+        except kubernetes.client.ApiException as error:
+            if error.status == 409:
+                raise Conflict(f"{body['kind']} {body['metadata']['name']} changed") from None
+            if error.status == 422:
+                raise Invalid(_api_message(error)) from None
+            raise
+
+
+def _api_message(error: kubernetes.client.ApiException) -> str:
+    try:
+        return str(json.loads(error.body or "")["message"])
+    except (ValueError, KeyError, TypeError):
+        return str(error.reason)

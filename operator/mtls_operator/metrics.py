@@ -10,6 +10,8 @@ __all__ = [
     "ISSUANCE_SECONDS",
     "ISSUED",
     "MANAGED_SECRETS",
+    "POD_CERTIFICATES",
+    "POD_CERTIFICATE_SECONDS",
     "QUEUE_DEPTH",
     "RENEWED",
     "ROTATION_PENDING",
@@ -29,12 +31,22 @@ TRUST_REFRESHED = Counter(
 )
 FAILED = Counter(
     "hello_mtls_operator_failed",
-    "Failed attempts to issue or update a Secret, by reason.",
+    "Failed attempts to issue or update a Secret or answer a PodCertificateRequest, by reason.",
     ["reason"],
 )
 ISSUANCE_SECONDS = Histogram(
     "hello_mtls_operator_issuance_seconds",
     "Time from deciding to issue to the Secret being written (key, CSR, POST /sign, API write).",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+POD_CERTIFICATES = Counter(
+    "hello_mtls_operator_pod_certificate_requests",
+    "PodCertificateRequests answered, by result: issued, denied or failed.",
+    ["result"],
+)
+POD_CERTIFICATE_SECONDS = Histogram(
+    "hello_mtls_operator_pod_certificate_seconds",
+    "Time from seeing a PodCertificateRequest to its status written (checks, POST /sign, write).",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 EARLIEST_EXPIRY = Gauge(

@@ -1,21 +1,34 @@
 """What the reconciler needs from the outside world, and the errors it understands.
 
-`Cluster` is implemented by `mtls_operator.kube` (the Kubernetes API), `CAService` by
+`Cluster` and `PodCertificates` are implemented by `mtls_operator.kube` (the Kubernetes API),
+`CAService` by
 `mtls_operator.ca_client` (the CA's HTTPS API); unit tests use in-memory stand-ins.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, Protocol
 
 from mtls_operator.tlssecret import Answer, CAView
 
-__all__ = ["CARefused", "CAService", "CAUnavailable", "Cluster", "Conflict"]
+__all__ = [
+    "CARefused",
+    "CAService",
+    "CAUnavailable",
+    "Cluster",
+    "Conflict",
+    "Invalid",
+    "PodCertificates",
+]
 
 
 class Conflict(Exception):
     """The Secret changed (or appeared) since it was read; read it again."""
+
+
+class Invalid(Exception):
+    """The API server refused a write as invalid (HTTP 422); its message says why."""
 
 
 class CAUnavailable(Exception):
@@ -23,7 +36,11 @@ class CAUnavailable(Exception):
 
 
 class CARefused(Exception):
-    """The CA refused the request; its message says why."""
+    """The CA refused the request; its message says why, ``status`` is the HTTP status."""
+
+    def __init__(self, message: str, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class Cluster(Protocol):
@@ -45,3 +62,27 @@ class CAService(Protocol):
     def credential(self) -> Mapping[str, bytes]:
         """The files of the credential the operator calls the CA with, as mounted now."""
         ...
+
+
+class PodCertificates(Protocol):
+    """The Kubernetes API calls the pod-certificate signer needs; bodies are the API's JSON."""
+
+    def list_requests(self, signer_name: str) -> tuple[list[dict[str, Any]], str]:
+        """The PodCertificateRequests of ``signer_name``, and the list's resourceVersion."""
+        ...
+
+    def watch_requests(
+        self, signer_name: str, resource_version: str
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Events (``ADDED``, ``MODIFIED``, ``DELETED``) after ``resource_version``."""
+        ...
+
+    def get_request(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+    def update_request_status(self, body: dict[str, Any]) -> bool:
+        """Write ``status``; False if the request is gone; `Conflict` or `Invalid` else."""
+        ...
+
+    def get_trust_bundle(self, name: str) -> dict[str, Any] | None: ...
+    def create_trust_bundle(self, body: dict[str, Any]) -> dict[str, Any]: ...
+    def replace_trust_bundle(self, body: dict[str, Any]) -> dict[str, Any]: ...
+    def event(self, pod: Mapping[str, Any], *, type: str, reason: str, message: str) -> None: ...

@@ -22,7 +22,7 @@ from typing import Any
 
 from mtls_operator import metrics
 from mtls_operator.certs import inspect, new_key_and_csr
-from mtls_operator.claims import Claim, parse_claim
+from mtls_operator.claims import POD_CERTIFICATE, Claim, parse_claim
 from mtls_operator.decisions import Action, Decision, choose_claim, decide
 from mtls_operator.inventory import ClaimingPod, Inventory, Key, pod_claims
 from mtls_operator.ports import CARefused, CAService, CAUnavailable, Cluster, Conflict
@@ -104,6 +104,10 @@ class Reconciler:
             claim = None
             metrics.FAILED.labels("invalid-annotation").inc()
             self._warn_once(body, "InvalidAnnotation", str(error))
+        if claim is not None and claim.mode == POD_CERTIFICATE:
+            # The kubelet holds this pod's key and asks the signer (`pod_certificates`): no Secret.
+            self._inventory.drop_pod(uid)
+            return
         self._inventory.put_pod(
             ClaimingPod(
                 namespace, meta.get("name", ""), uid, meta.get("creationTimestamp", ""), claim

@@ -65,6 +65,8 @@ class Answer:
     serial: str
     not_after: str
     bundle_sha256: str
+    intermediate_sha256: str = ""
+    """The intermediate that signed it (empty from a CA older than the field)."""
 
 
 def view_from_status(status: Mapping[str, Any], roots_pem: bytes) -> CAView:
@@ -117,6 +119,7 @@ def parse_answer(document: Mapping[str, Any]) -> Answer:
         serial=document["serial"],
         not_after=document["not_after"],
         bundle_sha256=str(document.get("bundle_sha256") or sha256_hex(ca)),
+        intermediate_sha256=str(document.get("intermediate_sha256") or ""),
     )
 
 

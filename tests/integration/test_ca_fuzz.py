@@ -34,13 +34,21 @@ def _csr() -> str:
 
 
 VALID_CSR = _csr()
+VALID_PUBLIC_KEY = (
+    ec.generate_private_key(ec.SECP256R1())
+    .public_key()
+    .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    .decode()
+)
 
 
 @schemathesis.hook
 def flatmap_body(context: schemathesis.HookContext, body: Any) -> st.SearchStrategy[Any]:
-    """Most /sign bodies get a real CSR, so that their names reach the name rules."""
+    """Most /sign bodies get a real CSR or public key, so that their names reach the name rules."""
     if isinstance(body, dict) and "csr" in body:
         return st.sampled_from([{**body, "csr": VALID_CSR}, body])
+    if isinstance(body, dict) and "public_key" in body:
+        return st.sampled_from([{**body, "public_key": VALID_PUBLIC_KEY}, body])
     return st.just(body)
 
 

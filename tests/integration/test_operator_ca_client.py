@@ -3,11 +3,14 @@
 Proves the HTTP contract end to end: the provisioner credential authenticates, answers become
 Secrets that `inspect` accepts, the operator and the CA read the same allowances alike, refusals
 keep the CA's message, rotation steps are idempotent (and only an admin starts a rotation), and a
-CA that is down is reported as unavailable (retried), not as a refusal.
+CA that is down is reported as unavailable (retried), not as a refusal; a PodCertificateRequest's
+key is signed into a status that passes the API server's checks.
 """
 
 from __future__ import annotations
 
+import base64
+import datetime
 import socket
 import subprocess
 import sys
@@ -16,13 +19,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from mtls_ca.name_rules import parse_allowed_ips
+from mtls_operator import pod_certificates
 from mtls_operator.ca_client import CAClient
 from mtls_operator.certs import inspect, new_key_and_csr
 from mtls_operator.claims import NAME, SANS, Rules, parse_claim
 from mtls_operator.ports import CARefused, CAUnavailable
 from mtls_operator.tlssecret import decode_data, secret_body
+from support.operator_fakes import status_problems
 from support.processes import free_port, running
 
 CLI = [sys.executable, "-m", "mtls_ca"]
@@ -130,6 +138,65 @@ def test_an_address_outside_the_allowed_networks_is_refused_by_both(ca: tuple[st
         CAClient(url, root / "prov").sign(request)
 
 
+def test_a_bare_public_key_is_signed_and_the_answer_names_its_intermediate(
+    ca: tuple[str, Path],
+) -> None:
+    """The kubelet's key reaches the CA without a CSR of ours; the same credential and rules."""
+    url, root = ca
+    client = CAClient(url, root / "prov")
+    key = ec.generate_private_key(ec.SECP256R1())
+    public_pem = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    request = {"public_key": public_pem.decode(), "names": ["web.demo.svc"], "namespace": "demo"}
+    answer = client.sign(request)
+    leaf = x509.load_pem_x509_certificates(answer.certificate)[0]
+    assert leaf.public_key() == key.public_key()
+    assert answer.intermediate_sha256 == client.status().intermediate_sha256
+    with pytest.raises(CARefused, match="^HTTP 403: name 'web.other' is not under namespace"):
+        client.sign({**request, "names": ["web.other"]})
+    with pytest.raises(CARefused, match="is not a provisioner"):
+        CAClient(url, root / "workload").sign(request)
+
+
+def test_a_pod_certificate_request_is_answered_with_a_status_the_api_server_accepts(
+    ca: tuple[str, Path],
+) -> None:
+    """The signer's path on the real CA: the kubelet's stub CSR in, a valid Issued status out."""
+    url, root = ca
+    client = CAClient(url, root / "prov")
+    key = ec.generate_private_key(ec.SECP256R1())
+    stub = x509.CertificateSigningRequestBuilder().subject_name(x509.Name([]))
+    der = stub.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
+    request = {
+        "metadata": {"name": "req-1", "namespace": "demo"},
+        "spec": {
+            "signerName": "hello-mtls.dev/pod-certificate",
+            "serviceAccountName": "web",
+            "maxExpirationSeconds": 3600,
+            "stubPKCS10Request": base64.b64encode(der).decode(),
+            "unverifiedUserAnnotations": {NAME: "web.demo.svc"},
+        },
+    }
+    answer = client.sign(pod_certificates.sign_request(request, rules=RULES))
+    now = datetime.datetime.now(datetime.UTC)
+    status = pod_certificates.issued_status(
+        answer.certificate,
+        max_lifetime=datetime.timedelta(hours=1),
+        renew_fraction=2 / 3,
+        now=now,
+        intermediate_sha256=answer.intermediate_sha256,
+    )
+    assert status_problems(request, status, now) == []
+    leaf = x509.load_pem_x509_certificates(answer.certificate)[0]
+    assert leaf.public_key() == key.public_key()
+    sans = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert sans.get_values_for_type(x509.UniformResourceIdentifier) == [
+        "spiffe://cluster.local/ns/demo/sa/web"
+    ]
+
+
+# Last: the CA's serving certificate moves to the new root, which this module's credential lacks.
 def test_rotation_steps_once_per_phase(ca: tuple[str, Path]) -> None:
     url, root = ca
     client = CAClient(url, root / "prov")

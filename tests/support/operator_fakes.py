@@ -1,20 +1,23 @@
-"""Fast stand-ins for the operator's unit tests: an in-memory API server, and the CA's HTTP
-API in process on the real CA core. The real API server and CA service are exercised by the
+"""Fast stand-ins for the operator's unit tests: an in-memory API server (Secrets, and the
+PodCertificateRequests and ClusterTrustBundles of the signer), and the CA's HTTP API in process
+on the real CA core. The real API server and CA service are exercised by the
 integration and e2e tiers."""
 
 from __future__ import annotations
 
+import base64
 import copy
 import datetime
 import itertools
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
-from mtls_ca import authority, name_rules
-from mtls_ca.authority import load_csr
+from cryptography import x509
+
+from mtls_ca import authority, name_rules, sign_request
 from mtls_ca.state import State
 from mtls_ca.tls_profiles import policy_bytes
-from mtls_operator.ports import CAUnavailable, Conflict
+from mtls_operator.ports import CARefused, CAUnavailable, Conflict, Invalid
 from mtls_operator.tlssecret import Answer, CAView, parse_answer
 
 UTC = datetime.UTC
@@ -73,25 +76,15 @@ class CA:
         if self.down:
             raise CAUnavailable("connection refused")
         self.signed += 1
-        uri = name_rules.spiffe_id(
-            self.state.trust_domain, request["namespace"], request["service_account"]
-        )
-        issued = self.state.signer.sign_csr(
-            load_csr(request["csr"].encode()),
-            *request["names"],
-            uris=[uri],
-            valid_for=datetime.timedelta(hours=24),
-        )
-        return parse_answer(
-            {
-                "certificate": issued.chain_pem.decode(),
-                "ca": self.state.bundle_pem.decode(),
-                "tls_policy": self.state.tls_policy,
-                "serial": f"{issued.serial:x}",
-                "not_after": issued.not_after.isoformat(),
-                "bundle_sha256": self.state.bundle_sha256,
-            }
-        )
+        try:
+            issued = sign_request.sign(
+                self.state, sign_request.parse(request), role=name_rules.PROVISIONER
+            )
+        except sign_request.Malformed as error:
+            raise CARefused(f"HTTP 400: {error}", 400) from None
+        except sign_request.RuleViolation as error:
+            raise CARefused(f"HTTP 403: {error}", 403) from None
+        return parse_answer(sign_request.answer(self.state, issued))
 
     def status(self) -> CAView:
         if self.down:
@@ -154,3 +147,138 @@ def pod(
         },
         "spec": {"serviceAccountName": sa},
     }
+
+
+class PodCertificateRequests:
+    """PodCertificateRequests and ClusterTrustBundles in memory, checked like the API server.
+
+    A status write is refused the way kube-apiserver refuses it (`ports.Invalid`, 422): a final
+    status is immutable; exactly one Issued, Denied or Failed condition with a reason and a
+    lastTransitionTime; Denied and Failed carry nothing else; an Issued chain is for the
+    requested key, with notBefore/notAfter equal to the leaf's, notBefore within 5 minutes of
+    now, a lifetime within [1h, maxExpirationSeconds] and beginRefreshAt inside [notBefore+10m,
+    notAfter-10m].
+    """
+
+    def __init__(self, clock: Clock | None = None) -> None:
+        self.requests: dict[tuple[str, str], dict[str, Any]] = {}
+        self.bundles: dict[str, dict[str, Any]] = {}
+        self.events: list[tuple[str, str, str, str]] = []
+        self.status_writes = 0
+        self.bundle_writes = 0
+        self.clock = clock or Clock()
+        self._versions = itertools.count(1)
+
+    def add(self, pcr: dict[str, Any]) -> dict[str, Any]:
+        pcr = copy.deepcopy(pcr)
+        pcr["metadata"]["resourceVersion"] = str(next(self._versions))
+        self.requests[(pcr["metadata"]["namespace"], pcr["metadata"]["name"])] = pcr
+        return copy.deepcopy(pcr)
+
+    def list_requests(self, signer_name: str) -> tuple[list[dict[str, Any]], str]:
+        items = [
+            copy.deepcopy(p)
+            for p in self.requests.values()
+            if p["spec"]["signerName"] == signer_name
+        ]
+        return items, str(next(self._versions))
+
+    def watch_requests(
+        self, signer_name: str, resource_version: str
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        return iter(())
+
+    def get_request(self, namespace: str, name: str) -> dict[str, Any] | None:
+        found = self.requests.get((namespace, name))
+        return copy.deepcopy(found) if found else None
+
+    def update_request_status(self, body: dict[str, Any]) -> bool:
+        key = (body["metadata"]["namespace"], body["metadata"]["name"])
+        stored = self.requests.get(key)
+        if stored is None:
+            return False
+        if stored["metadata"]["resourceVersion"] != body["metadata"]["resourceVersion"]:
+            raise Conflict("changed")
+        problems = status_problems(stored, body["status"], self.clock.now)
+        if problems:
+            raise Invalid("; ".join(problems))
+        self.status_writes += 1
+        stored["status"] = copy.deepcopy(body["status"])
+        stored["metadata"]["resourceVersion"] = str(next(self._versions))
+        return True
+
+    def get_trust_bundle(self, name: str) -> dict[str, Any] | None:
+        found = self.bundles.get(name)
+        return copy.deepcopy(found) if found else None
+
+    def create_trust_bundle(self, body: dict[str, Any]) -> dict[str, Any]:
+        name = body["metadata"]["name"]
+        if name in self.bundles:
+            raise Conflict("exists")
+        signer = body["spec"]["signerName"]
+        assert name.startswith(signer.replace("/", ":") + ":"), name
+        return self._store_bundle(body)
+
+    def replace_trust_bundle(self, body: dict[str, Any]) -> dict[str, Any]:
+        current = self.bundles[body["metadata"]["name"]]
+        if current["metadata"]["resourceVersion"] != body["metadata"]["resourceVersion"]:
+            raise Conflict("changed")
+        return self._store_bundle(body)
+
+    def event(self, pod: Mapping[str, Any], *, type: str, reason: str, message: str) -> None:
+        self.events.append((pod["metadata"]["name"], type, reason, message))
+
+    def _store_bundle(self, body: dict[str, Any]) -> dict[str, Any]:
+        self.bundle_writes += 1
+        stored = copy.deepcopy(body)
+        stored["metadata"]["resourceVersion"] = str(next(self._versions))
+        self.bundles[body["metadata"]["name"]] = stored
+        return copy.deepcopy(stored)
+
+
+def status_problems(
+    pcr: Mapping[str, Any], status: Mapping[str, Any], now: datetime.datetime
+) -> list[str]:
+    """What kube-apiserver's PodCertificateRequest status validation would refuse."""
+    if any(
+        c.get("type") in ("Issued", "Denied", "Failed")
+        for c in (pcr.get("status") or {}).get("conditions") or []
+    ):
+        return ["status is immutable once Issued, Denied or Failed"]
+    conditions = status.get("conditions") or []
+    final = [c for c in conditions if c.get("type") in ("Issued", "Denied", "Failed")]
+    problems = []
+    if len(conditions) != 1 or len(final) != 1:
+        return ["exactly one Issued, Denied or Failed condition"]
+    condition = final[0]
+    if condition.get("status") != "True" or not condition.get("reason"):
+        problems.append("condition needs status True and a reason")
+    if not condition.get("lastTransitionTime"):
+        problems.append("condition needs a lastTransitionTime")
+    if condition["type"] != "Issued":
+        if set(status) != {"conditions"}:
+            problems.append("Denied or Failed: only conditions may be set")
+        return problems
+    certs = x509.load_pem_x509_certificates(status["certificateChain"].encode())
+    leaf = certs[0]
+    spec = pcr["spec"]
+    requested = x509.load_der_x509_csr(base64.b64decode(spec["stubPKCS10Request"])).public_key()
+    if leaf.public_key() != requested:
+        problems.append("leaf is not for the requested key")
+
+    def parse(field: str) -> datetime.datetime:
+        return datetime.datetime.strptime(status[field], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+
+    not_before, not_after, refresh = parse("notBefore"), parse("notAfter"), parse("beginRefreshAt")
+    if not_before != leaf.not_valid_before_utc or not_after != leaf.not_valid_after_utc:
+        problems.append("notBefore/notAfter differ from the leaf's")
+    if abs(not_before - now) > datetime.timedelta(minutes=5):
+        problems.append("notBefore is more than 5 minutes from now")
+    lifetime = not_after - not_before
+    maximum = datetime.timedelta(seconds=spec.get("maxExpirationSeconds", 86400))
+    if not datetime.timedelta(hours=1) <= lifetime <= maximum:
+        problems.append(f"lifetime {lifetime} outside [1h, {maximum}]")
+    margin = datetime.timedelta(minutes=10)
+    if not not_before + margin <= refresh <= not_after - margin:
+        problems.append("beginRefreshAt outside [notBefore+10m, notAfter-10m]")
+    return problems

@@ -16,7 +16,8 @@ from pkilint import loader
 from pkilint.pkix import certificate, extension, name
 from pkilint.validation import ValidationFindingSeverity
 
-from mtls_ca.authority import BACKDATE, CA, KeyType, fingerprint, load_csr
+from mtls_ca.authority import CA, KeyType, fingerprint, load_csr
+from mtls_ca.name_rules import BACKDATE
 
 HOUR = datetime.timedelta(hours=1)
 SPIFFE = "spiffe://cluster.local/ns/demo/sa/default"

@@ -89,6 +89,7 @@ def test_sign_for_a_provisioner(client: FlaskClient) -> None:
         "serial",
         "not_after",
         "bundle_sha256",
+        "intermediate_sha256",
     }
 
 

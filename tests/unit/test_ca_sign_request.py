@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
-from mtls_ca.authority import CA
+from mtls_ca.authority import CA, fingerprint
 from mtls_ca.name_rules import ADMIN, PROVISIONER, parse_allowed_ips
 from mtls_ca.sign_request import (
     DEFAULT_DURATION,
@@ -57,7 +57,14 @@ def test_parse_defaults(csr: str) -> None:
     [
         ([], "request body must be a JSON object"),
         ("text", "request body must be a JSON object"),
-        ({"names": ["a.demo"]}, "'csr' must be a PEM string"),
+        ({"names": ["a.demo"]}, "give exactly one of 'csr' and 'public_key'"),
+        (
+            {"csr": "C", "public_key": "K", "names": ["a"]},
+            "give exactly one of 'csr' and 'public_key'",
+        ),
+        ({"csr": 1, "names": ["a.demo"]}, "'csr' must be a PEM string"),
+        ({"public_key": [], "names": ["a.demo"]}, "'public_key' must be a PEM string"),
+        ({"public_key": "KEY", "names": ["a"]}, "public_key is not a PEM public key"),
         ({"csr": "CSR", "names": "a.demo"}, "'names' must be a list of strings"),
         ({"csr": "CSR", "names": [1]}, "'names' must be a list of strings"),
         # Issue 13: a caller's own allowances were trusted; only the CA's configuration counts.
@@ -103,6 +110,7 @@ def test_sign_with_namespace_adds_the_spiffe_id(state: State, csr: str) -> None:
     assert body["ca"] == state.bundle_pem.decode()
     assert body["bundle_sha256"] == state.bundle_sha256
     assert body["not_after"].endswith("Z")
+    assert body["intermediate_sha256"] == fingerprint(state.signer.intermediate)
 
 
 def test_only_an_admin_signs_without_namespace_and_then_syntax_only(state: State, csr: str) -> None:
@@ -163,3 +171,40 @@ def test_sign_honours_the_cas_own_extra_allowed(state: State, csr: str) -> None:
         RuleViolation, match="^name 'api.example.com' is not under namespace 'other'$"
     ):
         sign(state, parse({**body, "namespace": "other"}), role=PROVISIONER, extra_allowed=config)
+
+
+def _spki(key: ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey) -> str:
+    der = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return der.decode()
+
+
+def test_a_bare_public_key_is_signed_under_the_same_rules(state: State) -> None:
+    """A kubelet's key comes without a CSR of ours: the key is certified, the names checked."""
+    key = ec.generate_private_key(ec.SECP384R1())
+    body = {"public_key": _spki(key), "names": ["web.demo"], "namespace": "demo"}
+    issued = sign(state, parse(body), role=PROVISIONER)
+    assert issued.certificate.public_key() == key.public_key()
+    with pytest.raises(RuleViolation, match="^name 'web.other' is not under namespace 'demo'$"):
+        sign(state, parse({**body, "names": ["web.other"]}), role=PROVISIONER)
+
+
+def test_keys_of_types_the_ca_does_not_sign_are_malformed() -> None:
+    with pytest.raises(Malformed) as info:
+        parse({"public_key": _spki(ed25519.Ed25519PrivateKey.generate()), "names": ["a"]})
+    assert str(info.value) == (
+        "public_key key type Ed25519PublicKey is not supported (use ECDSA or RSA)"
+    )
+    p521 = _spki(ec.generate_private_key(ec.SECP521R1()))
+    with pytest.raises(Malformed, match="^public_key key curve secp521r1 is not supported"):
+        parse({"public_key": p521, "names": ["a"]})
+
+
+def test_a_csr_whose_signature_does_not_verify_is_malformed(csr: str) -> None:
+    """A kubelet's stub request is checked like any CSR: one with another key's signature fails."""
+    der = bytearray(x509.load_pem_x509_csr(csr.encode()).public_bytes(serialization.Encoding.DER))
+    der[-5] ^= 0xFF  # inside the signature
+    forged = x509.load_der_x509_csr(bytes(der)).public_bytes(serialization.Encoding.PEM).decode()
+    with pytest.raises(Malformed, match="^csr signature does not verify$"):
+        parse({"csr": forged, "names": ["a.demo"]})

@@ -8,7 +8,19 @@ from typing import Any
 
 import pytest
 
-from mtls_operator.claims import DURATION, NAME, SANS, SECRET, Claim, Rules, parse_claim
+from mtls_operator.claims import (
+    DURATION,
+    MODE,
+    NAME,
+    POD_CERTIFICATE,
+    SANS,
+    SECRET,
+    SECRET_MODE,
+    Claim,
+    Rules,
+    parse_claim,
+    parse_names,
+)
 
 RULES = Rules()
 
@@ -62,6 +74,10 @@ def test_sans_duration_and_secret_are_read() -> None:
         (
             {NAME: "web.shop.svc", SECRET: "Bad_Name"},
             "hello-mtls.dev/secret: 'Bad_Name' is not a valid",
+        ),
+        (
+            {NAME: "web.shop.svc", MODE: "csi"},
+            "hello-mtls.dev/mode: 'csi' is not a mode; use secret or pod-certificate",
         ),
     ],
 )
@@ -134,3 +150,22 @@ def test_internet_names_and_unallowed_ips_are_refused_like_the_ca_does() -> None
         )
     with pytest.raises(ValueError, match="'10.1.2.3' is not allowed for namespace 'bank'"):
         claim({NAME: "web.bank.svc", SANS: "10.1.2.3"}, namespace="bank", allowed_ips=allowed)
+
+
+def test_mode_is_secret_unless_pod_certificate_is_asked_for() -> None:
+    assert claim({NAME: "web.shop.svc"}).mode == SECRET_MODE
+    assert claim({NAME: "web.shop.svc", MODE: " secret "}).mode == SECRET_MODE
+    c = claim({NAME: "web.shop.svc", MODE: "pod-certificate"})
+    assert c.mode == POD_CERTIFICATE
+    assert c.digest == claim({NAME: "web.shop.svc"}).digest  # the certificate is the same
+
+
+def test_parse_names_is_the_name_part_of_parse_claim() -> None:
+    """The signer reads a PodCertificateRequest's user annotations with the same rules."""
+    rules = Rules()
+    assert parse_names(
+        {NAME: "web.shop.svc", SANS: "api.shop.svc,web.shop.svc"}, namespace="shop", rules=rules
+    ) == ("web.shop.svc", "api.shop.svc")
+    with pytest.raises(ValueError) as caught:
+        parse_names({NAME: "web.shop.svc", SANS: "api.bank"}, namespace="shop", rules=rules)
+    assert str(caught.value) == "hello-mtls.dev/sans: name 'api.bank' is not under namespace 'shop'"

@@ -17,6 +17,14 @@ def test_defaults() -> None:
     assert config.settings.rules.default_duration == datetime.timedelta(hours=24)
 
 
+def test_the_signer_runs_only_with_a_signer_name() -> None:
+    assert from_environment({}).pod_certificate_signer == ""
+    config = from_environment(
+        {"HELLO_MTLS_POD_CERTIFICATE_SIGNER": "hello-mtls.dev/pod-certificate"}
+    )
+    assert config.pod_certificate_signer == "hello-mtls.dev/pod-certificate"
+
+
 def test_extra_allowed_is_read_as_the_ca_reads_it() -> None:
     config = from_environment({"HELLO_MTLS_EXTRA_ALLOWED": '{"demo": ["*.b.example"]}'})
     assert config.settings.rules.extra_allowed == {"demo": ("*.b.example",)}
@@ -44,6 +52,11 @@ def test_allowed_ips_are_read_as_the_ca_reads_them() -> None:
             "ALLOWED_IPS",
             '{"shop": ["10.1.2.3/16"]}',
             "allowed IPs of namespace 'shop': 10.1.2.3/16 has host bits set",
+        ),
+        (
+            "POD_CERTIFICATE_SIGNER",
+            "pod-certificate",
+            "'pod-certificate' is not a signer name like example.com/name",
         ),
     ],
 )

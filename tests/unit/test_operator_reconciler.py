@@ -16,7 +16,7 @@ import pytest
 from mtls_ca.tls_profiles import policy_bytes
 from mtls_context import CERT, KEY
 from mtls_operator.certs import inspect, sha256_hex
-from mtls_operator.claims import DURATION, NAME, SECRET
+from mtls_operator.claims import DURATION, MODE, NAME, SECRET
 from mtls_operator.reconciler import ANNOTATION_VERSION, Reconciler
 from mtls_operator.settings import Settings
 from mtls_operator.tlssecret import (
@@ -219,6 +219,20 @@ def test_bad_annotations_get_one_warning_and_no_secret(
     ]
     r.pod_event(pod("web-1", WEB), "MODIFIED")
     assert ("shop", "web-tls") in cluster.secrets
+
+
+def test_a_pod_certificate_pod_gets_no_secret(cluster: Cluster, ca: CA, clock: Clock) -> None:
+    """In pod-certificate mode the kubelet holds the key; the operator only signs its requests."""
+    r = reconciler(cluster, ca, clock)
+    r.pod_event(pod("web-1", {**WEB, MODE: "pod-certificate"}), None)
+    r.tick()
+    assert cluster.secrets == {} and cluster.events == [] and ca.signed == 0
+    r.pod_event(pod("web-1", {**WEB, MODE: "secret"}), "MODIFIED")
+    assert ("shop", "web-tls") in cluster.secrets
+    r.pod_event(pod("web-1", {**WEB, MODE: "pod-certificate"}), "MODIFIED")
+    clock.advance(20 * 3600)
+    r.tick()
+    assert ca.signed == 1  # no longer renewed for a pod that left Secret mode
 
 
 def test_two_claims_on_one_secret_warn_and_do_not_flap(

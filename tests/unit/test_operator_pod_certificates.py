@@ -1,0 +1,380 @@
+"""The pod-certificate signer against an in-memory API server that validates status writes the
+way kube-apiserver does (`support.operator_fakes.status_problems`), and the real CA core.
+
+The real CA service is exercised in tests/integration/test_operator_ca_client.py; the real API
+server and kubelet by the e2e tier.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
+from mtls_ca import authority
+from mtls_operator import metrics
+from mtls_operator.claims import NAME, SANS, Rules
+from mtls_operator.pod_certificates import (
+    DENIED,
+    ISSUED,
+    Refused,
+    Signer,
+    bundle_name,
+    is_final,
+    issued_status,
+    sign_request,
+)
+from support.operator_fakes import CA, Clock, PodCertificateRequests, status_problems
+
+SIGNER = "hello-mtls.dev/pod-certificate"
+HOUR = datetime.timedelta(hours=1)
+
+
+def stub_csr(key: Any) -> str:
+    """What the kubelet sends: an empty PKCS#10 request signed by the pod's new key."""
+    algorithm = None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
+    csr = x509.CertificateSigningRequestBuilder().subject_name(x509.Name([])).sign(key, algorithm)
+    return base64.b64encode(csr.public_bytes(serialization.Encoding.DER)).decode()
+
+
+def pcr(
+    name: str = "req-1",
+    annotations: dict[str, str] | None = None,
+    *,
+    ns: str = "shop",
+    key: Any = None,
+    max_seconds: int = 86400,
+    signer: str = SIGNER,
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "certificates.k8s.io/v1",
+        "kind": "PodCertificateRequest",
+        "metadata": {"name": name, "namespace": ns, "uid": f"uid-{name}"},
+        "spec": {
+            "signerName": signer,
+            "podName": f"pod-{name}",
+            "podUID": f"pod-uid-{name}",
+            "serviceAccountName": "web",
+            "serviceAccountUID": "sa-uid",
+            "nodeName": "node-1",
+            "nodeUID": "node-uid",
+            "maxExpirationSeconds": max_seconds,
+            "stubPKCS10Request": stub_csr(key or ec.generate_private_key(ec.SECP256R1())),
+            "unverifiedUserAnnotations": {NAME: "web.shop.svc"}
+            if annotations is None
+            else annotations,
+        },
+    }
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def api(clock: Clock) -> PodCertificateRequests:
+    return PodCertificateRequests(clock)
+
+
+@pytest.fixture
+def ca() -> CA:
+    return CA()
+
+
+def signer(
+    api: PodCertificateRequests, ca: CA, clock: Clock, *, fraction: float = 2 / 3, **rules: Any
+) -> Signer:
+    return Signer(
+        api,
+        ca,
+        signer_name=SIGNER,
+        rules=Rules(**rules),
+        renew_fraction=fraction,
+        clock=lambda: clock.now,
+        monotonic=lambda: clock.mono,
+    )
+
+
+def status(api: PodCertificateRequests, name: str = "req-1") -> dict[str, Any]:
+    return dict(api.requests[("shop", name)].get("status") or {})
+
+
+def test_the_sign_request_carries_the_kubelets_key_names_and_service_account() -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    body = sign_request(
+        pcr(annotations={NAME: "web.shop.svc", SANS: "api.shop.svc"}, key=key, max_seconds=7200),
+        rules=Rules(),
+    )
+    assert body["names"] == ["web.shop.svc", "api.shop.svc"]
+    assert (body["namespace"], body["service_account"]) == ("shop", "web")
+    # The CA backdates by a minute: notAfter - notBefore is then exactly maxExpirationSeconds.
+    assert body["duration"] == "1h59m"
+    assert x509.load_pem_x509_csr(body["csr"].encode()).public_key() == key.public_key()
+
+
+def test_a_pkix_public_key_is_sent_bare_when_there_is_no_stub_request() -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    request = pcr()
+    del request["spec"]["stubPKCS10Request"]
+    der = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    request["spec"]["pkixPublicKey"] = base64.b64encode(der).decode()
+    body = sign_request(request, rules=Rules())
+    assert "csr" not in body
+    assert serialization.load_pem_public_key(body["public_key"].encode()) == key.public_key()
+
+
+def test_the_lifetime_is_capped_at_the_cas_maximum() -> None:
+    body = sign_request(pcr(max_seconds=91 * 86400), rules=Rules())
+    assert body["duration"] == "29d23h59m"
+
+
+@pytest.mark.parametrize(
+    ("request_", "reason", "message"),
+    [
+        (
+            pcr(annotations={NAME: "db.bank.svc"}),
+            "InvalidUnverifiedUserAnnotations",
+            "hello-mtls.dev/name: name 'db.bank.svc' is not under namespace 'shop'",
+        ),
+        (
+            pcr(annotations={NAME: "web.shop.svc", SANS: "10.96.0.1"}),
+            "InvalidUnverifiedUserAnnotations",
+            "hello-mtls.dev/sans: IP address '10.96.0.1' is not allowed for namespace 'shop'",
+        ),
+        (pcr(annotations={}), "InvalidUnverifiedUserAnnotations", "hello-mtls.dev/name: "),
+    ],
+)
+def test_requests_the_policy_refuses_are_denied_with_the_rule(
+    request_: dict[str, Any], reason: str, message: str
+) -> None:
+    with pytest.raises(Refused) as caught:
+        sign_request(request_, rules=Rules())
+    assert (caught.value.condition, caught.value.reason) == (DENIED, reason)
+    assert caught.value.message.startswith(message)
+
+
+@pytest.mark.parametrize(
+    ("key", "message"),
+    [
+        (
+            ed25519.Ed25519PrivateKey.generate(),
+            "csr key type Ed25519PublicKey is not supported (use ECDSA or RSA)",
+        ),
+        (ec.generate_private_key(ec.SECP521R1()), "csr key curve secp521r1 is not supported"),
+    ],
+)
+def test_keys_the_ca_does_not_sign_are_denied_with_unsupported_key_type(
+    api: PodCertificateRequests, ca: CA, clock: Clock, key: Any, message: str
+) -> None:
+    signer(api, ca, clock).offer(api.add(pcr(key=key)))
+    (condition,) = status(api)["conditions"]
+    assert (condition["type"], condition["reason"]) == (DENIED, "UnsupportedKeyType")
+    assert condition["message"].startswith(f"the CA refused: HTTP 400: {message}")
+
+
+def test_an_issued_status_passes_the_api_servers_checks(ca: CA, clock: Clock) -> None:
+    for seconds, fraction in ((3600, 2 / 3), (3600, 0.99), (86400, 2 / 3), (86400, 0.01)):
+        request = pcr(max_seconds=seconds)
+        answer = ca.sign(sign_request(request, rules=Rules()))
+        written = issued_status(
+            answer.certificate,
+            max_lifetime=datetime.timedelta(seconds=seconds),
+            renew_fraction=fraction,
+            now=clock.now,
+        )
+        assert status_problems(request, written, clock.now) == []
+        leaf = x509.load_pem_x509_certificates(answer.certificate)[0]
+        assert leaf.not_valid_after_utc - leaf.not_valid_before_utc == datetime.timedelta(
+            seconds=seconds
+        )
+
+
+def test_the_refresh_time_is_at_the_fraction(ca: CA, clock: Clock) -> None:
+    answer = ca.sign(sign_request(pcr(), rules=Rules()))
+    written = issued_status(
+        answer.certificate, max_lifetime=24 * HOUR, renew_fraction=0.5, now=clock.now
+    )
+    leaf = x509.load_pem_x509_certificates(answer.certificate)[0]
+    noon = leaf.not_valid_before_utc + 12 * HOUR
+    assert written["beginRefreshAt"] == noon.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_a_certificate_cut_short_by_the_intermediate_fails_instead_of_a_bad_status(
+    clock: Clock,
+) -> None:
+    short = authority.CA.create(intermediate_valid_for=datetime.timedelta(minutes=30))
+    leaf = short.issue("web.shop.svc", valid_for=24 * HOUR)
+    with pytest.raises(Refused) as caught:
+        issued_status(leaf.chain_pem, max_lifetime=24 * HOUR, renew_fraction=0.5, now=clock.now)
+    assert caught.value.reason == "LifetimeOutOfBounds"
+
+
+def test_a_pending_request_is_issued_once(
+    api: PodCertificateRequests, ca: CA, clock: Clock
+) -> None:
+    s = signer(api, ca, clock)
+    before = metrics.POD_CERTIFICATES.labels("issued")._value.get()
+    stored = api.add(pcr())
+    s.offer(stored)
+    written = status(api)
+    assert [c["type"] for c in written["conditions"]] == [ISSUED]
+    assert ca.status().intermediate_sha256 in written["conditions"][0]["message"]
+    assert api.status_writes == 1 and ca.signed == 1
+    assert metrics.POD_CERTIFICATES.labels("issued")._value.get() == before + 1
+    s.offer(api.get_request("shop", "req-1") or {}, "MODIFIED")  # our own write, watched
+    s.offer(stored, "MODIFIED")  # a stale copy: the write conflicts, the fresh one is final
+    assert api.status_writes == 1
+
+
+def test_requests_of_other_signers_are_left_alone(
+    api: PodCertificateRequests, ca: CA, clock: Clock
+) -> None:
+    s = signer(api, ca, clock)
+    s.offer(api.add(pcr(signer="example.com/other")))
+    assert api.status_writes == 0 and ca.signed == 0
+
+
+def test_a_restarted_signer_answers_only_the_pending_requests(
+    api: PodCertificateRequests, ca: CA, clock: Clock
+) -> None:
+    first = signer(api, ca, clock)
+    first.offer(api.add(pcr("req-1")))
+    api.add(pcr("req-2"))  # arrived while the operator was down
+    issued = status(api, "req-1")
+    second = signer(api, ca, clock)
+    items, _ = api.list_requests(SIGNER)
+    for item in items:
+        second.offer(item)
+    assert status(api, "req-1") == issued  # never rewritten
+    assert [c["type"] for c in status(api, "req-2")["conditions"]] == [ISSUED]
+    assert ca.signed == 2 and api.status_writes == 2
+
+
+def test_a_denied_request_tells_the_pod(api: PodCertificateRequests, ca: CA, clock: Clock) -> None:
+    s = signer(api, ca, clock)
+    s.offer(api.add(pcr(annotations={NAME: "db.bank.svc"})))
+    (condition,) = status(api)["conditions"]
+    assert (condition["type"], condition["reason"]) == (DENIED, "InvalidUnverifiedUserAnnotations")
+    assert set(status(api)) == {"conditions"}
+    assert api.events == [
+        (
+            "pod-req-1",
+            "Warning",
+            "PodCertificateDenied",
+            "InvalidUnverifiedUserAnnotations: hello-mtls.dev/name: name 'db.bank.svc' is not"
+            " under namespace 'shop'",
+        )
+    ]
+    assert ca.signed == 0
+
+
+def test_a_ca_that_is_down_is_retried_never_failed(
+    api: PodCertificateRequests, ca: CA, clock: Clock
+) -> None:
+    s = signer(api, ca, clock)
+    ca.down = True
+    s.offer(api.add(pcr()))
+    assert status(api) == {}
+    ca.down = False
+    clock.advance(0.5)
+    s.tick()  # the trust bundle; the retry is not due yet
+    assert status(api) == {}
+    clock.advance(1)
+    s.tick()
+    assert [c["type"] for c in status(api)["conditions"]] == [ISSUED]
+
+
+def test_a_request_deleted_meanwhile_is_dropped(
+    api: PodCertificateRequests, ca: CA, clock: Clock
+) -> None:
+    dispatched: list[tuple[str, str]] = []
+    s = Signer(
+        api,
+        ca,
+        signer_name=SIGNER,
+        rules=Rules(),
+        renew_fraction=2 / 3,
+        dispatch=dispatched.append,
+    )
+    stored = api.add(pcr())
+    s.offer(stored)
+    s.offer(stored, "DELETED")
+    s.answer(dispatched[0])
+    assert ca.signed == 0
+
+
+def test_a_status_the_api_server_refuses_becomes_failed(
+    api: PodCertificateRequests, ca: CA, clock: Clock
+) -> None:
+    """If our checks and the API server's ever disagree, the pod learns why; no retry loop."""
+    s = signer(api, ca, clock)
+    api.clock = Clock()
+    api.clock.advance(3600)  # the API server's clock is an hour ahead of the CA's and ours
+    s.offer(api.add(pcr()))
+    (condition,) = status(api)["conditions"]
+    assert (condition["type"], condition["reason"]) == ("Failed", "StatusRefused")
+    assert "notBefore is more than 5 minutes from now" in condition["message"]
+
+
+def test_the_trust_bundle_follows_the_roots_through_a_rotation(
+    api: PodCertificateRequests, ca: CA, clock: Clock
+) -> None:
+    s = signer(api, ca, clock)
+    s.tick()
+    name = bundle_name(SIGNER)
+    assert name == "hello-mtls.dev:pod-certificate:roots"
+    bundle = api.bundles[name]
+    assert bundle["spec"] == {"signerName": SIGNER, "trustBundle": ca.state.bundle_pem.decode()}
+    s.publish_trust_bundle()
+    assert api.bundle_writes == 1  # unchanged: not written again
+    ca.rotate_root("idle")
+    s.publish_trust_bundle()
+    roots = x509.load_pem_x509_certificates(api.bundles[name]["spec"]["trustBundle"].encode())
+    assert len(roots) == 2 and api.bundle_writes == 2
+
+
+def test_is_final() -> None:
+    assert not is_final(pcr())
+    assert is_final({"status": {"conditions": [{"type": "Denied"}]}})
+
+
+def test_a_ca_clock_far_from_ours_fails_the_request(ca: CA, clock: Clock) -> None:
+    answer = ca.sign(sign_request(pcr(), rules=Rules()))
+    with pytest.raises(Refused) as caught:
+        issued_status(
+            answer.certificate,
+            max_lifetime=24 * HOUR,
+            renew_fraction=0.5,
+            now=clock.now + datetime.timedelta(minutes=6),
+        )
+    assert caught.value.reason == "ClockSkew"
+
+
+def test_run_lists_then_watches_and_answers_what_arrives(
+    api: PodCertificateRequests, ca: CA, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stop = threading.Event()
+    api.add(pcr("req-1"))  # pending at start
+    arriving = pcr("req-2")
+
+    def watch(signer_name: str, version: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        assert signer_name == SIGNER and version
+        yield "ADDED", api.add(arriving)
+        yield "ADDED", api.add(pcr("req-3", signer="example.com/other"))
+        stop.set()
+        yield "ADDED", api.add(pcr("req-4"))  # after stop: left for the next operator
+
+    monkeypatch.setattr(api, "watch_requests", watch)
+    signer(api, ca, clock).run(stop)
+    answered = {k[1] for k, v in api.requests.items() if is_final(v)}
+    assert answered == {"req-1", "req-2"}
