@@ -165,5 +165,7 @@ def test_fastapi_server_and_httpx_client_follow_renewals_without_a_restart(
     presented = {line["client_serial"] for line in lines}
     assert {s for s, _ in renewed} <= served and {c for _, c in renewed} <= presented
     assert sum(": reloaded, now certificate" in line for line in output) >= 2
-    assert server_log.read_text().count(": reloaded, now certificate") >= 2 * 2  # each worker
+    # A worker reloads when a new connection reaches it after a change; with one keep-alive
+    # client, which worker gets each new connection is the kernel's choice: count them together.
+    assert server_log.read_text().count(": reloaded, now certificate") >= 2
     assert client_context(client_dir).certificate.serial == renewed[-1][1]
