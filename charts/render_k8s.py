@@ -55,9 +55,9 @@ FILES = {
     ),
     "26-wiring-policy.yaml": (
         "The MutatingAdmissionPolicy hello-mtls-wiring and its binding: the API server adds the\n"
-        "Secret volume and a read-only mount to every annotated pod it creates (Kubernetes 1.36+;\n"
-        "skip this file on older clusters and wire pods by hand; docs/admission.md). Needs: create\n"
-        "cluster-scoped admission policies.",
+        "Secret volume and a read-only mount to every annotated pod it creates (Kubernetes\n"
+        "1.36+; skip this file on older clusters and wire pods by hand; docs/admission.md).\n"
+        "Needs: create cluster-scoped admission policies.",
         ["admission-wiring-policy.yaml"],
     ),
     "30-examples.yaml": (
