@@ -228,6 +228,7 @@ class Signer:
         self._dispatch = dispatch or self.answer
         self._lock = threading.Lock()
         self._pending: dict[Key, _Pending] = {}
+        self._answering: set[Key] = set()
         self._retries = Retries()
         self._published_at = -float("inf")
 
@@ -242,6 +243,10 @@ class Signer:
             self._retries.succeeded(key)
             return
         with self._lock:
+            if key in self._answering:
+                # A list taken before our status landed: the watch brings the answer, and a
+                # failed answer is retried, so signing it again now would only sign it twice.
+                return
             known = self._pending.get(key)
             self._pending[key] = _Pending(pcr, known.seen if known else self._monotonic())
         self._dispatch(key)
@@ -250,8 +255,9 @@ class Signer:
         """Sign, deny or fail the pending request ``key`` and write its status."""
         with self._lock:
             pending = self._pending.pop(key, None)
-        if pending is None:
-            return
+            if pending is None:
+                return
+            self._answering.add(key)
         try:
             status = self._status_for(pending.pcr)
             self._write(key, pending.pcr, status, pending.seen)
@@ -262,6 +268,9 @@ class Signer:
             reason = "ca-unreachable" if isinstance(error, CAUnavailable) else "error"
             metrics.FAILED.labels(f"pod-certificate-{reason}").inc()
             _log.warning("PodCertificateRequest %s/%s: %s; retrying in %.0f s", *key, error, delay)
+        finally:
+            with self._lock:
+                self._answering.discard(key)
 
     def tick(self) -> None:
         """Retries that are due; the trust bundle, every ``status_seconds``."""
@@ -347,6 +356,8 @@ class Signer:
                 return  # deleted meanwhile (the kubelet gave up, or the pod went away)
         except Conflict:
             fresh = self._api.get_request(*key)
+            with self._lock:
+                self._answering.discard(key)
             if fresh is not None:
                 self.offer(fresh)  # answered meanwhile: left alone; else answered again
             return

@@ -8,6 +8,7 @@ server and kubelet by the e2e tier.
 from __future__ import annotations
 
 import base64
+import copy
 import datetime
 import threading
 from collections.abc import Iterator
@@ -378,3 +379,37 @@ def test_run_lists_then_watches_and_answers_what_arrives(
     signer(api, ca, clock).run(stop)
     answered = {k[1] for k, v in api.requests.items() if is_final(v)}
     assert answered == {"req-1", "req-2"}
+
+
+def test_a_request_listed_again_while_it_is_answered_is_signed_once(
+    api: PodCertificateRequests, ca: CA, clock: Clock
+) -> None:
+    """A list (after a watch expired, or at start) taken before the status landed offers the
+    request again while it is being answered: that must not make the CA sign it a second time."""
+    queued: list[tuple[str, str]] = []
+    s = Signer(
+        api,
+        ca,
+        signer_name=SIGNER,
+        rules=Rules(),
+        renew_fraction=0.5,
+        clock=lambda: clock.now,
+        monotonic=lambda: clock.mono,
+        dispatch=queued.append,
+    )
+    listed = api.add(pcr())
+    signed = []
+    sign = ca.sign
+
+    def sign_while_listed_again(request: Any) -> Any:
+        signed.append(request)
+        s.offer(copy.deepcopy(listed))  # the list thread saw it before its status
+        return sign(request)
+
+    ca.sign = sign_while_listed_again  # type: ignore[method-assign]
+    s.offer(copy.deepcopy(listed))
+    while queued:
+        s.answer(queued.pop(0))
+    assert len(signed) == 1
+    assert [c["type"] for c in status(api)["conditions"]] == ["Issued"]
+    assert api.status_writes == 1
