@@ -22,6 +22,7 @@ __all__ = [
     "MODES",
     "NAME",
     "POD_CERTIFICATE",
+    "POD_CERTIFICATE_LIFETIMES",
     "SANS",
     "SECRET",
     "SECRET_MODE",
@@ -42,6 +43,9 @@ SECRET_MODE = "secret"
 POD_CERTIFICATE = "pod-certificate"
 """The kubelet makes the key and asks the operator, as signer, through a PodCertificateRequest."""
 MODES = (SECRET_MODE, POD_CERTIFICATE)
+POD_CERTIFICATE_LIFETIMES = (datetime.timedelta(hours=1), datetime.timedelta(days=91))
+"""The shortest and longest lifetime the API allows a pod certificate (a ``podCertificate``
+volume's ``maxExpirationSeconds``, and what a signer may issue)."""
 
 # A Secret name is a DNS-1123 subdomain (Kubernetes `IsDNS1123Subdomain`).
 _SECRET_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
@@ -63,6 +67,8 @@ class Rules:
     """Namespace to extra names (exact, or ``*.suffix``) its pods may claim."""
     allowed_ips: Mapping[str, Sequence[name_rules.IPNetwork]] = field(default_factory=dict)
     """Namespace to the networks whose addresses its pods may claim (none by default)."""
+    pod_certificates: bool = False
+    """Whether pods may ask for `POD_CERTIFICATE` mode (the operator runs the signer)."""
 
 
 @dataclass(frozen=True)
@@ -111,7 +117,10 @@ def parse_claim(
     service_account: str,
     rules: Rules,
 ) -> Claim:
-    """Read a pod's annotations into a `Claim`, checking every name and the duration.
+    """Read a pod's annotations into a `Claim`, checking every name, the duration and the mode.
+
+    `POD_CERTIFICATE` mode needs ``rules.pod_certificates`` and a duration within
+    `POD_CERTIFICATE_LIFETIMES`.
 
     Args:
         annotations: the pod's annotations; `NAME` must be among them.
@@ -141,6 +150,8 @@ def parse_claim(
     mode = annotations.get(MODE, "").strip() or SECRET_MODE
     if mode not in MODES:
         raise ValueError(f"{MODE}: '{mode}' is not a mode; use {' or '.join(MODES)}")
+    if mode == POD_CERTIFICATE:
+        _check_pod_certificate(duration, rules)
 
     return Claim(
         namespace=namespace,
@@ -182,6 +193,23 @@ def parse_names(annotations: Mapping[str, str], *, namespace: str, rules: Rules)
     names = tuple(dict.fromkeys([name, *sans]))
     _check(SANS, check, names)
     return names
+
+
+def _check_pod_certificate(duration: datetime.timedelta, rules: Rules) -> None:
+    """The chart must run the signer, and the API must accept the lifetime as a volume's
+    ``maxExpirationSeconds`` (the admission policy hello-mtls-names says the same)."""
+    if not rules.pod_certificates:
+        raise ValueError(
+            f"{MODE}: {POD_CERTIFICATE} is not enabled in this installation"
+            f" (chart value podCertificates.enabled); use {SECRET_MODE}"
+        )
+    shortest, longest = POD_CERTIFICATE_LIFETIMES
+    if not shortest <= duration <= longest:
+        raise ValueError(
+            f"{DURATION}: duration {name_rules.format_duration(duration)} is outside the"
+            f" {name_rules.format_duration(shortest)} to {name_rules.format_duration(longest)}"
+            " a pod certificate may live"
+        )
 
 
 def _check(annotation: str, check: Callable[[_T], _R], value: _T) -> _R:

@@ -69,6 +69,12 @@ def from_environment(environ: Mapping[str, str] = os.environ) -> Config:
         except ValueError as error:
             raise ValueError(f"HELLO_MTLS_{name}: {error}") from None
 
+    signer = get("POD_CERTIFICATE_SIGNER", "")
+    if signer and not _SIGNER_NAME.fullmatch(signer):
+        raise ValueError(
+            f"HELLO_MTLS_POD_CERTIFICATE_SIGNER: '{signer}' is not a signer name like"
+            " example.com/name"
+        )
     extra = parse("EXTRA_ALLOWED", "{}", name_rules.parse_extra_allowed)
     rules = Rules(
         cluster_domain=get("CLUSTER_DOMAIN", "cluster.local"),
@@ -77,13 +83,8 @@ def from_environment(environ: Mapping[str, str] = os.environ) -> Config:
         maximum=parse("MAX_DURATION", _DEFAULT_MAXIMUM, name_rules.parse_duration),
         extra_allowed=extra,
         allowed_ips=parse("ALLOWED_IPS", "{}", name_rules.parse_allowed_ips),
+        pod_certificates=bool(signer),
     )
-    signer = get("POD_CERTIFICATE_SIGNER", "")
-    if signer and not _SIGNER_NAME.fullmatch(signer):
-        raise ValueError(
-            f"HELLO_MTLS_POD_CERTIFICATE_SIGNER: '{signer}' is not a signer name like"
-            " example.com/name"
-        )
     fraction = parse("RENEW_FRACTION", "0.6667", float)
     if not 0 < fraction < 1:
         raise ValueError(f"HELLO_MTLS_RENEW_FRACTION: {fraction} is not between 0 and 1")

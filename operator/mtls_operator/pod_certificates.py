@@ -30,7 +30,7 @@ from cryptography import x509
 
 from mtls_ca import name_rules
 from mtls_operator import metrics
-from mtls_operator.claims import Rules, parse_names
+from mtls_operator.claims import POD_CERTIFICATE_LIFETIMES, Rules, parse_names
 from mtls_operator.ports import (
     CARefused,
     CAService,
@@ -59,7 +59,7 @@ __all__ = [
 ISSUED, DENIED, FAILED = "Issued", "Denied", "Failed"
 BUNDLE_SUFFIX = "roots"
 # What the API server accepts of an issued certificate (see docs/operator.md, "Pod certificates").
-_MIN_LIFETIME = datetime.timedelta(hours=1)
+_MIN_LIFETIME = POD_CERTIFICATE_LIFETIMES[0]
 _REFRESH_MARGIN = datetime.timedelta(minutes=10)
 _MAX_SKEW = datetime.timedelta(minutes=5)
 _DEFAULT_MAX_EXPIRATION = 86400  # the API's default for spec.maxExpirationSeconds
@@ -109,7 +109,7 @@ def sign_request(pcr: Mapping[str, Any], *, rules: Rules) -> dict[str, Any]:
             FAILED,
             "LifetimeBelowMinimum",
             f"the CA's maximum lifetime {name_rules.format_duration(rules.maximum)} is below"
-            " the 1h a pod certificate needs",
+            f" the {name_rules.format_duration(_MIN_LIFETIME)} a pod certificate needs",
         )
     return {
         **_public_key(spec),
@@ -145,7 +145,8 @@ def issued_status(
         raise Refused(
             FAILED,
             "LifetimeOutOfBounds",
-            f"the CA issued a certificate valid for {lifetime}, outside the 1h to"
+            f"the CA issued a certificate valid for {lifetime}, outside the"
+            f" {name_rules.format_duration(_MIN_LIFETIME)} to"
             f" {max_lifetime} this request allows (does the CA's intermediate expire soon?)",
         )
     if abs(not_before - now) > _MAX_SKEW:

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from mtls_ca import name_rules
 from mtls_operator.claims import (
     DURATION,
     MODE,
@@ -155,9 +156,55 @@ def test_internet_names_and_unallowed_ips_are_refused_like_the_ca_does() -> None
 def test_mode_is_secret_unless_pod_certificate_is_asked_for() -> None:
     assert claim({NAME: "web.shop.svc"}).mode == SECRET_MODE
     assert claim({NAME: "web.shop.svc", MODE: " secret "}).mode == SECRET_MODE
-    c = claim({NAME: "web.shop.svc", MODE: "pod-certificate"})
+    c = claim({NAME: "web.shop.svc", MODE: "pod-certificate"}, pod_certificates=True)
     assert c.mode == POD_CERTIFICATE
     assert c.digest == claim({NAME: "web.shop.svc"}).digest  # the certificate is the same
+
+
+def test_pod_certificate_mode_needs_the_signer() -> None:
+    with pytest.raises(ValueError) as caught:
+        claim({NAME: "web.shop.svc", MODE: "pod-certificate"})
+    assert str(caught.value) == (
+        "hello-mtls.dev/mode: pod-certificate is not enabled in this installation"
+        " (chart value podCertificates.enabled); use secret"
+    )
+
+
+@pytest.mark.parametrize(
+    ("duration", "maximum", "accepted"),
+    [
+        ("1h", "30d", True),
+        ("59m59s", "30d", False),
+        ("91d", "100d", True),
+        ("91d1s", "100d", False),
+    ],
+)
+def test_a_pod_certificate_lives_as_long_as_the_api_allows(
+    duration: str, maximum: str, accepted: bool
+) -> None:
+    annotations = {NAME: "web.shop.svc", MODE: "pod-certificate", DURATION: duration}
+
+    def parse() -> Claim:
+        return claim(annotations, pod_certificates=True, maximum=name_rules.parse_duration(maximum))
+
+    if accepted:
+        assert parse().duration == name_rules.parse_duration(duration)
+        return
+    with pytest.raises(ValueError) as caught:
+        parse()
+    assert str(caught.value) == (
+        f"hello-mtls.dev/duration: duration {duration} is outside the 1h to 91d a pod"
+        " certificate may live"
+    )
+
+
+def test_the_default_duration_must_suit_a_pod_certificate_too() -> None:
+    with pytest.raises(ValueError, match="duration 30m is outside the 1h to 91d"):
+        claim(
+            {NAME: "web.shop.svc", MODE: "pod-certificate"},
+            pod_certificates=True,
+            default_duration=datetime.timedelta(minutes=30),
+        )
 
 
 def test_parse_names_is_the_name_part_of_parse_claim() -> None:

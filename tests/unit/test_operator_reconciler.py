@@ -16,7 +16,7 @@ import pytest
 from mtls_ca.tls_profiles import policy_bytes
 from mtls_context import CERT, KEY
 from mtls_operator.certs import inspect, sha256_hex
-from mtls_operator.claims import DURATION, MODE, NAME, SECRET
+from mtls_operator.claims import DURATION, MODE, NAME, SECRET, Rules
 from mtls_operator.reconciler import ANNOTATION_VERSION, Reconciler
 from mtls_operator.settings import Settings
 from mtls_operator.tlssecret import (
@@ -223,7 +223,7 @@ def test_bad_annotations_get_one_warning_and_no_secret(
 
 def test_a_pod_certificate_pod_gets_no_secret(cluster: Cluster, ca: CA, clock: Clock) -> None:
     """In pod-certificate mode the kubelet holds the key; the operator only signs its requests."""
-    r = reconciler(cluster, ca, clock)
+    r = reconciler(cluster, ca, clock, rules=Rules(pod_certificates=True))
     r.pod_event(pod("web-1", {**WEB, MODE: "pod-certificate"}), None)
     r.tick()
     assert cluster.secrets == {} and cluster.events == [] and ca.signed == 0
@@ -233,6 +233,26 @@ def test_a_pod_certificate_pod_gets_no_secret(cluster: Cluster, ca: CA, clock: C
     clock.advance(20 * 3600)
     r.tick()
     assert ca.signed == 1  # no longer renewed for a pod that left Secret mode
+
+
+def test_pod_certificate_mode_without_the_signer_is_a_bad_annotation(
+    cluster: Cluster, ca: CA, clock: Clock
+) -> None:
+    """The admission policy refuses such a pod with the same message; without the policy the
+    pod gets it as an Event, and no Secret."""
+    r = reconciler(cluster, ca, clock)
+    r.pod_event(pod("web-1", {**WEB, MODE: "pod-certificate"}), None)
+    r.tick()
+    assert cluster.secrets == {} and ca.signed == 0
+    assert cluster.events == [
+        (
+            "web-1",
+            "Warning",
+            "InvalidAnnotation",
+            "hello-mtls.dev/mode: pod-certificate is not enabled in this installation"
+            " (chart value podCertificates.enabled); use secret",
+        )
+    ]
 
 
 def test_two_claims_on_one_secret_warn_and_do_not_flap(
