@@ -6,7 +6,10 @@ import json
 import subprocess
 from typing import Any
 
+from support.cluster_api import kubectl
+
 DENIED = "denied request: "
+SIGNER_ROLE = "hello-mtls-pod-certificate-signer"
 
 
 def admission_error(
@@ -27,3 +30,9 @@ def admission_error(
     error = result.stderr.strip()
     assert DENIED in error and "ValidatingAdmissionPolicy 'hello-mtls-names'" in error, error
     return error.split(DENIED, 1)[1]
+
+
+def pod_certificates_enabled() -> bool:
+    """Whether the installed product has the chart's ``podCertificates.enabled`` on: its signer's
+    ClusterRole is there (the admission policies read the same value)."""
+    return bool(kubectl("get", "clusterrole", SIGNER_ROLE, "--ignore-not-found", "-o", "name"))

@@ -8,7 +8,9 @@ the policy judges must be refused with exactly the operator's message; a row it 
 must be admitted, so the policy never refuses what the operator accepts.
 
 ``{ns}`` in annotations and messages is the pod's namespace. Rows with ``allowed=True`` run in
-`ALLOWED_NAMESPACE`, which the e2e install gives `EXTRA_ALLOWED_NAMES` and `ALLOWED_IPS`.
+`ALLOWED_NAMESPACE`, which the e2e install gives `EXTRA_ALLOWED_NAMES` and `ALLOWED_IPS`. Rows
+with ``pod_certificates`` set hold only for an install with the chart's ``podCertificates.enabled``
+on (True) or off (False); the unit test runs the others both ways.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import json
 from dataclasses import dataclass
 
 from mtls_ca import name_rules
-from mtls_operator.claims import DURATION, NAME, SANS, SECRET, Rules
+from mtls_operator.claims import DURATION, MODE, NAME, SANS, SECRET, Rules
 
 __all__ = [
     "ALLOWED_IPS",
@@ -48,6 +50,8 @@ class Case:
     """Whether the admission policy judges this row (False: it admits, the operator refuses)."""
     allowed: bool = False
     """Run in `ALLOWED_NAMESPACE` rather than a namespace of its own."""
+    pod_certificates: bool | None = None
+    """Holds only with pod-certificate mode enabled (True) or disabled (False); None: both."""
 
     def for_namespace(self, namespace: str) -> tuple[dict[str, str], str | None]:
         """The annotations and the expected error with ``{ns}`` filled in."""
@@ -56,13 +60,14 @@ class Case:
         return annotations, error
 
 
-def rules() -> Rules:
-    """The operator's rules as the e2e install configures them."""
+def rules(*, pod_certificates: bool) -> Rules:
+    """The operator's rules as the e2e install configures them, with or without the signer."""
     return Rules(
         minimum=name_rules.parse_duration(MINIMUM_DURATION),
         extra_allowed=EXTRA_ALLOWED_NAMES,
         allowed_ips=name_rules.parse_allowed_ips(json.dumps(ALLOWED_IPS)),
         default_duration=datetime.timedelta(hours=24),
+        pod_certificates=pod_certificates,
     )
 
 
@@ -83,6 +88,23 @@ CASES = [
     Case("duration-minimum", {NAME: "web.{ns}.svc", DURATION: "60s"}),
     Case("duration-maximum", {NAME: "web.{ns}.svc", DURATION: "30d"}),
     Case("secret", {NAME: "web.{ns}.svc", SECRET: "web-cert.v1"}),
+    Case("mode-secret", {NAME: "web.{ns}.svc", MODE: " secret "}),
+    Case("mode-empty", {NAME: "web.{ns}.svc", MODE: ""}),
+    Case(
+        "mode-pod-certificate",
+        {NAME: "web.{ns}.svc", MODE: "pod-certificate"},
+        pod_certificates=True,
+    ),
+    Case(
+        "pod-certificate-shortest",
+        {NAME: "web.{ns}.svc", SANS: "api.{ns}", MODE: " pod-certificate ", DURATION: "3600s"},
+        pod_certificates=True,
+    ),
+    Case(
+        "pod-certificate-ca-maximum",
+        {NAME: "web.{ns}.svc", MODE: "pod-certificate", DURATION: "30d"},
+        pod_certificates=True,
+    ),
     Case("xn-label", {NAME: "xn--bcher-kva.{ns}.svc"}),
     Case("allowed-exact", {NAME: "api.example.com"}, allowed=True),
     Case("allowed-wildcard", {NAME: "web.{ns}.svc", SANS: "x.internal.example.com"}, allowed=True),
@@ -264,6 +286,52 @@ CASES = [
         "secret-bad",
         {NAME: "web.{ns}.svc", SECRET: "Web_TLS"},
         "hello-mtls.dev/secret: 'Web_TLS' is not a valid Secret name",
+    ),
+    Case(
+        "mode-unknown",
+        {NAME: "web.{ns}.svc", MODE: "csi"},
+        "hello-mtls.dev/mode: 'csi' is not a mode; use secret or pod-certificate",
+    ),
+    Case(
+        "mode-upper-case",
+        {NAME: "web.{ns}.svc", MODE: "Pod-Certificate"},
+        "hello-mtls.dev/mode: 'Pod-Certificate' is not a mode; use secret or pod-certificate",
+    ),
+    Case(
+        "mode-checked-after-secret",
+        {NAME: "web.{ns}.svc", SECRET: "Web_TLS", MODE: "csi"},
+        "hello-mtls.dev/secret: 'Web_TLS' is not a valid Secret name",
+    ),
+    Case(
+        "pod-certificate-disabled",
+        {NAME: "web.{ns}.svc", MODE: "pod-certificate"},
+        "hello-mtls.dev/mode: pod-certificate is not enabled in this installation"
+        " (chart value podCertificates.enabled); use secret",
+        pod_certificates=False,
+    ),
+    Case(
+        "pod-certificate-disabled-before-lifetime",
+        {NAME: "web.{ns}.svc", MODE: "pod-certificate", DURATION: "30m"},
+        "hello-mtls.dev/mode: pod-certificate is not enabled in this installation"
+        " (chart value podCertificates.enabled); use secret",
+        pod_certificates=False,
+    ),
+    Case(
+        "pod-certificate-below-an-hour",
+        {NAME: "web.{ns}.svc", MODE: "pod-certificate", DURATION: "59m59s"},
+        "hello-mtls.dev/duration: duration 59m59s is outside the 1h to 91d a pod certificate"
+        " may live",
+        pod_certificates=True,
+    ),
+    Case(
+        "pod-certificate-ca-bounds-first",
+        {NAME: "web.{ns}.svc", MODE: "pod-certificate", DURATION: "92d"},
+        "hello-mtls.dev/duration: duration 92d is above the CA maximum of 30d",
+    ),
+    Case(
+        "pod-certificate-names-first",
+        {NAME: "web.other.svc", MODE: "pod-certificate"},
+        "hello-mtls.dev/name: name 'web.other.svc' is not under namespace '{ns}'",
     ),
     Case(
         "name-checked-before-duration",

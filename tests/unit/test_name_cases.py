@@ -12,13 +12,26 @@ from support.name_cases import ALLOWED_NAMESPACE, CASES, Case, rules
 NAMESPACE = "e2e-admission-names-0a1b2c"
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_the_operator_decides_as_the_table_says(case: Case) -> None:
+RUNS = [
+    pytest.param(case, signer, id=f"{case.id}-{'signer' if signer else 'no-signer'}")
+    for case in CASES
+    for signer in (True, False)
+    if case.pod_certificates in (None, signer)
+]
+
+
+@pytest.mark.parametrize(("case", "signer"), RUNS)
+def test_the_operator_decides_as_the_table_says(case: Case, signer: bool) -> None:
     namespace = ALLOWED_NAMESPACE if case.allowed else NAMESPACE
     annotations, error = case.for_namespace(namespace)
 
     def parse() -> None:
-        parse_claim(annotations, namespace=namespace, service_account="default", rules=rules())
+        parse_claim(
+            annotations,
+            namespace=namespace,
+            service_account="default",
+            rules=rules(pod_certificates=signer),
+        )
 
     if error is None:
         parse()
@@ -37,3 +50,5 @@ def test_the_table_has_rows_of_every_kind() -> None:
         (False, False, False),
         (False, False, True),
     }
+    assert {c.pod_certificates for c in CASES if c.error is None} == {None, True}
+    assert {c.pod_certificates for c in CASES if c.error is not None} == {None, True, False}
