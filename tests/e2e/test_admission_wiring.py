@@ -1,6 +1,7 @@
 """The wiring policy (hello-mtls-wiring, a MutatingAdmissionPolicy run by the API server): the
 annotation is all a pod needs; hand-wired pods and pods outside the served namespaces are left
-as they are.
+as they are. In pod-certificate mode (only with the chart's podCertificates.enabled; skipped
+otherwise) the pod gets the kubelet's projected volume instead of the Secret.
 
 The shapes are checked on what the real API server returns for a server-side dry run (admission
 runs, nothing is stored); the hello is a real Deployment and client that only carry annotations.
@@ -13,12 +14,16 @@ from typing import Any
 
 import pytest
 
-from support.admission import admission_error
+from support.admission import admission_error, pod_certificates_enabled
 from support.cluster_api import ROOT, kubectl, kubectl_json, wait_until
 from support.operator_workloads import rollout
 from support.pods import CERT_DIR, pod
 
 NAME = "hello-mtls.dev/name"
+SANS = "hello-mtls.dev/sans"
+DURATION = "hello-mtls.dev/duration"
+MODE = "hello-mtls.dev/mode"
+SIGNER = "hello-mtls.dev/pod-certificate"  # the chart's podCertificates.signerName
 VOLUME = "hello-mtls"
 QUICK_START = ROOT / "docs" / "examples" / "hello.yaml"
 
@@ -144,3 +149,125 @@ def test_the_quick_start_says_hello_with_only_the_annotation(installed: str) -> 
         assert line["body"] == "Hello, client.demo.svc!"
     finally:
         kubectl("delete", "namespace", "demo", "--wait=false", check=False)
+
+
+@pytest.fixture
+def signer(installed: str) -> str:
+    """The signer name, when the installed product signs pod certificates."""
+    if not pod_certificates_enabled():
+        pytest.skip(
+            "the install has podCertificates.enabled off (k8s/ renders the defaults): pods are"
+            " not wired for pod-certificate mode"
+        )
+    return SIGNER
+
+
+def _pod_certificate_volume(
+    signer: str, lifetime: int, user_annotations: dict[str, str]
+) -> dict[str, Any]:
+    """The projected volume a pod in pod-certificate mode gets, as the API server stores it."""
+    return {
+        "name": VOLUME,
+        "projected": {
+            "sources": [
+                {
+                    "podCertificate": {
+                        "signerName": signer,
+                        "keyType": "ECDSAP256",
+                        "maxExpirationSeconds": lifetime,
+                        "keyPath": "tls.key",
+                        "certificateChainPath": "tls.crt",
+                        "userAnnotations": user_annotations,
+                    }
+                },
+                {
+                    "clusterTrustBundle": {
+                        "signerName": signer,
+                        "labelSelector": {},
+                        "path": "ca.crt",
+                    }
+                },
+                {
+                    "configMap": {
+                        "name": "hello-mtls-tls-policy",
+                        "items": [{"key": "tls-policy.json", "path": "tls-policy.json"}],
+                    }
+                },
+            ],
+            "defaultMode": 420,
+        },
+    }
+
+
+def test_pod_certificate_pod_gets_the_projected_volume_and_a_mount_everywhere(
+    namespace: str, signer: str
+) -> None:
+    annotations = {
+        NAME: f"web.{namespace}.svc",
+        SANS: f"api.{namespace}",
+        MODE: "pod-certificate",
+        DURATION: "2h",
+    }
+    admitted = _admitted(_two_containers("pod-certificate", annotations), namespace)
+
+    user_annotations = {NAME: annotations[NAME], SANS: annotations[SANS]}
+    assert _volumes(admitted) == [_pod_certificate_volume(signer, 7200, user_annotations)]
+    expected = [{"name": VOLUME, "mountPath": CERT_DIR, "readOnly": True}]
+    assert _mounts(admitted) == [expected, expected, expected]  # init, main, sidecar
+
+
+def test_pod_certificate_pod_without_volumes_gets_the_default_lifetime(
+    namespace: str, signer: str
+) -> None:
+    """No service account token either: the pod has no volumes or mounts to add to."""
+    manifest = pod(
+        "no-volumes",
+        annotations={NAME: f"web.{namespace}.svc", MODE: "pod-certificate"},
+    )
+    manifest["spec"]["automountServiceAccountToken"] = False
+    admitted = _admitted(manifest, namespace)
+
+    assert admitted["spec"]["volumes"] == [
+        _pod_certificate_volume(signer, 86400, {NAME: f"web.{namespace}.svc"})
+    ]
+    assert admitted["spec"]["containers"][0]["volumeMounts"] == [
+        {"name": VOLUME, "mountPath": CERT_DIR, "readOnly": True}
+    ]
+
+
+def test_hand_wired_pod_certificate_pod_is_left_as_written(namespace: str, signer: str) -> None:
+    manifest = pod(
+        "by-hand", annotations={NAME: f"by-hand.{namespace}.svc", MODE: "pod-certificate"}
+    )
+    own = {
+        "name": "certs",
+        "projected": {
+            "sources": [
+                {
+                    "podCertificate": {
+                        "signerName": signer,
+                        "keyType": "ECDSAP384",
+                        "credentialBundlePath": "bundle.pem",
+                    }
+                }
+            ]
+        },
+    }
+    manifest["spec"]["volumes"] = [own]
+    manifest["spec"]["containers"][0]["volumeMounts"] = [
+        {"name": "certs", "mountPath": "/etc/certs", "readOnly": True}
+    ]
+    admitted = _admitted(manifest, namespace)
+
+    assert [v["name"] for v in _volumes(admitted)] == ["certs"]
+    assert _mounts(admitted) == [manifest["spec"]["containers"][0]["volumeMounts"]]
+
+
+def test_pod_certificate_lifetime_the_api_refuses_gets_the_names_policy_message(
+    namespace: str, signer: str
+) -> None:
+    """Not wired (the API's own error would name a volume field), so the names policy speaks."""
+    annotations = {NAME: f"web.{namespace}.svc", MODE: "pod-certificate", DURATION: "30m"}
+    assert admission_error(pod("short", annotations=annotations), namespace) == (
+        "hello-mtls.dev/duration: duration 30m is outside the 1h to 91d a pod certificate may live"
+    )
