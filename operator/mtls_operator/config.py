@@ -97,6 +97,7 @@ def from_environment(environ: Mapping[str, str] = os.environ) -> Config:
             renew_fraction=fraction,
             resync_seconds=parse("RESYNC_SECONDS", "10", float),
             rotation_grace=parse("ROTATION_GRACE", "30s", name_rules.parse_duration),
+            pod_certificates=bool(signer),
         ),
         pod_certificate_signer=signer,
     )

@@ -23,4 +23,7 @@ class Settings:
     """How often the CA's state (roots, intermediate, policy, rotation phase) is read."""
     rotation_grace: datetime.timedelta = datetime.timedelta(seconds=30)
     labels: Mapping[str, str] = field(default_factory=dict)
-    """Extra labels on every Secret."""
+    """Extra labels on every Secret and TLS-policy ConfigMap."""
+    pod_certificates: bool = False
+    """Whether the pod-certificate signer runs: then every namespace with a pod in
+    ``pod-certificate`` mode gets the TLS-policy ConfigMap; else such a pod gets a Warning."""

@@ -19,10 +19,12 @@ def test_defaults() -> None:
 
 def test_the_signer_runs_only_with_a_signer_name() -> None:
     assert from_environment({}).pod_certificate_signer == ""
+    assert not from_environment({}).settings.pod_certificates
     config = from_environment(
         {"HELLO_MTLS_POD_CERTIFICATE_SIGNER": "hello-mtls.dev/pod-certificate"}
     )
     assert config.pod_certificate_signer == "hello-mtls.dev/pod-certificate"
+    assert config.settings.pod_certificates  # pod-certificate pods get the policy ConfigMap
 
 
 def test_extra_allowed_is_read_as_the_ca_reads_it() -> None:
