@@ -6,7 +6,10 @@
   or emptied Secret is healed at once, and no kopf diff-base (which would copy ``data`` into an
   annotation) is ever stored.
 * The handlers only take note and queue the Secret's key (`workqueue.WorkQueue`); a fixed pool
-  of threads does the work, so a burst of events costs keys in a queue, not event bodies.
+  of threads does the work, so a burst of events costs keys in a queue, not event bodies. The
+  one exception: for a pod in pod-certificate mode the pod handler itself reads, and if need be
+  writes, the namespace's TLS-policy ConfigMap, since the kubelet cannot start the pod without
+  it (one read per new pod, a write per namespace and TLS policy).
 * Renewal, retries with backoff, trust-bundle updates and root rotation run in one
   cluster-level loop started at startup, not in timers or daemons on pods.
 * With ``HELLO_MTLS_POD_CERTIFICATE_SIGNER`` set, the pod-certificate signer

@@ -14,10 +14,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from mtls_operator.certs import Inspection, inspect
-from mtls_operator.claims import Claim
+from mtls_operator.claims import POD_CERTIFICATE, Claim
 from mtls_operator.decisions import PodClaim
 from mtls_operator.tlssecret import ANNOTATION_CLAIM, decode_data
 
@@ -62,26 +62,36 @@ def pod_claims(pods: list[ClaimingPod]) -> list[PodClaim]:
 
 
 class Inventory:
-    """Pods by UID and by the Secret they claim, Secrets by key, and the warnings already given."""
+    """Pods by UID and by the Secret they claim (pod-certificate pods: by namespace), Secrets by
+    key, and the warnings already given."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._pods: dict[str, ClaimingPod] = {}
         self._by_key: dict[Key, set[str]] = {}
+        self._pod_certificates: dict[str, set[str]] = {}  # namespace -> UIDs
         self._known: dict[Key, KnownSecret] = {}
         self._warned: dict[str, tuple[str, str]] = {}
 
     # Pods ---------------------------------------------------------------------------------
 
-    def put_pod(self, pod: ClaimingPod) -> None:
-        """Record ``pod``, replacing what was known; a valid claim ends its annotation warning."""
+    def put_pod(self, pod: ClaimingPod) -> bool:
+        """Record ``pod``, replacing what was known; a valid claim ends its annotation warning.
+
+        Returns:
+            True if the pod was not known before.
+        """
         with self._lock:
-            self._forget_pod(pod.uid)
+            known = self._forget_pod(pod.uid)
             self._pods[pod.uid] = pod
             if pod.claim is not None:
-                self._by_key.setdefault((pod.namespace, pod.claim.secret), set()).add(pod.uid)
+                if pod.claim.mode == POD_CERTIFICATE:
+                    self._pod_certificates.setdefault(pod.namespace, set()).add(pod.uid)
+                else:
+                    self._by_key.setdefault((pod.namespace, pod.claim.secret), set()).add(pod.uid)
                 if self._warned.get(pod.uid, ("",))[0] == "InvalidAnnotation":
                     del self._warned[pod.uid]
+            return not known
 
     def drop_pod(self, uid: str) -> None:
         """The pod is gone (or going): forget it and its warnings."""
@@ -98,6 +108,16 @@ class Inventory:
         """Every Secret some pod claims."""
         with self._lock:
             return list(self._by_key)
+
+    def pod_certificate_pods(self, namespace: str) -> list[ClaimingPod]:
+        """The pods of ``namespace`` in pod-certificate mode."""
+        with self._lock:
+            return [self._pods[uid] for uid in self._pod_certificates.get(namespace, ())]
+
+    def pod_certificate_namespaces(self) -> list[str]:
+        """Every namespace with a pod in pod-certificate mode."""
+        with self._lock:
+            return list(self._pod_certificates)
 
     # Secrets ------------------------------------------------------------------------------
 
@@ -159,11 +179,22 @@ class Inventory:
     def _pods_for(self, key: Key) -> list[ClaimingPod]:
         return [self._pods[uid] for uid in self._by_key.get(key, ())]
 
-    def _forget_pod(self, uid: str) -> None:
+    def _forget_pod(self, uid: str) -> bool:
         old = self._pods.pop(uid, None)
-        if old is not None and old.claim is not None:
-            key = (old.namespace, old.claim.secret)
-            uids = self._by_key.get(key, set())
-            uids.discard(uid)
-            if not uids:
-                self._by_key.pop(key, None)
+        if old is None or old.claim is None:
+            return old is not None
+        if old.claim.mode == POD_CERTIFICATE:
+            _discard(self._pod_certificates, old.namespace, uid)
+        else:
+            _discard(self._by_key, (old.namespace, old.claim.secret), uid)
+        return True
+
+
+_K = TypeVar("_K")
+
+
+def _discard(index: dict[_K, set[str]], key: _K, uid: str) -> None:
+    uids = index.get(key, set())
+    uids.discard(uid)
+    if not uids:
+        index.pop(key, None)

@@ -60,6 +60,29 @@ class Kube:
             self._api.replace_namespaced_secret, meta["name"], meta["namespace"], body=body
         )
 
+    def get_config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return self._json(
+                self._api.read_namespaced_config_map(
+                    name, namespace, _preload_content=False, _request_timeout=self._timeout
+                )
+            )
+        except kubernetes.client.ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+
+    def create_config_map(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self._write(
+            self._api.create_namespaced_config_map, body["metadata"]["namespace"], body=body
+        )
+
+    def replace_config_map(self, body: dict[str, Any]) -> dict[str, Any]:
+        meta = body["metadata"]
+        return self._write(
+            self._api.replace_namespaced_config_map, meta["name"], meta["namespace"], body=body
+        )
+
     def annotate_pod(self, namespace: str, name: str, annotations: Mapping[str, str]) -> None:
         try:
             self._api.patch_namespaced_pod(
@@ -115,7 +138,8 @@ class Kube:
             )
         except kubernetes.client.ApiException as error:
             if error.status == 409:
-                raise Conflict(f"Secret {body['metadata']['name']} changed meanwhile") from None
+                kind = body.get("kind", "Secret")
+                raise Conflict(f"{kind} {body['metadata']['name']} changed meanwhile") from None
             raise
 
     @staticmethod

@@ -1,4 +1,5 @@
 """Keeps one Secret per claimed identity right: issue, renew, heal, refresh trust, rotate.
+For pods in pod-certificate mode it keeps their namespace's TLS-policy ConfigMap instead.
 
 The handlers feed it pod and Secret events; the reconcile loop calls `Reconciler.tick` about
 once a second. It talks to the cluster and to the CA only through two small ports
@@ -20,6 +21,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from mtls_ca.tls_profiles import policy_bytes
+from mtls_context import POLICY
 from mtls_operator import metrics
 from mtls_operator.certs import inspect, new_key_and_csr
 from mtls_operator.claims import POD_CERTIFICATE, Claim, parse_claim
@@ -32,9 +35,11 @@ from mtls_operator.settings import Settings
 from mtls_operator.tlssecret import (
     ANNOTATION_BUNDLE,
     LABEL_MANAGED,
+    POLICY_CONFIG_MAP,
     Answer,
     CAView,
     merge_owners,
+    policy_config_map,
     secret_body,
     trust_data,
 )
@@ -82,6 +87,8 @@ class Reconciler:
         self._ca_read_at = -float("inf")
         self._resynced_at = -float("inf")
         self._dispatch = dispatch or self.reconcile
+        self._policy_lock = threading.Lock()  # one TLS-policy ConfigMap write at a time
+        self._policies: dict[str, bytes] = {}  # namespace -> tls-policy.json its ConfigMap has
 
     # Events -------------------------------------------------------------------------------
 
@@ -104,16 +111,14 @@ class Reconciler:
             claim = None
             metrics.FAILED.labels("invalid-annotation").inc()
             self._warn_once(body, "InvalidAnnotation", str(error))
+        pod = ClaimingPod(
+            namespace, meta.get("name", ""), uid, meta.get("creationTimestamp", ""), claim
+        )
+        first_seen = self._inventory.put_pod(pod)
         if claim is not None and claim.mode == POD_CERTIFICATE:
             # The kubelet holds this pod's key and asks the signer (`pod_certificates`): no Secret.
-            self._inventory.drop_pod(uid)
-            return
-        self._inventory.put_pod(
-            ClaimingPod(
-                namespace, meta.get("name", ""), uid, meta.get("creationTimestamp", ""), claim
-            )
-        )
-        if claim is not None:
+            self._pod_certificate_pod(pod, first_seen)
+        elif claim is not None:
             self._dispatch((namespace, claim.secret))
 
     def secret_event(self, body: Mapping[str, Any], event_type: str | None) -> None:
@@ -142,6 +147,7 @@ class Reconciler:
             for key in self._inventory.claimed_keys():
                 if not self._retries.failures(key) and self._needs_action(key):
                     self._dispatch(key)
+            self._resync_policy_config_maps()
             self._export_gauges()
         self._drive_rotation()
 
@@ -294,6 +300,66 @@ class Reconciler:
                 meta["namespace"], meta["name"], {ANNOTATION_VERSION: version}
             )
 
+    def _pod_certificate_pod(self, pod: ClaimingPod, first_seen: bool) -> None:
+        # Only with the signer on (`claims.parse_claim` refuses the mode otherwise). The kubelet starts no such pod before the ConfigMap exists, so it is written on the
+        # pod's event, not left to the resync; each new pod has it read once (it may have been
+        # deleted since it was last written).
+        if first_seen or not self._policy_current(pod.namespace):
+            self._write_policy_config_map(pod.namespace)
+
+    def _resync_policy_config_maps(self) -> None:
+        if not self._settings.rules.pod_certificates:
+            return
+        namespaces = self._inventory.pod_certificate_namespaces()
+        with self._policy_lock:  # no memory of namespaces that have no such pods any more
+            for namespace in set(self._policies) - set(namespaces):
+                del self._policies[namespace]
+        for namespace in namespaces:
+            if not self._policy_current(namespace):
+                self._write_policy_config_map(namespace)
+
+    def _policy_current(self, namespace: str) -> bool:
+        ca = self._ca
+        return ca is not None and self._policies.get(namespace) == policy_bytes(ca.tls_policy)
+
+    def _write_policy_config_map(self, namespace: str) -> None:
+        """Make ``namespace``'s ConfigMap carry the CA's TLS policy; a failure is tried again
+        at the next resync, as the ConfigMap is then not known to be current."""
+        ca = self._ca
+        if ca is None:
+            return  # the first tick reads the CA's state, and its resync writes the ConfigMap
+        wanted = policy_config_map(namespace, ca.tls_policy, labels=self._settings.labels)
+        with self._policy_lock:
+            try:
+                current = self._cluster.get_config_map(namespace, POLICY_CONFIG_MAP)
+                if current is None:
+                    self._cluster.create_config_map(wanted)
+                    _log.info("created ConfigMap %s/%s", namespace, POLICY_CONFIG_MAP)
+                elif not _managed(current):
+                    for pod in self._inventory.pod_certificate_pods(namespace):
+                        self._warn_once(
+                            pod.ref,
+                            "ConfigMapNotManaged",
+                            f"ConfigMap '{POLICY_CONFIG_MAP}' exists and is not managed by"
+                            " hello-mtls; it is left alone: delete it so that the operator can"
+                            " write the TLS policy this pod's volume needs",
+                        )
+                    return
+                elif (current.get("data") or {}).get(POLICY) != wanted["data"][POLICY]:
+                    current["data"] = {**(current.get("data") or {}), **wanted["data"]}
+                    self._cluster.replace_config_map(current)
+                    _log.info(
+                        "updated the TLS policy in ConfigMap %s/%s", namespace, POLICY_CONFIG_MAP
+                    )
+            except Exception as error:  # a conflict, the API server or the network
+                metrics.FAILED.labels("conflict" if isinstance(error, Conflict) else "error").inc()
+                _log.warning("ConfigMap %s/%s: %s", namespace, POLICY_CONFIG_MAP, error)
+                return
+            self._policies[namespace] = wanted["data"][POLICY].encode()
+        self._inventory.clear_warnings(
+            [pod.uid for pod in self._inventory.pod_certificate_pods(namespace)]
+        )
+
     def _needs_action(self, key: Key) -> bool:
         pods, known = self._inventory.view(key)
         if known is None:
@@ -386,7 +452,7 @@ class Reconciler:
         self._cluster.event(pod, type="Warning", reason=reason, message=message)
 
 
-def _managed(secret: Mapping[str, Any]) -> bool:
-    """Only exactly ``hello-mtls.dev/managed=true`` marks a Secret as ours (the label selector
-    of the operator's watch says the same); ``false`` or any other value is someone else's."""
-    return (secret["metadata"].get("labels") or {}).get(LABEL_MANAGED) == "true"
+def _managed(body: Mapping[str, Any]) -> bool:
+    """Only exactly ``hello-mtls.dev/managed=true`` marks a Secret or ConfigMap as ours (the
+    label selector of the operator's watch says the same); any other value is someone else's."""
+    return (body["metadata"].get("labels") or {}).get(LABEL_MANAGED) == "true"

@@ -23,4 +23,4 @@ class Settings:
     """How often the CA's state (roots, intermediate, policy, rotation phase) is read."""
     rotation_grace: datetime.timedelta = datetime.timedelta(seconds=30)
     labels: Mapping[str, str] = field(default_factory=dict)
-    """Extra labels on every Secret."""
+    """Extra labels on every Secret and TLS-policy ConfigMap."""

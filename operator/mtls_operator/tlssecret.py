@@ -1,4 +1,5 @@
-"""The ``kubernetes.io/tls`` Secret the operator writes, built from a ``POST /sign`` answer.
+"""The ``kubernetes.io/tls`` Secret the operator writes, built from a ``POST /sign`` answer, and
+the ConfigMap that gives pod-certificate pods the same ``tls-policy.json``.
 
 Functions over plain dicts (the API's JSON), with no I/O, so they are tested without a cluster.
 All are pure but one: `merge_owners` changes the Secret dict it is given, in place, because
@@ -26,11 +27,13 @@ __all__ = [
     "ANNOTATION_NOT_AFTER",
     "ANNOTATION_SERIAL",
     "LABEL_MANAGED",
+    "POLICY_CONFIG_MAP",
     "Answer",
     "CAView",
     "decode_data",
     "merge_owners",
     "parse_answer",
+    "policy_config_map",
     "secret_body",
     "trust_data",
     "view_from_status",
@@ -41,6 +44,10 @@ ANNOTATION_SERIAL = "hello-mtls.dev/serial"
 ANNOTATION_NOT_AFTER = "hello-mtls.dev/not-after"
 ANNOTATION_BUNDLE = "hello-mtls.dev/bundle-sha256"
 ANNOTATION_CLAIM = "hello-mtls.dev/claim"
+POLICY_CONFIG_MAP = "hello-mtls-tls-policy"
+"""The ConfigMap, one per namespace, that a pod-certificate pod's projected volume reads
+``tls-policy.json`` from (the kubelet writes the key and certificate, a ClusterTrustBundle
+``ca.crt``)."""
 
 
 @dataclass(frozen=True)
@@ -171,6 +178,29 @@ def secret_body(
 def trust_data(ca: CAView) -> dict[str, str]:
     """The ``data`` entries a trust-bundle or policy change rewrites (the leaf stays)."""
     return _encode({CA: ca.bundle_pem, POLICY: policy_bytes(ca.tls_policy)})
+
+
+def policy_config_map(
+    namespace: str, tls_policy: Mapping[str, Any], *, labels: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """The ConfigMap `POLICY_CONFIG_MAP` of ``namespace``: the ``tls-policy.json`` a Secret of
+    the same CA carries, byte for byte.
+
+    Args:
+        namespace: where the pod-certificate pods are.
+        tls_policy: the CA's TLS policy (`CAView.tls_policy`).
+        labels: extra labels, e.g. the chart's.
+    """
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": POLICY_CONFIG_MAP,
+            "namespace": namespace,
+            "labels": {**(labels or {}), LABEL_MANAGED: "true"},
+        },
+        "data": {POLICY: policy_bytes(tls_policy).decode()},
+    }
 
 
 def merge_owners(secret: dict[str, Any], pods: Iterable[Mapping[str, Any]]) -> bool:

@@ -1,5 +1,5 @@
-"""Fast stand-ins for the operator's unit tests: an in-memory API server (Secrets, and the
-PodCertificateRequests and ClusterTrustBundles of the signer), and the CA's HTTP API in process
+"""Fast stand-ins for the operator's unit tests: an in-memory API server (Secrets, ConfigMaps, and
+the PodCertificateRequests and ClusterTrustBundles of the signer), and the CA's HTTP API in process
 on the real CA core. The real API server and CA service are exercised by the
 integration and e2e tiers."""
 
@@ -24,10 +24,12 @@ UTC = datetime.UTC
 
 
 class Cluster:
-    """Secrets with resourceVersions and 409s, pod annotations and Events, in memory."""
+    """Secrets and ConfigMaps with resourceVersions and 409s, pod annotations and Events, in
+    memory."""
 
     def __init__(self) -> None:
         self.secrets: dict[tuple[str, str], dict[str, Any]] = {}
+        self.config_maps: dict[tuple[str, str], dict[str, Any]] = {}
         self.annotations: dict[tuple[str, str], dict[str, str]] = {}
         self.events: list[tuple[str, str, str, str]] = []
         self.writes = 0
@@ -41,13 +43,30 @@ class Cluster:
         key = (body["metadata"]["namespace"], body["metadata"]["name"])
         if key in self.secrets:
             raise Conflict("exists")
-        return self._store(key, body)
+        return self._store(self.secrets, key, body)
 
     def replace_secret(self, body: dict[str, Any]) -> dict[str, Any]:
         key = (body["metadata"]["namespace"], body["metadata"]["name"])
         if self.secrets[key]["metadata"]["resourceVersion"] != body["metadata"]["resourceVersion"]:
             raise Conflict("changed")
-        return self._store(key, body)
+        return self._store(self.secrets, key, body)
+
+    def get_config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
+        found = self.config_maps.get((namespace, name))
+        return copy.deepcopy(found) if found else None
+
+    def create_config_map(self, body: dict[str, Any]) -> dict[str, Any]:
+        key = (body["metadata"]["namespace"], body["metadata"]["name"])
+        if key in self.config_maps:
+            raise Conflict("exists")
+        return self._store(self.config_maps, key, body)
+
+    def replace_config_map(self, body: dict[str, Any]) -> dict[str, Any]:
+        key = (body["metadata"]["namespace"], body["metadata"]["name"])
+        stored = self.config_maps[key]["metadata"]["resourceVersion"]
+        if stored != body["metadata"]["resourceVersion"]:
+            raise Conflict("changed")
+        return self._store(self.config_maps, key, body)
 
     def annotate_pod(self, namespace: str, name: str, annotations: Mapping[str, str]) -> None:
         self.annotations.setdefault((namespace, name), {}).update(annotations)
@@ -55,11 +74,16 @@ class Cluster:
     def event(self, pod: Mapping[str, Any], *, type: str, reason: str, message: str) -> None:
         self.events.append((pod["metadata"]["name"], type, reason, message))
 
-    def _store(self, key: tuple[str, str], body: dict[str, Any]) -> dict[str, Any]:
+    def _store(
+        self,
+        objects: dict[tuple[str, str], dict[str, Any]],
+        key: tuple[str, str],
+        body: dict[str, Any],
+    ) -> dict[str, Any]:
         self.writes += 1
         stored = copy.deepcopy(body)
         stored["metadata"]["resourceVersion"] = str(next(self._versions))
-        self.secrets[key] = stored
+        objects[key] = stored
         return copy.deepcopy(stored)
 
 

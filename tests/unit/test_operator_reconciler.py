@@ -6,6 +6,7 @@ kubelet and CA service are exercised by the e2e tier.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import threading
 from collections.abc import Callable
@@ -14,7 +15,7 @@ from typing import Any
 import pytest
 
 from mtls_ca.tls_profiles import policy_bytes
-from mtls_context import CERT, KEY
+from mtls_context import CERT, KEY, POLICY
 from mtls_operator.certs import inspect, sha256_hex
 from mtls_operator.claims import DURATION, MODE, NAME, SECRET, Rules
 from mtls_operator.reconciler import ANNOTATION_VERSION, Reconciler
@@ -22,6 +23,7 @@ from mtls_operator.settings import Settings
 from mtls_operator.tlssecret import (
     ANNOTATION_SERIAL,
     LABEL_MANAGED,
+    POLICY_CONFIG_MAP,
     decode_data,
 )
 from support.operator_fakes import CA, Clock, Cluster, pod
@@ -49,8 +51,13 @@ def reconciler(
     ca: CA,
     clock: Clock,
     dispatch: Callable[[tuple[str, str]], None] | None = None,
+    *,
+    pod_certificates: bool = False,
     **settings: Any,
 ) -> Reconciler:
+    """A reconciler on the fakes; ``pod_certificates``: the install signs pod certificates."""
+    if pod_certificates:
+        settings["rules"] = Rules(pod_certificates=True)
     return Reconciler(
         cluster,
         ca,
@@ -223,7 +230,7 @@ def test_bad_annotations_get_one_warning_and_no_secret(
 
 def test_a_pod_certificate_pod_gets_no_secret(cluster: Cluster, ca: CA, clock: Clock) -> None:
     """In pod-certificate mode the kubelet holds the key; the operator only signs its requests."""
-    r = reconciler(cluster, ca, clock, rules=Rules(pod_certificates=True))
+    r = reconciler(cluster, ca, clock, pod_certificates=True)
     r.pod_event(pod("web-1", {**WEB, MODE: "pod-certificate"}), None)
     r.tick()
     assert cluster.secrets == {} and cluster.events == [] and ca.signed == 0
@@ -233,6 +240,129 @@ def test_a_pod_certificate_pod_gets_no_secret(cluster: Cluster, ca: CA, clock: C
     clock.advance(20 * 3600)
     r.tick()
     assert ca.signed == 1  # no longer renewed for a pod that left Secret mode
+
+
+POD_CERTIFICATE = {MODE: "pod-certificate"}
+
+
+def policy_file(cluster: Cluster, namespace: str = "shop") -> bytes:
+    """The ``tls-policy.json`` a pod-certificate pod's projected volume gets."""
+    return str(cluster.config_maps[(namespace, POLICY_CONFIG_MAP)]["data"][POLICY]).encode()
+
+
+def test_the_first_pod_certificate_pod_gets_the_tls_policy_config_map_on_its_event(
+    cluster: Cluster, ca: CA, clock: Clock
+) -> None:
+    """The kubelet cannot start the pod without it, so it must not wait for the resync."""
+    r = reconciler(cluster, ca, clock, pod_certificates=True)
+    r.tick()
+    r.pod_event(pod("web-1", {**WEB, **POD_CERTIFICATE}), None)
+    config_map = cluster.config_maps[("shop", POLICY_CONFIG_MAP)]
+    assert config_map["metadata"]["labels"] == {LABEL_MANAGED: "true"}
+    assert policy_file(cluster) == policy_bytes(ca.state.tls_policy)
+    assert cluster.secrets == {} and cluster.events == []
+    writes = cluster.writes
+    r.pod_event(pod("web-1", {**WEB, **POD_CERTIFICATE}), "MODIFIED")
+    r.pod_event(pod("web-2", {**WEB, **POD_CERTIFICATE}), None)
+    clock.advance(60)
+    r.tick()
+    assert cluster.writes == writes  # one ConfigMap per namespace, written once
+    r.pod_event(pod("api-1", {NAME: "api.shop.svc"}), None)  # a Secret-mode pod beside them
+    assert decode_data(cluster.secrets[("shop", "api-tls")])[POLICY] == policy_file(cluster)
+
+
+def test_secret_mode_pods_get_no_config_map(cluster: Cluster, ca: CA, clock: Clock) -> None:
+    r = reconciler(cluster, ca, clock, pod_certificates=True)
+    r.tick()
+    r.pod_event(pod("web-1", WEB), None)
+    r.pod_event(pod("api-1", {NAME: "api.shop.svc", MODE: "secret"}), None)
+    clock.advance(60)
+    r.tick()
+    assert cluster.config_maps == {} and len(cluster.secrets) == 2
+
+
+def test_a_pod_seen_before_the_ca_state_gets_the_config_map_on_the_first_tick(
+    cluster: Cluster, ca: CA, clock: Clock
+) -> None:
+    r = reconciler(cluster, ca, clock, pod_certificates=True)
+    r.pod_event(pod("web-1", {**WEB, **POD_CERTIFICATE}), None)
+    assert cluster.config_maps == {}  # the TLS policy is not known before the CA is read
+    r.tick()
+    assert policy_file(cluster) == policy_bytes(ca.state.tls_policy)
+
+
+def test_the_config_map_follows_a_tls_policy_change_with_the_secrets(
+    cluster: Cluster, ca: CA, clock: Clock
+) -> None:
+    r = reconciler(cluster, ca, clock, pod_certificates=True)
+    r.tick()
+    r.pod_event(pod("web-1", {**WEB, **POD_CERTIFICATE}), None)
+    r.pod_event(pod("api-1", {NAME: "api.shop.svc"}), None)
+    before = policy_file(cluster)
+    ca.state = dataclasses.replace(ca.state, tls_profile="modern")
+    clock.advance(60)
+    r.tick()
+    assert policy_file(cluster) == policy_bytes(ca.state.tls_policy) != before
+    assert decode_data(cluster.secrets[("shop", "api-tls")])[POLICY] == policy_file(cluster)
+
+
+def test_a_deleted_config_map_is_made_again_for_the_next_pod(
+    cluster: Cluster, ca: CA, clock: Clock
+) -> None:
+    r = reconciler(cluster, ca, clock, pod_certificates=True)
+    r.tick()
+    r.pod_event(pod("web-1", {**WEB, **POD_CERTIFICATE}), None)
+    del cluster.config_maps[("shop", POLICY_CONFIG_MAP)]
+    r.pod_event(pod("web-2", {**WEB, **POD_CERTIFICATE}), None)
+    assert policy_file(cluster) == policy_bytes(ca.state.tls_policy)
+
+
+def test_a_failed_config_map_write_is_tried_again_at_the_resync(
+    cluster: Cluster, ca: CA, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    r = reconciler(cluster, ca, clock, pod_certificates=True)
+    r.tick()
+
+    def refuse(body: dict[str, Any]) -> dict[str, Any]:
+        raise OSError("connection reset")
+
+    create = cluster.create_config_map
+    monkeypatch.setattr(cluster, "create_config_map", refuse)
+    r.pod_event(pod("web-1", {**WEB, **POD_CERTIFICATE}), None)
+    assert cluster.config_maps == {}
+    monkeypatch.setattr(cluster, "create_config_map", create)
+    clock.advance(60)
+    r.tick()
+    assert policy_file(cluster) == policy_bytes(ca.state.tls_policy)
+
+
+def test_a_config_map_not_made_by_the_operator_is_left_alone(
+    cluster: Cluster, ca: CA, clock: Clock
+) -> None:
+    theirs = {"metadata": {"namespace": "shop", "name": POLICY_CONFIG_MAP}, "data": {"x": "y"}}
+    cluster.create_config_map(theirs)
+    r = reconciler(cluster, ca, clock, pod_certificates=True)
+    r.tick()
+    for event_type in (None, "MODIFIED"):
+        r.pod_event(pod("web-1", {**WEB, **POD_CERTIFICATE}), event_type)
+        clock.advance(60)
+        r.tick()
+    assert cluster.config_maps[("shop", POLICY_CONFIG_MAP)]["data"] == {"x": "y"}
+    assert cluster.writes == 1
+    assert cluster.events == [
+        (
+            "web-1",
+            "Warning",
+            "ConfigMapNotManaged",
+            f"ConfigMap '{POLICY_CONFIG_MAP}' exists and is not managed by hello-mtls; it is left"
+            " alone: delete it so that the operator can write the TLS policy this pod's volume"
+            " needs",
+        )
+    ]
+    del cluster.config_maps[("shop", POLICY_CONFIG_MAP)]  # its owner deleted it
+    clock.advance(60)
+    r.tick()
+    assert policy_file(cluster) == policy_bytes(ca.state.tls_policy)
 
 
 def test_pod_certificate_mode_without_the_signer_is_a_bad_annotation(
@@ -253,6 +383,7 @@ def test_pod_certificate_mode_without_the_signer_is_a_bad_annotation(
             " (chart value podCertificates.enabled); use secret",
         )
     ]
+    assert cluster.config_maps == {}
 
 
 def test_two_claims_on_one_secret_warn_and_do_not_flap(
