@@ -139,10 +139,22 @@ def _remove_ca_volume(directory: Path) -> None:
     shutil.rmtree(directory, ignore_errors=True)
 
 
+def _serves_pod_certificates() -> bool:
+    """Whether the API server serves PodCertificateRequests (Kubernetes 1.35+, v1 from 1.37)."""
+    served = kubectl("api-resources", "--api-group=certificates.k8s.io", "-o", "name")
+    return "podcertificaterequests.certificates.k8s.io" in served.split()
+
+
 def _install(method: str) -> None:
     if method == "helm":
         helm = os.environ.get("HELM", "helm")
-        log(f"installing with {helm} (chart charts/hello-mtls, images tag {IMAGE_TAG})")
+        # The Helm pass turns the pod-certificate signer on where the cluster has the API;
+        # k8s/ renders the defaults (off), so the kubectl pass runs without it.
+        signer = _serves_pod_certificates()
+        log(
+            f"installing with {helm} (chart charts/hello-mtls, images tag {IMAGE_TAG},"
+            f" pod-certificate signer {'on' if signer else 'off: the cluster has no such API'})"
+        )
         subprocess.run(
             [
                 helm,
@@ -161,6 +173,8 @@ def _install(method: str) -> None:
                 f"operator.extraAllowedNames={json.dumps(EXTRA_ALLOWED_NAMES)}",
                 "--set-json",
                 f"operator.allowedIPs={json.dumps(ALLOWED_IPS)}",
+                "--set",
+                f"podCertificates.enabled={str(signer).lower()}",
                 "--wait",
                 "--timeout",
                 "5m",

@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 from mtls_operator.certs import Inspection, inspect
+from mtls_operator.claims import SECRET_MODE
 from mtls_operator.tlssecret import decode_data
 from support.cluster_api import IMAGE_TAG, PRODUCT_NAMESPACE, kubectl, kubectl_json
 from support.pods import CERT_DIR, deployment, pod
@@ -63,20 +64,40 @@ def ca_status() -> dict[str, Any]:
     return dict(json.loads(ca_cli("status")))
 
 
+def _annotations(name: str, *, duration: str | None, mode: str) -> dict[str, str]:
+    """A pod's hello-mtls annotations: its name, and its duration and mode when not defaults."""
+    annotations = {"hello-mtls.dev/name": name}
+    if duration:
+        annotations["hello-mtls.dev/duration"] = duration
+    if mode != SECRET_MODE:
+        annotations["hello-mtls.dev/mode"] = mode
+    return annotations
+
+
+def _secret(name: str, mode: str) -> str | None:
+    """The Secret a pod mounts by hand; none in pod-certificate mode (the wiring policy mounts
+    the kubelet's projected volume)."""
+    return f"{name}-tls" if mode == SECRET_MODE else None
+
+
 def server(
-    namespace: str, *, duration: str | None = None, stack: str = "flask"
+    namespace: str,
+    *,
+    duration: str | None = None,
+    stack: str = "flask",
+    mode: str = SECRET_MODE,
 ) -> list[dict[str, Any]]:
-    """A hello-mtls server Deployment ``hello`` (on ``stack``: ``hello-mtls-server --stack``)
-    and its Service ``hello``.
+    """A hello-mtls server Deployment ``hello`` (on ``stack``: ``hello-mtls-server --stack``;
+    certificate in ``mode``, ``hello-mtls.dev/mode``) and its Service ``hello``.
 
     Two replicas, as a real service runs: on this 2-core machine one replica's exec probe can
     time out under load, and with a single endpoint the Service then refuses connections for a
     moment, which has nothing to do with the certificates under test.
     """
-    annotations = {"hello-mtls.dev/name": f"hello.{namespace}.svc"}
-    if duration:
-        annotations["hello-mtls.dev/duration"] = duration
-    workload = deployment("hello", replicas=2, annotations=annotations, secret="hello-tls")
+    annotations = _annotations(f"hello.{namespace}.svc", duration=duration, mode=mode)
+    workload = deployment(
+        "hello", replicas=2, annotations=annotations, secret=_secret("hello", mode)
+    )
     container = workload["spec"]["template"]["spec"]["containers"][0]
     probe = ["hello-mtls-server", "--probe", "--bind=0.0.0.0:8443", f"--cert-dir={CERT_DIR}"]
     container.update(
@@ -108,12 +129,11 @@ def client_pod(
     interval: float,
     duration: str | None = None,
     library: str = "requests",
+    mode: str = SECRET_MODE,
 ) -> dict[str, Any]:
     """Pod ``client``: ``count`` requests to the server with ``library``
-    (``hello-mtls-client --library``), then exit 1 if any failed."""
-    annotations = {"hello-mtls.dev/name": f"client.{namespace}.svc"}
-    if duration:
-        annotations["hello-mtls.dev/duration"] = duration
+    (``hello-mtls-client --library``; certificate in ``mode``), then exit 1 if any failed."""
+    annotations = _annotations(f"client.{namespace}.svc", duration=duration, mode=mode)
     command = [
         "hello-mtls-client",
         f"--library={library}",
@@ -122,7 +142,7 @@ def client_pod(
         f"--count={count}",
         f"--interval={interval}",
     ]
-    client = pod("client", annotations=annotations, secret="client-tls", command=command)
+    client = pod("client", annotations=annotations, secret=_secret("client", mode), command=command)
     # The scenario is about renewal, not about how fast kube-proxy programs a new Service: the
     # first request waits (at most 2 minutes) until the Service accepts TCP connections.
     wait = (

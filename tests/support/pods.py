@@ -49,9 +49,10 @@ def pod(
 
 
 def deployment(
-    name: str, *, replicas: int, annotations: dict[str, str], secret: str
+    name: str, *, replicas: int, annotations: dict[str, str], secret: str | None
 ) -> dict[str, Any]:
-    """A Deployment of annotated pods that mount their Secret."""
+    """A Deployment of annotated pods that mount their Secret (``None``: no volume written by
+    hand, the wiring policy adds it)."""
     spec = pod(name, annotations=annotations, secret=secret, restart="Always")["spec"]
     template = {"metadata": {"labels": {"app": name}, "annotations": annotations}, "spec": spec}
     return {
