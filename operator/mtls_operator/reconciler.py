@@ -301,9 +301,10 @@ class Reconciler:
             )
 
     def _pod_certificate_pod(self, pod: ClaimingPod, first_seen: bool) -> None:
-        # Only with the signer on (`claims.parse_claim` refuses the mode otherwise). The kubelet starts no such pod before the ConfigMap exists, so it is written on the
-        # pod's event, not left to the resync; each new pod has it read once (it may have been
-        # deleted since it was last written).
+        # Only with the signer on (`claims.parse_claim` refuses the mode otherwise). The kubelet
+        # starts no such pod before the ConfigMap exists, so it is written on the pod's event,
+        # not left to the resync; each new pod has it read once (it may have been deleted since
+        # it was last written).
         if first_seen or not self._policy_current(pod.namespace):
             self._write_policy_config_map(pod.namespace)
 
