@@ -61,7 +61,13 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     ca_client = CAClient(cfg.ca_url, cfg.provisioner_dir)
     reconciler: Reconciler
     work = WorkQueue[Key](lambda key: reconciler.reconcile(key), workers=cfg.max_workers)
-    reconciler = Reconciler(cluster, ca_client, cfg.settings, dispatch=work.add)
+    reconciler = Reconciler(
+        cluster,
+        ca_client,
+        cfg.settings,
+        dispatch=work.add,
+        signer_name=cfg.pod_certificate_signer,
+    )
     memo.reconciler = reconciler
     memo.signer = None
     memo.stop_signer = threading.Event()

@@ -6,7 +6,8 @@ a Secret's inspection), never whole pod or Secret bodies: the operator's memory 
 the number of identities grows.
 
 Nothing here survives a restart, and nothing needs to: the Secrets themselves are the record
-(see `mtls_operator.decisions`).
+(see `mtls_operator.decisions`), and for pod-certificate pods their annotation
+`pod_certificates.ANNOTATION_INTERMEDIATE`, which their events bring back.
 """
 
 from __future__ import annotations
@@ -35,6 +36,12 @@ class ClaimingPod:
     uid: str
     created: str
     claim: Claim | None
+    holds_certificate: bool = False
+    """Pod-certificate mode: it runs with a certificate of our signer
+    (`pod_certificates.holds_certificate`)."""
+    intermediate_sha256: str = ""
+    """Pod-certificate mode: the intermediate that signed its latest certificate, as the signer
+    annotated it ("" before its first one, or from an operator older than the annotation)."""
 
     @property
     def ref(self) -> dict[str, Any]:
@@ -113,6 +120,19 @@ class Inventory:
         """The pods of ``namespace`` in pod-certificate mode."""
         with self._lock:
             return [self._pods[uid] for uid in self._pod_certificates.get(namespace, ())]
+
+    def pod_certificates_not_from(self, intermediate_sha256: str) -> list[ClaimingPod]:
+        """The pod-certificate pods holding a certificate that, by their annotation, is not from
+        ``intermediate_sha256`` (or that carry no annotation), by namespace and name."""
+        with self._lock:
+            behind = [
+                self._pods[uid]
+                for uids in self._pod_certificates.values()
+                for uid in uids
+                if self._pods[uid].holds_certificate
+                and self._pods[uid].intermediate_sha256 != intermediate_sha256
+            ]
+        return sorted(behind, key=lambda pod: (pod.namespace, pod.name))
 
     def pod_certificate_namespaces(self) -> list[str]:
         """Every namespace with a pod in pod-certificate mode."""

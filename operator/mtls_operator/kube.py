@@ -11,7 +11,7 @@ from typing import Any, cast
 
 import kubernetes
 
-from mtls_operator.ports import Conflict, Invalid
+from mtls_operator.ports import Conflict, Forbidden, Invalid
 
 __all__ = ["Kube", "PodCertificateAPI", "load_config"]
 
@@ -83,17 +83,26 @@ class Kube:
             self._api.replace_namespaced_config_map, meta["name"], meta["namespace"], body=body
         )
 
-    def annotate_pod(self, namespace: str, name: str, annotations: Mapping[str, str]) -> None:
+    def annotate_pod(
+        self, namespace: str, name: str, annotations: Mapping[str, str], *, uid: str = ""
+    ) -> bool:
+        """Patch ``annotations`` onto the pod; False if it is gone (or, with ``uid``, the name is
+        another pod's now: a UID in a patch is a precondition, refused with 409); `Forbidden`
+        if RBAC or the operator's write policy refuse it."""
+        metadata: dict[str, Any] = {"annotations": dict(annotations)}
+        if uid:
+            metadata["uid"] = uid
         try:
             self._api.patch_namespaced_pod(
-                name,
-                namespace,
-                {"metadata": {"annotations": dict(annotations)}},
-                _request_timeout=self._timeout,
+                name, namespace, {"metadata": metadata}, _request_timeout=self._timeout
             )
         except kubernetes.client.ApiException as error:
-            if error.status != 404:  # the pod went away meanwhile: nothing to nudge
-                raise
+            if error.status == 404 or (uid and error.status == 409):
+                return False
+            if error.status == 403:
+                raise Forbidden(_api_message(error)) from None
+            raise
+        return True
 
     def event(self, pod: Mapping[str, Any], *, type: str, reason: str, message: str) -> None:
         """Post an Event about ``pod`` (a dict with its metadata's namespace, name and uid)."""
@@ -214,6 +223,11 @@ class PodCertificateAPI:
                 return False
             raise
         return True
+
+    def annotate_pod(
+        self, namespace: str, name: str, uid: str, annotations: Mapping[str, str]
+    ) -> bool:
+        return self._kube.annotate_pod(namespace, name, annotations, uid=uid)
 
     def get_trust_bundle(self, name: str) -> dict[str, Any] | None:
         try:

@@ -15,6 +15,7 @@ __all__ = [
     "QUEUE_DEPTH",
     "RENEWED",
     "ROTATION_PENDING",
+    "ROTATION_PENDING_PODS",
     "TRUST_REFRESHED",
     "serve",
 ]
@@ -62,6 +63,11 @@ QUEUE_DEPTH = Gauge(
 ROTATION_PENDING = Gauge(
     "hello_mtls_operator_rotation_pending_secrets",
     "Managed Secrets that do not reflect the CA's root-rotation phase yet.",
+)
+ROTATION_PENDING_PODS = Gauge(
+    "hello_mtls_operator_rotation_pending_pods",
+    "Running pod-certificate pods whose certificate is not from the CA's new intermediate yet"
+    " (root rotation in new-signing; the kubelet asks again at beginRefreshAt).",
 )
 
 

@@ -10,8 +10,14 @@ the status the API server validates: one ``Issued``, ``Denied`` or ``Failed`` co
 and ``notBefore``/``beginRefreshAt``/``notAfter`` taken from the certificate itself. It also keeps
 the ClusterTrustBundle of its signer name equal to the CA's roots (both during a root rotation).
 
-Pure functions (`sign_request`, `issued_status`, `refused_status`, `trust_bundle`, `is_final`)
-hold the rules; `Signer` ties them to the API (`ports.PodCertificates`) and the CA.
+On each ``Issued`` status it also annotates the request's pod with the intermediate that signed
+(`ANNOTATION_INTERMEDIATE`): PCRs are deleted after 15 minutes, so the pod is where the root
+rotation's gate (`reconciler`) reads, even after a restart, whether the pod's current certificate
+comes from the CA's current intermediate.
+
+Pure functions (`sign_request`, `issued_status`, `refused_status`, `trust_bundle`, `is_final`,
+`intermediate_sha256`, `holds_certificate`) hold the rules; `Signer` ties them to the API
+(`ports.PodCertificates`) and the CA.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 
 from mtls_ca import name_rules
 from mtls_operator import metrics
@@ -36,12 +43,14 @@ from mtls_operator.ports import (
     CAService,
     CAUnavailable,
     Conflict,
+    Forbidden,
     Invalid,
     PodCertificates,
 )
 from mtls_operator.retries import Retries
 
 __all__ = [
+    "ANNOTATION_INTERMEDIATE",
     "BUNDLE_SUFFIX",
     "DENIED",
     "FAILED",
@@ -49,6 +58,8 @@ __all__ = [
     "Refused",
     "Signer",
     "bundle_name",
+    "holds_certificate",
+    "intermediate_sha256",
     "is_final",
     "issued_status",
     "refused_status",
@@ -58,6 +69,9 @@ __all__ = [
 
 ISSUED, DENIED, FAILED = "Issued", "Denied", "Failed"
 BUNDLE_SUFFIX = "roots"
+ANNOTATION_INTERMEDIATE = "hello-mtls.dev/intermediate-sha256"
+"""Set on a pod-certificate pod when its request is issued: the SHA-256 of the intermediate that
+signed its certificate (as the CA's ``GET /status`` names it)."""
 # What the API server accepts of an issued certificate (see docs/operator.md, "Pod certificates").
 _MIN_LIFETIME = POD_CERTIFICATE_LIFETIMES[0]
 _REFRESH_MARGIN = datetime.timedelta(minutes=10)
@@ -81,6 +95,30 @@ def is_final(pcr: Mapping[str, Any]) -> bool:
     """Whether the request is answered already: its status is then immutable."""
     conditions = (pcr.get("status") or {}).get("conditions") or []
     return any(c.get("type") in (ISSUED, DENIED, FAILED) for c in conditions)
+
+
+def intermediate_sha256(chain_pem: bytes) -> str:
+    """The SHA-256 of the certificate after the leaf in ``chain_pem``: the intermediate that
+    signed it, named as the CA's status names its current one ("" if the chain has none)."""
+    chain = x509.load_pem_x509_certificates(chain_pem)
+    return chain[1].fingerprint(hashes.SHA256()).hex() if len(chain) > 1 else ""
+
+
+def holds_certificate(pod: Mapping[str, Any], signer_name: str) -> bool:
+    """Whether ``pod`` holds a certificate of ``signer_name`` now: it is Running and one of its
+    projected volumes has a podCertificate source of that signer.
+
+    The kubelet starts no container before every volume is ready, and a podCertificate volume
+    is ready only once its request is issued; a pod still waiting for its first certificate (or
+    refused one) is Pending, one that ended is Succeeded or Failed.
+    """
+    if not signer_name or (pod.get("status") or {}).get("phase") != "Running":
+        return False
+    return any(
+        (source.get("podCertificate") or {}).get("signerName") == signer_name
+        for volume in (pod.get("spec") or {}).get("volumes") or []
+        for source in (volume.get("projected") or {}).get("sources") or []
+    )
 
 
 def sign_request(pcr: Mapping[str, Any], *, rules: Rules) -> dict[str, Any]:
@@ -232,6 +270,9 @@ class Signer:
         self._answering: set[Key] = set()
         self._retries = Retries()
         self._published_at = -float("inf")
+        # Pod (namespace, name) -> (UID, intermediate) of an annotation still to write.
+        self._annotations: dict[Key, tuple[str, str]] = {}
+        self._annotation_retries = Retries()
 
     def offer(self, pcr: dict[str, Any], event_type: str | None = None) -> None:
         """Take in one request from a list or watch event; dispatch it if it needs an answer."""
@@ -274,7 +315,8 @@ class Signer:
                 self._answering.discard(key)
 
     def tick(self) -> None:
-        """Retries that are due; the trust bundle, every ``status_seconds``."""
+        """Retries that are due (answers and pod annotations); the trust bundle, every
+        ``status_seconds``."""
         now = self._monotonic()
         for key in self._retries.due(now):
             assert isinstance(key, tuple)
@@ -282,6 +324,9 @@ class Signer:
                 waiting = key in self._pending
             if waiting:
                 self._dispatch(key)
+        for pod in self._annotation_retries.due(now):
+            assert isinstance(pod, tuple)
+            self._annotate(pod)
         if now - self._published_at >= self._status_seconds:
             self._published_at = now
             self.publish_trust_bundle()
@@ -382,7 +427,14 @@ class Signer:
             condition["type"],
             condition["message"],
         )
-        if condition["type"] != ISSUED:
+        if condition["type"] == ISSUED:
+            pod_key = (key[0], spec.get("podName", ""))
+            signed_by = intermediate_sha256(status["certificateChain"].encode())
+            wanted = (spec.get("podUID", ""), signed_by)
+            with self._lock:
+                self._annotations[pod_key] = wanted
+            self._annotate(pod_key)
+        else:
             pod = {
                 "metadata": {
                     "namespace": key[0],
@@ -396,6 +448,37 @@ class Signer:
                 reason=f"PodCertificate{condition['type']}",
                 message=f"{condition['reason']}: {condition['message']}",
             )
+
+    def _annotate(self, pod: Key) -> None:
+        """Write the annotation waiting for ``pod``; a failure is tried again from `tick`."""
+        with self._lock:
+            wanted = self._annotations.pop(pod, None)
+        if wanted is None:
+            return
+        uid, intermediate = wanted
+        try:
+            # False: the pod is gone, or its name is another pod's now; nothing to record.
+            self._api.annotate_pod(*pod, uid, {ANNOTATION_INTERMEDIATE: intermediate})
+        except Forbidden as error:
+            # Not retried: e.g. a pod outside operator.watchNamespaces, where the operator may
+            # not patch pods (and the rotation's gate does not see it either).
+            self._annotation_retries.succeeded(pod)
+            metrics.FAILED.labels("pod-certificate-annotation").inc()
+            _log.warning("pod %s/%s: %s not written: %s", *pod, ANNOTATION_INTERMEDIATE, error)
+        except Exception as error:  # the API server or the network
+            with self._lock:
+                self._annotations.setdefault(pod, wanted)  # unless a newer one came meanwhile
+            delay = self._annotation_retries.failed(pod, self._monotonic())
+            metrics.FAILED.labels("pod-certificate-annotation").inc()
+            _log.warning(
+                "pod %s/%s: %s not written: %s; retrying in %.0f s",
+                *pod,
+                ANNOTATION_INTERMEDIATE,
+                error,
+                delay,
+            )
+        else:
+            self._annotation_retries.succeeded(pod)
 
 
 def _public_key(spec: Mapping[str, Any]) -> dict[str, str]:

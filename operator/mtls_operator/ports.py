@@ -18,6 +18,7 @@ __all__ = [
     "CAUnavailable",
     "Cluster",
     "Conflict",
+    "Forbidden",
     "Invalid",
     "PodCertificates",
 ]
@@ -29,6 +30,11 @@ class Conflict(Exception):
 
 class Invalid(Exception):
     """The API server refused a write as invalid (HTTP 422); its message says why."""
+
+
+class Forbidden(Exception):
+    """The API server refused a write (HTTP 403: RBAC, or an admission policy); its message
+    says why. Retrying does not help until an administrator changes something."""
 
 
 class CAUnavailable(Exception):
@@ -49,7 +55,10 @@ class Cluster(Protocol):
     def get_secret(self, namespace: str, name: str) -> dict[str, Any] | None: ...
     def create_secret(self, body: dict[str, Any]) -> dict[str, Any]: ...
     def replace_secret(self, body: dict[str, Any]) -> dict[str, Any]: ...
-    def annotate_pod(self, namespace: str, name: str, annotations: Mapping[str, str]) -> None: ...
+    def annotate_pod(self, namespace: str, name: str, annotations: Mapping[str, str]) -> bool:
+        """Set ``annotations`` on pod ``name``; False if it is gone."""
+        ...
+
     def get_config_map(self, namespace: str, name: str) -> dict[str, Any] | None: ...
     def create_config_map(self, body: dict[str, Any]) -> dict[str, Any]: ...
     def replace_config_map(self, body: dict[str, Any]) -> dict[str, Any]: ...
@@ -83,6 +92,13 @@ class PodCertificates(Protocol):
     def get_request(self, namespace: str, name: str) -> dict[str, Any] | None: ...
     def update_request_status(self, body: dict[str, Any]) -> bool:
         """Write ``status``; False if the request is gone; `Conflict` or `Invalid` else."""
+        ...
+
+    def annotate_pod(
+        self, namespace: str, name: str, uid: str, annotations: Mapping[str, str]
+    ) -> bool:
+        """Set ``annotations`` on pod ``name`` if its UID is ``uid``; False if it is gone or the
+        name is another pod's now; `Forbidden` if the operator may not."""
         ...
 
     def get_trust_bundle(self, name: str) -> dict[str, Any] | None: ...

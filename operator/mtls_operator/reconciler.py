@@ -1,5 +1,6 @@
 """Keeps one Secret per claimed identity right: issue, renew, heal, refresh trust, rotate.
-For pods in pod-certificate mode it keeps their namespace's TLS-policy ConfigMap instead.
+For pods in pod-certificate mode it keeps their namespace's TLS-policy ConfigMap instead, and
+holds the root rotation until each holds a certificate from the new intermediate.
 
 The handlers feed it pod and Secret events; the reconcile loop calls `Reconciler.tick` about
 once a second. It talks to the cluster and to the CA only through two small ports
@@ -28,9 +29,10 @@ from mtls_operator.certs import inspect, new_key_and_csr
 from mtls_operator.claims import POD_CERTIFICATE, Claim, parse_claim
 from mtls_operator.decisions import Action, Decision, choose_claim, decide
 from mtls_operator.inventory import ClaimingPod, Inventory, Key, pod_claims
+from mtls_operator.pod_certificates import ANNOTATION_INTERMEDIATE, holds_certificate
 from mtls_operator.ports import CARefused, CAService, CAUnavailable, Cluster, Conflict
 from mtls_operator.retries import Retries
-from mtls_operator.rotation import RotationGate, reflects
+from mtls_operator.rotation import RotationGate, needs_new_leaves, reflects
 from mtls_operator.settings import Settings
 from mtls_operator.tlssecret import (
     ANNOTATION_BUNDLE,
@@ -48,6 +50,8 @@ __all__ = ["ANNOTATION_VERSION", "Reconciler"]
 
 ANNOTATION_VERSION = "hello-mtls.dev/secret-version"
 """Set on pods after their Secret changed: the kubelet then refreshes the volume in seconds."""
+
+_BEHIND_LOG_SECONDS = 60.0  # how often the pods a root rotation waits for are named
 
 _log = logging.getLogger("mtls_operator")
 
@@ -70,9 +74,12 @@ class Reconciler:
         clock: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC),
         monotonic: Callable[[], float] = time.monotonic,
         dispatch: Callable[[Key], None] | None = None,
+        signer_name: str = "",
     ) -> None:
         """``dispatch`` is how a key that needs a look gets reconciled: the operator passes
-        `workqueue.WorkQueue.add`; by default it is `reconcile`, in the caller's thread."""
+        `workqueue.WorkQueue.add`; by default it is `reconcile`, in the caller's thread.
+        ``signer_name`` is the pod-certificate signer's (`config.Config.pod_certificate_signer`):
+        only a pod whose volume asks it holds a certificate the root rotation waits for."""
         self._cluster = cluster
         self._ca_service = ca_service
         self._settings = settings
@@ -89,6 +96,8 @@ class Reconciler:
         self._dispatch = dispatch or self.reconcile
         self._policy_lock = threading.Lock()  # one TLS-policy ConfigMap write at a time
         self._policies: dict[str, bytes] = {}  # namespace -> tls-policy.json its ConfigMap has
+        self._signer_name = signer_name
+        self._behind_logged_at = -float("inf")
 
     # Events -------------------------------------------------------------------------------
 
@@ -111,11 +120,18 @@ class Reconciler:
             claim = None
             metrics.FAILED.labels("invalid-annotation").inc()
             self._warn_once(body, "InvalidAnnotation", str(error))
+        pod_certificate = claim is not None and claim.mode == POD_CERTIFICATE
         pod = ClaimingPod(
-            namespace, meta.get("name", ""), uid, meta.get("creationTimestamp", ""), claim
+            namespace,
+            meta.get("name", ""),
+            uid,
+            meta.get("creationTimestamp", ""),
+            claim,
+            holds_certificate=pod_certificate and holds_certificate(body, self._signer_name),
+            intermediate_sha256=(meta.get("annotations") or {}).get(ANNOTATION_INTERMEDIATE, ""),
         )
         first_seen = self._inventory.put_pod(pod)
-        if claim is not None and claim.mode == POD_CERTIFICATE:
+        if pod_certificate:
             # The kubelet holds this pod's key and asks the signer (`pod_certificates`): no Secret.
             self._pod_certificate_pod(pod, first_seen)
         elif claim is not None:
@@ -403,15 +419,46 @@ class Reconciler:
         if ca.phase != "idle" and not self._own_credential_reflects(ca):
             pending += 1
         metrics.ROTATION_PENDING.set(pending if ca.phase != "idle" else 0)
-        advance = self._gate.step(ca.phase, pending, self._clock())
+        # A pod-certificate pod has no Secret; the signer's annotation on it says which
+        # intermediate signed its certificate. It cannot be made to renew: it waits for the
+        # kubelet to ask again at beginRefreshAt.
+        behind = (
+            self._inventory.pod_certificates_not_from(ca.intermediate_sha256)
+            if needs_new_leaves(ca)
+            else []
+        )
+        metrics.ROTATION_PENDING_PODS.set(len(behind))
+        if behind:
+            self._name_pods_behind(ca.phase, behind)
+        advance = self._gate.step(ca.phase, pending + len(behind), self._clock())
         if advance is None:
             return
-        _log.info("every Secret reflects root-rotation phase %s; advancing the CA", advance)
+        _log.info(
+            "every Secret and pod-certificate pod reflects root-rotation phase %s;"
+            " advancing the CA",
+            advance,
+        )
         try:
             self._ca_service.rotate_root(advance)
         except CAUnavailable as error:
             _log.warning("could not advance the root rotation: %s", error)
         self._ca_read_at = -float("inf")
+
+    def _name_pods_behind(self, phase: str, behind: list[ClaimingPod]) -> None:
+        now = self._monotonic()
+        if now - self._behind_logged_at < _BEHIND_LOG_SECONDS:
+            return
+        self._behind_logged_at = now
+        shown = ", ".join(f"{pod.namespace}/{pod.name}" for pod in behind[:10])
+        more = f" and {len(behind) - 10} more" if len(behind) > 10 else ""
+        _log.info(
+            "root-rotation phase %s waits for %d pod-certificate pods to hold a certificate from"
+            " the new intermediate (the kubelet asks at each one's beginRefreshAt): %s%s",
+            phase,
+            len(behind),
+            shown,
+            more,
+        )
 
     def _own_credential_reflects(self, ca: CAView) -> bool:
         # The CA renews the operator's credential when its signer changes, but the kubelet may

@@ -1,4 +1,5 @@
-"""When to move the CA's root rotation on: after every managed Secret shows the current phase.
+"""When to move the CA's root rotation on: after every managed Secret (and every pod-certificate
+pod) shows the current phase.
 
 The CA's state machine (``idle`` → ``both-trusted`` → ``new-signing`` → ``idle``) is started by an
 administrator (``hello-mtls-ca rotate-root``). The operator moves it on, one step at a time and
@@ -7,7 +8,10 @@ kubelet to put the files into the pods and for the apps to reload them:
 
 * ``both-trusted``: every Secret's ``ca.crt`` holds the old and the new root. Then the CA may sign
   with the new intermediate, because every peer already trusts its root.
-* ``new-signing``: every leaf is signed by the new intermediate. Then the old root may go.
+* ``new-signing``: every leaf is signed by the new intermediate. Then the old root may go. A
+  pod-certificate pod has no Secret: the signer annotates it with the intermediate of each
+  certificate it issues it (`pod_certificates.ANNOTATION_INTERMEDIATE`), and the kubelet asks
+  for a new one only at ``beginRefreshAt``, so this step may wait up to 2/3 of their lifetime.
 """
 
 from __future__ import annotations
@@ -18,16 +22,21 @@ from dataclasses import dataclass
 from mtls_operator.certs import Inspection
 from mtls_operator.tlssecret import CAView
 
-__all__ = ["ADVANCING_PHASES", "RotationGate", "reflects"]
+__all__ = ["ADVANCING_PHASES", "RotationGate", "needs_new_leaves", "reflects"]
 
 ADVANCING_PHASES = ("both-trusted", "new-signing")
+
+
+def needs_new_leaves(ca: CAView) -> bool:
+    """Whether the CA's phase waits for every leaf to come from its current intermediate."""
+    return ca.phase == "new-signing"
 
 
 def reflects(secret: Inspection, ca: CAView) -> bool:
     """Whether ``secret`` already shows what the CA's current phase needs."""
     if secret.problem is not None or secret.bundle_sha256 != ca.bundle_sha256:
         return False
-    if ca.phase == "new-signing":
+    if needs_new_leaves(ca):
         return secret.intermediate_sha256 == ca.intermediate_sha256
     return True
 
@@ -45,7 +54,7 @@ class RotationGate:
     _ready_since: datetime.datetime | None = None
 
     def step(self, phase: str, pending: int, now: datetime.datetime) -> str | None:
-        """Report the CA's ``phase`` and how many Secrets do not reflect it yet.
+        """Report the CA's ``phase`` and how many Secrets (and pods) do not reflect it yet.
 
         Returns:
             ``phase`` when it is time to advance from it, else None.

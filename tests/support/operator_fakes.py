@@ -17,7 +17,7 @@ from cryptography import x509
 from mtls_ca import authority, name_rules, sign_request
 from mtls_ca.state import State
 from mtls_ca.tls_profiles import policy_bytes
-from mtls_operator.ports import CARefused, CAUnavailable, Conflict, Invalid
+from mtls_operator.ports import CARefused, CAUnavailable, Conflict, Forbidden, Invalid
 from mtls_operator.tlssecret import Answer, CAView, parse_answer
 
 UTC = datetime.UTC
@@ -68,8 +68,9 @@ class Cluster:
             raise Conflict("changed")
         return self._store(self.config_maps, key, body)
 
-    def annotate_pod(self, namespace: str, name: str, annotations: Mapping[str, str]) -> None:
+    def annotate_pod(self, namespace: str, name: str, annotations: Mapping[str, str]) -> bool:
         self.annotations.setdefault((namespace, name), {}).update(annotations)
+        return True
 
     def event(self, pod: Mapping[str, Any], *, type: str, reason: str, message: str) -> None:
         self.events.append((pod["metadata"]["name"], type, reason, message))
@@ -174,7 +175,8 @@ def pod(
 
 
 class PodCertificateRequests:
-    """PodCertificateRequests and ClusterTrustBundles in memory, checked like the API server.
+    """PodCertificateRequests, ClusterTrustBundles and pod annotations in memory, checked like
+    the API server.
 
     A status write is refused the way kube-apiserver refuses it (`ports.Invalid`, 422): a final
     status is immutable; exactly one Issued, Denied or Failed condition with a reason and a
@@ -188,6 +190,10 @@ class PodCertificateRequests:
         self.requests: dict[tuple[str, str], dict[str, Any]] = {}
         self.bundles: dict[str, dict[str, Any]] = {}
         self.events: list[tuple[str, str, str, str]] = []
+        self.pods: dict[tuple[str, str], str] = {}  # (namespace, name) -> UID
+        self.annotations: dict[tuple[str, str], dict[str, str]] = {}
+        self.pods_down = False  # pod patches fail as if the API server were away
+        self.pods_forbidden: set[str] = set()  # namespaces where RBAC refuses pod patches
         self.status_writes = 0
         self.bundle_writes = 0
         self.clock = clock or Clock()
@@ -229,6 +235,18 @@ class PodCertificateRequests:
         self.status_writes += 1
         stored["status"] = copy.deepcopy(body["status"])
         stored["metadata"]["resourceVersion"] = str(next(self._versions))
+        return True
+
+    def annotate_pod(
+        self, namespace: str, name: str, uid: str, annotations: Mapping[str, str]
+    ) -> bool:
+        if self.pods_down:
+            raise OSError("connection refused")
+        if namespace in self.pods_forbidden:
+            raise Forbidden(f'pods "{name}" is forbidden: cannot patch resource "pods"')
+        if self.pods.get((namespace, name)) != uid:
+            return False  # gone, or another pod of that name (a UID in a patch is a precondition)
+        self.annotations.setdefault((namespace, name), {}).update(annotations)
         return True
 
     def get_trust_bundle(self, name: str) -> dict[str, Any] | None:

@@ -23,11 +23,13 @@ from mtls_ca import authority
 from mtls_operator import metrics
 from mtls_operator.claims import NAME, SANS, Rules
 from mtls_operator.pod_certificates import (
+    ANNOTATION_INTERMEDIATE,
     DENIED,
     ISSUED,
     Refused,
     Signer,
     bundle_name,
+    holds_certificate,
     is_final,
     issued_status,
     sign_request,
@@ -413,3 +415,108 @@ def test_a_request_listed_again_while_it_is_answered_is_signed_once(
     assert len(signed) == 1
     assert [c["type"] for c in status(api)["conditions"]] == ["Issued"]
     assert api.status_writes == 1
+
+
+def test_an_issued_request_annotates_its_pod_with_the_intermediate_that_signed(
+    api: PodCertificateRequests, ca: CA, clock: Clock
+) -> None:
+    """The rotation gate reads it there: PCRs are deleted after 15 minutes, the pod stays."""
+    s = signer(api, ca, clock)
+    api.pods[("shop", "pod-req-1")] = "pod-uid-req-1"
+    s.offer(api.add(pcr("req-1")))
+    old = ca.status().intermediate_sha256
+    assert api.annotations == {("shop", "pod-req-1"): {ANNOTATION_INTERMEDIATE: old}}
+    ca.rotate_root("idle")
+    ca.rotate_root("both-trusted")  # new-signing: the kubelet's next request gets the new one
+    request = pcr("req-2")
+    request["spec"]["podName"], request["spec"]["podUID"] = "pod-req-1", "pod-uid-req-1"
+    s.offer(api.add(request))
+    new = ca.status().intermediate_sha256
+    assert new != old
+    assert api.annotations == {("shop", "pod-req-1"): {ANNOTATION_INTERMEDIATE: new}}
+
+
+def test_denied_and_failed_requests_do_not_annotate_the_pod(
+    api: PodCertificateRequests, ca: CA, clock: Clock
+) -> None:
+    s = signer(api, ca, clock)
+    api.pods[("shop", "pod-req-1")] = "pod-uid-req-1"
+    api.pods[("shop", "pod-req-2")] = "pod-uid-req-2"
+    s.offer(api.add(pcr("req-1", annotations={NAME: "db.bank.svc"})))
+    api.clock = Clock()
+    api.clock.advance(3600)  # the API server refuses the Issued status: Failed
+    s.offer(api.add(pcr("req-2")))
+    assert [status(api, n)["conditions"][0]["type"] for n in ("req-1", "req-2")] == [
+        DENIED,
+        "Failed",
+    ]
+    assert api.annotations == {}
+
+
+def test_a_new_pod_of_the_same_name_is_not_annotated(
+    api: PodCertificateRequests, ca: CA, clock: Clock
+) -> None:
+    """The request's pod went; another has its name (a StatefulSet's): its certificate is not
+    the one issued, so the annotation would lie."""
+    api.pods[("shop", "pod-req-1")] = "uid-of-the-next-pod"
+    signer(api, ca, clock).offer(api.add(pcr("req-1")))
+    assert [c["type"] for c in status(api)["conditions"]] == [ISSUED]
+    assert api.annotations == {}
+
+
+def test_an_annotation_that_fails_is_retried_without_answering_again(
+    api: PodCertificateRequests, ca: CA, clock: Clock
+) -> None:
+    s = signer(api, ca, clock)
+    api.pods[("shop", "pod-req-1")] = "pod-uid-req-1"
+    api.pods_down = True
+    s.offer(api.add(pcr("req-1")))
+    assert [c["type"] for c in status(api)["conditions"]] == [ISSUED]
+    assert api.annotations == {}
+    api.pods_down = False
+    clock.advance(1.5)
+    s.tick()
+    assert api.annotations == {
+        ("shop", "pod-req-1"): {ANNOTATION_INTERMEDIATE: ca.status().intermediate_sha256}
+    }
+    assert api.status_writes == 1 and ca.signed == 1
+
+
+def test_a_pod_the_operator_may_not_annotate_is_not_tried_again(
+    api: PodCertificateRequests, ca: CA, clock: Clock
+) -> None:
+    """PCRs are signed in every namespace, pods patched only in the watched ones."""
+    s = signer(api, ca, clock)
+    api.pods[("shop", "pod-req-1")] = "pod-uid-req-1"
+    api.pods_forbidden.add("shop")
+    s.offer(api.add(pcr("req-1")))
+    api.pods_forbidden.clear()
+    clock.advance(120)
+    s.tick()
+    assert [c["type"] for c in status(api)["conditions"]] == [ISSUED]
+    assert api.annotations == {}
+
+
+def volume(signer_name: str = SIGNER) -> dict[str, Any]:
+    """The projected volume the wiring policy gives a pod in pod-certificate mode (in short)."""
+    source = {"podCertificate": {"signerName": signer_name, "keyType": "ECDSAP256"}}
+    return {"name": "hello-mtls", "projected": {"sources": [{"configMap": {}}, source]}}
+
+
+@pytest.mark.parametrize(
+    ("phase", "volumes", "holds"),
+    [
+        ("Running", [volume()], True),
+        ("Pending", [volume()], False),  # waiting for its first certificate, or refused one
+        ("Succeeded", [volume()], False),
+        ("Running", [volume("example.com/other")], False),
+        ("Running", [{"name": "data", "emptyDir": {}}], False),
+        ("Running", None, False),
+    ],
+)
+def test_a_pod_holds_a_certificate_when_it_runs_with_a_volume_of_our_signer(
+    phase: str, volumes: list[dict[str, Any]] | None, holds: bool
+) -> None:
+    pod = {"spec": {"volumes": volumes}, "status": {"phase": phase}}
+    assert holds_certificate(pod, SIGNER) is holds
+    assert not holds_certificate(pod, "")

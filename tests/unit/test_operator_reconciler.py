@@ -6,18 +6,25 @@ kubelet and CA service are exercised by the e2e tier.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import datetime
+import logging
 import threading
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from mtls_ca.tls_profiles import policy_bytes
 from mtls_context import CERT, KEY, POLICY
+from mtls_operator import metrics
 from mtls_operator.certs import inspect, sha256_hex
 from mtls_operator.claims import DURATION, MODE, NAME, SECRET, Rules
+from mtls_operator.pod_certificates import ANNOTATION_INTERMEDIATE, Signer
 from mtls_operator.reconciler import ANNOTATION_VERSION, Reconciler
 from mtls_operator.settings import Settings
 from mtls_operator.tlssecret import (
@@ -26,7 +33,7 @@ from mtls_operator.tlssecret import (
     POLICY_CONFIG_MAP,
     decode_data,
 )
-from support.operator_fakes import CA, Clock, Cluster, pod
+from support.operator_fakes import CA, Clock, Cluster, PodCertificateRequests, pod
 
 UTC = datetime.UTC
 
@@ -65,7 +72,11 @@ def reconciler(
         clock=lambda: clock.now,
         monotonic=lambda: clock.mono,
         dispatch=dispatch,
+        signer_name=SIGNER if pod_certificates else "",
     )
+
+
+SIGNER = "hello-mtls.dev/pod-certificate"
 
 
 WEB = {NAME: "web.shop.svc"}
@@ -518,4 +529,138 @@ def test_rotation_waits_for_the_operators_own_credential(
     for _ in range(30):
         clock.advance(1)
         r.tick()
+    assert ca.state.phase == "idle"
+
+
+def pod_certificate_pod(
+    name: str,
+    intermediate: str | None = None,
+    *,
+    phase: str = "Running",
+    signer_name: str = SIGNER,
+) -> dict[str, Any]:
+    """A pod in pod-certificate mode as the wiring policy and the kubelet leave it; annotated
+    with the intermediate of its certificate when the signer did."""
+    body = pod(name, {**WEB, **POD_CERTIFICATE})
+    if intermediate is not None:
+        body["metadata"]["annotations"][ANNOTATION_INTERMEDIATE] = intermediate
+    source = {"podCertificate": {"signerName": signer_name, "keyType": "ECDSAP256"}}
+    body["spec"]["volumes"] = [{"name": "hello-mtls", "projected": {"sources": [source]}}]
+    body["status"] = {"phase": phase}
+    return body
+
+
+def kubelet_request(body: dict[str, Any], name: str) -> dict[str, Any]:
+    """The PodCertificateRequest the kubelet creates for ``body``'s volume: a fresh key."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([]))
+        .sign(key, hashes.SHA256())
+    )
+    meta = body["metadata"]
+    return {
+        "apiVersion": "certificates.k8s.io/v1",
+        "kind": "PodCertificateRequest",
+        "metadata": {"name": name, "namespace": meta["namespace"], "uid": f"uid-{name}"},
+        "spec": {
+            "signerName": SIGNER,
+            "podName": meta["name"],
+            "podUID": meta["uid"],
+            "serviceAccountName": body["spec"]["serviceAccountName"],
+            "maxExpirationSeconds": 86400,
+            "stubPKCS10Request": base64.b64encode(
+                csr.public_bytes(serialization.Encoding.DER)
+            ).decode(),
+            "unverifiedUserAnnotations": {NAME: meta["annotations"][NAME]},
+        },
+    }
+
+
+def until_new_signing(r: Reconciler, ca: CA, clock: Clock) -> None:
+    ca.rotate_root("idle")  # what `hello-mtls-ca rotate-root` does
+    for _ in range(120):
+        clock.advance(1)
+        r.tick()
+        if ca.state.phase == "new-signing":
+            return
+    raise AssertionError(f"the rotation stayed in {ca.state.phase}")
+
+
+def test_root_rotation_waits_for_pod_certificate_pods_to_hold_the_new_intermediate(
+    cluster: Cluster, ca: CA, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The old root goes only once every running pod-certificate pod holds a certificate from
+    the new intermediate; the signer's annotation says which one signed it."""
+    api = PodCertificateRequests()  # on the CA's clock: the reconciler's runs minutes ahead
+    signer = Signer(
+        api, ca, signer_name=SIGNER, rules=Rules(pod_certificates=True), renew_fraction=2 / 3
+    )
+    r = reconciler(
+        cluster, ca, clock, pod_certificates=True, rotation_grace=datetime.timedelta(seconds=30)
+    )
+    r.tick()
+    web_1 = pod_certificate_pod("web-1")
+    api.pods[("shop", "web-1")] = web_1["metadata"]["uid"]
+    signer.offer(api.add(kubelet_request(web_1, "req-1")))
+    old = ca.status().intermediate_sha256
+    assert api.annotations[("shop", "web-1")] == {ANNOTATION_INTERMEDIATE: old}
+    web_1["metadata"]["annotations"].update(api.annotations[("shop", "web-1")])
+    r.pod_event(web_1, None)
+    r.pod_event(pod_certificate_pod("web-2"), None)  # issued by an operator before this one
+    r.pod_event(pod_certificate_pod("web-3", phase="Pending"), None)  # waits for its first
+    r.pod_event(pod_certificate_pod("web-4", signer_name="example.com/other"), None)
+    r.pod_event(pod("api-1", {NAME: "api.shop.svc"}), None)  # a Secret-mode pod beside them
+    until_new_signing(r, ca, clock)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="mtls_operator"):
+        for _ in range(180):
+            clock.advance(1)
+            r.tick()
+    assert ca.state.phase == "new-signing"
+    assert metrics.ROTATION_PENDING._value.get() == 0  # every Secret is done
+    assert metrics.ROTATION_PENDING_PODS._value.get() == 2
+    named = [m for m in caplog.messages if "pod-certificate pods" in m]
+    assert len(named) == 3  # once a minute
+    assert named[0] == (
+        "root-rotation phase new-signing waits for 2 pod-certificate pods to hold a certificate"
+        " from the new intermediate (the kubelet asks at each one's beginRefreshAt):"
+        " shop/web-1, shop/web-2"
+    )
+    for name, request in (("web-1", "req-2"), ("web-2", "req-3")):  # beginRefreshAt came
+        refreshed = pod_certificate_pod(name)
+        api.pods[("shop", name)] = refreshed["metadata"]["uid"]
+        signer.offer(api.add(kubelet_request(refreshed, request)))
+        refreshed["metadata"]["annotations"].update(api.annotations[("shop", name)])
+        r.pod_event(refreshed, "MODIFIED")
+        for _ in range(40):
+            clock.advance(1)
+            r.tick()
+        assert ca.state.phase == ("new-signing" if name == "web-1" else "idle")
+    assert api.annotations[("shop", "web-1")][ANNOTATION_INTERMEDIATE] != old
+    assert metrics.ROTATION_PENDING_PODS._value.get() == 0
+
+
+def test_the_pod_certificate_gate_survives_a_restart(
+    cluster: Cluster, ca: CA, clock: Clock
+) -> None:
+    """What a pod's certificate came from is on the pod, so a restarted operator (a fresh
+    reconciler, fed the pods again by kopf's list) still waits for it."""
+    grace = datetime.timedelta(seconds=30)
+    r = reconciler(cluster, ca, clock, pod_certificates=True, rotation_grace=grace)
+    r.tick()
+    old = ca.status().intermediate_sha256
+    r.pod_event(pod_certificate_pod("web-1", old), None)
+    until_new_signing(r, ca, clock)
+    restarted = reconciler(cluster, ca, clock, pod_certificates=True, rotation_grace=grace)
+    restarted.pod_event(pod_certificate_pod("web-1", old), None)
+    for _ in range(120):
+        clock.advance(1)
+        restarted.tick()
+    assert ca.state.phase == "new-signing"
+    new = ca.status().intermediate_sha256
+    restarted.pod_event(pod_certificate_pod("web-1", new), "MODIFIED")
+    for _ in range(40):
+        clock.advance(1)
+        restarted.tick()
     assert ca.state.phase == "idle"
