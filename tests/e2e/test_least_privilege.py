@@ -25,9 +25,10 @@ SECRETS_REFUSED = (
     "the hello-mtls operator may only create and update Secrets of type kubernetes.io/tls "
     "labelled hello-mtls.dev/managed=true"
 )
+# Followed by "annotation", or with podCertificates.enabled "and
+# hello-mtls.dev/intermediate-sha256 annotations".
 PODS_REFUSED = (
-    "the hello-mtls operator may change nothing on a pod but its hello-mtls.dev/secret-version "
-    "annotation"
+    "the hello-mtls operator may change nothing on a pod but its hello-mtls.dev/secret-version"
 )
 
 
@@ -161,6 +162,22 @@ def test_the_operators_writes_outside_its_own_are_refused(installed: str, namesp
         "annotate", "pod", "victim", "-n", namespace, "hello-mtls.dev/secret-version=7"
     )
     assert done.returncode == 0, done.stderr
+    # The signer's annotation, only where the operator signs pod certificates.
+    signs = kubectl(
+        "get",
+        "clusterrole",
+        "hello-mtls-pod-certificate-signer",
+        "--ignore-not-found",
+        "-o",
+        "name",
+    )
+    done = as_operator(
+        "annotate", "pod", "victim", "-n", namespace, "hello-mtls.dev/intermediate-sha256=ab"
+    )
+    if signs:
+        assert done.returncode == 0, done.stderr
+    else:
+        assert done.returncode != 0 and PODS_REFUSED in done.stderr, done.stderr
     victim = kubectl_json("get", "pod", "victim", "-n", namespace)
     assert victim["metadata"]["labels"] == {"app": "victim"}
     assert victim["spec"]["containers"][0]["image"] != "evil:latest"

@@ -14,8 +14,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 
 from mtls_operator.claims import POD_CERTIFICATE, SECRET_MODE
+from mtls_operator.pod_certificates import ANNOTATION_INTERMEDIATE
 from support.cluster_api import PRODUCT_NAMESPACE, apply, kubectl, kubectl_json, log, wait_until
 from support.key_scan import everything_but_secrets, needles, secret_texts
 from support.operator_workloads import client_lines, client_pod, finished, rollout, server
@@ -86,6 +89,13 @@ def test_a_secret_mode_client_says_hello_to_a_pod_certificate_server(
     requests = kubectl_json("get", "podcertificaterequests", "-n", namespace)["items"]
     assert requests and all(r["spec"]["signerName"] == signer for r in requests)
     assert {c["type"] for r in requests for c in r["status"]["conditions"]} == {"Issued"}
+    # Each server pod says which intermediate signed its certificate: the root rotation's gate
+    # reads it there (the requests are deleted after 15 minutes).
+    intermediate = x509.load_pem_x509_certificates(files["tls.crt"].encode())[1]
+    servers = kubectl_json("get", "pods", "-n", namespace, "-l", "app=hello")["items"]
+    assert {p["metadata"]["annotations"].get(ANNOTATION_INTERMEDIATE) for p in servers} == {
+        intermediate.fingerprint(hashes.SHA256()).hex()
+    }
 
     # The key scan: no fragment of the server's key in any Secret, PodCertificateRequest,
     # ConfigMap, Event, annotation or log.
