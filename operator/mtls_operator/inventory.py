@@ -36,12 +36,9 @@ class ClaimingPod:
     uid: str
     created: str
     claim: Claim | None
-    holds_certificate: bool = False
-    """Pod-certificate mode: it runs with a certificate of our signer
-    (`pod_certificates.holds_certificate`)."""
-    intermediate_sha256: str = ""
-    """Pod-certificate mode: the intermediate that signed its latest certificate, as the signer
-    annotated it ("" before its first one, or from an operator older than the annotation)."""
+    certificate_intermediate: str | None = None
+    """Pod-certificate mode: the intermediate that signed the certificate it holds, as the signer
+    annotated it; "" not known, None holds none (`pod_certificates.certificate_intermediate`)."""
 
     @property
     def ref(self) -> dict[str, Any]:
@@ -122,15 +119,14 @@ class Inventory:
             return [self._pods[uid] for uid in self._pod_certificates.get(namespace, ())]
 
     def pod_certificates_not_from(self, intermediate_sha256: str) -> list[ClaimingPod]:
-        """The pod-certificate pods holding a certificate that, by their annotation, is not from
-        ``intermediate_sha256`` (or that carry no annotation), by namespace and name."""
+        """The pod-certificate pods holding a certificate not known to come from
+        ``intermediate_sha256``, by namespace and name."""
         with self._lock:
             behind = [
                 self._pods[uid]
                 for uids in self._pod_certificates.values()
                 for uid in uids
-                if self._pods[uid].holds_certificate
-                and self._pods[uid].intermediate_sha256 != intermediate_sha256
+                if self._pods[uid].certificate_intermediate not in (None, intermediate_sha256)
             ]
         return sorted(behind, key=lambda pod: (pod.namespace, pod.name))
 

@@ -16,7 +16,7 @@ rotation's gate (`reconciler`) reads, even after a restart, whether the pod's cu
 comes from the CA's current intermediate.
 
 Pure functions (`sign_request`, `issued_status`, `refused_status`, `trust_bundle`, `is_final`,
-`intermediate_sha256`, `holds_certificate`) hold the rules; `Signer` ties them to the API
+`intermediate_sha256`, `certificate_intermediate`) hold the rules; `Signer` ties them to the API
 (`ports.PodCertificates`) and the CA.
 """
 
@@ -58,7 +58,7 @@ __all__ = [
     "Refused",
     "Signer",
     "bundle_name",
-    "holds_certificate",
+    "certificate_intermediate",
     "intermediate_sha256",
     "is_final",
     "issued_status",
@@ -104,21 +104,30 @@ def intermediate_sha256(chain_pem: bytes) -> str:
     return chain[1].fingerprint(hashes.SHA256()).hex() if len(chain) > 1 else ""
 
 
-def holds_certificate(pod: Mapping[str, Any], signer_name: str) -> bool:
-    """Whether ``pod`` holds a certificate of ``signer_name`` now: it is Running and one of its
-    projected volumes has a podCertificate source of that signer.
+def certificate_intermediate(pod: Mapping[str, Any], signer_name: str) -> str | None:
+    """Which intermediate signed the certificate ``pod`` holds from ``signer_name``, as far as
+    its `ANNOTATION_INTERMEDIATE` tells; None if it holds none.
 
-    The kubelet starts no container before every volume is ready, and a podCertificate volume
-    is ready only once its request is issued; a pod still waiting for its first certificate (or
-    refused one) is Pending, one that ended is Succeeded or Failed.
+    A pod holds one when a projected volume of it has a podCertificate source of that signer and
+    the signer annotated it, or it runs: the kubelet starts no container before every volume is
+    ready, and a podCertificate volume is ready only once its request is issued. A running pod
+    without the annotation got its certificate from an operator before the annotation: "" (not
+    known). A pod still waiting for its first certificate (or refused one) and a pod that ended
+    hold none.
     """
-    if not signer_name or (pod.get("status") or {}).get("phase") != "Running":
-        return False
-    return any(
+    spec, status = pod.get("spec") or {}, pod.get("status") or {}
+    asks = bool(signer_name) and any(
         (source.get("podCertificate") or {}).get("signerName") == signer_name
-        for volume in (pod.get("spec") or {}).get("volumes") or []
+        for volume in spec.get("volumes") or []
         for source in (volume.get("projected") or {}).get("sources") or []
     )
+    phase = status.get("phase")
+    if not asks or phase in ("Succeeded", "Failed"):
+        return None
+    annotated = ((pod.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_INTERMEDIATE)
+    if annotated is not None:
+        return str(annotated)
+    return "" if phase == "Running" else None
 
 
 def sign_request(pcr: Mapping[str, Any], *, rules: Rules) -> dict[str, Any]:

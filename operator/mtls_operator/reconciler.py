@@ -29,7 +29,7 @@ from mtls_operator.certs import inspect, new_key_and_csr
 from mtls_operator.claims import POD_CERTIFICATE, Claim, parse_claim
 from mtls_operator.decisions import Action, Decision, choose_claim, decide
 from mtls_operator.inventory import ClaimingPod, Inventory, Key, pod_claims
-from mtls_operator.pod_certificates import ANNOTATION_INTERMEDIATE, holds_certificate
+from mtls_operator.pod_certificates import certificate_intermediate
 from mtls_operator.ports import CARefused, CAService, CAUnavailable, Cluster, Conflict
 from mtls_operator.retries import Retries
 from mtls_operator.rotation import RotationGate, needs_new_leaves, reflects
@@ -127,8 +127,9 @@ class Reconciler:
             uid,
             meta.get("creationTimestamp", ""),
             claim,
-            holds_certificate=pod_certificate and holds_certificate(body, self._signer_name),
-            intermediate_sha256=(meta.get("annotations") or {}).get(ANNOTATION_INTERMEDIATE, ""),
+            certificate_intermediate=(
+                certificate_intermediate(body, self._signer_name) if pod_certificate else None
+            ),
         )
         first_seen = self._inventory.put_pod(pod)
         if pod_certificate:

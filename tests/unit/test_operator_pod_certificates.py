@@ -29,7 +29,7 @@ from mtls_operator.pod_certificates import (
     Refused,
     Signer,
     bundle_name,
-    holds_certificate,
+    certificate_intermediate,
     is_final,
     issued_status,
     sign_request,
@@ -503,20 +503,34 @@ def volume(signer_name: str = SIGNER) -> dict[str, Any]:
     return {"name": "hello-mtls", "projected": {"sources": [{"configMap": {}}, source]}}
 
 
+OLD = "a" * 64
+
+
 @pytest.mark.parametrize(
-    ("phase", "volumes", "holds"),
+    ("phase", "annotation", "volumes", "intermediate"),
     [
-        ("Running", [volume()], True),
-        ("Pending", [volume()], False),  # waiting for its first certificate, or refused one
-        ("Succeeded", [volume()], False),
-        ("Running", [volume("example.com/other")], False),
-        ("Running", [{"name": "data", "emptyDir": {}}], False),
-        ("Running", None, False),
+        ("Running", OLD, [volume()], OLD),
+        ("Running", None, [volume()], ""),  # issued by an operator before the annotation
+        ("Pending", None, [volume()], None),  # waits for its first certificate, or was refused
+        ("Pending", OLD, [volume()], OLD),  # has one, and starts with it (an image to pull)
+        ("Succeeded", OLD, [volume()], None),
+        ("Failed", OLD, [volume()], None),
+        ("Running", OLD, [volume("example.com/other")], None),
+        ("Running", OLD, [{"name": "data", "emptyDir": {}}], None),
+        ("Running", OLD, None, None),
     ],
 )
-def test_a_pod_holds_a_certificate_when_it_runs_with_a_volume_of_our_signer(
-    phase: str, volumes: list[dict[str, Any]] | None, holds: bool
+def test_which_intermediate_signed_the_certificate_a_pod_holds(
+    phase: str,
+    annotation: str | None,
+    volumes: list[dict[str, Any]] | None,
+    intermediate: str | None,
 ) -> None:
-    pod = {"spec": {"volumes": volumes}, "status": {"phase": phase}}
-    assert holds_certificate(pod, SIGNER) is holds
-    assert not holds_certificate(pod, "")
+    annotations = {} if annotation is None else {ANNOTATION_INTERMEDIATE: annotation}
+    pod = {
+        "metadata": {"annotations": annotations},
+        "spec": {"volumes": volumes},
+        "status": {"phase": phase},
+    }
+    assert certificate_intermediate(pod, SIGNER) == intermediate
+    assert certificate_intermediate(pod, "") is None
