@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from mtls_operator.pod_certificates import ANNOTATION_INTERMEDIATE
 from support.admission import admission_error, pod_certificates_enabled
 from support.cluster_api import kubectl, log
 from support.name_cases import ALLOWED_NAMESPACE, CASES
@@ -151,6 +152,21 @@ def test_a_changed_mode_is_policed_on_update(namespace: str) -> None:
     assert admission_error(bad, namespace, dry_run=False) == (
         "hello-mtls.dev/mode: 'csi' is not a mode; use secret or pod-certificate"
     )
+
+
+def test_only_the_operator_writes_the_intermediate_annotation(namespace: str) -> None:
+    """The root rotation trusts it (docs/operator.md#root-rotation); the operator's own write
+    is admitted by policy hello-mtls-operator (test_least_privilege)."""
+    if not pod_certificates_enabled():
+        pytest.skip("the install has podCertificates.enabled off (k8s/ renders the defaults)")
+    refused = "hello-mtls.dev/intermediate-sha256 is written by the hello-mtls operator only"
+    plain = pod("web", annotations={NAME: f"web.{namespace}.svc"})
+    annotated = copy.deepcopy(plain)
+    annotated["metadata"]["annotations"][ANNOTATION_INTERMEDIATE] = "ab" * 32
+    assert admission_error(annotated, namespace) == refused
+    assert admission_error(WORKLOADS["Deployment"](annotated), namespace) == refused
+    assert admission_error(plain, namespace, dry_run=False) is None
+    assert admission_error(annotated, namespace, dry_run=False) == refused  # an update
 
 
 @pytest.mark.parametrize("exempt", ["kube-system", "installed"])
