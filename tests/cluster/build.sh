@@ -32,7 +32,7 @@ build_kubernetes() {
         log "kubernetes $K8S_VERSION + etcd: cached in $out"
         return
     fi
-    log "kubernetes $K8S_VERSION + etcd: building in $work (cold: 20-40 min on 2 cores)"
+    log "kubernetes $K8S_VERSION + etcd: building in $work (cold: about 15 min on 2 idle cores)"
     mkdir -p "$work" "$out"
     cd "$work"
     [ -f go.mod ] || go mod init hello-mtls.invalid/k8sbuild >/dev/null 2>&1
