@@ -38,16 +38,7 @@ class Kube:
         self._timeout = request_timeout
 
     def get_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
-        try:
-            return self._json(
-                self._api.read_namespaced_secret(
-                    name, namespace, _preload_content=False, _request_timeout=self._timeout
-                )
-            )
-        except kubernetes.client.ApiException as error:
-            if error.status == 404:
-                return None
-            raise
+        return self._read(self._api.read_namespaced_secret, name, namespace)
 
     def create_secret(self, body: dict[str, Any]) -> dict[str, Any]:
         return self._write(
@@ -61,16 +52,7 @@ class Kube:
         )
 
     def get_config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
-        try:
-            return self._json(
-                self._api.read_namespaced_config_map(
-                    name, namespace, _preload_content=False, _request_timeout=self._timeout
-                )
-            )
-        except kubernetes.client.ApiException as error:
-            if error.status == 404:
-                return None
-            raise
+        return self._read(self._api.read_namespaced_config_map, name, namespace)
 
     def create_config_map(self, body: dict[str, Any]) -> dict[str, Any]:
         return self._write(
@@ -139,6 +121,17 @@ class Kube:
             _log.warning(
                 "could not post Event %s on pod %s: %s", reason, meta["name"], error.reason
             )
+
+    def _read(self, call: Any, name: str, namespace: str) -> dict[str, Any] | None:
+        """One object as the API's JSON; None if it does not exist."""
+        try:
+            return self._json(
+                call(name, namespace, _preload_content=False, _request_timeout=self._timeout)
+            )
+        except kubernetes.client.ApiException as error:
+            if error.status == 404:
+                return None
+            raise
 
     def _write(self, call: Any, *args: Any, body: dict[str, Any]) -> dict[str, Any]:
         try:
