@@ -33,6 +33,8 @@ class Config:
     settings: Settings
     pod_certificate_signer: str = ""
     """The signer name to answer PodCertificateRequests for; empty: the signer does not run."""
+    pod_certificate_refresh_fraction: float = 2 / 3
+    """Where in a pod certificate's lifetime its beginRefreshAt lies."""
 
 
 def from_environment(environ: Mapping[str, str] = os.environ) -> Config:
@@ -54,6 +56,7 @@ def from_environment(environ: Mapping[str, str] = os.environ) -> Config:
     ``HELLO_MTLS_ALLOWED_IPS``           ``{}``: JSON, namespace → list of CIDRs (as the CA's)
     ``HELLO_MTLS_POD_CERTIFICATE_SIGNER``  empty (off); a signer name such as
                                          ``hello-mtls.dev/pod-certificate`` runs the signer
+    ``HELLO_MTLS_POD_CERTIFICATE_REFRESH_FRACTION``  as ``HELLO_MTLS_RENEW_FRACTION``
     ===================================  ==================================================
 
     Raises:
@@ -85,9 +88,8 @@ def from_environment(environ: Mapping[str, str] = os.environ) -> Config:
         allowed_ips=parse("ALLOWED_IPS", "{}", name_rules.parse_allowed_ips),
         pod_certificates=bool(signer),
     )
-    fraction = parse("RENEW_FRACTION", "0.6667", float)
-    if not 0 < fraction < 1:
-        raise ValueError(f"HELLO_MTLS_RENEW_FRACTION: {fraction} is not between 0 and 1")
+    fraction = parse("RENEW_FRACTION", "0.6667", _fraction)
+    refresh_fraction = parse("POD_CERTIFICATE_REFRESH_FRACTION", str(fraction), _fraction)
     return Config(
         ca_url=get("CA_URL", "https://hello-mtls-ca.hello-mtls.svc:8444"),
         provisioner_dir=get("PROVISIONER_DIR", "/var/run/hello-mtls-provisioner"),
@@ -100,4 +102,12 @@ def from_environment(environ: Mapping[str, str] = os.environ) -> Config:
             rotation_grace=parse("ROTATION_GRACE", "30s", name_rules.parse_duration),
         ),
         pod_certificate_signer=signer,
+        pod_certificate_refresh_fraction=refresh_fraction,
     )
+
+
+def _fraction(text: str) -> float:
+    fraction = float(text)
+    if not 0 < fraction < 1:
+        raise ValueError(f"{fraction} is not between 0 and 1")
+    return fraction

@@ -171,14 +171,14 @@ def issued_status(
     chain_pem: bytes,
     *,
     max_lifetime: datetime.timedelta,
-    renew_fraction: float,
+    refresh_fraction: float,
     now: datetime.datetime,
     intermediate_sha256: str = "",
 ) -> dict[str, Any]:
     """The status of an issued request, from the chain the CA answered.
 
     notBefore and notAfter are the leaf's own (certificates carry whole seconds, as metav1.Time
-    does); beginRefreshAt is at ``renew_fraction`` of the lifetime, inside the window the API
+    does); beginRefreshAt is at ``refresh_fraction`` of the lifetime, inside the window the API
     allows (10 minutes after notBefore to 10 minutes before notAfter).
 
     Raises:
@@ -200,7 +200,7 @@ def issued_status(
         raise Refused(
             FAILED, "ClockSkew", f"the CA's notBefore {_time(not_before)} is not near now"
         )
-    refresh = not_before + lifetime * renew_fraction
+    refresh = not_before + lifetime * refresh_fraction
     refresh = min(max(refresh, not_before + _REFRESH_MARGIN), not_after - _REFRESH_MARGIN)
     message = f"certificate {leaf.serial_number:x}"
     if intermediate_sha256:
@@ -259,7 +259,7 @@ class Signer:
         *,
         signer_name: str,
         rules: Rules,
-        renew_fraction: float,
+        refresh_fraction: float,
         status_seconds: float = 5.0,
         clock: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC),
         monotonic: Callable[[], float] = time.monotonic,
@@ -269,7 +269,7 @@ class Signer:
         self._api = api
         self._ca_service = ca_service
         self._rules = rules
-        self._fraction = renew_fraction
+        self._fraction = refresh_fraction
         self._status_seconds = status_seconds
         self._clock = clock
         self._monotonic = monotonic
@@ -397,7 +397,7 @@ class Signer:
                 max_lifetime=datetime.timedelta(
                     seconds=pcr["spec"].get("maxExpirationSeconds") or _DEFAULT_MAX_EXPIRATION
                 ),
-                renew_fraction=self._fraction,
+                refresh_fraction=self._fraction,
                 now=self._clock(),
                 intermediate_sha256=answer.intermediate_sha256,
             )

@@ -431,7 +431,12 @@ class Reconciler:
         metrics.ROTATION_PENDING_PODS.set(len(behind))
         if behind:
             self._name_pods_behind(ca.phase, behind)
-        advance = self._gate.step(ca.phase, pending + len(behind), self._clock())
+        advance = self._gate.step(
+            ca.phase,
+            pending + len(behind),
+            self._clock(),
+            pod_certificates=bool(self._inventory.pod_certificate_namespaces()),
+        )
         if advance is None:
             return
         _log.info(

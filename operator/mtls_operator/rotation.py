@@ -7,7 +7,10 @@ only once every Secret it manages reflects the phase the CA is in, plus a grace 
 kubelet to put the files into the pods and for the apps to reload them:
 
 * ``both-trusted``: every Secret's ``ca.crt`` holds the old and the new root. Then the CA may sign
-  with the new intermediate, because every peer already trusts its root.
+  with the new intermediate, because every peer already trusts its root. A pod-certificate pod
+  reads its roots from the ClusterTrustBundle, which the kubelet projects into it only on its
+  periodic pod resync (every 1 to 1.5 minutes by default, nothing the operator can nudge), so
+  while such pods run this step waits at least `KUBELET_PROJECTION_DELAY`.
 * ``new-signing``: every leaf is signed by the new intermediate. Then the old root may go. A
   pod-certificate pod has no Secret: the signer annotates it with the intermediate of each
   certificate it issues it (`pod_certificates.ANNOTATION_INTERMEDIATE`), and the kubelet asks
@@ -22,9 +25,18 @@ from dataclasses import dataclass
 from mtls_operator.certs import Inspection
 from mtls_operator.tlssecret import CAView
 
-__all__ = ["ADVANCING_PHASES", "RotationGate", "needs_new_leaves", "reflects"]
+__all__ = [
+    "ADVANCING_PHASES",
+    "KUBELET_PROJECTION_DELAY",
+    "RotationGate",
+    "needs_new_leaves",
+    "reflects",
+]
 
 ADVANCING_PHASES = ("both-trusted", "new-signing")
+KUBELET_PROJECTION_DELAY = datetime.timedelta(minutes=2)
+"""How long the kubelet may take to put a changed ClusterTrustBundle into a running pod: its pod
+resync period (``syncFrequency``, 1 minute by default, jittered up to 1.5) plus the write."""
 
 
 def needs_new_leaves(ca: CAView) -> bool:
@@ -53,8 +65,17 @@ class RotationGate:
     _phase: str | None = None
     _ready_since: datetime.datetime | None = None
 
-    def step(self, phase: str, pending: int, now: datetime.datetime) -> str | None:
-        """Report the CA's ``phase`` and how many Secrets (and pods) do not reflect it yet.
+    def step(
+        self,
+        phase: str,
+        pending: int,
+        now: datetime.datetime,
+        *,
+        pod_certificates: bool = False,
+    ) -> str | None:
+        """Report the CA's ``phase`` and how many Secrets (and pods) do not reflect it yet;
+        ``pod_certificates``: whether pod-certificate pods run (they need
+        `KUBELET_PROJECTION_DELAY` to see the bundle of ``both-trusted``).
 
         Returns:
             ``phase`` when it is time to advance from it, else None.
@@ -68,7 +89,10 @@ class RotationGate:
             self._ready_since = now
         if phase not in ADVANCING_PHASES or self._ready_since is None:
             return None
-        if now - self._ready_since < self.grace:
+        grace = self.grace
+        if phase == "both-trusted" and pod_certificates:
+            grace = max(grace, KUBELET_PROJECTION_DELAY)
+        if now - self._ready_since < grace:
             return None
         # Start the grace afresh: the CA answers 409 to a repeated step, but it need not be asked.
         self._ready_since = now

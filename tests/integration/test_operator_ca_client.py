@@ -183,7 +183,7 @@ def test_a_pod_certificate_request_is_answered_with_a_status_the_api_server_acce
     status = pod_certificates.issued_status(
         answer.certificate,
         max_lifetime=datetime.timedelta(hours=1),
-        renew_fraction=2 / 3,
+        refresh_fraction=2 / 3,
         now=now,
         intermediate_sha256=answer.intermediate_sha256,
     )

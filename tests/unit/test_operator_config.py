@@ -32,6 +32,14 @@ def test_extra_allowed_is_read_as_the_ca_reads_it() -> None:
     assert config.settings.rules.extra_allowed == {"demo": ("*.b.example",)}
 
 
+def test_pod_certificates_refresh_at_the_renew_fraction_unless_told_otherwise() -> None:
+    assert from_environment({}).pod_certificate_refresh_fraction == 0.6667
+    same = from_environment({"HELLO_MTLS_RENEW_FRACTION": "0.5"})
+    assert same.pod_certificate_refresh_fraction == same.settings.renew_fraction == 0.5
+    own = from_environment({"HELLO_MTLS_POD_CERTIFICATE_REFRESH_FRACTION": "0.1"})
+    assert (own.pod_certificate_refresh_fraction, own.settings.renew_fraction) == (0.1, 0.6667)
+
+
 def test_allowed_ips_are_read_as_the_ca_reads_them() -> None:
     assert from_environment({}).settings.rules.allowed_ips == {}
     config = from_environment({"HELLO_MTLS_ALLOWED_IPS": '{"shop": ["10.1.0.0/16", "fd00::9"]}'})
@@ -50,6 +58,7 @@ def test_allowed_ips_are_read_as_the_ca_reads_them() -> None:
         ),
         ("DEFAULT_DURATION", "soon", "duration 'soon' is not like 90m, 24h, 1h30m or 30s"),
         ("RENEW_FRACTION", "1.5", "1.5 is not between 0 and 1"),
+        ("POD_CERTIFICATE_REFRESH_FRACTION", "0", "0.0 is not between 0 and 1"),
         (
             "ALLOWED_IPS",
             '{"shop": ["10.1.2.3/16"]}',

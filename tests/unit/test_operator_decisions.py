@@ -19,7 +19,7 @@ from mtls_operator.certs import inspect
 from mtls_operator.claims import Claim
 from mtls_operator.decisions import Action, PodClaim, choose_claim, decide
 from mtls_operator.retries import Retries
-from mtls_operator.rotation import RotationGate, reflects
+from mtls_operator.rotation import KUBELET_PROJECTION_DELAY, RotationGate, reflects
 from mtls_operator.tlssecret import (
     ANNOTATION_BUNDLE,
     ANNOTATION_CLAIM,
@@ -255,6 +255,28 @@ def test_rotation_advances_only_after_every_secret_and_the_grace() -> None:
     assert gate.step("new-signing", 0, t0 + 80 * sec) is None
     assert gate.step("new-signing", 0, t0 + 110 * sec) == "new-signing"
     assert gate.step("idle", 0, t0 + 500 * sec) is None
+
+
+def test_both_trusted_waits_for_the_kubelet_to_project_the_bundle_into_pod_certificate_pods() -> (
+    None
+):
+    """The kubelet puts a changed ClusterTrustBundle into a pod only on its periodic resync: with
+    pod-certificate pods running, both-trusted waits `KUBELET_PROJECTION_DELAY`, not 30 s, before
+    the CA signs with an intermediate only the new root vouches for."""
+    gate = RotationGate(grace=datetime.timedelta(seconds=30))
+    t0 = datetime.datetime(2026, 1, 1, tzinfo=UTC)
+    wait = KUBELET_PROJECTION_DELAY
+    assert wait >= datetime.timedelta(minutes=1, seconds=30)
+    sec = datetime.timedelta(seconds=1)
+    assert gate.step("both-trusted", 0, t0, pod_certificates=True) is None
+    assert gate.step("both-trusted", 0, t0 + 31 * sec, pod_certificates=True) is None
+    assert gate.step("both-trusted", 0, t0 + wait - sec, pod_certificates=True) is None
+    assert gate.step("both-trusted", 0, t0 + wait, pod_certificates=True) == "both-trusted"
+    # new-signing needs no projection: the pods' own certificates are what it waits for.
+    assert gate.step("new-signing", 0, t0 + wait + sec, pod_certificates=True) is None
+    assert gate.step("new-signing", 0, t0 + wait + 31 * sec, pod_certificates=True) == (
+        "new-signing"
+    )
 
 
 def test_a_secret_reflects_a_phase_by_its_bundle_and_then_its_intermediate() -> None:

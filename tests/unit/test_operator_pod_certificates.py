@@ -100,7 +100,7 @@ def signer(
         ca,
         signer_name=SIGNER,
         rules=Rules(**rules),
-        renew_fraction=fraction,
+        refresh_fraction=fraction,
         clock=lambda: clock.now,
         monotonic=lambda: clock.mono,
     )
@@ -192,7 +192,7 @@ def test_an_issued_status_passes_the_api_servers_checks(ca: CA, clock: Clock) ->
         written = issued_status(
             answer.certificate,
             max_lifetime=datetime.timedelta(seconds=seconds),
-            renew_fraction=fraction,
+            refresh_fraction=fraction,
             now=clock.now,
         )
         assert status_problems(request, written, clock.now) == []
@@ -205,7 +205,7 @@ def test_an_issued_status_passes_the_api_servers_checks(ca: CA, clock: Clock) ->
 def test_the_refresh_time_is_at_the_fraction(ca: CA, clock: Clock) -> None:
     answer = ca.sign(sign_request(pcr(), rules=Rules()))
     written = issued_status(
-        answer.certificate, max_lifetime=24 * HOUR, renew_fraction=0.5, now=clock.now
+        answer.certificate, max_lifetime=24 * HOUR, refresh_fraction=0.5, now=clock.now
     )
     leaf = x509.load_pem_x509_certificates(answer.certificate)[0]
     noon = leaf.not_valid_before_utc + 12 * HOUR
@@ -218,7 +218,7 @@ def test_a_certificate_cut_short_by_the_intermediate_fails_instead_of_a_bad_stat
     short = authority.CA.create(intermediate_valid_for=datetime.timedelta(minutes=30))
     leaf = short.issue("web.shop.svc", valid_for=24 * HOUR)
     with pytest.raises(Refused) as caught:
-        issued_status(leaf.chain_pem, max_lifetime=24 * HOUR, renew_fraction=0.5, now=clock.now)
+        issued_status(leaf.chain_pem, max_lifetime=24 * HOUR, refresh_fraction=0.5, now=clock.now)
     assert caught.value.reason == "LifetimeOutOfBounds"
 
 
@@ -306,7 +306,7 @@ def test_a_request_deleted_meanwhile_is_dropped(
         ca,
         signer_name=SIGNER,
         rules=Rules(),
-        renew_fraction=2 / 3,
+        refresh_fraction=2 / 3,
         dispatch=dispatched.append,
     )
     stored = api.add(pcr())
@@ -357,7 +357,7 @@ def test_a_ca_clock_far_from_ours_fails_the_request(ca: CA, clock: Clock) -> Non
         issued_status(
             answer.certificate,
             max_lifetime=24 * HOUR,
-            renew_fraction=0.5,
+            refresh_fraction=0.5,
             now=clock.now + datetime.timedelta(minutes=6),
         )
     assert caught.value.reason == "ClockSkew"
@@ -394,7 +394,7 @@ def test_a_request_listed_again_while_it_is_answered_is_signed_once(
         ca,
         signer_name=SIGNER,
         rules=Rules(),
-        renew_fraction=0.5,
+        refresh_fraction=0.5,
         clock=lambda: clock.now,
         monotonic=lambda: clock.mono,
         dispatch=queued.append,

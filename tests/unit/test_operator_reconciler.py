@@ -579,7 +579,8 @@ def kubelet_request(body: dict[str, Any], name: str) -> dict[str, Any]:
 
 def until_new_signing(r: Reconciler, ca: CA, clock: Clock) -> None:
     ca.rotate_root("idle")  # what `hello-mtls-ca rotate-root` does
-    for _ in range(120):
+    # Both-trusted lasts the grace, or with pod-certificate pods KUBELET_PROJECTION_DELAY.
+    for _ in range(180):
         clock.advance(1)
         r.tick()
         if ca.state.phase == "new-signing":
@@ -594,7 +595,7 @@ def test_root_rotation_waits_for_pod_certificate_pods_to_hold_the_new_intermedia
     the new intermediate; the signer's annotation says which one signed it."""
     api = PodCertificateRequests()  # on the CA's clock: the reconciler's runs minutes ahead
     signer = Signer(
-        api, ca, signer_name=SIGNER, rules=Rules(pod_certificates=True), renew_fraction=2 / 3
+        api, ca, signer_name=SIGNER, rules=Rules(pod_certificates=True), refresh_fraction=2 / 3
     )
     r = reconciler(
         cluster, ca, clock, pod_certificates=True, rotation_grace=datetime.timedelta(seconds=30)
