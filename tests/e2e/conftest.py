@@ -175,6 +175,10 @@ def _install(method: str) -> None:
                 f"operator.allowedIPs={json.dumps(ALLOWED_IPS)}",
                 "--set",
                 f"podCertificates.enabled={str(signer).lower()}",
+                # 1-hour pod certificates refreshed 10 minutes after notBefore (the API's
+                # earliest), so the root rotation across modes fits the pass.
+                "--set",
+                "podCertificates.refreshFraction=0.1",
                 "--wait",
                 "--timeout",
                 "5m",
