@@ -1,8 +1,8 @@
 """The other example stacks through renewals: the FastAPI server (uvicorn) and the httpx client.
 
-As scenario 4 (test_operator_renewal_and_rotation.py), shorter: both get 2-minute certificates, which the
-operator renews at 2/3 of their (backdated) lifetime, about once a minute; the client makes a
-request every 0.5 s for 4 minutes and exits 1 if any failed. Neither restarts.
+As the renewal of test_operator_renewal_and_rotation.py, shorter: both get 2-minute certificates,
+which the operator renews at 2/3 of their (backdated) lifetime, about once a minute; the client
+makes a request every 0.5 s for 4 minutes and exits 1 if any failed. Neither restarts.
 """
 
 from __future__ import annotations

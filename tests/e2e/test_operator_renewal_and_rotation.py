@@ -80,8 +80,9 @@ class Traffic:
     pod_cert_server: str  # a pod-certificate server, called by a Secret-mode client
     pod_certificates: bool
     old_root: str
-    first_requests: dict[str, dict[str, Any]] = field(default_factory=dict)
-    """Pod name -> the first PodCertificateRequest answered for it (pod-certificate pods)."""
+    first_requests: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    """(namespace, pod) -> the first PodCertificateRequest answered for it (pod-certificate
+    pods; both namespaces have a pod ``client``)."""
 
 
 @pytest.fixture(scope="module")
@@ -136,12 +137,13 @@ def _start(renewal: str, secret_server: str, pod_cert_server: str) -> Traffic:
     )
     if pod_certificates:
         for namespace in (secret_server, pod_cert_server):
-            traffic.first_requests.update(_issued_requests(namespace))
+            for pod, issued in _issued_requests(namespace).items():
+                traffic.first_requests[namespace, pod] = issued
         log(
             "first pod certificates refresh at "
             + ", ".join(
-                f"{pod}: {r['status']['beginRefreshAt']}"
-                for pod, r in sorted(traffic.first_requests.items())
+                f"{namespace}/{pod}: {r['status']['beginRefreshAt']}"
+                for (namespace, pod), r in sorted(traffic.first_requests.items())
             )
         )
     ca_cli("rotate-root", "--from", "idle")
@@ -249,10 +251,10 @@ def test_pod_certificates_are_refreshed_at_begin_refresh_at_and_served_without_r
         traffic.secret_server: {line["client_serial"] for line in client_side},
     }
     for namespace in (traffic.secret_server, traffic.pod_cert_server):
-        pods = {pod for pod in traffic.first_requests if pod in _pods(namespace)}
+        pods = [pod for (where, pod) in traffic.first_requests if where == namespace]
         assert pods, namespace
         for pod in pods:
-            first = traffic.first_requests[pod]
+            first = traffic.first_requests[namespace, pod]
             later = _first_refresh(namespace, pod, first)
             begin = _time(first["status"]["beginRefreshAt"])
             asked = _time(later["metadata"]["creationTimestamp"])
@@ -310,10 +312,6 @@ def _first_refresh(namespace: str, pod: str, first: dict[str, Any]) -> dict[str,
     ]
     assert later, f"{namespace}/{pod}: the kubelet asked for no new certificate"
     return min(later, key=lambda item: item["metadata"]["creationTimestamp"])
-
-
-def _pods(namespace: str) -> set[str]:
-    return {p["metadata"]["name"] for p in kubectl_json("get", "pods", "-n", namespace)["items"]}
 
 
 def _pod_certificate_pods(traffic: Traffic) -> list[tuple[str, str]]:
