@@ -10,8 +10,9 @@ one at a time, in interleaved rounds so that machine load drifts hit all of them
   fixed   ours with a context built once and never reloaded (the ceiling)
 
 Then each event-loop stack (asyncio, uvicorn, aiohttp, hypercorn; ``tests/support/
-stack_servers.py``) twice: ``ours`` given one ``ReloadingServerContext``, ``fixed`` given a
-context built once from the same files.
+stack_servers.py``) three times: ``ours`` given one ``ReloadingServerContext``, ``fixed`` given a
+context built once from the same files, and ``fixed2``, a second identical ``fixed`` process:
+fixed/fixed2 is the ratio of two identical servers, how far ours/fixed can stray by chance.
 
 Load runs on loopback only, in separate processes, bounded by time and count.
 """
@@ -68,10 +69,10 @@ def server_argv(kind: str, port: int, work: Path) -> tuple[list[str], dict[str, 
         "HELLO_MTLS_THREADS": str(THREADS),
     }
     app = "mtls_server:create_app()"
-    if ":" in kind:  # an event-loop stack, ours or fixed
+    if ":" in kind:  # an event-loop stack: ours, fixed or fixed2
         stack, variant = kind.split(":")
         argv = [sys.executable, "-m", "support.stack_servers", stack, str(port), str(cert_dir)]
-        return [*argv, "1.0", *(["fixed"] if variant == "fixed" else [])], {
+        return [*argv, "1.0", *(["fixed"] if variant.startswith("fixed") else [])], {
             "PYTHONPATH": str(TESTS)
         }
     if kind == "ours":
@@ -262,7 +263,12 @@ def report(
         f"| {k.replace(':', ' | ')} | {hs[k]:.0f} | {ka[k]:.0f} | "
         f"{rates[k]['handshake_cpu_ms']:.2f} | {rates[k]['keepalive_cpu_ms']:.2f} |"
         for stack in STACKS
-        for k in (f"{stack}:ours", f"{stack}:fixed")
+        for k in (f"{stack}:ours", f"{stack}:fixed", f"{stack}:fixed2")
+    )
+    noise_rows = "\n".join(
+        f"| {stack} | {hs[f'{stack}:fixed'] / hs[f'{stack}:fixed2']:.2f} | "
+        f"{ka[f'{stack}:fixed'] / ka[f'{stack}:fixed2']:.2f} |"
+        for stack in STACKS
     )
     verdicts = "\n".join(
         f"| {name} | {ratio:.2f} | {'met' if ratio >= target else 'NOT met'} |"
@@ -295,7 +301,8 @@ files for every connection, so no keep-alive either); `fixed` = ours with a cont
 (the ceiling).
 
 Event-loop stacks, one process each (`tests/support/stack_servers.py`), `ours` given one
-`ReloadingServerContext`, `fixed` a context built once from the same files:
+`ReloadingServerContext`, `fixed` and `fixed2` (two identical processes) a context built once
+from the same files:
 
 | stack | context | handshakes/s | keep-alive req/s | CPU ms/handshake | CPU ms/req |
 |---|---|---|---|---|---|
@@ -304,6 +311,14 @@ Event-loop stacks, one process each (`tests/support/stack_servers.py`), `ours` g
 | target | ratio | |
 |---|---|---|
 {verdicts}
+
+Noise floor: the same ratio between the two identical processes `fixed` and `fixed2` of each
+stack, measured alongside. An ours/fixed ratio no further from 1 than this says nothing about
+the context:
+
+| stack | handshakes/s fixed/fixed2 | keep-alive req/s fixed/fixed2 |
+|---|---|---|
+{noise_rows}
 
 The machine is shared with other engineers' builds and tests: read the ratios, not the absolute
 numbers.
@@ -365,7 +380,7 @@ def main() -> int:
         print(f"bench-tls: {before}", flush=True)
         rates = measure(("ours", "stock", "fixed"), MODES, work, args.seconds, args.rounds)
         for stack in STACKS:
-            kinds = (f"{stack}:ours", f"{stack}:fixed")
+            kinds = (f"{stack}:ours", f"{stack}:fixed", f"{stack}:fixed2")
             rates |= measure(kinds, ("handshake", "keepalive"), work, args.seconds, args.rounds)
         text = report(rates, before, _machine(), args.seconds, args.rounds)
     print(text)
