@@ -7,14 +7,16 @@ only once every Secret it manages reflects the phase the CA is in, plus a grace 
 kubelet to put the files into the pods and for the apps to reload them:
 
 * ``both-trusted``: every Secret's ``ca.crt`` holds the old and the new root. Then the CA may sign
-  with the new intermediate, because every peer already trusts its root. A pod-certificate pod
-  reads its roots from the ClusterTrustBundle, which the kubelet projects into it only on its
-  periodic pod resync (every 1 to 1.5 minutes by default, nothing the operator can nudge), so
-  while such pods run this step waits at least `KUBELET_PROJECTION_DELAY`.
+  with the new intermediate, because every peer already trusts its root.
 * ``new-signing``: every leaf is signed by the new intermediate. Then the old root may go. A
   pod-certificate pod has no Secret: the signer annotates it with the intermediate of each
   certificate it issues it (`pod_certificates.ANNOTATION_INTERMEDIATE`), and the kubelet asks
   for a new one only at ``beginRefreshAt``, so this step may wait up to 2/3 of their lifetime.
+
+A pod-certificate pod's files (the ClusterTrustBundle's roots, the certificate the signer issued)
+reach it only when the kubelet rewrites its projected volume on its periodic pod resync (every 1
+to 1.5 minutes by default), which the operator cannot nudge as it nudges a Secret's pods. So while
+such pods exist, each step waits at least `KUBELET_PROJECTION_DELAY` instead of the grace.
 """
 
 from __future__ import annotations
@@ -35,8 +37,9 @@ __all__ = [
 
 ADVANCING_PHASES = ("both-trusted", "new-signing")
 KUBELET_PROJECTION_DELAY = datetime.timedelta(minutes=2)
-"""How long the kubelet may take to put a changed ClusterTrustBundle into a running pod: its pod
-resync period (``syncFrequency``, 1 minute by default, jittered up to 1.5) plus the write."""
+"""How long the kubelet may take to put a changed ClusterTrustBundle or a newly issued certificate
+into a running pod: its pod resync period (``syncFrequency``, 1 minute by default, jittered up to
+1.5) plus the write and the app's reload."""
 
 
 def needs_new_leaves(ca: CAView) -> bool:
@@ -75,7 +78,7 @@ class RotationGate:
     ) -> str | None:
         """Report the CA's ``phase`` and how many Secrets (and pods) do not reflect it yet;
         ``pod_certificates``: whether pod-certificate pods run (they need
-        `KUBELET_PROJECTION_DELAY` to see the bundle of ``both-trusted``).
+        `KUBELET_PROJECTION_DELAY` to see the bundle or the certificate the phase gave them).
 
         Returns:
             ``phase`` when it is time to advance from it, else None.
@@ -90,7 +93,7 @@ class RotationGate:
         if phase not in ADVANCING_PHASES or self._ready_since is None:
             return None
         grace = self.grace
-        if phase == "both-trusted" and pod_certificates:
+        if pod_certificates:
             grace = max(grace, KUBELET_PROJECTION_DELAY)
         if now - self._ready_since < grace:
             return None

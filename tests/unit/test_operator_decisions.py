@@ -257,12 +257,11 @@ def test_rotation_advances_only_after_every_secret_and_the_grace() -> None:
     assert gate.step("idle", 0, t0 + 500 * sec) is None
 
 
-def test_both_trusted_waits_for_the_kubelet_to_project_the_bundle_into_pod_certificate_pods() -> (
-    None
-):
-    """The kubelet puts a changed ClusterTrustBundle into a pod only on its periodic resync: with
-    pod-certificate pods running, both-trusted waits `KUBELET_PROJECTION_DELAY`, not 30 s, before
-    the CA signs with an intermediate only the new root vouches for."""
+def test_each_step_waits_for_the_kubelet_to_update_pod_certificate_pods() -> None:
+    """The kubelet puts a changed ClusterTrustBundle, or a certificate just issued, into a pod only
+    on its periodic resync: with pod-certificate pods, both-trusted waits
+    `KUBELET_PROJECTION_DELAY`, not 30 s, before the CA signs with an intermediate only the new
+    root vouches for, and new-signing as long before the old root goes."""
     gate = RotationGate(grace=datetime.timedelta(seconds=30))
     t0 = datetime.datetime(2026, 1, 1, tzinfo=UTC)
     wait = KUBELET_PROJECTION_DELAY
@@ -272,9 +271,9 @@ def test_both_trusted_waits_for_the_kubelet_to_project_the_bundle_into_pod_certi
     assert gate.step("both-trusted", 0, t0 + 31 * sec, pod_certificates=True) is None
     assert gate.step("both-trusted", 0, t0 + wait - sec, pod_certificates=True) is None
     assert gate.step("both-trusted", 0, t0 + wait, pod_certificates=True) == "both-trusted"
-    # new-signing needs no projection: the pods' own certificates are what it waits for.
     assert gate.step("new-signing", 0, t0 + wait + sec, pod_certificates=True) is None
-    assert gate.step("new-signing", 0, t0 + wait + 31 * sec, pod_certificates=True) == (
+    assert gate.step("new-signing", 0, t0 + wait + 31 * sec, pod_certificates=True) is None
+    assert gate.step("new-signing", 0, t0 + 2 * wait + sec, pod_certificates=True) == (
         "new-signing"
     )
 

@@ -634,7 +634,8 @@ def test_root_rotation_waits_for_pod_certificate_pods_to_hold_the_new_intermedia
         signer.offer(api.add(kubelet_request(refreshed, request)))
         refreshed["metadata"]["annotations"].update(api.annotations[("shop", name)])
         r.pod_event(refreshed, "MODIFIED")
-        for _ in range(40):
+        # KUBELET_PROJECTION_DELAY: the kubelet puts the certificate into the pod on its resync.
+        for _ in range(130):
             clock.advance(1)
             r.tick()
         assert ca.state.phase == ("new-signing" if name == "web-1" else "idle")
@@ -661,7 +662,7 @@ def test_the_pod_certificate_gate_survives_a_restart(
     assert ca.state.phase == "new-signing"
     new = ca.status().intermediate_sha256
     restarted.pod_event(pod_certificate_pod("web-1", new), "MODIFIED")
-    for _ in range(40):
+    for _ in range(130):
         clock.advance(1)
         restarted.tick()
     assert ca.state.phase == "idle"
