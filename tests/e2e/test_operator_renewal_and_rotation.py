@@ -17,7 +17,8 @@ Helm pass to the longest of them (the kubelet's refresh of a pod certificate) in
   minimum, and the Helm pass installs with ``podCertificates.refreshFraction`` 0.1, which the API
   raises to beginRefreshAt = notBefore + 10 minutes; the kubelet asks again between then and 5
   minutes later. Those new certificates are the ones from the new intermediate that let the
-  rotation finish (about 10 to 16 minutes after the start), and the server must serve its new one
+  rotation finish (about 12 to 18 minutes after the start, with the 2 minutes the operator gives
+  the kubelet to put them into the pods), and the server must serve its new one
   without a restart.
 
 Without the pod-certificate signer (an install or a cluster without it) both cross-mode pairs run
