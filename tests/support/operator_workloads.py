@@ -10,7 +10,7 @@ from typing import Any
 from mtls_operator.certs import Inspection, inspect
 from mtls_operator.claims import SECRET_MODE
 from mtls_operator.tlssecret import decode_data
-from support.cluster_api import IMAGE_TAG, PRODUCT_NAMESPACE, kubectl, kubectl_json
+from support.cluster_api import IMAGE_TAG, PRODUCT_NAMESPACE, kubectl, kubectl_json, wait_until
 from support.pods import CERT_DIR, deployment, pod
 
 
@@ -211,3 +211,28 @@ def restart_counts(namespace: str) -> list[int]:
         for item in pods["items"]
         for status in item.get("status", {}).get("containerStatuses", [])
     ]
+
+
+def generations_without_failure(
+    namespace: str, *, requests: int, timeout: float
+) -> tuple[list[str], list[str]]:
+    """Wait for the client to finish its ``requests``; check that every one was answered by the
+    server of ``namespace`` and nothing restarted. Returns the server's and the client's
+    certificate serials, in the order they were first used."""
+    final = wait_until(
+        "the client to finish its requests",
+        lambda: finished("client", namespace),
+        timeout=timeout,
+        interval=5,
+    )
+    lines = client_lines(namespace)
+    failed = [line for line in lines if line.get("error")]
+    assert final == "Succeeded", f"{len(failed)} failed requests, first: {failed[:3]}"
+    assert len(lines) == requests and failed == []
+    assert all(line["body"].startswith(f"Hello, client.{namespace}") for line in lines)
+    counts = restart_counts(namespace)
+    assert counts and set(counts) == {0}
+    return (
+        list(dict.fromkeys(line["server_serial"] for line in lines)),
+        list(dict.fromkeys(line["client_serial"] for line in lines)),
+    )
