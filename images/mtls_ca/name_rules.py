@@ -90,7 +90,8 @@ MAX_NAME_LENGTH = 253  # RFC 1035 2.3.4, without the trailing dot
 _MAX_LABEL_LENGTH = 63
 _MAX_DURATION_TEXT = 32
 
-_DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
+# ASCII digits only, as the admission policy reads them: \d and int() take any Unicode digit.
+_DURATION = re.compile(r"(?:([0-9]+)d)?(?:([0-9]+)h)?(?:([0-9]+)m)?(?:([0-9]+)s)?")
 _LABEL = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?")
 _DNS_CHARS = re.compile(r"[a-z0-9.-]*")
 _UNITS = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
@@ -101,7 +102,8 @@ _NAMED_ONLY = tuple(
 
 
 def parse_duration(text: str) -> datetime.timedelta:
-    """Parse ``90m``, ``24h``, ``1h30m``, ``30s`` or ``7d`` (units in the order d, h, m, s).
+    """Parse ``90m``, ``24h``, ``1h30m``, ``30s`` or ``7d`` (units in the order d, h, m, s; ASCII
+    digits only).
 
     Raises:
         ValueError: ``duration 'x' is not like 90m, 24h, 1h30m or 30s`` and the like.

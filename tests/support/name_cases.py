@@ -283,6 +283,17 @@ CASES = [
         "hello-mtls.dev/duration: duration '" + "0" * 32 + "...' is too long",
     ),
     Case(
+        "duration-non-ascii-digits",
+        {NAME: "web.{ns}.svc", DURATION: "\u0663h"},
+        "hello-mtls.dev/duration: duration '\u0663h' is not like 90m, 24h, 1h30m or 30s",
+    ),
+    Case(
+        "pod-certificate-non-ascii-digits",
+        {NAME: "web.{ns}.svc", MODE: "pod-certificate", DURATION: "2\uff14h"},
+        "hello-mtls.dev/duration: duration '2\uff14h' is not like 90m, 24h, 1h30m or 30s",
+        pod_certificates=True,
+    ),
+    Case(
         "secret-bad",
         {NAME: "web.{ns}.svc", SECRET: "Web_TLS"},
         "hello-mtls.dev/secret: 'Web_TLS' is not a valid Secret name",

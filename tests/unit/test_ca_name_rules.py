@@ -52,6 +52,9 @@ def test_parse_duration(text: str, expected: datetime.timedelta) -> None:
         ("30m1h", "duration '30m1h' is not like 90m, 24h, 1h30m or 30s"),
         (" 1h", "duration ' 1h' is not like 90m, 24h, 1h30m or 30s"),
         ("1H", "duration '1H' is not like 90m, 24h, 1h30m or 30s"),
+        # Unicode digits (Arabic-Indic 3, fullwidth 1): ASCII ones only, as the admission policy.
+        ("\u0663h", "duration '\u0663h' is not like 90m, 24h, 1h30m or 30s"),
+        ("1\uff11m", "duration '1\uff11m' is not like 90m, 24h, 1h30m or 30s"),
         ("0s", "duration '0s' must be longer than zero"),
         ("0h0m", "duration '0h0m' must be longer than zero"),
         ("999999999999d", "duration '999999999999d' is too long"),
