@@ -51,6 +51,15 @@ volume's ``maxExpirationSeconds``, and what a signer may issue)."""
 _SECRET_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 _SECRET_NAME_MAX = 253
 
+# The white space CEL's trim() strips, so that the admission policies read every annotation as the
+# operator does: cel-go's trim() is Go's strings.TrimSpace, the Unicode White_Space property
+# (https://github.com/google/cel-go/blob/master/ext/strings.go). str.strip() strips \x1c-\x1f too.
+_WHITE_SPACE = (
+    "\t\n\v\f\r \x85\xa0\u1680"
+    "\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
+    "\u2028\u2029\u202f\u205f\u3000"
+)
+
 _T = TypeVar("_T")
 _R = TypeVar("_R")
 
@@ -136,18 +145,18 @@ def parse_claim(
     name = names[0]
     duration = rules.default_duration
     if DURATION in annotations:
-        duration = _check(DURATION, name_rules.parse_duration, annotations[DURATION].strip())
+        duration = _check(DURATION, name_rules.parse_duration, _trim(annotations[DURATION]))
     _check(
         DURATION,
         lambda d: name_rules.check_duration(d, minimum=rules.minimum, maximum=rules.maximum),
         duration,
     )
 
-    secret = annotations.get(SECRET, "").strip() or f"{name.split('.')[0]}-tls"
+    secret = _trim(annotations.get(SECRET, "")) or f"{name.split('.')[0]}-tls"
     if len(secret) > _SECRET_NAME_MAX or not _SECRET_NAME.fullmatch(secret):
         raise ValueError(f"{SECRET}: '{secret}' is not a valid Secret name")
 
-    mode = annotations.get(MODE, "").strip() or SECRET_MODE
+    mode = _trim(annotations.get(MODE, "")) or SECRET_MODE
     if mode not in MODES:
         raise ValueError(f"{MODE}: '{mode}' is not a mode; use {' or '.join(MODES)}")
     if mode == POD_CERTIFICATE:
@@ -172,7 +181,7 @@ def parse_names(annotations: Mapping[str, str], *, namespace: str, rules: Rules)
     Raises:
         ValueError: as `parse_claim` does, naming the annotation.
     """
-    name = annotations.get(NAME, "").strip()
+    name = _trim(annotations.get(NAME, ""))
     _check(NAME, name_rules.check_name_syntax, [name])
     if name_rules.is_ip_address(name):
         raise ValueError(f"{NAME}: '{name}' is an IP address; the name must be a DNS name")
@@ -188,8 +197,8 @@ def parse_names(annotations: Mapping[str, str], *, namespace: str, rules: Rules)
 
     _check(NAME, check, [name])
 
-    sans_text = annotations.get(SANS, "").strip()
-    sans = [s.strip() for s in sans_text.split(",")] if sans_text else []
+    sans_text = _trim(annotations.get(SANS, ""))
+    sans = [_trim(s) for s in sans_text.split(",")] if sans_text else []
     names = tuple(dict.fromkeys([name, *sans]))
     _check(SANS, check, names)
     return names
@@ -210,6 +219,10 @@ def _check_pod_certificate(duration: datetime.timedelta, rules: Rules) -> None:
             f" {name_rules.format_duration(shortest)} to {name_rules.format_duration(longest)}"
             " a pod certificate may live"
         )
+
+
+def _trim(value: str) -> str:
+    return value.strip(_WHITE_SPACE)
 
 
 def _check(annotation: str, check: Callable[[_T], _R], value: _T) -> _R:

@@ -26,8 +26,10 @@ __all__ = [
     "ALLOWED_IPS",
     "ALLOWED_NAMESPACE",
     "CASES",
+    "CEL_WHITE_SPACE",
     "EXTRA_ALLOWED_NAMES",
     "MINIMUM_DURATION",
+    "PYTHON_WHITE_SPACE",
     "Case",
     "rules",
 ]
@@ -37,6 +39,14 @@ MINIMUM_DURATION = "1m"
 ALLOWED_NAMESPACE = "e2e-admission-allowed"
 EXTRA_ALLOWED_NAMES = {ALLOWED_NAMESPACE: ["api.example.com", "*.internal.example.com"]}
 ALLOWED_IPS = {ALLOWED_NAMESPACE: ["10.1.0.0/16"]}
+# What CEL's trim() strips around a value (cel-go: Go's unicode.IsSpace, the Unicode White_Space
+# property), and what str.isspace() calls white space: the same but for \x1c-\x1f.
+CEL_WHITE_SPACE = (
+    "\t\n\v\f\r \x85\xa0\u1680"
+    "\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
+    "\u2028\u2029\u202f\u205f\u3000"
+)
+PYTHON_WHITE_SPACE = "".join(c for c in map(chr, range(0x3001)) if c.isspace())
 
 
 @dataclass(frozen=True)
@@ -81,6 +91,16 @@ CASES = [
     Case("cluster-domain", {NAME: "web.{ns}.svc.cluster.local"}),
     Case("pod-form", {NAME: "web.{ns}.pod.cluster.local"}),
     Case("spaces-trimmed", {NAME: "  web.{ns}.svc  "}),
+    Case(
+        "unicode-spaces-trimmed",
+        {
+            NAME: "\u00a0web.{ns}.svc\u2003",
+            SANS: "\u3000api.{ns}\u205f,\x85web.{ns}",
+            DURATION: "\u202f1h\u2009",
+            SECRET: "\u1680web-cert\x0b",
+            MODE: "\u2028secret\u2000",
+        },
+    ),
     Case("sans", {NAME: "web.{ns}.svc", SANS: " api.{ns} , web.{ns}.svc.cluster.local,web.{ns}"}),
     Case("twenty-names-after-duplicates", {NAME: "web.{ns}", SANS: ",".join(["web.{ns}"] * 30)}),
     Case("duration-1h30m", {NAME: "web.{ns}.svc", DURATION: "1h30m"}),
@@ -111,6 +131,11 @@ CASES = [
     Case("allowed-ip", {NAME: "web.{ns}.svc", SANS: "10.1.2.3"}, allowed=True),
     # Refused by the policy with the operator's message.
     Case("empty-name", {NAME: " "}, "hello-mtls.dev/name: empty name"),
+    Case(
+        "name-padded-x1f",
+        {NAME: "web.{ns}.svc\x1f"},
+        "hello-mtls.dev/name: name 'web.{ns}.svc\x1f' may only contain a-z, 0-9, '-' and '.'",
+    ),
     Case(
         "other-namespace",
         {NAME: "db.other.svc"},
@@ -218,6 +243,11 @@ CASES = [
         "hello-mtls.dev/sans: empty name",
     ),
     Case(
+        "san-padded-x1c",
+        {NAME: "web.{ns}.svc", SANS: "\x1capi.{ns}"},
+        "hello-mtls.dev/sans: name '\x1capi.{ns}' may only contain a-z, 0-9, '-' and '.'",
+    ),
+    Case(
         "san-wildcard",
         {NAME: "web.{ns}.svc", SANS: "*.{ns}"},
         "hello-mtls.dev/sans: wildcard name '*.{ns}' is not allowed",
@@ -283,6 +313,11 @@ CASES = [
         "hello-mtls.dev/duration: duration '" + "0" * 32 + "...' is too long",
     ),
     Case(
+        "duration-padded-x1e",
+        {NAME: "web.{ns}.svc", DURATION: "1h\x1e"},
+        "hello-mtls.dev/duration: duration '1h\x1e' is not like 90m, 24h, 1h30m or 30s",
+    ),
+    Case(
         "duration-non-ascii-digits",
         {NAME: "web.{ns}.svc", DURATION: "\u0663h"},
         "hello-mtls.dev/duration: duration '\u0663h' is not like 90m, 24h, 1h30m or 30s",
@@ -299,6 +334,11 @@ CASES = [
         "hello-mtls.dev/secret: 'Web_TLS' is not a valid Secret name",
     ),
     Case(
+        "secret-padded-x1d",
+        {NAME: "web.{ns}.svc", SECRET: "\x1dweb-tls"},
+        "hello-mtls.dev/secret: '\x1dweb-tls' is not a valid Secret name",
+    ),
+    Case(
         "mode-unknown",
         {NAME: "web.{ns}.svc", MODE: "csi"},
         "hello-mtls.dev/mode: 'csi' is not a mode; use secret or pod-certificate",
@@ -307,6 +347,11 @@ CASES = [
         "mode-upper-case",
         {NAME: "web.{ns}.svc", MODE: "Pod-Certificate"},
         "hello-mtls.dev/mode: 'Pod-Certificate' is not a mode; use secret or pod-certificate",
+    ),
+    Case(
+        "mode-padded-x1c",
+        {NAME: "web.{ns}.svc", MODE: "secret\x1c"},
+        "hello-mtls.dev/mode: 'secret\x1c' is not a mode; use secret or pod-certificate",
     ),
     Case(
         "mode-checked-after-secret",

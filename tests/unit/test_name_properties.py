@@ -22,6 +22,7 @@ from mtls_ca.http_api import create_app
 from mtls_ca.state import DirectoryStore, State
 from mtls_ca.state_cache import StateCache
 from mtls_operator.claims import DURATION, NAME, SANS, SECRET, Rules, parse_claim
+from support.name_cases import CEL_WHITE_SPACE, PYTHON_WHITE_SPACE
 
 NAMESPACES = ["demo", "team-a", "shop", "com", "io", "uk"]
 EXTRA = {"demo": ("api.example.com", "*.internal.example.com")}
@@ -82,6 +83,9 @@ def _passes(names: list[str], namespace: str) -> None:
 def test_annotations_give_a_rule_abiding_claim_or_a_message(data: st.DataObject) -> None:
     namespace = data.draw(st.sampled_from(NAMESPACES))
     name = data.draw(_granted(namespace) if _often(data) else _names(namespace))
+    if not _often(data):
+        padding = st.text(st.sampled_from(PYTHON_WHITE_SPACE), min_size=1, max_size=2)
+        name = data.draw(padding) + name + data.draw(padding)
     sans = data.draw(st.lists(_names(namespace), max_size=2))
     separator = data.draw(st.sampled_from([",", ", ", " ,"]))
     duration = None if _often(data) else data.draw(st.sampled_from(["1h", "1m", "90d", "s"]))
@@ -100,7 +104,8 @@ def test_annotations_give_a_rule_abiding_claim_or_a_message(data: st.DataObject)
         assert annotation in (NAME, SANS, DURATION, SECRET) and message.strip(), str(refused)
         return
     event("claimed")
-    assert claim.names[0] == name.strip() and not name_rules.is_ip_address(claim.names[0])
+    assert claim.names[0] == name.strip(CEL_WHITE_SPACE)
+    assert not name_rules.is_ip_address(claim.names[0])
     _passes(list(claim.names), namespace)
     name_rules.check_duration(claim.duration, minimum=rules.minimum, maximum=rules.maximum)
 

@@ -22,6 +22,7 @@ from mtls_operator.claims import (
     parse_claim,
     parse_names,
 )
+from support.name_cases import CEL_WHITE_SPACE, PYTHON_WHITE_SPACE
 
 RULES = Rules()
 
@@ -159,6 +160,28 @@ def test_mode_is_secret_unless_pod_certificate_is_asked_for() -> None:
     c = claim({NAME: "web.shop.svc", MODE: "pod-certificate"}, pod_certificates=True)
     assert c.mode == POD_CERTIFICATE
     assert c.digest == claim({NAME: "web.shop.svc"}).digest  # the certificate is the same
+
+
+@pytest.mark.parametrize("space", PYTHON_WHITE_SPACE, ids=lambda c: f"U+{ord(c):04X}")
+def test_annotations_are_trimmed_of_what_the_admission_policy_trims(space: str) -> None:
+    """The policy's CEL trim() strips the Unicode White_Space property; str.strip() also strips
+    \\x1c-\\x1f, which would make the operator accept what the policy refuses."""
+    padded = {
+        NAME: f"{space}web.shop.svc{space}",
+        SANS: f"{space}api.shop.svc{space},{space}db.shop.svc",
+        DURATION: f"{space}1h{space}",
+        SECRET: f"{space}web-cert{space}",
+        MODE: f"{space}secret{space}",
+    }
+    if space in CEL_WHITE_SPACE:
+        c = claim(padded)
+        assert c.names == ("web.shop.svc", "api.shop.svc", "db.shop.svc")
+        assert (c.duration, c.secret, c.mode) == (datetime.timedelta(hours=1), "web-cert", "secret")
+        return
+    for key in padded:
+        with pytest.raises(ValueError) as caught:
+            claim({NAME: "web.shop.svc", key: padded[key]})
+        assert str(caught.value).startswith(f"{key}: "), key
 
 
 def test_pod_certificate_mode_needs_the_signer() -> None:
