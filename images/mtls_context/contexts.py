@@ -90,8 +90,9 @@ def build_context(
     """Validate ``files`` (as ``read_version`` returns them) and build a brand-new context.
 
     A server context requires a client certificate that chains to ``ca.crt`` (``verify``
-    ``"optional"``: verifies one if the client sends it). It issues TLS 1.3 session tickets with
-    the key of this context alone, so a new context (a reload) voids every earlier ticket.
+    ``"optional"``: verifies one if the client sends it). It issues one TLS 1.3 session ticket
+    per connection, with the key of this context alone, so a new context (a reload) voids every
+    earlier ticket.
 
     Validation is a TLS handshake over memory between two throwaway contexts made from the same
     files: OpenSSL then checks that the key matches the certificate, that the chain in
@@ -123,6 +124,9 @@ def _new_context(files: Mapping[str, bytes], side: Side, policy: TLSPolicy) -> M
     if side is Side.SERVER:
         context = MTLSContext(ssl.PROTOCOL_TLS_SERVER)
         context.verify_mode = ssl.CERT_REQUIRED
+        # One TLS 1.3 session ticket per connection, not OpenSSL's two: a client resumes with
+        # one, and each ticket costs both sides a copy of the session with its certificates.
+        context.num_tickets = 1
     else:
         context = MTLSContext(ssl.PROTOCOL_TLS_CLIENT)  # CERT_REQUIRED and check_hostname
         context.hostname_checks_common_name = False

@@ -315,6 +315,28 @@ def ticket(server: ssl.SSLContext, client: ssl.SSLContext) -> ssl.SSLSession:
     return c.session
 
 
+def test_a_server_sends_one_session_ticket_per_connection(tmp_path: Path, issuer: Issuer) -> None:
+    """OpenSSL sends two; a client resumes with one, and each costs both sides a session copy."""
+    publish(tmp_path / "server", issuer.issue("a.test"), [issuer])
+    publish(tmp_path / "client", issuer.issue("c.test"), [issuer])
+    to_server, to_client = ssl.MemoryBIO(), ssl.MemoryBIO()
+    s = server_context(tmp_path / "server").wrap_bio(to_server, to_client, server_side=True)
+    c = client_context(tmp_path / "client").wrap_bio(to_client, to_server, server_hostname="a.test")
+    for end in (c, s, c, s):  # ClientHello; server's flight; client's Finished; server done
+        try:
+            end.do_handshake()
+        except ssl.SSLWantReadError:
+            pass
+    after_handshake = to_client.read()  # what the server sent after the client's Finished
+
+    records = []
+    while after_handshake:
+        length = int.from_bytes(after_handshake[3:5], "big")
+        records.append(after_handshake[0])
+        after_handshake = after_handshake[5 + length :]
+    assert records == [23]  # one encrypted record: the NewSessionTicket
+
+
 def test_a_generation_resumes_its_own_tickets_and_no_other(tmp_path: Path, issuer: Issuer) -> None:
     publish(tmp_path / "server", issuer.issue("a.test"), [issuer])
     publish(tmp_path / "client", issuer.issue("c.test"), [issuer])
