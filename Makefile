@@ -12,13 +12,15 @@ STAMP := $(VENV)/.installed
 help: ## list the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
-# hello-mtls depends on hello-mtls-context, the TLS library's own distribution: it is installed
-# from its path in the same command, so pip never looks for it in a package index.
-$(STAMP): pyproject.toml packaging/mtls-context/pyproject.toml
-	@echo "==> creating $(VENV) and installing hello-mtls-context and hello-mtls[dev]"
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ./packaging/mtls-context -e '.[dev]'
+# `make venv` installs exactly requirements/dev.txt (hash-pinned, made by `make lock` from
+# pyproject.toml; docs/testing.md), then the two distributions of this repository from their
+# paths, without their dependencies (the lock has them) and without build isolation (the lock
+# has the build backend too), so nothing it installs floats.
+$(STAMP): requirements/dev.txt pyproject.toml packaging/mtls-context/pyproject.toml
+	@echo "==> creating $(VENV) from requirements/dev.txt, then hello-mtls-context and hello-mtls"
+	$(PYTHON) -m venv --clear $(VENV)
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements/dev.txt
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e ./packaging/mtls-context -e .
 	@touch $@
 
 venv: $(STAMP) ## create the virtualenv with every extra and the test tools
@@ -37,7 +39,8 @@ test: $(STAMP) ## unit + integration tests (no cluster needed), with coverage pe
 unit: $(STAMP) ## unit tests only
 	$(BIN)/pytest tests/unit
 
-lint: $(STAMP) ## ruff, mypy, the import-layering contracts, and k8s/ = the chart rendered (offline)
+lint: $(STAMP) ## ruff, mypy, the import contracts, the locks, k8s/ = the chart rendered (offline)
+	$(BIN)/python requirements/locks.py check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -84,19 +87,11 @@ manifests-check: $(STAMP) ## check that k8s/ is what `make manifests` writes (he
 	echo "==> k8s/ is the chart rendered ($$helm template)"; \
 	$(BIN)/python charts/render_k8s.py --helm "$$helm" --check
 
-# The locks pin the extras' packages only: the images install hello-mtls and hello-mtls-context
-# from this repository with --no-deps, so pip-compile reads the extras (not the project, whose
-# hello-mtls-context it would look for in an index) and the "via" lines name them again.
-EXTRAS := ../$(BIN)/python -c 'import sys, tomllib; extras = tomllib.load(open("../pyproject.toml", "rb"))["project"]["optional-dependencies"]; print(*(r for e in sys.argv[1:] for r in extras[e]), sep="\n")'
-PIP_COMPILE := ../$(BIN)/pip-compile -q --generate-hashes --strip-extras --no-header
-lock-extras = $(EXTRAS) $(2) | $(PIP_COMPILE) $(3) -o $(1) - && sed -i 's/-r -$$/hello-mtls[$(subst $() ,$(comma),$(2))] (..\/pyproject.toml)/' $(1)
-comma := ,
-
-lock: $(STAMP) ## re-pin the images' dependencies (requirements/*.txt) from pyproject.toml extras
-	cd requirements && $(call lock-extras,ca.txt,ca operator,--allow-unsafe)
-	cd requirements && $(call lock-extras,server.txt,server)
-	cd requirements && $(call lock-extras,client.txt,client)
-	cd requirements && ../$(BIN)/pip-compile -q --generate-hashes --allow-unsafe --no-header -o build.txt build.in
+# Every lock in requirements/ (the images', the build backend's, the dev environment's) is made
+# from pyproject.toml by pip-compile, newest releases first; KEEP=1 keeps the pins that still
+# satisfy (adding one dependency). `make lint` checks the locks against pyproject.toml.
+lock: $(STAMP) ## re-make every hash-pinned lock in requirements/ from pyproject.toml (KEEP=1 keeps pins)
+	$(BIN)/python requirements/locks.py lock $(if $(KEEP),--keep)
 
 .PHONY: bench-operator
 bench-operator: $(STAMP) ## operator on the cluster in KUBECONFIG: pod->Secret p50/p99, 1000 Pending pods, RSS

@@ -4,6 +4,10 @@ Tiers are chosen by path: ``make test`` runs ``tests/unit`` and ``tests/integrat
 ``make e2e`` runs ``tests/e2e`` against the cluster in ``KUBECONFIG``. The e2e tier is opt-in
 (``--e2e``, which ``make e2e`` passes): it installs the product on that cluster, so a bare
 ``pytest`` reports it as skipped. Under ``CI=true`` it always runs, and fails without a cluster.
+
+Each tier has its own timeout (pytest-timeout), so a hung unit test fails in seconds rather than
+after the bound a cluster scenario needs; a module or test that needs longer says so with its own
+``pytest.mark.timeout``. The bounds are generous: they catch hangs, not slowness.
 """
 
 from __future__ import annotations
@@ -13,7 +17,9 @@ from pathlib import Path
 
 import pytest
 
-E2E = Path(__file__).parent / "e2e"
+HERE = Path(__file__).parent
+E2E = HERE / "e2e"
+TIMEOUTS = {HERE / "unit": 30, HERE / "integration": 300, E2E: 900}
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -25,6 +31,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        tier = next((t for t in TIMEOUTS if item.path.is_relative_to(t)), None)
+        if tier is not None and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(TIMEOUTS[tier]))
     if config.getoption("--e2e") or os.environ.get("CI") == "true":
         return
     if os.environ.get("KUBECONFIG"):

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import subprocess
 
-from support.cluster_api import PRODUCT_NAMESPACE, apply, kubectl, kubectl_json, wait_until
+from support.cluster_api import PRODUCT_NAMESPACE, apply, kubectl, kubectl_json
 from support.pods import pod
+from support.waiting import wait_until
 
 CA = f"hello-mtls-ca.{PRODUCT_NAMESPACE}.svc"
 SIGN_PORT, READ_PORT = 8444, 443

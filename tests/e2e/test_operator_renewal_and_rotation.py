@@ -47,7 +47,6 @@ from support.cluster_api import (
     kubectl,
     kubectl_json,
     log,
-    wait_until,
 )
 from support.operator_workloads import (
     ca_cli,
@@ -63,6 +62,7 @@ from support.operator_workloads import (
     server,
 )
 from support.pods import CERT_DIR
+from support.waiting import wait_until
 
 SIGNER = "hello-mtls.dev/pod-certificate"
 BUNDLE = SIGNER.replace("/", ":") + ":roots"

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from mtls_operator.certs import Inspection
 from mtls_operator.tlssecret import ANNOTATION_SERIAL
-from support.cluster_api import PRODUCT_NAMESPACE, apply, kubectl, wait_until
+from support.cluster_api import PRODUCT_NAMESPACE, apply, kubectl
 from support.operator_workloads import ca_status, idle_pod, rollout, secret_inspection
+from support.waiting import wait_until
 
 PODS = 20
 

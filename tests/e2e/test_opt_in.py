@@ -7,12 +7,12 @@ the pods here carry ones it cannot judge and admits, so the operator has the las
 from __future__ import annotations
 
 import base64
-import time
 
 import pytest
 
-from support.cluster_api import apply, kubectl, kubectl_json, log, wait_until
+from support.cluster_api import apply, kubectl, kubectl_json, log
 from support.pods import pod
+from support.waiting import wait_until
 
 NAME = "hello-mtls.dev/name"
 SANS = "hello-mtls.dev/sans"
@@ -80,8 +80,8 @@ def test_bad_annotation_gets_a_warning_and_no_certificate(namespace: str, pod_na
     wait_until(
         "the control pod's Secret", lambda: "control-tls" in _secret_names(namespace), timeout=60
     )
-    # ...and by then the bad pod still has none.
-    time.sleep(2)
+    # ...and by then the bad pod still has none: the operator never queues a pod whose
+    # annotations it warned about, and it had warned before the control pod existed.
     assert secret not in _secret_names(namespace)
     managed = kubectl(
         "get", "secrets", "-n", namespace, "-l", "hello-mtls.dev/managed=true", "-o", "name"
@@ -105,7 +105,15 @@ def test_a_secret_labelled_managed_false_is_left_alone(namespace: str) -> None:
         "a Warning Event on pod theirs", lambda: _warnings_for(namespace, "theirs"), timeout=60
     )
     assert warnings[0]["reason"] == "SecretNotManaged"
-    time.sleep(2)
+    # The operator never handles one Secret twice at once: a second pod claiming it is warned
+    # only by a later pass, so whatever the first pass would have written is there by then.
+    apply(pod("theirs-twin", annotations={NAME: f"theirs.{namespace}.svc"}), namespace)
+    twin = wait_until(
+        "a Warning Event on pod theirs-twin",
+        lambda: _warnings_for(namespace, "theirs-twin"),
+        timeout=60,
+    )
+    assert twin[0]["reason"] == "SecretNotManaged"
     after = kubectl_json("get", "secret", "theirs-tls", "-n", namespace)
     assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
     assert after["data"] == before["data"]

@@ -19,10 +19,11 @@ from cryptography.hazmat.primitives import hashes
 
 from mtls_operator.claims import POD_CERTIFICATE, SECRET_MODE
 from mtls_operator.pod_certificates import ANNOTATION_INTERMEDIATE
-from support.cluster_api import PRODUCT_NAMESPACE, apply, kubectl, kubectl_json, log, wait_until
+from support.cluster_api import PRODUCT_NAMESPACE, apply, kubectl, kubectl_json, log
 from support.key_scan import everything_but_secrets, needles, secret_texts
 from support.operator_workloads import client_lines, client_pod, finished, rollout, server
 from support.pods import CERT_DIR, pod
+from support.waiting import wait_until
 
 SIGNER = "hello-mtls.dev/pod-certificate"
 

@@ -20,6 +20,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -27,11 +28,15 @@ import pytest
 from mtls_context import httpx_transport, requests_adapter
 from mtls_context.aiohttp_client import MTLSClientSession
 from mtls_context.groups import set_groups
-from support.certdirs import MODERN, Issuer, publish, serial_of
+from support.certdirs import MODERN, Issuer, plain_client, publish, serial_of
+from support.https_get import get as https_get
 from support.processes import free_port, running
+from support.waiting import wait_until
 
 CHECK_INTERVAL = 0.3
-SETTLE = CHECK_INTERVAL * 4
+BOUND = 60  # seconds for a server or client to take a new version, on a loaded machine too
+POLL = 0.05
+LOAD_PER_STEP = CHECK_INTERVAL * 4  # requests on each rotation step, however soon it is taken
 
 
 @dataclass
@@ -61,16 +66,15 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     env = {"PYTHONPATH": str(Path(__file__).parents[1])}
     with running(argv, work / "server.log", env=env):
         result = Server(f"https://localhost:{port}/", work / "server", work / "client", issuer)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with httpx_transport.client(result.client_dir) as c:
-                    c.get(result.url)
-                break
-            except httpx.ConnectError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
+
+        def answers() -> bool:
+            with httpx_transport.client(result.client_dir) as c:
+                c.get(result.url)
+            return True
+
+        wait_until(
+            "the server to answer", answers, 60, interval=0.2, retry_on=(httpx.ConnectError,)
+        )
         yield result
 
 
@@ -154,6 +158,28 @@ def serial_of_dir(directory: Path) -> str:
     return format(cert.serial_number, "x")
 
 
+def served_serial(server: Server, context: ssl.SSLContext) -> str | None:
+    """The serial of the certificate the server presents to ``context``; None while it refuses
+    ``context`` or is not trusted by it (it still runs an earlier version)."""
+    port = urlsplit(server.url).port
+    assert port is not None
+    try:
+        return https_get(port, context).serial
+    except OSError:
+        return None
+
+
+def wait_until_presented(get: Get, serial: str) -> None:
+    """Until the client presents the certificate ``serial`` (the server says which it got)."""
+    wait_until(
+        f"the client to present serial {serial}",
+        lambda: get().headers["x-client-serial"] == serial,
+        BOUND,
+        interval=POLL,
+        retry_on=(),
+    )
+
+
 def test_a_server_of_a_foreign_ca_is_refused(server: Server, tmp_path: Path) -> None:
     foreign = Issuer()
     publish(tmp_path, foreign.issue("client.test"), [foreign])
@@ -169,9 +195,8 @@ def test_a_renewed_client_certificate_is_presented(server: Server, get: Get) -> 
     assert get().status_code == 200
     leaf = server.issuer.issue("client.test")
     publish(server.client_dir, leaf, [server.issuer])
-    time.sleep(SETTLE)
 
-    assert get().headers["x-client-serial"] == serial_of(leaf)
+    wait_until_presented(get, serial_of(leaf))
 
 
 def test_a_root_rotation_under_load_fails_no_request(server: Server, get: Get) -> None:
@@ -181,16 +206,50 @@ def test_a_root_rotation_under_load_fails_no_request(server: Server, get: Get) -
     statuses: list[int] = []
     try:
         for issuer, trusted in steps:
-            publish(server.directory, issuer.issue("localhost"), trusted)
-            publish(server.client_dir, issuer.issue("client.test"), trusted)
-            deadline = time.monotonic() + SETTLE
-            while time.monotonic() < deadline:
-                statuses.append(get().status_code)
+            rotation_step(server, get, issuer, trusted, statuses)
         assert set(statuses) == {200} and len(statuses) > 20
     finally:
-        publish(server.directory, server.issuer.issue("localhost"), [server.issuer])
+        leaf = server.issuer.issue("localhost")
+        publish(server.directory, leaf, [server.issuer])
         publish(server.client_dir, server.issuer.issue("client.test"), [server.issuer])
-        time.sleep(SETTLE)
+        prober = plain_client(server.issuer, server.issuer.issue("client.test"))
+        wait_until(
+            f"the server to serve serial {serial_of(leaf)}",
+            lambda: served_serial(server, prober) == serial_of(leaf),
+            BOUND,
+            interval=POLL,
+            retry_on=(),
+        )
+
+
+def rotation_step(
+    server: Server, get: Get, issuer: Issuer, trusted: list[Issuer], statuses: list[int]
+) -> None:
+    """Publish one step to both sides and make requests, for at least ``LOAD_PER_STEP``, until
+    both run it: the next step is safe only then."""
+    leaf, client_leaf = issuer.issue("localhost"), issuer.issue("client.test")
+    publish(server.directory, leaf, trusted)
+    publish(server.client_dir, client_leaf, trusted)
+    prober = plain_client(issuer, issuer.issue("client.test"))
+    server_serial, client_serial = serial_of(leaf), serial_of(client_leaf)
+    loaded = time.monotonic() + LOAD_PER_STEP
+
+    def taken() -> bool:
+        response = get()
+        statuses.append(response.status_code)
+        return (
+            time.monotonic() >= loaded
+            and response.headers.get("x-client-serial") == client_serial
+            and served_serial(server, prober) == server_serial
+        )
+
+    wait_until(
+        f"both sides to run serials {server_serial} and {client_serial}",
+        taken,
+        BOUND,
+        interval=0,
+        retry_on=(),
+    )
 
 
 def test_a_response_in_flight_finishes_on_the_old_context(server: Server) -> None:
@@ -199,9 +258,8 @@ def test_a_response_in_flight_finishes_on_the_old_context(server: Server) -> Non
         with c.stream("GET", server.url) as in_flight:
             leaf = server.issuer.issue("client.test")
             publish(server.client_dir, leaf, [server.issuer])
-            time.sleep(SETTLE)
 
-            assert c.get(server.url).headers["x-client-serial"] == serial_of(leaf)
+            wait_until_presented(lambda: c.get(server.url), serial_of(leaf))
             assert in_flight.read() == b"hello from asyncio\n"
             assert in_flight.headers["x-client-serial"] == before
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ssl
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ from mtls_context import client_context
 from support.certdirs import Issuer, publish, serial_of
 from support.https_get import Reply, get
 from support.processes import BIN, free_port, running
+from support.waiting import wait_until
 
 CONFIG = """\
 from mtls_context.gunicorn_hooks import tls_settings
@@ -71,17 +71,24 @@ def test_every_reloading_worker_serves_a_new_certificate(tmp_path: Path, worker:
         assert first.response.startswith("HTTP/1.1 200")
         leaf = issuer.issue("localhost")
         publish(tmp_path / "server", leaf, [issuer])
-        time.sleep(1.5)
 
-        assert get(port, client).serial == serial_of(leaf)
+        wait_until(
+            f"{worker} to serve the new certificate on a new connection",
+            lambda: get(port, client).serial == serial_of(leaf),
+            timeout=30,
+            interval=0.1,
+            retry_on=(),
+        )
 
 
 def _first_reply(port: int, client: ssl.SSLContext, log: Path) -> Reply:
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            return get(port, client)
-        except OSError:
-            if time.monotonic() > deadline:
-                raise TimeoutError(log.read_text()) from None
-            time.sleep(0.2)
+    try:
+        return wait_until(
+            "gunicorn's first reply",
+            lambda: get(port, client),
+            timeout=30,
+            interval=0.2,
+            retry_on=(OSError,),  # not listening yet
+        )
+    except AssertionError as error:
+        raise AssertionError(f"{error}\n{log.read_text()}") from None

@@ -6,7 +6,6 @@ accepts."""
 import json
 import socket
 import ssl
-import time
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -20,8 +19,10 @@ from mtls_context import CA, CERT, KEY, POLICY
 from support import ca_cli
 from support.certdirs import INTERMEDIATE, MODERN, Issuer, publish
 from support.processes import hello_server
+from support.waiting import wait_until
 
 CHECK_INTERVAL = 0.2
+RELOADED = ": reloaded, now certificate"
 SetPolicy = Callable[[dict[str, str]], None]
 RSA = trustme.KeyType.RSA
 
@@ -47,21 +48,36 @@ def server_dir(
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, server_dir: Path) -> Iterator[int]:
-    log = tmp_path_factory.mktemp("logs") / "server.log"
-    with hello_server(server_dir, log, check_interval=CHECK_INTERVAL) as port:
+def server_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("logs") / "server.log"
+
+
+@pytest.fixture(scope="module")
+def server(server_dir: Path, server_log: Path) -> Iterator[int]:
+    with hello_server(server_dir, server_log, check_interval=CHECK_INTERVAL) as port:
         yield port
 
 
 @pytest.fixture
 def policy(
-    server: int, server_dir: Path, issuer: Issuer, server_leaf: trustme.LeafCert
+    server: int,
+    server_log: Path,
+    server_dir: Path,
+    issuer: Issuer,
+    server_leaf: trustme.LeafCert,
 ) -> Iterator[SetPolicy]:
     """Set the server's TLS policy for one test (a new directory version), then restore it."""
 
     def use(policy: dict[str, str]) -> None:
+        reloads = _reloads(server_log)
         publish(server_dir, server_leaf, [issuer], policy)
-        time.sleep(CHECK_INTERVAL * 4)  # the next connection after the interval sees it
+        # The server's one worker logs each version it loads; later connections get that one.
+        wait_until(
+            "the server to load the new TLS policy",
+            lambda: len(_reloads(server_log)) > len(reloads),
+            timeout=30,
+            interval=0.05,
+        )
 
     yield use
     use(INTERMEDIATE)
@@ -194,14 +210,25 @@ def test_the_cas_profile_travels_to_the_server_and_decides(tmp_path: Path) -> No
         context.load_cert_chain(client_dir / CERT, client_dir / KEY)
         return request(port, context, versions=(version, version))
 
-    with hello_server(server_dir, tmp_path / "server.log", check_interval=CHECK_INTERVAL) as port:
+    server_log = tmp_path / "server.log"
+    with hello_server(server_dir, server_log, check_interval=CHECK_INTERVAL) as port:
         assert tls(TLS.TLSv1_2) == "HTTP/1.1 200 OK"
 
         DirectoryStore(state).update(lambda s: replace(s, tls_profile="modern"))
         ca_cli.issue(state, server_dir, "localhost")
         assert json.loads((server_dir / POLICY).read_bytes())["min_version"] == "TLSv1.3"
-        time.sleep(CHECK_INTERVAL * 4)  # the next connection after the interval sees it
+        wait_until(
+            "the server to load the modern TLS policy",
+            lambda: any("TLS policy modern" in line for line in _reloads(server_log)),
+            timeout=30,
+            interval=0.05,
+        )
 
         with pytest.raises(ssl.SSLError, match="ALERT_PROTOCOL_VERSION"):
             tls(TLS.TLSv1_2)
         assert tls(TLS.TLSv1_3) == "HTTP/1.1 200 OK"
+
+
+def _reloads(server_log: Path) -> list[str]:
+    """The server's log lines of a new version loaded."""
+    return [line for line in server_log.read_text().splitlines() if RELOADED in line]

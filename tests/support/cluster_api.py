@@ -1,4 +1,4 @@
-"""Cluster helpers for the e2e scenarios: kubectl, polling, debugging output."""
+"""Cluster helpers for the e2e scenarios: kubectl and debugging output."""
 
 from __future__ import annotations
 
@@ -8,16 +8,14 @@ import shlex
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 PRODUCT_NAMESPACE = "hello-mtls"
 RELEASE = "hello-mtls"
 IMAGE_TAG = os.environ.get("E2E_IMAGE_TAG", "dev")
 IMAGES = [f"hello-mtls/{name}:{IMAGE_TAG}" for name in ("ca", "server", "client")]
-T = TypeVar("T")
 
 
 def log(message: str) -> None:
@@ -49,24 +47,6 @@ def apply(manifest: dict[str, Any] | list[dict[str, Any]], namespace: str) -> No
     items = manifest if isinstance(manifest, list) else [manifest]
     body = json.dumps({"apiVersion": "v1", "kind": "List", "items": items})
     kubectl("apply", "-n", namespace, "-f", "-", stdin=body)
-
-
-def wait_until(
-    what: str, probe: Callable[[], T | None], timeout: float, interval: float = 1.0
-) -> T:
-    """Poll ``probe`` until it returns something truthy; fail with ``what`` after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            value = probe()
-        except (RuntimeError, subprocess.TimeoutExpired) as error:
-            last_error, value = error, None
-        if value:
-            return value
-        time.sleep(interval)
-    detail = f" (last error: {last_error})" if last_error else ""
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}{detail}")
 
 
 def dump_namespace(namespace: str) -> None:

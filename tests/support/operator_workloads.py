@@ -10,8 +10,9 @@ from typing import Any
 from mtls_operator.certs import Inspection, inspect
 from mtls_operator.claims import SECRET_MODE
 from mtls_operator.tlssecret import decode_data
-from support.cluster_api import IMAGE_TAG, PRODUCT_NAMESPACE, kubectl, kubectl_json, wait_until
+from support.cluster_api import IMAGE_TAG, PRODUCT_NAMESPACE, kubectl, kubectl_json
 from support.pods import CERT_DIR, deployment, pod
+from support.waiting import wait_until
 
 
 def secret_inspection(name: str, namespace: str) -> tuple[Inspection, dict[str, Any]] | None:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 
 from mtls_operator.workqueue import WorkQueue
+from support.waiting import wait_until
 
 
 class Recorder:
@@ -57,13 +57,15 @@ def test_keys_added_while_waiting_are_handled_once() -> None:
 
 
 def test_a_key_re_added_while_busy_runs_again_afterwards_never_alongside() -> None:
-    handler, work = held("a", workers=4)
-    work.add("a")  # three idle workers, but "a" is busy: it must wait for the first call
-    time.sleep(0.2)
-    assert handler.calls == ["a"]
+    handler, work = held("a", workers=2)
+    work.add("a")  # an idle worker, but "a" is busy: it must wait for the first call
+    # Keys are handed out in order: had "a" been, the idle worker would be inside it, not "b".
+    work.add("b")
+    wait_until("the idle worker to take b", lambda: "b" in handler.calls, timeout=10, interval=0.01)
+    assert handler.calls == ["a", "b"]
     handler.release.set()
     assert work.join(10)
-    assert handler.calls == ["a", "a"] and handler.overlaps == 0
+    assert handler.calls == ["a", "b", "a"] and handler.overlaps == 0
 
 
 def test_many_keys_on_many_threads_are_all_handled() -> None:
