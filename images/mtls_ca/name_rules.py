@@ -270,7 +270,7 @@ def parse_extra_allowed(text: str) -> dict[str, tuple[str, ...]]:
 def _lists_by_namespace(text: str, what: str, items: str) -> dict[str, tuple[str, ...]]:
     try:
         document = json.loads(text)
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):  # not JSON, too deep, an integer of too many digits
         document = None
     if not isinstance(document, dict) or not all(
         isinstance(values, list) and all(isinstance(v, str) for v in values)

@@ -248,7 +248,17 @@ def test_parse_extra_allowed() -> None:
         "demo": ("a.example.com", "*.b.example")
     }
     assert parse_extra_allowed("{}") == {}
-    for bad in ("", "[]", '{"demo": "a.example.com"}', '{"demo": [1]}', "{nope"):
+    # json.loads raises RecursionError on the first, and a ValueError of its own on the second.
+    deep, long_integer = "[" * 5000, '{"demo": [' + "9" * 5000 + "]}"
+    for bad in (
+        "",
+        "[]",
+        '{"demo": "a.example.com"}',
+        '{"demo": [1]}',
+        "{nope",
+        deep,
+        long_integer,
+    ):
         with pytest.raises(ValueError) as info:
             parse_extra_allowed(bad)
         assert str(info.value) == (
