@@ -280,6 +280,22 @@ def test_a_body_never_brings_its_own_allowances(client: FlaskClient) -> None:
     assert (answer.status_code, answer.json) == (400, {"error": "unknown field(s): extra_allowed"})
 
 
+def test_reserved_top_level_domains_need_the_cas_allowance(tmp_path: Path) -> None:
+    store = DirectoryStore(tmp_path)
+    store.create(State(generations=(CA.create(),)))
+    body = {"csr": _csr(), "names": ["printer.local"], "namespace": "local"}
+    refused = _post(create_app(StateCache(store)).test_client(), "/sign", PROVISIONER, json=body)
+    assert (refused.status_code, refused.json) == (
+        403,
+        {
+            "error": "name 'printer.local' is under reserved top-level domain 'local';"
+            " a namespace cannot claim it"
+        },
+    )
+    allowed = create_app(StateCache(store), extra_allowed={"local": ["*.local"]}).test_client()
+    assert _post(allowed, "/sign", PROVISIONER, json=body).status_code == 200
+
+
 def test_ip_addresses_need_the_cas_allowance(tmp_path: Path) -> None:
     store = DirectoryStore(tmp_path)
     store.create(State(generations=(CA.create(),)))
