@@ -211,5 +211,11 @@ def _json_body() -> Any:
     data = request.get_data(cache=False)
     try:
         return json.loads(data)
+    except RecursionError:  # nesting deeper than the interpreter's recursion limit
+        raise _Refused(400, "malformed", "request body is nested too deeply") from None
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise _Refused(400, "malformed", "request body must be JSON") from None
+    except ValueError:  # an integer beyond sys.get_int_max_str_digits(), see CVE-2020-10735
+        raise _Refused(
+            400, "malformed", "request body holds a number with too many digits"
+        ) from None

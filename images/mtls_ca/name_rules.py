@@ -24,6 +24,15 @@ allows for a namespace (``extra_allowed``) are the admin's decision and are not 
 list grows (new gTLDs): a namespace that becomes one loses its bare names at the next upgrade,
 which fails closed.
 
+Reserved top-level domains: the same shadowing works for names on no public list that a
+resolver outside the cluster answers, the host's or an organisation's (``localhost``, ``local``
+by multicast DNS, ``corp`` on a company network). A granted name whose last label is one of
+`RESERVED_TLDS` is refused too, before the public suffix check (the admission policy makes this
+check as well, from a copy of the list; the public suffix check it leaves to us). The same
+exemptions hold: names under the cluster domain, and whatever ``extra_allowed`` allows.
+``home.arpa`` needs no entry: a namespace is one label, so only namespace ``arpa`` could claim
+it, and ``arpa`` is a public suffix.
+
 IP addresses: a namespace gets none unless an admin allows networks for it (``allowed_ips``).
 Loopback and link-local addresses (``127.0.0.0/8``, ``::1``, ``169.254.0.0/16``, ``fe80::/10``)
 reach across every namespace on a node (``169.254.169.254`` is a cloud metadata service), so
@@ -56,6 +65,7 @@ __all__ = [
     "MAX_NAMES",
     "MAX_NAME_LENGTH",
     "PROVISIONER",
+    "RESERVED_TLDS",
     "ROLES",
     "check_duration",
     "check_name_syntax",
@@ -85,6 +95,16 @@ BACKDATE = datetime.timedelta(minutes=1)
 """How far before the signing time a leaf's notBefore lies (clients whose clock runs a little
 behind must still accept a certificate issued just now): it lives notAfter - notBefore =
 duration + BACKDATE."""
+RESERVED_TLDS = (
+    *("localhost", "test", "invalid", "example"),  # special-use names, RFC 6761
+    "local",  # multicast DNS, RFC 6762
+    "alt",  # special-use, for names outside the DNS, RFC 9476
+    "internal",  # reserved by ICANN for private use (2024)
+    *("corp", "home", "lan", "intranet", "private"),  # private TLDs of companies and routers
+)
+"""Top-level domains on no public suffix list that resolve outside the cluster all the same: a
+namespace named like one gets no bare names ``x.N`` unless an admin allows them. The chart's
+names policy holds a copy (variable ``reservedTLDs``); tests/unit/test_name_cases.py compares."""
 MAX_NAMES = 20
 MAX_NAME_LENGTH = 253  # RFC 1035 2.3.4, without the trailing dot
 _MAX_LABEL_LENGTH = 63
@@ -182,15 +202,17 @@ def check_names(
     """Check `check_name_syntax`, then that every name belongs to ``namespace``.
 
     A pod in namespace ``N`` may have ``x.N``, ``x.N.svc``, ``x.N.svc.<cluster_domain>`` and
-    ``x.N.pod.<cluster_domain>`` where ``x`` is one DNS label, unless the name is an internet
-    name (module docstring); whatever ``extra_allowed`` lists: exact names, or ``*.suffix`` for
-    one label in front of ``suffix``; and IP addresses inside ``allowed_ips`` (loopback and
-    link-local ones only inside a network named for them, see `ip_allowed`).
+    ``x.N.pod.<cluster_domain>`` where ``x`` is one DNS label, unless the name is under a
+    reserved top-level domain or an internet name (module docstring); whatever
+    ``extra_allowed`` lists: exact names, or ``*.suffix`` for one label in front of ``suffix``;
+    and IP addresses inside ``allowed_ips`` (loopback and link-local ones only inside a network
+    named for them, see `ip_allowed`).
 
     Raises:
-        ValueError: ``name 'a.other' is not under namespace 'ns'``, ``name 'google.com' is an
-            internet name (public suffix 'com'); a namespace cannot claim it``, ``IP address
-            '10.96.0.1' is not allowed for namespace 'ns'``.
+        ValueError: ``name 'a.other' is not under namespace 'ns'``, ``name 'web.corp' is under
+            reserved top-level domain 'corp'; a namespace cannot claim it``, ``name 'google.com'
+            is an internet name (public suffix 'com'); a namespace cannot claim it``, ``IP
+            address '10.96.0.1' is not allowed for namespace 'ns'``.
     """
     check_name_syntax(names)
     _check_namespace(namespace)
@@ -211,7 +233,15 @@ def check_names(
             continue
         if not any(_one_label_before(name, s) for s in suffixes):
             raise ValueError(f"name '{name}' is not under namespace '{namespace}'")
-        suffix = None if name.endswith(f".{cluster_domain}") else _public_suffix(name)
+        if name.endswith(f".{cluster_domain}"):
+            continue  # the admin chose the cluster domain: its names are the cluster's
+        top = name.rpartition(".")[2]
+        if top in RESERVED_TLDS:
+            raise ValueError(
+                f"name '{name}' is under reserved top-level domain '{top}'; "
+                "a namespace cannot claim it"
+            )
+        suffix = _public_suffix(name)
         if suffix is not None:
             raise ValueError(
                 f"name '{name}' is an internet name (public suffix '{suffix}'); "
@@ -270,7 +300,7 @@ def parse_extra_allowed(text: str) -> dict[str, tuple[str, ...]]:
 def _lists_by_namespace(text: str, what: str, items: str) -> dict[str, tuple[str, ...]]:
     try:
         document = json.loads(text)
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):  # not JSON, too deep, an integer of too many digits
         document = None
     if not isinstance(document, dict) or not all(
         isinstance(values, list) and all(isinstance(v, str) for v in values)

@@ -20,6 +20,7 @@ from support.admission import admission_error, pod_certificates_enabled
 from support.cluster_api import kubectl, log
 from support.name_cases import ALLOWED_NAMESPACE, CASES
 from support.pods import deployment, pod
+from support.waiting import wait_until
 
 NAME = "hello-mtls.dev/name"
 DURATION = "hello-mtls.dev/duration"
@@ -70,14 +71,37 @@ def allowed_namespace(installed: str) -> Iterator[str]:
     kubectl("delete", "namespace", ALLOWED_NAMESPACE, "--wait=false", check=False)
 
 
+@pytest.fixture
+def named_namespaces(installed: str) -> Iterator[None]:
+    """The namespaces rows name for themselves (``local``, ``corp``, ``arpa``...): made where
+    missing and deleted afterwards; one that exists already is used as it is and kept (the rows
+    only dry-run in it)."""
+    made = []
+    for name in sorted({c.namespace for c in CASES if c.namespace}):
+
+        def settled(name: str = name) -> str | None:
+            phase = kubectl(
+                "get", "namespace", name, "--ignore-not-found", "-o", "jsonpath={.status.phase}"
+            ).strip()
+            return None if phase == "Terminating" else phase or "absent"
+
+        # A previous run's namespace may still be terminating: wait it out.
+        if wait_until(f"namespace {name} gone or active", settled, timeout=180) == "absent":
+            kubectl("create", "namespace", name)
+            made.append(name)
+    yield
+    for name in made:
+        kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
 def test_every_table_row_is_decided_as_the_operator_decides(
-    namespace: str, allowed_namespace: str
+    namespace: str, allowed_namespace: str, named_namespaces: None
 ) -> None:
     enabled = pod_certificates_enabled()
     cases = [c for c in CASES if c.pod_certificates in (None, enabled)]
     mismatches = []
     for case in cases:
-        ns = allowed_namespace if case.allowed else namespace
+        ns = case.run_in(namespace)
         annotations, error = case.for_namespace(ns)
         expected = error if case.policy else None
         for kind, build in (("Pod", lambda p: p), ("Deployment", WORKLOADS["Deployment"])):

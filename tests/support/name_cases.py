@@ -7,10 +7,11 @@ the policy judges must be refused with exactly the operator's message; a row it 
 (``policy=False``: xn-- labels, public suffixes, IPv6, IPs of a namespace with allowed networks)
 must be admitted, so the policy never refuses what the operator accepts.
 
-``{ns}`` in annotations and messages is the pod's namespace. Rows with ``allowed=True`` run in
-`ALLOWED_NAMESPACE`, which the e2e install gives `EXTRA_ALLOWED_NAMES` and `ALLOWED_IPS`. Rows
-with ``pod_certificates`` set hold only for an install with the chart's ``podCertificates.enabled``
-on (True) or off (False); the unit test runs the others both ways.
+``{ns}`` in annotations and messages is the pod's namespace: a random one, or `ALLOWED_NAMESPACE`
+for rows with ``allowed=True``, or the row's own ``namespace`` (namespaces named like a reserved
+top-level domain: `RESERVED_NAMESPACES`). The e2e install gives `EXTRA_ALLOWED_NAMES` and
+`ALLOWED_IPS`. Rows with ``pod_certificates`` set hold only for an install with the chart's
+``podCertificates.enabled`` on (True) or off (False); the unit test runs the others both ways.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ __all__ = [
     "EXTRA_ALLOWED_NAMES",
     "MINIMUM_DURATION",
     "PYTHON_WHITE_SPACE",
+    "RESERVED_NAMESPACES",
     "Case",
     "rules",
 ]
@@ -37,7 +39,16 @@ __all__ = [
 # The e2e install lowers the minimum lifetime to this (scenario 4 asks for 3-minute certificates).
 MINIMUM_DURATION = "1m"
 ALLOWED_NAMESPACE = "e2e-admission-allowed"
-EXTRA_ALLOWED_NAMES = {ALLOWED_NAMESPACE: ["api.example.com", "*.internal.example.com"]}
+# Top-level domains that resolve outside the cluster (name_rules.RESERVED_TLDS), as namespaces.
+RESERVED_NAMESPACES = (
+    *("localhost", "test", "invalid", "example"),  # RFC 6761
+    *("local", "alt", "internal"),  # mDNS (RFC 6762), RFC 9476, ICANN's private-use TLD
+    *("corp", "home", "lan", "intranet", "private"),  # private TLDs of organisations and routers
+)
+EXTRA_ALLOWED_NAMES = {
+    ALLOWED_NAMESPACE: ["api.example.com", "*.internal.example.com"],
+    "home": ["nas.home"],  # an admin gives one bare name back to a reserved namespace
+}
 ALLOWED_IPS = {ALLOWED_NAMESPACE: ["10.1.0.0/16"]}
 # What CEL's trim() strips around a value (cel-go: Go's unicode.IsSpace, the Unicode White_Space
 # property), and what str.isspace() calls white space: the same but for \x1c-\x1f.
@@ -59,9 +70,15 @@ class Case:
     policy: bool = True
     """Whether the admission policy judges this row (False: it admits, the operator refuses)."""
     allowed: bool = False
-    """Run in `ALLOWED_NAMESPACE` rather than a namespace of its own."""
+    """Run in `ALLOWED_NAMESPACE` rather than a random namespace."""
+    namespace: str | None = None
+    """Run in this namespace (one of `RESERVED_NAMESPACES`, or ``arpa``), not a random one."""
     pod_certificates: bool | None = None
     """Holds only with pod-certificate mode enabled (True) or disabled (False); None: both."""
+
+    def run_in(self, random: str) -> str:
+        """The namespace this row runs in, given the random one of the run."""
+        return self.namespace or (ALLOWED_NAMESPACE if self.allowed else random)
 
     def for_namespace(self, namespace: str) -> tuple[dict[str, str], str | None]:
         """The annotations and the expected error with ``{ns}`` filled in."""
@@ -129,6 +146,12 @@ CASES = [
     Case("allowed-exact", {NAME: "api.example.com"}, allowed=True),
     Case("allowed-wildcard", {NAME: "web.{ns}.svc", SANS: "x.internal.example.com"}, allowed=True),
     Case("allowed-ip", {NAME: "web.{ns}.svc", SANS: "10.1.2.3"}, allowed=True),
+    Case(
+        "reserved-tld-cluster-forms",
+        {NAME: "web.{ns}.svc", SANS: "web.{ns}.svc.cluster.local,web.{ns}.pod.cluster.local"},
+        namespace="local",
+    ),
+    Case("reserved-tld-allowed-exact", {NAME: "nas.{ns}", SANS: "nas.{ns}.svc"}, namespace="home"),
     # Refused by the policy with the operator's message.
     Case("empty-name", {NAME: " "}, "hello-mtls.dev/name: empty name"),
     Case(
@@ -394,6 +417,36 @@ CASES = [
         {NAME: "db.other", DURATION: "forever", SECRET: "Bad"},
         "hello-mtls.dev/name: name 'db.other' is not under namespace '{ns}'",
     ),
+    *(
+        Case(
+            f"reserved-tld-{tld}",
+            {NAME: "web.{ns}"},
+            f"hello-mtls.dev/name: name 'web.{tld}' is under reserved top-level domain '{tld}';"
+            " a namespace cannot claim it",
+            namespace=tld,
+        )
+        for tld in RESERVED_NAMESPACES
+    ),
+    Case(
+        "reserved-tld-san",
+        {NAME: "web.{ns}.svc", SANS: "web.{ns}.svc.cluster.local, web.{ns}"},
+        "hello-mtls.dev/sans: name 'web.test' is under reserved top-level domain 'test';"
+        " a namespace cannot claim it",
+        namespace="test",
+    ),
+    Case(
+        "reserved-tld-allowed-only-what-is-listed",
+        {NAME: "nas.{ns}", SANS: "media.{ns}"},
+        "hello-mtls.dev/sans: name 'media.home' is under reserved top-level domain 'home';"
+        " a namespace cannot claim it",
+        namespace="home",
+    ),
+    Case(
+        "home-arpa-not-under-home",
+        {NAME: "router.{ns}.arpa"},
+        "hello-mtls.dev/name: name 'router.home.arpa' is not under namespace 'home'",
+        namespace="home",
+    ),
     Case(
         "allowed-namespace-still-checked",
         {NAME: "web.other.svc"},
@@ -413,6 +466,14 @@ CASES = [
         {NAME: "web.{ns}.svc", SANS: "fd00::1"},
         "hello-mtls.dev/sans: IP address 'fd00::1' is not allowed for namespace '{ns}'",
         policy=False,
+    ),
+    Case(
+        "home-arpa-is-a-public-suffix",
+        {NAME: "home.{ns}"},
+        "hello-mtls.dev/name: name 'home.arpa' is an internet name (public suffix 'home.arpa');"
+        " a namespace cannot claim it",
+        policy=False,
+        namespace="arpa",
     ),
     Case(
         "ip-outside-allowed-network",

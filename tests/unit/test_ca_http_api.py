@@ -137,6 +137,31 @@ def test_sign_refuses_bad_bodies(client: FlaskClient) -> None:
     )
 
 
+# 65,000 "[" fit in the size limit; json.loads raised RecursionError on them, and ValueError on an
+# integer longer than sys.get_int_max_str_digits() (4300 by default): both were a 500.
+HOSTILE_JSON = [
+    pytest.param(b"[" * 65_000, 400, "request body is nested too deeply", id="deep"),
+    pytest.param(
+        b'{"from": ' + b"9" * 5000 + b"}",
+        400,
+        "request body holds a number with too many digits",
+        id="long-integer",
+    ),
+    pytest.param(
+        b"[" * 100_000, 413, f"request body is larger than {MAX_REQUEST_BYTES} bytes", id="huge"
+    ),
+]
+
+
+@pytest.mark.parametrize("path", ["/sign", "/rotate-root"])
+@pytest.mark.parametrize(("body", "status", "error"), HOSTILE_JSON)
+def test_hostile_json_is_a_client_error(
+    client: FlaskClient, path: str, body: bytes, status: int, error: str
+) -> None:
+    answer = _post(client, path, ADMIN, data=body, content_type="application/json")
+    assert (answer.status_code, answer.json) == (status, {"error": error})
+
+
 def test_read_only_endpoints(client: FlaskClient) -> None:
     assert client.get("/healthz").json == {"status": "ok"}
     roots = client.get("/roots")
@@ -253,6 +278,22 @@ def test_a_body_never_brings_its_own_allowances(client: FlaskClient) -> None:
         client, "/sign", PROVISIONER, json={**body, "extra_allowed": ["api.example.com"]}
     )
     assert (answer.status_code, answer.json) == (400, {"error": "unknown field(s): extra_allowed"})
+
+
+def test_reserved_top_level_domains_need_the_cas_allowance(tmp_path: Path) -> None:
+    store = DirectoryStore(tmp_path)
+    store.create(State(generations=(CA.create(),)))
+    body = {"csr": _csr(), "names": ["printer.local"], "namespace": "local"}
+    refused = _post(create_app(StateCache(store)).test_client(), "/sign", PROVISIONER, json=body)
+    assert (refused.status_code, refused.json) == (
+        403,
+        {
+            "error": "name 'printer.local' is under reserved top-level domain 'local';"
+            " a namespace cannot claim it"
+        },
+    )
+    allowed = create_app(StateCache(store), extra_allowed={"local": ["*.local"]}).test_client()
+    assert _post(allowed, "/sign", PROVISIONER, json=body).status_code == 200
 
 
 def test_ip_addresses_need_the_cas_allowance(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ import pytest
 from mtls_ca.name_rules import (
     ADMIN,
     MAX_NAMES,
+    RESERVED_TLDS,
     IPNetwork,
     check_duration,
     check_name_syntax,
@@ -248,7 +249,17 @@ def test_parse_extra_allowed() -> None:
         "demo": ("a.example.com", "*.b.example")
     }
     assert parse_extra_allowed("{}") == {}
-    for bad in ("", "[]", '{"demo": "a.example.com"}', '{"demo": [1]}', "{nope"):
+    # json.loads raises RecursionError on the first, and a ValueError of its own on the second.
+    deep, long_integer = "[" * 5000, '{"demo": [' + "9" * 5000 + "]}"
+    for bad in (
+        "",
+        "[]",
+        '{"demo": "a.example.com"}',
+        '{"demo": [1]}',
+        "{nope",
+        deep,
+        long_integer,
+    ):
         with pytest.raises(ValueError) as info:
             parse_extra_allowed(bad)
         assert str(info.value) == (
@@ -304,6 +315,29 @@ def test_the_cluster_forms_of_a_suffix_namespace_stay() -> None:
     )
     # An admin's allowance is the admin's decision.
     check_names(["web.shop"], namespace="shop", extra_allowed=["web.shop"])
+
+
+# "Tenant boundaries hold": on no public list, these resolve outside the cluster all the same.
+@pytest.mark.parametrize("tld", RESERVED_TLDS)
+def test_names_under_a_reserved_top_level_domain_are_refused(tld: str) -> None:
+    with pytest.raises(ValueError) as info:
+        check_names([f"web.{tld}"], namespace=tld)
+    assert str(info.value) == (
+        f"name 'web.{tld}' is under reserved top-level domain '{tld}'; a namespace cannot claim it"
+    )
+
+
+def test_the_cluster_forms_of_a_reserved_namespace_stay() -> None:
+    check_names(
+        ["web.local.svc", "web.local.svc.cluster.local", "web.local.pod.cluster.local"],
+        namespace="local",
+    )
+    check_names(["web.corp.svc.k8s.corp"], namespace="corp", cluster_domain="k8s.corp")
+    # An admin gives bare names back, all of them or one by one.
+    check_names(["web.corp", "api.corp"], namespace="corp", extra_allowed=["*.corp"])
+    check_names(["nas.home"], namespace="home", extra_allowed=["nas.home"])
+    with pytest.raises(ValueError, match="^name 'web.home' is under reserved top-level domain"):
+        check_names(["web.home"], namespace="home", extra_allowed=["nas.home"])
 
 
 def _nets(*cidrs: str) -> list[IPNetwork]:

@@ -3,13 +3,20 @@ chart's admission policy on a real API server: tests/e2e/test_admission_names.py
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+import yaml
 
+from mtls_ca import name_rules
 from mtls_operator.claims import parse_claim
-from support.name_cases import ALLOWED_NAMESPACE, CASES, Case, rules
+from support.name_cases import CASES, RESERVED_NAMESPACES, Case, rules
 
-# Any namespace that is not a public suffix behaves alike; the e2e tier uses random ones.
+# Any namespace that is not a public suffix nor a reserved TLD behaves alike; the e2e tier uses
+# random ones.
 NAMESPACE = "e2e-admission-names-0a1b2c"
+# The chart's names policy as k8s/ holds it (`make lint` checks that k8s/ is the chart rendered).
+NAMES_POLICY = Path(__file__).resolve().parents[2] / "k8s" / "25-names-policy.yaml"
 
 
 RUNS = [
@@ -22,7 +29,7 @@ RUNS = [
 
 @pytest.mark.parametrize(("case", "signer"), RUNS)
 def test_the_operator_decides_as_the_table_says(case: Case, signer: bool) -> None:
-    namespace = ALLOWED_NAMESPACE if case.allowed else NAMESPACE
+    namespace = case.run_in(NAMESPACE)
     annotations, error = case.for_namespace(namespace)
 
     def parse() -> None:
@@ -52,3 +59,21 @@ def test_the_table_has_rows_of_every_kind() -> None:
     }
     assert {c.pod_certificates for c in CASES if c.error is None} == {None, True}
     assert {c.pod_certificates for c in CASES if c.error is not None} == {None, True, False}
+
+
+def test_every_reserved_top_level_domain_has_a_refused_row() -> None:
+    assert set(RESERVED_NAMESPACES) == set(name_rules.RESERVED_TLDS)
+    refused = {c.namespace for c in CASES if c.id.startswith("reserved-tld-") and c.error}
+    assert refused >= set(RESERVED_NAMESPACES)
+
+
+def test_the_names_policy_carries_the_reserved_top_level_domains_of_the_rules() -> None:
+    policy = next(
+        d
+        for d in yaml.safe_load_all(NAMES_POLICY.read_text())
+        if d and d["kind"] == "ValidatingAdmissionPolicy"
+    )
+    variables = {v["name"]: v["expression"] for v in policy["spec"]["variables"]}
+    # A CEL list of strings, written out as charts/.../admission-names-policy.yaml must hold it.
+    expected = "[" + ", ".join(f"'{tld}'" for tld in name_rules.RESERVED_TLDS) + "]"
+    assert variables["reservedTLDs"] == expected

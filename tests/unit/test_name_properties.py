@@ -24,7 +24,7 @@ from mtls_ca.state_cache import StateCache
 from mtls_operator.claims import DURATION, NAME, SANS, SECRET, Rules, parse_claim
 from support.name_cases import CEL_WHITE_SPACE, PYTHON_WHITE_SPACE
 
-NAMESPACES = ["demo", "team-a", "shop", "com", "io", "uk"]
+NAMESPACES = ["demo", "team-a", "shop", "com", "io", "uk", "local", "corp"]
 EXTRA = {"demo": ("api.example.com", "*.internal.example.com")}
 ALLOWED_IPS = name_rules.parse_allowed_ips('{"shop": ["10.1.0.0/16", "127.0.0.1/32", "::/0"]}')
 PROVISIONER = {
@@ -36,7 +36,8 @@ _label = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,8}[a-z0-9])?", fullmatch=True)
 
 
 def _granted(namespace: str) -> st.SearchStrategy[str]:
-    """The forms the rules grant ``namespace`` (refused where the result is an internet name)."""
+    """The forms the rules grant ``namespace`` (refused where the result is an internet name or
+    under a reserved top-level domain)."""
     return st.builds(
         lambda x, tail: f"{x}.{namespace}{tail}",
         _label,
