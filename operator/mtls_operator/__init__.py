@@ -5,6 +5,7 @@ Run it with ``kopf run -m mtls_operator.handlers --standalone --all-namespaces``
 ``hello-mtls-operator`` command does exactly that). The modules, lowest first:
 
 * `claims`: a pod's annotations → `Claim` (the CA's own name and duration rules)
+* `screening`: what a Secret's files may hold before they are parsed (sizes, key types)
 * `certs`: keys, CSRs, and `inspect` of what a Secret holds
 * `tlssecret`: the Secret body from a ``POST /sign`` answer; owner references
 * `decisions`: what a Secret needs (issue, refresh trust, nothing) and who gets it on a conflict

@@ -33,6 +33,7 @@ from mtls_operator.tlssecret import (
     POLICY_CONFIG_MAP,
     decode_data,
 )
+from support import hostile_secrets as hostile
 from support.operator_fakes import CA, Clock, Cluster, PodCertificateRequests, pod
 
 UTC = datetime.UTC
@@ -442,6 +443,22 @@ def test_a_secret_labelled_managed_but_not_true_is_left_alone(
     assert cluster.secrets[("shop", "web-tls")]["data"] == {"x": "eQ=="}
     assert cluster.writes == 1 and ca.signed == 0
     assert [e[2] for e in cluster.events] == ["SecretNotManaged"]
+
+
+def test_a_secret_whose_key_is_encrypted_is_reissued(
+    cluster: Cluster, ca: CA, clock: Clock
+) -> None:
+    """cryptography raises TypeError, not ValueError, for an encrypted key: that must not end a
+    handler nor leave the Secret broken."""
+    r = reconciler(cluster, ca, clock)
+    r.tick()
+    r.pod_event(pod("web-1", WEB), None)
+    secret = cluster.get_secret("shop", "web-tls") or {}
+    secret["data"][KEY] = base64.b64encode(hostile.encrypted()).decode()
+    r.secret_event(cluster.replace_secret(secret), "MODIFIED")
+    assert ca.signed == 2
+    assert inspect(decode_data(cluster.secrets[("shop", "web-tls")])).problem is None
+    assert "(tls.key holds ENCRYPTED PRIVATE KEY;" in cluster.events[-1][3]
 
 
 def test_ca_down_warns_retries_with_backoff_and_recovers(
