@@ -2,9 +2,9 @@
 
 Anyone who may create Secrets in a namespace the operator serves can label one
 ``hello-mtls.dev/managed=true`` and put into it what they like. cryptography loads an RSA key with
-RSA key validation, with the GIL held: about 5 s for an RSA-8192 key on this machine, 30 s for an
-RSA-16384 one, 50 to 80 s for the RSA-16384 key of `support.hostile_secrets` (its larger prime
-costs more). An operator that read such Secrets stalled for everyone.
+RSA key validation, with the GIL held: 5 to 7 s for an RSA-8192 key on this machine, 30 to 50 s
+for an RSA-16384 one, 50 to 90 s for the RSA-16384 key of `support.hostile_secrets` (its larger
+prime costs more). An operator that read such Secrets stalled for everyone.
 
 The operator's parts run here as in its pod: a pool of 4 threads, as kopf's
 (``settings.execution.max_workers`` in `mtls_operator.handlers`), calls the handlers the way kopf
