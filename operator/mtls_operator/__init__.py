@@ -5,12 +5,13 @@ Run it with ``kopf run -m mtls_operator.handlers --standalone --all-namespaces``
 ``hello-mtls-operator`` command does exactly that). The modules, lowest first:
 
 * `claims`: a pod's annotations → `Claim` (the CA's own name and duration rules)
+* `screening`: what a Secret's files may hold before they are parsed (sizes, key types)
 * `certs`: keys, CSRs, and `inspect` of what a Secret holds
 * `tlssecret`: the Secret body from a ``POST /sign`` answer; owner references
 * `decisions`: what a Secret needs (issue, refresh trust, nothing) and who gets it on a conflict
 * `rotation`, `retries`: when to advance the CA's root rotation; backoff for failed attempts
 * `settings`: how the reconciler behaves (renewal fraction, resync period, the claim rules)
-* `inventory`: the claiming pods and managed Secrets it knows of, shared by its threads
+* `inventory`: the claiming pods and the managed Secrets they claim, shared by its threads
 * `ports`, `reconciler`: what it needs from outside; the level-triggered loop that ties it together
 * `workqueue`: Secret keys to reconcile, each queued once, worked off by a pool of threads
 * `pod_certificates`: the signer of PodCertificateRequests and its ClusterTrustBundle

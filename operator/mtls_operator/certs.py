@@ -14,12 +14,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from mtls_context import CA, CERT, KEY, POLICY
+from mtls_operator import screening
 from mtls_operator.claims import Claim
 
 __all__ = [
@@ -85,28 +86,47 @@ class Inspection:
 def inspect(data: Mapping[str, bytes]) -> Inspection:
     """Read a Secret's decoded ``data``: is it complete, does the key match, who signed it.
 
-    Never raises for bad content: a missing file, garbage, a key that does not match the leaf
-    or a leaf not signed by the certificate after it all come back as ``problem``.
+    Never raises for bad content: a missing file, garbage, a file larger than hello-mtls writes,
+    a key of a type or size it does not make (`screening`), a key that does not match the leaf or
+    a leaf not signed by the certificate after it all come back as ``problem``. Whoever may write
+    Secrets in the namespace chooses the content, so nothing is parsed before it is bounded.
     """
     missing = [name for name in (CERT, KEY, CA, POLICY) if not data.get(name)]
     if missing:
         return Inspection(problem=f"missing {', '.join(missing)}")
+    problem = screening.oversized(data) or screening.too_many_certificates(data[CERT])
+    if problem:
+        return Inspection(problem=problem)
+    try:
+        key_der = screening.private_key_der(data[KEY])
+    except ValueError as error:
+        return Inspection(problem=str(error))
     try:
         chain = x509.load_pem_x509_certificates(data[CERT])
-        key = serialization.load_pem_private_key(data[KEY], password=None)
-    except ValueError:
+        # Without RSA key validation (p and q tested for primality and more: seconds for large
+        # keys, with the GIL held), which buys nothing here: the key is only compared with the
+        # leaf's public key, never used to sign or decrypt, and a key whose private half does
+        # not fit its public half breaks only the TLS of the pods that mount this Secret, which
+        # whoever can write it can break anyway.
+        key = serialization.load_der_private_key(
+            key_der, password=None, unsafe_skip_rsa_key_validation=True
+        )
+    except (ValueError, TypeError, UnsupportedAlgorithm):
         return Inspection(problem="tls.crt or tls.key is not valid PEM")
     if len(chain) < 2:
         return Inspection(problem="tls.crt holds no intermediate")
     leaf, intermediate = chain[0], chain[1]
     public = serialization.PublicFormat.SubjectPublicKeyInfo
-    if key.public_key().public_bytes(
-        serialization.Encoding.DER, public
-    ) != leaf.public_key().public_bytes(serialization.Encoding.DER, public):
+    try:
+        leaf_public = leaf.public_key().public_bytes(serialization.Encoding.DER, public)
+        names, uris = _names(leaf), _uris(leaf)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        return Inspection(problem="tls.crt is not a certificate the operator can read")
+    if key.public_key().public_bytes(serialization.Encoding.DER, public) != leaf_public:
         return Inspection(problem="tls.key does not match tls.crt")
     try:
         leaf.verify_directly_issued_by(intermediate)
-    except (ValueError, TypeError, InvalidSignature):
+    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
         return Inspection(problem="tls.crt is not signed by its intermediate")
     return Inspection(
         problem=None,
@@ -116,8 +136,8 @@ def inspect(data: Mapping[str, bytes]) -> Inspection:
         intermediate_sha256=intermediate.fingerprint(hashes.SHA256()).hex(),
         bundle_sha256=sha256_hex(data[CA]),
         policy=data[POLICY],
-        names=_names(leaf),
-        uris=_uris(leaf),
+        names=names,
+        uris=uris,
     )
 
 

@@ -4,7 +4,9 @@
   no progress annotations are ever written onto users' pods.
 * Managed Secrets are watched with ``on.event`` too (server-side label selector), so a deleted
   or emptied Secret is healed at once, and no kopf diff-base (which would copy ``data`` into an
-  annotation) is ever stored.
+  annotation) is ever stored. Anyone who may create Secrets in a watched namespace can set the
+  label, so the handler reads only Secrets a pod claims (`Reconciler.secret_event`), and what it
+  reads is bounded before it is parsed (`screening`).
 * The handlers only take note and queue the Secret's key (`workqueue.WorkQueue`); a fixed pool
   of threads does the work, so a burst of events costs keys in a queue, not event bodies. The
   one exception: for a pod in pod-certificate mode the pod handler itself reads, and if need be

@@ -139,14 +139,20 @@ class Reconciler:
             self._dispatch((namespace, claim.secret))
 
     def secret_event(self, body: Mapping[str, Any], event_type: str | None) -> None:
-        """Take in one event of a managed Secret; heal it at once if it was broken or deleted."""
+        """Take in one event of a managed Secret; heal it at once if it was broken or deleted.
+
+        A Secret no pod claims is not read: anyone who may create Secrets in a namespace the
+        operator serves can label one managed, with anything in it. Once a pod claims it, its
+        reconcile reads it (`Inventory.remember` on what the API server returns).
+        """
         meta = body.get("metadata", {})
         key = (meta.get("namespace", ""), meta.get("name", ""))
-        if event_type == "DELETED":
+        claimed = bool(self._inventory.pods_for(key))
+        if event_type == "DELETED" or not claimed:
             self._inventory.forget_secret(key)
         else:
             self._inventory.remember(key, body)
-        if self._inventory.pods_for(key) and self._needs_action(key):
+        if claimed and self._needs_action(key):
             self._dispatch(key)
 
     # The loop -----------------------------------------------------------------------------

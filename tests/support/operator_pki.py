@@ -21,9 +21,9 @@ POLICY_DOC = {"profile": "intermediate", "min_version": "TLSv1.2", "ciphers": "E
 class PKI:
     """A root, an intermediate under it, and Secret data for leaves it issues."""
 
-    def __init__(self) -> None:
-        self.root = trustme.CA()
-        self.intermediate = self.root.create_child_ca()
+    def __init__(self, key_type: trustme.KeyType = trustme.KeyType.ECDSA) -> None:
+        self.root = trustme.CA(key_type=key_type)
+        self.intermediate = self.root.create_child_ca(key_type=key_type)
 
     @property
     def view(self) -> CAView:
@@ -45,15 +45,18 @@ class PKI:
         *names: str,
         valid_for: datetime.timedelta | None = None,
         uris: tuple[str, ...] = (SPIFFE_ID,),
+        key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | None = None,
+        extension: x509.ExtensionType | None = None,
     ) -> dict[str, bytes]:
-        """A leaf for ``names`` (default ``web.shop``) with the SPIFFE ID of ``shop``'s ``web``."""
+        """A leaf for ``names`` (default ``web.shop``) with the SPIFFE ID of ``shop``'s ``web``,
+        for ``key`` (default: a new P-256 key); ``extension`` replaces its SAN extension."""
         now = datetime.datetime.now(datetime.UTC)
         issuer = x509.load_pem_x509_certificate(self.intermediate.cert_pem.bytes())
         issuer_key = serialization.load_pem_private_key(
             self.intermediate.private_key_pem.bytes(), password=None
         )
         assert isinstance(issuer_key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey)
-        key = ec.generate_private_key(ec.SECP256R1())
+        key = key or ec.generate_private_key(ec.SECP256R1())
         sans: list[x509.GeneralName] = [x509.DNSName(n) for n in names or ("web.shop",)]
         sans += [x509.UniformResourceIdentifier(uri) for uri in uris]
         leaf = (
@@ -64,7 +67,7 @@ class PKI:
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(minutes=1) if valid_for is None else now)
             .not_valid_after(now + (valid_for or datetime.timedelta(days=1)))
-            .add_extension(x509.SubjectAlternativeName(sans), critical=True)
+            .add_extension(extension or x509.SubjectAlternativeName(sans), critical=True)
             .sign(issuer_key, hashes.SHA256())
         )
         chain = leaf.public_bytes(serialization.Encoding.PEM) + self.intermediate.cert_pem.bytes()

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import base64
 import datetime
 
 import pytest
+import trustme
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import ExtensionOID
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mtls_context import CA, CERT, KEY, POLICY
-from mtls_operator.certs import inspect, needs_renewal, new_key_and_csr
+from mtls_operator.certs import Inspection, inspect, needs_renewal, new_key_and_csr
 from mtls_operator.claims import Claim
+from support import hostile_secrets as hostile
 from support.operator_pki import PKI
 
 UTC = datetime.UTC
@@ -114,3 +120,192 @@ def test_renewal_fraction_must_be_within_the_lifetime(fraction: float) -> None:
     now = datetime.datetime(2026, 1, 1, tzinfo=UTC)
     with pytest.raises(ValueError, match="renewal fraction"):
         needs_renewal(now, now + HOUR, now, fraction)
+
+
+# Hostile Secrets: anyone who may write Secrets in a namespace the operator serves chooses what
+# `inspect` reads. What no hello-mtls Secret holds is refused before cryptography parses it.
+
+
+@pytest.fixture
+def unparsed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail the test if cryptography is asked to parse a key or a certificate."""
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("cryptography was asked to parse a file the operator never writes")
+
+    for loader in ("load_pem_private_key", "load_der_private_key"):
+        monkeypatch.setattr(serialization, loader, refuse)
+    monkeypatch.setattr(x509, "load_pem_x509_certificates", refuse)
+
+
+GOOD = PKI().data("web.shop")
+MADE = "hello-mtls makes only ECDSA P-256/P-384 and RSA 2048/3072/4096 keys"
+CHAIN_OF_10000 = hostile.certificate() * 10_000
+
+
+@pytest.mark.parametrize(
+    ("files", "problem"),
+    [
+        pytest.param(
+            hostile.files(hostile.rsa_16384()),
+            "tls.key is 13,140 bytes, more than hello-mtls ever writes there (4,096)",
+            id="rsa-16384",
+        ),
+        pytest.param(
+            hostile.files(hostile.rsa_with_modulus(16384)),
+            f"tls.key is an RSA key of 16384 bits; {MADE}",
+            id="rsa-16384-modulus-in-a-small-pem",
+        ),
+        pytest.param(
+            hostile.files(hostile.rsa_with_modulus(8192)),
+            f"tls.key is an RSA key of 8192 bits; {MADE}",
+            id="rsa-8192",
+        ),
+        pytest.param(
+            hostile.files(hostile.rsa_with_modulus(1024)),
+            f"tls.key is an RSA key of 1024 bits; {MADE}",
+            id="rsa-1024",
+        ),
+        pytest.param(hostile.files(hostile.dsa()), f"tls.key is a DSA key; {MADE}", id="dsa"),
+        pytest.param(
+            hostile.files(hostile.ed25519_key()), f"tls.key is an Ed25519 key; {MADE}", id="ed25519"
+        ),
+        pytest.param(
+            hostile.files(hostile.ed448_key()), f"tls.key is an Ed448 key; {MADE}", id="ed448"
+        ),
+        pytest.param(
+            hostile.files(hostile.x25519_key()), f"tls.key is an X25519 key; {MADE}", id="x25519"
+        ),
+        pytest.param(
+            hostile.files(hostile.p521()),
+            f"tls.key is an ECDSA key on curve secp521r1; {MADE}",
+            id="p521",
+        ),
+        pytest.param(
+            hostile.files(hostile.encrypted()),
+            "tls.key holds ENCRYPTED PRIVATE KEY; the operator writes one unencrypted PKCS#8"
+            " key (PRIVATE KEY)",
+            id="encrypted",
+        ),
+        pytest.param(
+            hostile.files(hostile.traditional_ec()),
+            "tls.key holds EC PRIVATE KEY; the operator writes one unencrypted PKCS#8"
+            " key (PRIVATE KEY)",
+            id="traditional",
+        ),
+        pytest.param(
+            hostile.files(hostile.rsa_with_modulus(2048) * 2),
+            "tls.key holds PRIVATE KEY, PRIVATE KEY; the operator writes one unencrypted PKCS#8"
+            " key (PRIVATE KEY)",
+            id="two-keys",
+        ),
+        pytest.param(
+            hostile.files(hostile.pem(b"\x30\x03\x02\x01")),
+            "tls.key is not a PKCS#8 key",
+            id="truncated-der",
+        ),
+        pytest.param(
+            hostile.files(hostile.rsa_with_modulus(2048), chain=CHAIN_OF_10000),
+            f"tls.crt is {len(CHAIN_OF_10000):,} bytes, more than hello-mtls ever writes there"
+            " (32,768)",
+            id="chain-of-10000",
+        ),
+        pytest.param(
+            hostile.files(hostile.rsa_with_modulus(2048), chain=hostile.certificate() * 5),
+            "tls.crt holds 5 PEM blocks, more than the 4 of a chain hello-mtls writes",
+            id="chain-of-5",
+        ),
+        pytest.param(
+            {**hostile.files(hostile.rsa_with_modulus(2048)), CA: b"x" * (1 << 20)},
+            "ca.crt is 1,048,576 bytes, more than hello-mtls ever writes there (65,536)",
+            id="huge-bundle",
+        ),
+        pytest.param(
+            {**hostile.files(hostile.rsa_with_modulus(2048)), POLICY: b" " * (1 << 20)},
+            "tls-policy.json is 1,048,576 bytes, more than hello-mtls ever writes there (16,384)",
+            id="huge-policy",
+        ),
+    ],
+)
+@pytest.mark.usefixtures("unparsed")
+def test_a_hostile_secret_is_refused_before_cryptography_parses_it(
+    files: dict[str, bytes], problem: str
+) -> None:
+    assert inspect(files).problem == problem
+
+
+def test_a_key_of_every_type_hello_mtls_makes_or_signs_is_read() -> None:
+    """ECDSA P-256 (the operator's), P-384, and RSA 2048, 3072 and 4096 (the CA's key types and
+    what it signs); RSA keys are read without RSA key validation (these have no real primes)."""
+    pki = PKI()
+    keys = [
+        serialization.load_pem_private_key(
+            hostile.rsa_with_modulus(bits), None, unsafe_skip_rsa_key_validation=True
+        )
+        for bits in (2048, 3072, 4096)
+    ]
+    keys += [ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP384R1())]
+    for key in keys:
+        assert isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey)
+        found = inspect(pki.data("web.shop", key=key))
+        assert found.problem is None, (key, found.problem)
+
+
+def test_the_largest_secret_hello_mtls_writes_is_within_every_limit() -> None:
+    """20 names of 253 characters (the rules' most), an RSA-4096 key, an RSA intermediate."""
+    pki = PKI(key_type=trustme.KeyType.RSA)
+    names = [f"{i:02d}{'a' * 59}.{'b' * 63}.{'c' * 63}.{'d' * 58}.shop" for i in range(20)]
+    assert all(len(name) == 253 for name in names)
+    key = serialization.load_pem_private_key(
+        hostile.rsa_with_modulus(4096), None, unsafe_skip_rsa_key_validation=True
+    )
+    assert isinstance(key, rsa.RSAPrivateKey)
+    data = pki.data(*names, key=key)
+    found = inspect(data)
+    assert found.problem is None
+    assert len(found.names) == 20
+
+
+def test_a_leaf_with_a_malformed_extension_is_a_problem_not_an_exception() -> None:
+    pki = PKI()
+    bad_san = x509.UnrecognizedExtension(
+        ExtensionOID.SUBJECT_ALTERNATIVE_NAME, b"\x30\x03\x87\x01\x01"
+    )
+    found = inspect(pki.data("web.shop", extension=bad_san))
+    assert found.problem == "tls.crt is not a certificate the operator can read"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    cert=st.binary(max_size=2048),
+    key=st.binary(max_size=2048),
+    bundle=st.binary(max_size=64),
+    policy=st.binary(max_size=64),
+)
+def test_inspect_never_raises_on_junk(
+    cert: bytes, key: bytes, bundle: bytes, policy: bytes
+) -> None:
+    found = inspect({CERT: cert, KEY: key, CA: bundle, POLICY: policy})
+    assert found.problem is not None
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_inspect_never_raises_on_a_damaged_secret(data: st.DataObject) -> None:
+    """A good Secret with its key's DER or its leaf's changed, cut short or grown."""
+    name = data.draw(st.sampled_from([KEY, CERT]))
+    label = "PRIVATE KEY" if name == KEY else "CERTIFICATE"
+    first, rest = GOOD[name].split(b"\n-----END ", 1)
+    der = bytearray(base64.b64decode(b"".join(first.splitlines()[1:])))
+    at = data.draw(st.integers(0, len(der) - 1))
+    junk = data.draw(st.binary(min_size=1, max_size=8))
+    how = data.draw(st.sampled_from(["change", "cut", "grow"]))
+    if how == "change":
+        der[at] ^= junk[0] or 1
+    elif how == "cut":
+        del der[at:]
+    else:
+        der[at:at] = junk
+    rest = rest.split(b"-----\n", 1)[1]  # the chain's other certificates
+    found = inspect({**GOOD, name: hostile.pem(bytes(der), label) + rest})
+    assert isinstance(found, Inspection)

@@ -11,7 +11,7 @@ import dataclasses
 import datetime
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytest
@@ -21,8 +21,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from mtls_ca.tls_profiles import policy_bytes
 from mtls_context import CERT, KEY, POLICY
-from mtls_operator import metrics
-from mtls_operator.certs import inspect, sha256_hex
+from mtls_operator import inventory, metrics
+from mtls_operator.certs import Inspection, inspect, sha256_hex
 from mtls_operator.claims import DURATION, MODE, NAME, SECRET, Rules
 from mtls_operator.pod_certificates import ANNOTATION_INTERMEDIATE, Signer
 from mtls_operator.reconciler import ANNOTATION_VERSION, Reconciler
@@ -33,6 +33,7 @@ from mtls_operator.tlssecret import (
     POLICY_CONFIG_MAP,
     decode_data,
 )
+from support import hostile_secrets as hostile
 from support.operator_fakes import CA, Clock, Cluster, PodCertificateRequests, pod
 
 UTC = datetime.UTC
@@ -442,6 +443,56 @@ def test_a_secret_labelled_managed_but_not_true_is_left_alone(
     assert cluster.secrets[("shop", "web-tls")]["data"] == {"x": "eQ=="}
     assert cluster.writes == 1 and ca.signed == 0
     assert [e[2] for e in cluster.events] == ["SecretNotManaged"]
+
+
+def test_a_managed_secret_no_pod_claims_is_not_read(
+    cluster: Cluster, ca: CA, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Anyone who may create Secrets in a served namespace can label one managed=true: what it
+    holds is read only once a pod claims it, and then it is re-issued, the Event says why."""
+    read: list[Mapping[str, bytes]] = []
+
+    def recorded(data: Mapping[str, bytes]) -> Inspection:
+        read.append(data)
+        return inspect(data)
+
+    monkeypatch.setattr(inventory, "inspect", recorded)
+    queued: list[tuple[str, str]] = []
+    r = reconciler(cluster, ca, clock, dispatch=queued.append)
+    r.tick()
+    files = hostile.files(hostile.rsa_with_modulus(16384))
+    body = cluster.create_secret(hostile.managed_secret("web-tls", "shop", files))
+    for event_type in (None, "MODIFIED", "MODIFIED"):
+        r.secret_event(body, event_type)
+    clock.advance(60)
+    r.tick()
+    assert read == [] and queued == []
+    r.pod_event(pod("web-1", WEB), None)
+    r.reconcile(queued.pop())
+    assert len(read) == 2  # the Secret as read, then as written
+    assert inspect(decode_data(cluster.secrets[("shop", "web-tls")])).problem is None
+    (issued,) = cluster.events
+    assert issued[:3] == ("web-1", "Normal", "Issued")
+    assert (
+        "(tls.key is an RSA key of 16384 bits; hello-mtls makes only ECDSA P-256/P-384 and RSA"
+        " 2048/3072/4096 keys), valid until" in issued[3]
+    )
+
+
+def test_a_secret_whose_key_is_encrypted_is_reissued(
+    cluster: Cluster, ca: CA, clock: Clock
+) -> None:
+    """cryptography raises TypeError, not ValueError, for an encrypted key: that must not end a
+    handler nor leave the Secret broken."""
+    r = reconciler(cluster, ca, clock)
+    r.tick()
+    r.pod_event(pod("web-1", WEB), None)
+    secret = cluster.get_secret("shop", "web-tls") or {}
+    secret["data"][KEY] = base64.b64encode(hostile.encrypted()).decode()
+    r.secret_event(cluster.replace_secret(secret), "MODIFIED")
+    assert ca.signed == 2
+    assert inspect(decode_data(cluster.secrets[("shop", "web-tls")])).problem is None
+    assert "(tls.key holds ENCRYPTED PRIVATE KEY;" in cluster.events[-1][3]
 
 
 def test_ca_down_warns_retries_with_backoff_and_recovers(
