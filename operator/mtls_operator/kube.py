@@ -46,7 +46,7 @@ class Kube:
         )
 
     def replace_secret(self, body: dict[str, Any]) -> dict[str, Any]:
-        meta = body["metadata"]
+        meta = _versioned(body)["metadata"]
         return self._write(
             self._api.replace_namespaced_secret, meta["name"], meta["namespace"], body=body
         )
@@ -60,7 +60,7 @@ class Kube:
         )
 
     def replace_config_map(self, body: dict[str, Any]) -> dict[str, Any]:
-        meta = body["metadata"]
+        meta = _versioned(body)["metadata"]
         return self._write(
             self._api.replace_namespaced_config_map, meta["name"], meta["namespace"], body=body
         )
@@ -203,7 +203,7 @@ class PodCertificateAPI:
             raise
 
     def update_request_status(self, body: dict[str, Any]) -> bool:
-        meta = body["metadata"]
+        meta = _versioned(body)["metadata"]
         try:
             self._write(
                 self._api.replace_namespaced_pod_certificate_request_status,
@@ -239,7 +239,7 @@ class PodCertificateAPI:
 
     def replace_trust_bundle(self, body: dict[str, Any]) -> dict[str, Any]:
         return self._write(
-            self._api.replace_cluster_trust_bundle, body["metadata"]["name"], body=body
+            self._api.replace_cluster_trust_bundle, _versioned(body)["metadata"]["name"], body=body
         )
 
     def event(self, pod: Mapping[str, Any], *, type: str, reason: str, message: str) -> None:
@@ -256,6 +256,21 @@ class PodCertificateAPI:
             if error.status == 422:
                 raise Invalid(_api_message(error)) from None
             raise
+
+
+def _versioned(body: dict[str, Any]) -> dict[str, Any]:
+    """``body``, if it carries the resourceVersion it was read at. A replace without one
+    overwrites whatever is stored (the API server allows that for most kinds), e.g. what
+    another operator replica wrote meanwhile.
+
+    Raises:
+        ValueError: the body has no resourceVersion.
+    """
+    meta = body["metadata"]
+    if not meta.get("resourceVersion"):
+        kind = body.get("kind", "object")
+        raise ValueError(f"{kind} {meta.get('name')} has no resourceVersion to replace at")
+    return body
 
 
 def _api_message(error: kubernetes.client.ApiException) -> str:
