@@ -13,7 +13,7 @@ import kubernetes
 
 from mtls_operator.ports import Conflict, Forbidden, Invalid
 
-__all__ = ["Kube", "PodCertificateAPI", "load_config"]
+__all__ = ["Kube", "LeaseAPI", "PodCertificateAPI", "load_config"]
 
 _COMPONENT = "hello-mtls-operator"
 _log = logging.getLogger("mtls_operator")
@@ -255,6 +255,51 @@ class PodCertificateAPI:
                 raise Conflict(f"{body['kind']} {body['metadata']['name']} changed") from None
             if error.status == 422:
                 raise Invalid(_api_message(error)) from None
+            raise
+
+
+class LeaseAPI:
+    """`ports.Leases` on the client's ``CoordinationV1Api``; bodies are the API's JSON.
+
+    Each call gives up after ``request_timeout`` seconds: the elector must not hang on a dead
+    connection while its renew deadline runs out (`leadership.Timing`).
+    """
+
+    def __init__(self, kube: Kube, *, request_timeout: float = 2.0) -> None:
+        self._api = kubernetes.client.CoordinationV1Api(kube._api.api_client)
+        self._timeout = request_timeout
+
+    def get_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return Kube._json(
+                self._api.read_namespaced_lease(
+                    name, namespace, _preload_content=False, _request_timeout=self._timeout
+                )
+            )
+        except kubernetes.client.ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+
+    def create_lease(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self._write(
+            self._api.create_namespaced_lease, body["metadata"]["namespace"], body=body
+        )
+
+    def replace_lease(self, body: dict[str, Any]) -> dict[str, Any]:
+        meta = _versioned(body)["metadata"]
+        return self._write(
+            self._api.replace_namespaced_lease, meta["name"], meta["namespace"], body=body
+        )
+
+    def _write(self, call: Any, *args: Any, body: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return Kube._json(
+                call(*args, body, _preload_content=False, _request_timeout=self._timeout)
+            )
+        except kubernetes.client.ApiException as error:
+            if error.status == 409:
+                raise Conflict(f"Lease {body['metadata']['name']} changed meanwhile") from None
             raise
 
 
