@@ -41,14 +41,14 @@ from mtls_operator import config, kube, metrics
 from mtls_operator.ca_client import CAClient
 from mtls_operator.claims import NAME
 from mtls_operator.inventory import Key
-from mtls_operator.leadership import Elector
+from mtls_operator.leadership import Elector, Timing
 from mtls_operator.pod_certificates import Signer
 from mtls_operator.reconciler import Reconciler
 from mtls_operator.tlssecret import LABEL_MANAGED
 from mtls_operator.workqueue import WorkQueue
 
 _LOOP_SECONDS = 1.0
-_RELEASE_SECONDS = 5.0  # at most one Lease round (two calls of 2 s) and the release
+_RELEASE_SECONDS = 15.0  # a Lease round under way and the release: two calls of 3.5 s each
 _HANDLER_THREADS = 4
 _KOPF_WORKER_IDLE_SECONDS = 0.5
 
@@ -86,10 +86,13 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     # The pod name, and a token so that a restarted process never takes its predecessor's
     # Lease for its own (pod names have no "_").
     identity = f"{socket.gethostname()}_{secrets.token_hex(4)}"
+    timing = Timing()
     elector = Elector(
-        kube.LeaseAPI(cluster),
+        # A renewal (a read and a write) fits in the renew deadline even when both are slow.
+        kube.LeaseAPI(cluster, request_timeout=timing.renew_deadline_seconds / 2),
         namespace=cfg.lease_namespace,
         identity=identity,
+        timing=timing,
         on_lead=lead,
         on_lost=_exit,
     )

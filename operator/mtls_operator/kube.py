@@ -265,7 +265,7 @@ class LeaseAPI:
     connection while its renew deadline runs out (`leadership.Timing`).
     """
 
-    def __init__(self, kube: Kube, *, request_timeout: float = 2.0) -> None:
+    def __init__(self, kube: Kube, *, request_timeout: float) -> None:
         self._api = kubernetes.client.CoordinationV1Api(kube._api.api_client)
         self._timeout = request_timeout
 

@@ -18,7 +18,7 @@ def _replaces() -> dict[str, Callable[[dict[str, Any]], object]]:
     return {
         "Secret": cluster.replace_secret,
         "ConfigMap": cluster.replace_config_map,
-        "Lease": kube.LeaseAPI(cluster).replace_lease,
+        "Lease": kube.LeaseAPI(cluster, request_timeout=1).replace_lease,
         "PodCertificateRequest": pod_certificates.update_request_status,
         "ClusterTrustBundle": pod_certificates.replace_trust_bundle,
     }
