@@ -4,7 +4,8 @@
    call to the moment its Secret appears on a watch, and that Secret inspects clean.
 2. Throughput: 1000 annotated pods that stay Pending (a nodeSelector no node has) created as
    fast as 8 threads can; the time from the first create to the 1000th Secret on the watch.
-3. The operator's RSS (VmRSS and peak VmHWM of its PID 1) after both.
+3. The operator's RSS (VmRSS and peak VmHWM of its PID 1) after both, in the replica that
+   holds the Lease (the one that works).
 4. Pod certificates (when the install signs them, ``podCertificates.enabled``): running pods in
    ``hello-mtls.dev/mode: pod-certificate`` created by 8 threads (100 by default: about what one
    node holds, 110 pods, beside the system's own); for each PodCertificateRequest the kubelets
@@ -33,6 +34,7 @@ import kubernetes
 import urllib3
 
 from mtls_operator.certs import inspect
+from mtls_operator.leadership import LEASE_NAME
 from mtls_operator.tlssecret import LABEL_MANAGED, decode_data
 
 CA_NAMESPACE = "hello-mtls"
@@ -208,14 +210,22 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
+def operator_leader() -> str:
+    """The operator pod that holds the Lease: the one that works (the standby only watches)."""
+    lease = kubernetes.client.CoordinationV1Api().read_namespaced_lease(LEASE_NAME, CA_NAMESPACE)
+    assert lease.spec is not None and lease.spec.holder_identity, "no operator replica leads"
+    return lease.spec.holder_identity.rpartition("_")[0]  # <pod name>_<token>
+
+
 def operator_memory() -> str:
+    leader = operator_leader()
     out = subprocess.run(
         [
             "kubectl",
             "-n",
             CA_NAMESPACE,
             "exec",
-            "deploy/hello-mtls-operator",
+            leader,
             "--",
             "cat",
             "/proc/1/status",
@@ -226,7 +236,7 @@ def operator_memory() -> str:
         check=True,
     ).stdout
     fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
-    return f"VmRSS {fields['VmRSS'].strip()}, peak VmHWM {fields['VmHWM'].strip()}"
+    return f"{leader} VmRSS {fields['VmRSS'].strip()}, peak VmHWM {fields['VmHWM'].strip()}"
 
 
 def main() -> int:

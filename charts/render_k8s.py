@@ -37,14 +37,16 @@ FILES = {
     ),
     "20-operator.yaml": (
         "The operator: ServiceAccount, ClusterRole (each rule says why) and its binding, the\n"
-        "ValidatingAdmissionPolicy limiting its writes, its NetworkPolicy, and the Deployment\n"
-        "(1 replica, Recreate, kopf --standalone).",
+        "Role for its Lease, the ValidatingAdmissionPolicy limiting its writes, its\n"
+        "NetworkPolicy, the Deployment (2 replicas, one leader elected by the Lease\n"
+        "hello-mtls-operator) and its PodDisruptionBudget.",
         [
             "operator-serviceaccount.yaml",
             "operator-rbac.yaml",
             "operator-validatingadmissionpolicy.yaml",
             "operator-networkpolicy.yaml",
             "operator-deployment.yaml",
+            "operator-poddisruptionbudget.yaml",
         ],
     ),
     "25-names-policy.yaml": (

@@ -13,6 +13,7 @@ Run it with ``kopf run -m mtls_operator.handlers --standalone --all-namespaces``
 * `settings`: how the reconciler behaves (renewal fraction, resync period, the claim rules)
 * `inventory`: the claiming pods and the managed Secrets they claim, shared by its threads
 * `ports`, `reconciler`: what it needs from outside; the level-triggered loop that ties it together
+* `leadership`: which replica works, elected with a Lease
 * `workqueue`: Secret keys to reconcile, each queued once, worked off by a pool of threads
 * `pod_certificates`: the signer of PodCertificateRequests and its ClusterTrustBundle
 * `kube`, `ca_client`: the Kubernetes API and the CA's HTTPS API

@@ -1,8 +1,10 @@
 """``hello-mtls-operator``: ``kopf run`` with this operator's handlers and safe defaults.
 
 Arguments are kopf's own (``--namespace NS`` repeated, ``--liveness URL``, ``--verbose``...).
-Without ``--namespace`` it watches all namespaces. It always runs ``--standalone``: one replica
-with ``strategy: Recreate``, no peering objects (see "High availability" in docs/operator.md).
+Without ``--namespace`` it watches all namespaces. It always runs ``--standalone``: kopf's
+peering would pause kopf's handlers but not the threads this operator starts, so which replica
+works is decided by a Lease instead (`mtls_operator.leadership`; "High availability" in
+docs/operator.md).
 """
 
 from __future__ import annotations

@@ -35,6 +35,9 @@ class Config:
     """The signer name to answer PodCertificateRequests for; empty: the signer does not run."""
     pod_certificate_refresh_fraction: float = 2 / 3
     """Where in a pod certificate's lifetime its beginRefreshAt lies."""
+    lease_namespace: str = "hello-mtls"
+    """Where the Lease that elects the working replica lives (`leadership`): the operator's own
+    namespace."""
 
 
 def from_environment(environ: Mapping[str, str] = os.environ) -> Config:
@@ -57,6 +60,7 @@ def from_environment(environ: Mapping[str, str] = os.environ) -> Config:
     ``HELLO_MTLS_POD_CERTIFICATE_SIGNER``  empty (off); a signer name such as
                                          ``hello-mtls.dev/pod-certificate`` runs the signer
     ``HELLO_MTLS_POD_CERTIFICATE_REFRESH_FRACTION``  as ``HELLO_MTLS_RENEW_FRACTION``
+    ``HELLO_MTLS_LEASE_NAMESPACE``       ``hello-mtls`` (the chart: the pod's own namespace)
     ===================================  ==================================================
 
     Raises:
@@ -103,6 +107,7 @@ def from_environment(environ: Mapping[str, str] = os.environ) -> Config:
         ),
         pod_certificate_signer=signer,
         pod_certificate_refresh_fraction=refresh_fraction,
+        lease_namespace=get("LEASE_NAMESPACE", "hello-mtls"),
     )
 
 

@@ -18,13 +18,23 @@
   (`pod_certificates.Signer`) runs beside them: its own list+watch thread (kopf cannot watch
   with a server-side field selector, and the requests of other signers are none of ours), its
   own work queue, and its retries and trust bundle in the same loop.
+* Two replicas run; the one holding the Lease (`leadership.Elector`, on a thread of its own)
+  works, the other only keeps its watches and its inventory current. The loop, the work
+  queues and the signer ask `leadership.Elector.leading`; the signer's watch starts when this
+  replica wins, and the reconciler then makes a full pass (`Reconciler.take_over`). A leader
+  that loses the Lease exits at once (as client-go's users do): Kubernetes restarts it as a
+  standby. On SIGTERM it stops working and releases the Lease.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import secrets
+import socket
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import kopf
@@ -33,19 +43,21 @@ from mtls_operator import config, kube, metrics
 from mtls_operator.ca_client import CAClient
 from mtls_operator.claims import NAME
 from mtls_operator.inventory import Key
+from mtls_operator.leadership import Elector, Timing
 from mtls_operator.pod_certificates import Signer
 from mtls_operator.reconciler import Reconciler
 from mtls_operator.tlssecret import LABEL_MANAGED
 from mtls_operator.workqueue import WorkQueue
 
 _LOOP_SECONDS = 1.0
+_RELEASE_SECONDS = 15.0  # a Lease round under way and the release: two calls of 3.5 s each
 _HANDLER_THREADS = 4
 _KOPF_WORKER_IDLE_SECONDS = 0.5
 
 
 @kopf.on.startup()
 async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
-    """Configure kopf, connect to the cluster and the CA, start metrics and the loop."""
+    """Configure kopf, connect to the cluster and the CA, start metrics, the election, the loop."""
     cfg = config.from_environment()
     settings.posting.enabled = False  # Events are posted by mtls_operator.kube
     settings.watching.server_timeout = 300
@@ -62,6 +74,31 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     cluster = kube.Kube(pool_size=2 * cfg.max_workers + 4)
     ca_client = CAClient(cfg.ca_url, cfg.provisioner_dir)
     reconciler: Reconciler
+    signer: Signer | None = None
+    memo.stop_signer = threading.Event()
+
+    def lead() -> None:
+        metrics.LEADER.set(1)
+        reconciler.take_over()
+        if signer is not None:
+            threading.Thread(
+                target=signer.run, args=(memo.stop_signer,), name="pod-certificates", daemon=True
+            ).start()
+
+    # The pod name, and a token so that a restarted process never takes its predecessor's
+    # Lease for its own (pod names have no "_").
+    identity = f"{socket.gethostname()}_{secrets.token_hex(4)}"
+    timing = Timing()
+    elector = Elector(
+        # A renewal (a read and a write) fits in the renew deadline even when both are slow.
+        kube.LeaseAPI(cluster, request_timeout=timing.renew_deadline_seconds / 2),
+        namespace=cfg.lease_namespace,
+        identity=identity,
+        timing=timing,
+        on_lead=lead,
+        on_lost=_exit,
+    )
+    leading = elector.leading
     work = WorkQueue[Key](lambda key: reconciler.reconcile(key), workers=cfg.max_workers)
     reconciler = Reconciler(
         cluster,
@@ -69,13 +106,14 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         cfg.settings,
         dispatch=work.add,
         signer_name=cfg.pod_certificate_signer,
+        leading=leading,
     )
     memo.reconciler = reconciler
-    memo.signer = None
-    memo.stop_signer = threading.Event()
     if cfg.pod_certificate_signer:
-        signer: Signer
-        requests = WorkQueue[Key](lambda key: signer.answer(key), workers=cfg.max_workers)
+        requests = WorkQueue[Key](
+            lambda key: signer.answer(key) if signer is not None and leading() else None,
+            workers=cfg.max_workers,
+        )
         signer = Signer(
             kube.PodCertificateAPI(cluster),
             ca_client,
@@ -85,20 +123,23 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
             status_seconds=cfg.settings.status_seconds,
             dispatch=requests.add,
         )
-        memo.signer = signer
-        threading.Thread(
-            target=signer.run, args=(memo.stop_signer,), name="pod-certificates", daemon=True
-        ).start()
+    memo.signer = signer
+    metrics.LEADER.set(0)
     metrics.QUEUE_DEPTH.set_function(lambda: len(work))
     metrics.serve(cfg.metrics_port)
-    memo.loop = asyncio.create_task(_loop(memo.reconciler, memo.signer))
+    memo.elector = elector
+    memo.election = threading.Thread(target=elector.run, name="leader-election", daemon=True)
+    memo.election.start()
+    memo.loop = asyncio.create_task(_loop(memo.reconciler, memo.signer, leading))
 
 
 @kopf.on.cleanup()
 async def stop(memo: kopf.Memo, **_: Any) -> None:
-    """Stop the reconcile loop and the signer's watch."""
+    """Stop working, the reconcile loop and the signer's watch; release the Lease if held."""
+    memo.elector.stop()
     memo.stop_signer.set()
     memo.loop.cancel()
+    await asyncio.to_thread(memo.election.join, _RELEASE_SECONDS)
 
 
 @kopf.on.event("pods", annotations={NAME: kopf.PRESENT})
@@ -113,10 +154,10 @@ def secret(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -> None
     memo.reconciler.secret_event(body, type)
 
 
-async def _loop(reconciler: Reconciler, signer: Signer | None) -> None:
+async def _loop(reconciler: Reconciler, signer: Signer | None, leading: Callable[[], bool]) -> None:
     log = logging.getLogger("mtls_operator")
     while True:
-        for tick in (reconciler.tick, signer.tick if signer else None):
+        for tick in (reconciler.tick, signer.tick if signer and leading() else None):
             if tick is None:
                 continue
             try:
@@ -124,3 +165,9 @@ async def _loop(reconciler: Reconciler, signer: Signer | None) -> None:
             except Exception:  # one bad pass must not end renewals for everyone
                 log.exception("reconcile pass failed")
         await asyncio.sleep(_LOOP_SECONDS)
+
+
+def _exit() -> None:
+    """The Lease is lost: stop every thread at once, so that none writes after the successor
+    started (a write already sent carries its resourceVersion and fails if it is stale)."""
+    os._exit(1)

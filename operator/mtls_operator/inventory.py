@@ -39,6 +39,8 @@ class ClaimingPod:
     certificate_intermediate: str | None = None
     """Pod-certificate mode: the intermediate that signed the certificate it holds, as the signer
     annotated it; "" not known, None holds none (`pod_certificates.certificate_intermediate`)."""
+    problem: str = ""
+    """Why its annotations are invalid (``claim`` is None), for its ``InvalidAnnotation`` Event."""
 
     @property
     def ref(self) -> dict[str, Any]:
@@ -112,6 +114,11 @@ class Inventory:
         """Every Secret some pod claims."""
         with self._lock:
             return list(self._by_key)
+
+    def invalid_pods(self) -> list[ClaimingPod]:
+        """The pods whose annotations are invalid."""
+        with self._lock:
+            return [pod for pod in self._pods.values() if pod.claim is None]
 
     def pod_certificate_pods(self, namespace: str) -> list[ClaimingPod]:
         """The pods of ``namespace`` in pod-certificate mode."""

@@ -13,7 +13,7 @@ import kubernetes
 
 from mtls_operator.ports import Conflict, Forbidden, Invalid
 
-__all__ = ["Kube", "PodCertificateAPI", "load_config"]
+__all__ = ["Kube", "LeaseAPI", "PodCertificateAPI", "load_config"]
 
 _COMPONENT = "hello-mtls-operator"
 _log = logging.getLogger("mtls_operator")
@@ -46,7 +46,7 @@ class Kube:
         )
 
     def replace_secret(self, body: dict[str, Any]) -> dict[str, Any]:
-        meta = body["metadata"]
+        meta = _versioned(body)["metadata"]
         return self._write(
             self._api.replace_namespaced_secret, meta["name"], meta["namespace"], body=body
         )
@@ -60,7 +60,7 @@ class Kube:
         )
 
     def replace_config_map(self, body: dict[str, Any]) -> dict[str, Any]:
-        meta = body["metadata"]
+        meta = _versioned(body)["metadata"]
         return self._write(
             self._api.replace_namespaced_config_map, meta["name"], meta["namespace"], body=body
         )
@@ -203,7 +203,7 @@ class PodCertificateAPI:
             raise
 
     def update_request_status(self, body: dict[str, Any]) -> bool:
-        meta = body["metadata"]
+        meta = _versioned(body)["metadata"]
         try:
             self._write(
                 self._api.replace_namespaced_pod_certificate_request_status,
@@ -239,7 +239,7 @@ class PodCertificateAPI:
 
     def replace_trust_bundle(self, body: dict[str, Any]) -> dict[str, Any]:
         return self._write(
-            self._api.replace_cluster_trust_bundle, body["metadata"]["name"], body=body
+            self._api.replace_cluster_trust_bundle, _versioned(body)["metadata"]["name"], body=body
         )
 
     def event(self, pod: Mapping[str, Any], *, type: str, reason: str, message: str) -> None:
@@ -256,6 +256,66 @@ class PodCertificateAPI:
             if error.status == 422:
                 raise Invalid(_api_message(error)) from None
             raise
+
+
+class LeaseAPI:
+    """`ports.Leases` on the client's ``CoordinationV1Api``; bodies are the API's JSON.
+
+    Each call gives up after ``request_timeout`` seconds: the elector must not hang on a dead
+    connection while its renew deadline runs out (`leadership.Timing`).
+    """
+
+    def __init__(self, kube: Kube, *, request_timeout: float) -> None:
+        self._api = kubernetes.client.CoordinationV1Api(kube._api.api_client)
+        self._timeout = request_timeout
+
+    def get_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return Kube._json(
+                self._api.read_namespaced_lease(
+                    name, namespace, _preload_content=False, _request_timeout=self._timeout
+                )
+            )
+        except kubernetes.client.ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+
+    def create_lease(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self._write(
+            self._api.create_namespaced_lease, body["metadata"]["namespace"], body=body
+        )
+
+    def replace_lease(self, body: dict[str, Any]) -> dict[str, Any]:
+        meta = _versioned(body)["metadata"]
+        return self._write(
+            self._api.replace_namespaced_lease, meta["name"], meta["namespace"], body=body
+        )
+
+    def _write(self, call: Any, *args: Any, body: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return Kube._json(
+                call(*args, body, _preload_content=False, _request_timeout=self._timeout)
+            )
+        except kubernetes.client.ApiException as error:
+            if error.status == 409:
+                raise Conflict(f"Lease {body['metadata']['name']} changed meanwhile") from None
+            raise
+
+
+def _versioned(body: dict[str, Any]) -> dict[str, Any]:
+    """``body``, if it carries the resourceVersion it was read at. A replace without one
+    overwrites whatever is stored (the API server allows that for most kinds), e.g. what
+    another operator replica wrote meanwhile.
+
+    Raises:
+        ValueError: the body has no resourceVersion.
+    """
+    meta = body["metadata"]
+    if not meta.get("resourceVersion"):
+        kind = body.get("kind", "object")
+        raise ValueError(f"{kind} {meta.get('name')} has no resourceVersion to replace at")
+    return body
 
 
 def _api_message(error: kubernetes.client.ApiException) -> str:

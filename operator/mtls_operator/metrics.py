@@ -9,6 +9,7 @@ __all__ = [
     "FAILED",
     "ISSUANCE_SECONDS",
     "ISSUED",
+    "LEADER",
     "MANAGED_SECRETS",
     "POD_CERTIFICATES",
     "POD_CERTIFICATE_SECONDS",
@@ -49,6 +50,10 @@ POD_CERTIFICATE_SECONDS = Histogram(
     "hello_mtls_operator_pod_certificate_seconds",
     "Time from seeing a PodCertificateRequest to its status written (checks, POST /sign, write).",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+LEADER = Gauge(
+    "hello_mtls_operator_leader",
+    "1 while this replica holds the Lease and works, 0 while it stands by.",
 )
 EARLIEST_EXPIRY = Gauge(
     "hello_mtls_operator_earliest_expiry_timestamp_seconds",

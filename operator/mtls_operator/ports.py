@@ -1,8 +1,8 @@
 """What the reconciler needs from the outside world, and the errors it understands.
 
-`Cluster` and `PodCertificates` are implemented by `mtls_operator.kube` (the Kubernetes API),
-`CAService` by
-`mtls_operator.ca_client` (the CA's HTTPS API); unit tests use in-memory stand-ins.
+`Cluster`, `PodCertificates` and `Leases` are implemented by `mtls_operator.kube` (the
+Kubernetes API), `CAService` by `mtls_operator.ca_client` (the CA's HTTPS API); unit tests use
+in-memory stand-ins.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ __all__ = [
     "Conflict",
     "Forbidden",
     "Invalid",
+    "Leases",
     "PodCertificates",
 ]
 
@@ -105,3 +106,17 @@ class PodCertificates(Protocol):
     def create_trust_bundle(self, body: dict[str, Any]) -> dict[str, Any]: ...
     def replace_trust_bundle(self, body: dict[str, Any]) -> dict[str, Any]: ...
     def event(self, pod: Mapping[str, Any], *, type: str, reason: str, message: str) -> None: ...
+
+
+class Leases(Protocol):
+    """The ``coordination.k8s.io/v1`` Lease calls the leader election needs (`leadership`);
+    bodies are the API's JSON."""
+
+    def get_lease(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+    def create_lease(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Create the Lease; `Conflict` if it exists already."""
+        ...
+
+    def replace_lease(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Write the Lease at the resourceVersion ``body`` carries; `Conflict` if it moved on."""
+        ...

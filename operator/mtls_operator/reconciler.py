@@ -7,6 +7,10 @@ once a second. It talks to the cluster and to the CA only through two small port
 (`ports.Cluster`, `ports.CAService`), implemented by `kube` and `ca_client`; what it knows of
 pods and Secrets lives in `inventory.Inventory`.
 
+Every replica of the operator takes in the events, so its inventory is current; only the leader
+(``leading``: `leadership.Elector.leading`) acts on them. A standby writes nothing, signs nothing
+and posts no Event until it leads and `Reconciler.take_over` has it catch up.
+
 Restart safety comes from deciding on what the Secret holds (`decisions.decide`), not on
 memory: after a restart every valid Secret is reused as it is. Each Secret is handled under its
 own lock and written with its ``resourceVersion``, so one identity is never issued twice at once.
@@ -75,11 +79,13 @@ class Reconciler:
         monotonic: Callable[[], float] = time.monotonic,
         dispatch: Callable[[Key], None] | None = None,
         signer_name: str = "",
+        leading: Callable[[], bool] = lambda: True,
     ) -> None:
         """``dispatch`` is how a key that needs a look gets reconciled: the operator passes
         `workqueue.WorkQueue.add`; by default it is `reconcile`, in the caller's thread.
         ``signer_name`` is the pod-certificate signer's (`config.Config.pod_certificate_signer`):
-        only a pod whose volume asks it holds a certificate the root rotation waits for."""
+        only a pod whose volume asks it holds a certificate the root rotation waits for.
+        ``leading`` says whether this replica may work now; by default it always may."""
         self._cluster = cluster
         self._ca_service = ca_service
         self._settings = settings
@@ -98,6 +104,8 @@ class Reconciler:
         self._policies: dict[str, bytes] = {}  # namespace -> tls-policy.json its ConfigMap has
         self._signer_name = signer_name
         self._behind_logged_at = -float("inf")
+        self._leading = leading
+        self._warn_invalid = False  # the next tick warns every pod with invalid annotations
 
     # Events -------------------------------------------------------------------------------
 
@@ -117,9 +125,12 @@ class Reconciler:
                 rules=self._settings.rules,
             )
         except ValueError as error:
-            claim = None
-            metrics.FAILED.labels("invalid-annotation").inc()
-            self._warn_once(body, "InvalidAnnotation", str(error))
+            claim, problem = None, str(error)
+            if self._leading():
+                metrics.FAILED.labels("invalid-annotation").inc()
+                self._warn_once(body, "InvalidAnnotation", problem)
+        else:
+            problem = ""
         pod_certificate = claim is not None and claim.mode == POD_CERTIFICATE
         pod = ClaimingPod(
             namespace,
@@ -130,8 +141,11 @@ class Reconciler:
             certificate_intermediate=(
                 certificate_intermediate(body, self._signer_name) if pod_certificate else None
             ),
+            problem=problem,
         )
         first_seen = self._inventory.put_pod(pod)
+        if not self._leading():
+            return  # a standby only keeps count; `take_over` catches up on everything
         if pod_certificate:
             # The kubelet holds this pod's key and asks the signer (`pod_certificates`): no Secret.
             self._pod_certificate_pod(pod, first_seen)
@@ -152,16 +166,30 @@ class Reconciler:
             self._inventory.forget_secret(key)
         else:
             self._inventory.remember(key, body)
-        if claimed and self._needs_action(key):
+        if self._leading() and claimed and self._needs_action(key):
             self._dispatch(key)
+
+    def take_over(self) -> None:
+        """This replica became the leader: its next `tick` reads the CA's state, reconciles every
+        Secret it knows of that needs it (what the last leader had queued among them) and warns
+        the pods with invalid annotations, as an operator does after a restart."""
+        self._ca_read_at = self._resynced_at = -float("inf")
+        self._warn_invalid = True
 
     # The loop -----------------------------------------------------------------------------
 
     def tick(self) -> None:
-        """One pass of the reconcile loop: CA state, due retries, periodic resync, rotation."""
+        """One pass of the reconcile loop: CA state, due retries, periodic resync, rotation.
+        Nothing on a standby."""
+        if not self._leading():
+            return
         now = self._monotonic()
         if now - self._ca_read_at >= self._settings.status_seconds:
             self._read_ca(now)
+        if self._warn_invalid:
+            self._warn_invalid = False
+            for pod in self._inventory.invalid_pods():
+                self._warn_once(pod.ref, "InvalidAnnotation", pod.problem)
         for key in self._retries.due(now):
             assert isinstance(key, tuple)
             self._dispatch(key)
@@ -175,7 +203,10 @@ class Reconciler:
         self._drive_rotation()
 
     def reconcile(self, key: Key) -> None:
-        """Make the Secret ``key`` right for the pods that claim it; failures are retried."""
+        """Make the Secret ``key`` right for the pods that claim it; failures are retried.
+        Nothing once this replica is not the leader (any more)."""
+        if not self._leading():
+            return
         with self._lock:
             entry = self._key_locks.setdefault(key, _KeyLock())
             entry.users += 1

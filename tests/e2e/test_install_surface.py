@@ -38,6 +38,7 @@ VARIANTS: tuple[list[str], ...] = (
         "ca.persistence.storageClass=fast",
     ],
     ["--set", "networkPolicies.operatorClientNamespaces={monitoring}"],
+    ["--set", "operator.replicas=1"],
 )
 
 
@@ -144,6 +145,26 @@ def test_the_policies_are_on_by_default_and_each_has_a_switch() -> None:
     selector = named[0]["from"][0]["namespaceSelector"]["matchExpressions"][0]
     assert selector["values"] == ["monitoring"]
     assert sorted(p["port"] for p in named[0]["ports"]) == [8080, 9090]
+
+
+def test_the_operator_runs_two_replicas_kept_by_a_disruption_budget() -> None:
+    def operator(*values: str) -> dict[str, dict[str, Any]]:
+        return {
+            doc["kind"]: doc
+            for doc in _rendered(*values)
+            if doc["metadata"]["name"] == "hello-mtls-operator"
+            and doc["kind"] in {"Deployment", "PodDisruptionBudget"}
+        }
+
+    default = operator()
+    deployment = default["Deployment"]["spec"]
+    assert deployment["replicas"] == 2
+    assert deployment["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
+    (spread,) = deployment["template"]["spec"]["topologySpreadConstraints"]
+    assert spread["whenUnsatisfiable"] == "ScheduleAnyway"  # one node: both still run
+    assert default["PodDisruptionBudget"]["spec"]["minAvailable"] == 1
+    single = operator("--set", "operator.replicas=1")
+    assert set(single) == {"Deployment"}  # a budget of 1 of 1 would block every drain
 
 
 def test_the_ca_state_is_a_claim_only_the_ca_mounts() -> None:

@@ -1,6 +1,6 @@
 """Least privilege on the real cluster: no role of the operator reaches the CA's keys, the
-admission policy holds the operator's ServiceAccount to its own writes, and the example pods
-carry no API token.
+admission policy holds the operator's ServiceAccount to its own writes (its own Lease among
+them), and the example pods carry no API token.
 
 Requests "as the operator" use impersonation (``kubectl --as=system:serviceaccount:...``): the
 API server authorizes and admits them exactly as it would the operator's own token.
@@ -15,6 +15,7 @@ import subprocess
 
 from cryptography.hazmat.primitives import serialization
 
+from mtls_operator.leadership import LEASE_NAME
 from support.admission import pod_certificates_enabled
 from support.cluster_api import PRODUCT_NAMESPACE, apply, kubectl, kubectl_json
 from support.operator_workloads import ca_private_keys
@@ -32,6 +33,7 @@ SECRETS_REFUSED = (
 PODS_REFUSED = (
     "the hello-mtls operator may change nothing on a pod but its hello-mtls.dev/secret-version"
 )
+LEASE_REFUSED = "the hello-mtls operator may only create and update its own Lease " + LEASE_NAME
 
 
 def can_i(verb: str, resource: str, namespace: str, subresource: str = "") -> str:
@@ -175,6 +177,42 @@ def test_the_operators_writes_outside_its_own_are_refused(installed: str, namesp
     victim = kubectl_json("get", "pod", "victim", "-n", namespace)
     assert victim["metadata"]["labels"] == {"app": "victim"}
     assert victim["spec"]["containers"][0]["image"] != "evil:latest"
+
+
+def test_the_operator_may_write_only_its_own_lease(installed: str, namespace: str) -> None:
+    """Leader election: get and update the Lease by name in the release namespace, and create,
+    which RBAC cannot limit by name; the write policy admits no other Lease."""
+    for verb in ("get", "update"):
+        assert can_i(verb, f"leases/{LEASE_NAME}", installed) == "yes", verb
+    assert can_i("create", "leases", installed) == "yes"
+    for verb, resource, where in [
+        ("get", "leases/kube-scheduler", installed),
+        ("update", "leases/kube-scheduler", installed),
+        ("list", "leases", installed),
+        ("watch", "leases", installed),
+        ("delete", f"leases/{LEASE_NAME}", installed),
+        ("create", "leases", namespace),
+        ("update", f"leases/{LEASE_NAME}", "kube-system"),
+    ]:
+        assert can_i(verb, resource, where) == "no", f"{verb} {resource} in {where}"
+    foreign = {
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {"name": "not-the-operators", "namespace": installed},
+        "spec": {"holderIdentity": "intruder", "leaseDurationSeconds": 3600},
+    }
+    done = as_operator("create", "-f", "-", stdin=json.dumps(foreign))
+    assert done.returncode != 0 and LEASE_REFUSED in done.stderr, done.stderr
+    # The twin: the operator's own renewals (every 2 s) are admitted.
+    renewed = kubectl_json("get", "lease", LEASE_NAME, "-n", installed)["spec"]["renewTime"]
+    wait_until(
+        "the operator to renew its Lease",
+        lambda: (
+            kubectl_json("get", "lease", LEASE_NAME, "-n", installed)["spec"]["renewTime"]
+            != renewed
+        ),
+        timeout=30,
+    )
 
 
 def test_example_pods_carry_no_service_account_token(installed: str) -> None:

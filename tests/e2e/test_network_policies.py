@@ -11,6 +11,7 @@ from __future__ import annotations
 import subprocess
 
 from support.cluster_api import PRODUCT_NAMESPACE, apply, kubectl, kubectl_json
+from support.operator_workloads import operator_pods
 from support.pods import pod
 from support.waiting import wait_until
 
@@ -62,7 +63,8 @@ def test_only_the_operator_reaches_the_signing_port(installed: str, namespace: s
         timeout=130,
     )
 
-    assert reaches(PRODUCT_NAMESPACE, "deploy/hello-mtls-operator", CA, SIGN_PORT)
+    for replica in operator_pods():  # the standby too: it signs once it leads
+        assert reaches(PRODUCT_NAMESPACE, replica, CA, SIGN_PORT), replica
     # The read-only port stays open to every pod (the twin: the outsider's network works).
     assert wait_until(
         "the outsider to reach the CA's read-only port",
@@ -87,14 +89,16 @@ def test_the_operators_ports_are_closed_to_unnamed_namespaces(
         "--timeout=120s",
         timeout=130,
     )
-    operator = kubectl_json(
+    operators = kubectl_json(
         "get", "pods", "-n", PRODUCT_NAMESPACE, "-l", "app.kubernetes.io/name=hello-mtls-operator"
-    )["items"][0]
-    address = operator["status"]["podIP"]
+    )["items"]
+    addresses = [pod["status"]["podIP"] for pod in operators if pod["status"].get("podIP")]
+    assert len(addresses) >= 2  # the leader and its standby
     assert wait_until(
         "the outsider to reach the CA's read-only port",
         lambda: reaches(namespace, "outsider", CA, READ_PORT),
         timeout=60,
     )
-    for port in (8080, 9090):  # /healthz, /metrics
-        assert not reaches(namespace, "outsider", address, port), port
+    for address in addresses:
+        for port in (8080, 9090):  # /healthz, /metrics
+            assert not reaches(namespace, "outsider", address, port), (address, port)

@@ -1,8 +1,10 @@
-"""Scenario 6: the operator killed while 20 annotated pods are created; the CA pod killed.
+"""Scenario 6: the operator killed (both replicas at once) while 20 annotated pods are created;
+the CA pod killed.
 
 After the operator comes back every pod has a valid Secret, Secrets written before the kill are
 reused as they are (same serial), and no identity got two certificates. After the CA comes
-back it has the same roots and still signs.
+back it has the same roots and still signs. (Only the leader killed, the standby taking over:
+test_operator_failover.py.)
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
-"""Fast stand-ins for the operator's unit tests: an in-memory API server (Secrets, ConfigMaps, and
-the PodCertificateRequests and ClusterTrustBundles of the signer), and the CA's HTTP API in process
-on the real CA core. The real API server and CA service are exercised by the
+"""Fast stand-ins for the operator's unit tests: an in-memory API server (Secrets, ConfigMaps,
+Leases, and the PodCertificateRequests and ClusterTrustBundles of the signer), and the CA's HTTP
+API in process on the real CA core. The real API server and CA service are exercised by the
 integration and e2e tiers."""
 
 from __future__ import annotations
@@ -85,6 +85,45 @@ class Cluster:
         stored = copy.deepcopy(body)
         stored["metadata"]["resourceVersion"] = str(next(self._versions))
         objects[key] = stored
+        return copy.deepcopy(stored)
+
+
+class Leases:
+    """Leases in memory with resourceVersions and 409s, as the API server keeps them; while
+    ``down`` every call fails as if the API server could not be reached."""
+
+    def __init__(self) -> None:
+        self.leases: dict[tuple[str, str], dict[str, Any]] = {}
+        self.down = False
+        self._versions = itertools.count(1)
+
+    def get_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
+        self._reach()
+        found = self.leases.get((namespace, name))
+        return copy.deepcopy(found) if found else None
+
+    def create_lease(self, body: dict[str, Any]) -> dict[str, Any]:
+        self._reach()
+        key = (body["metadata"]["namespace"], body["metadata"]["name"])
+        if key in self.leases:
+            raise Conflict("exists")
+        return self._store(key, body)
+
+    def replace_lease(self, body: dict[str, Any]) -> dict[str, Any]:
+        self._reach()
+        key = (body["metadata"]["namespace"], body["metadata"]["name"])
+        if self.leases[key]["metadata"]["resourceVersion"] != body["metadata"]["resourceVersion"]:
+            raise Conflict("changed")
+        return self._store(key, body)
+
+    def _reach(self) -> None:
+        if self.down:
+            raise ConnectionRefusedError("connection refused")
+
+    def _store(self, key: tuple[str, str], body: dict[str, Any]) -> dict[str, Any]:
+        stored = copy.deepcopy(body)
+        stored["metadata"]["resourceVersion"] = str(next(self._versions))
+        self.leases[key] = stored
         return copy.deepcopy(stored)
 
 

@@ -1,6 +1,7 @@
 """Builders and probes for the operator's e2e scenarios (4, 5, 6), on `cluster_api` and
 `pods`: a server Deployment, a bounded client pod, idle annotated pods, the CA status,
-and Secrets read back through `mtls_operator.certs.inspect`."""
+Secrets read back through `mtls_operator.certs.inspect`, and the operator's replicas: which
+one holds the Lease, what its metrics say."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 
 from mtls_operator.certs import Inspection, inspect
 from mtls_operator.claims import SECRET_MODE
+from mtls_operator.leadership import LEASE_NAME
 from mtls_operator.tlssecret import decode_data
 from support.cluster_api import IMAGE_TAG, PRODUCT_NAMESPACE, kubectl, kubectl_json
 from support.pods import CERT_DIR, deployment, pod
@@ -237,3 +239,50 @@ def generations_without_failure(
         list(dict.fromkeys(line["server_serial"] for line in lines)),
         list(dict.fromkeys(line["client_serial"] for line in lines)),
     )
+
+
+OPERATOR_LABEL = "app.kubernetes.io/name=hello-mtls-operator"
+
+
+def operator_pods() -> list[str]:
+    """The names of the operator's pods that are not being deleted."""
+    pods = kubectl_json("-n", PRODUCT_NAMESPACE, "get", "pods", "-l", OPERATOR_LABEL)
+    return sorted(
+        item["metadata"]["name"]
+        for item in pods["items"]
+        if not item["metadata"].get("deletionTimestamp")
+    )
+
+
+def lease_holder() -> str:
+    """The holderIdentity of the operator's Lease: ``<pod name>_<token>``, "" if none."""
+    out = kubectl(
+        "-n",
+        PRODUCT_NAMESPACE,
+        "get",
+        "lease",
+        LEASE_NAME,
+        "-o",
+        "jsonpath={.spec.holderIdentity}",
+        "--ignore-not-found",
+    )
+    return out.strip()
+
+
+def operator_leader() -> str | None:
+    """The operator pod that holds the Lease (the one that works), None while none does."""
+    holder = lease_holder()
+    return holder.rpartition("_")[0] or None  # pod names have no "_"
+
+
+def operator_metric(pod_name: str, metric: str, port: int = 9090) -> float:
+    """A metric of one operator replica, read from inside its pod (NetworkPolicies keep the
+    port closed to everyone else)."""
+    read = (
+        "import sys, urllib.request\n"
+        "print(urllib.request.urlopen(f'http://127.0.0.1:{sys.argv[1]}/metrics').read().decode())"
+    )
+    out = kubectl("-n", PRODUCT_NAMESPACE, "exec", pod_name, "--", "python3", "-c", read, str(port))
+    values = [line.split()[-1] for line in out.splitlines() if line.startswith(f"{metric} ")]
+    assert values, f"{pod_name} reports no {metric}"
+    return float(values[0])

@@ -75,3 +75,9 @@ def test_a_bad_variable_is_named(name: str, value: str, message: str) -> None:
     with pytest.raises(ValueError) as info:
         from_environment({f"HELLO_MTLS_{name}": value})
     assert str(info.value) == f"HELLO_MTLS_{name}: {message}"
+
+
+def test_the_lease_lives_in_the_operators_namespace() -> None:
+    assert from_environment({}).lease_namespace == "hello-mtls"
+    config = from_environment({"HELLO_MTLS_LEASE_NAMESPACE": "certs"})
+    assert config.lease_namespace == "certs"

@@ -61,9 +61,11 @@ def reconciler(
     dispatch: Callable[[tuple[str, str]], None] | None = None,
     *,
     pod_certificates: bool = False,
+    leading: Callable[[], bool] = lambda: True,
     **settings: Any,
 ) -> Reconciler:
-    """A reconciler on the fakes; ``pod_certificates``: the install signs pod certificates."""
+    """A reconciler on the fakes; ``pod_certificates``: the install signs pod certificates;
+    ``leading``: whether this replica may work."""
     if pod_certificates:
         settings["rules"] = Rules(pod_certificates=True)
     return Reconciler(
@@ -74,6 +76,7 @@ def reconciler(
         monotonic=lambda: clock.mono,
         dispatch=dispatch,
         signer_name=SIGNER if pod_certificates else "",
+        leading=leading,
     )
 
 
@@ -717,3 +720,75 @@ def test_the_pod_certificate_gate_survives_a_restart(
         clock.advance(1)
         restarted.tick()
     assert ca.state.phase == "idle"
+
+
+# Two replicas: a leader works, a standby only keeps count ----------------------------------
+
+
+class Leadership:
+    """Whether a replica leads, switched by the test (`leadership.Elector.leading` in the
+    operator)."""
+
+    def __init__(self, leading: bool) -> None:
+        self.now = leading
+
+    def __call__(self) -> bool:
+        return self.now
+
+
+def test_a_standby_takes_in_events_but_writes_signs_and_posts_nothing(
+    cluster: Cluster, ca: CA, clock: Clock
+) -> None:
+    queued: list[tuple[str, str]] = []
+    r = reconciler(
+        cluster, ca, clock, dispatch=queued.append, pod_certificates=True, leading=Leadership(False)
+    )
+    ca.rotate_root("idle")  # an admin started a root rotation: only a leader moves it on
+    r.tick()
+    r.pod_event(pod("web-1", WEB), None)
+    r.pod_event(pod("bad-1", {NAME: "web.other.svc"}), None)
+    r.pod_event(pod("pc-1", {NAME: "pc.shop.svc", **POD_CERTIFICATE}), None)
+    r.secret_event({"metadata": {"namespace": "shop", "name": "web-tls"}}, "DELETED")
+    r.reconcile(("shop", "web-tls"))
+    for _ in range(200):
+        clock.advance(1)
+        r.tick()
+    assert queued == [] and ca.signed == 0 and ca.state.phase == "both-trusted"
+    assert (cluster.writes, cluster.events, cluster.annotations) == (0, [], {})
+
+
+def test_a_new_leader_catches_up_on_what_the_dead_one_had_queued(
+    cluster: Cluster, ca: CA, clock: Clock
+) -> None:
+    """The leader queued keys and died before working them off; the standby, which saw the same
+    events, issues each Secret once when it takes over, and warns the bad pod once."""
+    dead: list[tuple[str, str]] = []
+    leader = reconciler(cluster, ca, clock, dispatch=dead.append, pod_certificates=True)
+    standing_by = Leadership(False)
+    standby = reconciler(cluster, ca, clock, pod_certificates=True, leading=standing_by)
+    leader.tick()
+    pods = [
+        pod("web-1", WEB),
+        pod("api-1", {NAME: "api.shop.svc"}),
+        pod("bad-1", {NAME: "web.other.svc"}),
+        pod("pc-1", {NAME: "pc.shop.svc", **POD_CERTIFICATE}),
+    ]
+    for body in pods:
+        leader.pod_event(body, None)
+        standby.pod_event(body, None)
+    assert dead == [("shop", "web-tls"), ("shop", "api-tls")]
+    events = list(cluster.events)  # the dead leader's InvalidAnnotation
+    standing_by.now = True
+    standby.take_over()
+    standby.tick()
+    assert set(cluster.secrets) == {("shop", "web-tls"), ("shop", "api-tls")} and ca.signed == 2
+    assert ("shop", POLICY_CONFIG_MAP) in cluster.config_maps
+    new = [e[1:3] for e in cluster.events[len(events) :]]
+    assert sorted(new) == [
+        ("Normal", "Issued"),
+        ("Normal", "Issued"),
+        ("Warning", "InvalidAnnotation"),
+    ]
+    clock.advance(60)
+    standby.tick()
+    assert ca.signed == 2 and len(cluster.events) == len(events) + 3

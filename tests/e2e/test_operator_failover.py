@@ -1,0 +1,145 @@
+"""Scenario: the operator's leader dies while annotated pods are created.
+
+Two operator replicas run; the Lease hello-mtls-operator names the one that works. Its pod is
+force-deleted and new annotated pods are created at once. The standby, whose watches already
+run, must take the Lease and give every pod exactly one valid Secret. The takeover time and
+each pod's time to its Secret are logged; only generous bounds are asserted (timings are the
+benchmarks' to hold; the target is 15 s).
+
+Even a forced deletion gives the container SIGTERM and 2 s before SIGKILL (the kubelet's
+minimum grace period), so the dying leader usually releases the Lease and the standby takes
+it at its next poll (2 s). A leader that gets no SIGTERM (a lost node) is waited out: 10 to
+12 s after its last renewal (the unit tests of `mtls_operator.leadership` cover that path).
+The log says which happened.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import statistics
+import time
+from collections import Counter
+
+from mtls_operator.tlssecret import ANNOTATION_SERIAL, LABEL_MANAGED
+from support.cluster_api import PRODUCT_NAMESPACE, apply, kubectl, kubectl_json, log
+from support.operator_workloads import (
+    idle_pod,
+    lease_holder,
+    operator_leader,
+    operator_metric,
+    operator_pods,
+    rollout,
+    secret_inspection,
+)
+from support.waiting import wait_until
+
+PODS = 10
+LEADER = "hello_mtls_operator_leader"
+
+
+def _managed_secrets(namespace: str) -> dict[str, str]:
+    """Secret name → serial of every managed Secret in ``namespace``."""
+    secrets = kubectl_json("-n", namespace, "get", "secrets", "-l", f"{LABEL_MANAGED}=true")
+    return {
+        s["metadata"]["name"]: s["metadata"]["annotations"][ANNOTATION_SERIAL]
+        for s in secrets["items"]
+    }
+
+
+def _issued_events(namespace: str) -> Counter[str]:
+    """How many ``Issued`` Events each pod got."""
+    events = kubectl_json("-n", namespace, "get", "events", "--field-selector", "reason=Issued")
+    return Counter(e["involvedObject"]["name"] for e in events["items"])
+
+
+def _pair() -> tuple[str, str] | None:
+    """The operator's leader and its standby, once exactly two replicas run and one leads."""
+    leader, replicas = operator_leader(), operator_pods()
+    if leader not in replicas or len(replicas) != 2:
+        return None
+    (standby,) = (name for name in replicas if name != leader)
+    return leader, standby
+
+
+def test_the_standby_takes_over_when_the_leader_dies(installed: str, namespace: str) -> None:
+    rollout("hello-mtls-operator", PRODUCT_NAMESPACE)
+    leader, standby = wait_until("one of two operator replicas to hold the Lease", _pair, 120)
+    # Both are Ready (the rollout waited for that); only the leader says it leads.
+    assert (operator_metric(leader, LEADER), operator_metric(standby, LEADER)) == (1, 0)
+    holder = lease_holder()
+
+    names = [f"f{i:02d}" for i in range(PODS)]
+    killed_at = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=1)
+    killed = time.monotonic()
+    kubectl(
+        "-n",
+        PRODUCT_NAMESPACE,
+        "delete",
+        "pod",
+        leader,
+        "--grace-period=0",
+        "--force",
+        "--wait=false",
+    )
+    apply([idle_pod(namespace, name) for name in names], namespace)
+    created = time.monotonic()
+    log(f"killed leader {leader} and created {PODS} pods {created - killed:.1f} s later")
+
+    took_over: dict[str, float] = {}
+    first_seen: dict[str, tuple[float, str]] = {}  # Secret name -> (when, serial)
+
+    def done() -> bool:
+        if not took_over:
+            now, current = time.monotonic(), lease_holder()
+            if current and current != holder:
+                took_over[current] = now - killed
+        now = time.monotonic()
+        for name, serial in _managed_secrets(namespace).items():
+            first_seen.setdefault(name, (now, serial))
+        return bool(took_over) and len(first_seen) == PODS
+
+    wait_until("the standby to take the Lease and every pod's Secret", done, 180, interval=0.5)
+    ((new_holder, takeover),) = took_over.items()
+    latencies = sorted(when - created for when, _ in first_seen.values())
+    # The standby reads a released Lease before it takes it, and logs that it saw no holder.
+    since = f"--since-time={killed_at:%Y-%m-%dT%H:%M:%SZ}"
+    standby_log = kubectl("-n", PRODUCT_NAMESPACE, "logs", standby, since)
+    released = "is held by nobody" in standby_log
+    how = "released by the dying leader" if released else "waited out (never released)"
+    log(
+        f"the Lease went from {holder} to {new_holder} {takeover:.1f} s after the kill"
+        f" (target <= 15 s), {how}; pod -> Secret during the failover: p50"
+        f" {statistics.median(latencies):.1f} s, max {latencies[-1]:.1f} s"
+    )
+    assert new_holder.rpartition("_")[0] == standby, "not the warm standby took over"
+    assert takeover < 60
+    assert latencies[-1] < 60
+
+    # Exactly one valid Secret each, issued once: the serial first seen is the one kept, and no
+    # pod got two Issued Events (the old leader may have issued the first few before it died).
+    wait_until(
+        f"all {PODS} pods running",
+        lambda: kubectl("-n", namespace, "get", "pods", "--no-headers").count("Running") == PODS,
+        timeout=180,
+        interval=2,
+    )
+    assert set(first_seen) == {f"{name}-tls" for name in names}
+    for name in names:
+        found = secret_inspection(f"{name}-tls", namespace)
+        assert found is not None
+        inspection, secret = found
+        assert inspection.problem is None, (name, inspection.problem)
+        assert f"{name}.{namespace}.svc" in inspection.names
+        assert secret["metadata"]["annotations"][ANNOTATION_SERIAL] == first_seen[f"{name}-tls"][1]
+        owners = [ref["name"] for ref in secret["metadata"]["ownerReferences"]]
+        assert owners == [name], owners
+    assert _managed_secrets(namespace).keys() == first_seen.keys()
+    issued = _issued_events(namespace)
+    assert [pod for pod, count in issued.items() if count > 1] == [], json.dumps(issued)
+
+    # A replacement pod joins as the standby: Ready, and not leading.
+    rollout("hello-mtls-operator", PRODUCT_NAMESPACE)
+    now_leading, replacement = wait_until("the operator's two replicas again", _pair, 120)
+    assert now_leading == standby and replacement != leader
+    assert (operator_metric(standby, LEADER), operator_metric(replacement, LEADER)) == (1, 0)
