@@ -139,6 +139,7 @@ def _serve(args: argparse.Namespace) -> int:
         sign_bind=args.sign_bind,
         namespace=args.namespace,
         workers=args.workers,
+        sign_workers=args.sign_workers,
         threads=args.threads,
         limits=ConnectionLimits(
             handshake_timeout=args.handshake_timeout,
@@ -277,7 +278,19 @@ def _parser() -> argparse.ArgumentParser:
         help="in a cluster: the CA's namespace, for its Service names and the operator's "
         "provisioner Secret",
     )
-    srv.add_argument("--workers", type=int, default=2, help="gunicorn workers (default 2)")
+    srv.add_argument(
+        "--workers",
+        type=_at_least_one,
+        default=2,
+        help="gunicorn worker processes (with --sign-bind: those of --bind; default 2)",
+    )
+    srv.add_argument(
+        "--sign-workers",
+        type=_at_least_one,
+        default=2,
+        help="with --sign-bind: worker processes of their own for it, so that no client of "
+        "--bind can take their threads (default 2)",
+    )
     srv.add_argument("--threads", type=int, default=8, help="threads per worker (default 8)")
     srv.add_argument(
         "--handshake-timeout",

@@ -20,6 +20,8 @@ loop, pool and request handling, and changes what a thread does with a connectio
   does not read the answer);
 * one client address holds at most ``per_address`` connections in the worker: a new one beyond
   that closes the address's oldest connection that waits for its handshake or request.
+
+`serve_apart` gives the signing port worker processes of its own.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ __all__ = [
     "ConnectionLimits",
     "Refused",
     "request_size",
+    "serve_apart",
 ]
 
 MAX_HEAD = 32 * 1024
@@ -316,3 +319,24 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]
             self._waiting.discard(conn)
         self.nr_conns -= 1
         conn.close()
+
+
+def serve_apart(sign_port: int, sign_workers: int, workers: int) -> Callable[[Any, Any], None]:
+    """A gunicorn ``pre_fork`` hook: ``sign_workers`` of the ``workers`` worker processes
+    serve only the listener on ``sign_port``, the others only the rest.
+
+    Every worker gets every listener from gunicorn; the hook takes away the other kind's
+    before the fork. A new worker takes the role its ``workers - 1`` youngest siblings are
+    short of, which also holds while a reload (SIGHUP) starts a new set beside the old one.
+    """
+
+    def pre_fork(server: Any, worker: Any) -> None:
+        signing = [s for s in server.LISTENERS if s.getsockname()[1] == sign_port]
+        reading = [s for s in server.LISTENERS if s.getsockname()[1] != sign_port]
+        youngest = sorted(server.WORKERS.values(), key=lambda w: -w.age)[: workers - 1]
+        signers = sum(1 for w in youngest if w.sockets == signing)
+        worker.sockets = signing if signers < sign_workers else reading
+        role = "POST /sign" if worker.sockets == signing else "the read-only endpoints"
+        server.log.info("worker %s serves %s", worker.age, role)
+
+    return pre_fork
