@@ -266,12 +266,12 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]
             conn.scanned = len(conn.buffer) if end < 0 else end + 4
             if end >= 0:
                 conn.size = request_size(self.cfg, bytes(conn.buffer))
-            elif len(conn.buffer) > MAX_HEAD:
-                raise Refused(
-                    "431 Request Header Fields Too Large",
-                    f"the request head is larger than {MAX_HEAD} bytes",
-                )
             if conn.size is None:
+                if len(conn.buffer) > MAX_HEAD:
+                    raise Refused(
+                        "431 Request Header Fields Too Large",
+                        f"the request head is larger than {MAX_HEAD} bytes",
+                    )
                 return False
         return len(conn.buffer) >= conn.size
 

@@ -1,5 +1,7 @@
 """Idle, slow and half-open clients on every port of the real ``hello-mtls-ca serve`` never
-delay ``POST /sign`` (issue "Issuance never stops"), and the CA drops them by its deadlines.
+delay ``POST /sign`` (issue "Issuance never stops"): the CA drops them by its deadlines, bounds
+what one address holds, refuses what it cannot read whole and cuts off a client that does not
+read its answers.
 
 Run with ``-s`` to see the figures (signature latency under the attack, seconds to each drop).
 """
@@ -7,6 +9,7 @@ Run with ``-s`` to see the figures (signature latency under the attack, seconds 
 from __future__ import annotations
 
 import re
+import socket
 import ssl
 import time
 from collections.abc import Iterator
@@ -153,5 +156,53 @@ def test_one_address_holds_a_bounded_number_of_connections(
         assert anyone.get(f"{service.url}/healthz", timeout=20).json() == {"status": "ok"}
         wait_until("the CA to close one more", lambda: attack.open_count() == 3, 30, 0.2)
         assert _dropped(anyone, service.url) == {"per_address": 7}
+    finally:
+        service.stop()
+
+
+def _tls(port: int, pki: Path, receive_buffer: int = 0) -> ssl.SSLSocket:
+    raw = socket.socket()
+    if receive_buffer:
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+    raw.settimeout(20)
+    raw.connect(("127.0.0.1", port))
+    context = ssl.create_default_context(cafile=str(pki / "prov" / layout.CA))
+    return context.wrap_socket(raw, server_hostname="127.0.0.1")
+
+
+def _answer(sock: ssl.SSLSocket) -> bytes:
+    answer = b""
+    while chunk := sock.recv(4096):
+        answer += chunk
+    return answer
+
+
+def test_what_cannot_be_read_whole_is_refused_and_a_client_that_does_not_read_is_cut_off(
+    pki: Path, tmp_path: Path
+) -> None:
+    service = Service(pki / "state", tmp_path / "serve.log", "--workers=1", "--request-timeout=2")
+    try:
+        with _tls(service.port, pki) as chunked:
+            chunked.sendall(
+                b"POST /sign HTTP/1.1\r\nHost: ca\r\nTransfer-Encoding: chunked\r\n\r\n"
+            )
+            assert _answer(chunked).endswith(
+                b"411 Length Required\r\nContent-Type: application/json\r\nContent-Length: 50\r\n"
+                b'Connection: close\r\n\r\n{"error": "a request body needs a Content-Length"}'
+            )
+        with _tls(service.port, pki) as huge:
+            huge.sendall(b"GET /roots HTTP/1.1\r\nX-Huge: " + b"a" * 40_000)
+            assert _answer(huge).startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n")
+        # Asks for 16 MB of answers, more than any socket buffer holds, and reads none of it.
+        with _tls(service.port, pki, receive_buffer=1024) as deaf:
+            deaf.sendall(b"GET /openapi.json HTTP/1.1\r\nHost: ca\r\n\r\n" * 1000)
+            anyone = credential_session(pki, None)
+            wait_until(
+                "the CA to cut the client off",
+                lambda: _dropped(anyone, service.url).get("response_timeout") == 1,
+                30,
+                0.5,
+            )
+        assert _dropped(anyone, service.url) == {"refused": 2, "response_timeout": 1}
     finally:
         service.stop()
