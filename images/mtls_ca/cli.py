@@ -122,6 +122,7 @@ def _serve(args: argparse.Namespace) -> int:
     import logging
 
     from .gunicorn_app import ServeOptions, serve
+    from .gunicorn_worker import ConnectionLimits
 
     names = list(args.serving_name)
     if not names:
@@ -138,7 +139,14 @@ def _serve(args: argparse.Namespace) -> int:
         sign_bind=args.sign_bind,
         namespace=args.namespace,
         workers=args.workers,
+        sign_workers=args.sign_workers,
         threads=args.threads,
+        limits=ConnectionLimits(
+            handshake_timeout=args.handshake_timeout,
+            request_timeout=args.request_timeout,
+            per_address=args.max_connections_per_address,
+        ),
+        max_connections=args.max_connections,
         serving_names=tuple(names),
         serving_duration=name_rules.parse_duration(args.serving_duration),
         tls_dir=args.tls_dir,
@@ -161,6 +169,20 @@ def _serve(args: argparse.Namespace) -> int:
     )
     _progress(f"serving the CA in {args.state} on {where}")
     return serve(options)
+
+
+def _at_least_one(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is below 1")
+    return value
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number of seconds")
+    return value
 
 
 def _write(out: Path, state: State, chain: bytes, key: bytes | None) -> None:
@@ -256,8 +278,46 @@ def _parser() -> argparse.ArgumentParser:
         help="in a cluster: the CA's namespace, for its Service names and the operator's "
         "provisioner Secret",
     )
-    srv.add_argument("--workers", type=int, default=2, help="gunicorn workers (default 2)")
+    srv.add_argument(
+        "--workers",
+        type=_at_least_one,
+        default=2,
+        help="gunicorn worker processes (with --sign-bind: those of --bind; default 2)",
+    )
+    srv.add_argument(
+        "--sign-workers",
+        type=_at_least_one,
+        default=2,
+        help="with --sign-bind: worker processes of their own for it, so that no client of "
+        "--bind can take their threads (default 2)",
+    )
     srv.add_argument("--threads", type=int, default=8, help="threads per worker (default 8)")
+    srv.add_argument(
+        "--handshake-timeout",
+        type=_seconds,
+        default=5.0,
+        help="seconds a client has from connecting to finishing its TLS handshake (default 5)",
+    )
+    srv.add_argument(
+        "--request-timeout",
+        type=_seconds,
+        default=10.0,
+        help="seconds a client has to send a whole request, from its handshake or its first "
+        "byte on a kept-alive connection, and the service to answer it (default 10)",
+    )
+    srv.add_argument(
+        "--max-connections",
+        type=_at_least_one,
+        default=256,
+        help="open connections per worker; more wait in the listen queue (default 256)",
+    )
+    srv.add_argument(
+        "--max-connections-per-address",
+        type=_at_least_one,
+        default=64,
+        help="open connections per worker from one client address; another closes its oldest "
+        "connection still handshaking or sending its request (default 64)",
+    )
     srv.add_argument(
         "--serving-name",
         action="append",

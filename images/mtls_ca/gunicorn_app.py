@@ -4,7 +4,11 @@ Before the workers start, the master makes sure the state exists (created on a f
 a cluster: ``--create-if-missing``) and runs one `Upkeep` round, so the serving certificate
 exists when gunicorn checks for it. Each worker then builds its own `StateCache`, Flask app and
 upkeep timer after the fork. With ``--sign-bind`` gunicorn listens on a second port, the only
-one that serves ``POST /sign`` and ``POST /rotate-root``.
+one that serves ``POST /sign`` and ``POST /rotate-root``, with worker processes of its own.
+The workers are gthread's whose threads never wait for a client: they take the TLS handshake and
+each request as far as the client has sent them, give the connection back to the worker's loop
+until there is more, and answer only a whole request, all under deadlines
+(`mtls_ca.gunicorn_worker`).
 TLS comes from the library's gunicorn settings (`mtls_context.gunicorn_hooks`) in the
 ``optional`` client-certificate mode: each connection is served whole by the current generation
 of the serving directory, which picks up a renewed certificate or trust bundle within a second.
@@ -28,6 +32,7 @@ from mtls_context.gunicorn_hooks import tls_settings
 
 from . import name_rules
 from .authority import CA, KeyType
+from .gunicorn_worker import BufferingThreadWorker, ConnectionLimits, serve_apart
 from .state import DirectoryStore, State, StateNotFound, Store
 from .state_cache import StateCache
 from .upkeep import CredentialSink, Serving, Upkeep
@@ -68,10 +73,17 @@ class ServeOptions:
     """Where POST /sign and POST /rotate-root are served; None: on ``bind``."""
     namespace: str | None = None
     """The CA's namespace in a cluster (where the provisioner Secret goes); None: not in one."""
+    sign_workers: int = 2
+    """With ``sign_bind``: the worker processes that serve it alone (``workers`` serve ``bind``)."""
+    limits: ConnectionLimits = ConnectionLimits()
+    max_connections: int = 256
+    """Open connections per worker (gunicorn's ``worker_connections``)."""
 
 
 def serve(options: ServeOptions) -> int:
     """Run the service until SIGTERM/SIGINT; returns the exit status."""
+    if options.sign_bind and _port(options.sign_bind) == _port(options.bind):
+        raise ValueError(f"--sign-bind {options.sign_bind} needs another port than {options.bind}")
     store = DirectoryStore(options.state)
     _ensure_state(store, options)
     scratch = Path(tempfile.mkdtemp(prefix="hello-mtls-ca-"))
@@ -83,9 +95,10 @@ def serve(options: ServeOptions) -> int:
         _upkeep(store, options, tls_dir).run()
         settings = {
             "bind": [options.bind, *([options.sign_bind] if options.sign_bind else [])],
-            "worker_class": "gthread",
+            "worker_class": BufferingThreadWorker.with_limits(options.limits),
             "workers": options.workers,
             "threads": options.threads,
+            "worker_connections": options.max_connections,
             "keepalive": 30,
             # Read-only endpoints serve callers without a certificate; the views that need
             # one check it.
@@ -95,6 +108,11 @@ def serve(options: ServeOptions) -> int:
             "loglevel": "info",
             "proc_name": "hello-mtls-ca",
         }
+        if options.sign_bind:
+            workers = options.workers + options.sign_workers
+            sign_port = _port(options.sign_bind)
+            settings["workers"] = workers
+            settings["pre_fork"] = serve_apart(sign_port, options.sign_workers, workers)
         _Application(settings, lambda: _worker_app(options, tls_dir)).run()
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

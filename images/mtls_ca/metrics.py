@@ -20,10 +20,26 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from .authority import fingerprint
 from .state import State
 
-__all__ = ["CONTENT_TYPE", "ISSUED", "REASONS", "REJECTED", "SIGNING_SECONDS", "render"]
+__all__ = [
+    "CONNECTIONS_DROPPED",
+    "CONTENT_TYPE",
+    "DROP_REASONS",
+    "ISSUED",
+    "REASONS",
+    "REJECTED",
+    "SIGNING_SECONDS",
+    "render",
+]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 REASONS = ("unauthenticated", "forbidden", "malformed", "policy", "too_large")
+DROP_REASONS = (
+    "handshake_timeout",
+    "request_timeout",
+    "response_timeout",
+    "per_address",
+    "refused",
+)
 
 _REGISTRY = CollectorRegistry()
 ISSUED = Counter("hello_mtls_ca_issued", "Certificates signed.", registry=_REGISTRY)
@@ -36,8 +52,16 @@ SIGNING_SECONDS = Histogram(
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0),
     registry=_REGISTRY,
 )
+CONNECTIONS_DROPPED = Counter(
+    "hello_mtls_ca_connections_dropped",
+    "Connections the service closed on a slow, idle or excess client, by reason.",
+    ["reason"],
+    registry=_REGISTRY,
+)
 for _reason in REASONS:
     REJECTED.labels(reason=_reason)
+for _reason in DROP_REASONS:
+    CONNECTIONS_DROPPED.labels(reason=_reason)
 
 
 class _Expiry:

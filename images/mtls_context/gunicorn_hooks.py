@@ -34,7 +34,8 @@ RELOADING_WORKERS = frozenset(
         "gunicorn.workers.gtornado.TornadoWorker",
     }
 )
-"""Worker classes that take their context from gunicorn's ``ssl_context`` hook.
+"""Worker classes that take their context from gunicorn's ``ssl_context`` hook (and their
+subclasses).
 
 ``sync`` and ``gthread`` call the hook per connection, the others once per worker and then
 wrap each connection with the context they got, which is a `ReloadingServerContext`. Any other
@@ -78,7 +79,8 @@ def refuse_workers_that_never_reload(server: Any) -> None:
     """
     worker = server.cfg.worker_class
     name = f"{worker.__module__}.{worker.__qualname__}"
-    if name not in RELOADING_WORKERS:
+    # A subclass (the CA's gthread worker, say) takes its context where its base does.
+    if not any(f"{c.__module__}.{c.__qualname__}" in RELOADING_WORKERS for c in worker.__mro__):
         raise RuntimeError(
             f"worker class {name} never calls gunicorn's ssl_context hook, so its certificate "
             f"would never reload; use sync, gthread, asgi, gevent or tornado"

@@ -190,3 +190,26 @@ def test_serve_refuses_bad_extra_allowed_before_starting(
         "hello-mtls-ca: error: extra allowed names must be a JSON object of namespace to a list "
         "of names\n"
     )
+
+
+@pytest.mark.parametrize(
+    ("flags", "error"),
+    [
+        (
+            ["--bind", "127.0.0.1:8443", "--sign-bind", "0.0.0.0:8443"],
+            "hello-mtls-ca: error: --sign-bind 0.0.0.0:8443 needs another port than "
+            "127.0.0.1:8443\n",
+        ),
+        (["--sign-workers", "0"], "argument --sign-workers: 0 is below 1"),
+        (["--request-timeout", "nan"], "argument --request-timeout: nan is not a positive"),
+    ],
+)
+def test_serve_refuses_bad_ports_workers_and_deadlines_before_starting(
+    state_dir: Path, capsys: pytest.CaptureFixture[str], flags: list[str], error: str
+) -> None:
+    try:
+        status = main(["serve", "--state", str(state_dir), *flags])
+    except SystemExit as exit_:  # argparse
+        status = int(str(exit_.code))
+    assert status in (1, 2)
+    assert error in capsys.readouterr().err

@@ -5,6 +5,7 @@ import ssl
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -26,6 +27,7 @@ from mtls_context import (
     write_version,
 )
 from mtls_context.groups import set_groups
+from mtls_context.gunicorn_hooks import refuse_workers_that_never_reload
 from support.certdirs import (
     INTERMEDIATE,
     MODERN,
@@ -447,3 +449,17 @@ def test_a_profile_reads_back_from_its_own_document(name: str) -> None:
     profile = TLSPolicy.named(name)
 
     assert TLSPolicy.from_json(json.dumps(profile.document()).encode()) == profile
+
+
+def test_a_subclass_of_a_worker_class_that_reloads_reloads_too() -> None:
+    from gunicorn.workers.gthread import ThreadWorker
+
+    class Mine(ThreadWorker):  # type: ignore[misc]
+        pass
+
+    class Stuck:  # a worker of its own making, which gunicorn's ssl_context hook never reaches
+        pass
+
+    refuse_workers_that_never_reload(SimpleNamespace(cfg=SimpleNamespace(worker_class=Mine)))
+    with pytest.raises(RuntimeError, match="never calls gunicorn's ssl_context hook"):
+        refuse_workers_that_never_reload(SimpleNamespace(cfg=SimpleNamespace(worker_class=Stuck)))

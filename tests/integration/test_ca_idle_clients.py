@@ -1,0 +1,219 @@
+"""Idle, slow and half-open clients on every port of the real ``hello-mtls-ca serve`` never
+delay ``POST /sign`` (issue "Issuance never stops"): the CA drops them by its deadlines, bounds
+what one address holds, refuses what it cannot read whole, cuts off a client that does not read
+its answers and does not wait for one that stays after its answer.
+
+Run with ``-s`` to see the figures (signature latency under the attack, seconds to each drop).
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import ssl
+import time
+from collections.abc import Iterator
+from functools import partial
+from pathlib import Path
+
+import pytest
+import requests
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from mtls_context import layout
+from support.ca_service import Service, cli, credential_session
+from support.idle_clients import KINDS, IdleClients
+from support.processes import free_port
+from support.waiting import wait_until
+
+PER_KIND = 100  # per port: 300 idle connections on each of the two ports
+SIGN_WITHIN = 20.0
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("idle-clients")
+    cli("init", "--state", str(root / "state"))
+    cli(
+        "provisioner",
+        "--state",
+        str(root / "state"),
+        "--name",
+        "operator",
+        "--out",
+        str(root / "prov"),
+    )
+    return root
+
+
+@pytest.fixture
+def attack(pki: Path) -> Iterator[IdleClients]:
+    context = ssl.create_default_context(cafile=str(pki / "prov" / layout.CA))
+    clients = IdleClients(context)
+    yield clients
+    clients.close()
+
+
+def _sign_request() -> dict[str, object]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([]))
+        .sign(key, hashes.SHA256())
+    )
+    pem = csr.public_bytes(serialization.Encoding.PEM).decode()
+    return {"csr": pem, "names": ["web.demo"], "namespace": "demo", "duration": "1h"}
+
+
+def _answers(session: requests.Session, url: str) -> bool:
+    return session.get(url, timeout=5).ok
+
+
+def _dropped(session: requests.Session, url: str) -> dict[str, int]:
+    """``hello_mtls_ca_connections_dropped_total`` by reason, from ``GET /metrics``."""
+    text = session.get(f"{url}/metrics", timeout=20).text
+    found = re.findall(
+        r'^hello_mtls_ca_connections_dropped_total\{reason="(\w+)"\} (\S+)$', text, re.M
+    )
+    return {reason: int(float(value)) for reason, value in found if float(value)}
+
+
+def test_idle_clients_on_every_port_never_delay_post_sign(
+    pki: Path, attack: IdleClients, tmp_path: Path
+) -> None:
+    sign_port = free_port()
+    sign_url = f"https://127.0.0.1:{sign_port}"
+    # Every held connection comes from 127.0.0.1, like the operator's: the per-address bound
+    # (its own test below) would close most of them at once, and this test is about deadlines.
+    service = Service(
+        pki / "state",
+        tmp_path / "serve.log",
+        f"--sign-bind=127.0.0.1:{sign_port}",
+        "--max-connections-per-address=1000",
+    )
+    try:
+        operator, anyone = credential_session(pki, "prov"), credential_session(pki, None)
+        for url in (f"{service.url}/healthz", f"{sign_url}/healthz"):
+            wait_until(
+                url, partial(_answers, anyone, url), 30, retry_on=(requests.RequestException,)
+            )
+        for port in (service.port, sign_port):
+            attack.open(port, per_kind=PER_KIND, handshake_within=15)
+        held = len(attack.held)
+        with attack.trickling():
+            start = time.monotonic()
+            try:
+                answer = operator.post(
+                    f"{sign_url}/sign", json=_sign_request(), timeout=SIGN_WITHIN
+                )
+            except requests.RequestException as error:
+                pytest.fail(f"POST /sign under {held} idle connections failed: {error!r}")
+            latency = time.monotonic() - start
+            print(f"\nPOST /sign under {held} idle connections: {latency:.3f} s")
+            assert answer.status_code == 200, answer.text
+            assert latency < SIGN_WITHIN
+            assert anyone.get(f"{service.url}/healthz", timeout=SIGN_WITHIN).json() == {
+                "status": "ok"
+            }
+            assert attack.stalled_handshakes() == 0
+            wait_until(
+                "the CA to drop every idle connection", lambda: attack.open_count() == 0, 90, 0.5
+            )
+        for kind in KINDS:
+            seconds = attack.seconds_to_close(kind)
+            print(f"{kind}: {len(seconds)} dropped after {min(seconds):.1f}-{max(seconds):.1f} s")
+
+        def all_counted() -> dict[str, int] | None:
+            dropped = _dropped(anyone, service.url)
+            return dropped if sum(dropped.values()) >= held else None
+
+        assert wait_until("the drops in the CA's metrics", all_counted, 30) == {
+            "handshake_timeout": 2 * PER_KIND,
+            "request_timeout": 4 * PER_KIND,
+        }
+    finally:
+        service.stop()
+
+
+def test_one_address_holds_a_bounded_number_of_connections(
+    pki: Path, attack: IdleClients, tmp_path: Path
+) -> None:
+    service = Service(
+        pki / "state",
+        tmp_path / "serve.log",
+        "--workers=1",
+        "--max-connections-per-address=4",
+        "--handshake-timeout=120",
+    )
+    try:
+        attack.open(service.port, per_kind=10, handshake_within=0, kinds=("one-byte",))
+        wait_until("the CA to keep 4 of 10 connections", lambda: attack.open_count() == 4, 30, 0.2)
+        assert [h.closed is None for h in attack.held] == [False] * 6 + [True] * 4
+        # Another client at that address still gets in: it closes the oldest waiting one.
+        anyone = credential_session(pki, None)
+        assert anyone.get(f"{service.url}/healthz", timeout=20).json() == {"status": "ok"}
+        wait_until("the CA to close one more", lambda: attack.open_count() == 3, 30, 0.2)
+        assert _dropped(anyone, service.url) == {"per_address": 7}
+    finally:
+        service.stop()
+
+
+def _tls(port: int, pki: Path, receive_buffer: int = 0) -> ssl.SSLSocket:
+    raw = socket.socket()
+    if receive_buffer:
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+    raw.settimeout(20)
+    raw.connect(("127.0.0.1", port))
+    context = ssl.create_default_context(cafile=str(pki / "prov" / layout.CA))
+    return context.wrap_socket(raw, server_hostname="127.0.0.1")
+
+
+def _answer(sock: ssl.SSLSocket) -> bytes:
+    answer = b""
+    while chunk := sock.recv(4096):
+        answer += chunk
+    return answer
+
+
+def test_what_cannot_be_read_whole_is_refused_and_clients_that_stay_are_let_go(
+    pki: Path, tmp_path: Path
+) -> None:
+    service = Service(pki / "state", tmp_path / "serve.log", "--workers=1", "--request-timeout=2")
+    try:
+        with _tls(service.port, pki) as chunked:
+            chunked.sendall(
+                b"POST /sign HTTP/1.1\r\nHost: ca\r\nTransfer-Encoding: chunked\r\n\r\n"
+            )
+            assert _answer(chunked).endswith(
+                b"411 Length Required\r\nContent-Type: application/json\r\nContent-Length: 50\r\n"
+                b'Connection: close\r\n\r\n{"error": "a request body needs a Content-Length"}'
+            )
+        with _tls(service.port, pki) as huge:
+            huge.sendall(b"GET /roots HTTP/1.1\r\nX-Huge: " + b"a" * 40_000)
+            assert _answer(huge).startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n")
+        # Asks for 16 MB of answers, more than any socket buffer holds, and reads none of it.
+        with _tls(service.port, pki, receive_buffer=1024) as deaf:
+            deaf.sendall(b"GET /openapi.json HTTP/1.1\r\nHost: ca\r\n\r\n" * 1000)
+            anyone = credential_session(pki, None)
+            wait_until(
+                "the CA to cut the client off",
+                lambda: _dropped(anyone, service.url).get("response_timeout") == 1,
+                30,
+                0.5,
+            )
+        assert _dropped(anyone, service.url) == {"refused": 2, "response_timeout": 1}
+        # Clients that got their answer and stay: gthread's graceful close would wait 2 s for
+        # each on the worker's loop (40 s here); the CA closes at once.
+        staying = [_tls(service.port, pki) for _ in range(20)]
+        for sock in staying:
+            sock.sendall(b"GET /healthz HTTP/1.0\r\n\r\n")
+        try:
+            assert all(b'{"status":"ok"}' in _answer(sock) for sock in staying)
+            assert anyone.get(f"{service.url}/healthz", timeout=15).ok
+        finally:
+            for sock in staying:
+                sock.close()
+    finally:
+        service.stop()
