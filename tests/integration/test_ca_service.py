@@ -8,7 +8,6 @@ import json
 import socket
 import ssl
 import subprocess
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -23,6 +22,7 @@ from mtls_ca.state import DirectoryStore
 from mtls_context import layout
 from support.ca_service import Service, cli, credential_session
 from support.processes import free_port
+from support.waiting import wait_until
 
 ALLOWED_IPS = '{"shop": ["10.1.0.0/16"]}'
 
@@ -436,10 +436,14 @@ def test_state_survives_a_restart_and_rotation_runs_over_https(pki: Path, tmp_pa
             == (new_signing["signing"]["intermediate_fingerprint_sha256"])
         )
         # The service's own certificate follows the new signer (upkeep + reload, within seconds).
-        deadline = time.monotonic() + 10
-        while _served_issuer(second.port, tmp_path / "bundle.pem") != new_intermediate.subject:
-            assert time.monotonic() < deadline, "serving certificate was not re-issued"
-            time.sleep(0.2)
+        wait_until(
+            "the serving certificate re-issued by the new intermediate",
+            lambda: (
+                _served_issuer(second.port, tmp_path / "bundle.pem") == new_intermediate.subject
+            ),
+            60,
+            0.2,
+        )
         done = session.post(f"{second.url}/rotate-root", json={"from": "new-signing"}, timeout=30)
         assert done.json()["phase"] == "idle"
         assert [r["fingerprint_sha256"] for r in done.json()["roots"]] == [

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import base64
 import datetime
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,6 +30,7 @@ from mtls_operator.ports import CARefused, CAUnavailable
 from mtls_operator.tlssecret import decode_data, secret_body
 from support.operator_fakes import status_problems
 from support.processes import free_port, running
+from support.waiting import accepts, wait_until
 
 CLI = [sys.executable, "-m", "mtls_ca"]
 ALLOWED_IPS = '{"demo": ["10.0.0.0/24"]}'
@@ -65,14 +64,12 @@ def ca(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     argv = [*CLI, "serve", "--state", state, "--bind", f"127.0.0.1:{port}", "--workers", "1"]
     argv.append(f"--allowed-ips={ALLOWED_IPS}")
     with running(argv, root / "serve.log"):
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, (root / "serve.log").read_text()
-                time.sleep(0.1)
+        wait_until(
+            f"the CA to accept connections (log {root / 'serve.log'})",
+            lambda: accepts(port),
+            30,
+            0.1,
+        )
         yield f"https://127.0.0.1:{port}", root
 
 

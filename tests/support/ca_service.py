@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import requests
 
 from mtls_context import layout
 from support.processes import free_port
+from support.waiting import accepts, wait_until
 
 CLI = [sys.executable, "-m", "mtls_ca"]
 
@@ -38,16 +37,18 @@ class Service:
             self.process = subprocess.Popen(
                 command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
             )
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                    return
-            except OSError:
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError(f"serve did not start: {log.read_text()[-2000:]}") from None
-                time.sleep(0.1)
+        try:
+            wait_until("the CA to accept connections", self._started, 30, 0.1, retry_on=())
+        except (AssertionError, RuntimeError) as error:
+            self.stop()
+            raise RuntimeError(
+                f"serve did not start ({error}): {log.read_text()[-2000:]}"
+            ) from None
+
+    def _started(self) -> bool:
+        if self.process.poll() is not None:
+            raise RuntimeError(f"serve exited {self.process.returncode}")
+        return accepts(self.port)
 
     def stop(self) -> None:
         if self.process.poll() is None:

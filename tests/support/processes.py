@@ -8,9 +8,10 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+
+from support.waiting import wait_until
 
 BIN = Path(sys.executable).parent
 
@@ -58,16 +59,17 @@ def wait_until_healthy(
     """Wait until ``hello-mtls-server --probe`` passes (the workers answer over mTLS)."""
     from mtls_server.cli import probe
 
-    deadline = time.monotonic() + timeout
+    def healthy() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited {proc.returncode}:\n{log.read_text()}")
+        return probe(f"127.0.0.1:{port}", cert_dir, timeout=1) == 0
+
     with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
         with contextlib.redirect_stderr(quiet):
-            while time.monotonic() < deadline:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"server exited {proc.returncode}:\n{log.read_text()}")
-                if probe(f"127.0.0.1:{port}", cert_dir, timeout=1) == 0:
-                    return
-                time.sleep(0.1)
-    raise TimeoutError(f"server not healthy after {timeout} s:\n{log.read_text()}")
+            try:
+                wait_until("the server to pass its probe", healthy, timeout, 0.1, retry_on=())
+            except AssertionError as error:
+                raise AssertionError(f"{error}:\n{log.read_text()}") from None
 
 
 @contextlib.contextmanager

@@ -8,6 +8,7 @@ the target, not a timed assertion).
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import time
 from collections.abc import Callable
@@ -60,3 +61,12 @@ def elapsed_until(what: str, probe: Callable[[], object], timeout: float, interv
     start = time.monotonic()
     wait_until(what, probe, timeout, interval)
     return time.monotonic() - start
+
+
+def accepts(port: int) -> bool:
+    """A probe: whether something accepts TCP connections on 127.0.0.1:``port``."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
