@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from mtls_context import layout
-from support.ca_service import Service, cli, credential_session
+from support.ca_service import Service, credential_session, init_with_provisioner
 from support.idle_clients import KINDS, IdleClients
 from support.processes import free_port
 from support.waiting import wait_until
@@ -35,16 +35,7 @@ SIGN_WITHIN = 20.0
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("idle-clients")
-    cli("init", "--state", str(root / "state"))
-    cli(
-        "provisioner",
-        "--state",
-        str(root / "state"),
-        "--name",
-        "operator",
-        "--out",
-        str(root / "prov"),
-    )
+    init_with_provisioner(root)
     return root
 
 

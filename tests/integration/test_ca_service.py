@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from mtls_ca.state import DirectoryStore
 from mtls_context import layout
-from support.ca_service import Service, cli, credential_session
+from support.ca_service import Service, cli, credential_session, init_with_provisioner
 from support.processes import free_port
 from support.waiting import wait_until
 
@@ -30,16 +30,7 @@ ALLOWED_IPS = '{"shop": ["10.1.0.0/16"]}'
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("ca-service")
-    cli("init", "--state", str(root / "state"))
-    cli(
-        "provisioner",
-        "--state",
-        str(root / "state"),
-        "--name",
-        "operator",
-        "--out",
-        str(root / "prov"),
-    )
+    init_with_provisioner(root)
     cli(
         "issue",
         "--state",

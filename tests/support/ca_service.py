@@ -70,3 +70,17 @@ def credential_session(pki: Path, credential: str | None) -> requests.Session:
     if credential is not None:
         session.cert = (str(pki / credential / layout.CERT), str(pki / credential / layout.KEY))
     return session
+
+
+def init_with_provisioner(root: Path) -> None:
+    """A new CA state in ``root/state`` and the operator's credential in ``root/prov``."""
+    cli("init", "--state", str(root / "state"))
+    cli(
+        "provisioner",
+        "--state",
+        str(root / "state"),
+        "--name",
+        "operator",
+        "--out",
+        str(root / "prov"),
+    )
