@@ -15,12 +15,14 @@ import time
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from requests.adapters import HTTPAdapter
 
 from mtls_context import layout
 from support.ca_service import Service, credential_session, init_with_provisioner
@@ -128,6 +130,20 @@ def test_idle_clients_on_every_port_never_delay_post_sign(
         service.stop()
 
 
+class _FromAddress(HTTPAdapter):
+    """Connects from another loopback address, so it never counts against 127.0.0.1's bound."""
+
+    def __init__(self, address: str) -> None:
+        self._address = address
+        super().__init__()
+
+    def init_poolmanager(
+        self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any
+    ) -> None:
+        pool_kwargs["source_address"] = (self._address, 0)
+        super().init_poolmanager(connections, maxsize, block, **pool_kwargs)
+
+
 def test_one_address_holds_a_bounded_number_of_connections(
     pki: Path, attack: IdleClients, tmp_path: Path
 ) -> None:
@@ -146,7 +162,13 @@ def test_one_address_holds_a_bounded_number_of_connections(
         anyone = credential_session(pki, None)
         assert anyone.get(f"{service.url}/healthz", timeout=20).json() == {"status": "ok"}
         wait_until("the CA to close one more", lambda: attack.open_count() == 3, 30, 0.2)
-        assert _dropped(anyone, service.url) == {"per_address": 7}
+        # Not from 127.0.0.1: requests opens a new connection whenever it finds its kept-alive
+        # one closed (gunicorn closes it after 2 s idle), and a new connection from 127.0.0.1
+        # while the CA still counts the old one closes another held one: an 8th drop (seen once
+        # in CI under load).
+        elsewhere = credential_session(pki, None)
+        elsewhere.mount("https://", _FromAddress("127.0.0.2"))
+        assert _dropped(elsewhere, service.url) == {"per_address": 7}
     finally:
         service.stop()
 
