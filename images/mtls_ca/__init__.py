@@ -8,6 +8,8 @@ Modules, each with one job:
 * `rotation`: the root rotation state machine
 * `state`: the persisted state and the directory it lives in (a volume only the CA mounts)
 * `k8s_secrets`: the one Secret the CA writes: the operator's provisioner credential
+* `signer_auth`: the root holder's TokenReview check that a caller is a CA signer pod
+* `signer_material`: a signer pod's signing material, fetched from the root holder into memory
 * `sign_request`: ``POST /sign`` without the web framework
 * `state_cache`: the cached view of the state that request handlers read
 * `upkeep`: what the service renews by itself (intermediate, serving cert, credential)

@@ -12,7 +12,7 @@ import hashlib
 import ipaddress
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -92,13 +92,15 @@ class Issued:
 class CA:
     """A root CA and the intermediate that signs leaves for it.
 
-    Create one with `CA.create` or load one with `CA.from_pem`.
+    Create one with `CA.create` or load one with `CA.from_pem`. A key is None where this process
+    does not hold it: a signer pod holds no root key, and only the signing intermediate's key
+    (`CA.without_keys`).
     """
 
     root: x509.Certificate
-    root_key: _PrivateKey
+    root_key: _PrivateKey | None
     intermediate: x509.Certificate
-    intermediate_key: _PrivateKey
+    intermediate_key: _PrivateKey | None
 
     @classmethod
     def create(
@@ -137,35 +139,46 @@ class CA:
     def from_pem(
         cls,
         root_pem: bytes,
-        root_key_pem: bytes,
+        root_key_pem: bytes | None,
         intermediate_pem: bytes,
-        intermediate_key_pem: bytes,
+        intermediate_key_pem: bytes | None,
     ) -> CA:
-        """Load a CA saved with `CA.to_pem`.
+        """Load a CA saved with `CA.to_pem` (a key None: not held).
 
         Raises:
             ValueError: if a certificate or key does not parse, or a key is not of a known type.
         """
         return cls(
             root=x509.load_pem_x509_certificate(root_pem),
-            root_key=_load_key(root_key_pem),
+            root_key=_load_key(root_key_pem) if root_key_pem is not None else None,
             intermediate=x509.load_pem_x509_certificate(intermediate_pem),
-            intermediate_key=_load_key(intermediate_key_pem),
+            intermediate_key=(
+                _load_key(intermediate_key_pem) if intermediate_key_pem is not None else None
+            ),
         )
 
-    def to_pem(self) -> tuple[bytes, bytes, bytes, bytes]:
+    def to_pem(self) -> tuple[bytes, bytes | None, bytes, bytes | None]:
         """Return ``(root, root key, intermediate, intermediate key)`` as PEM, for `CA.from_pem`."""
         return (
             self.root.public_bytes(serialization.Encoding.PEM),
-            _key_pem(self.root_key),
+            _key_pem(self.root_key) if self.root_key is not None else None,
             self.intermediate.public_bytes(serialization.Encoding.PEM),
-            _key_pem(self.intermediate_key),
+            _key_pem(self.intermediate_key) if self.intermediate_key is not None else None,
+        )
+
+    def without_keys(self, *, keep_intermediate: bool) -> CA:
+        """This CA without its root key, and without its intermediate's unless asked to keep it:
+        what a signer pod may hold."""
+        return replace(
+            self,
+            root_key=None,
+            intermediate_key=self.intermediate_key if keep_intermediate else None,
         )
 
     @property
     def key_type(self) -> KeyType:
         """The algorithm of the CA keys."""
-        return _key_type_of(self.root_key)
+        return _key_type_of(self.root.public_key())
 
     @property
     def root_pem(self) -> bytes:
@@ -181,7 +194,13 @@ class CA:
         valid_for: datetime.timedelta = INTERMEDIATE_VALIDITY,
         now: datetime.datetime | None = None,
     ) -> CA:
-        """Return this CA with a fresh intermediate (new key) under the same root."""
+        """Return this CA with a fresh intermediate (new key) under the same root.
+
+        Raises:
+            ValueError: if this CA does not hold its root key (a signer's).
+        """
+        if self.root_key is None:
+            raise ValueError("this CA does not hold its root key: the root holder renews it")
         organization = self.root.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
         org = str(organization[0].value) if organization else "hello-mtls"
         return self._with_new_intermediate(
@@ -263,6 +282,8 @@ class CA:
     ) -> Issued:
         if not names and not uris:
             raise ValueError("a certificate needs at least one name")
+        if self.intermediate_key is None:
+            raise ValueError("this CA does not hold its intermediate's key")
         now = now or _utcnow()
         not_after = min(now + valid_for, self.intermediate.not_valid_after_utc)
         cn = common_name if common_name is not None else (names[0] if names else None)
@@ -477,7 +498,9 @@ def _load_key(pem: bytes) -> _PrivateKey:
     return key
 
 
-def _key_type_of(key: _PrivateKey) -> KeyType:
-    if isinstance(key, ec.EllipticCurvePrivateKey):
+def _key_type_of(key: object) -> KeyType:
+    if isinstance(key, ec.EllipticCurvePublicKey):
         return KeyType.ECDSA_P256
+    if not isinstance(key, rsa.RSAPublicKey):
+        raise ValueError(f"CA key type {type(key).__name__} is not supported")
     return KeyType.RSA_3072 if key.key_size >= 3072 else KeyType.RSA_2048

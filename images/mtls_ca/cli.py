@@ -18,6 +18,7 @@ from mtls_context import layout
 
 from . import name_rules, tls_profiles
 from .authority import CA, KeyType
+from .signer_material import RootHolder
 from .state import DirectoryStore, State, StateNotFound
 
 __all__ = ["main"]
@@ -126,11 +127,25 @@ def _serve(args: argparse.Namespace) -> int:
 
     names = list(args.serving_name)
     if not names:
-        if args.namespace:
-            service, namespace = args.service_name, args.namespace
-            names = [service, f"{service}.{namespace}", f"{service}.{namespace}.svc"]
+        services = (args.service_name or ["hello-mtls-ca"]) if args.namespace else []
+        for service in services:
+            namespace = args.namespace
+            names += [service, f"{service}.{namespace}", f"{service}.{namespace}.svc"]
             names.append(f"{service}.{namespace}.svc.{args.cluster_domain}")
         names += ["localhost", "127.0.0.1", "::1"]
+    if (args.state is None) == (args.root_holder is None):
+        raise ValueError("serve needs --state (the root holder) or --root-holder (a signer)")
+    root_holder = None
+    if args.root_holder:
+        if not (args.root_ca and args.token_file):
+            raise ValueError("--root-holder needs --root-ca and --token-file")
+        root_holder = RootHolder(args.root_holder, args.root_ca, args.token_file)
+    signers = None
+    if args.material_bind:
+        namespace, _, account = (args.signer_service_account or "").partition("/")
+        if not (namespace and account):
+            raise ValueError("--material-bind needs --signer-service-account NAMESPACE/NAME")
+        signers = (namespace, account, args.signer_audience)
     name_rules.check_name_syntax(names)
     options = ServeOptions(
         state=args.state,
@@ -147,6 +162,10 @@ def _serve(args: argparse.Namespace) -> int:
             per_address=args.max_connections_per_address,
         ),
         max_connections=args.max_connections,
+        material_bind=args.material_bind,
+        signers=signers,
+        root_holder=root_holder,
+        fetch_interval=args.fetch_interval,
         serving_names=tuple(names),
         serving_duration=name_rules.parse_duration(args.serving_duration),
         tls_dir=args.tls_dir,
@@ -167,7 +186,10 @@ def _serve(args: argparse.Namespace) -> int:
     where = f"https://{args.bind}" + (
         f" (POST /sign: https://{args.sign_bind})" if args.sign_bind else ""
     )
-    _progress(f"serving the CA in {args.state} on {where}")
+    if args.material_bind:
+        where += f" (POST /signing-material: https://{args.material_bind})"
+    source = args.state or f"memory, from the root holder {args.root_holder}"
+    _progress(f"serving the CA in {source} on {where}")
     return serve(options)
 
 
@@ -260,7 +282,11 @@ def _parser() -> argparse.ArgumentParser:
     prov.set_defaults(run=_provisioner)
 
     srv = commands.add_parser("serve", help="run the HTTPS CA service (gunicorn)")
-    srv.add_argument("--state", required=True, type=Path, help=state_help)
+    srv.add_argument(
+        "--state",
+        type=Path,
+        help=f"{state_help}; the root holder's (a signer has --root-holder instead)",
+    )
     srv.add_argument(
         "--create-if-missing",
         action="store_true",
@@ -325,7 +351,50 @@ def _parser() -> argparse.ArgumentParser:
         help="name in the service's own certificate; repeatable (default: localhost, 127.0.0.1, "
         "::1, and the Service names in a cluster)",
     )
-    srv.add_argument("--service-name", default="hello-mtls-ca", help="in-cluster Service name")
+    srv.add_argument(
+        "--service-name",
+        action="append",
+        help="in-cluster Service name, for the serving certificate; repeatable "
+        "(default hello-mtls-ca)",
+    )
+    srv.add_argument(
+        "--material-bind",
+        help="root holder: HOST:PORT that serves POST /signing-material (the signing "
+        "intermediate and its key) to signer pods, and nothing else; default: not served",
+    )
+    srv.add_argument(
+        "--signer-service-account",
+        metavar="NAMESPACE/NAME",
+        help="with --material-bind: the signers' ServiceAccount; a caller's token must be one "
+        "of its (checked by TokenReview)",
+    )
+    srv.add_argument(
+        "--signer-audience",
+        default="hello-mtls-ca-signer",
+        help="with --material-bind: the audience the signers' tokens must be for "
+        "(default %(default)s)",
+    )
+    srv.add_argument(
+        "--root-holder",
+        metavar="URL",
+        help="run as a signer: fetch the signing material from the root holder at URL "
+        "(https://HOST:PORT of its --material-bind) instead of holding a --state",
+    )
+    srv.add_argument(
+        "--root-ca", type=Path, help="with --root-holder: PEM roots its certificate chains to"
+    )
+    srv.add_argument(
+        "--token-file",
+        type=Path,
+        help="with --root-holder: the projected ServiceAccount token to prove this is a signer "
+        "(read again on every fetch)",
+    )
+    srv.add_argument(
+        "--fetch-interval",
+        type=_seconds,
+        default=30.0,
+        help="with --root-holder: seconds between fetches of the material (default 30)",
+    )
     srv.add_argument(
         "--cluster-domain",
         default="cluster.local",

@@ -9,6 +9,12 @@ The workers are gthread's whose threads never wait for a client: they take the T
 each request as far as the client has sent them, give the connection back to the worker's loop
 until there is more, and answer only a whole request, all under deadlines
 (`mtls_ca.gunicorn_worker`).
+
+The same command runs the two kinds of CA pod. The **root holder** (``--state``) holds the
+state directory with the root keys; with ``--material-bind`` it also hands the signing material
+to signer pods on that port (`mtls_ca.signer_auth`). A **signer** (``--root-holder``) holds no
+directory: the master fetches the material before the workers start, every worker then follows
+it (`mtls_ca.signer_material`), and it signs with the intermediate's key held in memory only.
 TLS comes from the library's gunicorn settings (`mtls_context.gunicorn_hooks`) in the
 ``optional`` client-certificate mode: each connection is served whole by the current generation
 of the serving directory, which picks up a renewed certificate or trust bundle within a second.
@@ -33,6 +39,8 @@ from mtls_context.gunicorn_hooks import tls_settings
 from . import name_rules
 from .authority import CA, KeyType
 from .gunicorn_worker import BufferingThreadWorker, ConnectionLimits, serve_apart
+from .signer_auth import KubernetesReviewer, SignerPolicy
+from .signer_material import MemoryStore, Refresher, RootHolder
 from .state import DirectoryStore, State, StateNotFound, Store
 from .state_cache import StateCache
 from .upkeep import CredentialSink, Serving, Upkeep
@@ -46,7 +54,8 @@ _log = logging.getLogger("mtls_ca")
 class ServeOptions:
     """What ``hello-mtls-ca serve`` was asked for (see its ``--help``)."""
 
-    state: Path
+    state: Path | None
+    """The root holder's state directory; None on a signer (``root_holder``)."""
     bind: str
     workers: int
     threads: int
@@ -78,14 +87,24 @@ class ServeOptions:
     limits: ConnectionLimits = ConnectionLimits()
     max_connections: int = 256
     """Open connections per worker (gunicorn's ``worker_connections``)."""
+    material_bind: str | None = None
+    """Root holder: where POST /signing-material is served to signers; None: not served."""
+    signers: tuple[str, str, str] | None = None
+    """With ``material_bind``: the signers' (namespace, ServiceAccount, token audience)."""
+    root_holder: RootHolder | None = None
+    """Signer: where the signing material comes from (then ``state`` is None)."""
+    fetch_interval: float = 30.0
+    """Signer: seconds between fetches of the material."""
 
 
 def serve(options: ServeOptions) -> int:
     """Run the service until SIGTERM/SIGINT; returns the exit status."""
     if options.sign_bind and _port(options.sign_bind) == _port(options.bind):
         raise ValueError(f"--sign-bind {options.sign_bind} needs another port than {options.bind}")
-    store = DirectoryStore(options.state)
-    _ensure_state(store, options)
+    binds = [options.bind, *(b for b in (options.sign_bind, options.material_bind) if b)]
+    if len({_port(b) for b in binds}) != len(binds):
+        raise ValueError(f"--material-bind {options.material_bind} needs a port of its own")
+    store = _store(options)
     scratch = Path(tempfile.mkdtemp(prefix="hello-mtls-ca-"))
     tls_dir = options.tls_dir or scratch / "serving"
     metrics_dir = scratch / "metrics"
@@ -94,7 +113,7 @@ def serve(options: ServeOptions) -> int:
     try:
         _upkeep(store, options, tls_dir).run()
         settings = {
-            "bind": [options.bind, *([options.sign_bind] if options.sign_bind else [])],
+            "bind": binds,
             "worker_class": BufferingThreadWorker.with_limits(options.limits),
             "workers": options.workers,
             "threads": options.threads,
@@ -113,10 +132,25 @@ def serve(options: ServeOptions) -> int:
             sign_port = _port(options.sign_bind)
             settings["workers"] = workers
             settings["pre_fork"] = serve_apart(sign_port, options.sign_workers, workers)
-        _Application(settings, lambda: _worker_app(options, tls_dir)).run()
+        _Application(settings, lambda: _worker_app(options, tls_dir, store)).run()
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return 0
+
+
+def _store(options: ServeOptions) -> Store:
+    """The root holder's directory (made ready), or a signer's first fetch of the material."""
+    if options.root_holder is not None:
+        if options.material_bind:
+            raise ValueError("a signer (--root-holder) hands out no material (--material-bind)")
+        holder = options.root_holder
+        _log.info("fetching the signing material from %s", holder.url)
+        return MemoryStore(holder.fetch(), holder.url)
+    if options.state is None:
+        raise ValueError("serve needs --state (the root holder) or --root-holder (a signer)")
+    store = DirectoryStore(options.state)
+    _ensure_state(store, options)
+    return store
 
 
 def _ensure_state(store: Store, options: ServeOptions) -> None:
@@ -181,7 +215,7 @@ def _apply_settings(state: State, options: ServeOptions) -> State:
 def _upkeep(store: Store, options: ServeOptions, tls_dir: Path) -> Upkeep:
     cache = StateCache(store, refresh_interval=options.refresh_interval)
     credential: CredentialSink | None = None
-    if options.provisioner_secret and options.namespace:
+    if options.provisioner_secret and options.namespace and options.root_holder is None:
         from .k8s_secrets import TLSSecret
 
         credential = TLSSecret(options.namespace, options.provisioner_secret)
@@ -193,10 +227,27 @@ def _upkeep(store: Store, options: ServeOptions, tls_dir: Path) -> Upkeep:
     )
 
 
-def _worker_app(options: ServeOptions, tls_dir: Path) -> Any:
-    from .http_api import create_app  # in the worker: prometheus-client reads its env at import
+def _worker_app(options: ServeOptions, tls_dir: Path, master_store: Store) -> Any:
+    # In the worker: prometheus-client reads its environment at import.
+    from .http_api import MaterialEndpoint, create_app
 
-    upkeep = _upkeep(DirectoryStore(options.state), options, tls_dir)
+    material: MaterialEndpoint | None = None
+    material_age: Callable[[], float] | None = None
+    if isinstance(master_store, MemoryStore):
+        assert options.root_holder is not None
+        # The master's copy came along with the fork; this worker follows the root holder.
+        refresher = Refresher(options.root_holder, master_store)
+        refresher.start(options.fetch_interval)
+        store: Store = master_store
+        material_age = refresher.age
+    else:
+        assert options.state is not None
+        store = DirectoryStore(options.state)
+        if options.material_bind and options.signers:
+            namespace, account, audience = options.signers
+            policy = SignerPolicy(namespace, account, audience, KubernetesReviewer())
+            material = MaterialEndpoint(_port(options.material_bind), policy)
+    upkeep = _upkeep(store, options, tls_dir)
     upkeep.start(options.upkeep_interval)
     return create_app(
         upkeep.cache,
@@ -205,6 +256,8 @@ def _worker_app(options: ServeOptions, tls_dir: Path) -> Any:
         allowed_ips=options.allowed_ips,
         after_change=upkeep.run,
         sign_port=_port(options.sign_bind) if options.sign_bind else None,
+        material=material,
+        material_age=material_age,
     )
 
 

@@ -10,7 +10,14 @@ credential identity of this CA's trust domain (checked here, `mtls_ca.name_rules
 
 With a ``sign_port`` the two POSTs are served on that port only, so a NetworkPolicy, which sees
 ports and not paths, can admit only the operator to them while the cluster reads the roots on
-the other. The API is described by ``openapi.json`` beside this module, served at
+the other.
+
+The root holder also serves ``POST /signing-material`` to CA signer pods, on a port of its own
+(``material``): the caller's bearer token must be a signer's (`mtls_ca.signer_auth`), and the
+answer is `mtls_ca.state.State.signing_material`, the signing intermediate's key included. A
+signer holds no root key, so it answers ``POST /rotate-root`` with 404: the root holder rotates.
+
+The API is described by ``openapi.json`` beside this module, served at
 ``GET /openapi.json``.
 Every error is JSON: ``{"error": "..."}``.
 """
@@ -21,6 +28,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
@@ -31,13 +39,23 @@ from mtls_context.identity import identity, spiffe_ids, wsgi_peer_cert
 
 from . import metrics, name_rules, sign_request
 from .rotation import IDLE, PHASES, PhaseMismatch
+from .signer_auth import NotASigner, ReviewUnavailable, SignerPolicy
+from .signer_material import MATERIAL_PATH
 from .state_cache import StateCache
 
-__all__ = ["MAX_REQUEST_BYTES", "create_app"]
+__all__ = ["MAX_REQUEST_BYTES", "MaterialEndpoint", "create_app"]
 
 MAX_REQUEST_BYTES = 64 * 1024
 _SIGNING_PATHS = frozenset({"/sign", "/rotate-root"})
 _log = logging.getLogger("mtls_ca")
+
+
+@dataclass(frozen=True)
+class MaterialEndpoint:
+    """The root holder's ``POST /signing-material``: served on ``port`` only, to ``signers``."""
+
+    port: int
+    signers: SignerPolicy
 
 
 class _Refused(Exception):
@@ -54,6 +72,8 @@ def create_app(
     allowed_ips: Mapping[str, Sequence[name_rules.IPNetwork]] | None = None,
     after_change: Callable[[], None] | None = None,
     sign_port: int | None = None,
+    material: MaterialEndpoint | None = None,
+    material_age: Callable[[], float] | None = None,
 ) -> Flask:
     """Create the Flask app serving the state in ``cache``.
 
@@ -66,6 +86,9 @@ def create_app(
             its own certificate there, so the new bundle is served at once).
         sign_port: the only listening port that serves ``POST /sign`` and ``POST /rotate-root``
             (gunicorn's ``SERVER_PORT``); None: every port does.
+        material: the root holder's signing-material endpoint; None: not served (404).
+        material_age: a signer's seconds since its last fetch of the material, for
+            ``GET /metrics``; None on the root holder.
     """
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
@@ -80,7 +103,40 @@ def create_app(
         ):
             message = f"{request.method} {request.path} is served on port {sign_port} only"
             return jsonify(error=message), 404
+        if material is not None and (request.path == MATERIAL_PATH) != (
+            request.environ.get("SERVER_PORT") == str(material.port)
+        ):
+            # The material port serves nothing else, so a NetworkPolicy that admits the signers
+            # to it admits them to nothing more.
+            if request.path == MATERIAL_PATH:
+                message = f"POST {MATERIAL_PATH} is served on port {material.port} only"
+            else:
+                message = f"port {material.port} serves POST {MATERIAL_PATH} only"
+            return jsonify(error=message), 404
         return None
+
+    @app.post(MATERIAL_PATH)
+    def signing_material() -> tuple[Response, int]:
+        if material is None:
+            return jsonify(error="this CA hands out no signing material"), 404
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        try:
+            if scheme.lower() != "bearer" or not token.strip():
+                raise _Refused(401, "unauthenticated", "a signer's bearer token is required")
+            try:
+                pod = material.signers.check(token.strip())
+            except NotASigner as e:
+                raise _Refused(403, "forbidden", str(e)) from None
+            except ReviewUnavailable as e:
+                raise _Refused(503, "unavailable", str(e)) from None
+        except _Refused as e:
+            _log.warning("refused the signing material (%s): %s", e.reason, e.message)
+            return jsonify(error=e.message), e.status
+        state = cache.state()
+        _log.info("signing material %s handed to %s", state.material_sha256[:12], pod)
+        answer = Response(state.signing_material().to_json(), mimetype="application/json")
+        answer.headers["Cache-Control"] = "no-store"
+        return answer, 200
 
     @app.post("/sign")
     def sign() -> tuple[Response, int]:
@@ -121,6 +177,10 @@ def create_app(
     def rotate_root() -> tuple[Response, int]:
         try:
             state = cache.state()
+            if not state.holds_root_keys:
+                raise _Refused(
+                    404, "elsewhere", "POST /rotate-root is served by the root holder, not a signer"
+                )
             caller, role = _caller(state.trust_domain)
             body = _json_body()
             expected = body.get("from") if isinstance(body, dict) else None
@@ -165,7 +225,8 @@ def create_app(
 
     @app.get("/metrics")
     def metrics_view() -> Response:
-        return Response(metrics.render(cache.state()), content_type=metrics.CONTENT_TYPE)
+        age = material_age() if material_age is not None else None
+        return Response(metrics.render(cache.state(), age), content_type=metrics.CONTENT_TYPE)
 
     @app.get("/openapi.json")
     def openapi_view() -> Response:

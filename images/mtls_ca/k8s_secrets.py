@@ -1,7 +1,8 @@
-"""The one Kubernetes object the CA writes: the operator's provisioner credential Secret.
+"""The one Kubernetes object the CA writes: the operator's provisioner credential Secret; and
+the API client the CA's calls use (this one and `mtls_ca.signer_auth`'s TokenReview).
 
-The only module of ``mtls_ca`` that talks to the API server. The CA's own state is not here: it
-stays in a directory on the CA pod's volume (`mtls_ca.state.DirectoryStore`).
+The CA's own state is not here: it stays in a directory on the root holder's volume
+(`mtls_ca.state.DirectoryStore`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-__all__ = ["TLSSecret"]
+__all__ = ["TLSSecret", "api_client"]
 
 _CREDENTIAL_LABELS = {
     "app.kubernetes.io/name": "hello-mtls",
@@ -36,7 +37,7 @@ class TLSSecret:
     @property
     def api(self) -> Any:
         if self._api is None:
-            self._api = _core_api()
+            self._api = client.CoreV1Api(api_client())
         return self._api
 
     def read(self) -> dict[str, bytes] | None:
@@ -84,7 +85,7 @@ class TLSSecret:
         return True
 
 
-def _core_api() -> Any:
+def api_client() -> Any:
     """The API client: in a pod its service account, elsewhere ``KUBECONFIG``."""
     try:
         config.load_incluster_config()  # type: ignore[no-untyped-call]
@@ -93,4 +94,4 @@ def _core_api() -> Any:
             config.load_kube_config()  # type: ignore[no-untyped-call]
         except (config.ConfigException, OSError) as e:
             raise OSError(f"no Kubernetes configuration (not in a pod, KUBECONFIG: {e})") from None
-    return client.CoreV1Api()
+    return client.ApiClient()

@@ -84,17 +84,31 @@ class _Expiry:
         yield family
 
 
+class _MaterialAge:
+    def __init__(self, age: float) -> None:
+        self.age = age
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            "hello_mtls_ca_signer_material_age_seconds",
+            "Seconds since this signer last fetched the signing material from the root holder.",
+            value=self.age,
+        )
+
+
 class _Local:
     def collect(self) -> Iterator[Metric]:
         yield from _REGISTRY.collect()
 
 
-def render(state: State) -> bytes:
-    """The exposition text for ``GET /metrics``."""
+def render(state: State, material_age: float | None = None) -> bytes:
+    """The exposition text for ``GET /metrics``; a signer gives its ``material_age``."""
     registry = CollectorRegistry()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     else:
         registry.register(_Local())
     registry.register(_Expiry(state))
+    if material_age is not None:
+        registry.register(_MaterialAge(material_age))
     return generate_latest(registry)

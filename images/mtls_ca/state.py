@@ -101,11 +101,45 @@ class State:
             },
             "tls_policy": self.tls_policy,
             "bundle_sha256": self.bundle_sha256,
+            "material_sha256": self.material_sha256,
             "durations": {
                 "minimum": name_rules.format_duration(self.minimum),
                 "maximum": name_rules.format_duration(self.maximum),
             },
         }
+
+    @property
+    def material_sha256(self) -> str:
+        """Names what a signer must serve to be current: the phase, the bundle, the TLS policy,
+        the lifetime bounds and the signing intermediate. The root holder, and each signer for
+        the copy it holds, report it in ``GET /status``."""
+        signer = self.signer
+        document = [
+            self.phase,
+            self.bundle_sha256,
+            fingerprint(signer.intermediate),
+            self.trust_domain,
+            self.tls_profile,
+            name_rules.format_duration(self.minimum),
+            name_rules.format_duration(self.maximum),
+        ]
+        return hashlib.sha256(json.dumps(document).encode()).hexdigest()
+
+    def signing_material(self) -> State:
+        """What a signer pod receives: every certificate, and of the keys only the signing
+        intermediate's (no root key, no other generation's intermediate key)."""
+        signer = self.signer
+        return replace(
+            self,
+            generations=tuple(
+                ca.without_keys(keep_intermediate=ca is signer) for ca in self.generations
+            ),
+        )
+
+    @property
+    def holds_root_keys(self) -> bool:
+        """Whether this is the root holder's state (it may renew intermediates and rotate)."""
+        return all(ca.root_key is not None for ca in self.generations)
 
     def to_json(self) -> bytes:
         """The persisted form, including the CA keys: store it only where keys may live."""
@@ -115,9 +149,11 @@ class State:
             generations.append(
                 {
                     "root": root.decode(),
-                    "root_key": root_key.decode(),
+                    "root_key": root_key.decode() if root_key is not None else None,
                     "intermediate": intermediate.decode(),
-                    "intermediate_key": intermediate_key.decode(),
+                    "intermediate_key": (
+                        intermediate_key.decode() if intermediate_key is not None else None
+                    ),
                 }
             )
         document = {
@@ -145,9 +181,9 @@ class State:
             generations = tuple(
                 CA.from_pem(
                     g["root"].encode(),
-                    g["root_key"].encode(),
+                    _optional_pem(g["root_key"]),
                     g["intermediate"].encode(),
-                    g["intermediate_key"].encode(),
+                    _optional_pem(g["intermediate_key"]),
                 )
                 for g in document["generations"]
             )
@@ -259,6 +295,14 @@ class DirectoryStore:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+def _optional_pem(text: str | None) -> bytes | None:
+    if text is None:
+        return None
+    if not isinstance(text, str):
+        raise TypeError(f"a key must be a PEM string or null, not {type(text).__name__}")
+    return text.encode()
 
 
 def _rfc3339(moment: datetime.datetime) -> str:

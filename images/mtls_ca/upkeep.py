@@ -1,9 +1,10 @@
 """The upkeep that keeps the running service's certificates current.
 
-`Upkeep` runs on a timer in each worker (and once before the workers start): it renews
-the signing intermediate at 2/3 of its life, re-issues the service's own serving certificate
-when it ages or the trust bundle, signer or TLS policy change, and does the same for the
-operator's provisioner credential Secret in a cluster. Workers coordinate through the store's
+`Upkeep` runs on a timer in each worker (and once before the workers start): on the root
+holder it renews the signing intermediate at 2/3 of its life; on every CA pod it re-issues the
+service's own serving certificate when it ages or the trust bundle, signer or TLS policy change;
+on the root holder in a cluster it does the same for the operator's provisioner credential
+Secret. Workers coordinate through the store's
 lock and an ``fcntl`` lock on the serving directory, so doing the same
 check in several workers is harmless.
 """
@@ -68,7 +69,8 @@ class Upkeep:
         """One round of checks; renews what is due."""
         now = now or datetime.datetime.now(datetime.UTC)
         state = self.cache.state()
-        if renewal_due(state.signer.intermediate, now=now):
+        if state.holds_root_keys and renewal_due(state.signer.intermediate, now=now):
+            # Only the root holder renews; a signer fetches the renewed one from it.
             state = self.cache.update(lambda s: _renew_intermediate(s, now))
         with _locked(self.serving.directory):
             if not is_current(_read(self.serving.directory), state, now):

@@ -24,18 +24,25 @@ def cli(*args: str) -> None:
 
 
 class Service:
-    """One ``serve`` process group (extra ``args`` go to ``serve``); `stop` ends it (SIGTERM,
-    then SIGKILL)."""
+    """One ``serve`` process group (extra ``args`` go to ``serve``; ``state`` None: a signer,
+    whose ``args`` say where its root holder is); `stop` ends it (SIGTERM, then SIGKILL)."""
 
-    def __init__(self, state: Path, log: Path, *args: str) -> None:
+    def __init__(
+        self, state: Path | None, log: Path, *args: str, env: dict[str, str] | None = None
+    ) -> None:
         self.state, self.log = state, log
         self.port = free_port()
         self.url = f"https://127.0.0.1:{self.port}"
-        command = [*CLI, "serve", "--state", str(state), "--bind", f"127.0.0.1:{self.port}"]
+        command = [*CLI, "serve", "--bind", f"127.0.0.1:{self.port}"]
+        command += ["--state", str(state)] if state is not None else []
         command += ["--workers", "2", "--upkeep-interval", "1", *args]
         with log.open("ab") as out:
             self.process = subprocess.Popen(
-                command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+                command,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env={**os.environ, **(env or {})},
             )
         try:
             wait_until("the CA to accept connections", self._started, 30, 0.1, retry_on=())

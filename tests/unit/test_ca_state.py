@@ -120,3 +120,30 @@ def test_concurrent_updates_lose_nothing(tmp_path: Path, state: State) -> None:
     for t in threads:
         t.join()
     assert store.load().minimum == state.minimum + 20 * second
+
+
+def test_signing_material_holds_no_root_key_and_one_intermediate_key(state: State) -> None:
+    rotating = state.rotated(expected="idle")
+    material = State.from_json(rotating.signing_material().to_json())
+    assert [ca.root_key for ca in material.generations] == [None, None]
+    assert material.signer.intermediate_key is not None
+    assert [ca.intermediate_key is not None for ca in material.generations] == [True, False]
+    assert material.material_sha256 == rotating.material_sha256
+    assert material.status() == rotating.status()
+    assert not material.holds_root_keys and rotating.holds_root_keys
+    leaf = material.signer.issue("web.demo", valid_for=datetime.timedelta(hours=1))
+    assert leaf.certificate.issuer == rotating.signer.intermediate.subject
+    with pytest.raises(ValueError, match="does not hold its root key"):
+        material.signer.renew_intermediate()
+    with pytest.raises(ValueError, match="does not hold its intermediate's key"):
+        material.generations[1].issue("web.demo", valid_for=datetime.timedelta(hours=1))
+
+
+def test_the_material_digest_changes_with_what_a_signer_serves(state: State) -> None:
+    digests = {
+        state.material_sha256,
+        state.rotated(expected="idle").material_sha256,
+        replace(state, tls_profile="intermediate").material_sha256,
+        replace(state, maximum=datetime.timedelta(days=1)).material_sha256,
+    }
+    assert len(digests) == 4

@@ -1,0 +1,325 @@
+"""The real root holder and real signer processes on 127.0.0.1: signers fetch the signing
+material after proving what they are, sign with it, follow a root rotation, and sign on while
+the root holder is away.
+
+The API server's TokenReview is the stand-in of `support.token_review_api` (reached through
+``KUBECONFIG`` by the root holder's real client); the real one is proven on the cluster.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from mtls_context import layout
+from support.ca_service import Service, cli, credential_session, init_with_provisioner
+from support.processes import free_port
+from support.token_review_api import Token, TokenReviewAPI
+from support.waiting import wait_until
+
+AUDIENCE = "hello-mtls-ca-signer"
+SIGNERS = "system:serviceaccount:hello-mtls:hello-mtls-ca-signer"
+TOKENS = {
+    "signer-token": Token(AUDIENCE, SIGNERS, pod_name="hello-mtls-ca-signer-1"),
+    "operator-token": Token(AUDIENCE, "system:serviceaccount:hello-mtls:hello-mtls-operator"),
+    "api-server-token": Token("https://kubernetes.default.svc", SIGNERS),
+}
+FETCH_INTERVAL = "1"
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("ca-signers")
+    init_with_provisioner(root)
+    admin = ["--role", "admin", "--name", "alice", "--out", str(root / "alice")]
+    cli("provisioner", "--state", str(root / "state"), *admin)
+    for token in TOKENS:
+        (root / token).write_text(token + "\n")
+    return root
+
+
+@pytest.fixture(scope="module")
+def api(pki: Path) -> Iterator[TokenReviewAPI]:
+    server = TokenReviewAPI(TOKENS)
+    yield server
+    server.stop()
+
+
+class RootHolder:
+    """The root holder's `Service` with its material port; `restart` keeps the ports."""
+
+    def __init__(self, pki: Path, api: TokenReviewAPI) -> None:
+        self.pki = pki
+        self.material_port = free_port()
+        self.env = {"KUBECONFIG": str(api.kubeconfig(pki / "kubeconfig"))}
+        self.env["KUBERNETES_SERVICE_HOST"] = ""  # never the in-cluster configuration
+        self.service = self._start()
+
+    def _start(self, bind: str | None = None) -> Service:
+        args = [
+            f"--material-bind=127.0.0.1:{self.material_port}",
+            "--signer-service-account=hello-mtls/hello-mtls-ca-signer",
+            f"--signer-audience={AUDIENCE}",
+        ]
+        return Service(self.pki / "state", self.pki / "root-holder.log", *args, env=self.env)
+
+    @property
+    def material_url(self) -> str:
+        return f"https://127.0.0.1:{self.material_port}"
+
+    def kill(self) -> None:
+        os.killpg(self.service.process.pid, signal.SIGKILL)
+        self.service.process.wait(timeout=15)
+
+    def restart(self) -> None:
+        self.service = self._start()
+
+
+@pytest.fixture(scope="module")
+def root_holder(pki: Path, api: TokenReviewAPI) -> Iterator[RootHolder]:
+    holder = RootHolder(pki, api)
+    yield holder
+    holder.service.stop()
+
+
+def start_signer(pki: Path, holder: RootHolder, name: str, token: str = "signer-token") -> Service:
+    return Service(
+        None,
+        pki / f"{name}.log",
+        f"--root-holder={holder.material_url}",
+        f"--root-ca={pki / 'prov' / layout.CA}",
+        f"--token-file={pki / token}",
+        f"--fetch-interval={FETCH_INTERVAL}",
+    )
+
+
+@pytest.fixture(scope="module")
+def signers(pki: Path, root_holder: RootHolder) -> Iterator[list[Service]]:
+    started = [start_signer(pki, root_holder, f"signer-{i}") for i in range(2)]
+    yield started
+    for signer in started:
+        signer.stop()
+
+
+@pytest.fixture(scope="module")
+def operator(pki: Path) -> requests.Session:
+    return credential_session(pki, "prov")
+
+
+def fetch_material(holder: RootHolder, pki: Path, token: str | None) -> requests.Response:
+    headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+    return credential_session(pki, None).post(
+        f"{holder.material_url}/signing-material", headers=headers, timeout=10
+    )
+
+
+def sign(session: requests.Session, url: str) -> requests.Response:
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "web.demo")]))
+        .sign(key, hashes.SHA256())
+        .public_bytes(serialization.Encoding.PEM)
+        .decode()
+    )
+    body = {"csr": csr, "names": ["web.demo"], "namespace": "demo", "duration": "1h"}
+    return session.post(f"{url}/sign", json=body, timeout=10)
+
+
+def status(session: requests.Session, service: Service) -> dict[str, object]:
+    answer: dict[str, object] = session.get(f"{service.url}/status", timeout=10).json()
+    return answer
+
+
+def material_age(session: requests.Session, service: Service) -> float:
+    text = session.get(f"{service.url}/metrics", timeout=10).text
+    for line in text.splitlines():
+        if line.startswith("hello_mtls_ca_signer_material_age_seconds "):
+            return float(line.split()[1])
+    raise AssertionError(f"no material age in the metrics of {service.url}")
+
+
+def serves(session: requests.Session, signer: Service, material_sha256: str) -> bool:
+    return status(session, signer)["material_sha256"] == material_sha256
+
+
+def fetched_lately(session: requests.Session, signer: Service) -> bool:
+    """Whether ``signer`` fetched its material within the last three fetch intervals."""
+    return material_age(session, signer) < 3 * float(FETCH_INTERVAL)
+
+
+def fetched_long_ago(session: requests.Session, signer: Service) -> bool:
+    return not fetched_lately(session, signer)
+
+
+def test_a_signer_gets_the_signing_intermediate_and_no_root_key(
+    pki: Path, root_holder: RootHolder
+) -> None:
+    answer = fetch_material(root_holder, pki, "signer-token")
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["Cache-Control"] == "no-store"
+    document = json.loads(answer.content)
+    generations = document["generations"]
+    assert [g["root_key"] for g in generations] == [None]
+    assert generations[0]["intermediate_key"].startswith("-----BEGIN PRIVATE KEY-----")
+    stored = json.loads((pki / "state" / "state.json").read_text())
+    assert generations[0]["intermediate"] == stored["generations"][0]["intermediate"]
+
+
+@pytest.mark.parametrize(
+    ("token", "status_code", "error"),
+    [
+        (None, 401, "a signer's bearer token is required"),
+        (
+            "no-such-token",
+            403,
+            "the API server did not authenticate the token: invalid bearer token",
+        ),
+        (
+            "api-server-token",
+            403,
+            "the API server did not authenticate the token: token audiences is invalid",
+        ),
+        (
+            "operator-token",
+            403,
+            "'system:serviceaccount:hello-mtls:hello-mtls-operator' is not the signers' "
+            "ServiceAccount",
+        ),
+    ],
+)
+def test_the_root_holder_hands_the_material_to_signers_only(
+    pki: Path, root_holder: RootHolder, token: str | None, status_code: int, error: str
+) -> None:
+    answer = fetch_material(root_holder, pki, token)
+    assert (answer.status_code, answer.json()) == (status_code, {"error": error})
+
+
+def test_the_material_port_serves_nothing_else_and_nothing_else_serves_it(
+    pki: Path, root_holder: RootHolder, operator: requests.Session
+) -> None:
+    elsewhere = operator.post(
+        f"{root_holder.service.url}/signing-material",
+        headers={"Authorization": "Bearer signer-token"},
+        timeout=10,
+    )
+    assert elsewhere.status_code == 404
+    port = root_holder.material_port
+    assert elsewhere.json() == {"error": f"POST /signing-material is served on port {port} only"}
+    assert sign(operator, root_holder.material_url).status_code == 404
+    roots = operator.get(f"{root_holder.material_url}/roots", timeout=10)
+    assert roots.json() == {"error": f"port {port} serves POST /signing-material only"}
+
+
+def test_two_signers_sign_with_the_shared_intermediate(
+    pki: Path, root_holder: RootHolder, signers: list[Service], operator: requests.Session
+) -> None:
+    holder_status = status(operator, root_holder.service)
+    intermediate = json.loads((pki / "state" / "state.json").read_text())["generations"][0][
+        "intermediate"
+    ]
+    for signer in signers:
+        answer = sign(operator, signer.url)
+        assert answer.status_code == 200, answer.text
+        chain = answer.json()["certificate"]
+        assert chain.endswith(intermediate)
+        assert status(operator, signer)["material_sha256"] == holder_status["material_sha256"]
+        refused = operator.post(f"{signer.url}/rotate-root", json={"from": "idle"}, timeout=10)
+        assert (refused.status_code, refused.json()) == (
+            404,
+            {"error": "POST /rotate-root is served by the root holder, not a signer"},
+        )
+        material = credential_session(pki, None).post(
+            f"{signer.url}/signing-material",
+            headers={"Authorization": "Bearer signer-token"},
+            timeout=10,
+        )
+        assert material.status_code == 404
+
+
+def test_a_signer_does_not_start_without_material(pki: Path, tmp_path: Path) -> None:
+    holder = f"https://127.0.0.1:{free_port()}"
+    log = tmp_path / "signer.log"
+    with pytest.raises(RuntimeError, match="serve exited 1"):
+        Service(
+            None,
+            log,
+            f"--root-holder={holder}",
+            f"--root-ca={pki / 'prov' / layout.CA}",
+            f"--token-file={pki / 'signer-token'}",
+        )
+    assert f"hello-mtls-ca: error: root holder {holder}:" in log.read_text()
+
+
+def test_a_signer_with_another_accounts_token_does_not_start(
+    pki: Path, root_holder: RootHolder, tmp_path: Path
+) -> None:
+    with pytest.raises(RuntimeError, match="serve exited 1"):
+        start_signer(pki, root_holder, "impostor", token="operator-token")
+    assert "is not the signers' ServiceAccount" in (pki / "impostor.log").read_text()
+
+
+def test_a_root_rotation_reaches_every_signer(
+    pki: Path, root_holder: RootHolder, signers: list[Service], operator: requests.Session
+) -> None:
+    admin = credential_session(pki, "alice")
+    before = status(operator, root_holder.service)["material_sha256"]
+    started = admin.post(
+        f"{root_holder.service.url}/rotate-root", json={"from": "idle"}, timeout=10
+    )
+    assert started.status_code == 200, started.text
+    after = str(started.json()["material_sha256"])
+    assert after != before
+    for signer in signers:
+        wait_until(
+            f"{signer.url} to serve the material of phase both-trusted",
+            functools.partial(serves, operator, signer, after),
+            30,
+            0.2,
+        )
+    # Every signer signs with the intermediate of the phase: the old one while both are trusted.
+    signing = status(operator, root_holder.service)["signing"]
+    for signer in signers:
+        assert status(operator, signer)["signing"] == signing
+        assert sign(operator, signer.url).status_code == 200
+    # The later phases change the serving certificates' root, which pki/prov/ca.crt (the
+    # roots the signers and these sessions trust, kept current by the kubelet in a cluster)
+    # does not follow here; the e2e tests take a rotation to the end.
+
+
+def test_signers_sign_on_while_the_root_holder_is_away(
+    pki: Path, root_holder: RootHolder, signers: list[Service], operator: requests.Session
+) -> None:
+    root_holder.kill()
+    try:
+        for signer in signers:
+            wait_until(
+                f"{signer.url} to report material older than its fetch interval",
+                functools.partial(fetched_long_ago, operator, signer),
+                30,
+                0.2,
+            )
+        for _ in range(10):
+            for signer in signers:
+                answer = sign(operator, signer.url)
+                assert answer.status_code == 200, answer.text
+    finally:
+        root_holder.restart()
+    for signer in signers:
+        wait_until(
+            f"{signer.url} to fetch from the root holder again",
+            functools.partial(fetched_lately, operator, signer),
+            30,
+            0.2,
+        )
