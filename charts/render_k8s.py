@@ -33,6 +33,8 @@ FILES = {
             "ca-service.yaml",
             "ca-networkpolicy.yaml",
             "ca-deployment.yaml",
+            "ca-signer-deployment.yaml",
+            "ca-signer-poddisruptionbudget.yaml",
         ],
     ),
     "20-operator.yaml": (

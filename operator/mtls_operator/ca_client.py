@@ -25,9 +25,16 @@ class CAClient:
     """``POST /sign``, ``GET /status`` + ``GET /roots`` and ``POST /rotate-root``."""
 
     def __init__(
-        self, url: str, provisioner_dir: str | os.PathLike[str], *, timeout: float = 10.0
+        self,
+        url: str,
+        provisioner_dir: str | os.PathLike[str],
+        *,
+        timeout: float = 10.0,
+        root_url: str = "",
     ) -> None:
         self._url = url.rstrip("/")
+        # CA signer pods serve ``url``; only the root holder rotates.
+        self._root_url = (root_url or url).rstrip("/")
         self._dir = provisioner_dir
         self._timeout = timeout
         self._session: requests.Session | None = None
@@ -61,7 +68,7 @@ class CAClient:
     def rotate_root(self, from_phase: str) -> None:
         """Advance the root rotation one step from ``from_phase``; a 409 (already moved) is fine."""
         try:
-            self._call("POST", "/rotate-root", json={"from": from_phase})
+            self._call("POST", "/rotate-root", json={"from": from_phase}, base=self._root_url)
         except CARefused as error:
             if "409" not in str(error):
                 raise
@@ -70,8 +77,8 @@ class CAClient:
         """The provisioner credential's files as the kubelet has them now (one version)."""
         return layout.read_version(Path(self._dir))
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-        response = self._raw(method, path, **kwargs)
+    def _call(self, method: str, path: str, *, base: str = "", **kwargs: Any) -> dict[str, Any]:
+        response = self._raw(method, path, base=base, **kwargs)
         try:
             document = response.json()
         except ValueError:
@@ -80,12 +87,12 @@ class CAClient:
             raise CAUnavailable(f"{method} {path}: the answer is not a JSON object")
         return document
 
-    def _raw(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+    def _raw(self, method: str, path: str, *, base: str = "", **kwargs: Any) -> requests.Response:
         try:
             if self._session is None:
                 self._session = requests_adapter.session(self._dir)
             response = self._session.request(
-                method, self._url + path, timeout=self._timeout, **kwargs
+                method, (base or self._url) + path, timeout=self._timeout, **kwargs
             )
         except (requests.RequestException, OSError, ValueError) as error:
             raise CAUnavailable(f"{method} {path}: {error}") from None

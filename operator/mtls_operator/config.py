@@ -35,6 +35,9 @@ class Config:
     """The signer name to answer PodCertificateRequests for; empty: the signer does not run."""
     pod_certificate_refresh_fraction: float = 2 / 3
     """Where in a pod certificate's lifetime its beginRefreshAt lies."""
+    ca_root_url: str = ""
+    """Where ``POST /rotate-root`` goes: the root holder, when CA signer pods serve ``ca_url``;
+    empty: ``ca_url``."""
     lease_namespace: str = "hello-mtls"
     """Where the Lease that elects the working replica lives (`leadership`): the operator's own
     namespace."""
@@ -45,6 +48,8 @@ def from_environment(environ: Mapping[str, str] = os.environ) -> Config:
 
     ===================================  ==================================================
     ``HELLO_MTLS_CA_URL``                ``https://hello-mtls-ca.hello-mtls.svc:8444``
+    ``HELLO_MTLS_CA_ROOT_URL``           empty (``POST /rotate-root`` to the CA URL); with
+        CA signer pods the root holder's, ``https://hello-mtls-ca-root.hello-mtls.svc:8444``
     ``HELLO_MTLS_PROVISIONER_DIR``       ``/var/run/hello-mtls-provisioner``
     ``HELLO_MTLS_METRICS_PORT``          ``9090``
     ``HELLO_MTLS_MAX_WORKERS``           ``16`` (threads issuing and updating Secrets)
@@ -96,6 +101,7 @@ def from_environment(environ: Mapping[str, str] = os.environ) -> Config:
     refresh_fraction = parse("POD_CERTIFICATE_REFRESH_FRACTION", str(fraction), _fraction)
     return Config(
         ca_url=get("CA_URL", "https://hello-mtls-ca.hello-mtls.svc:8444"),
+        ca_root_url=get("CA_ROOT_URL", ""),
         provisioner_dir=get("PROVISIONER_DIR", "/var/run/hello-mtls-provisioner"),
         metrics_port=parse("METRICS_PORT", "9090", int),
         max_workers=parse("MAX_WORKERS", "16", int),

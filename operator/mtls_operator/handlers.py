@@ -72,7 +72,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     settings.queueing.idle_timeout = _KOPF_WORKER_IDLE_SECONDS
     kube.load_config()
     cluster = kube.Kube(pool_size=2 * cfg.max_workers + 4)
-    ca_client = CAClient(cfg.ca_url, cfg.provisioner_dir)
+    ca_client = CAClient(cfg.ca_url, cfg.provisioner_dir, root_url=cfg.ca_root_url)
     reconciler: Reconciler
     signer: Signer | None = None
     memo.stop_signer = threading.Event()

@@ -38,6 +38,7 @@ VARIANTS: tuple[list[str], ...] = (
         "ca.persistence.storageClass=fast",
     ],
     ["--set", "networkPolicies.operatorClientNamespaces={monitoring}"],
+    ["--set", "ca.signers.replicas=2"],
     ["--set", "operator.replicas=1"],
 )
 

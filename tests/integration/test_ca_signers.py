@@ -23,6 +23,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from mtls_context import layout
+from mtls_operator.ca_client import CAClient
+from mtls_operator.ports import CARefused
 from support.ca_service import Service, cli, credential_session, init_with_provisioner
 from support.processes import free_port
 from support.token_review_api import Token, TokenReviewAPI
@@ -323,3 +325,13 @@ def test_signers_sign_on_while_the_root_holder_is_away(
             30,
             0.2,
         )
+
+
+def test_the_operator_rotates_through_the_root_holder_and_reads_a_signer(
+    pki: Path, root_holder: RootHolder, signers: list[Service]
+) -> None:
+    ca = CAClient(signers[0].url, pki / "prov", root_url=root_holder.service.url)
+    assert ca.status().phase == status(credential_session(pki, None), root_holder.service)["phase"]
+    # A provisioner may not start a rotation: the root holder says so (a signer would say 404).
+    with pytest.raises(CARefused, match="HTTP 403: client .* may not start a root rotation"):
+        ca.rotate_root("idle")

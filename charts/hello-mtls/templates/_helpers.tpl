@@ -15,6 +15,15 @@ helm.sh/chart: {{ .Chart.Name }}-{{ .Chart.Version }}
 https://hello-mtls-ca.{{ .Release.Namespace }}.svc:8444
 {{- end -}}
 
+{{- define "hello-mtls.caRootURL" -}}
+https://hello-mtls-ca-root.{{ .Release.Namespace }}.svc:8444
+{{- end -}}
+
+{{/* Whether CA signer pods serve the Service hello-mtls-ca (ca.signers.replicas > 0). */}}
+{{- define "hello-mtls.caSigners" -}}
+{{- if gt (int .Values.ca.signers.replicas) 0 }}true{{ end -}}
+{{- end -}}
+
 {{- define "hello-mtls.operatorSA" -}}
 system:serviceaccount:{{ .Release.Namespace }}:hello-mtls-operator
 {{- end -}}
