@@ -1,0 +1,276 @@
+"""Scenario: CA signer pods sign; one dies during a burst, the root holder goes away, and
+every annotated pod is still served.
+
+The module upgrades the installed release to two signers (``ca.signers.replicas=2``: the
+Deployment hello-mtls-ca-signer, the root holder hello-mtls-ca serving them the signing
+material after a real TokenReview of their tokens) and back to none at the end, and it kills CA
+pods: it disturbs the shared install, so no other module may run beside it. It runs in the Helm
+pass (the kubectl pass installs k8s/, the defaults, and has no release to upgrade).
+
+Once the e2e modules run side by side (the e2e-parallel work), this module must be marked
+``pytest.mark.alone("upgrades the release to CA signers and kills CA pods")``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from mtls_operator.tlssecret import ANNOTATION_SERIAL, LABEL_MANAGED
+from support.cluster_api import PRODUCT_NAMESPACE, RELEASE, ROOT, apply, kubectl, kubectl_json, log
+from support.operator_workloads import idle_pod, operator_leader, rollout, secret_inspection
+from support.waiting import wait_until
+
+SIGNER_LABEL = "app.kubernetes.io/name=hello-mtls-ca-signer"
+ROOT_HOLDER_LABEL = "app.kubernetes.io/name=hello-mtls-ca"
+BURST = 20
+
+# Run in the operator's leader: sign one CSR at one signer pod's own address, with the
+# operator's credential, and read that signer's /status and /metrics (the signer's serving
+# certificate names its pod IP; the NetworkPolicy admits the operator to 8444).
+_PROBE = """
+import json, sys
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from mtls_context import requests_adapter
+address, namespace = sys.argv[1], sys.argv[2]
+session = requests_adapter.session("/var/run/hello-mtls-provisioner")
+key = ec.generate_private_key(ec.SECP256R1())
+csr = x509.CertificateSigningRequestBuilder().subject_name(x509.Name([])).sign(key, hashes.SHA256())
+body = {
+    "csr": csr.public_bytes(serialization.Encoding.PEM).decode(),
+    "names": [f"probe.{namespace}.svc"],
+    "namespace": namespace,
+    "duration": "1h",
+}
+signed = session.post(f"https://{address}:8444/sign", json=body, timeout=10)
+status = session.get(f"https://{address}:8444/status", timeout=10).json()
+metrics = session.get(f"https://{address}:8444/metrics", timeout=10).text
+name = "hello_mtls_ca_signer_material_age_seconds "
+age = [line.split()[1] for line in metrics.splitlines() if line.startswith(name)]
+print(json.dumps({"sign": signed.status_code, "status": status, "age": float(age[0])}))
+"""
+
+
+def _helm_signers(replicas: int) -> None:
+    log(f"helm upgrade {RELEASE}: ca.signers.replicas={replicas}")
+    subprocess.run(
+        [
+            os.environ.get("HELM", "helm"),
+            "upgrade",
+            RELEASE,
+            str(ROOT / "charts" / "hello-mtls"),
+            "--namespace",
+            PRODUCT_NAMESPACE,
+            "--reuse-values",
+            "--set",
+            f"ca.signers.replicas={replicas}",
+            "--wait",
+            "--timeout",
+            "5m",
+        ],
+        check=True,
+        cwd=ROOT,
+        timeout=420,
+    )
+    rollout("hello-mtls-ca", PRODUCT_NAMESPACE, timeout=300)
+    rollout("hello-mtls-operator", PRODUCT_NAMESPACE, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def signers(installed: str) -> Iterator[None]:
+    if os.environ.get("E2E_INSTALL", "helm") != "helm":
+        pytest.skip("needs the Helm pass: it upgrades the release to two CA signers")
+    _helm_signers(2)
+    try:
+        rollout("hello-mtls-ca-signer", PRODUCT_NAMESPACE, timeout=300)
+        yield
+    finally:
+        kubectl("-n", PRODUCT_NAMESPACE, "scale", "deploy/hello-mtls-ca", "--replicas=1")
+        _helm_signers(0)
+
+
+def _pods(label: str) -> dict[str, str]:
+    """Pod name → IP of the Ready pods with ``label`` that are not being deleted."""
+    found = kubectl_json("-n", PRODUCT_NAMESPACE, "get", "pods", "-l", label)["items"]
+    return {
+        p["metadata"]["name"]: p["status"].get("podIP", "")
+        for p in found
+        if not p["metadata"].get("deletionTimestamp")
+        and any(
+            c["type"] == "Ready" and c["status"] == "True"
+            for c in p["status"].get("conditions", [])
+        )
+    }
+
+
+def _probe(address: str, namespace: str) -> dict[str, object]:
+    leader = operator_leader()
+    assert leader, "no operator leader"
+    out = kubectl(
+        "-n", PRODUCT_NAMESPACE, "exec", leader, "--", "python3", "-c", _PROBE, address, namespace
+    )
+    answer: dict[str, object] = json.loads(out.strip().splitlines()[-1])
+    return answer
+
+
+def _root_holder_gone() -> bool:
+    found = kubectl_json("-n", PRODUCT_NAMESPACE, "get", "pods", "-l", ROOT_HOLDER_LABEL)
+    return not found["items"]
+
+
+def _service_addresses() -> set[str]:
+    slices = kubectl_json(
+        "-n",
+        PRODUCT_NAMESPACE,
+        "get",
+        "endpointslices",
+        "-l",
+        "kubernetes.io/service-name=hello-mtls-ca",
+    )
+    return {
+        address
+        for s in slices["items"]
+        for endpoint in s.get("endpoints") or []
+        if (endpoint.get("conditions") or {}).get("ready")
+        for address in endpoint["addresses"]
+    }
+
+
+def _managed_serials(namespace: str) -> dict[str, str]:
+    secrets = kubectl_json("-n", namespace, "get", "secrets", "-l", f"{LABEL_MANAGED}=true")
+    return {
+        s["metadata"]["name"]: s["metadata"]["annotations"][ANNOTATION_SERIAL]
+        for s in secrets["items"]
+    }
+
+
+def _burst(
+    namespace: str, prefix: str, count: int, during: Callable[[], None] | None = None
+) -> list[float]:
+    """Create ``count`` annotated pods (running ``during`` right after the creation), wait for
+    each one's Secret, check that each is valid and issued once; the pod -> Secret latencies."""
+    names = [f"{prefix}{i:02d}" for i in range(count)]
+    created = time.monotonic()
+    apply([idle_pod(namespace, name) for name in names], namespace)
+    if during is not None:
+        during()
+    first_seen: dict[str, tuple[float, str]] = {}
+
+    def all_served() -> bool:
+        now = time.monotonic()
+        for name, serial in _managed_serials(namespace).items():
+            first_seen.setdefault(name, (now, serial))
+        return all(f"{name}-tls" in first_seen for name in names)
+
+    wait_until(f"a Secret for each of {count} pods", all_served, 240, interval=0.5)
+    for name in names:
+        found = secret_inspection(f"{name}-tls", namespace)
+        assert found is not None
+        inspection, secret = found
+        assert inspection.problem is None, (name, inspection.problem)
+        assert f"{name}.{namespace}.svc" in inspection.names
+        assert secret["metadata"]["annotations"][ANNOTATION_SERIAL] == first_seen[f"{name}-tls"][1]
+    events = kubectl_json("-n", namespace, "get", "events", "--field-selector", "reason=Issued")
+    issued = Counter(e["involvedObject"]["name"] for e in events["items"])
+    assert [pod for pod, n in issued.items() if n > 1] == [], json.dumps(issued)
+    return sorted(first_seen[f"{name}-tls"][0] - created for name in names)
+
+
+def _report(what: str, latencies: list[float]) -> None:
+    p99 = latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))]
+    log(
+        f"{what}: pod -> Secret p50 {statistics.median(latencies):.1f} s,"
+        f" p99 {p99:.1f} s, max {latencies[-1]:.1f} s ({len(latencies)} pods)"
+    )
+
+
+def _two_signers() -> dict[str, str] | None:
+    pods = _pods(SIGNER_LABEL)
+    return pods if len(pods) == 2 else None
+
+
+def test_two_signers_sign_behind_the_service(signers: None, namespace: str) -> None:
+    pods = wait_until("two Ready CA signers", _two_signers, 180)
+    # The Service sends the cluster to the signers only; the root holder is not behind it.
+    wait_until(
+        "the Service hello-mtls-ca to name exactly the signers",
+        lambda: _service_addresses() == set(pods.values()),
+        60,
+    )
+    (holder,) = _pods(ROOT_HOLDER_LABEL)
+    holder_status = json.loads(
+        kubectl(
+            "-n",
+            PRODUCT_NAMESPACE,
+            "exec",
+            holder,
+            "--",
+            "hello-mtls-ca",
+            "status",
+            "--state",
+            "/var/lib/hello-mtls-ca/state",
+        )
+    )
+    for name, address in pods.items():
+        answer = _probe(address, namespace)
+        assert answer["sign"] == 200, (name, answer)
+        status = answer["status"]
+        assert isinstance(status, dict)
+        assert status["material_sha256"] == holder_status["material_sha256"], name
+    # Each signer proved itself with its token: the real TokenReview named its pod.
+    holder_log = kubectl("-n", PRODUCT_NAMESPACE, "logs", holder)
+    for name in pods:
+        assert f"handed to {name}" in holder_log, name
+    _report("two signers", _burst(namespace, "s", 10))
+
+
+def test_a_signer_killed_during_a_burst_fails_no_issuance(signers: None, namespace: str) -> None:
+    pods = wait_until("two Ready CA signers", _two_signers, 180)
+    victim = sorted(pods)[0]
+
+    def kill() -> None:
+        kubectl(
+            "-n",
+            PRODUCT_NAMESPACE,
+            "delete",
+            "pod",
+            victim,
+            "--grace-period=0",
+            "--force",
+            "--wait=false",
+        )
+        log(f"killed CA signer {victim} during a burst of {BURST} pods")
+
+    _report("a signer killed", _burst(namespace, "k", BURST, during=kill))
+    rollout("hello-mtls-ca-signer", PRODUCT_NAMESPACE, timeout=300)
+
+
+def test_issuance_goes_on_while_the_root_holder_is_away(signers: None, namespace: str) -> None:
+    wait_until("two Ready CA signers", _two_signers, 180)
+    kubectl("-n", PRODUCT_NAMESPACE, "scale", "deploy/hello-mtls-ca", "--replicas=0")
+    wait_until("the root holder's pod to be gone", _root_holder_gone, 180)
+    gone = time.monotonic()
+    try:
+        _report("no root holder", _burst(namespace, "r", 10))
+        # The signers sign on, and say how long they have been without the root holder: their
+        # last fetch was before its pod was gone.
+        for name, address in _pods(SIGNER_LABEL).items():
+            gone_for = time.monotonic() - gone
+            answer = _probe(address, namespace)
+            assert answer["sign"] == 200, (name, answer)
+            age = answer["age"]
+            assert isinstance(age, float)
+            log(f"{name}: material fetched {age:.0f} s ago, root holder gone {gone_for:.0f} s")
+            assert age >= gone_for
+    finally:
+        kubectl("-n", PRODUCT_NAMESPACE, "scale", "deploy/hello-mtls-ca", "--replicas=1")
+        rollout("hello-mtls-ca", PRODUCT_NAMESPACE, timeout=300)
