@@ -13,8 +13,10 @@ until there is more, and answer only a whole request, all under deadlines
 The same command runs the two kinds of CA pod. The **root holder** (``--state``) holds the
 state directory with the root keys; with ``--material-bind`` it also hands the signing material
 to signer pods on that port (`mtls_ca.signer_auth`). A **signer** (``--root-holder``) holds no
-directory: the master fetches the material before the workers start, every worker then follows
-it (`mtls_ca.signer_material`), and it signs with the intermediate's key held in memory only.
+directory of its own: the master fetches the material before the workers start into the scratch
+directory (in a cluster on a memory-backed volume), every worker then follows the root holder
+into that one copy (`mtls_ca.signer_material`), and it signs with the intermediate's key that
+never touches a disk.
 TLS comes from the library's gunicorn settings (`mtls_context.gunicorn_hooks`) in the
 ``optional`` client-certificate mode: each connection is served whole by the current generation
 of the serving directory, which picks up a renewed certificate or trust bundle within a second.
@@ -40,7 +42,7 @@ from . import name_rules
 from .authority import CA, KeyType
 from .gunicorn_worker import BufferingThreadWorker, ConnectionLimits, serve_apart
 from .signer_auth import KubernetesReviewer, SignerPolicy
-from .signer_material import MemoryStore, Refresher, RootHolder
+from .signer_material import Refresher, RootHolder
 from .state import DirectoryStore, State, StateNotFound, Store
 from .state_cache import StateCache
 from .upkeep import CredentialSink, Serving, Upkeep
@@ -104,8 +106,13 @@ def serve(options: ServeOptions) -> int:
     binds = [options.bind, *(b for b in (options.sign_bind, options.material_bind) if b)]
     if len({_port(b) for b in binds}) != len(binds):
         raise ValueError(f"--material-bind {options.material_bind} needs a port of its own")
-    store = _store(options)
     scratch = Path(tempfile.mkdtemp(prefix="hello-mtls-ca-"))
+    material_dir = scratch / "material" if options.root_holder is not None else None
+    try:
+        store = _store(options, material_dir)
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
     tls_dir = options.tls_dir or scratch / "serving"
     metrics_dir = scratch / "metrics"
     metrics_dir.mkdir()
@@ -132,20 +139,23 @@ def serve(options: ServeOptions) -> int:
             sign_port = _port(options.sign_bind)
             settings["workers"] = workers
             settings["pre_fork"] = serve_apart(sign_port, options.sign_workers, workers)
-        _Application(settings, lambda: _worker_app(options, tls_dir, store)).run()
+        _Application(settings, lambda: _worker_app(options, tls_dir, material_dir)).run()
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return 0
 
 
-def _store(options: ServeOptions) -> Store:
-    """The root holder's directory (made ready), or a signer's first fetch of the material."""
+def _store(options: ServeOptions, material_dir: Path | None) -> Store:
+    """The root holder's directory (made ready), or a signer's first fetch of the material
+    into ``material_dir``."""
     if options.root_holder is not None:
+        assert material_dir is not None
         if options.material_bind:
             raise ValueError("a signer (--root-holder) hands out no material (--material-bind)")
-        holder = options.root_holder
-        _log.info("fetching the signing material from %s", holder.url)
-        return MemoryStore(holder.fetch(), holder.url)
+        _log.info("fetching the signing material from %s", options.root_holder.url)
+        store = DirectoryStore(material_dir)
+        Refresher(options.root_holder, store).run(strict=True)
+        return store
     if options.state is None:
         raise ValueError("serve needs --state (the root holder) or --root-holder (a signer)")
     store = DirectoryStore(options.state)
@@ -227,18 +237,19 @@ def _upkeep(store: Store, options: ServeOptions, tls_dir: Path) -> Upkeep:
     )
 
 
-def _worker_app(options: ServeOptions, tls_dir: Path, master_store: Store) -> Any:
+def _worker_app(options: ServeOptions, tls_dir: Path, material_dir: Path | None) -> Any:
     # In the worker: prometheus-client reads its environment at import.
     from .http_api import MaterialEndpoint, create_app
 
     material: MaterialEndpoint | None = None
     material_age: Callable[[], float] | None = None
-    if isinstance(master_store, MemoryStore):
+    store: Store
+    if material_dir is not None:
         assert options.root_holder is not None
-        # The master's copy came along with the fork; this worker follows the root holder.
-        refresher = Refresher(options.root_holder, master_store)
+        # Every worker fetches into the pod's one copy, so all of them serve the same material.
+        store = DirectoryStore(material_dir)
+        refresher = Refresher(options.root_holder, store)
         refresher.start(options.fetch_interval)
-        store: Store = master_store
         material_age = refresher.age
     else:
         assert options.state is not None

@@ -5,10 +5,13 @@ A signer holds no state directory. It asks the root holder's ``POST /signing-mat
 operator's credential Secret, the one key of it the signer mounts) and with its projected
 ServiceAccount token as the bearer token, read afresh on every call because the kubelet
 rotates it. The answer (certificates, settings and the signing intermediate's key; never a
-root key) lives in a `MemoryStore` in each process: gunicorn's master fetches once before the
-workers start (no material, no start), and every worker then fetches again every
-``interval`` seconds in a thread (`Refresher`), to follow an intermediate renewal or a root
-rotation. When the root holder cannot be reached the worker keeps what it holds and signs on.
+root key) is the pod's one copy of the material, a state directory in the pod's scratch space,
+which in a cluster is a memory-backed ``emptyDir`` (tmpfs: the key never reaches a disk and
+goes with the pod). gunicorn's master fetches once before the workers start (no material, no
+start); every worker then fetches again every ``interval`` seconds (`Refresher`), to follow an
+intermediate renewal or a root rotation, and all of them read the one copy, so a pod never
+serves two materials at once. When the root holder cannot be reached the pod keeps what it
+holds and signs on.
 """
 
 from __future__ import annotations
@@ -16,15 +19,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import requests
 
-from .state import State
+from .state import DirectoryStore, State, StateNotFound
 
-__all__ = ["MATERIAL_PATH", "MemoryStore", "Refresher", "RootHolder"]
+__all__ = ["MATERIAL_PATH", "Refresher", "RootHolder"]
 
 MATERIAL_PATH = "/signing-material"
 _log = logging.getLogger("mtls_ca")
@@ -78,65 +80,25 @@ class RootHolder:
         return state
 
 
-class MemoryStore:
-    """A `mtls_ca.state.Store` in this process's memory, filled by `set`; a signer never
-    changes the state itself (`update` refuses)."""
-
-    def __init__(
-        self, state: State, location: str, *, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self.location = location
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._state = state
-        self._version = 0
-        self.fetched_at = clock()
-        """When the material held was last fetched (``clock``; the monotonic clock is the
-        machine's, so a forked worker's view of its master's fetch holds)."""
-
-    def load(self) -> State:
-        return self._state
-
-    def create(self, state: State) -> State:
-        return self._state
-
-    def update(self, change: Callable[[State], State]) -> State:
-        raise ValueError(
-            f"a signer does not change the CA state; the root holder does ({self.location})"
-        )
-
-    def version(self) -> str:
-        return str(self._version)
-
-    def age(self) -> float:
-        """Seconds since the material held was fetched."""
-        return self._clock() - self.fetched_at
-
-    def set(self, state: State) -> bool:
-        """Hold ``state``, fetched just now; returns whether it differs from what was held."""
-        with self._lock:
-            self.fetched_at = self._clock()
-            if state.to_json() == self._state.to_json():
-                return False
-            self._state = state
-            self._version += 1
-            return True
-
-
 class Refresher:
-    """Fetches the material into a `MemoryStore` every ``interval`` seconds; `age` says how
-    long ago the last fetch succeeded."""
+    """Fetches the material into the signer pod's one copy (a `mtls_ca.state.DirectoryStore`
+    that every worker reads, so all of them serve the same material) every ``interval``
+    seconds; `age` says how long ago a fetch last succeeded."""
 
-    def __init__(self, holder: RootHolder, store: MemoryStore) -> None:
+    def __init__(self, holder: RootHolder, store: DirectoryStore) -> None:
         self.holder = holder
         self.store = store
+        self._fetched = store.directory / ".fetched"
         self._failing = False
 
-    def run(self) -> None:
-        """One fetch; a failure is logged once per streak and leaves the material as it is."""
+    def run(self, *, strict: bool = False) -> None:
+        """One fetch. A failure is logged once per streak and leaves the material as it is,
+        unless ``strict`` (the first fetch, before there is any): then it raises `OSError`."""
         try:
             state = self.holder.fetch()
         except OSError as e:
+            if strict:
+                raise
             if not self._failing:
                 _log.warning("keeping the signing material held (%s); retrying", e)
             self._failing = True
@@ -144,21 +106,27 @@ class Refresher:
         if self._failing:
             _log.info("root holder %s reachable again", self.holder.url)
         self._failing = False
-        if self.store.set(state):
+        try:
+            held = self.store.load().to_json()
+        except (StateNotFound, ValueError):
+            held = b""
+        if held != state.to_json():
+            self.store.put(state)
             _log.info(
-                "signing material changed: phase %s, material %s",
+                "signing material now: phase %s, material %s",
                 state.phase,
                 state.material_sha256[:12],
             )
+        self._fetched.touch()
 
     def age(self) -> float:
-        """Seconds since the last successful fetch."""
-        return self.store.age()
+        """Seconds since a worker of this pod last fetched the material."""
+        return time.time() - self._fetched.stat().st_mtime
 
     def start(self, interval: float) -> threading.Event:
         """Run now and then every ``interval`` seconds in a daemon thread (a worker that
-        gunicorn starts later must not serve its master's old copy for long); set the returned
-        event to stop."""
+        gunicorn starts later must not serve an old copy for long); set the returned event to
+        stop."""
         stop = threading.Event()
 
         def loop() -> None:

@@ -8,7 +8,7 @@ only its ``ca.crt`` for the CA's own serving certificate.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,8 @@ __all__ = ["CAClient"]
 
 
 class CAClient:
-    """``POST /sign``, ``GET /status`` + ``GET /roots`` and ``POST /rotate-root``."""
+    """``POST /sign``, ``GET /status`` + ``GET /roots`` and ``POST /rotate-root``; with CA
+    signer pods, the material each one serves (`signers_behind`)."""
 
     def __init__(
         self,
@@ -31,10 +32,13 @@ class CAClient:
         *,
         timeout: float = 10.0,
         root_url: str = "",
+        signers: Callable[[], list[str]] | None = None,
     ) -> None:
         self._url = url.rstrip("/")
         # CA signer pods serve ``url``; only the root holder rotates.
         self._root_url = (root_url or url).rstrip("/")
+        self._signers = signers
+        """``HOST:PORT`` of every ready signer (None: no signers)."""
         self._dir = provisioner_dir
         self._timeout = timeout
         self._session: requests.Session | None = None
@@ -72,6 +76,33 @@ class CAClient:
         except CARefused as error:
             if "409" not in str(error):
                 raise
+
+    def signers_behind(self) -> list[str]:
+        """The signers (``HOST:PORT``, each asked at its own address: its serving certificate
+        names its pod IP) whose ``GET /status`` does not give the root holder's
+        ``material_sha256``, or gives none; empty without signers.
+
+        Raises:
+            CAUnavailable: if the root holder or the list of signers cannot be read.
+        """
+        if self._signers is None:
+            return []
+        wanted = self._call("GET", "/status", base=self._root_url).get("material_sha256")
+        if not wanted:
+            raise CAUnavailable("the root holder's status names no material_sha256")
+        try:
+            signers = self._signers()
+        except OSError as error:
+            raise CAUnavailable(str(error)) from None
+        behind = []
+        for address in signers:
+            try:
+                held = self._call("GET", "/status", base=f"https://{address}")
+            except (CAUnavailable, CARefused):
+                held = {}
+            if held.get("material_sha256") != wanted:
+                behind.append(address)
+        return behind
 
     def credential(self) -> dict[str, bytes]:
         """The provisioner credential's files as the kubelet has them now (one version)."""

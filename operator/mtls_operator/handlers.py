@@ -29,6 +29,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import secrets
@@ -52,6 +53,7 @@ from mtls_operator.workqueue import WorkQueue
 _LOOP_SECONDS = 1.0
 _RELEASE_SECONDS = 15.0  # a Lease round under way and the release: two calls of 3.5 s each
 _HANDLER_THREADS = 4
+_CA_SERVICE = "hello-mtls-ca"
 _KOPF_WORKER_IDLE_SECONDS = 0.5
 
 
@@ -72,7 +74,15 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     settings.queueing.idle_timeout = _KOPF_WORKER_IDLE_SECONDS
     kube.load_config()
     cluster = kube.Kube(pool_size=2 * cfg.max_workers + 4)
-    ca_client = CAClient(cfg.ca_url, cfg.provisioner_dir, root_url=cfg.ca_root_url)
+    signers: Callable[[], list[str]] | None = None
+    if cfg.ca_root_url:
+        # CA signer pods serve cfg.ca_url (the Service hello-mtls-ca in the operator's own
+        # namespace): a root rotation waits for each of them (docs/ca.md).
+        signers = functools.partial(
+            cluster.ready_endpoints, cfg.lease_namespace, _CA_SERVICE, "sign"
+        )
+
+    ca_client = CAClient(cfg.ca_url, cfg.provisioner_dir, root_url=cfg.ca_root_url, signers=signers)
     reconciler: Reconciler
     signer: Signer | None = None
     memo.stop_signer = threading.Event()

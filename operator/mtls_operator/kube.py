@@ -122,6 +122,34 @@ class Kube:
                 "could not post Event %s on pod %s: %s", reason, meta["name"], error.reason
             )
 
+    def ready_endpoints(self, namespace: str, service: str, port: str) -> list[str]:
+        """``ADDRESS:PORT`` of every ready endpoint of ``service`` (its EndpointSlices), on its
+        port named ``port``: the CA signer pods whose material a root rotation waits for.
+
+        Raises:
+            OSError: if the API server cannot be asked.
+        """
+        api = kubernetes.client.DiscoveryV1Api(self._api.api_client)
+        try:
+            slices = api.list_namespaced_endpoint_slice(
+                namespace,
+                label_selector=f"kubernetes.io/service-name={service}",
+                _preload_content=False,
+                _request_timeout=self._timeout,
+            )
+        except kubernetes.client.ApiException as error:
+            raise OSError(
+                f"cannot list the endpoints of {namespace}/{service}: {error.reason}"
+            ) from None
+        found = []
+        for item in self._json(slices).get("items") or []:
+            numbers = [p["port"] for p in item.get("ports") or [] if p.get("name") == port]
+            for endpoint in item.get("endpoints") or []:
+                if (endpoint.get("conditions") or {}).get("ready") is False:
+                    continue
+                found += [f"{a}:{n}" for a in endpoint["addresses"] for n in numbers]
+        return sorted(found)
+
     def _read(self, call: Any, name: str, namespace: str) -> dict[str, Any] | None:
         """One object as the API's JSON; None if it does not exist."""
         try:

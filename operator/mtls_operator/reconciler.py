@@ -468,6 +468,10 @@ class Reconciler:
         metrics.ROTATION_PENDING_PODS.set(len(behind))
         if behind:
             self._name_pods_behind(ca.phase, behind)
+        if ca.phase != "idle" and not pending and not behind:
+            # Every Secret and pod shows the phase; every CA signer must serve it too, or one
+            # a fetch behind would sign from an intermediate the next phase stops trusting.
+            pending += self._signers_behind(ca.phase)
         advance = self._gate.step(
             ca.phase,
             pending + len(behind),
@@ -486,6 +490,23 @@ class Reconciler:
         except CAUnavailable as error:
             _log.warning("could not advance the root rotation: %s", error)
         self._ca_read_at = -float("inf")
+
+    def _signers_behind(self, phase: str) -> int:
+        try:
+            lagging = self._ca_service.signers_behind()
+        except CAUnavailable as error:
+            _log.warning(
+                "root-rotation phase %s waits: cannot compare the CA signers: %s", phase, error
+            )
+            return 1
+        if lagging:
+            _log.info(
+                "root-rotation phase %s waits for CA signers to serve the root holder's"
+                " material: %s",
+                phase,
+                ", ".join(lagging),
+            )
+        return len(lagging)
 
     def _name_pods_behind(self, phase: str, behind: list[ClaimingPod]) -> None:
         now = self._monotonic()

@@ -1,5 +1,6 @@
 """Scenario: CA signer pods sign; one dies during a burst, the root holder goes away, and
-every annotated pod is still served.
+every annotated pod is still served and renewed; a root rotation with two signers under traffic
+fails no request.
 
 The module upgrades the installed release to two signers (``ca.signers.replicas=2``: the
 Deployment hello-mtls-ca-signer, the root holder hello-mtls-ca serving them the signing
@@ -25,7 +26,19 @@ import pytest
 
 from mtls_operator.tlssecret import ANNOTATION_SERIAL, LABEL_MANAGED
 from support.cluster_api import PRODUCT_NAMESPACE, RELEASE, ROOT, apply, kubectl, kubectl_json, log
-from support.operator_workloads import idle_pod, operator_leader, rollout, secret_inspection
+from support.operator_workloads import (
+    ca_cli,
+    ca_status,
+    client_lines,
+    client_pod,
+    finished,
+    idle_pod,
+    operator_leader,
+    rollout,
+    secret_inspection,
+    server,
+)
+from support.pods import pod
 from support.waiting import wait_until
 
 SIGNER_LABEL = "app.kubernetes.io/name=hello-mtls-ca-signer"
@@ -261,6 +274,17 @@ def test_issuance_goes_on_while_the_root_holder_is_away(signers: None, namespace
     gone = time.monotonic()
     try:
         _report("no root holder", _burst(namespace, "r", 10))
+        # A 1-minute certificate is renewed too (at 2/3 of its backdated lifetime: 20 s after).
+        short = {"hello-mtls.dev/name": f"renew.{namespace}.svc", "hello-mtls.dev/duration": "1m"}
+        apply([pod("renew", annotations=short, secret="renew-tls")], namespace)
+        first = wait_until(
+            "the 1-minute Secret", lambda: _managed_serials(namespace).get("renew-tls"), 120
+        )
+        wait_until(
+            "the 1-minute Secret to be renewed",
+            lambda: _managed_serials(namespace)["renew-tls"] != first,
+            180,
+        )
         # The signers sign on, and say how long they have been without the root holder: their
         # last fetch was before its pod was gone.
         for name, address in _pods(SIGNER_LABEL).items():
@@ -274,3 +298,38 @@ def test_issuance_goes_on_while_the_root_holder_is_away(signers: None, namespace
     finally:
         kubectl("-n", PRODUCT_NAMESPACE, "scale", "deploy/hello-mtls-ca", "--replicas=1")
         rollout("hello-mtls-ca", PRODUCT_NAMESPACE, timeout=300)
+
+
+def _idle_again(old_root: str) -> dict[str, object] | None:
+    status = ca_status()
+    roots = [root["fingerprint_sha256"] for root in status["roots"]]
+    return status if status["phase"] == "idle" and roots != [old_root] else None
+
+
+def test_a_root_rotation_with_two_signers_fails_no_request(signers: None, namespace: str) -> None:
+    apply(server(namespace), namespace)
+    rollout("hello", namespace, timeout=240)
+    apply(client_pod(namespace, count=100_000, interval=0.5), namespace)
+    wait_until("the client's first answers", lambda: len(client_lines(namespace)) >= 5, 180)
+    (old_root,) = [root["fingerprint_sha256"] for root in ca_status()["roots"]]
+    started = time.monotonic()
+    ca_cli("rotate-root", "--from", "idle")
+    # The operator takes each step only when every Secret and every signer serves the phase.
+    seen = wait_until("the rotation back to idle", lambda: _idle_again(old_root), 15 * 60, 5)
+    log(f"root rotation with two signers: back to idle after {time.monotonic() - started:.0f} s")
+    for name, address in _pods(SIGNER_LABEL).items():
+        status = _probe(address, namespace)["status"]
+        assert isinstance(status, dict)
+        assert status["material_sha256"] == seen["material_sha256"], name
+    after = len(client_lines(namespace))
+    wait_until(
+        "20 more requests after the rotation",
+        lambda: len(client_lines(namespace)) >= after + 20,
+        120,
+        5,
+    )
+    assert finished("client", namespace) is None, "the client stopped"
+    lines = client_lines(namespace)
+    failed = [line for line in lines if line.get("error")]
+    assert failed == [], f"{len(failed)} of {len(lines)} failed: {failed[:3]}"
+    log(f"{len(lines)} requests during the rotation, none failed")

@@ -95,14 +95,22 @@ def root_holder(pki: Path, api: TokenReviewAPI) -> Iterator[RootHolder]:
     holder.service.stop()
 
 
-def start_signer(pki: Path, holder: RootHolder, name: str, token: str = "signer-token") -> Service:
+def start_signer(
+    pki: Path,
+    holder: RootHolder,
+    name: str,
+    token: str = "signer-token",
+    fetch_interval: str = FETCH_INTERVAL,
+    *args: str,
+) -> Service:
     return Service(
         None,
         pki / f"{name}.log",
         f"--root-holder={holder.material_url}",
         f"--root-ca={pki / 'prov' / layout.CA}",
         f"--token-file={pki / token}",
-        f"--fetch-interval={FETCH_INTERVAL}",
+        f"--fetch-interval={fetch_interval}",
+        *args,
     )
 
 
@@ -277,19 +285,34 @@ def test_a_root_rotation_reaches_every_signer(
 ) -> None:
     admin = credential_session(pki, "alice")
     before = status(operator, root_holder.service)["material_sha256"]
-    started = admin.post(
-        f"{root_holder.service.url}/rotate-root", json={"from": "idle"}, timeout=10
+    # A third signer that fetches once an hour: what the operator's gate must wait for.
+    laggard = start_signer(pki, root_holder, "laggard", "signer-token", "3600", "--workers=1")
+    addresses = [f"127.0.0.1:{s.port}" for s in (*signers, laggard)]
+    ca = CAClient(
+        signers[0].url, pki / "prov", root_url=root_holder.service.url, signers=lambda: addresses
     )
-    assert started.status_code == 200, started.text
-    after = str(started.json()["material_sha256"])
-    assert after != before
-    for signer in signers:
-        wait_until(
-            f"{signer.url} to serve the material of phase both-trusted",
-            functools.partial(serves, operator, signer, after),
-            30,
-            0.2,
+    try:
+        wait_until("the laggard's first fetch", lambda: ca.signers_behind() == [], 30, 0.2)
+        # Its worker fetched when it started, and will not again for an hour.
+        wait_until("the laggard to fetch no more", lambda: material_age(operator, laggard) > 2, 30)
+        started = admin.post(
+            f"{root_holder.service.url}/rotate-root", json={"from": "idle"}, timeout=10
         )
+        assert started.status_code == 200, started.text
+        after = str(started.json()["material_sha256"])
+        assert after != before
+        for signer in signers:
+            wait_until(
+                f"{signer.url} to serve the material of phase both-trusted",
+                functools.partial(serves, operator, signer, after),
+                30,
+                0.2,
+            )
+        # The other two serve the phase; the laggard does not, and the gate says so.
+        assert ca.signers_behind() == [addresses[2]]
+    finally:
+        laggard.stop()
+    assert ca.signers_behind() == [addresses[2]]  # a signer that does not answer is behind too
     # Every signer signs with the intermediate of the phase: the old one while both are trusted.
     signing = status(operator, root_holder.service)["signing"]
     for signer in signers:

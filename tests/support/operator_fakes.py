@@ -135,6 +135,8 @@ class CA:
         self.signed = 0
         self.down = False
         self.mounted_credential: dict[str, bytes] = {}
+        self.lagging_signers: list[str] = []
+        """CA signer pods that serve an older material than the root holder."""
 
     def sign(self, request: Mapping[str, Any]) -> Answer:
         if self.down:
@@ -165,6 +167,11 @@ class CA:
 
     def rotate_root(self, from_phase: str) -> None:
         self.state = self.state.rotated(expected=from_phase)
+
+    def signers_behind(self) -> list[str]:
+        if self.down:
+            raise CAUnavailable("connection refused")
+        return list(self.lagging_signers)
 
     def credential(self) -> dict[str, bytes]:
         return self.mounted_credential

@@ -557,6 +557,32 @@ def test_root_rotation_advances_only_when_every_secret_follows(
     assert CERT
 
 
+def test_rotation_waits_for_every_ca_signer_to_serve_the_phase(
+    cluster: Cluster, ca: CA, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    r = reconciler(cluster, ca, clock, rotation_grace=datetime.timedelta(seconds=5))
+    r.pod_event(pod("web-1", WEB), None)
+    ca.rotate_root("idle")
+    ca.lagging_signers = ["10.0.0.7:8444"]  # still serves idle's material
+    with caplog.at_level(logging.INFO, logger="mtls_operator"):
+        for _ in range(60):
+            clock.advance(1)
+            r.tick()
+    assert ca.state.phase == "both-trusted"
+    assert "waits for CA signers to serve the root holder's material: 10.0.0.7:8444" in caplog.text
+    ca.down = True  # the root holder cannot be asked: no step either
+    for _ in range(3):
+        clock.advance(1)
+        r.tick()
+    ca.down, ca.lagging_signers = False, []
+    for _ in range(60):
+        clock.advance(1)
+        r.tick()
+        if ca.state.phase == "new-signing":
+            break
+    assert ca.state.phase == "new-signing"
+
+
 def test_rotation_waits_for_the_operators_own_credential(
     cluster: Cluster, ca: CA, clock: Clock
 ) -> None:
