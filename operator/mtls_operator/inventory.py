@@ -22,9 +22,15 @@ from mtls_operator.claims import POD_CERTIFICATE, Claim
 from mtls_operator.decisions import PodClaim
 from mtls_operator.tlssecret import ANNOTATION_CLAIM, decode_data
 
-__all__ = ["ClaimingPod", "Inventory", "Key", "KnownSecret", "pod_claims"]
+__all__ = ["ClaimingPod", "Inventory", "Key", "KnownSecret", "namespace_of", "pod_claims"]
 
 Key = tuple[str, str]  # (namespace, Secret name)
+
+
+def namespace_of(key: Key) -> str:
+    """The work queues' group of a key (a Secret's, or a pod-certificate request's): its
+    namespace, so that namespaces take turns (`workqueue.WorkQueue`)."""
+    return key[0]
 
 
 @dataclass(frozen=True)
