@@ -11,11 +11,9 @@ the figures.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
 from typing import Any, cast
 
 import kopf
-import pytest
 
 from mtls_operator.ca_client import CAClient
 from mtls_operator.claims import NAME
@@ -24,7 +22,6 @@ from mtls_operator.reconciler import Reconciler
 from mtls_operator.settings import Settings
 from mtls_operator.tlssecret import ANNOTATION_SERIAL
 from mtls_operator.workqueue import WorkQueue
-from support.ca_service import Service, cli
 from support.operator_fakes import Cluster, pod
 from support.waiting import elapsed_until
 
@@ -32,28 +29,17 @@ CHURN = 200
 WORKERS = 2  # as few as can overlap, so that the order shows
 
 
-@pytest.fixture(scope="module")
-def ca_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CAClient]:
-    root = tmp_path_factory.mktemp("fairness-ca")
-    state = root / "state"
-    cli("init", "--state", str(state))
-    cli("provisioner", "--state", str(state), "--name", "operator", "--out", str(root / "prov"))
-    service = Service(state, root / "serve.log")
-    try:
-        yield CAClient(service.url, root / "prov")
-    finally:
-        service.stop()
-
-
 def _issued(cluster: Cluster, key: Key) -> bool:
     secret = cluster.secrets.get(key)
     return secret is not None and ANNOTATION_SERIAL in secret["metadata"].get("annotations", {})
 
 
-def test_a_quiet_namespace_is_served_while_a_busy_one_churns(ca_client: CAClient) -> None:
+def test_a_quiet_namespace_is_served_while_a_busy_one_churns(operator_ca_client: CAClient) -> None:
     cluster = Cluster()
     work: WorkQueue[Key]
-    reconciler = Reconciler(cluster, ca_client, Settings(), dispatch=lambda key: work.add(key))
+    reconciler = Reconciler(
+        cluster, operator_ca_client, Settings(), dispatch=lambda key: work.add(key)
+    )
     work = WorkQueue[Key](reconciler.reconcile, workers=WORKERS, group=namespace_of)
     reconciler.tick()  # the CA's state, as the operator's loop reads it first
     for n in range(CHURN):
