@@ -115,6 +115,9 @@ def inspect(data: Mapping[str, bytes]) -> Inspection:
         return Inspection(problem="tls.crt or tls.key is not valid PEM")
     if len(chain) < 2:
         return Inspection(problem="tls.crt holds no intermediate")
+    if any(c.serial_number <= 0 for c in chain):
+        # cryptography 51 only warns on loading one (a later release refuses it: ValueError).
+        return Inspection(problem="tls.crt holds a certificate whose serial is not positive")
     leaf, intermediate = chain[0], chain[1]
     public = serialization.PublicFormat.SubjectPublicKeyInfo
     try:
