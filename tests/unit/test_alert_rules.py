@@ -6,6 +6,7 @@ itself). Without it this test fails: a rule file nobody evaluated is not tested.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -85,3 +86,21 @@ def test_the_rules_and_the_dashboard_read_only_metrics_that_exist() -> None:
         for name in set(re.findall(r"hello_mtls_\w+", source.read_text())):
             family = re.sub(r"_(total|bucket|count|sum)$", "", name)
             assert f'"{family}"' in defined, f"{source.name}: {name} is exported by nothing"
+
+
+def test_every_dashboard_query_parses(tmp_path: Path) -> None:
+    """promtool checks PromQL in rule files only: each panel's query becomes a recording rule."""
+    dashboard = json.loads(
+        (ROOT / "charts" / "hello-mtls" / "files" / "dashboard.json").read_text()
+    )
+    queries = [
+        target["expr"] for panel in dashboard["panels"] for target in panel.get("targets", [])
+    ]
+    assert len(queries) > 10
+    rules = [{"record": f"dashboard:query_{i}", "expr": q} for i, q in enumerate(queries)]
+    path = tmp_path / "dashboard-queries.yaml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
+    result = subprocess.run(
+        [promtool(), "check", "rules", str(path)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
