@@ -41,11 +41,12 @@ unit: $(STAMP) ## unit tests only
 	@if [ "$$CI" = true ]; then $(MAKE) --no-print-directory host-tools; fi
 	$(BIN)/pytest tests/unit
 
-# The tests call promtool (Debian's prometheus package: tests/unit/test_alert_rules.py). CI=true
+# The tests call promtool and prometheus (Debian's prometheus package: the alert rules' tests,
+# tests/unit/test_alert_rules.py and tests/integration/test_prometheus_scrape.py). CI=true
 # installs it before `make test` and `make unit`, with apt-get as the cluster stage installs its
 # host packages (tests/cluster/host.sh); without systemd (these VMs) its service does not start.
-host-tools: ## install the host tools the tests call (promtool) when missing; needs root (apt-get)
-	@command -v promtool >/dev/null || \
+host-tools: ## install the host tools the tests call (promtool, prometheus) when missing; root (apt-get)
+	@command -v promtool >/dev/null && command -v prometheus >/dev/null || \
 		bash -c 'source tests/cluster/host.sh && HOST_PACKAGES=(prometheus) && host_packages'
 
 lint: $(STAMP) ## ruff, mypy, the import contracts, the locks, k8s/ = the chart rendered (offline)

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
 import yaml
+
+from support.prometheus import binary
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "charts" / "hello-mtls" / "files" / "alerts.yaml"
@@ -22,13 +22,7 @@ RUNBOOK = ROOT / "docs" / "alerts.md"
 
 
 def promtool() -> str:
-    found = shutil.which("promtool")
-    if found is None:
-        pytest.fail(
-            "promtool is not on PATH: install Debian's prometheus package "
-            "(`make host-tools`, or apt-get install -y prometheus)"
-        )
-    return found
+    return binary("promtool")
 
 
 def alerts() -> list[dict[str, object]]:
