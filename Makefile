@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv test unit integration lint demo bench-tls
+.PHONY: help venv test unit integration lint demo bench-tls host-tools
 
 help: ## list the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -28,6 +28,7 @@ venv: $(STAMP) ## create the virtualenv with every extra and the test tools
 COVERED := images/mtls_context images/mtls_server images/mtls_client images/mtls_ca operator/mtls_operator
 
 test: $(STAMP) ## unit + integration tests (no cluster needed), with coverage per package
+	@if [ "$$CI" = true ]; then $(MAKE) --no-print-directory host-tools; fi
 	$(BIN)/pytest --cov --cov-report= tests/unit tests/integration
 	@echo "==> coverage (lines, test process and every process it started; docs/testing.md)"
 	@for pkg in $(COVERED); do \
@@ -37,7 +38,16 @@ test: $(STAMP) ## unit + integration tests (no cluster needed), with coverage pe
 	@printf '  %-16s %5s%%\n' total $$($(BIN)/coverage report --format=total)
 
 unit: $(STAMP) ## unit tests only
+	@if [ "$$CI" = true ]; then $(MAKE) --no-print-directory host-tools; fi
 	$(BIN)/pytest tests/unit
+
+# The tests call promtool and prometheus (Debian's prometheus package: the alert rules' tests,
+# tests/unit/test_alert_rules.py and tests/integration/test_prometheus_scrape.py). CI=true
+# installs it before `make test` and `make unit`, with apt-get as the cluster stage installs its
+# host packages (tests/cluster/host.sh); without systemd (these VMs) its service does not start.
+host-tools: ## install the host tools the tests call (promtool, prometheus) when missing; root (apt-get)
+	@command -v promtool >/dev/null && command -v prometheus >/dev/null || \
+		bash -c 'source tests/cluster/host.sh && HOST_PACKAGES=(prometheus) && host_packages'
 
 lint: $(STAMP) ## ruff, mypy, the import contracts, the locks, k8s/ = the chart rendered (offline)
 	$(BIN)/python requirements/locks.py check

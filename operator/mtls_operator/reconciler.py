@@ -457,6 +457,7 @@ class Reconciler:
         if ca.phase != "idle" and not self._own_credential_reflects(ca):
             pending += 1
         metrics.ROTATION_PENDING.set(pending if ca.phase != "idle" else 0)
+        metrics.show_rotation_phase(ca.phase)
         # A pod-certificate pod has no Secret; the signer's annotation on it says which
         # intermediate signed its certificate. It cannot be made to renew: it waits for the
         # kubelet to ask again at beginRefreshAt.
@@ -519,6 +520,27 @@ class Reconciler:
         expiries = [k.inspection.not_after for k in known if k and k.inspection.not_after]
         metrics.MANAGED_SECRETS.set(len(known))
         metrics.EARLIEST_EXPIRY.set(min(expiries).timestamp() if expiries else 0)
+        metrics.show_secrets(self._secret_certificates())
+
+    def _secret_certificates(self) -> list[metrics.SecretCertificate]:
+        rows = []
+        for key in self._inventory.claimed_keys():
+            pods, secret = self._inventory.view(key)
+            claim = next((pod.claim for pod in pods if pod.claim is not None), None)
+            found = secret.inspection if secret is not None else None
+            if found is None or claim is None or not found.not_before or not found.not_after:
+                continue
+            rows.append(
+                metrics.SecretCertificate(
+                    namespace=key[0],
+                    secret=key[1],
+                    identity=claim.names[0],
+                    serial=found.serial,
+                    not_before=found.not_before.timestamp(),
+                    not_after=found.not_after.timestamp(),
+                )
+            )
+        return rows
 
     def _failed(self, key: Key, reason: str, event_reason: str | None, message: str) -> None:
         delay = self._retries.failed(key, self._monotonic())

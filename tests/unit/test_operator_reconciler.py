@@ -18,6 +18,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from prometheus_client import REGISTRY
 
 from mtls_ca.tls_profiles import policy_bytes
 from mtls_context import CERT, KEY, POLICY
@@ -792,3 +793,62 @@ def test_a_new_leader_catches_up_on_what_the_dead_one_had_queued(
     clock.advance(60)
     standby.tick()
     assert ca.signed == 2 and len(cluster.events) == len(events) + 3
+
+
+def test_each_secret_is_exported_with_the_serial_and_validity_it_holds(
+    cluster: Cluster, ca: CA, clock: Clock
+) -> None:
+    """What the stale-certificate alert compares the pods' certificates with."""
+
+    def exported() -> dict[str, dict[str, float]]:
+        families = {
+            "hello_mtls_operator_secret_not_before_timestamp_seconds": "not_before",
+            "hello_mtls_operator_secret_not_after_timestamp_seconds": "not_after",
+        }
+        found: dict[str, dict[str, float]] = {}
+        for family in REGISTRY.collect():
+            for sample in family.samples:
+                if sample.name in families and sample.labels["secret_namespace"] == "shop":
+                    assert sample.labels["identity"] == "web.shop.svc"
+                    assert sample.labels["secret"] == "web-tls"
+                    found.setdefault(sample.labels["serial"], {})[families[sample.name]] = (
+                        sample.value
+                    )
+        return found
+
+    r = reconciler(cluster, ca, clock, renew_fraction=0.5)
+    r.pod_event(pod("web-1", WEB), None)
+    r.tick()
+    first = inspect(decode_data(cluster.secrets[("shop", "web-tls")]))
+    assert first.not_before and first.not_after
+    assert exported() == {
+        first.serial: {
+            "not_before": first.not_before.timestamp(),
+            "not_after": first.not_after.timestamp(),
+        }
+    }
+    clock.advance(13 * 3600)  # past half of 24 h: renewed
+    r.tick()
+    clock.advance(11)
+    r.tick()
+    second = inspect(decode_data(cluster.secrets[("shop", "web-tls")]))
+    assert second.serial != first.serial
+    assert list(exported()) == [second.serial]
+
+
+def test_the_rotation_phase_is_exported(cluster: Cluster, ca: CA, clock: Clock) -> None:
+    def phases() -> dict[str, float]:
+        return {
+            phase: REGISTRY.get_sample_value("hello_mtls_operator_rotation_phase", {"phase": phase})
+            or 0.0
+            for phase in ("idle", "both-trusted", "new-signing")
+        }
+
+    r = reconciler(cluster, ca, clock)
+    r.pod_event(pod("web-1", WEB), None)
+    r.tick()
+    assert phases() == {"idle": 1, "both-trusted": 0, "new-signing": 0}
+    ca.rotate_root("idle")
+    clock.advance(10)
+    r.tick()
+    assert phases() == {"idle": 0, "both-trusted": 1, "new-signing": 0}
