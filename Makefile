@@ -27,8 +27,7 @@ venv: $(STAMP) ## create the virtualenv with every extra and the test tools
 
 COVERED := images/mtls_context images/mtls_server images/mtls_client images/mtls_ca operator/mtls_operator
 
-test: $(STAMP) ## unit + integration tests (no cluster needed), with coverage per package
-	@if [ "$$CI" = true ]; then $(MAKE) --no-print-directory host-tools; fi
+test: $(STAMP) host-tools ## unit + integration tests (no cluster needed), with coverage per package
 	$(BIN)/pytest --cov --cov-report= tests/unit tests/integration
 	@echo "==> coverage (lines, test process and every process it started; docs/testing.md)"
 	@for pkg in $(COVERED); do \
@@ -37,13 +36,12 @@ test: $(STAMP) ## unit + integration tests (no cluster needed), with coverage pe
 	done
 	@printf '  %-16s %5s%%\n' total $$($(BIN)/coverage report --format=total)
 
-unit: $(STAMP) ## unit tests only
-	@if [ "$$CI" = true ]; then $(MAKE) --no-print-directory host-tools; fi
+unit: $(STAMP) host-tools ## unit tests only
 	$(BIN)/pytest tests/unit
 
 # The tests call promtool and prometheus (Debian's prometheus package: the alert rules' tests,
-# tests/unit/test_alert_rules.py and tests/integration/test_prometheus_scrape.py). CI=true
-# installs it before `make test` and `make unit`, with apt-get as the cluster stage installs its
+# tests/unit/test_alert_rules.py and tests/integration/test_prometheus_scrape.py). `make test`
+# and `make unit` install it when it is missing, with apt-get as the cluster stage installs its
 # host packages (tests/cluster/host.sh); without systemd (these VMs) its service does not start.
 host-tools: ## install the host tools the tests call (promtool, prometheus) when missing; root (apt-get)
 	@command -v promtool >/dev/null && command -v prometheus >/dev/null || \
