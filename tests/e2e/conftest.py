@@ -54,7 +54,14 @@ from support.cluster_api import (
     log,
 )
 from support.name_cases import ALLOWED_IPS, EXTRA_ALLOWED_NAMES, MINIMUM_DURATION
-from support.sharing import ALONE, Lanes, order
+from support.sharing import (
+    ALONE,
+    Lanes,
+    SharingScheduling,
+    module_of,
+    order,
+    write_long_running,
+)
 
 CA_STATE_CLAIM = "hello-mtls-ca-state"
 LOCAL_VOLUME = "hello-mtls-e2e-ca-state"
@@ -88,13 +95,22 @@ def pytest_configure_node(node: Any) -> None:
     node.workerinput[SHARED_INPUT] = str(node.config.stash[SHARED])
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+@pytest.hookimpl(optionalhook=True, tryfirst=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> SharingScheduling | None:
+    """pytest-xdist, in the controller: ``--dist loadfile`` keeps long-running modules apart."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    return SharingScheduling(config, log, config.stash[SHARED])
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     order(items)
+    write_long_running(config.stash[SHARED], items)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     """The alone modules of this run: those left after deselection (``-k``)."""
-    alone = {_module(item) for item in session.items if item.get_closest_marker(ALONE)}
+    alone = {module_of(item) for item in session.items if item.get_closest_marker(ALONE)}
     session.config.stash[LANES] = Lanes(session.config.stash[SHARED], alone)
 
 
@@ -102,7 +118,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Any:
     """Enter the module's lane before its first test and leave it after its last one (outside
     the tests' timeouts: waiting for the alone modules is not a test's time)."""
-    module, session = _module(item), item.session
+    module, session = module_of(item), item.session
     if _CURRENT not in session.stash:
         lane = contextlib.ExitStack()
         lane.enter_context(item.config.stash[LANES].module(module))
@@ -110,13 +126,9 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     try:
         return (yield)
     finally:
-        if nextitem is None or _module(nextitem) != module:
+        if nextitem is None or module_of(nextitem) != module:
             session.stash[_CURRENT].close()
             del session.stash[_CURRENT]
-
-
-def _module(item: pytest.Item) -> str:
-    return item.nodeid.split("::")[0]
 
 
 @pytest.hookimpl(wrapper=True)

@@ -13,23 +13,36 @@ A module declares how it shares (docs/testing.md, "Running e2e modules side by s
 `order` puts the items in that order (``--no-loadscope-reorder`` keeps it for the scheduler);
 `Lanes` makes it hold at run time: an alone module holds an exclusive lock on a file in a
 directory every worker of the run sees, and a module that shares starts only once every alone
-module of the run has finished.
+module of the run has finished. `SharingScheduling` hands the modules to the workers so that
+two long-running ones never queue behind each other.
 """
 
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from xdist.remote import Producer
+from xdist.scheduler import LoadFileScheduling
+from xdist.workermanage import WorkerController
 
 from support.cluster_api import log
 from support.waiting import wait_until
 
-__all__ = ["ALONE", "LONG_RUNNING", "Lanes", "order"]
+__all__ = [
+    "ALONE",
+    "LONG_RUNNING",
+    "Lanes",
+    "SharingScheduling",
+    "module_of",
+    "order",
+    "write_long_running",
+]
 
 ALONE = "alone"
 LONG_RUNNING = "long_running"
@@ -47,6 +60,57 @@ def order(items: list[pytest.Item]) -> None:
     """Alone modules first, then the long-running ones, then the rest (stable: each module's
     items stay together and in their order)."""
     items.sort(key=_rank)
+
+
+def module_of(item: pytest.Item) -> str:
+    """The node id of the item's module (``tests/e2e/test_x.py``)."""
+    return item.nodeid.split("::")[0]
+
+
+def write_long_running(shared: Path, items: list[pytest.Item]) -> None:
+    """Tell the controller's scheduler which modules are long-running (it collects nothing)."""
+    long_running = sorted({module_of(i) for i in items if i.get_closest_marker(LONG_RUNNING)})
+    written = shared / f"long-running.{os.getpid()}"
+    written.write_text(json.dumps(long_running))
+    written.replace(shared / "long-running.json")
+
+
+class SharingScheduling(LoadFileScheduling):  # type: ignore[misc]  # xdist has no types
+    """``--dist loadfile`` with two changes for the e2e modules.
+
+    A worker gets its next module only once its last pending test is about to start (xdist gives
+    it one while two are left, and a module queued behind a 15-minute test waits for it), and
+    never a long-running module while another one is pending on it. Uses xdist's scheduler
+    internals (the version is locked in requirements/dev.txt).
+    """
+
+    def __init__(self, config: pytest.Config, log: Producer, shared: Path) -> None:
+        super().__init__(config, log)
+        self._shared = shared
+
+    def _long_running(self) -> set[str]:
+        return set(json.loads((self._shared / "long-running.json").read_text()))
+
+    def _reschedule(self, node: WorkerController) -> None:
+        if node.shutting_down:
+            return
+        if not self.workqueue:
+            node.shutdown()
+            return
+        if self._pending_of(self.assigned_work[node]) > 1:
+            return
+        self._assign_work_unit(node)
+
+    def _assign_work_unit(self, node: WorkerController) -> None:
+        long_running = self._long_running()
+        pending = self.assigned_work.get(node, {})
+        busy = any(s in long_running and not all(pending[s].values()) for s in pending)
+        scope = next(
+            (s for s in self.workqueue if not (busy and s in long_running)),
+            next(iter(self.workqueue)),
+        )
+        self.workqueue.move_to_end(scope, last=False)
+        super()._assign_work_unit(node)
 
 
 def _file_name(module: str) -> str:
