@@ -114,6 +114,9 @@ LOCAL_KUBECTL_DIR := $(shell bash -c 'source tests/cluster/versions.sh && echo $
 LOCAL_OPENAPI := $(shell bash -c 'source tests/cluster/versions.sh && echo $$K8S_OPENAPI')
 E2E_KUBECONFIG := $(or $(KUBECONFIG),$(LOCAL_KUBECONFIG))
 E2E_TESTS ?= tests/e2e
+# Workers that run e2e modules side by side (docs/testing.md): the kubelet is the bottleneck, not
+# the cores; each module runs whole on one worker, in the order tests/support/sharing.py gives.
+E2E_WORKERS ?= 2
 
 .PHONY: python-base cluster-build cluster-up cluster-down load-images e2e ci-cluster
 python-base: ## build the local Python base image (debootstrap bookworm; no image can be pulled here)
@@ -137,7 +140,8 @@ e2e: $(STAMP) ## e2e scenarios against KUBECONFIG (default: the local cluster); 
 	E2E_K8S_OPENAPI=$${E2E_K8S_OPENAPI:-$(wildcard $(LOCAL_OPENAPI))} \
 	HELM=$(if $(wildcard $(LOCAL_HELM)),$(LOCAL_HELM),$(HELM)) \
 	PATH="$(if $(wildcard $(LOCAL_KUBECTL_DIR)/kubectl),$(LOCAL_KUBECTL_DIR):)$$PATH" \
-	$(BIN)/pytest -v --durations=30 --e2e $(E2E_TESTS)
+	$(BIN)/pytest -v --durations=30 --e2e -n $(E2E_WORKERS) --dist loadfile --no-loadscope-reorder \
+	    $(E2E_TESTS)
 
 ci-cluster: ## CI's cluster stage: cluster-up, images, load-images, e2e (helm + kubectl passes), cluster-down
 	tests/cluster/ci.sh

@@ -26,6 +26,10 @@ from support.pods import CERT_DIR, pod
 from support.waiting import wait_until
 
 SIGNER = "hello-mtls.dev/pod-certificate"
+pytestmark = pytest.mark.alone(
+    "compares the pods' bundle and intermediate with a Secret's: a root rotation beside it"
+    " (test_operator_renewal_and_rotation.py) changes them at different moments"
+)
 
 
 @pytest.fixture
