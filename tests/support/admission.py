@@ -32,6 +32,43 @@ def admission_error(
     return error.split(DENIED, 1)[1]
 
 
+def annotation_update_error(
+    pod: str,
+    namespace: str,
+    annotations: dict[str, str | None],
+    *,
+    subresource: str | None = None,
+    dry_run: bool = True,
+) -> str | None:
+    """Change annotations of the existing ``pod`` (None removes one) with a merge patch, through
+    ``subresource`` (``status``) if given: None if admitted, else the names policy's message."""
+    extra = ["--dry-run=server"] if dry_run else []
+    if subresource:
+        extra.append(f"--subresource={subresource}")
+    result = subprocess.run(
+        [
+            "kubectl",
+            "patch",
+            "pod",
+            pod,
+            "-n",
+            namespace,
+            "--type=merge",
+            "-p",
+            json.dumps({"metadata": {"annotations": annotations}}),
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if result.returncode == 0:
+        return None
+    error = result.stderr.strip()
+    assert DENIED in error and "ValidatingAdmissionPolicy 'hello-mtls-names'" in error, error
+    return error.split(DENIED, 1)[1]
+
+
 def pod_certificates_enabled() -> bool:
     """Whether the installed product has the chart's ``podCertificates.enabled`` on: its signer's
     ClusterRole is there (the admission policies read the same value)."""
