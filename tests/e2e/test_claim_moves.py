@@ -12,7 +12,6 @@ of the installation.
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,7 +19,11 @@ import pytest
 
 from mtls_operator.claims import NAME, SECRET
 from mtls_operator.pod_certificates import ANNOTATION_INTERMEDIATE
-from support.admission import DENIED, annotation_update_error, pod_certificates_enabled
+from support.admission import (
+    annotation_update_error,
+    names_policy_refusal,
+    pod_certificates_enabled,
+)
 from support.claim_moves import CASES
 from support.cluster_api import apply, kubectl, log
 from support.operator_workloads import phase
@@ -63,14 +66,10 @@ def test_a_running_pods_secret_cannot_move(namespace: str) -> None:
     """``kubectl annotate`` as a user types it, on a running pod that mounts its Secret."""
     apply(pod("moving", annotations={NAME: f"moving.{namespace}.svc"}), namespace)
     wait_until("the pod to run", lambda: phase("moving", namespace) == "Running", timeout=180)
-    result = subprocess.run(
-        ["kubectl", "annotate", "pod", "moving", "-n", namespace, f"{SECRET}=elsewhere-tls"],
-        capture_output=True,
-        text=True,
-        timeout=60,
+    refused = names_policy_refusal(
+        "annotate", "pod", "moving", "-n", namespace, f"{SECRET}=elsewhere-tls"
     )
-    assert result.returncode != 0 and DENIED in result.stderr, result
-    assert result.stderr.strip().split(DENIED, 1)[1] == (
+    assert refused == (
         "hello-mtls.dev/secret: a pod cannot move from Secret 'moving-tls' to 'elsewhere-tls':"
         " the kubelet keeps mounting 'moving-tls', which would no longer be renewed; change the"
         " pod template of its workload (or recreate the pod) instead"
