@@ -123,6 +123,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
             ca_client,
             signer_name=cfg.pod_certificate_signer,
             rules=cfg.settings.rules,
+            scope=cfg.scope,
             refresh_fraction=cfg.pod_certificate_refresh_fraction,
             status_seconds=cfg.settings.status_seconds,
             dispatch=requests.add,

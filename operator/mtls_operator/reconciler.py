@@ -30,7 +30,7 @@ from mtls_ca.tls_profiles import policy_bytes
 from mtls_context import POLICY
 from mtls_operator import metrics
 from mtls_operator.certs import inspect, new_key_and_csr
-from mtls_operator.claims import POD_CERTIFICATE, Claim, parse_claim
+from mtls_operator.claims import POD_CERTIFICATE, Claim, claim_moved, parse_claim
 from mtls_operator.decisions import Action, Decision, choose_claim, decide
 from mtls_operator.inventory import ClaimingPod, Inventory, Key, pod_claims
 from mtls_operator.pod_certificates import certificate_intermediate
@@ -143,9 +143,17 @@ class Reconciler:
             ),
             problem=problem,
         )
-        first_seen = self._inventory.put_pod(pod)
+        known = self._inventory.put_pod(pod)
         if not self._leading():
             return  # a standby only keeps count; `take_over` catches up on everything
+        moved = None
+        if known is not None and known.claim is not None and claim is not None:
+            moved = claim_moved(known.claim, claim)
+        if moved:
+            # The names policy refuses such an update; this one got through (the policy is off,
+            # or failed open): what the pod mounts is no longer renewed, and it should know.
+            self._warn_once(body, "ClaimMoved", moved)
+        first_seen = known is None
         if pod_certificate:
             # The kubelet holds this pod's key and asks the signer (`pod_certificates`): no Secret.
             self._pod_certificate_pod(pod, first_seen)

@@ -27,6 +27,7 @@ from mtls_operator.certs import Inspection, inspect, sha256_hex
 from mtls_operator.claims import DURATION, MODE, NAME, SECRET, Rules
 from mtls_operator.pod_certificates import ANNOTATION_INTERMEDIATE, Signer
 from mtls_operator.reconciler import ANNOTATION_VERSION, Reconciler
+from mtls_operator.scope import Scope
 from mtls_operator.settings import Settings
 from mtls_operator.tlssecret import (
     ANNOTATION_SERIAL,
@@ -222,6 +223,29 @@ def test_changed_annotations_reissue_at_once(cluster: Cluster, ca: CA, clock: Cl
     r.pod_event(pod("web-1", {**WEB, DURATION: "2h"}), "MODIFIED")
     found = inspect(decode_data(cluster.secrets[("shop", "web-tls")]))
     assert ca.signed == 2 and found.problem is None
+
+
+def test_a_claim_moved_to_another_secret_warns_the_pod_once(
+    cluster: Cluster, ca: CA, clock: Clock
+) -> None:
+    """The names policy refuses the move; if it got through anyway, the pod says that what it
+    mounts is no longer renewed (the message is claims.claim_moved's)."""
+    r = reconciler(cluster, ca, clock)
+    r.pod_event(pod("web-1", WEB), None)
+    moved = pod("web-1", {**WEB, SECRET: "elsewhere-tls"})
+    for _ in range(2):
+        r.pod_event(moved, "MODIFIED")
+    warnings = [e for e in cluster.events if e[1] == "Warning"]
+    assert warnings == [
+        (
+            "web-1",
+            "Warning",
+            "ClaimMoved",
+            "hello-mtls.dev/secret: a pod cannot move from Secret 'web-tls' to 'elsewhere-tls':"
+            " the kubelet keeps mounting 'web-tls', which would no longer be renewed; change the"
+            " pod template of its workload (or recreate the pod) instead",
+        )
+    ]
 
 
 def test_bad_annotations_get_one_warning_and_no_secret(
@@ -650,7 +674,12 @@ def test_root_rotation_waits_for_pod_certificate_pods_to_hold_the_new_intermedia
     the new intermediate; the signer's annotation says which one signed it."""
     api = PodCertificateRequests()  # on the CA's clock: the reconciler's runs minutes ahead
     signer = Signer(
-        api, ca, signer_name=SIGNER, rules=Rules(pod_certificates=True), refresh_fraction=2 / 3
+        api,
+        ca,
+        signer_name=SIGNER,
+        rules=Rules(pod_certificates=True),
+        scope=Scope(own="hello-mtls"),
+        refresh_fraction=2 / 3,
     )
     r = reconciler(
         cluster, ca, clock, pod_certificates=True, rotation_grace=datetime.timedelta(seconds=30)
