@@ -275,10 +275,12 @@ def _read_pem(path: Path) -> list[x509.Certificate]:
     data = path.read_bytes()
     try:
         certificates = x509.load_pem_x509_certificates(data)
+    except x509.InvalidVersion as e:
+        raise ValueError(f"{path} holds a certificate of no known version ({e})") from None
     except ValueError:
         try:
             return [x509.load_der_x509_certificate(data)]
-        except ValueError:
+        except (ValueError, x509.InvalidVersion):
             raise ValueError(f"{path} holds no PEM or DER certificate") from None
     return certificates
 

@@ -111,7 +111,7 @@ def inspect(data: Mapping[str, bytes]) -> Inspection:
         key = serialization.load_der_private_key(
             key_der, password=None, unsafe_skip_rsa_key_validation=True
         )
-    except (ValueError, TypeError, UnsupportedAlgorithm):
+    except (ValueError, TypeError, UnsupportedAlgorithm, x509.InvalidVersion):
         return Inspection(problem="tls.crt or tls.key is not valid PEM")
     if len(chain) < 2:
         return Inspection(problem="tls.crt holds no intermediate")
