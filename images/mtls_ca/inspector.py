@@ -145,7 +145,7 @@ def fetch(host: str, port: int, *, timeout: float = 10.0, credential: Path | Non
     if credential is not None:
         context.load_cert_chain(credential / layout.CERT, credential / layout.KEY)
     watch = _HandshakeWatch(context)
-    server_name = None if _is_ip(host) else host
+    server_name = None if name_rules.is_ip_address(host) else host
     try:
         with (
             socket.create_connection((host, port), timeout=timeout) as raw,
@@ -376,7 +376,7 @@ def _path_validation(
         if subject is not None and ExtendedKeyUsageOID.SERVER_AUTH in _eku_oids(leaf):
             general: x509.DNSName | x509.IPAddress = (
                 x509.IPAddress(ipaddress.ip_address(subject))
-                if _is_ip(subject)
+                if name_rules.is_ip_address(subject)
                 else x509.DNSName(subject)
             )
             builder.build_server_verifier(general).verify(leaf, intermediates)
@@ -389,7 +389,11 @@ def _path_validation(
 
 def _name_mismatch(leaf: x509.Certificate, name: str) -> list[str]:
     names = _names(leaf)
-    wanted = str(ipaddress.ip_address(name)) if _is_ip(name) else name.lower().rstrip(".")
+    wanted = (
+        str(ipaddress.ip_address(name))
+        if name_rules.is_ip_address(name)
+        else name.lower().rstrip(".")
+    )
     if wanted in {n.lower() for n in names}:
         return []
     carried = ", ".join(names) or "no DNS name or IP address"
@@ -495,14 +499,6 @@ def _who(cert: x509.Certificate) -> str:
     subject = cert.subject.rfc4514_string()
     names = _names(cert)
     return f"'{subject}'" if subject else f"the certificate for {', '.join(names) or '(no name)'}"
-
-
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
 
 
 class _HandshakeWatch:
