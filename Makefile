@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv test unit integration lint demo bench-tls
+.PHONY: help venv test unit integration lint demo bench-tls host-tools
 
 help: ## list the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -27,7 +27,7 @@ venv: $(STAMP) ## create the virtualenv with every extra and the test tools
 
 COVERED := images/mtls_context images/mtls_server images/mtls_client images/mtls_ca operator/mtls_operator
 
-test: $(STAMP) ## unit + integration tests (no cluster needed), with coverage per package
+test: $(STAMP) host-tools ## unit + integration tests (no cluster needed), with coverage per package
 	$(BIN)/pytest --cov --cov-report= tests/unit tests/integration
 	@echo "==> coverage (lines, test process and every process it started; docs/testing.md)"
 	@for pkg in $(COVERED); do \
@@ -36,8 +36,16 @@ test: $(STAMP) ## unit + integration tests (no cluster needed), with coverage pe
 	done
 	@printf '  %-16s %5s%%\n' total $$($(BIN)/coverage report --format=total)
 
-unit: $(STAMP) ## unit tests only
+unit: $(STAMP) host-tools ## unit tests only
 	$(BIN)/pytest tests/unit
+
+# The tests call promtool and prometheus (Debian's prometheus package: the alert rules' tests,
+# tests/unit/test_alert_rules.py and tests/integration/test_prometheus_scrape.py). `make test`
+# and `make unit` install it when it is missing, with apt-get as the cluster stage installs its
+# host packages (tests/cluster/host.sh); without systemd (these VMs) its service does not start.
+host-tools: ## install the host tools the tests call (promtool, prometheus) when missing; root (apt-get)
+	@command -v promtool >/dev/null && command -v prometheus >/dev/null || \
+		bash -c 'source tests/cluster/host.sh && HOST_PACKAGES=(prometheus) && host_packages'
 
 lint: $(STAMP) ## ruff, mypy, the import contracts, the locks, k8s/ = the chart rendered (offline)
 	$(BIN)/python requirements/locks.py check
@@ -106,6 +114,9 @@ LOCAL_KUBECTL_DIR := $(shell bash -c 'source tests/cluster/versions.sh && echo $
 LOCAL_OPENAPI := $(shell bash -c 'source tests/cluster/versions.sh && echo $$K8S_OPENAPI')
 E2E_KUBECONFIG := $(or $(KUBECONFIG),$(LOCAL_KUBECONFIG))
 E2E_TESTS ?= tests/e2e
+# Workers that run e2e modules side by side (docs/testing.md): the kubelet is the bottleneck, not
+# the cores; each module runs whole on one worker, in the order tests/support/sharing.py gives.
+E2E_WORKERS ?= 2
 
 .PHONY: python-base cluster-build cluster-up cluster-down load-images e2e ci-cluster
 python-base: ## build the local Python base image (debootstrap bookworm; no image can be pulled here)
@@ -129,7 +140,8 @@ e2e: $(STAMP) ## e2e scenarios against KUBECONFIG (default: the local cluster); 
 	E2E_K8S_OPENAPI=$${E2E_K8S_OPENAPI:-$(wildcard $(LOCAL_OPENAPI))} \
 	HELM=$(if $(wildcard $(LOCAL_HELM)),$(LOCAL_HELM),$(HELM)) \
 	PATH="$(if $(wildcard $(LOCAL_KUBECTL_DIR)/kubectl),$(LOCAL_KUBECTL_DIR):)$$PATH" \
-	$(BIN)/pytest -v --durations=30 --e2e $(E2E_TESTS)
+	$(BIN)/pytest -v --durations=30 --e2e -n $(E2E_WORKERS) --dist loadfile --no-loadscope-reorder \
+	    $(E2E_TESTS)
 
 ci-cluster: ## CI's cluster stage: cluster-up, images, load-images, e2e (helm + kubectl passes), cluster-down
 	tests/cluster/ci.sh

@@ -1,4 +1,5 @@
-"""``hello-mtls-ca``: create the CA, issue certificates, run the service, rotate the root.
+"""``hello-mtls-ca``: create the CA, issue certificates, run the service, rotate the root,
+inspect what a file, a directory or a server presents.
 
 Results go to stdout (JSON for ``status`` and ``rotate-root``), progress and errors to stderr;
 every failure is one line and a non-zero exit status.
@@ -7,6 +8,8 @@ every failure is one line and a non-zero exit status.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import datetime
 import ipaddress
 import json
 import os
@@ -16,7 +19,7 @@ from pathlib import Path
 
 from mtls_context import layout
 
-from . import name_rules, tls_profiles
+from . import inspector, name_rules, tls_profiles
 from .authority import CA, KeyType
 from .signer_material import RootHolder
 from .state import DirectoryStore, State, StateNotFound
@@ -105,6 +108,31 @@ def _provisioner(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     _print_json(DirectoryStore(args.state).load().status())
     return 0
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    address = inspector.parse_target(args.target)
+    if address is None:
+        chain = inspector.load(Path(args.target))
+    else:
+        chain = inspector.fetch(*address, timeout=args.timeout, credential=args.cert_dir)
+    bundle = args.ca or chain.bundle
+    report = inspector.inspect(
+        args.target,
+        chain,
+        roots=inspector.read_bundle(bundle) if bundle else None,
+        bundle=bundle,
+        now=datetime.datetime.now(datetime.UTC),
+        name=args.name,
+        namespace=args.namespace,
+        cluster_domain=args.cluster_domain,
+    )
+    if args.json:
+        _print_json(dataclasses.asdict(report))
+    else:
+        print(inspector.render(report))
+    failed = report.verified is False or (report.policy or "").startswith("FAILS")
+    return 2 if failed else 0
 
 
 def _rotate_root(args: argparse.Namespace) -> int:
@@ -464,6 +492,31 @@ def _parser() -> argparse.ArgumentParser:
         help="only advance if the rotation is in this phase",
     )
     rotate.set_defaults(run=_rotate_root)
+
+    look = commands.add_parser(
+        "inspect",
+        help="show and verify what a certificate file, a certificate directory or a server"
+        " presents (exit status 2 when it does not verify or fails the policy)",
+    )
+    look.add_argument(
+        "target", help="a PEM/DER file, a certificate directory (tls.crt, ca.crt) or HOST:PORT"
+    )
+    look.add_argument(
+        "--ca",
+        type=Path,
+        help="trust bundle (PEM) to verify against (default: a directory's own ca.crt)",
+    )
+    look.add_argument("--name", help="a DNS name or IP address the certificate must carry")
+    look.add_argument("--namespace", help="check the names against this namespace's policy")
+    look.add_argument("--cluster-domain", default="cluster.local")
+    look.add_argument(
+        "--cert-dir",
+        type=Path,
+        help="HOST:PORT: present this certificate directory's certificate to the server",
+    )
+    look.add_argument("--timeout", type=float, default=10.0, help="HOST:PORT: seconds")
+    look.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    look.set_defaults(run=_inspect)
 
     status = commands.add_parser("status", help="print the CA state as JSON (no keys)")
     status.add_argument("--state", required=True, type=Path, help=state_help)

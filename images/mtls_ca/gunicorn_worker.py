@@ -19,7 +19,13 @@ loop, pool and request handling, and changes what a thread does with a connectio
 * a connection still being answered ``request_timeout`` after that is shut down (a client that
   does not read the answer);
 * one client address holds at most ``per_address`` connections in the worker: a new one beyond
-  that closes the address's oldest connection that waits for its handshake or request.
+  that closes the address's oldest connection that waits for its handshake or request;
+* a connection closed while its client may still be sending (a body larger than `MAX_BODY`,
+  which the app refuses with 413; a request the worker refuses itself) is half-closed and
+  drained on the loop for at most `LINGER_SECONDS` and `MAX_LINGER_BYTES` before it closes
+  (RFC 9112 section 9.6): closing with unread bytes resets the connection, and a client still
+  sending would see the reset instead of the answer. gunicorn's own graceful close does this
+  with a blocking wait on the loop, which a client that stays would stall.
 
 `serve_apart` gives the signing port worker processes of its own.
 """
@@ -46,6 +52,7 @@ from gunicorn.http.errors import NoMoreData
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
 __all__ = [
+    "LINGER_SECONDS",
     "MAX_BODY",
     "MAX_HEAD",
     "BufferingThreadWorker",
@@ -61,6 +68,10 @@ MAX_BODY = 64 * 1024
 """The most of a body read before a thread gets the request: the API's largest
 (`mtls_ca.http_api.MAX_REQUEST_BYTES`), so the app refuses a larger one (413) from memory, and
 as much as gunicorn drains of a body the app did not read, so that drain never waits either."""
+MAX_LINGER_BYTES = 1024 * 1024
+"""The most of a larger body drained after its answer; beyond that the connection just closes."""
+LINGER_SECONDS = 2.0
+"""How long the rest of a larger body is drained after its answer (`MAX_LINGER_BYTES`)."""
 
 
 @dataclass(frozen=True)
@@ -80,9 +91,10 @@ class Refused(Exception):
         self.status = status
 
 
-def request_size(cfg: Any, buffer: bytes) -> int | None:
+def request_size(cfg: Any, buffer: bytes) -> tuple[int, int] | None:
     """Bytes of ``buffer`` that make up its first request once its head is complete, with the
-    body up to `MAX_BODY` (gunicorn's own parser reads the head); None while the head is not.
+    body up to `MAX_BODY` (gunicorn's own parser reads the head), and the bytes of the body
+    beyond that; None while the head is not complete.
 
     A head gunicorn refuses counts as complete: gunicorn answers it from memory.
 
@@ -96,12 +108,13 @@ def request_size(cfg: Any, buffer: bytes) -> int | None:
     except (NoMoreData, StopIteration):
         return None
     except Exception:
-        return len(buffer)
+        return len(buffer), 0
     head = len(buffer) - len(parser.unreader.take_buffered())
     headers = dict(request.headers)  # gunicorn refuses a repeated Content-Length
     if "TRANSFER-ENCODING" in headers:
         raise Refused("411 Length Required", "a request body needs a Content-Length")
-    return head + min(int(headers.get("CONTENT-LENGTH", 0)), MAX_BODY)
+    length = int(headers.get("CONTENT-LENGTH", 0))
+    return head + min(length, MAX_BODY), max(0, length - MAX_BODY)
 
 
 class _Wait(enum.Enum):
@@ -125,6 +138,10 @@ class _Conn(TConn):  # type: ignore[misc]
         self.answer_by = math.inf
         self.cut = False
         self.evicted = False
+        self.unread = False
+        """The client may still be sending: the connection lingers when it closes."""
+        self.lingering = False
+        self.drained = 0
 
     def close(self, graceful: bool = False) -> None:
         # Never gunicorn's graceful close: it waits up to 2 s for the client to close, on the
@@ -203,6 +220,8 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]
         result = fs.result() if not fs.cancelled() and fs.exception() is None else None
         if conn.evicted:
             self._end(conn)
+        elif not result and conn.unread and self.alive:
+            self._linger(conn)
         elif not isinstance(result, _Wait):
             super().finish_request(conn, fs)
         elif self.alive:
@@ -215,7 +234,7 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]
         super().murder_pending()
         now = time.monotonic()
         for conn in [c for c in self._waiting if not self.alive or (c.deadline or 0) <= now]:
-            if self.alive:
+            if self.alive and not conn.lingering:
                 reason = "handshake_timeout" if conn.handshaking else "request_timeout"
                 self._dropped.labels(reason=reason).inc()
             self._end(conn)
@@ -264,8 +283,9 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]
         if conn.size is None:
             end = conn.buffer.find(b"\r\n\r\n", max(0, conn.scanned - 3))
             conn.scanned = len(conn.buffer) if end < 0 else end + 4
-            if end >= 0:
-                conn.size = request_size(self.cfg, bytes(conn.buffer))
+            if end >= 0 and (sized := request_size(self.cfg, bytes(conn.buffer))) is not None:
+                conn.size, beyond = sized
+                conn.unread = beyond > 0
             if conn.size is None:
                 if len(conn.buffer) > MAX_HEAD:
                     raise Refused(
@@ -311,7 +331,32 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]
         )
         with contextlib.suppress(OSError):  # best effort: the client may not be reading
             conn.sock.send(head.encode() + body)
+        conn.unread = True
         self._dropped.labels(reason="refused").inc()
+
+    def _linger(self, conn: _Conn) -> None:
+        """Half-close ``conn`` and drain what its client still sends (`_drain`), on the loop."""
+        # SSLSocket.shutdown drops the TLS object (no close_notify: the answer said its
+        # length) and sends FIN; what comes after is read as the raw bytes it is, and dropped.
+        with contextlib.suppress(OSError):
+            conn.sock.shutdown(socket.SHUT_WR)
+        conn.sock.setblocking(False)
+        conn.lingering, conn.deadline = True, time.monotonic() + LINGER_SECONDS
+        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._drain, conn))
+        self._waiting.add(conn)
+
+    def _drain(self, conn: _Conn, *_: Any) -> None:
+        try:
+            while conn.drained < MAX_LINGER_BYTES:
+                data = conn.sock.recv(65536)
+                if not data:
+                    break
+                conn.drained += len(data)
+        except (BlockingIOError, InterruptedError):
+            return  # more to come: the loop calls again, or the deadline ends it
+        except OSError:
+            pass
+        self._end(conn)
 
     def _end(self, conn: _Conn) -> None:
         if conn in self._waiting:

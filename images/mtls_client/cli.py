@@ -46,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as e:
         print(f"hello-mtls-client: {args.cert_dir}: {e}", file=sys.stderr)
         return 2
+    if args.metrics_port:
+        serve_metrics(args.metrics_port)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda _n, _f: stop.set())
@@ -164,6 +166,24 @@ def now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def add_metrics_port(parser: argparse.ArgumentParser) -> None:
+    """The ``--metrics-port`` option of the example clients."""
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=int(os.environ.get("HELLO_MTLS_METRICS_PORT", "0")),
+        help="serve Prometheus metrics of the certificate the client presents on this port, "
+        "all addresses (env HELLO_MTLS_METRICS_PORT; default 0: off)",
+    )
+
+
+def serve_metrics(port: int) -> None:
+    """Start the ``/metrics`` thread (prometheus-client is imported only when asked for)."""
+    from mtls_context import prometheus
+
+    prometheus.serve(port)
+
+
 def _parser() -> argparse.ArgumentParser:
     env = os.environ.get
     p = argparse.ArgumentParser(prog="hello-mtls-client", description=__doc__)
@@ -203,4 +223,5 @@ def _parser() -> argparse.ArgumentParser:
         default=DEFAULT_CHECK_INTERVAL,
         help="check the certificate directory at most this often (default %(default)s)",
     )
+    add_metrics_port(p)
     return p

@@ -17,7 +17,7 @@ import threading
 
 import grpc
 
-from mtls_client.cli import DEFAULT_CERT_DIR, now
+from mtls_client.cli import DEFAULT_CERT_DIR, add_metrics_port, now, serve_metrics
 from mtls_context import DEFAULT_CHECK_INTERVAL
 from mtls_context.grpc_credentials import ReloadingChannel
 
@@ -33,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as e:
         print(f"hello-mtls-grpc-client: {args.cert_dir}: {e}", file=sys.stderr)
         return 2
+    if args.metrics_port:
+        serve_metrics(args.metrics_port)
     say: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(METHOD)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -83,4 +85,5 @@ def _parser() -> argparse.ArgumentParser:
         default=DEFAULT_CHECK_INTERVAL,
         help="check the certificate directory at most this often (default %(default)s)",
     )
+    add_metrics_port(p)
     return p

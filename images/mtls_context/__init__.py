@@ -3,7 +3,8 @@
 Modules: ``layout`` (the directory as the kubelet writes it), ``tls_policy`` (the TLS policy
 document and its profiles), ``groups`` (key exchange groups on Python < 3.15), ``contexts``
 (one validated context from one version), ``reloading`` (contexts that follow the directory),
-``identity`` (names in a verified peer certificate).
+``identity`` (names in a verified peer certificate), ``status`` (what each reloading context
+serves or presents, for metrics).
 
 Typical use::
 
@@ -32,6 +33,7 @@ from mtls_context.reloading import (
     ReloadingContext,
     ReloadingServerContext,
 )
+from mtls_context.status import Status, statuses
 from mtls_context.tls_policy import (
     DEFAULT_POLICY,
     GROUPS,
@@ -59,6 +61,7 @@ __all__ = [
     "ReloadingContext",
     "ReloadingServerContext",
     "Side",
+    "Status",
     "TLSPolicy",
     "Verify",
     "build_context",
@@ -66,5 +69,6 @@ __all__ = [
     "identity",
     "read_version",
     "server_context",
+    "statuses",
     "write_version",
 ]

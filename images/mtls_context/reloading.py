@@ -10,9 +10,11 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from mtls_context import status as _status
 from mtls_context.contexts import ALPN, MTLSContext, Side, Verify, build_context
 from mtls_context.layout import DATA_LINK, FILES, read_version
 
@@ -46,6 +48,9 @@ class ReloadingContext:
     self-test handshake: a daemon thread of this process checks every ``check_interval``
     seconds, and ``current()`` returns what it built last. Otherwise the check runs inline in
     the caller of ``current()`` once the interval has passed.
+
+    ``status()`` says what it hands out and how its last reload went; every instance counts in
+    `mtls_context.status.statuses` while it lives.
 
     Thread-safe and fork-safe: after a fork the first ``current()`` starts the child's thread.
     """
@@ -82,15 +87,39 @@ class ReloadingContext:
         self._clock = clock
         self._lock = threading.Lock()
         self._start_lock = threading.Lock()
+        self._status_lock = threading.Lock()
         self._watcher_pid = 0
-        self._signature = _signature(self.directory)
+        self._signature: _Signature | None = _signature(self.directory)
         files = read_version(self.directory)
         self._context = self._build(files)
         self._built = clock()
         self._digest = _digest(files)
         self._failure: object = None  # digest or reason of the last failure, logged once
         self._next_check = self._built + check_interval
+        self._generation = 1
+        self._loaded_at = _now()
+        self._error: tuple[str, datetime] | None = None
         _log.info("%s: loaded %s", self.directory, _describe(self._context))
+        _status.track(self)
+        _status.changed()
+
+    def status(self) -> _status.Status:
+        """What new connections get now, and why newer files are not in use (if they are not)."""
+        with self._status_lock:
+            certificate = self._context.certificate
+            generation, loaded_at, error = self._generation, self._loaded_at, self._error
+        return _status.Status(
+            directory=str(self.directory),
+            side=self.side.value,
+            pid=os.getpid(),
+            identity=certificate.identity,
+            serial=certificate.serial,
+            not_after=certificate.not_after,
+            generation=generation,
+            loaded_at=loaded_at,
+            error=error[0] if error else None,
+            error_at=error[1] if error else None,
+        )
 
     def current(self) -> MTLSContext:
         """The context to use for a new connection."""
@@ -111,6 +140,7 @@ class ReloadingContext:
                 return
             # A fork copies locks as they were: a check running in the parent held this one.
             self._lock = threading.Lock()
+            self._status_lock = threading.Lock()
             self._watcher_pid = os.getpid()
             threading.Thread(
                 target=_watch, args=(weakref.ref(self),), name="mtls_context-watch", daemon=True
@@ -127,11 +157,15 @@ class ReloadingContext:
                 return
             files = read_version(self.directory)
         except OSError as e:
+            self._signature = None  # read again next time, even if nothing seems to change
             self._fail(f"cannot read: {e}", key=str(e))
             return
         self._signature = signature
         digest = _digest(files)
-        if digest == self._failure or (digest == self._digest and not expired):
+        if digest == self._failure:
+            return
+        if digest == self._digest and not expired:
+            self._recovered()  # the files in use are back
             return
         try:
             context = self._build(files)
@@ -139,16 +173,32 @@ class ReloadingContext:
             self._fail(str(e), key=digest)
             return
         what = "reloaded" if digest != self._digest else "rebuilt (max age)"
-        self._context, self._digest, self._failure, self._built = context, digest, None, now
+        with self._status_lock:
+            self._context, self._digest, self._failure, self._built = context, digest, None, now
+            self._generation += 1
+            self._loaded_at = _now()
+            self._error = None
         _log.info("%s: %s, now %s", self.directory, what, _describe(context))
+        _status.changed()
 
     def _build(self, files: dict[str, bytes]) -> MTLSContext:
         return build_context(files, self.side, verify=self._verify, alpn=self._alpn)
 
     def _fail(self, reason: str, *, key: object) -> None:
-        if key != self._failure:
-            _log.warning("%s: keeping %s: %s", self.directory, _describe(self._context), reason)
-        self._failure = key
+        if key == self._failure:
+            return
+        _log.warning("%s: keeping %s: %s", self.directory, _describe(self._context), reason)
+        with self._status_lock:
+            self._failure = key
+            self._error = (reason, _now())
+        _status.changed()
+
+    def _recovered(self) -> None:
+        if self._error is None:
+            return
+        with self._status_lock:
+            self._failure = self._error = None
+        _status.changed()
 
 
 def _watch(reference: weakref.ref[ReloadingContext]) -> None:
@@ -216,6 +266,10 @@ class ReloadingServerContext(ssl.SSLContext):
         """The generation new connections get now."""
         return self._reloading.current()
 
+    def status(self) -> _status.Status:
+        """What new connections get now (see `ReloadingContext.status`)."""
+        return self._reloading.status()
+
     def wrap_bio(self, *args: Any, **kwargs: Any) -> ssl.SSLObject:
         return self._reloading.current().wrap_bio(*args, **kwargs)
 
@@ -235,6 +289,10 @@ def _reloading_server_context(
     return ReloadingServerContext(
         directory, check_interval=check_interval, max_age=max_age, verify=verify, alpn=alpn
     )
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
 
 
 def _signature(directory: Path) -> _Signature:

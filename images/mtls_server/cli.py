@@ -7,12 +7,16 @@ import argparse
 import copy
 import functools
 import os
+import shutil
 import socket
 import sys
+import tempfile
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from mtls_context import client_context, server_context
+from mtls_context import Status, client_context, server_context, statuses
 from mtls_context.identity import PeerCert
+from mtls_context.status import STATUS_DIR_ENV, read_statuses
 
 DEFAULT_BIND = "0.0.0.0:8443"
 DEFAULT_CERT_DIR = "/var/run/hello-mtls"
@@ -42,8 +46,23 @@ def main(argv: list[str] | None = None) -> int:
         HELLO_MTLS_WORKERS=str(args.workers),
         HELLO_MTLS_THREADS=str(args.threads),
     )
-    if args.stack == "fastapi":
-        return _uvicorn(args.bind, cert_dir, args.check_interval, args.workers)
+    status_dir = tempfile.mkdtemp(prefix="hello-mtls-status-")
+    main_pid = os.getpid()
+    try:
+        if args.metrics_port:
+            # Each worker process publishes what it serves here; this process serves them all.
+            os.environ[STATUS_DIR_ENV] = status_dir
+            serve_metrics(args.metrics_port, lambda: read_statuses(status_dir))
+        if args.stack == "fastapi":
+            return _uvicorn(args.bind, cert_dir, args.check_interval, args.workers)
+        return _gunicorn()
+    finally:
+        if os.getpid() == main_pid:  # gunicorn's forked workers leave through here too
+            shutil.rmtree(status_dir, ignore_errors=True)
+
+
+def _gunicorn() -> int:
+    """gunicorn serving the Flask app with `mtls_server.gunicorn_conf`, until SIGTERM or SIGINT."""
     from gunicorn.app.wsgiapp import WSGIApplication
 
     sys.argv = [
@@ -111,6 +130,24 @@ def probe(bind: str, cert_dir: Path, *, timeout: float) -> int:
     return 0
 
 
+def add_metrics_port(parser: argparse.ArgumentParser) -> None:
+    """The ``--metrics-port`` option of the example servers."""
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=int(os.environ.get("HELLO_MTLS_METRICS_PORT", "0")),
+        help="serve Prometheus metrics of the certificate each process serves on this port, "
+        "all addresses (env HELLO_MTLS_METRICS_PORT; default 0: off)",
+    )
+
+
+def serve_metrics(port: int, source: Callable[[], Iterable[Status]] = statuses) -> None:
+    """Start the ``/metrics`` thread (prometheus-client is imported only when asked for)."""
+    from mtls_context import prometheus
+
+    prometheus.serve(port, source=source)
+
+
 def _parser() -> argparse.ArgumentParser:
     env = os.environ.get
     p = argparse.ArgumentParser(prog="hello-mtls-server", description=__doc__)
@@ -163,4 +200,5 @@ def _parser() -> argparse.ArgumentParser:
         "(for Kubernetes exec probes)",
     )
     p.add_argument("--probe-timeout", type=float, default=3.0, help=argparse.SUPPRESS)
+    add_metrics_port(p)
     return p

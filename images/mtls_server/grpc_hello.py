@@ -23,6 +23,7 @@ import grpc
 
 from mtls_context import DEFAULT_CHECK_INTERVAL
 from mtls_context.grpc_credentials import server_credentials
+from mtls_server.cli import add_metrics_port, serve_metrics
 
 SERVICE, METHOD = "hello.Hello", "Say"
 DEFAULT_BIND = "0.0.0.0:8443"
@@ -37,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as e:
         print(f"hello-mtls-grpc-server: {args.cert_dir}: {e}", file=sys.stderr)
         return 2
+    if args.metrics_port:
+        serve_metrics(args.metrics_port)
     server = serve(args.bind, credentials, args.allow or [])
     for signum in (signal.SIGINT, signal.SIGTERM):  # calls in flight get 5 s to finish
         signal.signal(signum, lambda _n, _f: server.stop(5))
@@ -124,4 +127,5 @@ def _parser() -> argparse.ArgumentParser:
         default=DEFAULT_CHECK_INTERVAL,
         help="check the certificate directory at most this often (default %(default)s)",
     )
+    add_metrics_port(p)
     return p

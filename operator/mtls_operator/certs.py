@@ -111,10 +111,13 @@ def inspect(data: Mapping[str, bytes]) -> Inspection:
         key = serialization.load_der_private_key(
             key_der, password=None, unsafe_skip_rsa_key_validation=True
         )
-    except (ValueError, TypeError, UnsupportedAlgorithm):
+    except (ValueError, TypeError, UnsupportedAlgorithm, x509.InvalidVersion):
         return Inspection(problem="tls.crt or tls.key is not valid PEM")
     if len(chain) < 2:
         return Inspection(problem="tls.crt holds no intermediate")
+    if any(c.serial_number <= 0 for c in chain):
+        # cryptography 51 only warns on loading one (a later release refuses it: ValueError).
+        return Inspection(problem="tls.crt holds a certificate whose serial is not positive")
     leaf, intermediate = chain[0], chain[1]
     public = serialization.PublicFormat.SubjectPublicKeyInfo
     try:

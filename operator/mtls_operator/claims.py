@@ -28,6 +28,7 @@ __all__ = [
     "SECRET_MODE",
     "Claim",
     "Rules",
+    "claim_moved",
     "parse_claim",
     "parse_names",
 ]
@@ -152,7 +153,7 @@ def parse_claim(
         duration,
     )
 
-    secret = _trim(annotations.get(SECRET, "")) or f"{name.split('.')[0]}-tls"
+    secret = _trim(annotations.get(SECRET, "")) or _default_secret(name)
     if len(secret) > _SECRET_NAME_MAX or not _SECRET_NAME.fullmatch(secret):
         raise ValueError(f"{SECRET}: '{secret}' is not a valid Secret name")
 
@@ -172,11 +173,38 @@ def parse_claim(
     )
 
 
+def claim_moved(before: Claim, after: Claim) -> str | None:
+    """Why a pod that exists with claim ``before`` may not change to claim ``after``; None if it
+    may.
+
+    A pod's volumes are fixed when it is created: the kubelet keeps mounting the Secret (or the
+    pod-certificate volume) it was created with, whatever its annotations say later. A claim
+    that moved to another Secret or mode would leave the mounted one unrenewed until it expires.
+    The admission policy hello-mtls-names refuses such an update with this message (one table of
+    cases for both: tests/support/claim_moves.py); the operator posts it as an Event if it sees
+    one anyway.
+    """
+    advice = "; change the pod template of its workload (or recreate the pod) instead"
+    if before.mode != after.mode:
+        return (
+            f"{MODE}: a pod created in {before.mode} mode cannot move to {after.mode} mode:"
+            f" the kubelet keeps the volumes it was created with{advice}"
+        )
+    if before.mode == SECRET_MODE and before.secret != after.secret:
+        derived = before.secret == _default_secret(before.names[0]) and after.secret == (
+            _default_secret(after.names[0])
+        )
+        return (
+            f"{NAME if derived else SECRET}: a pod cannot move from Secret '{before.secret}' to"
+            f" '{after.secret}': the kubelet keeps mounting '{before.secret}', which would no"
+            f" longer be renewed{advice}"
+        )
+    return None
+
+
 def parse_names(annotations: Mapping[str, str], *, namespace: str, rules: Rules) -> tuple[str, ...]:
     """The names `NAME` and `SANS` ask for, primary first, each checked against the name rules.
 
-    The signer reads a PodCertificateRequest's ``unverifiedUserAnnotations`` with this, so a
-    pod gets the same names, or the same refusal, in both modes.
 
     Raises:
         ValueError: as `parse_claim` does, naming the annotation.
@@ -219,6 +247,11 @@ def _check_pod_certificate(duration: datetime.timedelta, rules: Rules) -> None:
             f" {name_rules.format_duration(shortest)} to {name_rules.format_duration(longest)}"
             " a pod certificate may live"
         )
+
+
+def _default_secret(name: str) -> str:
+    """The Secret of a claim without `SECRET`: the first label of its name, then ``-tls``."""
+    return f"{name.split('.')[0]}-tls"
 
 
 def _trim(value: str) -> str:

@@ -10,6 +10,7 @@ from typing import TypeVar
 
 from mtls_ca import name_rules
 from mtls_operator.claims import Rules
+from mtls_operator.scope import Scope
 from mtls_operator.settings import Settings
 
 __all__ = ["Config", "from_environment"]
@@ -41,6 +42,14 @@ class Config:
     lease_namespace: str = "hello-mtls"
     """Where the Lease that elects the working replica lives (`leadership`): the operator's own
     namespace."""
+    watch_namespaces: frozenset[str] = frozenset()
+    """``operator.watchNamespaces`` (kopf is given them as ``--namespace``); empty: all."""
+
+    @property
+    def scope(self) -> Scope:
+        """The namespaces this installation serves: the watched ones, never kube-system nor the
+        operator's own."""
+        return Scope(own=self.lease_namespace, watched=self.watch_namespaces)
 
 
 def from_environment(environ: Mapping[str, str] = os.environ) -> Config:
@@ -66,6 +75,7 @@ def from_environment(environ: Mapping[str, str] = os.environ) -> Config:
                                          ``hello-mtls.dev/pod-certificate`` runs the signer
     ``HELLO_MTLS_POD_CERTIFICATE_REFRESH_FRACTION``  as ``HELLO_MTLS_RENEW_FRACTION``
     ``HELLO_MTLS_LEASE_NAMESPACE``       ``hello-mtls`` (the chart: the pod's own namespace)
+    ``HELLO_MTLS_WATCH_NAMESPACES``      empty (all); comma-separated, as kopf's ``--namespace``
     ===================================  ==================================================
 
     Raises:
@@ -114,6 +124,9 @@ def from_environment(environ: Mapping[str, str] = os.environ) -> Config:
         pod_certificate_signer=signer,
         pod_certificate_refresh_fraction=refresh_fraction,
         lease_namespace=get("LEASE_NAMESPACE", "hello-mtls"),
+        watch_namespaces=frozenset(
+            n.strip() for n in get("WATCH_NAMESPACES", "").split(",") if n.strip()
+        ),
     )
 
 

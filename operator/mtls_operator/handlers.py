@@ -8,7 +8,8 @@
   label, so the handler reads only Secrets a pod claims (`Reconciler.secret_event`), and what it
   reads is bounded before it is parsed (`screening`).
 * The handlers only take note and queue the Secret's key (`workqueue.WorkQueue`); a fixed pool
-  of threads does the work, so a burst of events costs keys in a queue, not event bodies. The
+  of threads does the work, so a burst of events costs keys in a queue, not event bodies, and
+  the namespaces take turns in it (a namespace that churns cannot starve the others). The
   one exception: for a pod in pod-certificate mode the pod handler itself reads, and if need be
   writes, the namespace's TLS-policy ConfigMap, since the kubelet cannot start the pod without
   it (one read per new pod, a write per namespace and TLS policy).
@@ -43,7 +44,7 @@ import kopf
 from mtls_operator import config, kube, metrics
 from mtls_operator.ca_client import CAClient
 from mtls_operator.claims import NAME
-from mtls_operator.inventory import Key
+from mtls_operator.inventory import Key, namespace_of
 from mtls_operator.leadership import Elector, Timing
 from mtls_operator.pod_certificates import Signer
 from mtls_operator.reconciler import Reconciler
@@ -109,7 +110,9 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         on_lost=_exit,
     )
     leading = elector.leading
-    work = WorkQueue[Key](lambda key: reconciler.reconcile(key), workers=cfg.max_workers)
+    work = WorkQueue[Key](
+        lambda key: reconciler.reconcile(key), workers=cfg.max_workers, group=namespace_of
+    )
     reconciler = Reconciler(
         cluster,
         ca_client,
@@ -123,12 +126,14 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         requests = WorkQueue[Key](
             lambda key: signer.answer(key) if signer is not None and leading() else None,
             workers=cfg.max_workers,
+            group=namespace_of,
         )
         signer = Signer(
             kube.PodCertificateAPI(cluster),
             ca_client,
             signer_name=cfg.pod_certificate_signer,
             rules=cfg.settings.rules,
+            scope=cfg.scope,
             refresh_fraction=cfg.pod_certificate_refresh_fraction,
             status_seconds=cfg.settings.status_seconds,
             dispatch=requests.add,

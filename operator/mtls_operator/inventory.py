@@ -22,9 +22,15 @@ from mtls_operator.claims import POD_CERTIFICATE, Claim
 from mtls_operator.decisions import PodClaim
 from mtls_operator.tlssecret import ANNOTATION_CLAIM, decode_data
 
-__all__ = ["ClaimingPod", "Inventory", "Key", "KnownSecret", "pod_claims"]
+__all__ = ["ClaimingPod", "Inventory", "Key", "KnownSecret", "namespace_of", "pod_claims"]
 
 Key = tuple[str, str]  # (namespace, Secret name)
+
+
+def namespace_of(key: Key) -> str:
+    """The work queues' group of a key (a Secret's, or a pod-certificate request's): its
+    namespace, so that namespaces take turns (`workqueue.WorkQueue`)."""
+    return key[0]
 
 
 @dataclass(frozen=True)
@@ -81,11 +87,11 @@ class Inventory:
 
     # Pods ---------------------------------------------------------------------------------
 
-    def put_pod(self, pod: ClaimingPod) -> bool:
+    def put_pod(self, pod: ClaimingPod) -> ClaimingPod | None:
         """Record ``pod``, replacing what was known; a valid claim ends its annotation warning.
 
         Returns:
-            True if the pod was not known before.
+            The pod as known before; None if it was not known.
         """
         with self._lock:
             known = self._forget_pod(pod.uid)
@@ -97,7 +103,7 @@ class Inventory:
                     self._by_key.setdefault((pod.namespace, pod.claim.secret), set()).add(pod.uid)
                 if self._warned.get(pod.uid, ("",))[0] == "InvalidAnnotation":
                     del self._warned[pod.uid]
-            return not known
+            return known
 
     def drop_pod(self, uid: str) -> None:
         """The pod is gone (or going): forget it and its warnings."""
@@ -202,15 +208,15 @@ class Inventory:
     def _pods_for(self, key: Key) -> list[ClaimingPod]:
         return [self._pods[uid] for uid in self._by_key.get(key, ())]
 
-    def _forget_pod(self, uid: str) -> bool:
+    def _forget_pod(self, uid: str) -> ClaimingPod | None:
         old = self._pods.pop(uid, None)
         if old is None or old.claim is None:
-            return old is not None
+            return old
         if old.claim.mode == POD_CERTIFICATE:
             _discard(self._pod_certificates, old.namespace, uid)
         else:
             _discard(self._by_key, (old.namespace, old.claim.secret), uid)
-        return True
+        return old
 
 
 _K = TypeVar("_K")

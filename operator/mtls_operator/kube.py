@@ -230,6 +230,9 @@ class PodCertificateAPI:
                 return None
             raise
 
+    def get_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._kube._read(self._kube._api.read_namespaced_pod, name, namespace)
+
     def update_request_status(self, body: dict[str, Any]) -> bool:
         meta = _versioned(body)["metadata"]
         try:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily, Metric
 
 __all__ = [
     "EARLIEST_EXPIRY",
@@ -17,8 +21,12 @@ __all__ = [
     "RENEWED",
     "ROTATION_PENDING",
     "ROTATION_PENDING_PODS",
+    "ROTATION_PHASE",
     "TRUST_REFRESHED",
+    "SecretCertificate",
     "serve",
+    "show_rotation_phase",
+    "show_secrets",
 ]
 
 ISSUED = Counter("hello_mtls_operator_issued", "Certificates issued for a Secret that had none.")
@@ -74,6 +82,70 @@ ROTATION_PENDING_PODS = Gauge(
     "Running pod-certificate pods whose certificate is not from the CA's new intermediate yet"
     " (root rotation in new-signing; the kubelet asks again at beginRefreshAt).",
 )
+
+ROTATION_PHASE = Gauge(
+    "hello_mtls_operator_rotation_phase",
+    "1 for the CA's root-rotation phase as the leader last read it, 0 for the others.",
+    ["phase"],
+)
+_PHASES = {"idle", "both-trusted", "new-signing"}
+for _phase in _PHASES:
+    ROTATION_PHASE.labels(_phase)
+
+
+def show_rotation_phase(phase: str) -> None:
+    """Set `ROTATION_PHASE`: 1 for ``phase``, 0 for every other phase."""
+    _PHASES.add(phase)
+    for other in _PHASES:
+        ROTATION_PHASE.labels(other).set(1 if other == phase else 0)
+
+
+@dataclass(frozen=True)
+class SecretCertificate:
+    """The certificate a managed Secret holds, for the stale-certificate alert."""
+
+    namespace: str
+    secret: str
+    identity: str
+    """The claim's primary name: what `mtls_context` reports as the certificate's identity."""
+    serial: str
+    not_before: float
+    not_after: float
+
+
+class _Secrets:
+    """``hello_mtls_operator_secret_not_{before,after}_timestamp_seconds``: a series per Secret."""
+
+    def __init__(self) -> None:
+        self.shown: tuple[SecretCertificate, ...] = ()
+
+    def collect(self) -> Iterator[Metric]:
+        labels = ["secret_namespace", "secret", "identity", "serial"]
+        not_before = GaugeMetricFamily(
+            "hello_mtls_operator_secret_not_before_timestamp_seconds",
+            "Unix time from which the certificate in each managed Secret is valid.",
+            labels=labels,
+        )
+        not_after = GaugeMetricFamily(
+            "hello_mtls_operator_secret_not_after_timestamp_seconds",
+            "Unix time at which the certificate in each managed Secret expires; its serial "
+            "(lowercase hex) is a label, to compare with what the pods serve.",
+            labels=labels,
+        )
+        for row in self.shown:
+            values = [row.namespace, row.secret, row.identity, row.serial]
+            not_before.add_metric(values, row.not_before)
+            not_after.add_metric(values, row.not_after)
+        yield from (not_before, not_after)
+
+
+_SECRETS = _Secrets()
+REGISTRY.register(_SECRETS)
+
+
+def show_secrets(rows: Iterable[SecretCertificate]) -> None:
+    """Replace the Secrets the next scrape reports."""
+    _SECRETS.shown = tuple(rows)
 
 
 def serve(port: int) -> None:

@@ -2,13 +2,16 @@
 
 In ``pod-certificate`` mode (`claims.POD_CERTIFICATE`) the kubelet makes the pod's key in memory
 and asks for a certificate with a PodCertificateRequest (``certificates.k8s.io/v1``, "PCR"); the
-key never leaves the node. The signer reads the names from the request's
-``unverifiedUserAnnotations`` (the pod's ``hello-mtls.dev/name`` and ``hello-mtls.dev/sans``,
-judged by `claims.parse_names` like a Secret-mode pod's annotations, in the PCR's namespace), has
-the CA sign the kubelet's key for them and the SPIFFE ID of the PCR's service account, and writes
-the status the API server validates: one ``Issued``, ``Denied`` or ``Failed`` condition, the chain,
-and ``notBefore``/``beginRefreshAt``/``notAfter`` taken from the certificate itself. It also keeps
-the ClusterTrustBundle of its signer name equal to the CA's roots (both during a root rotation).
+key never leaves the node. The signer answers only requests from namespaces the installation
+serves (`scope.Scope`) for pods that opted in: it reads the pod as the API server stores it and
+takes the names from its annotations (``hello-mtls.dev/name`` and ``hello-mtls.dev/sans``, judged
+by `claims.parse_claim` like a Secret-mode pod's, with ``hello-mtls.dev/mode: pod-certificate``),
+never from the request's ``unverifiedUserAnnotations``, which whoever writes the pod's volumes
+writes and any node may relay. It has the CA sign the kubelet's key for those names and the
+SPIFFE ID of the PCR's service account, and writes the status the API server validates: one
+``Issued``, ``Denied`` or ``Failed`` condition, the chain, and
+``notBefore``/``beginRefreshAt``/``notAfter`` taken from the certificate itself. It also keeps the
+ClusterTrustBundle of its signer name equal to the CA's roots (both during a root rotation).
 
 On each ``Issued`` status it also annotates the request's pod with the intermediate that signed
 (`ANNOTATION_INTERMEDIATE`): PCRs are deleted after 15 minutes, so the pod is where the root
@@ -37,7 +40,14 @@ from cryptography.hazmat.primitives import hashes
 
 from mtls_ca import name_rules
 from mtls_operator import metrics
-from mtls_operator.claims import POD_CERTIFICATE_LIFETIMES, Rules, parse_names
+from mtls_operator.claims import (
+    MODE,
+    NAME,
+    POD_CERTIFICATE,
+    POD_CERTIFICATE_LIFETIMES,
+    Rules,
+    parse_claim,
+)
 from mtls_operator.ports import (
     CARefused,
     CAService,
@@ -48,6 +58,7 @@ from mtls_operator.ports import (
     PodCertificates,
 )
 from mtls_operator.retries import Retries
+from mtls_operator.scope import Scope
 
 __all__ = [
     "ANNOTATION_INTERMEDIATE",
@@ -130,25 +141,47 @@ def certificate_intermediate(pod: Mapping[str, Any], signer_name: str) -> str | 
     return "" if phase == "Running" else None
 
 
-def sign_request(pcr: Mapping[str, Any], *, rules: Rules) -> dict[str, Any]:
-    """The ``POST /sign`` body for a PodCertificateRequest.
+def sign_request(
+    pcr: Mapping[str, Any], pod: Mapping[str, Any] | None, *, rules: Rules
+) -> dict[str, Any]:
+    """The ``POST /sign`` body for a PodCertificateRequest of ``pod``.
 
-    The lifetime is ``spec.maxExpirationSeconds`` (at most the CA's maximum); the duration asked
-    for is shorter by the CA's backdating, so that notAfter - notBefore is the lifetime exactly
-    and never above what the request allows.
+    ``pod`` is the request's pod as the API server stores it (None: there is none). Its own
+    annotations give the names, and only if it opted in to pod-certificate mode; the request's
+    ``unverifiedUserAnnotations`` are never read. The lifetime is
+    ``spec.maxExpirationSeconds`` (at most the CA's maximum); the duration asked for is shorter
+    by the CA's backdating, so that notAfter - notBefore is the lifetime exactly and never
+    above what the request allows.
 
     Raises:
-        Refused: names the policy refuses, no readable key, or a lifetime the API would not
-            accept. The key's type and a stub request's signature are the CA's to check.
+        Refused: the pod is gone or did not opt in, annotations the policy refuses, no readable
+            key, or a lifetime the API would not accept. The key's type and a stub request's
+            signature are the CA's to check.
     """
     meta, spec = pcr["metadata"], pcr["spec"]
-    namespace = meta["namespace"]
+    namespace, pod_name = meta["namespace"], spec.get("podName", "")
+    if pod is None or (pod.get("metadata") or {}).get("uid") != spec.get("podUID"):
+        raise Refused(DENIED, "PodGone", f"pod '{pod_name}' of this request no longer exists")
+    annotations = pod["metadata"].get("annotations") or {}
+    not_opted_in = Refused(
+        DENIED,
+        "NotOptedIn",
+        f"pod '{pod_name}' did not opt in: this signer signs only pods annotated {NAME}"
+        f" and {MODE}: {POD_CERTIFICATE}",
+    )
+    if NAME not in annotations:
+        raise not_opted_in
     try:
-        names = parse_names(
-            spec.get("unverifiedUserAnnotations") or {}, namespace=namespace, rules=rules
+        claim = parse_claim(
+            annotations,
+            namespace=namespace,
+            service_account=spec.get("serviceAccountName") or "default",
+            rules=rules,
         )
     except ValueError as error:
-        raise Refused(DENIED, "InvalidUnverifiedUserAnnotations", str(error)) from None
+        raise Refused(DENIED, "InvalidAnnotations", str(error)) from None
+    if claim.mode != POD_CERTIFICATE:
+        raise not_opted_in
     asked = datetime.timedelta(seconds=spec.get("maxExpirationSeconds") or _DEFAULT_MAX_EXPIRATION)
     lifetime = min(asked, rules.maximum)
     if lifetime < _MIN_LIFETIME:
@@ -160,7 +193,7 @@ def sign_request(pcr: Mapping[str, Any], *, rules: Rules) -> dict[str, Any]:
         )
     return {
         **_public_key(spec),
-        "names": list(names),
+        "names": list(claim.names),
         "duration": name_rules.format_duration(lifetime - name_rules.BACKDATE),
         "namespace": namespace,
         "service_account": spec.get("serviceAccountName") or "default",
@@ -259,6 +292,7 @@ class Signer:
         *,
         signer_name: str,
         rules: Rules,
+        scope: Scope,
         refresh_fraction: float,
         status_seconds: float = 5.0,
         clock: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC),
@@ -269,6 +303,7 @@ class Signer:
         self._api = api
         self._ca_service = ca_service
         self._rules = rules
+        self._scope = scope
         self._fraction = refresh_fraction
         self._status_seconds = status_seconds
         self._clock = clock
@@ -383,7 +418,12 @@ class Signer:
 
     def _status_for(self, pcr: Mapping[str, Any]) -> dict[str, Any]:
         try:
-            request = sign_request(pcr, rules=self._rules)
+            namespace, spec = pcr["metadata"]["namespace"], pcr["spec"]
+            refusal = self._scope.refusal(namespace)
+            if refusal is not None:
+                raise Refused(DENIED, "NamespaceNotServed", refusal)
+            pod = self._api.get_pod(namespace, spec.get("podName", ""))
+            request = sign_request(pcr, pod, rules=self._rules)
             try:
                 answer = self._ca_service.sign(request)
             except CARefused as error:

@@ -30,7 +30,7 @@ from mtls_ca.tls_profiles import policy_bytes
 from mtls_context import POLICY
 from mtls_operator import metrics
 from mtls_operator.certs import inspect, new_key_and_csr
-from mtls_operator.claims import POD_CERTIFICATE, Claim, parse_claim
+from mtls_operator.claims import POD_CERTIFICATE, Claim, claim_moved, parse_claim
 from mtls_operator.decisions import Action, Decision, choose_claim, decide
 from mtls_operator.inventory import ClaimingPod, Inventory, Key, pod_claims
 from mtls_operator.pod_certificates import certificate_intermediate
@@ -143,9 +143,17 @@ class Reconciler:
             ),
             problem=problem,
         )
-        first_seen = self._inventory.put_pod(pod)
+        known = self._inventory.put_pod(pod)
         if not self._leading():
             return  # a standby only keeps count; `take_over` catches up on everything
+        moved = None
+        if known is not None and known.claim is not None and claim is not None:
+            moved = claim_moved(known.claim, claim)
+        if moved:
+            # The names policy refuses such an update; this one got through (the policy is off,
+            # or failed open): what the pod mounts is no longer renewed, and it should know.
+            self._warn_once(body, "ClaimMoved", moved)
+        first_seen = known is None
         if pod_certificate:
             # The kubelet holds this pod's key and asks the signer (`pod_certificates`): no Secret.
             self._pod_certificate_pod(pod, first_seen)
@@ -457,6 +465,7 @@ class Reconciler:
         if ca.phase != "idle" and not self._own_credential_reflects(ca):
             pending += 1
         metrics.ROTATION_PENDING.set(pending if ca.phase != "idle" else 0)
+        metrics.show_rotation_phase(ca.phase)
         # A pod-certificate pod has no Secret; the signer's annotation on it says which
         # intermediate signed its certificate. It cannot be made to renew: it waits for the
         # kubelet to ask again at beginRefreshAt.
@@ -540,6 +549,27 @@ class Reconciler:
         expiries = [k.inspection.not_after for k in known if k and k.inspection.not_after]
         metrics.MANAGED_SECRETS.set(len(known))
         metrics.EARLIEST_EXPIRY.set(min(expiries).timestamp() if expiries else 0)
+        metrics.show_secrets(self._secret_certificates())
+
+    def _secret_certificates(self) -> list[metrics.SecretCertificate]:
+        rows = []
+        for key in self._inventory.claimed_keys():
+            pods, secret = self._inventory.view(key)
+            claim = next((pod.claim for pod in pods if pod.claim is not None), None)
+            found = secret.inspection if secret is not None else None
+            if found is None or claim is None or not found.not_before or not found.not_after:
+                continue
+            rows.append(
+                metrics.SecretCertificate(
+                    namespace=key[0],
+                    secret=key[1],
+                    identity=claim.names[0],
+                    serial=found.serial,
+                    not_before=found.not_before.timestamp(),
+                    not_after=found.not_after.timestamp(),
+                )
+            )
+        return rows
 
     def _failed(self, key: Key, reason: str, event_reason: str | None, message: str) -> None:
         delay = self._retries.failed(key, self._monotonic())

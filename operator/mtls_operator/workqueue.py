@@ -6,6 +6,10 @@ it runs once more afterwards (never on two threads at once). Kopf's handlers the
 once and drop the event bodies, instead of holding one body per waiting event while a few
 threads make keys and call the CA: with a thousand new pods, that backlog was what the
 operator's memory grew by.
+
+Keys wait in one line per group (the operator groups by namespace) and the groups take turns:
+one namespace that churns thousands of pods costs another namespace's pod one turn per
+namespace with keys waiting, not a place behind all of them.
 """
 
 from __future__ import annotations
@@ -22,17 +26,30 @@ _log = logging.getLogger("mtls_operator")
 K = TypeVar("K", bound=Hashable)
 
 
-class WorkQueue(Generic[K]):
-    """Keys handed to ``handle`` by ``workers`` daemon threads, in the order they were added."""
+def _one_group(_: object) -> None:
+    return None
 
-    def __init__(self, handle: Callable[[K], None], *, workers: int) -> None:
+
+class WorkQueue(Generic[K]):
+    """Keys handed to ``handle`` by ``workers`` daemon threads: within a group in the order they
+    were added, the groups (``group(key)``; by default one) taking turns."""
+
+    def __init__(
+        self,
+        handle: Callable[[K], None],
+        *,
+        workers: int,
+        group: Callable[[K], Hashable] = _one_group,
+    ) -> None:
         if workers < 1:
             raise ValueError(f"a work queue needs at least one worker, not {workers}")
         self._handle = handle
+        self._group = group
         lock = threading.Lock()
         self._ready = threading.Condition(lock)  # a key is in line
         self._idle = threading.Condition(lock)  # nothing in line or being handled
-        self._order: collections.deque[K] = collections.deque()
+        self._lines: dict[Hashable, collections.deque[K]] = {}  # by group, only non-empty
+        self._turns: collections.deque[Hashable] = collections.deque()  # the groups in _lines
         self._dirty: set[K] = set()  # added and not yet handed out
         self._busy: set[K] = set()  # being handled now
         self._threads = [
@@ -49,8 +66,7 @@ class WorkQueue(Generic[K]):
                 return
             self._dirty.add(key)
             if key not in self._busy:  # else it goes back in line when its handler returns
-                self._order.append(key)
-                self._ready.notify()
+                self._line_up(key)
 
     def __len__(self) -> int:
         """Keys waiting (not counting those being handled)."""
@@ -65,8 +81,8 @@ class WorkQueue(Generic[K]):
     def _work(self) -> None:
         while True:
             with self._ready:
-                self._ready.wait_for(lambda: bool(self._order))
-                key = self._order.popleft()
+                self._ready.wait_for(lambda: bool(self._turns))
+                key = self._next()
                 self._dirty.discard(key)
                 self._busy.add(key)
             try:
@@ -77,7 +93,27 @@ class WorkQueue(Generic[K]):
                 with self._ready:
                     self._busy.discard(key)
                     if key in self._dirty:
-                        self._order.append(key)
-                        self._ready.notify()
+                        self._line_up(key)
                     elif not self._dirty and not self._busy:
                         self._idle.notify_all()
+
+    def _line_up(self, key: K) -> None:
+        """With the lock held: ``key`` at the end of its group's line."""
+        group = self._group(key)
+        line = self._lines.get(group)
+        if line is None:
+            line = self._lines[group] = collections.deque()
+            self._turns.append(group)
+        line.append(key)
+        self._ready.notify()
+
+    def _next(self) -> K:
+        """With the lock held and a key in line: the first key of the group whose turn it is."""
+        group = self._turns.popleft()
+        line = self._lines[group]
+        key = line.popleft()
+        if line:
+            self._turns.append(group)
+        else:
+            del self._lines[group]
+        return key

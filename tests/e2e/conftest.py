@@ -17,16 +17,24 @@ environment:
 
 Each scenario gets its own namespace; when a scenario fails, the pods, Events and container logs
 of its namespace and of the product's namespace are printed.
+
+``make e2e`` runs the modules side by side (pytest-xdist, ``-n``): the first worker that needs
+the product installs it, under a lock in a directory the controller gives every worker, and the
+controller uninstalls it once every worker is done; `support.sharing` keeps the modules that
+disturb the shared install apart.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import secrets
 import shlex
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -46,9 +54,81 @@ from support.cluster_api import (
     log,
 )
 from support.name_cases import ALLOWED_IPS, EXTRA_ALLOWED_NAMES, MINIMUM_DURATION
+from support.sharing import (
+    ALONE,
+    Lanes,
+    SharingScheduling,
+    module_of,
+    order,
+    write_long_running,
+)
 
 CA_STATE_CLAIM = "hello-mtls-ca-state"
 LOCAL_VOLUME = "hello-mtls-e2e-ca-state"
+SHARED = pytest.StashKey[Path]()
+"""The run's directory every worker sees: the install's record and lock, the sharing locks."""
+LANES = pytest.StashKey[Lanes]()
+_CURRENT = pytest.StashKey[contextlib.ExitStack]()
+SHARED_INPUT = "hello_mtls_e2e_shared"
+
+
+def _is_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if _is_worker(config):
+        shared = config.workerinput.get(SHARED_INPUT)  # type: ignore[attr-defined]
+        if shared is None:
+            raise pytest.UsageError(
+                "the e2e modules under pytest-xdist need tests/e2e on the command line"
+                " (make e2e E2E_TESTS=...): the controller loads this conftest from it"
+            )
+        config.stash[SHARED] = Path(shared)
+    else:
+        config.stash[SHARED] = Path(tempfile.mkdtemp(prefix="hello-mtls-e2e-"))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """pytest-xdist, in the controller: give each worker the run's shared directory."""
+    node.workerinput[SHARED_INPUT] = str(node.config.stash[SHARED])
+
+
+@pytest.hookimpl(optionalhook=True, tryfirst=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> SharingScheduling | None:
+    """pytest-xdist, in the controller: ``--dist loadfile`` keeps long-running modules apart."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    return SharingScheduling(config, log, config.stash[SHARED])
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    order(items)
+    write_long_running(config.stash[SHARED], items)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """The alone modules of this run: those left after deselection (``-k``)."""
+    alone = {module_of(item) for item in session.items if item.get_closest_marker(ALONE)}
+    session.config.stash[LANES] = Lanes(session.config.stash[SHARED], alone)
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Any:
+    """Enter the module's lane before its first test and leave it after its last one (outside
+    the tests' timeouts: waiting for the alone modules is not a test's time)."""
+    module, session = module_of(item), item.session
+    if _CURRENT not in session.stash:
+        lane = contextlib.ExitStack()
+        lane.enter_context(item.config.stash[LANES].module(module))
+        session.stash[_CURRENT] = lane
+    try:
+        return (yield)
+    finally:
+        if nextitem is None or module_of(nextitem) != module:
+            session.stash[_CURRENT].close()
+            del session.stash[_CURRENT]
 
 
 @pytest.hookimpl(wrapper=True)
@@ -316,25 +396,52 @@ def _uninstall(method: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def installed(request: pytest.FixtureRequest) -> Iterator[str]:
-    """The product installed once per run; the value is its namespace."""
+def installed(request: pytest.FixtureRequest) -> str:
+    """The product installed once per run (by the first worker that needs it; the controller
+    uninstalls it at the end); the value is its namespace."""
     if not os.environ.get("KUBECONFIG"):
         raise pytest.UsageError("the e2e tier needs KUBECONFIG pointing at a cluster")
-    kubectl("version", timeout=30)
-    method = os.environ.get("E2E_INSTALL", "helm")
-    _load_images()
-    volume = _provide_ca_volume()
-    try:
-        _install(method)
-    except Exception:
-        dump_namespace(PRODUCT_NAMESPACE)
-        raise
-    yield PRODUCT_NAMESPACE
-    if request.session.testsfailed:
-        dump_namespace(PRODUCT_NAMESPACE)
-    _uninstall(method)
-    if volume is not None:
-        _remove_ca_volume(volume)
+    shared = request.config.stash[SHARED]
+    with (shared / "install.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        record = _read_record(shared)
+        if record is None:
+            record = {"method": os.environ.get("E2E_INSTALL", "helm"), "state": "failed"}
+            try:
+                kubectl("version", timeout=30)
+                _load_images()
+                volume = _provide_ca_volume()
+                record["volume"] = str(volume) if volume else None
+                _install(record["method"])
+                record["state"] = "installed"
+            except Exception:
+                dump_namespace(PRODUCT_NAMESPACE)
+                raise
+            finally:
+                (shared / "install.json").write_text(json.dumps(record))
+    if record["state"] != "installed":
+        pytest.fail("the install failed (its output is in the first test that needed it)")
+    return PRODUCT_NAMESPACE
+
+
+def _read_record(shared: Path) -> dict[str, Any] | None:
+    path = shared / "install.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """In the controller (or a run without workers), after every test: uninstall."""
+    if _is_worker(session.config):
+        return
+    shared = session.config.stash[SHARED]
+    record = _read_record(shared)
+    if record is not None and record["state"] == "installed":
+        if session.testsfailed:
+            dump_namespace(PRODUCT_NAMESPACE)
+        _uninstall(record["method"])
+        if record["volume"] is not None:
+            _remove_ca_volume(Path(record["volume"]))
+    shutil.rmtree(shared, ignore_errors=True)
 
 
 @pytest.fixture

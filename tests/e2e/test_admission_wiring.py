@@ -163,9 +163,7 @@ def signer(installed: str) -> str:
     return SIGNER
 
 
-def _pod_certificate_volume(
-    signer: str, lifetime: int, user_annotations: dict[str, str]
-) -> dict[str, Any]:
+def _pod_certificate_volume(signer: str, lifetime: int) -> dict[str, Any]:
     """The projected volume a pod in pod-certificate mode gets, as the API server stores it."""
     return {
         "name": VOLUME,
@@ -178,7 +176,6 @@ def _pod_certificate_volume(
                         "maxExpirationSeconds": lifetime,
                         "keyPath": "tls.key",
                         "certificateChainPath": "tls.crt",
-                        "userAnnotations": user_annotations,
                     }
                 },
                 {
@@ -211,8 +208,7 @@ def test_pod_certificate_pod_gets_the_projected_volume_and_a_mount_everywhere(
     }
     admitted = _admitted(_two_containers("pod-certificate", annotations), namespace)
 
-    user_annotations = {NAME: annotations[NAME], SANS: annotations[SANS]}
-    assert _volumes(admitted) == [_pod_certificate_volume(signer, 7200, user_annotations)]
+    assert _volumes(admitted) == [_pod_certificate_volume(signer, 7200)]
     expected = [{"name": VOLUME, "mountPath": CERT_DIR, "readOnly": True}]
     assert _mounts(admitted) == [expected, expected, expected]  # init, main, sidecar
 
@@ -228,9 +224,7 @@ def test_pod_certificate_pod_without_volumes_gets_the_default_lifetime(
     manifest["spec"]["automountServiceAccountToken"] = False
     admitted = _admitted(manifest, namespace)
 
-    assert admitted["spec"]["volumes"] == [
-        _pod_certificate_volume(signer, 86400, {NAME: f"web.{namespace}.svc"})
-    ]
+    assert admitted["spec"]["volumes"] == [_pod_certificate_volume(signer, 86400)]
     assert admitted["spec"]["containers"][0]["volumeMounts"] == [
         {"name": VOLUME, "mountPath": CERT_DIR, "readOnly": True}
     ]

@@ -7,9 +7,6 @@ Deployment hello-mtls-ca-signer, the root holder hello-mtls-ca serving them the 
 material after a real TokenReview of their tokens) and back to none at the end, and it kills CA
 pods: it disturbs the shared install, so no other module may run beside it. It runs in the Helm
 pass (the kubectl pass installs k8s/, the defaults, and has no release to upgrade).
-
-Once the e2e modules run side by side (the e2e-parallel work), this module must be marked
-``pytest.mark.alone("upgrades the release to CA signers and kills CA pods")``.
 """
 
 from __future__ import annotations
@@ -40,6 +37,8 @@ from support.operator_workloads import (
 )
 from support.pods import pod
 from support.waiting import wait_until
+
+pytestmark = pytest.mark.alone("upgrades the release to CA signers and kills CA pods")
 
 SIGNER_LABEL = "app.kubernetes.io/name=hello-mtls-ca-signer"
 ROOT_HOLDER_LABEL = "app.kubernetes.io/name=hello-mtls-ca"

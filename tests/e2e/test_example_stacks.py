@@ -18,7 +18,7 @@ from support.operator_workloads import (
 )
 
 # Longer than the suite-wide 600 s pytest-timeout: 4 minutes of traffic, plus set-up.
-pytestmark = pytest.mark.timeout(12 * 60)
+pytestmark = [pytest.mark.timeout(12 * 60), pytest.mark.long_running("4 minutes of renewals")]
 REQUESTS = 480
 INTERVAL = 0.5  # 480 x 0.5 s = 4 minutes of traffic
 

@@ -33,6 +33,7 @@ from support.cluster_api import PRODUCT_NAMESPACE, apply, dump_namespace, kubect
 from support.operator_workloads import idle_pod, rollout, secret_inspection
 from support.waiting import wait_until
 
+pytestmark = pytest.mark.alone("restarts the operator, with hostile Secrets for it to read")
 BOUND = 20.0
 """Seconds from creating an annotated pod to its valid Secret (about 1 s without hostile
 Secrets on the local cluster)."""

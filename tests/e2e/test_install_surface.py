@@ -11,6 +11,7 @@ that version; ``make e2e`` passes the local cluster's copy), and by the API serv
 from __future__ import annotations
 
 import copy
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -40,6 +41,7 @@ VARIANTS: tuple[list[str], ...] = (
     ["--set", "networkPolicies.operatorClientNamespaces={monitoring}"],
     ["--set", "ca.signers.replicas=2"],
     ["--set", "operator.replicas=1"],
+    ["--set", "examples.metricsPort=9102"],
 )
 
 
@@ -191,3 +193,36 @@ def test_the_ca_state_is_a_claim_only_the_ca_mounts() -> None:
     ]
     assert mounting == ["hello-mtls-ca"]
     assert not [doc for doc in docs if doc["kind"] == "Secret"]
+
+
+def test_the_alerts_and_the_dashboard_are_off_by_default_and_ship_their_files() -> None:
+    def monitoring(*values: str) -> list[dict[str, Any]]:
+        return [
+            doc
+            for doc in _rendered(*values)
+            if doc["kind"] == "PrometheusRule"
+            or doc["metadata"].get("labels", {}).get("grafana_dashboard") == "1"
+        ]
+
+    assert monitoring() == []
+    dashboard, rule = sorted(
+        monitoring(
+            "--set",
+            "metrics.prometheusRule.enabled=true",
+            "--set",
+            "metrics.prometheusRule.labels.release=monitoring",
+            "--set",
+            "metrics.prometheusRule.runbookURL=https://runbooks.example/alerts.md",
+            "--set",
+            "metrics.dashboard.enabled=true",
+        ),
+        key=lambda doc: str(doc["kind"]),
+    )
+    files = ROOT / "charts" / "hello-mtls" / "files"
+    alerts = (files / "alerts.yaml").read_text()
+    expected = alerts.replace("docs/alerts.md#", "https://runbooks.example/alerts.md#")
+    assert rule["metadata"]["labels"]["release"] == "monitoring"
+    assert rule["spec"] == yaml.safe_load(expected)
+    assert json.loads(dashboard["data"]["hello-mtls.json"]) == json.loads(
+        (files / "dashboard.json").read_text()
+    )

@@ -21,6 +21,8 @@ import statistics
 import time
 from collections import Counter
 
+import pytest
+
 from mtls_operator.tlssecret import ANNOTATION_SERIAL, LABEL_MANAGED
 from support.cluster_api import PRODUCT_NAMESPACE, apply, kubectl, kubectl_json, log
 from support.operator_workloads import (
@@ -34,6 +36,7 @@ from support.operator_workloads import (
 )
 from support.waiting import wait_until
 
+pytestmark = pytest.mark.alone("kills the operator's leader")
 PODS = 10
 LEADER = "hello_mtls_operator_leader"
 

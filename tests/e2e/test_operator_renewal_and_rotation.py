@@ -70,7 +70,12 @@ RENEWAL_REQUESTS = 1200  # x 0.5 s = 10 minutes of traffic
 ROTATION_REQUESTS = 2400  # x 0.5 s = at most 20 minutes; stopped once the rotation is over
 INTERVAL = 0.5
 # The setup and 10 minutes of traffic, or the rotation's wait for the kubelet's refresh.
-pytestmark = pytest.mark.timeout(22 * 60)
+pytestmark = [
+    pytest.mark.timeout(22 * 60),
+    pytest.mark.long_running(
+        "10 minutes of renewals, the rotation waits for the kubelet's refresh"
+    ),
+]
 
 
 @dataclass

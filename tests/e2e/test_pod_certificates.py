@@ -22,10 +22,14 @@ from mtls_operator.pod_certificates import ANNOTATION_INTERMEDIATE
 from support.cluster_api import PRODUCT_NAMESPACE, apply, kubectl, kubectl_json, log
 from support.key_scan import everything_but_secrets, needles, secret_texts
 from support.operator_workloads import client_lines, client_pod, finished, rollout, server
-from support.pods import CERT_DIR, pod
+from support.pods import CERT_DIR
 from support.waiting import wait_until
 
 SIGNER = "hello-mtls.dev/pod-certificate"
+pytestmark = pytest.mark.alone(
+    "compares the pods' bundle and intermediate with a Secret's: a root rotation beside it"
+    " (test_operator_renewal_and_rotation.py) changes them at different moments"
+)
 
 
 @pytest.fixture
@@ -127,59 +131,4 @@ def test_a_pod_certificate_client_says_hello_to_a_secret_mode_server(
     assert {line["body"] for line in lines} == {f"Hello, client.{namespace}.svc!"}
     assert not kubectl(
         "get", "secret", "client-tls", "-n", namespace, "--ignore-not-found", "-o", "name"
-    )
-
-
-def test_a_name_of_another_namespace_is_denied_with_the_reason_in_the_pods_events(
-    signer: str, namespace: str
-) -> None:
-    # The admission policies judge annotations; a pod that writes the projected volume by hand
-    # and carries no annotation passes them, so the signer is the one that must refuse.
-    intruder = pod("intruder")
-    intruder["spec"]["volumes"] = [
-        {
-            "name": "tls",
-            "projected": {
-                "sources": [
-                    {
-                        "podCertificate": {
-                            "signerName": signer,
-                            "keyType": "ECDSAP256",
-                            "keyPath": "tls.key",
-                            "certificateChainPath": "tls.crt",
-                            "userAnnotations": {"hello-mtls.dev/name": "hello-server.default.svc"},
-                        }
-                    }
-                ]
-            },
-        }
-    ]
-    intruder["spec"]["containers"][0]["volumeMounts"] = [
-        {"name": "tls", "mountPath": CERT_DIR, "readOnly": True}
-    ]
-    apply(intruder, namespace)
-
-    def denied() -> str | None:
-        events = kubectl_json(
-            "get",
-            "events",
-            "-n",
-            namespace,
-            "--field-selector",
-            "involvedObject.name=intruder,reason=PodCertificateDenied",
-        )["items"]
-        return events[0]["message"] if events else None
-
-    message = wait_until("the signer's Denied event on the pod", denied, timeout=120)
-    assert message == (
-        "InvalidUnverifiedUserAnnotations: hello-mtls.dev/name:"
-        f" name 'hello-server.default.svc' is not under namespace '{namespace}'"
-    )
-    requests = kubectl_json("get", "podcertificaterequests", "-n", namespace)["items"]
-    conditions = [c for r in requests for c in r["status"].get("conditions", [])]
-    assert [(c["type"], c["reason"]) for c in conditions] == [
-        ("Denied", "InvalidUnverifiedUserAnnotations")
-    ]
-    assert kubectl("get", "pod", "intruder", "-n", namespace, "-o", "jsonpath={.status.phase}") == (
-        "Pending"
     )

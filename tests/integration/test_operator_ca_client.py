@@ -10,6 +10,7 @@ key is signed into a status that passes the API server's checks.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime
 import subprocess
 import sys
@@ -25,7 +26,7 @@ from mtls_ca.name_rules import parse_allowed_ips
 from mtls_operator import pod_certificates
 from mtls_operator.ca_client import CAClient
 from mtls_operator.certs import inspect, new_key_and_csr
-from mtls_operator.claims import NAME, SANS, Rules, parse_claim
+from mtls_operator.claims import MODE, NAME, POD_CERTIFICATE, SANS, Rules, parse_claim
 from mtls_operator.ports import CARefused, CAUnavailable
 from mtls_operator.tlssecret import decode_data, secret_body
 from support.operator_fakes import status_problems
@@ -172,10 +173,20 @@ def test_a_pod_certificate_request_is_answered_with_a_status_the_api_server_acce
             "serviceAccountName": "web",
             "maxExpirationSeconds": 3600,
             "stubPKCS10Request": base64.b64encode(der).decode(),
-            "unverifiedUserAnnotations": {NAME: "web.demo.svc"},
+            "podName": "web-1",
+            "podUID": "uid-web-1",
         },
     }
-    answer = client.sign(pod_certificates.sign_request(request, rules=RULES))
+    pod = {
+        "metadata": {
+            "name": "web-1",
+            "namespace": "demo",
+            "uid": "uid-web-1",
+            "annotations": {NAME: "web.demo.svc", MODE: POD_CERTIFICATE},
+        }
+    }
+    rules = dataclasses.replace(RULES, pod_certificates=True)
+    answer = client.sign(pod_certificates.sign_request(request, pod, rules=rules))
     now = datetime.datetime.now(datetime.UTC)
     status = pod_certificates.issued_status(
         answer.certificate,

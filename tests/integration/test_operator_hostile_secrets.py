@@ -18,11 +18,10 @@ from __future__ import annotations
 import concurrent.futures
 import functools
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, cast
 
 import kopf
-import pytest
 
 import mtls_operator.handlers as handlers
 from mtls_operator.ca_client import CAClient
@@ -34,7 +33,6 @@ from mtls_operator.settings import Settings
 from mtls_operator.tlssecret import ANNOTATION_SERIAL, decode_data
 from mtls_operator.workqueue import WorkQueue
 from support import hostile_secrets as hostile
-from support.ca_service import Service, cli
 from support.operator_fakes import Cluster, pod
 from support.waiting import elapsed_until
 
@@ -43,19 +41,6 @@ BOUND = 20.0
 operator that read them had not written it after 300 s (the tier's bound)."""
 KOPF_HANDLER_THREADS = 4
 HOSTILE_SECRETS = 10
-
-
-@pytest.fixture(scope="module")
-def ca_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CAClient]:
-    root = tmp_path_factory.mktemp("hostile-ca")
-    state = root / "state"
-    cli("init", "--state", str(state))
-    cli("provisioner", "--state", str(state), "--name", "operator", "--out", str(root / "prov"))
-    service = Service(state, root / "serve.log")
-    try:
-        yield CAClient(service.url, root / "prov")
-    finally:
-        service.stop()
 
 
 def test_a_hostile_secret_is_refused_in_milliseconds() -> None:
@@ -81,13 +66,15 @@ def test_a_hostile_secret_is_refused_in_milliseconds() -> None:
     assert seconds["an RSA-16384 key"] < 2.0, "an RSA-16384 key took seconds to refuse"
 
 
-def test_hostile_secrets_no_pod_claims_delay_no_pod(ca_client: CAClient) -> None:
+def test_hostile_secrets_no_pod_claims_delay_no_pod(operator_ca_client: CAClient) -> None:
     """Ten managed Secrets holding an RSA-16384 key in namespace ``attic``, which no pod claims;
     then a pod in ``shop``, and a pod in ``attic`` that claims one of them. Both get a valid
     Secret within the bound (the claimed one re-issued); the nine others are left as they are."""
     cluster = Cluster()
     work: WorkQueue[Key]
-    reconciler = Reconciler(cluster, ca_client, Settings(), dispatch=lambda key: work.add(key))
+    reconciler = Reconciler(
+        cluster, operator_ca_client, Settings(), dispatch=lambda key: work.add(key)
+    )
     work = WorkQueue[Key](reconciler.reconcile, workers=4)
     memo = kopf.Memo()
     memo.reconciler = reconciler

@@ -102,3 +102,13 @@ def plain_client(issuer: Issuer, leaf: trustme.LeafCert | None) -> ssl.SSLContex
     if leaf is not None:
         leaf.configure_cert(context)
     return context
+
+
+class Clock:
+    """A monotonic clock a test moves by hand (``clock.now += 1``), for `ReloadingContext`."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now

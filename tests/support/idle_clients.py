@@ -1,7 +1,8 @@
 """Connections that keep a server waiting: the idle, slow and half-open clients of a denial of
 service, held from the test process on 127.0.0.1.
 
-Three kinds, each stuck at one stage of an HTTPS exchange:
+Three kinds, each stuck at one stage of an HTTPS exchange (from 127.0.0.1, or another loopback
+address given to `IdleClients.open`):
 
 * ``one-byte``: plain TCP that sent one byte (the start of a TLS record) and went quiet, so the
   server's TLS handshake waits for the rest;
@@ -49,9 +50,15 @@ class IdleClients:
         self._lock = threading.RLock()
 
     def open(
-        self, port: int, per_kind: int, handshake_within: float, kinds: tuple[str, ...] = KINDS
+        self,
+        port: int,
+        per_kind: int,
+        handshake_within: float,
+        kinds: tuple[str, ...] = KINDS,
+        source: str = "127.0.0.1",
     ) -> None:
-        """Open ``per_kind`` connections of each of ``kinds`` to 127.0.0.1:``port``.
+        """Open ``per_kind`` connections of each of ``kinds`` from ``source`` to
+        127.0.0.1:``port``.
 
         The TLS handshakes run side by side for at most ``handshake_within`` seconds; a
         connection whose handshake the server has not finished by then stays held as it is
@@ -61,7 +68,9 @@ class IdleClients:
         tls = []
         for kind in ("tls-silent", "slow-head"):
             for _ in range(per_kind if kind in kinds else 0):
-                raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+                raw = socket.create_connection(
+                    ("127.0.0.1", port), timeout=10, source_address=(source, 0)
+                )
                 raw.setblocking(False)
                 wrapped = self._context.wrap_socket(
                     raw, server_hostname="127.0.0.1", do_handshake_on_connect=False
@@ -73,7 +82,9 @@ class IdleClients:
                 with contextlib.suppress(ssl.SSLWantReadError, ssl.SSLWantWriteError):
                     held.sock.send(_SLOW_HEAD)
         for _ in range(per_kind if "one-byte" in kinds else 0):
-            raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+            raw = socket.create_connection(
+                ("127.0.0.1", port), timeout=10, source_address=(source, 0)
+            )
             raw.sendall(b"\x16")
             raw.setblocking(False)
             tls.append(Held("one-byte", port, raw, time.monotonic()))

@@ -17,10 +17,14 @@ from cryptography import x509
 from mtls_ca import authority, name_rules, sign_request
 from mtls_ca.state import State
 from mtls_ca.tls_profiles import policy_bytes
+from mtls_operator.claims import MODE, NAME, POD_CERTIFICATE
 from mtls_operator.ports import CARefused, CAUnavailable, Conflict, Forbidden, Invalid
 from mtls_operator.tlssecret import Answer, CAView, parse_answer
 
 UTC = datetime.UTC
+POD_CERTIFICATE_CLAIM = {NAME: "web.shop.svc", MODE: POD_CERTIFICATE}
+"""The annotations of a pod-certificate pod in namespace ``shop``, as `PodCertificateRequests`
+stores the pod of a request unless told otherwise."""
 
 
 class Cluster:
@@ -237,7 +241,8 @@ class PodCertificateRequests:
         self.bundles: dict[str, dict[str, Any]] = {}
         self.events: list[tuple[str, str, str, str]] = []
         self.pods: dict[tuple[str, str], str] = {}  # (namespace, name) -> UID
-        self.annotations: dict[tuple[str, str], dict[str, str]] = {}
+        self.claims: dict[tuple[str, str], dict[str, str]] = {}  # the pods' own annotations
+        self.annotations: dict[tuple[str, str], dict[str, str]] = {}  # the ones the signer wrote
         self.pods_down = False  # pod patches fail as if the API server were away
         self.pods_forbidden: set[str] = set()  # namespaces where RBAC refuses pod patches
         self.status_writes = 0
@@ -245,7 +250,14 @@ class PodCertificateRequests:
         self.clock = clock or Clock()
         self._versions = itertools.count(1)
 
-    def add(self, pcr: dict[str, Any]) -> dict[str, Any]:
+    def add(self, pcr: dict[str, Any], claim: dict[str, str] | None = None) -> dict[str, Any]:
+        """Store the kubelet's request ``pcr``. Its pod exists (the API server checks that),
+        annotated ``claim`` (`POD_CERTIFICATE_CLAIM` unless told otherwise or known already)."""
+        pod = (pcr["metadata"]["namespace"], pcr["spec"]["podName"])
+        self.pods.setdefault(pod, pcr["spec"]["podUID"])
+        if claim is not None:
+            self.claims[pod] = claim
+        self.claims.setdefault(pod, POD_CERTIFICATE_CLAIM)
         pcr = copy.deepcopy(pcr)
         pcr["metadata"]["resourceVersion"] = str(next(self._versions))
         self.requests[(pcr["metadata"]["namespace"], pcr["metadata"]["name"])] = pcr
@@ -267,6 +279,20 @@ class PodCertificateRequests:
     def get_request(self, namespace: str, name: str) -> dict[str, Any] | None:
         found = self.requests.get((namespace, name))
         return copy.deepcopy(found) if found else None
+
+    def get_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
+        key = (namespace, name)
+        if key not in self.pods:
+            return None
+        annotations = {**self.claims.get(key, {}), **self.annotations.get(key, {})}
+        return {
+            "metadata": {
+                "namespace": namespace,
+                "name": name,
+                "uid": self.pods[key],
+                "annotations": annotations,
+            }
+        }
 
     def update_request_status(self, body: dict[str, Any]) -> bool:
         key = (body["metadata"]["namespace"], body["metadata"]["name"])

@@ -1,4 +1,4 @@
-"""Fixtures the CA's unit tests share."""
+"""Fixtures the unit tests share: a CA state store, and issuers for certificate directories."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import pytest
 
 from mtls_ca.authority import CA
 from mtls_ca.state import DirectoryStore, State
+from support.certdirs import Issuer
 
 
 @pytest.fixture()
@@ -16,3 +17,15 @@ def store(tmp_path: Path) -> DirectoryStore:
     store = DirectoryStore(tmp_path / "state")
     store.create(State(generations=(CA.create(),)))
     return store
+
+
+@pytest.fixture(scope="module")
+def issuer() -> Issuer:
+    """A root and an intermediate that sign the leaves of a module's certificate directories."""
+    return Issuer()
+
+
+@pytest.fixture(scope="module")
+def other_issuer() -> Issuer:
+    """Another, unrelated one (a foreign CA)."""
+    return Issuer()

@@ -29,16 +29,16 @@ POST = b"POST /sign HTTP/1.1\r\nHost: ca\r\nContent-Length: 10\r\n\r\n"
     [
         (b"", None),
         (GET[:-2], None),
-        (GET, len(GET)),
-        (GET + b"GET /tls-policy", len(GET)),  # the next request stays for later
-        (POST, len(POST) + 10),
-        (POST + b"0123456789", len(POST) + 10),
-        (POST.replace(b"10", b"999999999"), len(POST) + 7 + MAX_BODY),
-        (b"NOT HTTP\r\n\r\n", len(b"NOT HTTP\r\n\r\n")),  # gunicorn's 400, from memory
+        (GET, (len(GET), 0)),
+        (GET + b"GET /tls-policy", (len(GET), 0)),  # the next request stays for later
+        (POST, (len(POST) + 10, 0)),
+        (POST + b"0123456789", (len(POST) + 10, 0)),
+        (POST.replace(b"10", b"999999999"), (len(POST) + 7 + MAX_BODY, 999999999 - MAX_BODY)),
+        (b"NOT HTTP\r\n\r\n", (len(b"NOT HTTP\r\n\r\n"), 0)),  # gunicorn's 400, from memory
     ],
 )
 def test_a_request_is_whole_with_its_head_and_its_body_up_to_the_limit(
-    buffer: bytes, size: int | None
+    buffer: bytes, size: tuple[int, int] | None
 ) -> None:
     assert request_size(Config(), buffer) == size
 

@@ -16,7 +16,11 @@ import yaml
 from mtls_operator.claims import NAME, Claim, Rules, parse_claim
 
 ROOT = Path(__file__).resolve().parents[2]
-PAGES = [ROOT / "README.md", ROOT / "benchmarks" / "RESULTS.md", *sorted(ROOT.glob("docs/*.md"))]
+PAGES = [
+    *(ROOT / name for name in ("README.md", "CONTRIBUTING.md", "SECURITY.md")),
+    ROOT / "benchmarks" / "RESULTS.md",
+    *sorted(ROOT.glob("docs/*.md")),
+]
 QUICK_START = ROOT / "docs" / "examples" / "hello.yaml"
 MOUNT_PATH = "/var/run/hello-mtls"
 

@@ -30,6 +30,7 @@ from mtls_context.gunicorn_hooks import refuse_workers_that_never_reload
 from support.certdirs import (
     INTERMEDIATE,
     MODERN,
+    Clock,
     Issuer,
     files,
     plain_client,
@@ -37,16 +38,6 @@ from support.certdirs import (
     serial_of,
 )
 from support.waiting import wait_until
-
-
-@pytest.fixture(scope="module")
-def issuer() -> Issuer:
-    return Issuer()
-
-
-@pytest.fixture(scope="module")
-def other_issuer() -> Issuer:
-    return Issuer()
 
 
 def connect(
@@ -213,14 +204,6 @@ def test_unknown_policy_keys_are_ignored(issuer: Issuer) -> None:
     policy = dict(MODERN, future_field="x")
 
     assert build_context(files(issuer.issue("a.test"), [issuer], policy), Side.CLIENT)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_reloader_swaps_in_a_new_context_only_after_the_interval(

@@ -289,6 +289,37 @@ def test_inspect_never_raises_on_junk(
     assert found.problem is not None
 
 
+_NON_POSITIVE_SERIAL = (
+    "ignore:Parsed a serial number which wasn't positive:"
+    "cryptography.utils.CryptographyDeprecationWarning"
+)
+"""cryptography 51 warns when it loads such a certificate, and a later release will refuse it;
+`inspect` refuses it either way (`test_a_serial_that_is_not_positive_is_a_problem`)."""
+
+
+def test_a_certificate_of_no_known_version_is_a_problem() -> None:
+    """cryptography raises InvalidVersion for it, which is not a ValueError."""
+    data = PKI().data("web.shop")
+    first, rest = data[CERT].split(b"\n-----END CERTIFICATE-----\n", 1)
+    der = bytearray(base64.b64decode(b"".join(first.splitlines()[1:])))
+    version = der.index(b"\xa0\x03\x02\x01\x02") + 4
+    der[version] = 3  # v4: there is none
+    found = inspect({**data, CERT: hostile.pem(bytes(der), "CERTIFICATE") + rest})
+    assert found.problem == "tls.crt or tls.key is not valid PEM"
+
+
+@pytest.mark.filterwarnings(_NON_POSITIVE_SERIAL)
+def test_a_serial_that_is_not_positive_is_a_problem() -> None:
+    data = PKI().data("web.shop")
+    first, rest = data[CERT].split(b"\n-----END CERTIFICATE-----\n", 1)
+    der = bytearray(base64.b64decode(b"".join(first.splitlines()[1:])))
+    serial = der.index(b"\xa0\x03\x02\x01\x02\x02") + 7  # after version v3, INTEGER, length
+    der[serial] |= 0x80  # the sign bit: a negative serial, the DER otherwise intact
+    found = inspect({**data, CERT: hostile.pem(bytes(der), "CERTIFICATE") + rest})
+    assert found.problem == "tls.crt holds a certificate whose serial is not positive"
+
+
+@pytest.mark.filterwarnings(_NON_POSITIVE_SERIAL)
 @settings(max_examples=300, deadline=None)
 @given(data=st.data())
 def test_inspect_never_raises_on_a_damaged_secret(data: st.DataObject) -> None:

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from mtls_ca import authority
 from mtls_operator import metrics
-from mtls_operator.claims import NAME, SANS, Rules
+from mtls_operator.claims import MODE, NAME, POD_CERTIFICATE, SANS, Rules
 from mtls_operator.pod_certificates import (
     ANNOTATION_INTERMEDIATE,
     DENIED,
@@ -34,10 +34,19 @@ from mtls_operator.pod_certificates import (
     issued_status,
     sign_request,
 )
-from support.operator_fakes import CA, Clock, PodCertificateRequests, status_problems
+from mtls_operator.scope import Scope
+from support.operator_fakes import (
+    CA,
+    POD_CERTIFICATE_CLAIM,
+    Clock,
+    PodCertificateRequests,
+    status_problems,
+)
 
 SIGNER = "hello-mtls.dev/pod-certificate"
 HOUR = datetime.timedelta(hours=1)
+RULES = Rules(pod_certificates=True)  # the signer runs only then
+SCOPE = Scope(own="hello-mtls")
 
 
 def stub_csr(key: Any) -> str:
@@ -49,7 +58,7 @@ def stub_csr(key: Any) -> str:
 
 def pcr(
     name: str = "req-1",
-    annotations: dict[str, str] | None = None,
+    relayed: dict[str, str] | None = None,
     *,
     ns: str = "shop",
     key: Any = None,
@@ -70,10 +79,23 @@ def pcr(
             "nodeUID": "node-uid",
             "maxExpirationSeconds": max_seconds,
             "stubPKCS10Request": stub_csr(key or ec.generate_private_key(ec.SECP256R1())),
-            "unverifiedUserAnnotations": {NAME: "web.shop.svc"}
-            if annotations is None
-            else annotations,
+            # What the volume's userAnnotations say, relayed by the node: never read.
+            "unverifiedUserAnnotations": {NAME: "web.shop.svc"} if relayed is None else relayed,
         },
+    }
+
+
+def stored(request: dict[str, Any], claim: dict[str, str] | None = None) -> dict[str, Any]:
+    """The request's pod as the API server stores it, annotated ``claim``."""
+    spec = request["spec"]
+    annotations = POD_CERTIFICATE_CLAIM if claim is None else claim
+    return {
+        "metadata": {
+            "namespace": request["metadata"]["namespace"],
+            "name": spec["podName"],
+            "uid": spec["podUID"],
+            "annotations": annotations,
+        }
     }
 
 
@@ -99,7 +121,8 @@ def signer(
         api,
         ca,
         signer_name=SIGNER,
-        rules=Rules(**rules),
+        rules=Rules(pod_certificates=True, **rules),
+        scope=SCOPE,
         refresh_fraction=fraction,
         clock=lambda: clock.now,
         monotonic=lambda: clock.mono,
@@ -112,10 +135,9 @@ def status(api: PodCertificateRequests, name: str = "req-1") -> dict[str, Any]:
 
 def test_the_sign_request_carries_the_kubelets_key_names_and_service_account() -> None:
     key = ec.generate_private_key(ec.SECP256R1())
-    body = sign_request(
-        pcr(annotations={NAME: "web.shop.svc", SANS: "api.shop.svc"}, key=key, max_seconds=7200),
-        rules=Rules(),
-    )
+    request = pcr(key=key, max_seconds=7200)
+    claim = {**POD_CERTIFICATE_CLAIM, SANS: "api.shop.svc"}
+    body = sign_request(request, stored(request, claim), rules=RULES)
     assert body["names"] == ["web.shop.svc", "api.shop.svc"]
     assert (body["namespace"], body["service_account"]) == ("shop", "web")
     # The CA backdates by a minute: notAfter - notBefore is then exactly maxExpirationSeconds.
@@ -131,39 +153,113 @@ def test_a_pkix_public_key_is_sent_bare_when_there_is_no_stub_request() -> None:
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     request["spec"]["pkixPublicKey"] = base64.b64encode(der).decode()
-    body = sign_request(request, rules=Rules())
+    body = sign_request(request, stored(request), rules=RULES)
     assert "csr" not in body
     assert serialization.load_pem_public_key(body["public_key"].encode()) == key.public_key()
 
 
 def test_the_lifetime_is_capped_at_the_cas_maximum() -> None:
-    body = sign_request(pcr(max_seconds=91 * 86400), rules=Rules())
+    request = pcr(max_seconds=91 * 86400)
+    body = sign_request(request, stored(request), rules=RULES)
     assert body["duration"] == "29d23h59m"
 
 
+NOT_OPTED_IN = (
+    "pod 'pod-req-1' did not opt in: this signer signs only pods annotated hello-mtls.dev/name"
+    " and hello-mtls.dev/mode: pod-certificate"
+)
+
+
 @pytest.mark.parametrize(
-    ("request_", "reason", "message"),
+    ("claim", "reason", "message"),
     [
         (
-            pcr(annotations={NAME: "db.bank.svc"}),
-            "InvalidUnverifiedUserAnnotations",
+            {NAME: "db.bank.svc", MODE: POD_CERTIFICATE},
+            "InvalidAnnotations",
             "hello-mtls.dev/name: name 'db.bank.svc' is not under namespace 'shop'",
         ),
         (
-            pcr(annotations={NAME: "web.shop.svc", SANS: "10.96.0.1"}),
-            "InvalidUnverifiedUserAnnotations",
+            {**POD_CERTIFICATE_CLAIM, SANS: "10.96.0.1"},
+            "InvalidAnnotations",
             "hello-mtls.dev/sans: IP address '10.96.0.1' is not allowed for namespace 'shop'",
         ),
-        (pcr(annotations={}), "InvalidUnverifiedUserAnnotations", "hello-mtls.dev/name: "),
+        # A pod that did not opt in, whatever its volume's userAnnotations say.
+        ({}, "NotOptedIn", NOT_OPTED_IN),
+        ({MODE: POD_CERTIFICATE}, "NotOptedIn", NOT_OPTED_IN),
+        ({NAME: "web.shop.svc"}, "NotOptedIn", NOT_OPTED_IN),  # Secret mode
+        ({NAME: "web.shop.svc", MODE: "secret"}, "NotOptedIn", NOT_OPTED_IN),
     ],
 )
-def test_requests_the_policy_refuses_are_denied_with_the_rule(
-    request_: dict[str, Any], reason: str, message: str
+def test_requests_of_pods_the_policy_refuses_are_denied_with_the_rule(
+    claim: dict[str, str], reason: str, message: str
 ) -> None:
+    request = pcr()
     with pytest.raises(Refused) as caught:
-        sign_request(request_, rules=Rules())
-    assert (caught.value.condition, caught.value.reason) == (DENIED, reason)
-    assert caught.value.message.startswith(message)
+        sign_request(request, stored(request, claim), rules=RULES)
+    assert (caught.value.condition, caught.value.reason, caught.value.message) == (
+        DENIED,
+        reason,
+        message,
+    )
+
+
+def test_the_names_are_the_pods_own_never_the_relayed_user_annotations() -> None:
+    """Whoever writes the pod's volume writes its userAnnotations, and a node relays any."""
+    request = pcr(relayed={NAME: "db.bank.svc", SANS: "api.bank.svc"})
+    body = sign_request(request, stored(request), rules=RULES)
+    assert body["names"] == ["web.shop.svc"]
+
+
+@pytest.mark.parametrize(
+    "pod",
+    [None, {"metadata": {"name": "pod-req-1", "namespace": "shop", "uid": "the-next-pods"}}],
+)
+def test_a_request_whose_pod_is_gone_is_denied(pod: dict[str, Any] | None) -> None:
+    with pytest.raises(Refused) as caught:
+        sign_request(pcr(), pod, rules=RULES)
+    assert (caught.value.reason, caught.value.message) == (
+        "PodGone",
+        "pod 'pod-req-1' of this request no longer exists",
+    )
+
+
+@pytest.mark.parametrize(
+    ("namespace", "scope", "message"),
+    [
+        (
+            "kube-system",
+            SCOPE,
+            "namespace 'kube-system' is not served: hello-mtls never serves 'kube-system' nor"
+            " 'hello-mtls'",
+        ),
+        (
+            "hello-mtls",
+            SCOPE,
+            "namespace 'hello-mtls' is not served: hello-mtls never serves 'kube-system' nor"
+            " 'hello-mtls'",
+        ),
+        (
+            "bank",
+            Scope(own="hello-mtls", watched=frozenset({"shop", "web"})),
+            "namespace 'bank' is not served: it is not in operator.watchNamespaces (shop, web)",
+        ),
+    ],
+)
+def test_requests_from_namespaces_the_install_does_not_serve_are_denied_unread(
+    api: PodCertificateRequests, ca: CA, clock: Clock, namespace: str, scope: Scope, message: str
+) -> None:
+    s = Signer(api, ca, signer_name=SIGNER, rules=RULES, scope=scope, refresh_fraction=0.5)
+    s.offer(api.add(pcr(ns=namespace)))
+    (condition,) = api.requests[(namespace, "req-1")]["status"]["conditions"]
+    assert (condition["type"], condition["reason"], condition["message"]) == (
+        DENIED,
+        "NamespaceNotServed",
+        message,
+    )
+    assert api.events == [
+        ("pod-req-1", "Warning", "PodCertificateDenied", f"NamespaceNotServed: {message}")
+    ]
+    assert ca.signed == 0
 
 
 @pytest.mark.parametrize(
@@ -188,7 +284,7 @@ def test_keys_the_ca_does_not_sign_are_denied_with_unsupported_key_type(
 def test_an_issued_status_passes_the_api_servers_checks(ca: CA, clock: Clock) -> None:
     for seconds, fraction in ((3600, 2 / 3), (3600, 0.99), (86400, 2 / 3), (86400, 0.01)):
         request = pcr(max_seconds=seconds)
-        answer = ca.sign(sign_request(request, rules=Rules()))
+        answer = ca.sign(sign_request(request, stored(request), rules=RULES))
         written = issued_status(
             answer.certificate,
             max_lifetime=datetime.timedelta(seconds=seconds),
@@ -203,7 +299,8 @@ def test_an_issued_status_passes_the_api_servers_checks(ca: CA, clock: Clock) ->
 
 
 def test_the_refresh_time_is_at_the_fraction(ca: CA, clock: Clock) -> None:
-    answer = ca.sign(sign_request(pcr(), rules=Rules()))
+    request = pcr()
+    answer = ca.sign(sign_request(request, stored(request), rules=RULES))
     written = issued_status(
         answer.certificate, max_lifetime=24 * HOUR, refresh_fraction=0.5, now=clock.now
     )
@@ -265,17 +362,17 @@ def test_a_restarted_signer_answers_only_the_pending_requests(
 
 def test_a_denied_request_tells_the_pod(api: PodCertificateRequests, ca: CA, clock: Clock) -> None:
     s = signer(api, ca, clock)
-    s.offer(api.add(pcr(annotations={NAME: "db.bank.svc"})))
+    s.offer(api.add(pcr(), claim={NAME: "db.bank.svc", MODE: POD_CERTIFICATE}))
     (condition,) = status(api)["conditions"]
-    assert (condition["type"], condition["reason"]) == (DENIED, "InvalidUnverifiedUserAnnotations")
+    assert (condition["type"], condition["reason"]) == (DENIED, "InvalidAnnotations")
     assert set(status(api)) == {"conditions"}
     assert api.events == [
         (
             "pod-req-1",
             "Warning",
             "PodCertificateDenied",
-            "InvalidUnverifiedUserAnnotations: hello-mtls.dev/name: name 'db.bank.svc' is not"
-            " under namespace 'shop'",
+            "InvalidAnnotations: hello-mtls.dev/name: name 'db.bank.svc' is not under"
+            " namespace 'shop'",
         )
     ]
     assert ca.signed == 0
@@ -305,7 +402,8 @@ def test_a_request_deleted_meanwhile_is_dropped(
         api,
         ca,
         signer_name=SIGNER,
-        rules=Rules(),
+        rules=RULES,
+        scope=SCOPE,
         refresh_fraction=2 / 3,
         dispatch=dispatched.append,
     )
@@ -352,7 +450,8 @@ def test_is_final() -> None:
 
 
 def test_a_ca_clock_far_from_ours_fails_the_request(ca: CA, clock: Clock) -> None:
-    answer = ca.sign(sign_request(pcr(), rules=Rules()))
+    request = pcr()
+    answer = ca.sign(sign_request(request, stored(request), rules=RULES))
     with pytest.raises(Refused) as caught:
         issued_status(
             answer.certificate,
@@ -393,7 +492,8 @@ def test_a_request_listed_again_while_it_is_answered_is_signed_once(
         api,
         ca,
         signer_name=SIGNER,
-        rules=Rules(),
+        rules=RULES,
+        scope=SCOPE,
         refresh_fraction=0.5,
         clock=lambda: clock.now,
         monotonic=lambda: clock.mono,
@@ -442,7 +542,7 @@ def test_denied_and_failed_requests_do_not_annotate_the_pod(
     s = signer(api, ca, clock)
     api.pods[("shop", "pod-req-1")] = "pod-uid-req-1"
     api.pods[("shop", "pod-req-2")] = "pod-uid-req-2"
-    s.offer(api.add(pcr("req-1", annotations={NAME: "db.bank.svc"})))
+    s.offer(api.add(pcr("req-1"), claim={NAME: "db.bank.svc", MODE: POD_CERTIFICATE}))
     api.clock = Clock()
     api.clock.advance(3600)  # the API server refuses the Issued status: Failed
     s.offer(api.add(pcr("req-2")))
@@ -453,15 +553,15 @@ def test_denied_and_failed_requests_do_not_annotate_the_pod(
     assert api.annotations == {}
 
 
-def test_a_new_pod_of_the_same_name_is_not_annotated(
+def test_a_new_pod_of_the_same_name_gets_neither_the_certificate_nor_the_annotation(
     api: PodCertificateRequests, ca: CA, clock: Clock
 ) -> None:
-    """The request's pod went; another has its name (a StatefulSet's): its certificate is not
-    the one issued, so the annotation would lie."""
+    """The request's pod went; another has its name (a StatefulSet's): its annotations are not
+    the ones of the pod that asked, and an annotation would lie."""
     api.pods[("shop", "pod-req-1")] = "uid-of-the-next-pod"
     signer(api, ca, clock).offer(api.add(pcr("req-1")))
-    assert [c["type"] for c in status(api)["conditions"]] == [ISSUED]
-    assert api.annotations == {}
+    assert [(c["type"], c["reason"]) for c in status(api)["conditions"]] == [(DENIED, "PodGone")]
+    assert api.annotations == {} and ca.signed == 0
 
 
 def test_an_annotation_that_fails_is_retried_without_answering_again(

@@ -18,6 +18,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from prometheus_client import REGISTRY
 
 from mtls_ca.tls_profiles import policy_bytes
 from mtls_context import CERT, KEY, POLICY
@@ -26,6 +27,7 @@ from mtls_operator.certs import Inspection, inspect, sha256_hex
 from mtls_operator.claims import DURATION, MODE, NAME, SECRET, Rules
 from mtls_operator.pod_certificates import ANNOTATION_INTERMEDIATE, Signer
 from mtls_operator.reconciler import ANNOTATION_VERSION, Reconciler
+from mtls_operator.scope import Scope
 from mtls_operator.settings import Settings
 from mtls_operator.tlssecret import (
     ANNOTATION_SERIAL,
@@ -221,6 +223,29 @@ def test_changed_annotations_reissue_at_once(cluster: Cluster, ca: CA, clock: Cl
     r.pod_event(pod("web-1", {**WEB, DURATION: "2h"}), "MODIFIED")
     found = inspect(decode_data(cluster.secrets[("shop", "web-tls")]))
     assert ca.signed == 2 and found.problem is None
+
+
+def test_a_claim_moved_to_another_secret_warns_the_pod_once(
+    cluster: Cluster, ca: CA, clock: Clock
+) -> None:
+    """The names policy refuses the move; if it got through anyway, the pod says that what it
+    mounts is no longer renewed (the message is claims.claim_moved's)."""
+    r = reconciler(cluster, ca, clock)
+    r.pod_event(pod("web-1", WEB), None)
+    moved = pod("web-1", {**WEB, SECRET: "elsewhere-tls"})
+    for _ in range(2):
+        r.pod_event(moved, "MODIFIED")
+    warnings = [e for e in cluster.events if e[1] == "Warning"]
+    assert warnings == [
+        (
+            "web-1",
+            "Warning",
+            "ClaimMoved",
+            "hello-mtls.dev/secret: a pod cannot move from Secret 'web-tls' to 'elsewhere-tls':"
+            " the kubelet keeps mounting 'web-tls', which would no longer be renewed; change the"
+            " pod template of its workload (or recreate the pod) instead",
+        )
+    ]
 
 
 def test_bad_annotations_get_one_warning_and_no_secret(
@@ -675,7 +700,12 @@ def test_root_rotation_waits_for_pod_certificate_pods_to_hold_the_new_intermedia
     the new intermediate; the signer's annotation says which one signed it."""
     api = PodCertificateRequests()  # on the CA's clock: the reconciler's runs minutes ahead
     signer = Signer(
-        api, ca, signer_name=SIGNER, rules=Rules(pod_certificates=True), refresh_fraction=2 / 3
+        api,
+        ca,
+        signer_name=SIGNER,
+        rules=Rules(pod_certificates=True),
+        scope=Scope(own="hello-mtls"),
+        refresh_fraction=2 / 3,
     )
     r = reconciler(
         cluster, ca, clock, pod_certificates=True, rotation_grace=datetime.timedelta(seconds=30)
@@ -818,3 +848,62 @@ def test_a_new_leader_catches_up_on_what_the_dead_one_had_queued(
     clock.advance(60)
     standby.tick()
     assert ca.signed == 2 and len(cluster.events) == len(events) + 3
+
+
+def test_each_secret_is_exported_with_the_serial_and_validity_it_holds(
+    cluster: Cluster, ca: CA, clock: Clock
+) -> None:
+    """What the stale-certificate alert compares the pods' certificates with."""
+
+    def exported() -> dict[str, dict[str, float]]:
+        families = {
+            "hello_mtls_operator_secret_not_before_timestamp_seconds": "not_before",
+            "hello_mtls_operator_secret_not_after_timestamp_seconds": "not_after",
+        }
+        found: dict[str, dict[str, float]] = {}
+        for family in REGISTRY.collect():
+            for sample in family.samples:
+                if sample.name in families and sample.labels["secret_namespace"] == "shop":
+                    assert sample.labels["identity"] == "web.shop.svc"
+                    assert sample.labels["secret"] == "web-tls"
+                    found.setdefault(sample.labels["serial"], {})[families[sample.name]] = (
+                        sample.value
+                    )
+        return found
+
+    r = reconciler(cluster, ca, clock, renew_fraction=0.5)
+    r.pod_event(pod("web-1", WEB), None)
+    r.tick()
+    first = inspect(decode_data(cluster.secrets[("shop", "web-tls")]))
+    assert first.not_before and first.not_after
+    assert exported() == {
+        first.serial: {
+            "not_before": first.not_before.timestamp(),
+            "not_after": first.not_after.timestamp(),
+        }
+    }
+    clock.advance(13 * 3600)  # past half of 24 h: renewed
+    r.tick()
+    clock.advance(11)
+    r.tick()
+    second = inspect(decode_data(cluster.secrets[("shop", "web-tls")]))
+    assert second.serial != first.serial
+    assert list(exported()) == [second.serial]
+
+
+def test_the_rotation_phase_is_exported(cluster: Cluster, ca: CA, clock: Clock) -> None:
+    def phases() -> dict[str, float]:
+        return {
+            phase: REGISTRY.get_sample_value("hello_mtls_operator_rotation_phase", {"phase": phase})
+            or 0.0
+            for phase in ("idle", "both-trusted", "new-signing")
+        }
+
+    r = reconciler(cluster, ca, clock)
+    r.pod_event(pod("web-1", WEB), None)
+    r.tick()
+    assert phases() == {"idle": 1, "both-trusted": 0, "new-signing": 0}
+    ca.rotate_root("idle")
+    clock.advance(10)
+    r.tick()
+    assert phases() == {"idle": 0, "both-trusted": 1, "new-signing": 0}

@@ -35,11 +35,15 @@ class Recorder:
             raise RuntimeError("a handler bug")
 
 
-def held(first: str, *, workers: int) -> tuple[Recorder, WorkQueue[str]]:
-    """A queue whose handler is inside the call for ``first`` until ``release`` is set."""
+def held(first: str, *, workers: int, grouped: bool = False) -> tuple[Recorder, WorkQueue[str]]:
+    """A queue whose handler is inside the call for ``first`` until ``release`` is set; its keys
+    ``grouped`` by what comes before their ``/``, or in one group."""
     handler = Recorder()
     handler.release.clear()
-    work = WorkQueue(handler, workers=workers)
+    if grouped:
+        work = WorkQueue(handler, workers=workers, group=lambda key: key.split("/")[0])
+    else:
+        work = WorkQueue(handler, workers=workers)
     work.add(first)
     assert handler.entered.wait(10)
     return handler, work
@@ -100,3 +104,28 @@ def test_join_reports_a_timeout() -> None:
 def test_at_least_one_worker() -> None:
     with pytest.raises(ValueError, match="at least one worker"):
         WorkQueue(Recorder(), workers=0)
+
+
+def test_groups_take_turns() -> None:
+    handler, work = held("blocker", workers=1, grouped=True)
+    for n in range(100):
+        work.add(f"churn/{n}")
+    work.add("quiet/a")
+    work.add("other/a")
+    work.add("quiet/b")
+    handler.release.set()
+    assert work.join(10)
+    # Without groups "quiet/a" would wait behind all 100 of churn's keys.
+    assert handler.calls[:6] == ["blocker", "churn/0", "quiet/a", "other/a", "churn/1", "quiet/b"]
+    assert sorted(handler.calls[6:]) == sorted(f"churn/{n}" for n in range(2, 100))
+
+
+def test_a_key_re_added_while_busy_goes_to_the_end_of_its_group_only() -> None:
+    handler, work = held("churn/0", workers=1, grouped=True)
+    work.add("churn/0")
+    for n in range(1, 4):
+        work.add(f"churn/{n}")
+    work.add("quiet/a")
+    handler.release.set()
+    assert work.join(10)
+    assert handler.calls == ["churn/0", "churn/1", "quiet/a", "churn/2", "churn/3", "churn/0"]

@@ -14,9 +14,9 @@ matchExpressions:
 {{- end -}}
 
 {{/* CEL: the Secret of a claim (mtls_operator.claims): hello-mtls.dev/secret, else the first DNS
-label of the name plus -tls. Reads variables.annotations and variables.name. */}}
+label of the name plus -tls. The argument: the CEL of the annotations (which hold the name). */}}
 {{- define "hello-mtls.admission.secret" -}}
-'hello-mtls.dev/secret' in variables.annotations && variables.annotations['hello-mtls.dev/secret'].trim() != '' ? variables.annotations['hello-mtls.dev/secret'].trim() : variables.name.split('.')[0] + '-tls'
+'hello-mtls.dev/secret' in {{ . }} && {{ . }}['hello-mtls.dev/secret'].trim() != '' ? {{ . }}['hello-mtls.dev/secret'].trim() : {{ . }}['hello-mtls.dev/name'].trim().split('.')[0] + '-tls'
 {{- end -}}
 
 {{/* CEL: variables.secret is a Secret name (a DNS-1123 subdomain). */}}
@@ -75,7 +75,8 @@ maxExpirationSeconds: 1h to 91d; mtls_operator.claims.POD_CERTIFICATE_LIFETIMES)
 variables.durationSeconds >= 3600 && variables.durationSeconds <= 7862400
 {{- end -}}
 
-{{/* CEL: the pod's mode (mtls_operator.claims): hello-mtls.dev/mode, trimmed, else secret. */}}
+{{/* CEL: the pod's mode (mtls_operator.claims): hello-mtls.dev/mode, trimmed, else secret. The
+argument: the CEL of the annotations. */}}
 {{- define "hello-mtls.admission.mode" -}}
-'hello-mtls.dev/mode' in variables.annotations && variables.annotations['hello-mtls.dev/mode'].trim() != '' ? variables.annotations['hello-mtls.dev/mode'].trim() : 'secret'
+'hello-mtls.dev/mode' in {{ . }} && {{ . }}['hello-mtls.dev/mode'].trim() != '' ? {{ . }}['hello-mtls.dev/mode'].trim() : 'secret'
 {{- end -}}

@@ -28,6 +28,27 @@ https://hello-mtls-ca-root.{{ .Release.Namespace }}.svc:8444
 system:serviceaccount:{{ .Release.Namespace }}:hello-mtls-operator
 {{- end -}}
 
+{{/* The example apps' --metrics-port (examples.metricsPort): pod annotations, argument, port. */}}
+{{- define "hello-mtls.examplesMetricsAnnotations" -}}
+{{- if .Values.examples.metricsPort -}}
+prometheus.io/scrape: "true"
+prometheus.io/port: "{{ .Values.examples.metricsPort }}"
+{{- end }}
+{{- end -}}
+
+{{- define "hello-mtls.examplesMetricsArgs" -}}
+{{- if .Values.examples.metricsPort -}}
+- --metrics-port={{ .Values.examples.metricsPort }}
+{{- end }}
+{{- end -}}
+
+{{- define "hello-mtls.examplesMetricsPorts" -}}
+{{- if .Values.examples.metricsPort -}}
+- name: metrics
+  containerPort: {{ .Values.examples.metricsPort }}
+{{- end }}
+{{- end -}}
+
 {{/* Restricted pod security: non-root, no privilege escalation, no capabilities. */}}
 {{- define "hello-mtls.podSecurityContext" -}}
 runAsNonRoot: true
