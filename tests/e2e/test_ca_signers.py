@@ -2,11 +2,11 @@
 every annotated pod is still served and renewed; a root rotation with two signers under traffic
 fails no request.
 
-The module upgrades the installed release to two signers (``ca.signers.replicas=2``: the
-Deployment hello-mtls-ca-signer, the root holder hello-mtls-ca serving them the signing
-material after a real TokenReview of their tokens) and back to none at the end, and it kills CA
-pods: it disturbs the shared install, so no other module may run beside it. It runs in the Helm
-pass (the kubectl pass installs k8s/, the defaults, and has no release to upgrade).
+The default install runs two signers (``ca.signers.replicas: 2``: the Deployment
+hello-mtls-ca-signer, the root holder hello-mtls-ca serving them the signing material after a
+real TokenReview of their tokens). The module kills CA pods and scales the root holder to 0: it
+disturbs the shared install, so no other module may run beside it, and it restores the install
+at the end. It runs in the Helm pass (the kubectl pass installs the same objects from k8s/).
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import subprocess
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -22,27 +21,28 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from mtls_operator.tlssecret import ANNOTATION_SERIAL, LABEL_MANAGED
-from support.cluster_api import PRODUCT_NAMESPACE, RELEASE, ROOT, apply, kubectl, kubectl_json, log
+from support.cluster_api import PRODUCT_NAMESPACE, apply, kubectl, kubectl_json, log
 from support.operator_workloads import (
+    burst_pods,
     ca_cli,
     ca_status,
     client_lines,
     client_pod,
     finished,
-    idle_pod,
+    managed_inspections,
     operator_leader,
+    phase,
     rollout,
-    secret_inspection,
     server,
 )
 from support.pods import pod
 from support.waiting import wait_until
 
-pytestmark = pytest.mark.alone("upgrades the release to CA signers and kills CA pods")
+pytestmark = pytest.mark.alone("kills CA signers and scales the root holder to 0")
 
 SIGNER_LABEL = "app.kubernetes.io/name=hello-mtls-ca-signer"
 ROOT_HOLDER_LABEL = "app.kubernetes.io/name=hello-mtls-ca"
-BURST = 20
+BURST = 200  # issue 21: a CA pod killed during a burst of 200 annotated pods
 FETCH_INTERVAL = 30  # seconds: the chart's default ca.signers.fetchInterval
 
 # Run in the operator's leader: sign one CSR at one signer pod's own address, with the
@@ -73,42 +73,20 @@ print(json.dumps({"sign": signed.status_code, "status": status, "age": float(age
 """
 
 
-def _helm_signers(replicas: int) -> None:
-    log(f"helm upgrade {RELEASE}: ca.signers.replicas={replicas}")
-    subprocess.run(
-        [
-            os.environ.get("HELM", "helm"),
-            "upgrade",
-            RELEASE,
-            str(ROOT / "charts" / "hello-mtls"),
-            "--namespace",
-            PRODUCT_NAMESPACE,
-            "--reuse-values",
-            "--set",
-            f"ca.signers.replicas={replicas}",
-            "--wait",
-            "--timeout",
-            "5m",
-        ],
-        check=True,
-        cwd=ROOT,
-        timeout=420,
-    )
-    rollout("hello-mtls-ca", PRODUCT_NAMESPACE, timeout=300)
-    rollout("hello-mtls-operator", PRODUCT_NAMESPACE, timeout=300)
-
-
 @pytest.fixture(scope="module")
 def signers(installed: str) -> Iterator[None]:
+    # The chart's defaults run two signers (ca.signers.replicas); the kubectl pass installs the
+    # same objects from k8s/, and every module there is served by them.
     if os.environ.get("E2E_INSTALL", "helm") != "helm":
-        pytest.skip("needs the Helm pass: it upgrades the release to two CA signers")
-    _helm_signers(2)
+        pytest.skip("runs in the Helm pass; k8s/ installs the same two signers")
+    rollout("hello-mtls-ca-signer", PRODUCT_NAMESPACE, timeout=300)
+    assert len(_pods(SIGNER_LABEL)) == 2, "the default install runs two CA signers"
     try:
-        rollout("hello-mtls-ca-signer", PRODUCT_NAMESPACE, timeout=300)
         yield
     finally:
         kubectl("-n", PRODUCT_NAMESPACE, "scale", "deploy/hello-mtls-ca", "--replicas=1")
-        _helm_signers(0)
+        for deployment in ("hello-mtls-ca", "hello-mtls-ca-signer", "hello-mtls-operator"):
+            rollout(deployment, PRODUCT_NAMESPACE, timeout=300)
 
 
 def _pods(label: str) -> dict[str, str]:
@@ -169,11 +147,13 @@ def _managed_serials(namespace: str) -> dict[str, str]:
 def _burst(
     namespace: str, prefix: str, count: int, during: Callable[[], None] | None = None
 ) -> list[float]:
-    """Create ``count`` annotated pods (running ``during`` right after the creation), wait for
-    each one's Secret, check that each is valid and issued once; the pod -> Secret latencies."""
-    names = [f"{prefix}{i:02d}" for i in range(count)]
+    """Create ``count`` annotated pods (`burst_pods`: ten start, the others stay Pending;
+    running ``during`` right after the creation), wait for each one's Secret, check that each
+    is valid and issued once, and that the running pods started; the pod -> Secret latencies."""
+    pods = burst_pods(namespace, prefix, count)
+    names = [p["metadata"]["name"] for p in pods]
     created = time.monotonic()
-    apply([idle_pod(namespace, name) for name in names], namespace)
+    apply(pods, namespace)
     if during is not None:
         during()
     first_seen: dict[str, tuple[float, str]] = {}
@@ -185,16 +165,22 @@ def _burst(
         return all(f"{name}-tls" in first_seen for name in names)
 
     wait_until(f"a Secret for each of {count} pods", all_served, 240, interval=0.5)
+    inspected = managed_inspections(namespace)
     for name in names:
-        found = secret_inspection(f"{name}-tls", namespace)
-        assert found is not None
-        inspection, secret = found
+        inspection, secret = inspected[f"{name}-tls"]
         assert inspection.problem is None, (name, inspection.problem)
         assert f"{name}.{namespace}.svc" in inspection.names
         assert secret["metadata"]["annotations"][ANNOTATION_SERIAL] == first_seen[f"{name}-tls"][1]
     events = kubectl_json("-n", namespace, "get", "events", "--field-selector", "reason=Issued")
     issued = Counter(e["involvedObject"]["name"] for e in events["items"])
     assert [pod for pod, n in issued.items() if n > 1] == [], json.dumps(issued)
+    started = [p["metadata"]["name"] for p in pods if "nodeSelector" not in p["spec"]]
+    wait_until(
+        f"the {len(started)} schedulable pods of the burst running",
+        lambda: all(phase(name, namespace) == "Running" for name in started),
+        180,
+        2,
+    )
     return sorted(first_seen[f"{name}-tls"][0] - created for name in names)
 
 

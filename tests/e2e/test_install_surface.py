@@ -128,7 +128,11 @@ def test_the_policies_are_on_by_default_and_each_has_a_switch() -> None:
             ("wiringPolicy", "MutatingAdmissionPolicy", "hello-mtls-wiring"),
         )
     }
-    network = {("NetworkPolicy", "hello-mtls-ca"), ("NetworkPolicy", "hello-mtls-operator")}
+    network = {
+        ("NetworkPolicy", "hello-mtls-ca"),
+        ("NetworkPolicy", "hello-mtls-ca-signer"),
+        ("NetworkPolicy", "hello-mtls-operator"),
+    }
     default = policies()
     assert default == network.union(*admission.values())
     assert default - policies("--set", "networkPolicies.enabled=false") == network

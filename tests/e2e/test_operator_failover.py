@@ -26,18 +26,19 @@ import pytest
 from mtls_operator.tlssecret import ANNOTATION_SERIAL, LABEL_MANAGED
 from support.cluster_api import PRODUCT_NAMESPACE, apply, kubectl, kubectl_json, log
 from support.operator_workloads import (
-    idle_pod,
+    burst_pods,
     lease_holder,
+    managed_inspections,
     operator_leader,
     operator_metric,
     operator_pods,
     rollout,
-    secret_inspection,
 )
 from support.waiting import wait_until
 
 pytestmark = pytest.mark.alone("kills the operator's leader")
-PODS = 10
+PODS = 200  # issue 21: the leader killed during a burst of 200 annotated pods
+RUNNING = 10  # of them start; the others stay Pending (one node runs at most 110 pods)
 LEADER = "hello_mtls_operator_leader"
 
 
@@ -72,7 +73,8 @@ def test_the_standby_takes_over_when_the_leader_dies(installed: str, namespace: 
     assert (operator_metric(leader, LEADER), operator_metric(standby, LEADER)) == (1, 0)
     holder = lease_holder()
 
-    names = [f"f{i:02d}" for i in range(PODS)]
+    pods = burst_pods(namespace, "f", PODS, running=RUNNING)
+    names = [p["metadata"]["name"] for p in pods]
     killed_at = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=1)
     killed = time.monotonic()
     kubectl(
@@ -85,7 +87,7 @@ def test_the_standby_takes_over_when_the_leader_dies(installed: str, namespace: 
         "--force",
         "--wait=false",
     )
-    apply([idle_pod(namespace, name) for name in names], namespace)
+    apply(pods, namespace)
     created = time.monotonic()
     log(f"killed leader {leader} and created {PODS} pods {created - killed:.1f} s later")
 
@@ -105,6 +107,7 @@ def test_the_standby_takes_over_when_the_leader_dies(installed: str, namespace: 
     wait_until("the standby to take the Lease and every pod's Secret", done, 180, interval=0.5)
     ((new_holder, takeover),) = took_over.items()
     latencies = sorted(when - created for when, _ in first_seen.values())
+    p99 = latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))]
     # The standby reads a released Lease before it takes it, and logs that it saw no holder.
     since = f"--since-time={killed_at:%Y-%m-%dT%H:%M:%SZ}"
     standby_log = kubectl("-n", PRODUCT_NAMESPACE, "logs", standby, since)
@@ -113,7 +116,8 @@ def test_the_standby_takes_over_when_the_leader_dies(installed: str, namespace: 
     log(
         f"the Lease went from {holder} to {new_holder} {takeover:.1f} s after the kill"
         f" (target <= 15 s), {how}; pod -> Secret during the failover: p50"
-        f" {statistics.median(latencies):.1f} s, max {latencies[-1]:.1f} s"
+        f" {statistics.median(latencies):.1f} s, p99 {p99:.1f} s, max {latencies[-1]:.1f} s"
+        f" ({PODS} pods)"
     )
     assert new_holder.rpartition("_")[0] == standby, "not the warm standby took over"
     assert takeover < 60
@@ -122,16 +126,15 @@ def test_the_standby_takes_over_when_the_leader_dies(installed: str, namespace: 
     # Exactly one valid Secret each, issued once: the serial first seen is the one kept, and no
     # pod got two Issued Events (the old leader may have issued the first few before it died).
     wait_until(
-        f"all {PODS} pods running",
-        lambda: kubectl("-n", namespace, "get", "pods", "--no-headers").count("Running") == PODS,
+        f"the {RUNNING} schedulable pods running",
+        lambda: kubectl("-n", namespace, "get", "pods", "--no-headers").count("Running") == RUNNING,
         timeout=180,
         interval=2,
     )
     assert set(first_seen) == {f"{name}-tls" for name in names}
+    inspected = managed_inspections(namespace)
     for name in names:
-        found = secret_inspection(f"{name}-tls", namespace)
-        assert found is not None
-        inspection, secret = found
+        inspection, secret = inspected[f"{name}-tls"]
         assert inspection.problem is None, (name, inspection.problem)
         assert f"{name}.{namespace}.svc" in inspection.names
         assert secret["metadata"]["annotations"][ANNOTATION_SERIAL] == first_seen[f"{name}-tls"][1]

@@ -11,7 +11,7 @@ from typing import Any
 from mtls_operator.certs import Inspection, inspect
 from mtls_operator.claims import SECRET_MODE
 from mtls_operator.leadership import LEASE_NAME
-from mtls_operator.tlssecret import decode_data
+from mtls_operator.tlssecret import LABEL_MANAGED, decode_data
 from support.cluster_api import IMAGE_TAG, PRODUCT_NAMESPACE, kubectl, kubectl_json
 from support.pods import CERT_DIR, deployment, pod
 from support.waiting import wait_until
@@ -24,6 +24,13 @@ def secret_inspection(name: str, namespace: str) -> tuple[Inspection, dict[str, 
         return None
     secret = json.loads(out)
     return inspect(decode_data(secret)), secret
+
+
+def managed_inspections(namespace: str) -> dict[str, tuple[Inspection, dict[str, Any]]]:
+    """Secret name → (its inspected content, the Secret) of every managed Secret in
+    ``namespace``, from one list call (hundreds of Secrets in one request, not one each)."""
+    found = kubectl_json("-n", namespace, "get", "secrets", "-l", f"{LABEL_MANAGED}=true")
+    return {s["metadata"]["name"]: (inspect(decode_data(s)), s) for s in found["items"]}
 
 
 CA_STATE_DIR = "/var/lib/hello-mtls-ca/state"
@@ -176,6 +183,23 @@ def idle_pod(namespace: str, name: str) -> dict[str, Any]:
     """Pod ``name`` that only waits, with its certificate ``<name>.<ns>.svc`` mounted."""
     annotations = {"hello-mtls.dev/name": f"{name}.{namespace}.svc"}
     return pod(name, annotations=annotations, secret=f"{name}-tls")
+
+
+def pending_pod(namespace: str, name: str) -> dict[str, Any]:
+    """`idle_pod` that stays Pending (a nodeSelector no node has): the operator serves it all
+    the same, and hundreds fit a one-node cluster, whose kubelet runs at most 110 pods."""
+    manifest = idle_pod(namespace, name)
+    manifest["spec"]["nodeSelector"] = {"hello-mtls.dev/e2e": "no-such-node"}
+    return manifest
+
+
+def burst_pods(namespace: str, prefix: str, count: int, running: int = 10) -> list[dict[str, Any]]:
+    """``count`` annotated pods named ``<prefix>NNN``: the first ``running`` start (the kubelet
+    mounts their Secrets), the others stay Pending."""
+    return [
+        (idle_pod if i < running else pending_pod)(namespace, f"{prefix}{i:03d}")
+        for i in range(count)
+    ]
 
 
 def phase(name: str, namespace: str) -> str:
