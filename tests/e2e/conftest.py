@@ -138,6 +138,21 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return report
 
 
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Repeat what the passed scenarios narrated (`log`: failover times, latencies), which the
+    workers' capture would otherwise swallow, so that a CI log keeps the figures."""
+    lines = [
+        f"{report.nodeid.rpartition('::')[2]}: {line}"
+        for report in terminalreporter.stats.get("passed", [])
+        for line in report.capstderr.splitlines()
+        if line.startswith("[e2e ")
+    ]
+    if lines:
+        terminalreporter.section("what the passed scenarios logged")
+        for line in lines:
+            terminalreporter.write_line(line)
+
+
 def _failed(request: pytest.FixtureRequest) -> bool:
     return any(
         getattr(getattr(request.node, f"report_{when}", None), "failed", False)
