@@ -8,9 +8,11 @@ tested.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,9 +79,14 @@ class Rendered:
         }
 
 
-def run_helm_template(*values: str) -> subprocess.CompletedProcess[str]:
-    """``helm template`` of the chart in namespace hello-mtls with ``--set``-style ``values``."""
+def run_helm_template(
+    *values: str, json_values: Mapping[str, object] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``helm template`` of the chart in namespace hello-mtls with ``--set``-style ``values`` and
+    ``--set-json`` ones."""
     sets = [arg for value in values for arg in ("--set", value)]
+    for key, value in (json_values or {}).items():
+        sets += ["--set-json", f"{key}={json.dumps(value)}"]
     return subprocess.run(
         [helm(), "template", "hello-mtls", str(CHART), "--namespace", NAMESPACE, *sets],
         capture_output=True,

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from support.chart import CHART, render, run_helm_template
+from support.name_cases import ALLOWED_IPS, EXTRA_ALLOWED_NAMES, MINIMUM_DURATION
 
 SCHEMA = json.loads((CHART / "values.schema.json").read_text())
 VALUES = yaml.safe_load((CHART / "values.yaml").read_text())
@@ -96,4 +97,18 @@ def test_helm_refuses_a_bad_value_with_its_own_error(value: str, error: str) -> 
 )
 def test_helm_takes_the_values_the_comments_describe(value: str) -> None:
     result = run_helm_template(value)
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_e2e_install_values_pass() -> None:
+    """What tests/e2e/conftest.py installs with, so the cluster pass never meets a refusal."""
+    result = run_helm_template(
+        f"certificates.minDuration={MINIMUM_DURATION}",
+        "podCertificates.enabled=true",
+        "podCertificates.refreshFraction=0.1",
+        json_values={
+            "operator.extraAllowedNames": EXTRA_ALLOWED_NAMES,
+            "operator.allowedIPs": ALLOWED_IPS,
+        },
+    )
     assert result.returncode == 0, result.stderr
