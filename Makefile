@@ -43,9 +43,12 @@ unit: $(STAMP) host-tools ## unit tests only
 # tests/unit/test_alert_rules.py and tests/integration/test_prometheus_scrape.py). `make test`
 # and `make unit` install it when it is missing, with apt-get as the cluster stage installs its
 # host packages (tests/cluster/host.sh); without systemd (these VMs) its service does not start.
-host-tools: ## install the host tools the tests call (promtool, prometheus) when missing; root (apt-get)
+# The chart's template tests (tests/unit/test_chart_*.py) call helm: the pinned one, built as the
+# cluster stage builds it when neither it nor one on PATH is there.
+host-tools: ## install the host tools the tests call (promtool, prometheus, helm) when missing; root (apt-get)
 	@command -v promtool >/dev/null && command -v prometheus >/dev/null || \
 		bash -c 'source tests/cluster/host.sh && HOST_PACKAGES=(prometheus) && host_packages'
+	@[ -x "$(LOCAL_HELM)" ] || command -v $(HELM) >/dev/null || tests/cluster/build.sh helm
 
 lint: $(STAMP) ## ruff, mypy, the import contracts, the locks, k8s/ = the chart rendered (offline)
 	$(BIN)/python requirements/locks.py check

@@ -16,7 +16,6 @@ import json
 import multiprocessing
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,6 +27,11 @@ import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+
+# The tiers' own helpers: one wait (tests/support/waiting.py), one free port.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from support.processes import free_port  # noqa: E402
+from support.waiting import accepts, wait_until  # noqa: E402
 
 CLI = [sys.executable, "-m", "mtls_ca"]
 _CSRS = 64
@@ -60,7 +64,7 @@ def main() -> int:
             ],
         ):
             subprocess.run([*CLI, *command], check=True, capture_output=True, timeout=60)
-        port = _free_port()
+        port = free_port()
         log = (root / "serve.log").open("wb")
         server = subprocess.Popen(
             [
@@ -197,23 +201,13 @@ def _csr() -> str:
     return csr.public_bytes(serialization.Encoding.PEM).decode()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _wait_for(port: int, server: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+    def up() -> bool:
         if server.poll() is not None:
             raise SystemExit("bench-ca: the service exited; see its log")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit("bench-ca: the service did not start within 30 s")
+        return accepts(port)
+
+    wait_until("bench-ca: the service to accept connections", up, 30, interval=0.1)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import queue
 import statistics
 import subprocess
 import sys
@@ -28,6 +27,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, cast
 
 import kubernetes
@@ -36,6 +36,10 @@ import urllib3
 from mtls_operator.certs import inspect
 from mtls_operator.leadership import LEASE_NAME
 from mtls_operator.tlssecret import LABEL_MANAGED, decode_data
+
+# The one wait every tier uses (tests/support/waiting.py).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from support.waiting import wait_until  # noqa: E402
 
 CA_NAMESPACE = "hello-mtls"
 
@@ -102,11 +106,7 @@ class RequestWatch:
             pass  # the namespace was deleted at the end: the API server closed the watch
 
     def wait(self, count: int, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while len(self.answered) < count:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{len(self.answered)} of {count} requests answered")
-            time.sleep(0.2)
+        wait_until(f"{count} requests answered", lambda: len(self.answered) >= count, timeout, 0.2)
 
     def stop(self) -> None:
         self._watch.stop()  # type: ignore[no-untyped-call]
@@ -164,7 +164,6 @@ class SecretWatch:
     def __init__(self, namespace: str) -> None:
         self.seen: dict[str, float] = {}
         self.bodies: dict[str, Any] = {}
-        self._events: queue.Queue[str] = queue.Queue()
         self._watch = kubernetes.watch.Watch()  # type: ignore[no-untyped-call]
         self._thread = threading.Thread(target=self._run, args=(namespace,), daemon=True)
         self._thread.start()
@@ -185,21 +184,13 @@ class SecretWatch:
         ):
             name = event["object"].metadata.name
             if name not in self.seen:
-                self.seen[name] = time.monotonic()
+                now = time.monotonic()  # seen last: a waiter finds the body with it
                 self.bodies[name] = api.api_client.sanitize_for_serialization(event["object"])
-                self._events.put(name)
+                self.seen[name] = now
 
     def wait(self, name: str, timeout: float) -> float:
-        deadline = time.monotonic() + timeout
-        while name not in self.seen:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError(f"no Secret {name} after {timeout} s")
-            try:
-                self._events.get(timeout=min(remaining, 0.5))
-            except queue.Empty:
-                continue
-        return self.seen[name]
+        """When the Secret ``name`` appeared (recorded by the watch, not by this poll)."""
+        return wait_until(f"the Secret {name}", lambda: self.seen.get(name), timeout, 0.05)
 
     def stop(self) -> None:
         self._watch.stop()  # type: ignore[no-untyped-call]

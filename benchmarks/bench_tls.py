@@ -47,6 +47,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+# The tiers' own helpers: one wait (tests/support/waiting.py), one free port.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from support.processes import free_port  # noqa: E402
+from support.waiting import wait_until  # noqa: E402
+
 BIN = Path(sys.executable).parent
 HERE = Path(__file__).resolve().parent
 WORKERS = 2
@@ -119,7 +124,7 @@ def serving(kinds: tuple[str, ...], work: Path) -> Iterator[dict[str, tuple[int,
     started: dict[str, tuple[int, subprocess.Popen[bytes]]] = {}
     try:
         for kind in kinds:
-            port = _free_port()
+            port = free_port()
             argv, env = server_argv(kind, port, work)
             with open(work / f"{kind}.log", "ab") as log:
                 started[kind] = (
@@ -247,25 +252,17 @@ def _wait_until_serving(port: int, work: Path, server: subprocess.Popen[bytes]) 
     from mtls_context import client_context
 
     context = client_context(work / "client")
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+
+    def version() -> str | None:
         if server.poll() is not None:
             raise SystemExit(f"server exited: see {work}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=2) as raw:
-                with context.wrap_socket(raw, server_hostname="localhost") as tls:
-                    tls.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                    if tls.recv(4096).startswith(b"HTTP/1.1 200 "):
-                        return str(tls.version())
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit("server did not come up in 30 s")
+        with socket.create_connection(("127.0.0.1", port), timeout=2) as raw:
+            with context.wrap_socket(raw, server_hostname="localhost") as tls:
+                tls.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                return str(tls.version()) if tls.recv(4096).startswith(b"HTTP/1.1 200 ") else None
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    what = f"the server on port {port} to answer 200"
+    return wait_until(what, version, 30, interval=0.1, retry_on=(OSError,))
 
 
 def _issue(work: Path) -> None:

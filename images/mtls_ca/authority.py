@@ -24,7 +24,6 @@ from . import name_rules
 
 __all__ = [
     "CA",
-    "RENEW_AT",
     "Issued",
     "KeyType",
     "fingerprint",
@@ -37,8 +36,6 @@ ROOT_VALIDITY = datetime.timedelta(days=3650)
 INTERMEDIATE_VALIDITY = datetime.timedelta(days=365)
 # RFC 5280 caps serials at 20 octets; 159 random bits keep the DER integer positive and in range.
 _SERIAL_BITS = 159
-# Renew a certificate once this fraction of its lifetime has passed.
-RENEW_AT = 2 / 3
 # X.520 ub-common-name: a longer first name stays in the SAN only.
 _CN_MAX = 64
 
@@ -391,7 +388,10 @@ def fingerprint(cert: x509.Certificate) -> str:
 
 
 def renewal_due(
-    cert: x509.Certificate, *, now: datetime.datetime | None = None, at: float = RENEW_AT
+    cert: x509.Certificate,
+    *,
+    now: datetime.datetime | None = None,
+    at: float = name_rules.RENEW_FRACTION,
 ) -> bool:
     """Whether ``at`` (a fraction) of the certificate's lifetime has passed at ``now``."""
     start, end = cert.not_valid_before_utc, cert.not_valid_after_utc

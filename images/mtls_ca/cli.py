@@ -265,7 +265,9 @@ def _parser() -> argparse.ArgumentParser:
 
     init = commands.add_parser("init", help="create a root and an intermediate CA")
     init.add_argument("--state", required=True, type=Path, help=state_help)
-    init.add_argument("--trust-domain", default="cluster.local", help="SPIFFE trust domain")
+    init.add_argument(
+        "--trust-domain", default=name_rules.CLUSTER_DOMAIN, help="SPIFFE trust domain"
+    )
     init.add_argument("--profile", default="intermediate", choices=list(tls_profiles.PROFILES))
     init.add_argument("--key-type", default=KeyType.ECDSA_P256.value, choices=_KEY_TYPES)
     init.add_argument("--min-duration", default="5m", help="shortest leaf lifetime (default 5m)")
@@ -279,7 +281,7 @@ def _parser() -> argparse.ArgumentParser:
     issue.add_argument("--duration", default="24h", help="lifetime, e.g. 90m, 24h (default 24h)")
     issue.add_argument("--namespace", help="apply the namespace name rule; add a SPIFFE ID")
     issue.add_argument("--service-account", default="default", help="for the SPIFFE ID")
-    issue.add_argument("--cluster-domain", default="cluster.local")
+    issue.add_argument("--cluster-domain", default=name_rules.CLUSTER_DOMAIN)
     issue.add_argument(
         "--allowed-ip",
         action="append",
@@ -425,7 +427,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     srv.add_argument(
         "--cluster-domain",
-        default="cluster.local",
+        default=name_rules.CLUSTER_DOMAIN,
         help="for the namespace name rule and the in-cluster serving names",
     )
     srv.add_argument(
@@ -461,7 +463,9 @@ def _parser() -> argparse.ArgumentParser:
         default=0.0,
         help="seconds between checks for state changes (a stat; default 0: every request)",
     )
-    srv.add_argument("--trust-domain", default="cluster.local", help="for a state created here")
+    srv.add_argument(
+        "--trust-domain", default=name_rules.CLUSTER_DOMAIN, help="for a state created here"
+    )
     srv.add_argument(
         "--min-duration",
         help="shortest leaf lifetime, written into the state at start (default: the state's; 5m)",
@@ -508,7 +512,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     look.add_argument("--name", help="a DNS name or IP address the certificate must carry")
     look.add_argument("--namespace", help="check the names against this namespace's policy")
-    look.add_argument("--cluster-domain", default="cluster.local")
+    look.add_argument("--cluster-domain", default=name_rules.CLUSTER_DOMAIN)
     look.add_argument(
         "--cert-dir",
         type=Path,

@@ -72,7 +72,7 @@ class ServeOptions:
     profile: str | None = None
     """TLS profile; None keeps the state's (``intermediate`` for a new state)."""
     key_type: str = "ecdsa-p256"
-    cluster_domain: str = "cluster.local"
+    cluster_domain: str = name_rules.CLUSTER_DOMAIN
     extra_allowed: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     allowed_ips: Mapping[str, tuple[name_rules.IPNetwork, ...]] = field(default_factory=dict)
     minimum: datetime.timedelta | None = None

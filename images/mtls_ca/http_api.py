@@ -67,7 +67,7 @@ class _Refused(Exception):
 def create_app(
     cache: StateCache,
     *,
-    cluster_domain: str = "cluster.local",
+    cluster_domain: str = name_rules.CLUSTER_DOMAIN,
     extra_allowed: Mapping[str, Sequence[str]] | None = None,
     allowed_ips: Mapping[str, Sequence[name_rules.IPNetwork]] | None = None,
     after_change: Callable[[], None] | None = None,

@@ -203,7 +203,7 @@ def inspect(
     now: datetime.datetime,
     name: str | None = None,
     namespace: str | None = None,
-    cluster_domain: str = "cluster.local",
+    cluster_domain: str = name_rules.CLUSTER_DOMAIN,
 ) -> Report:
     """Judge ``chain`` against ``roots`` (read from ``bundle``; None: not verified) at ``now``;
     ``name``: a DNS name or IP the leaf must carry; ``namespace``: check the leaf's names

@@ -59,12 +59,14 @@ from publicsuffixlist import PublicSuffixList
 __all__ = [
     "ADMIN",
     "BACKDATE",
+    "CLUSTER_DOMAIN",
     "DEFAULT_MAXIMUM",
     "DEFAULT_MINIMUM",
     "IPNetwork",
     "MAX_NAMES",
     "MAX_NAME_LENGTH",
     "PROVISIONER",
+    "RENEW_FRACTION",
     "RESERVED_TLDS",
     "ROLES",
     "check_duration",
@@ -89,6 +91,11 @@ ADMIN = "admin"
 """An administrator's role: everything the CA service does, rotation steps included."""
 ROLES = (PROVISIONER, ADMIN)
 
+CLUSTER_DOMAIN = "cluster.local"
+"""Kubernetes' default cluster DNS domain, and the default SPIFFE trust domain."""
+RENEW_FRACTION = 2 / 3
+"""Renew a certificate once this fraction of its lifetime has passed (the chart's
+``certificates.renewFraction``, written 0.6667)."""
 DEFAULT_MINIMUM = datetime.timedelta(minutes=5)
 DEFAULT_MAXIMUM = datetime.timedelta(days=30)
 BACKDATE = datetime.timedelta(minutes=1)
@@ -195,7 +202,7 @@ def check_names(
     names: Sequence[str],
     *,
     namespace: str,
-    cluster_domain: str = "cluster.local",
+    cluster_domain: str = CLUSTER_DOMAIN,
     extra_allowed: Sequence[str] = (),
     allowed_ips: Sequence[IPNetwork] = (),
 ) -> None:

@@ -106,7 +106,7 @@ def sign(
     request: SignRequest,
     *,
     role: str,
-    cluster_domain: str = "cluster.local",
+    cluster_domain: str = name_rules.CLUSTER_DOMAIN,
     extra_allowed: Mapping[str, Sequence[str]] | None = None,
     allowed_ips: Mapping[str, Sequence[name_rules.IPNetwork]] | None = None,
 ) -> Issued:

@@ -48,7 +48,7 @@ class State:
 
     generations: tuple[CA, ...]
     phase: str = rotation.IDLE
-    trust_domain: str = "cluster.local"
+    trust_domain: str = name_rules.CLUSTER_DOMAIN
     tls_profile: str = "intermediate"
     minimum: datetime.timedelta = name_rules.DEFAULT_MINIMUM
     maximum: datetime.timedelta = name_rules.DEFAULT_MAXIMUM

@@ -18,17 +18,16 @@ import httpx
 import requests
 
 from mtls_context import (
-    DEFAULT_CHECK_INTERVAL,
     Certificate,
     ReloadingContext,
     Side,
     httpx_transport,
+    options,
 )
 from mtls_context.identity import TLSInfo
 from mtls_context.requests_adapter import ReloadingAdapter, session, tls_info
 
 DEFAULT_URL = "https://localhost:8443/"
-DEFAULT_CERT_DIR = "/var/run/hello-mtls"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -166,17 +165,6 @@ def now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def add_metrics_port(parser: argparse.ArgumentParser) -> None:
-    """The ``--metrics-port`` option of the example clients."""
-    parser.add_argument(
-        "--metrics-port",
-        type=int,
-        default=int(os.environ.get("HELLO_MTLS_METRICS_PORT", "0")),
-        help="serve Prometheus metrics of the certificate the client presents on this port, "
-        "all addresses (env HELLO_MTLS_METRICS_PORT; default 0: off)",
-    )
-
-
 def serve_metrics(port: int) -> None:
     """Start the ``/metrics`` thread (prometheus-client is imported only when asked for)."""
     from mtls_context import prometheus
@@ -198,11 +186,6 @@ def _parser() -> argparse.ArgumentParser:
         help="requests or httpx (env HELLO_MTLS_CLIENT_LIBRARY; default %(default)s)",
     )
     p.add_argument(
-        "--cert-dir",
-        default=env("HELLO_MTLS_CERT_DIR", DEFAULT_CERT_DIR),
-        help="certificate directory (env HELLO_MTLS_CERT_DIR; default %(default)s)",
-    )
-    p.add_argument(
         "--interval", type=float, default=1.0, help="seconds between requests (default %(default)s)"
     )
     p.add_argument(
@@ -217,11 +200,5 @@ def _parser() -> argparse.ArgumentParser:
         default=5.0,
         help="per-request timeout in seconds (default %(default)s)",
     )
-    p.add_argument(
-        "--check-interval",
-        type=float,
-        default=DEFAULT_CHECK_INTERVAL,
-        help="check the certificate directory at most this often (default %(default)s)",
-    )
-    add_metrics_port(p)
+    options.add_common(p, side=Side.CLIENT)
     return p

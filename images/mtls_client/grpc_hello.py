@@ -17,8 +17,8 @@ import threading
 
 import grpc
 
-from mtls_client.cli import DEFAULT_CERT_DIR, add_metrics_port, now, serve_metrics
-from mtls_context import DEFAULT_CHECK_INTERVAL
+from mtls_client.cli import now, serve_metrics
+from mtls_context import Side, options
 from mtls_context.grpc_credentials import ReloadingChannel
 
 METHOD = "/hello.Hello/Say"
@@ -58,17 +58,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    env = os.environ.get
     p = argparse.ArgumentParser(prog="hello-mtls-grpc-client", description=__doc__)
     p.add_argument(
         "--target",
-        default=env("HELLO_MTLS_TARGET", DEFAULT_TARGET),
+        default=os.environ.get("HELLO_MTLS_TARGET", DEFAULT_TARGET),
         help="HOST:PORT of the gRPC server (env HELLO_MTLS_TARGET; default %(default)s)",
-    )
-    p.add_argument(
-        "--cert-dir",
-        default=env("HELLO_MTLS_CERT_DIR", DEFAULT_CERT_DIR),
-        help="certificate directory (env HELLO_MTLS_CERT_DIR; default %(default)s)",
     )
     p.add_argument(
         "--interval", type=float, default=1.0, help="seconds between calls (default %(default)s)"
@@ -79,11 +73,5 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--timeout", type=float, default=5.0, help="per-call deadline in seconds (%(default)s)"
     )
-    p.add_argument(
-        "--check-interval",
-        type=float,
-        default=DEFAULT_CHECK_INTERVAL,
-        help="check the certificate directory at most this often (default %(default)s)",
-    )
-    add_metrics_port(p)
+    options.add_common(p, side=Side.CLIENT)
     return p

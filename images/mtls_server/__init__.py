@@ -8,12 +8,12 @@ Run it with ``hello-mtls-server`` (gunicorn with the reloading TLS context of
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask
 
+from mtls_context import options
 from mtls_server import hello
 
 __all__ = ["create_app"]
@@ -26,8 +26,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     separated) restricts which clients get a hello. Empty: every verified client does.
     """
     app = Flask(__name__)
-    allow = os.environ.get("HELLO_MTLS_ALLOW", "")
-    app.config.from_mapping(ALLOW=[name for name in allow.split(",") if name.strip()])
+    app.config.from_mapping(ALLOW=options.allow())
     if test_config is not None:
         app.config.from_mapping(test_config)
     app.register_blueprint(hello.bp)

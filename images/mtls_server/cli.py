@@ -14,12 +14,11 @@ import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from mtls_context import Status, client_context, server_context, statuses
+from mtls_context import Side, Status, client_context, options, server_context, statuses
 from mtls_context.identity import PeerCert
 from mtls_context.status import STATUS_DIR_ENV, read_statuses
 
 DEFAULT_BIND = "0.0.0.0:8443"
-DEFAULT_CERT_DIR = "/var/run/hello-mtls"
 STACKS = ("flask", "fastapi")
 
 
@@ -32,7 +31,6 @@ def main(argv: list[str] | None = None) -> int:
     cert_dir = Path(args.cert_dir)
     if args.probe:
         return probe(args.bind, cert_dir, timeout=args.probe_timeout)
-    env_allow = os.environ.get("HELLO_MTLS_ALLOW", "")
     try:
         server_context(cert_dir)
     except (OSError, ValueError) as e:
@@ -41,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.update(
         HELLO_MTLS_BIND=args.bind,
         HELLO_MTLS_CERT_DIR=str(cert_dir),
-        HELLO_MTLS_ALLOW=",".join(args.allow) if args.allow is not None else env_allow,
+        HELLO_MTLS_ALLOW=",".join(args.allow),
         HELLO_MTLS_CHECK_INTERVAL=str(args.check_interval),
         HELLO_MTLS_WORKERS=str(args.workers),
         HELLO_MTLS_THREADS=str(args.threads),
@@ -130,17 +128,6 @@ def probe(bind: str, cert_dir: Path, *, timeout: float) -> int:
     return 0
 
 
-def add_metrics_port(parser: argparse.ArgumentParser) -> None:
-    """The ``--metrics-port`` option of the example servers."""
-    parser.add_argument(
-        "--metrics-port",
-        type=int,
-        default=int(os.environ.get("HELLO_MTLS_METRICS_PORT", "0")),
-        help="serve Prometheus metrics of the certificate each process serves on this port, "
-        "all addresses (env HELLO_MTLS_METRICS_PORT; default 0: off)",
-    )
-
-
 def serve_metrics(port: int, source: Callable[[], Iterable[Status]] = statuses) -> None:
     """Start the ``/metrics`` thread (prometheus-client is imported only when asked for)."""
     from mtls_context import prometheus
@@ -163,25 +150,6 @@ def _parser() -> argparse.ArgumentParser:
         "(env HELLO_MTLS_STACK; default %(default)s)",
     )
     p.add_argument(
-        "--cert-dir",
-        default=env("HELLO_MTLS_CERT_DIR", DEFAULT_CERT_DIR),
-        help="certificate directory (env HELLO_MTLS_CERT_DIR; default %(default)s)",
-    )
-    p.add_argument(
-        "--allow",
-        action="append",
-        default=None,
-        help="DNS name or SPIFFE ID allowed to get a hello; repeatable "
-        "(env HELLO_MTLS_ALLOW, comma separated; default: every verified client)",
-    )
-    p.add_argument(
-        "--check-interval",
-        type=float,
-        default=float(env("HELLO_MTLS_CHECK_INTERVAL", "1.0")),
-        help="check the certificate directory at most this often, in seconds "
-        "(env HELLO_MTLS_CHECK_INTERVAL; default %(default)s)",
-    )
-    p.add_argument(
         "--workers",
         type=int,
         default=int(env("HELLO_MTLS_WORKERS", "2")),
@@ -200,5 +168,5 @@ def _parser() -> argparse.ArgumentParser:
         "(for Kubernetes exec probes)",
     )
     p.add_argument("--probe-timeout", type=float, default=3.0, help=argparse.SUPPRESS)
-    add_metrics_port(p)
+    options.add_common(p, side=Side.SERVER)
     return p

@@ -11,7 +11,6 @@ its protocol that hands the verified client certificate to the app
 
 from __future__ import annotations
 
-import os
 import ssl
 from collections.abc import Callable, Collection
 from pathlib import Path
@@ -21,7 +20,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import PlainTextResponse
 from starlette.exceptions import HTTPException
 
-from mtls_context import ReloadingServerContext
+from mtls_context import ReloadingServerContext, options
 from mtls_context.starlette_peer import require_peer
 
 __all__ = ["create_app", "reloading_context"]
@@ -34,7 +33,7 @@ def create_app(allow: Collection[str] | None = None) -> FastAPI:
     restricts which clients get a hello. Empty: every verified client does.
     """
     if allow is None:
-        allow = [name for name in os.environ.get("HELLO_MTLS_ALLOW", "").split(",") if name]
+        allow = options.allow()
     app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
     greeted, verified = require_peer(allow), require_peer()
 

@@ -8,18 +8,15 @@ from __future__ import annotations
 
 import os
 
+from mtls_context import options
 from mtls_context.gunicorn_hooks import tls_settings
+from mtls_server.cli import DEFAULT_BIND
 
-bind = os.environ.get("HELLO_MTLS_BIND", "0.0.0.0:8443")
+bind = os.environ.get("HELLO_MTLS_BIND", DEFAULT_BIND)
 control_socket_disable = True  # one per user by default; several servers would fight over it
 worker_class = "gthread"
 workers = int(os.environ.get("HELLO_MTLS_WORKERS", "2"))
 threads = int(os.environ.get("HELLO_MTLS_THREADS", "4"))
 keepalive = 5
 
-globals().update(
-    tls_settings(
-        os.environ.get("HELLO_MTLS_CERT_DIR", "/var/run/hello-mtls"),
-        check_interval=float(os.environ.get("HELLO_MTLS_CHECK_INTERVAL", "1.0")),
-    )
-)
+globals().update(tls_settings(options.cert_dir(), check_interval=options.check_interval()))

@@ -69,7 +69,7 @@ _R = TypeVar("_R")
 class Rules:
     """What an administrator allows, from the chart values; the defaults are the CA's."""
 
-    cluster_domain: str = "cluster.local"
+    cluster_domain: str = name_rules.CLUSTER_DOMAIN
     default_duration: datetime.timedelta = datetime.timedelta(hours=24)
     minimum: datetime.timedelta = name_rules.DEFAULT_MINIMUM
     maximum: datetime.timedelta = name_rules.DEFAULT_MAXIMUM

@@ -18,6 +18,7 @@ __all__ = ["Config", "from_environment"]
 _T = TypeVar("_T")
 _DEFAULT_MINIMUM = name_rules.format_duration(name_rules.DEFAULT_MINIMUM)
 _DEFAULT_MAXIMUM = name_rules.format_duration(name_rules.DEFAULT_MAXIMUM)
+_DEFAULT_FRACTION = f"{name_rules.RENEW_FRACTION:.4f}"  # as the chart writes it
 # A signer name is a domain, a slash and a path (the API server's rule, simplified).
 _LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 _SIGNER_NAME = re.compile(rf"{_LABEL}(\.{_LABEL})+/[\w.-]+")
@@ -34,7 +35,7 @@ class Config:
     settings: Settings
     pod_certificate_signer: str = ""
     """The signer name to answer PodCertificateRequests for; empty: the signer does not run."""
-    pod_certificate_refresh_fraction: float = 2 / 3
+    pod_certificate_refresh_fraction: float = name_rules.RENEW_FRACTION
     """Where in a pod certificate's lifetime its beginRefreshAt lies."""
     ca_root_url: str = ""
     """Where ``POST /rotate-root`` goes: the root holder, when CA signer pods serve ``ca_url``;
@@ -99,7 +100,7 @@ def from_environment(environ: Mapping[str, str] = os.environ) -> Config:
         )
     extra = parse("EXTRA_ALLOWED", "{}", name_rules.parse_extra_allowed)
     rules = Rules(
-        cluster_domain=get("CLUSTER_DOMAIN", "cluster.local"),
+        cluster_domain=get("CLUSTER_DOMAIN", name_rules.CLUSTER_DOMAIN),
         default_duration=parse("DEFAULT_DURATION", "24h", name_rules.parse_duration),
         minimum=parse("MIN_DURATION", _DEFAULT_MINIMUM, name_rules.parse_duration),
         maximum=parse("MAX_DURATION", _DEFAULT_MAXIMUM, name_rules.parse_duration),
@@ -107,7 +108,7 @@ def from_environment(environ: Mapping[str, str] = os.environ) -> Config:
         allowed_ips=parse("ALLOWED_IPS", "{}", name_rules.parse_allowed_ips),
         pod_certificates=bool(signer),
     )
-    fraction = parse("RENEW_FRACTION", "0.6667", _fraction)
+    fraction = parse("RENEW_FRACTION", _DEFAULT_FRACTION, _fraction)
     refresh_fraction = parse("POD_CERTIFICATE_REFRESH_FRACTION", str(fraction), _fraction)
     return Config(
         ca_url=get("CA_URL", "https://hello-mtls-ca.hello-mtls.svc:8444"),

@@ -16,6 +16,7 @@ from typing import Any, cast
 
 import kopf
 
+from mtls_ca import name_rules
 from mtls_ca.tls_profiles import policy_bytes
 from mtls_context import CA, CERT, KEY, POLICY
 from mtls_operator.certs import sha256_hex
@@ -59,7 +60,7 @@ class CAView:
     bundle_sha256: str
     tls_policy: Mapping[str, Any]
     phase: str = "idle"
-    trust_domain: str = "cluster.local"
+    trust_domain: str = name_rules.CLUSTER_DOMAIN
 
 
 @dataclass(frozen=True)

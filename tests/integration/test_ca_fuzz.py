@@ -21,7 +21,8 @@ from hypothesis import strategies as st
 
 from mtls_ca import name_rules
 from mtls_ca.name_rules import parse_extra_allowed
-from support.ca_service import Service, cli, credential_session
+from support import ca_cli
+from support.ca_service import Service, credential_session
 
 ALLOWED_IPS = '{"shop": ["10.1.0.0/16"]}'
 EXTRA_ALLOWED = '{"shop": ["api.example.com"]}'
@@ -55,8 +56,10 @@ def flatmap_body(context: schemathesis.HookContext, body: Any) -> st.SearchStrat
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Service, Path]]:
     root = tmp_path_factory.mktemp("ca-fuzz")
-    cli("init", "--state", str(root / "state"))
-    cli("provisioner", "--state", str(root / "state"), "--name", "op", "--out", str(root / "prov"))
+    ca_cli.ca("init", "--state", str(root / "state"))
+    ca_cli.ca(
+        "provisioner", "--state", str(root / "state"), "--name", "op", "--out", str(root / "prov")
+    )
     service = Service(
         root / "state",
         root / "serve.log",

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from mtls_context import layout
-from support.ca_service import CLI, Service, cli, init_with_provisioner
+from support import ca_cli
+from support.ca_service import Service, init_with_provisioner
 from support.processes import free_port
 from support.waiting import accepts, wait_until
 
@@ -21,7 +22,7 @@ from support.waiting import accepts, wait_until
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("inspect")
     init_with_provisioner(root)
-    cli(
+    ca_cli.ca(
         "issue",
         *("--state", str(root / "state"), "--name", "web.demo.svc", "--namespace", "demo"),
         *("--out", str(root / "web")),
@@ -30,9 +31,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _inspect(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*CLI, "inspect", *args], capture_output=True, text=True, timeout=60, check=False
-    )
+    return ca_cli.run("inspect", *args)
 
 
 def test_a_certificate_directory_verifies_against_its_own_bundle(pki: Path) -> None:
@@ -127,8 +126,8 @@ def test_a_server_that_asks_for_nothing_and_a_bundle_of_another_ca(
     assert report["tls"]["group"] == "secp384r1"
     assert report["tls"]["asked_for_client_certificate"] is False
 
-    cli("init", "--state", str(tmp_path / "other"))
-    cli(
+    ca_cli.ca("init", "--state", str(tmp_path / "other"))
+    ca_cli.ca(
         "issue",
         "--state",
         str(tmp_path / "other"),

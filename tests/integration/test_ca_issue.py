@@ -6,7 +6,6 @@ from __future__ import annotations
 import socket
 import ssl
 import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -15,21 +14,16 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from mtls_context import layout
-
-CLI = [sys.executable, "-m", "mtls_ca"]
-
-
-def _run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=60, check=False)
+from support import ca_cli
 
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("pki")
     for state in ("ca", "other-ca"):
-        assert _run("init", "--state", str(root / state)).returncode == 0
+        assert ca_cli.run("init", "--state", str(root / state)).returncode == 0
     for state, out in (("ca", "server"), ("other-ca", "stranger")):
-        done = _run(
+        done = ca_cli.run(
             "issue",
             "--state",
             str(root / state),
@@ -41,7 +35,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
             str(root / out),
         )
         assert done.returncode == 0, done.stderr
-    done = _run(
+    done = ca_cli.run(
         "issue",
         "--state",
         str(root / "ca"),
@@ -159,10 +153,13 @@ def test_bad_ca_fails(pki: Path) -> None:
 
 
 def test_rsa_ca_and_leaves_verify_too(tmp_path: Path, pki: Path) -> None:
-    assert _run("init", "--state", str(tmp_path / "rsa"), "--key-type", "rsa-2048").returncode == 0
+    assert (
+        ca_cli.run("init", "--state", str(tmp_path / "rsa"), "--key-type", "rsa-2048").returncode
+        == 0
+    )
     for key_type in ("rsa-2048", "rsa-3072", "ecdsa-p256"):
         out = tmp_path / key_type
-        done = _run(
+        done = ca_cli.run(
             "issue",
             "--state",
             str(tmp_path / "rsa"),

@@ -20,7 +20,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from mtls_ca.state import DirectoryStore
 from mtls_context import layout
-from support.ca_service import Service, cli, credential_session, init_with_provisioner
+from support import ca_cli
+from support.ca_service import Service, credential_session, init_with_provisioner
 from support.processes import free_port
 from support.waiting import wait_until
 
@@ -31,7 +32,7 @@ ALLOWED_IPS = '{"shop": ["10.1.0.0/16"]}'
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("ca-service")
     init_with_provisioner(root)
-    cli(
+    ca_cli.ca(
         "issue",
         "--state",
         str(root / "state"),
@@ -43,9 +44,9 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
         str(root / "workload"),
     )
     admin = ["--role", "admin", "--name", "alice", "--out", str(root / "alice")]
-    cli("provisioner", "--state", str(root / "state"), *admin)
-    cli("init", "--state", str(root / "other-state"))
-    cli(
+    ca_cli.ca("provisioner", "--state", str(root / "state"), *admin)
+    ca_cli.ca("init", "--state", str(root / "other-state"))
+    ca_cli.ca(
         "provisioner",
         "--state",
         str(root / "other-state"),
@@ -363,8 +364,8 @@ def _served_issuer(port: int, ca: Path) -> x509.Name:
 
 def test_state_survives_a_restart_and_rotation_runs_over_https(pki: Path, tmp_path: Path) -> None:
     state = tmp_path / "state"
-    cli("init", "--state", str(state))
-    cli(
+    ca_cli.ca("init", "--state", str(state))
+    ca_cli.ca(
         "provisioner",
         "--state",
         str(state),
@@ -452,7 +453,7 @@ def test_a_first_start_creates_the_state_and_signs_on_the_sign_port_only(tmp_pat
     )
     try:
         assert (state / "state.json").stat().st_mode & 0o077 == 0
-        cli(
+        ca_cli.ca(
             "provisioner",
             "--state",
             str(state),

@@ -25,7 +25,8 @@ from cryptography.x509.oid import NameOID
 from mtls_context import layout
 from mtls_operator.ca_client import CAClient
 from mtls_operator.ports import CARefused
-from support.ca_service import Service, cli, credential_session, init_with_provisioner
+from support import ca_cli
+from support.ca_service import Service, credential_session, init_with_provisioner
 from support.processes import free_port
 from support.token_review_api import Token, TokenReviewAPI
 from support.waiting import wait_until
@@ -45,7 +46,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("ca-signers")
     init_with_provisioner(root)
     admin = ["--role", "admin", "--name", "alice", "--out", str(root / "alice")]
-    cli("provisioner", "--state", str(root / "state"), *admin)
+    ca_cli.ca("provisioner", "--state", str(root / "state"), *admin)
     for token in TOKENS:
         (root / token).write_text(token + "\n")
     return root

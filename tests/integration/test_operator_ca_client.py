@@ -12,8 +12,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import datetime
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,18 +27,13 @@ from mtls_operator.certs import inspect, new_key_and_csr
 from mtls_operator.claims import MODE, NAME, POD_CERTIFICATE, SANS, Rules, parse_claim
 from mtls_operator.ports import CARefused, CAUnavailable
 from mtls_operator.tlssecret import decode_data, secret_body
+from support import ca_cli
 from support.operator_fakes import status_problems
 from support.processes import free_port, running
 from support.waiting import accepts, wait_until
 
-CLI = [sys.executable, "-m", "mtls_ca"]
 ALLOWED_IPS = '{"demo": ["10.0.0.0/24"]}'
 RULES = Rules(allowed_ips=parse_allowed_ips(ALLOWED_IPS))
-
-
-def ca_cli(*args: str) -> None:
-    done = subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=60, check=False)
-    assert done.returncode == 0, done.stderr
 
 
 @pytest.fixture(scope="module")
@@ -48,9 +41,9 @@ def ca(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     """A running CA service: its URL and the root of its files (state, prov, workload)."""
     root = tmp_path_factory.mktemp("operator-ca")
     state = str(root / "state")
-    ca_cli("init", "--state", state)
-    ca_cli("provisioner", "--state", state, "--name", "operator", "--out", str(root / "prov"))
-    ca_cli(
+    ca_cli.ca("init", "--state", state)
+    ca_cli.ca("provisioner", "--state", state, "--name", "operator", "--out", str(root / "prov"))
+    ca_cli.ca(
         "issue",
         "--state",
         state,
@@ -62,7 +55,7 @@ def ca(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
         str(root / "workload"),
     )
     port = free_port()
-    argv = [*CLI, "serve", "--state", state, "--bind", f"127.0.0.1:{port}", "--workers", "1"]
+    argv = [*ca_cli.CLI, "serve", "--state", state, "--bind", f"127.0.0.1:{port}", "--workers", "1"]
     argv.append(f"--allowed-ips={ALLOWED_IPS}")
     with running(argv, root / "serve.log"):
         wait_until(
@@ -211,7 +204,7 @@ def test_rotation_steps_once_per_phase(ca: tuple[str, Path]) -> None:
     before = client.status()
     with pytest.raises(CARefused, match="HTTP 403: .* may not start a root rotation"):
         client.rotate_root("idle")
-    ca_cli("rotate-root", "--state", str(root / "state"), "--from", "idle")  # an admin starts it
+    ca_cli.ca("rotate-root", "--state", str(root / "state"), "--from", "idle")  # an admin starts it
     assert client.status().phase == "both-trusted"
     client.rotate_root("both-trusted")  # the operator moves it on
     client.rotate_root("both-trusted")  # already moved on: the CA's 409 is not an error

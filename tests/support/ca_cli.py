@@ -1,4 +1,5 @@
-"""The real ``hello-mtls-ca`` command line, for tests that need certificates from our own CA."""
+"""The real ``hello-mtls-ca`` command line: the one way every test runs it (``serve`` included:
+`support.ca_service`), and certificates from our own CA."""
 
 from __future__ import annotations
 
@@ -11,12 +12,17 @@ from cryptography import x509
 from mtls_context import CERT
 from support.processes import BIN
 
+CLI = [str(BIN / "hello-mtls-ca")]
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``hello-mtls-ca ARGS`` and return how it ended (for the tests of its refusals)."""
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=60, check=False)
+
 
 def ca(*args: str) -> str:
     """Run ``hello-mtls-ca ARGS``; returns stdout, raises with stderr on failure."""
-    done = subprocess.run(
-        [str(BIN / "hello-mtls-ca"), *args], capture_output=True, text=True, timeout=60
-    )
+    done = run(*args)
     if done.returncode != 0:
         raise RuntimeError(f"hello-mtls-ca {' '.join(args)}: {done.stderr.strip()}")
     return done.stdout

@@ -5,22 +5,14 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import requests
 
 from mtls_context import layout
+from support import ca_cli
 from support.processes import free_port
 from support.waiting import accepts, wait_until
-
-CLI = [sys.executable, "-m", "mtls_ca"]
-
-
-def cli(*args: str) -> None:
-    """Run ``hello-mtls-ca ARGS``; fails the test with its stderr."""
-    done = subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=60, check=False)
-    assert done.returncode == 0, done.stderr
 
 
 class Service:
@@ -33,7 +25,7 @@ class Service:
         self.state, self.log = state, log
         self.port = free_port()
         self.url = f"https://127.0.0.1:{self.port}"
-        command = [*CLI, "serve", "--bind", f"127.0.0.1:{self.port}"]
+        command = [*ca_cli.CLI, "serve", "--bind", f"127.0.0.1:{self.port}"]
         command += ["--state", str(state)] if state is not None else []
         command += ["--workers", "2", "--upkeep-interval", "1", *args]
         with log.open("ab") as out:
@@ -81,8 +73,8 @@ def credential_session(pki: Path, credential: str | None) -> requests.Session:
 
 def init_with_provisioner(root: Path) -> None:
     """A new CA state in ``root/state`` and the operator's credential in ``root/prov``."""
-    cli("init", "--state", str(root / "state"))
-    cli(
+    ca_cli.ca("init", "--state", str(root / "state"))
+    ca_cli.ca(
         "provisioner",
         "--state",
         str(root / "state"),

@@ -1,0 +1,115 @@
+"""The command-line options every program on a certificate directory shares, each with its
+``HELLO_MTLS_*`` environment variable: ``--cert-dir``, ``--check-interval``, ``--metrics-port`` and,
+for a server, ``--allow`` (stdlib only).
+
+::
+
+    parser = argparse.ArgumentParser()
+    options.add_common(parser, side=Side.SERVER)
+    args = parser.parse_args()  # .cert_dir, .check_interval, .metrics_port, .allow
+
+A program started without its command line (a gunicorn config, an app factory in a worker) reads
+the same variables with :func:`cert_dir`, :func:`check_interval` and :func:`allow`, so a value has
+one default and one syntax wherever it is read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from mtls_context.contexts import Side
+from mtls_context.reloading import DEFAULT_CHECK_INTERVAL
+
+__all__ = [
+    "DEFAULT_CERT_DIR",
+    "add_common",
+    "allow",
+    "cert_dir",
+    "check_interval",
+    "parse_allow",
+]
+
+DEFAULT_CERT_DIR = "/var/run/hello-mtls"
+_CERT_DIR = "HELLO_MTLS_CERT_DIR"
+_CHECK_INTERVAL = "HELLO_MTLS_CHECK_INTERVAL"
+_METRICS_PORT = "HELLO_MTLS_METRICS_PORT"
+_ALLOW = "HELLO_MTLS_ALLOW"
+
+
+def parse_allow(text: str) -> list[str]:
+    """An allow-list as ``HELLO_MTLS_ALLOW`` writes it: comma separated, blanks ignored."""
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def cert_dir() -> str:
+    """``HELLO_MTLS_CERT_DIR``, else ``/var/run/hello-mtls``."""
+    return os.environ.get(_CERT_DIR) or DEFAULT_CERT_DIR
+
+
+def check_interval() -> float:
+    """``HELLO_MTLS_CHECK_INTERVAL`` in seconds, else the library's default.
+
+    Raises:
+        ValueError: the variable is not a number.
+    """
+    return float(os.environ.get(_CHECK_INTERVAL) or DEFAULT_CHECK_INTERVAL)
+
+
+def allow() -> list[str]:
+    """``HELLO_MTLS_ALLOW``: the DNS names and SPIFFE IDs a server greets; empty: every verified
+    client."""
+    return parse_allow(os.environ.get(_ALLOW, ""))
+
+
+def add_common(parser: argparse.ArgumentParser, *, side: Side) -> None:
+    """Add ``--cert-dir``, ``--check-interval``, ``--metrics-port`` and, for ``Side.SERVER``,
+    ``--allow`` to ``parser``, each defaulting to its environment variable."""
+    env = os.environ.get
+    parser.add_argument(
+        "--cert-dir",
+        default=cert_dir(),
+        help=f"certificate directory (env {_CERT_DIR}; default %(default)s)",
+    )
+    # String defaults go through ``type``, so a bad variable is refused naming the option.
+    parser.add_argument(
+        "--check-interval",
+        type=float,
+        default=env(_CHECK_INTERVAL) or str(DEFAULT_CHECK_INTERVAL),
+        help="check the certificate directory at most this often, in seconds "
+        f"(env {_CHECK_INTERVAL}; default %(default)s)",
+    )
+    what = "each process serves" if side is Side.SERVER else "the client presents"
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=env(_METRICS_PORT) or "0",
+        help=f"serve Prometheus metrics of the certificate {what} on this port, all addresses "
+        f"(env {_METRICS_PORT}; default 0: off)",
+    )
+    if side is Side.SERVER:
+        parser.add_argument(
+            "--allow",
+            action=_ReplaceDefault,
+            default=allow(),
+            help="DNS name or SPIFFE ID allowed to get a hello; repeatable "
+            f"(env {_ALLOW}, comma separated; default: every verified client)",
+        )
+
+
+class _ReplaceDefault(argparse.Action):
+    """``append``, except that the first use replaces the default (the environment's list), so
+    the command line overrides the variable instead of adding to it."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        current = getattr(namespace, self.dest)
+        items = [] if current is self.default else list(current)
+        setattr(namespace, self.dest, [*items, values])

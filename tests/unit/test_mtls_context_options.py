@@ -1,0 +1,84 @@
+"""`mtls_context.options`: the options the four example programs share, one default and one
+syntax for each ``HELLO_MTLS_*`` variable."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from mtls_client import cli as client_cli
+from mtls_client import grpc_hello as grpc_client
+from mtls_context import DEFAULT_CHECK_INTERVAL, Side, options
+from mtls_server import cli as server_cli
+from mtls_server import grpc_hello as grpc_server
+
+PARSERS = [server_cli._parser, grpc_server._parser, client_cli._parser, grpc_client._parser]
+SERVERS = [server_cli._parser, grpc_server._parser]
+
+
+def parser(side: Side) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser()
+    options.add_common(p, side=side)
+    return p
+
+
+def test_defaults_without_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("CERT_DIR", "CHECK_INTERVAL", "METRICS_PORT", "ALLOW"):
+        monkeypatch.delenv(f"HELLO_MTLS_{name}", raising=False)
+    args = parser(Side.SERVER).parse_args([])
+    assert (args.cert_dir, args.check_interval, args.metrics_port, args.allow) == (
+        "/var/run/hello-mtls",
+        DEFAULT_CHECK_INTERVAL,
+        0,
+        [],
+    )
+    assert not hasattr(parser(Side.CLIENT).parse_args([]), "allow")
+
+
+@pytest.mark.parametrize("make", PARSERS)
+def test_every_program_reads_the_same_variables(
+    make: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HELLO_MTLS_CERT_DIR", "/certs")
+    monkeypatch.setenv("HELLO_MTLS_CHECK_INTERVAL", "0.25")
+    monkeypatch.setenv("HELLO_MTLS_METRICS_PORT", "9102")
+    args = make().parse_args([])  # type: ignore[operator]
+    assert (args.cert_dir, args.check_interval, args.metrics_port) == ("/certs", 0.25, 9102)
+
+
+@pytest.mark.parametrize("make", SERVERS)
+def test_every_server_parses_the_allow_list_alike(
+    make: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HELLO_MTLS_ALLOW", " a.test, ,spiffe://cluster.local/ns/b/sa/c ")
+    assert make().parse_args([]).allow == ["a.test", "spiffe://cluster.local/ns/b/sa/c"]  # type: ignore[operator]
+
+
+def test_the_command_line_replaces_the_environments_allow_list(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HELLO_MTLS_ALLOW", "a.test")
+    args = parser(Side.SERVER).parse_args(["--allow", "b.test", "--allow", "c.test"])
+    assert args.allow == ["b.test", "c.test"]
+    assert parser(Side.SERVER).parse_args([]).allow == ["a.test"]
+
+
+def test_the_workers_read_what_the_command_line_wrote(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HELLO_MTLS_ALLOW", "a.test,b.test")
+    monkeypatch.setenv("HELLO_MTLS_CHECK_INTERVAL", "0.5")
+    monkeypatch.delenv("HELLO_MTLS_CERT_DIR", raising=False)
+    assert (options.allow(), options.check_interval(), options.cert_dir()) == (
+        ["a.test", "b.test"],
+        0.5,
+        "/var/run/hello-mtls",
+    )
+
+
+def test_a_bad_variable_is_refused_naming_the_option(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("HELLO_MTLS_CHECK_INTERVAL", "soon")
+    with pytest.raises(SystemExit):
+        parser(Side.CLIENT).parse_args([])
+    assert "argument --check-interval: invalid float value: 'soon'" in capsys.readouterr().err
