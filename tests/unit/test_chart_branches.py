@@ -9,7 +9,7 @@ import json
 
 import yaml
 
-from support.chart import CHART, render
+from support.chart import CHART, Rendered, render
 
 POD_CERTIFICATE_ROLE = ("ClusterRole", "hello-mtls-pod-certificate-signer")
 
@@ -25,13 +25,16 @@ def test_the_defaults_render_the_policies_and_no_optional_part() -> None:
         ("NetworkPolicy", "hello-mtls-ca"),
         ("NetworkPolicy", "hello-mtls-operator"),
         ("PodDisruptionBudget", "hello-mtls-operator"),
+        ("Deployment", "hello-mtls-ca-signer"),
+        ("PodDisruptionBudget", "hello-mtls-ca-signer"),
+        ("NetworkPolicy", "hello-mtls-ca-signer"),
+        ("Service", "hello-mtls-ca-root"),
     ]:
         chart.get(kind, name)
     for kind, name in [
         POD_CERTIFICATE_ROLE,
         ("PrometheusRule", "hello-mtls"),
         ("ConfigMap", "hello-mtls-dashboard"),
-        ("Deployment", "hello-mtls-ca-signer"),
         ("Namespace", "hello-mtls"),
     ]:
         assert chart.find(kind, name) is None, f"{kind} {name} rendered by default"
@@ -100,12 +103,31 @@ def test_pod_certificates_without_a_refresh_fraction_leave_the_operator_its_defa
     assert "HELLO_MTLS_POD_CERTIFICATE_REFRESH_FRACTION" not in env
 
 
+def _ingress_by_port(chart: Rendered, policy: str) -> dict[int, object]:
+    ingress = chart.get("NetworkPolicy", policy)["spec"]["ingress"]
+    return {rule["ports"][0]["port"]: rule.get("from") for rule in ingress}
+
+
+def _pods(name: str) -> list[dict[str, object]]:
+    return [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": name}}}]
+
+
 def test_network_policies_admit_the_operator_alone_to_the_signing_port() -> None:
-    ingress = render().get("NetworkPolicy", "hello-mtls-ca")["spec"]["ingress"]
-    by_port = {rule["ports"][0]["port"]: rule.get("from") for rule in ingress}
-    assert by_port == {
+    chart = render()  # two CA signers by default
+    assert _ingress_by_port(chart, "hello-mtls-ca-signer") == {
         8443: None,
-        8444: [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "hello-mtls-operator"}}}],
+        8444: _pods("hello-mtls-operator"),
+    }
+    assert _ingress_by_port(chart, "hello-mtls-ca") == {
+        8443: None,
+        8444: _pods("hello-mtls-operator"),
+        8445: _pods("hello-mtls-ca-signer"),
+    }
+    alone = render("ca.signers.replicas=0")
+    assert alone.find("NetworkPolicy", "hello-mtls-ca-signer") is None
+    assert _ingress_by_port(alone, "hello-mtls-ca") == {
+        8443: None,
+        8444: _pods("hello-mtls-operator"),
     }
 
 
