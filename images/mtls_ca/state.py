@@ -21,8 +21,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from . import name_rules, rotation, tls_profiles
+from . import name_rules, revocation, rotation, tls_profiles
 from .authority import CA, fingerprint
+from .revocation import Revocation
 
 __all__ = ["DirectoryStore", "State", "StateNotFound", "Store"]
 
@@ -44,6 +45,9 @@ class State:
         tls_profile: ``intermediate`` or ``modern``.
         minimum: shortest leaf lifetime the CA signs.
         maximum: longest leaf lifetime the CA signs.
+        revoked: the revocation list (`mtls_ca.revocation`), entries of unexpired certificates.
+        crl_number: the CRL number of ``crl_pem``.
+        crl_pem: the signed CRLs, one per valid intermediate (``GET /crl``).
     """
 
     generations: tuple[CA, ...]
@@ -52,6 +56,9 @@ class State:
     tls_profile: str = "intermediate"
     minimum: datetime.timedelta = name_rules.DEFAULT_MINIMUM
     maximum: datetime.timedelta = name_rules.DEFAULT_MAXIMUM
+    revoked: tuple[Revocation, ...] = ()
+    crl_number: int = 0
+    crl_pem: bytes = b""
 
     def __post_init__(self) -> None:
         rotation.signing_index(self.phase, len(self.generations))
@@ -106,6 +113,8 @@ class State:
                 "minimum": name_rules.format_duration(self.minimum),
                 "maximum": name_rules.format_duration(self.maximum),
             },
+            "revoked": len(self.revoked),
+            "crl_number": self.crl_number,
         }
 
     @property
@@ -122,6 +131,7 @@ class State:
             self.tls_profile,
             name_rules.format_duration(self.minimum),
             name_rules.format_duration(self.maximum),
+            hashlib.sha256(self.crl_pem).hexdigest(),
         ]
         return hashlib.sha256(json.dumps(document).encode()).hexdigest()
 
@@ -164,6 +174,9 @@ class State:
             "minimum": name_rules.format_duration(self.minimum),
             "maximum": name_rules.format_duration(self.maximum),
             "generations": generations,
+            "revoked": [r.to_json() for r in self.revoked],
+            "crl_number": self.crl_number,
+            "crl": self.crl_pem.decode(),
         }
         return json.dumps(document, indent=2).encode()
 
@@ -194,6 +207,10 @@ class State:
                 tls_profile=document["tls_profile"],
                 minimum=name_rules.parse_duration(document["minimum"]),
                 maximum=name_rules.parse_duration(document["maximum"]),
+                # A state written before revocation existed has none of these three.
+                revoked=tuple(Revocation.from_json(r) for r in document.get("revoked", [])),
+                crl_number=int(document.get("crl_number", 0)),
+                crl_pem=document.get("crl", "").encode(),
             )
         except (KeyError, TypeError, AttributeError, json.JSONDecodeError) as e:
             raise ValueError(f"CA state is damaged: {type(e).__name__}: {e}") from None
@@ -211,7 +228,9 @@ class State:
             expected=expected,
             new_ca=lambda: CA.create(key_type=key_type),
         )
-        return replace(self, phase=phase, generations=generations)
+        rotated = replace(self, phase=phase, generations=generations)
+        # A new generation's intermediate gets its CRL at once, in the same step (and material).
+        return revocation.with_crl(rotated) if revocation.crl_due(rotated) else rotated
 
 
 class Store(Protocol):

@@ -1,7 +1,9 @@
 """The upkeep that keeps the running service's certificates current.
 
 `Upkeep` runs on a timer in each worker (and once before the workers start): on the root
-holder it renews the signing intermediate at 2/3 of its life; on every CA pod it re-issues the
+holder it renews the signing intermediate at 2/3 of its life, signs the CRLs again when due
+(`mtls_ca.revocation.crl_due`: daily, and at once for a new intermediate) and then drops expired
+entries from the index of issued certificates; on every CA pod it re-issues the
 service's own serving certificate when it ages or the trust bundle, signer or TLS policy change;
 on the root holder in a cluster it does the same for the operator's provisioner credential
 Secret. Workers coordinate through the store's
@@ -26,7 +28,7 @@ from cryptography import x509
 
 from mtls_context import layout
 
-from . import name_rules, tls_profiles
+from . import name_rules, revocation, tls_profiles
 from .authority import renewal_due
 from .state import State
 from .state_cache import StateCache
@@ -64,6 +66,7 @@ class Upkeep:
     credential: CredentialSink | None = None
     credential_name: str = "operator"
     credential_duration: datetime.timedelta = datetime.timedelta(days=7)
+    issued: revocation.IssuedIndex | None = None
 
     def run(self, now: datetime.datetime | None = None) -> None:
         """One round of checks; renews what is due."""
@@ -72,6 +75,10 @@ class Upkeep:
         if state.holds_root_keys and renewal_due(state.signer.intermediate, now=now):
             # Only the root holder renews; a signer fetches the renewed one from it.
             state = self.cache.update(lambda s: _renew_intermediate(s, now))
+        if state.holds_root_keys and revocation.crl_due(state, now):
+            state = self.cache.update(lambda s: _sign_crls(s, now))
+            if self.issued is not None:
+                self.issued.prune(now)
         with _locked(self.serving.directory):
             if not is_current(_read(self.serving.directory), state, now):
                 issued = state.signer.issue(*self.serving.names, valid_for=self.serving.duration)
@@ -143,6 +150,14 @@ def _renew_intermediate(state: State, now: datetime.datetime) -> State:
     return replace(
         state, generations=tuple(renewed if g is signer else g for g in state.generations)
     )
+
+
+def _sign_crls(state: State, now: datetime.datetime) -> State:
+    if not revocation.crl_due(state, now):
+        return state  # another worker signed them meanwhile
+    signed = revocation.with_crl(state, now=now)
+    _log.info("CRLs signed: number %d, %d revoked", signed.crl_number, len(signed.revoked))
+    return signed
 
 
 def _files(state: State, chain: bytes, key: bytes) -> dict[str, bytes]:
