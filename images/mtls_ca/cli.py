@@ -58,12 +58,14 @@ def _init(args: argparse.Namespace) -> int:
     name_rules.spiffe_id(args.trust_domain, "x", "x")
     _progress(f"creating a root and an intermediate ({args.key_type}) in {store.location}")
     state = store.create(
-        State(
-            generations=(CA.create(key_type=KeyType(args.key_type)),),
-            trust_domain=args.trust_domain,
-            tls_profile=args.profile,
-            minimum=minimum,
-            maximum=maximum,
+        revocation.with_crl(
+            State(
+                generations=(CA.create(key_type=KeyType(args.key_type)),),
+                trust_domain=args.trust_domain,
+                tls_profile=args.profile,
+                minimum=minimum,
+                maximum=maximum,
+            )
         )
     )
     _print_json(state.status())
@@ -291,6 +293,7 @@ def _write(out: Path, state: State, chain: bytes, key: bytes | None) -> None:
             layout.KEY: key,
             layout.CA: state.bundle_pem,
             layout.POLICY: tls_profiles.render(state.tls_profile),
+            **({layout.CRL: state.crl_pem} if state.crl_pem else {}),
         },
     )
 
