@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from .state import State
 
 __all__ = [
+    "CRL_LEAD",
     "CRL_REFRESH",
     "CRL_VALIDITY",
     "REASONS",
@@ -64,6 +65,8 @@ CRL_VALIDITY = datetime.timedelta(days=7)
 """nextUpdate - thisUpdate of every CRL."""
 CRL_REFRESH = datetime.timedelta(days=1)
 """How often the root holder signs the CRLs again when nothing changed."""
+CRL_LEAD = datetime.timedelta(days=1)
+"""How long a new intermediate's CRL is published before the intermediate signs."""
 REASONS = {
     "unspecified": x509.ReasonFlags.unspecified,
     "keyCompromise": x509.ReasonFlags.key_compromise,
@@ -342,7 +345,7 @@ def crl_due(state: State, now: datetime.datetime | None = None) -> bool:
     if not crls:
         return True
     issuers = {crl.issuer for crl in crls}
-    if issuers != {ca.intermediate.subject for ca in _valid_generations(state, now)}:
+    if issuers != {ca.intermediate.subject for ca in _crl_issuers(state, now)}:
         return True
     return any(
         crl.next_update_utc is None or crl.next_update_utc - now < CRL_VALIDITY - CRL_REFRESH
@@ -359,9 +362,10 @@ def with_crl(state: State, *, now: datetime.datetime | None = None) -> State:
     """
     now = now or _utcnow()
     revoked = tuple(r for r in state.revoked if r.not_after > now)
+    state = replace(state, retired=tuple(_still_needed(state, now)))
     number = state.crl_number + 1
     pems = []
-    for ca in _valid_generations(state, now):
+    for ca in _crl_issuers(state, now):
         if ca.intermediate_key is None:
             raise ValueError("this CA does not hold the intermediates' keys: the root holder signs")
         issuer = fingerprint(ca.intermediate)
@@ -404,8 +408,21 @@ def load_crls(pem: bytes) -> list[x509.CertificateRevocationList]:
     ]
 
 
-def _valid_generations(state: State, now: datetime.datetime) -> list[Any]:
-    return [ca for ca in state.generations if ca.intermediate.not_valid_after_utc > now]
+def _crl_issuers(state: State, now: datetime.datetime) -> list[Any]:
+    """The intermediates whose leaves may be met: the trusted generations', the upcoming one and
+    the retired ones, while valid."""
+    cas = [*state.generations, *([state.upcoming] if state.upcoming else [])]
+    valid = [ca for ca in cas if ca.intermediate.not_valid_after_utc > now]
+    return valid + _still_needed(state, now)
+
+
+def _still_needed(state: State, now: datetime.datetime) -> list[Any]:
+    """The retired intermediates some leaf of may still be valid: the signer took over at its
+    ``not_valid_before`` + `CRL_LEAD`, and no leaf lives longer than the state's maximum."""
+    took_over = state.signer.intermediate.not_valid_before_utc + name_rules.BACKDATE + CRL_LEAD
+    if now >= took_over + state.maximum:
+        return []
+    return [ca for ca in state.retired if ca.intermediate.not_valid_after_utc > now]
 
 
 def _reason(name: str) -> str:

@@ -72,7 +72,7 @@ class Upkeep:
         """One round of checks; renews what is due."""
         now = now or datetime.datetime.now(datetime.UTC)
         state = self.cache.state()
-        if state.holds_root_keys and renewal_due(state.signer.intermediate, now=now):
+        if state.holds_root_keys and _renewal_step_due(state, now):
             # Only the root holder renews; a signer fetches the renewed one from it.
             state = self.cache.update(lambda s: _renew_intermediate(s, now))
         if state.holds_root_keys and revocation.crl_due(state, now):
@@ -139,16 +139,40 @@ def is_current(files: dict[str, bytes] | None, state: State, now: datetime.datet
     )
 
 
+def _renewal_step_due(state: State, now: datetime.datetime) -> bool:
+    """At 2/3 of the signing intermediate's life a successor is made (``upcoming``: its CRL is
+    published at once); `revocation.CRL_LEAD` later it takes over and the old one retires."""
+    if not renewal_due(state.signer.intermediate, now=now):
+        return False
+    if state.upcoming is None:
+        return True
+    born = state.upcoming.intermediate.not_valid_before_utc + name_rules.BACKDATE
+    return now >= born + revocation.CRL_LEAD
+
+
 def _renew_intermediate(state: State, now: datetime.datetime) -> State:
+    if not _renewal_step_due(state, now):
+        return state  # another worker or replica took this step meanwhile
     signer = state.signer
-    if not renewal_due(signer.intermediate, now=now):
-        return state  # another worker or replica renewed it meanwhile
-    renewed = signer.renew_intermediate(now=now)
+    if state.upcoming is None:
+        upcoming = signer.renew_intermediate(now=now)
+        _log.info(
+            "next intermediate made; its CRL is published now and it signs from %s",
+            now + revocation.CRL_LEAD,
+        )
+        return revocation.with_crl(replace(state, upcoming=upcoming), now=now)
+    renewed = state.upcoming
     _log.info(
         "signing intermediate renewed, now valid until %s", renewed.intermediate.not_valid_after_utc
     )
-    return replace(
-        state, generations=tuple(renewed if g is signer else g for g in state.generations)
+    return revocation.with_crl(
+        replace(
+            state,
+            generations=tuple(renewed if g is signer else g for g in state.generations),
+            upcoming=None,
+            retired=(*state.retired, signer),
+        ),
+        now=now,
     )
 
 

@@ -242,3 +242,28 @@ def test_a_signer_revokes_nothing(tmp_path: Path) -> None:
     client = create_app(StateCache(store)).test_client()
     answer = _post(client, "/revoke", ADMIN, {"namespace": "shop"})
     assert answer.status_code == 404
+
+
+def test_a_retired_intermediate_keeps_its_crl_and_signers_get_no_spare_keys(
+    tmp_path: Path,
+) -> None:
+    old = CA.create()
+    new = old.renew_intermediate()
+    upcoming = new.renew_intermediate()
+    state = State(generations=(new,), retired=(old,), upcoming=upcoming)
+    cert = old.issue("web.shop.svc", valid_for=HOUR).certificate
+    revoked = revocation.revoke(state, [record_for(cert, old.intermediate)], "keyCompromise")
+    crls = {c.issuer: c for c in revocation.load_crls(revoked.crl_pem)}
+    subjects = [new.intermediate.subject, upcoming.intermediate.subject, old.intermediate.subject]
+    assert list(crls) == subjects
+    assert crls[old.intermediate.subject].get_revoked_certificate_by_serial_number(
+        cert.serial_number
+    )
+    store = DirectoryStore(tmp_path)
+    store.create(revoked)
+    loaded = store.load()
+    assert loaded.upcoming is not None and loaded.upcoming.intermediate == upcoming.intermediate
+    assert [r.intermediate for r in loaded.retired] == [old.intermediate]
+    material = loaded.signing_material()
+    assert material.upcoming is None and material.retired == ()
+    assert material.crl_pem == loaded.crl_pem
