@@ -163,6 +163,7 @@ def answer(state: State, issued: Issued) -> dict[str, Any]:
         "not_after": issued.not_after.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "bundle_sha256": state.bundle_sha256,
         "intermediate_sha256": fingerprint(state.signer.intermediate),
+        "crl": state.crl_pem.decode(),
     }
 
 
