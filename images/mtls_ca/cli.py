@@ -175,6 +175,7 @@ def _inspect(args: argparse.Namespace) -> int:
         name=args.name,
         namespace=args.namespace,
         cluster_domain=args.cluster_domain,
+        crl=crl.read_bytes() if (crl := args.crl or chain.crl) is not None else None,
     )
     if args.json:
         _print_json(dataclasses.asdict(report))
@@ -555,6 +556,12 @@ def _parser() -> argparse.ArgumentParser:
         "--ca",
         type=Path,
         help="trust bundle (PEM) to verify against (default: a directory's own ca.crt)",
+    )
+    look.add_argument(
+        "--crl",
+        type=Path,
+        help="the CA's CRLs (PEM, as GET /crl serves them) to check the leaf against "
+        "(default: a directory's own ca.crl)",
     )
     look.add_argument("--name", help="a DNS name or IP address the certificate must carry")
     look.add_argument("--namespace", help="check the names against this namespace's policy")
