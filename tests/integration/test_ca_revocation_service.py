@@ -18,6 +18,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from mtls_ca.revocation import load_crls
 from mtls_context import layout
 from support.ca_service import Service, cli, credential_session, init_with_provisioner
+from support.processes import free_port
+from support.token_review_api import Token, TokenReviewAPI
+from support.waiting import wait_until
 
 CLI = [sys.executable, "-m", "mtls_ca"]
 LINT_CRL = Path(sys.executable).parent / "lint_crl"
@@ -173,3 +176,72 @@ def test_the_cli_revokes_a_certificate_the_index_does_not_know(tmp_path: Path) -
     leaf = x509.load_pem_x509_certificates((tmp_path / "a" / layout.CERT).read_bytes())[0]
     assert f"{leaf.serial_number:x}" == serial
     assert load_crls(crl)[0].get_revoked_certificate_by_serial_number(leaf.serial_number)
+
+
+def test_a_signer_refuses_the_revoked_key_and_serves_the_new_crl(tmp_path: Path) -> None:
+    # The revocation list and the CRLs travel in the signing material: what the signer pods
+    # (ca.signers.replicas) must refuse and serve follows the root holder's within a fetch.
+    init_with_provisioner(tmp_path)
+    cli(
+        "provisioner",
+        "--state",
+        str(tmp_path / "state"),
+        "--role",
+        "admin",
+        "--name",
+        "alice",
+        "--out",
+        str(tmp_path / "alice"),
+    )
+    audience, account = "hello-mtls-ca-signer", "system:serviceaccount:hello-mtls:signer"
+    (tmp_path / "token").write_text("signer-token\n")
+    api = TokenReviewAPI({"signer-token": Token(audience, account, pod_name="signer-0")})
+    env = {
+        "KUBECONFIG": str(api.kubeconfig(tmp_path / "kubeconfig")),
+        "KUBERNETES_SERVICE_HOST": "",
+    }
+    material_port = free_port()
+    holder = Service(
+        tmp_path / "state",
+        tmp_path / "root-holder.log",
+        f"--material-bind=127.0.0.1:{material_port}",
+        "--signer-service-account=hello-mtls/signer",
+        f"--signer-audience={audience}",
+        env=env,
+    )
+    signer = None
+    try:
+        signer = Service(
+            None,
+            tmp_path / "signer.log",
+            f"--root-holder=https://127.0.0.1:{material_port}",
+            f"--root-ca={tmp_path / 'prov' / layout.CA}",
+            f"--token-file={tmp_path / 'token'}",
+            "--fetch-interval=1",
+        )
+        key = ec.generate_private_key(ec.SECP256R1())
+        signed = _sign(signer, tmp_path, key, "web.shop.svc")
+        assert signed["status"] == "200"
+        # A signer's certificate is not in the root holder's index: revoked by its PEM.
+        (tmp_path / "web.pem").write_text(signed["certificate"])
+        cli("revoke", "--state", str(tmp_path / "state"), "--cert", str(tmp_path / "web.pem"))
+        reader = credential_session(tmp_path, None)
+
+        def lists_it() -> bool:
+            crls = load_crls(reader.get(f"{signer.url}/crl", timeout=10).content)
+            return any(
+                c.get_revoked_certificate_by_serial_number(int(signed["serial"], 16)) for c in crls
+            )
+
+        wait_until("the signer to serve the new CRL", lists_it, 30, 0.2)
+        again = _sign(signer, tmp_path, key, "web.shop.svc")
+        assert again["status"] == "403" and "was revoked" in again["error"]
+        revoke = credential_session(tmp_path, "alice").post(
+            f"{signer.url}/revoke", json={"namespace": "shop"}, timeout=10
+        )
+        assert revoke.status_code == 404  # the root holder revokes
+    finally:
+        if signer is not None:
+            signer.stop()
+        holder.stop()
+        api.stop()
