@@ -61,7 +61,9 @@ def _judge(
         inspector.Chain(certificates),
         roots=roots,
         bundle=Path("ca.crt") if roots is not None else None,
-        now=kw.pop("now", NOW),  # type: ignore[arg-type]
+        # The time of the call: a module imported minutes before (a slow run) would judge the
+        # leaves made since as not yet valid.
+        now=kw.pop("now", datetime.datetime.now(datetime.UTC)),  # type: ignore[arg-type]
         **kw,  # type: ignore[arg-type]
     )
 
