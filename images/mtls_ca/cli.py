@@ -1,5 +1,5 @@
 """``hello-mtls-ca``: create the CA, issue certificates, run the service, rotate the root,
-inspect what a file, a directory or a server presents.
+revoke certificates, inspect what a file, a directory or a server presents.
 
 Results go to stdout (JSON for ``status`` and ``rotate-root``), progress and errors to stderr;
 every failure is one line and a non-zero exit status.
@@ -17,9 +17,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from cryptography.exceptions import InvalidSignature
+
 from mtls_context import layout
 
-from . import inspector, name_rules, tls_profiles
+from . import inspector, name_rules, revocation, tls_profiles
 from .authority import CA, KeyType
 from .signer_material import RootHolder
 from .state import DirectoryStore, State, StateNotFound
@@ -56,12 +58,14 @@ def _init(args: argparse.Namespace) -> int:
     name_rules.spiffe_id(args.trust_domain, "x", "x")
     _progress(f"creating a root and an intermediate ({args.key_type}) in {store.location}")
     state = store.create(
-        State(
-            generations=(CA.create(key_type=KeyType(args.key_type)),),
-            trust_domain=args.trust_domain,
-            tls_profile=args.profile,
-            minimum=minimum,
-            maximum=maximum,
+        revocation.with_crl(
+            State(
+                generations=(CA.create(key_type=KeyType(args.key_type)),),
+                trust_domain=args.trust_domain,
+                tls_profile=args.profile,
+                minimum=minimum,
+                maximum=maximum,
+            )
         )
     )
     _print_json(state.status())
@@ -87,8 +91,53 @@ def _issue(args: argparse.Namespace) -> int:
     issued = state.signer.issue(
         *names, uris=uris, valid_for=duration, key_type=KeyType(args.key_type)
     )
+    revocation.IssuedIndex(args.state).append(
+        revocation.record_for(issued.certificate, state.signer.intermediate)
+    )
     _write(args.out, state, issued.chain_pem, issued.key_pem)
     _progress(f"issued serial {issued.serial:x} for {', '.join(names)} into {args.out}")
+    return 0
+
+
+def _revoke(args: argparse.Namespace) -> int:
+    store = DirectoryStore(args.state)
+    state = store.load()
+    if args.cert is not None:
+        chosen = [_record_of_file(state, args.cert)]
+    else:
+        records = revocation.IssuedIndex(args.state).records()
+        serial = int(args.serial, 16) if args.serial is not None else None
+        chosen = revocation.select(
+            records, serial=serial, identity=args.identity, namespace=args.namespace
+        )
+        if not chosen:
+            what = args.serial or args.identity or args.namespace
+            raise ValueError(
+                f"no unexpired certificate of {what} in the CA's index of issued certificates "
+                "(one issued before the index existed, or by a signer pod: revoke it with --cert)"
+            )
+    new = store.update(lambda s: revocation.revoke(s, chosen, args.reason))
+    serials = {r.serial for r in chosen}
+    made = [r for r in new.revoked if r.serial in serials]
+    revocation.announce(made, by="cli")
+    _print_json({"revoked": [r.to_json() for r in made], "crl_number": new.crl_number})
+    return 0
+
+
+def _record_of_file(state: State, path: Path) -> revocation.IssuedRecord:
+    chain = inspector.load(path)
+    leaf = chain.certificates[0]
+    for ca in state.generations:
+        try:
+            leaf.verify_directly_issued_by(ca.intermediate)
+        except (ValueError, TypeError, InvalidSignature):
+            continue
+        return revocation.record_for(leaf, ca.intermediate)
+    raise ValueError(f"{path} was not issued by an intermediate of this CA")
+
+
+def _crl(args: argparse.Namespace) -> int:
+    sys.stdout.write(DirectoryStore(args.state).load().crl_pem.decode())
     return 0
 
 
@@ -126,6 +175,7 @@ def _inspect(args: argparse.Namespace) -> int:
         name=args.name,
         namespace=args.namespace,
         cluster_domain=args.cluster_domain,
+        crl=crl.read_bytes() if (crl := args.crl or chain.crl) is not None else None,
     )
     if args.json:
         _print_json(dataclasses.asdict(report))
@@ -244,6 +294,7 @@ def _write(out: Path, state: State, chain: bytes, key: bytes | None) -> None:
             layout.KEY: key,
             layout.CA: state.bundle_pem,
             layout.POLICY: tls_profiles.render(state.tls_profile),
+            **({layout.CRL: state.crl_pem} if state.crl_pem else {}),
         },
     )
 
@@ -510,6 +561,12 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         help="trust bundle (PEM) to verify against (default: a directory's own ca.crt)",
     )
+    look.add_argument(
+        "--crl",
+        type=Path,
+        help="the CA's CRLs (PEM, as GET /crl serves them) to check the leaf against "
+        "(default: a directory's own ca.crl)",
+    )
     look.add_argument("--name", help="a DNS name or IP address the certificate must carry")
     look.add_argument("--namespace", help="check the names against this namespace's policy")
     look.add_argument("--cluster-domain", default=name_rules.CLUSTER_DOMAIN)
@@ -521,6 +578,35 @@ def _parser() -> argparse.ArgumentParser:
     look.add_argument("--timeout", type=float, default=10.0, help="HOST:PORT: seconds")
     look.add_argument("--json", action="store_true", help="one JSON document on stdout")
     look.set_defaults(run=_inspect)
+
+    rev = commands.add_parser(
+        "revoke",
+        help="revoke certificates (they go on the CRL; their keys are never signed again)",
+    )
+    rev.add_argument("--state", required=True, type=Path, help=state_help)
+    which = rev.add_mutually_exclusive_group(required=True)
+    which.add_argument("--serial", help="the certificate of this serial (hex, as the CA prints)")
+    which.add_argument(
+        "--identity", help="every certificate carrying this DNS name, IP address or SPIFFE ID"
+    )
+    which.add_argument("--namespace", help="every certificate of a workload of this namespace")
+    which.add_argument(
+        "--cert",
+        type=Path,
+        help="this certificate (PEM or DER file, or a certificate directory): also one the "
+        "index does not know",
+    )
+    rev.add_argument(
+        "--reason",
+        default="unspecified",
+        choices=list(revocation.REASONS),
+        help="RFC 5280 reason code (default %(default)s)",
+    )
+    rev.set_defaults(run=_revoke)
+
+    crl = commands.add_parser("crl", help="print the CA's signed CRLs (PEM), as GET /crl serves")
+    crl.add_argument("--state", required=True, type=Path, help=state_help)
+    crl.set_defaults(run=_crl)
 
     status = commands.add_parser("status", help="print the CA state as JSON (no keys)")
     status.add_argument("--state", required=True, type=Path, help=state_help)

@@ -41,6 +41,7 @@ from mtls_context.gunicorn_hooks import tls_settings
 from . import name_rules
 from .authority import CA, KeyType
 from .gunicorn_worker import BufferingThreadWorker, ConnectionLimits, serve_apart
+from .revocation import IssuedIndex
 from .signer_auth import KubernetesReviewer, SignerPolicy
 from .signer_material import Refresher, RootHolder
 from .state import DirectoryStore, State, StateNotFound, Store
@@ -234,6 +235,7 @@ def _upkeep(store: Store, options: ServeOptions, tls_dir: Path) -> Upkeep:
         Serving(tls_dir, options.serving_names, options.serving_duration),
         credential=credential,
         credential_duration=options.provisioner_duration,
+        issued=IssuedIndex(options.state) if options.state is not None else None,
     )
 
 
@@ -269,6 +271,7 @@ def _worker_app(options: ServeOptions, tls_dir: Path, material_dir: Path | None)
         sign_port=_port(options.sign_bind) if options.sign_bind else None,
         material=material,
         material_age=material_age,
+        issued=upkeep.issued,
     )
 
 

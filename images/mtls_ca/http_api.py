@@ -6,7 +6,10 @@ credential identity of this CA's trust domain (checked here, `mtls_ca.name_rules
 
 * a provisioner (the operator's credential) may sign for a namespace and move on a root rotation
   an administrator started; only the operator knows when every Secret reflects a phase;
-* an admin may also sign without a namespace and start a root rotation.
+* an admin may also sign without a namespace, start a root rotation and revoke certificates
+  (``POST /revoke``, on the root holder: it holds the index of issued certificates).
+
+``GET /crl`` serves the signed CRLs (`mtls_ca.revocation`) to anyone, like ``GET /roots``.
 
 With a ``sign_port`` the two POSTs are served on that port only, so a NetworkPolicy, which sees
 ports and not paths, can admit only the operator to them while the cluster reads the roots on
@@ -37,7 +40,7 @@ from werkzeug.exceptions import HTTPException
 
 from mtls_context.identity import identity, spiffe_ids, wsgi_peer_cert
 
-from . import metrics, name_rules, sign_request
+from . import metrics, name_rules, revocation, sign_request
 from .rotation import IDLE, PHASES, PhaseMismatch
 from .signer_auth import NotASigner, ReviewUnavailable, SignerPolicy
 from .signer_material import MATERIAL_PATH
@@ -46,7 +49,7 @@ from .state_cache import StateCache
 __all__ = ["MAX_REQUEST_BYTES", "MaterialEndpoint", "create_app"]
 
 MAX_REQUEST_BYTES = 64 * 1024
-_SIGNING_PATHS = frozenset({"/sign", "/rotate-root"})
+_SIGNING_PATHS = frozenset({"/sign", "/rotate-root", "/revoke"})
 _log = logging.getLogger("mtls_ca")
 
 
@@ -74,6 +77,7 @@ def create_app(
     sign_port: int | None = None,
     material: MaterialEndpoint | None = None,
     material_age: Callable[[], float] | None = None,
+    issued: revocation.IssuedIndex | None = None,
 ) -> Flask:
     """Create the Flask app serving the state in ``cache``.
 
@@ -89,6 +93,8 @@ def create_app(
         material: the root holder's signing-material endpoint; None: not served (404).
         material_age: a signer's seconds since its last fetch of the material, for
             ``GET /metrics``; None on the root holder.
+        issued: the root holder's index of issued certificates: each one signed is recorded
+            there, and ``POST /revoke`` picks from it; None: not recorded, nor revoked (404).
     """
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
@@ -146,7 +152,7 @@ def create_app(
             caller, role = _caller(state.trust_domain)
             body = _json_body()
             try:
-                issued = sign_request.sign(
+                issued_cert = sign_request.sign(
                     state,
                     sign_request.parse(body),
                     role=role,
@@ -162,16 +168,42 @@ def create_app(
             metrics.REJECTED.labels(reason=e.reason).inc()
             _log.info("refused to sign (%s): %s", e.reason, e.message)
             return jsonify(error=e.message), e.status
+        if issued is not None:
+            issued.append(revocation.record_for(issued_cert.certificate, state.signer.intermediate))
         metrics.ISSUED.inc()
         metrics.SIGNING_SECONDS.observe(time.perf_counter() - start)
         _log.info(
             "signed serial %x for %s until %s, asked by %s",
-            issued.serial,
+            issued_cert.serial,
             ",".join(body["names"]),
-            issued.not_after.isoformat(),
+            issued_cert.not_after.isoformat(),
             caller,
         )
-        return jsonify(sign_request.answer(state, issued)), 200
+        return jsonify(sign_request.answer(state, issued_cert)), 200
+
+    @app.post("/revoke")
+    def revoke() -> tuple[Response, int]:
+        try:
+            state = cache.state()
+            if issued is None or not state.holds_root_keys:
+                raise _Refused(
+                    404, "elsewhere", "POST /revoke is served by the root holder, not a signer"
+                )
+            caller, role = _caller(state.trust_domain)
+            if role != name_rules.ADMIN:
+                raise _Refused(403, "forbidden", f"client '{caller}' may not revoke (admins may)")
+            chosen = _revoke_request(_json_body(), issued)
+            new = cache.update(lambda s: revocation.revoke(s, chosen[0], chosen[1]))
+        except _Refused as e:
+            return jsonify(error=e.message), e.status
+        serials = {r.serial for r in chosen[0]}
+        made = [r for r in new.revoked if r.serial in serials]
+        revocation.announce(made, by=caller)
+        return jsonify(revoked=[r.to_json() for r in made], crl_number=new.crl_number), 200
+
+    @app.get("/crl")
+    def crl() -> Response:
+        return Response(cache.state().crl_pem, mimetype="application/x-pem-file")
 
     @app.post("/rotate-root")
     def rotate_root() -> tuple[Response, int]:
@@ -266,6 +298,34 @@ def _caller(trust_domain: str) -> tuple[str, str]:
     except ValueError:
         who = "(no name)"
     raise _Refused(403, "forbidden", f"client '{who}' is not a provisioner of this CA")
+
+
+def _revoke_request(
+    body: Any, issued: revocation.IssuedIndex
+) -> tuple[list[revocation.IssuedRecord], str]:
+    """The certificates and reason a ``POST /revoke`` body names, or `_Refused` 400/404."""
+    if not isinstance(body, dict):
+        raise _Refused(400, "malformed", "request body must be a JSON object")
+    unknown = sorted(set(body) - {"serial", "identity", "namespace", "reason"})
+    if unknown:
+        raise _Refused(400, "malformed", f"unknown field(s): {', '.join(unknown)}")
+    reason = body.get("reason", "unspecified")
+    if reason not in revocation.REASONS:
+        raise _Refused(400, "malformed", f"'reason' must be one of {', '.join(revocation.REASONS)}")
+    given = {k: v for k, v in body.items() if k != "reason"}
+    if len(given) != 1 or not all(isinstance(v, str) for v in given.values()):
+        raise _Refused(400, "malformed", "give exactly one of 'serial', 'identity', 'namespace'")
+    try:
+        if "serial" in given:
+            chosen = revocation.select(issued.records(), serial=int(given["serial"], 16))
+        else:
+            chosen = revocation.select(issued.records(), **given)
+    except ValueError as e:
+        raise _Refused(400, "malformed", f"{next(iter(given))}: {e}") from None
+    if not chosen:
+        what = f"{next(iter(given))} {next(iter(given.values()))}"
+        raise _Refused(404, "unknown", f"no unexpired certificate of {what} in the CA's index")
+    return chosen, reason
 
 
 def _json_body() -> Any:

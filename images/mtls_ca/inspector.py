@@ -1,5 +1,6 @@
 """``hello-mtls-ca inspect``: what a certificate, a certificate directory or a server presents,
-whether it verifies against a trust bundle, and if not, why, in words.
+whether it verifies against a trust bundle, and if not, why, in words; and whether the CA's CRL
+(a directory's ``ca.crl``, or ``--crl``) lists it.
 
 The checks that name a cause (expired, not yet valid, an issuer nobody holds, a missing
 intermediate, a signature that does not verify, a name the certificate does not carry) run
@@ -33,7 +34,7 @@ from cryptography.x509.verification import PolicyBuilder, Store
 
 from mtls_context import layout
 
-from . import name_rules
+from . import name_rules, revocation
 
 __all__ = [
     "Chain",
@@ -88,6 +89,8 @@ class Chain:
     bundle: Path | None = None
     """A certificate directory's own ``ca.crt``; None for a file or a server."""
     tls: TLSFacts | None = None
+    crl: Path | None = None
+    """A certificate directory's own ``ca.crl``; None if it has none, a file or a server."""
 
 
 @dataclass
@@ -103,6 +106,8 @@ class Report:
     policy: str | None = None
     """With a namespace: whether the names pass its policy, in words."""
     tls: dict[str, Any] | None = None
+    revocation: str | None = None
+    """With a CRL: whether it lists the leaf, in words (None: no CRL given)."""
 
 
 def parse_target(text: str) -> tuple[str, int] | None:
@@ -119,10 +124,14 @@ def parse_target(text: str) -> tuple[str, int] | None:
 def load(path: Path) -> Chain:
     """The chain in a PEM file, or a certificate directory's ``tls.crt`` with its ``ca.crt``."""
     if path.is_dir():
-        cert, bundle = path / layout.CERT, path / layout.CA
+        cert, bundle, crl = path / layout.CERT, path / layout.CA, path / layout.CRL
         if not cert.is_file():
             raise ValueError(f"{path} is not a certificate directory: it has no {layout.CERT}")
-        return Chain(_read_pem(cert), bundle if bundle.is_file() else None)
+        return Chain(
+            _read_pem(cert),
+            bundle if bundle.is_file() else None,
+            crl=crl if crl.is_file() else None,
+        )
     if not path.is_file():
         raise ValueError(f"{path}: no such file, directory or HOST:PORT")
     return Chain(_read_pem(path))
@@ -204,10 +213,12 @@ def inspect(
     name: str | None = None,
     namespace: str | None = None,
     cluster_domain: str = name_rules.CLUSTER_DOMAIN,
+    crl: bytes | None = None,
 ) -> Report:
     """Judge ``chain`` against ``roots`` (read from ``bundle``; None: not verified) at ``now``;
     ``name``: a DNS name or IP the leaf must carry; ``namespace``: check the leaf's names
-    against that namespace's name policy."""
+    against that namespace's name policy; ``crl``: the CA's CRLs (PEM), a leaf they list is a
+    problem."""
     if not chain.certificates:
         raise ValueError(f"{target} presents no certificate")
     leaf = chain.certificates[0]
@@ -228,6 +239,11 @@ def inspect(
         report.verified = not report.problems
     if namespace is not None:
         report.policy = _policy(leaf, namespace, cluster_domain)
+    if crl is not None:
+        report.revocation, revoked = _revocation(chain.certificates, crl, now)
+        if revoked:
+            report.problems.append(report.revocation)
+            report.verified = False
     return report
 
 
@@ -266,9 +282,55 @@ def render(report: Report) -> str:
     else:
         lines.append(f"  verified: {'yes' if report.verified else 'NO'}, against {report.bundle}")
     lines += [f"  ✗ {problem}" for problem in report.problems]
+    if report.revocation is not None and report.revocation not in report.problems:
+        lines.append(f"  revocation: {report.revocation}")
     if report.policy is not None:
         lines.append(f"  policy: {report.policy}")
     return "\n".join(lines)
+
+
+def _revocation(
+    certificates: Sequence[x509.Certificate], crl_pem: bytes, now: datetime.datetime
+) -> tuple[str, bool]:
+    """Whether the CRL of the leaf's issuer lists the leaf, in words; True if it does."""
+    leaf = certificates[0]
+    try:
+        crls = revocation.load_crls(crl_pem)
+    except ValueError:
+        return "unknown: the CRL file does not parse (it must be PEM X509 CRLs)", False
+    crl = next((c for c in crls if c.issuer == leaf.issuer), None)
+    if crl is None:
+        return (
+            f"unknown: the CRL holds no CRL of {leaf.issuer.rfc4514_string()} (an old CRL, or "
+            "another CA's: fetch GET /crl again)",
+            False,
+        )
+    issuer = next((c for c in certificates[1:] if c.subject == leaf.issuer), None)
+    if issuer is not None and not crl.is_signature_valid(issuer.public_key()):  # type: ignore[arg-type]
+        return "unknown: the CRL's signature does not verify with the leaf's issuer", False
+    number = crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+    entry = crl.get_revoked_certificate_by_serial_number(leaf.serial_number)
+    if entry is not None:
+        try:
+            reason = entry.extensions.get_extension_for_class(x509.CRLReason).value.reason.value
+        except x509.ExtensionNotFound:
+            reason = "unspecified"
+        return (
+            f"REVOKED on {_when(entry.revocation_date_utc)} ({reason}; CRL number {number}): "
+            "servers that hold this CRL refuse it; the operator issues a new key and certificate",
+            True,
+        )
+    next_update = crl.next_update_utc
+    stale = next_update is not None and next_update <= now
+    if stale:
+        assert next_update is not None
+        return (
+            f"not listed, but the CRL is stale (nextUpdate {_when(next_update)}; CRL number "
+            f"{number}): check that the CA is up and the operator copies GET /crl",
+            False,
+        )
+    until = f", next update {_when(next_update)}" if next_update is not None else ""
+    return f"not revoked (CRL number {number}{until})", False
 
 
 def _read_pem(path: Path) -> list[x509.Certificate]:

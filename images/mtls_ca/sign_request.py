@@ -18,7 +18,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from . import name_rules
+from . import name_rules, revocation
 from .authority import Issued, fingerprint, load_csr, load_public_key
 from .state import State
 
@@ -119,12 +119,13 @@ def sign(
     (names) and ``allowed_ips`` (networks), both keyed by namespace.
 
     Raises:
-        RuleViolation: with the rule's exact message.
+        RuleViolation: with the rule's exact message, or if the key's certificate was revoked.
         Malformed: if the namespace is missing or it or the service account is not a valid name.
     """
     if request.namespace is None and role != name_rules.ADMIN:
         raise Malformed("'namespace' is required with a provisioner credential")
     try:
+        revocation.check_key(state, request.public_key)
         name_rules.check_duration(request.duration, minimum=state.minimum, maximum=state.maximum)
         if request.namespace is None:
             name_rules.check_name_syntax(request.names)
@@ -162,6 +163,7 @@ def answer(state: State, issued: Issued) -> dict[str, Any]:
         "not_after": issued.not_after.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "bundle_sha256": state.bundle_sha256,
         "intermediate_sha256": fingerprint(state.signer.intermediate),
+        "crl": state.crl_pem.decode(),
     }
 
 

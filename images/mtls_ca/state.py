@@ -21,8 +21,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from . import name_rules, rotation, tls_profiles
+from . import name_rules, revocation, rotation, tls_profiles
 from .authority import CA, fingerprint
+from .revocation import Revocation
 
 __all__ = ["DirectoryStore", "State", "StateNotFound", "Store"]
 
@@ -44,6 +45,14 @@ class State:
         tls_profile: ``intermediate`` or ``modern``.
         minimum: shortest leaf lifetime the CA signs.
         maximum: longest leaf lifetime the CA signs.
+        revoked: the revocation list (`mtls_ca.revocation`), entries of unexpired certificates.
+        crl_number: the CRL number of ``crl_pem``.
+        crl_pem: the signed CRLs, one per valid intermediate (``GET /crl``).
+        upcoming: the signing intermediate's successor, made at 2/3 of its life: its CRL is
+            published `mtls_ca.revocation.CRL_LEAD` before it signs, so that no server meets a
+            leaf of it before it holds its CRL (OpenSSL refuses a leaf of an issuer without one).
+        retired: intermediates that signed before, kept (with keys, on the root holder only) for
+            their CRLs while their leaves may still be valid.
     """
 
     generations: tuple[CA, ...]
@@ -52,6 +61,11 @@ class State:
     tls_profile: str = "intermediate"
     minimum: datetime.timedelta = name_rules.DEFAULT_MINIMUM
     maximum: datetime.timedelta = name_rules.DEFAULT_MAXIMUM
+    revoked: tuple[Revocation, ...] = ()
+    crl_number: int = 0
+    crl_pem: bytes = b""
+    upcoming: CA | None = None
+    retired: tuple[CA, ...] = ()
 
     def __post_init__(self) -> None:
         rotation.signing_index(self.phase, len(self.generations))
@@ -106,6 +120,8 @@ class State:
                 "minimum": name_rules.format_duration(self.minimum),
                 "maximum": name_rules.format_duration(self.maximum),
             },
+            "revoked": len(self.revoked),
+            "crl_number": self.crl_number,
         }
 
     @property
@@ -122,6 +138,7 @@ class State:
             self.tls_profile,
             name_rules.format_duration(self.minimum),
             name_rules.format_duration(self.maximum),
+            hashlib.sha256(self.crl_pem).hexdigest(),
         ]
         return hashlib.sha256(json.dumps(document).encode()).hexdigest()
 
@@ -134,6 +151,8 @@ class State:
             generations=tuple(
                 ca.without_keys(keep_intermediate=ca is signer) for ca in self.generations
             ),
+            upcoming=None,  # the root holder alone signs CRLs, so their keys stay with it
+            retired=(),
         )
 
     @property
@@ -143,19 +162,6 @@ class State:
 
     def to_json(self) -> bytes:
         """The persisted form, including the CA keys: store it only where keys may live."""
-        generations = []
-        for ca in self.generations:
-            root, root_key, intermediate, intermediate_key = ca.to_pem()
-            generations.append(
-                {
-                    "root": root.decode(),
-                    "root_key": root_key.decode() if root_key is not None else None,
-                    "intermediate": intermediate.decode(),
-                    "intermediate_key": (
-                        intermediate_key.decode() if intermediate_key is not None else None
-                    ),
-                }
-            )
         document = {
             "format": _FORMAT,
             "phase": self.phase,
@@ -163,7 +169,12 @@ class State:
             "tls_profile": self.tls_profile,
             "minimum": name_rules.format_duration(self.minimum),
             "maximum": name_rules.format_duration(self.maximum),
-            "generations": generations,
+            "generations": [_ca_json(ca) for ca in self.generations],
+            "upcoming": _ca_json(self.upcoming) if self.upcoming is not None else None,
+            "retired": [_ca_json(ca) for ca in self.retired],
+            "revoked": [r.to_json() for r in self.revoked],
+            "crl_number": self.crl_number,
+            "crl": self.crl_pem.decode(),
         }
         return json.dumps(document, indent=2).encode()
 
@@ -178,15 +189,8 @@ class State:
             document = json.loads(data)
             if document.get("format") != _FORMAT:
                 raise ValueError(f"CA state format {document.get('format')!r} is not {_FORMAT}")
-            generations = tuple(
-                CA.from_pem(
-                    g["root"].encode(),
-                    _optional_pem(g["root_key"]),
-                    g["intermediate"].encode(),
-                    _optional_pem(g["intermediate_key"]),
-                )
-                for g in document["generations"]
-            )
+            generations = tuple(_ca_from_json(g) for g in document["generations"])
+            upcoming = document.get("upcoming")
             return cls(
                 generations=generations,
                 phase=document["phase"],
@@ -194,6 +198,12 @@ class State:
                 tls_profile=document["tls_profile"],
                 minimum=name_rules.parse_duration(document["minimum"]),
                 maximum=name_rules.parse_duration(document["maximum"]),
+                # A state written before revocation existed has none of these three.
+                revoked=tuple(Revocation.from_json(r) for r in document.get("revoked", [])),
+                crl_number=int(document.get("crl_number", 0)),
+                crl_pem=document.get("crl", "").encode(),
+                upcoming=_ca_from_json(upcoming) if upcoming is not None else None,
+                retired=tuple(_ca_from_json(g) for g in document.get("retired", [])),
             )
         except (KeyError, TypeError, AttributeError, json.JSONDecodeError) as e:
             raise ValueError(f"CA state is damaged: {type(e).__name__}: {e}") from None
@@ -211,7 +221,9 @@ class State:
             expected=expected,
             new_ca=lambda: CA.create(key_type=key_type),
         )
-        return replace(self, phase=phase, generations=generations)
+        rotated = replace(self, phase=phase, generations=generations)
+        # A new generation's intermediate gets its CRL at once, in the same step (and material).
+        return revocation.with_crl(rotated) if revocation.crl_due(rotated) else rotated
 
 
 class Store(Protocol):
@@ -301,6 +313,25 @@ class DirectoryStore:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+def _ca_json(ca: CA) -> dict[str, str | None]:
+    root, root_key, intermediate, intermediate_key = ca.to_pem()
+    return {
+        "root": root.decode(),
+        "root_key": root_key.decode() if root_key is not None else None,
+        "intermediate": intermediate.decode(),
+        "intermediate_key": intermediate_key.decode() if intermediate_key is not None else None,
+    }
+
+
+def _ca_from_json(document: dict[str, Any]) -> CA:
+    return CA.from_pem(
+        document["root"].encode(),
+        _optional_pem(document["root_key"]),
+        document["intermediate"].encode(),
+        _optional_pem(document["intermediate_key"]),
+    )
 
 
 def _optional_pem(text: str | None) -> bytes | None:

@@ -1,7 +1,9 @@
 """The upkeep that keeps the running service's certificates current.
 
 `Upkeep` runs on a timer in each worker (and once before the workers start): on the root
-holder it renews the signing intermediate at 2/3 of its life; on every CA pod it re-issues the
+holder it renews the signing intermediate at 2/3 of its life, signs the CRLs again when due
+(`mtls_ca.revocation.crl_due`: daily, and at once for a new intermediate) and then drops expired
+entries from the index of issued certificates; on every CA pod it re-issues the
 service's own serving certificate when it ages or the trust bundle, signer or TLS policy change;
 on the root holder in a cluster it does the same for the operator's provisioner credential
 Secret. Workers coordinate through the store's
@@ -26,7 +28,7 @@ from cryptography import x509
 
 from mtls_context import layout
 
-from . import name_rules, tls_profiles
+from . import name_rules, revocation, tls_profiles
 from .authority import renewal_due
 from .state import State
 from .state_cache import StateCache
@@ -64,14 +66,19 @@ class Upkeep:
     credential: CredentialSink | None = None
     credential_name: str = "operator"
     credential_duration: datetime.timedelta = datetime.timedelta(days=7)
+    issued: revocation.IssuedIndex | None = None
 
     def run(self, now: datetime.datetime | None = None) -> None:
         """One round of checks; renews what is due."""
         now = now or datetime.datetime.now(datetime.UTC)
         state = self.cache.state()
-        if state.holds_root_keys and renewal_due(state.signer.intermediate, now=now):
+        if state.holds_root_keys and _renewal_step_due(state, now):
             # Only the root holder renews; a signer fetches the renewed one from it.
             state = self.cache.update(lambda s: _renew_intermediate(s, now))
+        if state.holds_root_keys and revocation.crl_due(state, now):
+            state = self.cache.update(lambda s: _sign_crls(s, now))
+            if self.issued is not None:
+                self.issued.prune(now)
         with _locked(self.serving.directory):
             if not is_current(_read(self.serving.directory), state, now):
                 issued = state.signer.issue(*self.serving.names, valid_for=self.serving.duration)
@@ -132,17 +139,49 @@ def is_current(files: dict[str, bytes] | None, state: State, now: datetime.datet
     )
 
 
+def _renewal_step_due(state: State, now: datetime.datetime) -> bool:
+    """At 2/3 of the signing intermediate's life a successor is made (``upcoming``: its CRL is
+    published at once); `revocation.CRL_LEAD` later it takes over and the old one retires."""
+    if not renewal_due(state.signer.intermediate, now=now):
+        return False
+    if state.upcoming is None:
+        return True
+    born = state.upcoming.intermediate.not_valid_before_utc + name_rules.BACKDATE
+    return now >= born + revocation.CRL_LEAD
+
+
 def _renew_intermediate(state: State, now: datetime.datetime) -> State:
+    if not _renewal_step_due(state, now):
+        return state  # another worker or replica took this step meanwhile
     signer = state.signer
-    if not renewal_due(signer.intermediate, now=now):
-        return state  # another worker or replica renewed it meanwhile
-    renewed = signer.renew_intermediate(now=now)
+    if state.upcoming is None:
+        upcoming = signer.renew_intermediate(now=now)
+        _log.info(
+            "next intermediate made; its CRL is published now and it signs from %s",
+            now + revocation.CRL_LEAD,
+        )
+        return revocation.with_crl(replace(state, upcoming=upcoming), now=now)
+    renewed = state.upcoming
     _log.info(
         "signing intermediate renewed, now valid until %s", renewed.intermediate.not_valid_after_utc
     )
-    return replace(
-        state, generations=tuple(renewed if g is signer else g for g in state.generations)
+    return revocation.with_crl(
+        replace(
+            state,
+            generations=tuple(renewed if g is signer else g for g in state.generations),
+            upcoming=None,
+            retired=(*state.retired, signer),
+        ),
+        now=now,
     )
+
+
+def _sign_crls(state: State, now: datetime.datetime) -> State:
+    if not revocation.crl_due(state, now):
+        return state  # another worker signed them meanwhile
+    signed = revocation.with_crl(state, now=now)
+    _log.info("CRLs signed: number %d, %d revoked", signed.crl_number, len(signed.revoked))
+    return signed
 
 
 def _files(state: State, chain: bytes, key: bytes) -> dict[str, bytes]:

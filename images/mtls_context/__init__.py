@@ -26,7 +26,7 @@ from mtls_context.contexts import (
     server_context,
 )
 from mtls_context.identity import PeerCert, identity
-from mtls_context.layout import CA, CERT, FILES, KEY, POLICY, read_version, write_version
+from mtls_context.layout import CA, CERT, CRL, FILES, KEY, POLICY, read_version, write_version
 from mtls_context.reloading import (
     DEFAULT_CHECK_INTERVAL,
     DEFAULT_MAX_AGE,
@@ -46,6 +46,7 @@ __all__ = [
     "ALPN",
     "CA",
     "CERT",
+    "CRL",
     "DEFAULT_CHECK_INTERVAL",
     "DEFAULT_MAX_AGE",
     "DEFAULT_POLICY",

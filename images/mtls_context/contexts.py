@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Literal
 
 from mtls_context import identity as _identity
-from mtls_context.layout import CA, CERT, KEY, POLICY, read_version
+from mtls_context import revocation as _revocation
+from mtls_context.layout import CA, CERT, CRL, KEY, POLICY, read_version
 from mtls_context.tls_policy import DEFAULT_POLICY, TLSPolicy
 
 __all__ = [
@@ -58,6 +59,8 @@ class MTLSContext(ssl.SSLContext):
     policy: TLSPolicy
     files: Mapping[str, bytes]
     """The files of the version it was built from (for stacks that take PEM, such as gRPC)."""
+    crl: _revocation.CRLDecision
+    """Whether it enforces ``ca.crl`` (peers it lists are refused), and if not why."""
 
 
 def server_context(directory: Path, *, verify: Verify = "required") -> MTLSContext:
@@ -99,6 +102,10 @@ def build_context(
     ``tls.crt`` verifies against ``ca.crt`` for this side's purpose, and that no certificate is
     expired or not yet valid. The returned context has never been used.
 
+    With a ``ca.crl`` that `mtls_context.revocation.decide` accepts, the context refuses a peer
+    whose certificate the CRL lists (OpenSSL's ``VERIFY_CRL_CHECK_LEAF``); one it does not
+    accept is left out, and ``context.crl.stale`` says why.
+
     Raises:
         ValueError: if a file is missing, the policy is invalid, or validation fails.
     """
@@ -106,9 +113,10 @@ def build_context(
     if missing:
         raise ValueError(f"missing or empty: {', '.join(missing)}")
     policy = TLSPolicy.from_json(files[POLICY]) if POLICY in files else DEFAULT_POLICY
+    crl = _revocation.decide(files.get(CRL), files[CERT])
     try:
-        certificate = _validate(files, side, policy)
-        context = _new_context(files, side, policy)
+        certificate = _validate(files, side, policy, crl.pem)
+        context = _new_context(files, side, policy, crl.pem)
         if side is Side.SERVER and verify == "optional":
             context.verify_mode = ssl.CERT_OPTIONAL
         context.set_alpn_protocols(list(alpn))
@@ -117,10 +125,13 @@ def build_context(
     context.certificate = certificate
     context.policy = policy
     context.files = dict(files)
+    context.crl = crl
     return context
 
 
-def _new_context(files: Mapping[str, bytes], side: Side, policy: TLSPolicy) -> MTLSContext:
+def _new_context(
+    files: Mapping[str, bytes], side: Side, policy: TLSPolicy, crl: bytes | None
+) -> MTLSContext:
     if side is Side.SERVER:
         context = MTLSContext(ssl.PROTOCOL_TLS_SERVER)
         context.verify_mode = ssl.CERT_REQUIRED
@@ -132,15 +143,22 @@ def _new_context(files: Mapping[str, bytes], side: Side, policy: TLSPolicy) -> M
         context.hostname_checks_common_name = False
     # Only our bundle: a fresh SSLContext has no default roots, and we never load any.
     context.load_verify_locations(cadata=files[CA].decode("ascii", errors="replace"))
+    if crl is not None:
+        # cadata takes certificates only; a file is read for CRLs too (X509_load_cert_crl_file).
+        with _pem_path(crl) as path:
+            context.load_verify_locations(cafile=path)
+        context.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
     with _pem_path(files[CERT] + b"\n" + files[KEY]) as chain_and_key:
         context.load_cert_chain(chain_and_key)
     policy.apply(context)
     return context
 
 
-def _validate(files: Mapping[str, bytes], side: Side, policy: TLSPolicy) -> Certificate:
-    server = _new_context(files, Side.SERVER, policy)
-    client = _new_context(files, Side.CLIENT, policy)
+def _validate(
+    files: Mapping[str, bytes], side: Side, policy: TLSPolicy, crl: bytes | None
+) -> Certificate:
+    server = _new_context(files, Side.SERVER, policy, crl)
+    client = _new_context(files, Side.CLIENT, policy, crl)
     client.check_hostname = False  # no name to check against in a self-test
     if side is Side.SERVER:
         server.verify_mode = ssl.CERT_NONE  # only the client verifies: our cert as a server cert
@@ -203,4 +221,5 @@ def _describe(error: ssl.SSLError) -> str:
         "KEY_VALUES_MISMATCH": "tls.key does not match the certificate in tls.crt",
         "certificate has expired": "the certificate has expired",
         "unable to get local issuer certificate": "tls.crt does not chain to a root in ca.crt",
+        "certificate revoked": "the certificate in tls.crt is revoked (ca.crl lists it)",
     }.get(reason, reason)

@@ -23,6 +23,7 @@ from pathlib import Path
 __all__ = [
     "CA",
     "CERT",
+    "CRL",
     "DATA_LINK",
     "FILES",
     "KEY",
@@ -35,7 +36,9 @@ CERT = "tls.crt"
 KEY = "tls.key"
 CA = "ca.crt"
 POLICY = "tls-policy.json"
-FILES = (CERT, KEY, CA, POLICY)
+CRL = "ca.crl"
+"""The CA's CRLs, beside ``ca.crt`` (optional: `mtls_context.revocation`)."""
+FILES = (CERT, KEY, CA, POLICY, CRL)
 DATA_LINK = "..data"
 
 _KEEP_OLD_VERSIONS = 1

@@ -51,13 +51,26 @@ class StatusCollector:
             "1 while the newest files on disk are refused (the last good context stays), else 0.",
             labels=_LABELS,
         )
+        crl_stale = GaugeMetricFamily(
+            "hello_mtls_tls_crl_stale",
+            "1 while the directory's ca.crl is present but not enforced (stale, late or "
+            "partial: peers are not checked for revocation), else 0.",
+            labels=_LABELS,
+        )
+        crl_enforced = GaugeMetricFamily(
+            "hello_mtls_tls_crl_enforced",
+            "1 while peers are checked against the directory's ca.crl, else 0.",
+            labels=_LABELS,
+        )
         for status in self._source():
             labels = [status.side, status.identity, status.serial, str(status.pid)]
             not_after.add_metric(labels, status.not_after.timestamp())
             generation.add_metric(labels, status.generation)
             loaded.add_metric(labels, status.loaded_at.timestamp())
             error.add_metric(labels, 0 if status.error is None else 1)
-        yield from (not_after, generation, loaded, error)
+            crl_stale.add_metric(labels, 0 if status.crl_stale is None else 1)
+            crl_enforced.add_metric(labels, 1 if status.crl_enforced else 0)
+        yield from (not_after, generation, loaded, error, crl_stale, crl_enforced)
 
 
 def serve(

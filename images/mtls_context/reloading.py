@@ -119,6 +119,8 @@ class ReloadingContext:
             loaded_at=loaded_at,
             error=error[0] if error else None,
             error_at=error[1] if error else None,
+            crl_enforced=self._context.crl.pem is not None,
+            crl_stale=self._context.crl.stale,
         )
 
     def current(self) -> MTLSContext:
@@ -151,7 +153,11 @@ class ReloadingContext:
         try:
             now = self._clock()
             self._next_check = now + self.check_interval
-            expired = now - self._built >= self.max_age
+            drop_at = self._context.crl.drop_at
+            # A CRL near its nextUpdate must go before OpenSSL would refuse peers over it.
+            expired = now - self._built >= self.max_age or (
+                drop_at is not None and _now() >= drop_at
+            )
             signature = _signature(self.directory)
             if signature == self._signature and not expired:
                 return
@@ -182,7 +188,10 @@ class ReloadingContext:
         _status.changed()
 
     def _build(self, files: dict[str, bytes]) -> MTLSContext:
-        return build_context(files, self.side, verify=self._verify, alpn=self._alpn)
+        context = build_context(files, self.side, verify=self._verify, alpn=self._alpn)
+        if context.crl.stale is not None:
+            _log.warning("%s: serving without CRL checking: %s", self.directory, context.crl.stale)
+        return context
 
     def _fail(self, reason: str, *, key: object) -> None:
         if key == self._failure:
@@ -320,7 +329,9 @@ def _digest(files: dict[str, bytes]) -> bytes:
 
 def _describe(context: MTLSContext) -> str:
     cert = context.certificate
+    crl = "CRL enforced" if context.crl.pem is not None else "no CRL"
     return (
         f"certificate {cert.identity} serial {cert.serial} "
-        f"valid until {cert.not_after:%Y-%m-%dT%H:%M:%SZ}, TLS policy {context.policy.profile}"
+        f"valid until {cert.not_after:%Y-%m-%dT%H:%M:%SZ}, TLS policy {context.policy.profile}, "
+        f"{crl}"
     )

@@ -48,6 +48,10 @@ class Status:
     """Why the newest files on disk are not in use (None when they are)."""
     error_at: datetime | None
     """When that error was first seen."""
+    crl_enforced: bool = False
+    """Whether peers are checked against the directory's ``ca.crl``."""
+    crl_stale: str | None = None
+    """Why a ``ca.crl`` that is present is not enforced (`mtls_context.revocation`)."""
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (times in ISO 8601)."""

@@ -1,5 +1,8 @@
 """The CA's HTTPS API, called with the operator's provisioner credential.
 
+``GET /crl`` is read again whenever the CA's ``crl_number`` moves (a revocation, the daily
+re-signing), so every Secret gets the CA's current ``ca.crl``.
+
 The credential is a certificate directory the CA keeps fresh in a Secret the operator mounts;
 `mtls_context.requests_adapter.session` reloads it when the kubelet swaps the files, and trusts
 only its ``ca.crt`` for the CA's own serving certificate.
@@ -43,6 +46,7 @@ class CAClient:
         self._timeout = timeout
         self._session: requests.Session | None = None
         self._roots: tuple[str, bytes] | None = None
+        self._crl: tuple[object, bytes] | None = None
 
     def sign(self, request: Mapping[str, Any]) -> Answer:
         """Have the CA sign a CSR (`claims.Claim.sign_request`).
@@ -58,15 +62,20 @@ class CAClient:
             raise CAUnavailable(str(error)) from None
 
     def status(self) -> CAView:
-        """What the CA hands out now; the roots are fetched again only when they changed."""
+        """What the CA hands out now; the roots and the CRLs are fetched again only when they
+        changed (a CA older than ``crl_number`` serves no CRL)."""
         status = self._call("GET", "/status")
         wanted = str(status.get("bundle_sha256", ""))
         if self._roots is None or self._roots[0] != wanted:
             self._roots = (wanted, self._raw("GET", "/roots").content)
+        number = status.get("crl_number")
+        if self._crl is None or self._crl[0] != number:
+            crl = self._raw("GET", "/crl").content if number is not None else b""
+            self._crl = (number, crl)
         try:
-            return view_from_status(status, self._roots[1])
+            return view_from_status(status, self._roots[1], self._crl[1])
         except ValueError as error:
-            self._roots = None
+            self._roots = self._crl = None
             raise CAUnavailable(str(error)) from None
 
     def rotate_root(self, from_phase: str) -> None:

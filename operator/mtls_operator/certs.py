@@ -19,12 +19,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from mtls_context import CA, CERT, KEY, POLICY
+from mtls_context import CA, CERT, CRL, KEY, POLICY
 from mtls_operator import screening
 from mtls_operator.claims import Claim
 
 __all__ = [
     "Inspection",
+    "crl_serials",
     "inspect",
     "needs_renewal",
     "new_key_and_csr",
@@ -81,6 +82,8 @@ class Inspection:
     """The leaf's DNS names and IP addresses (`normalize_name` applied)."""
     uris: tuple[str, ...] = ()
     """The leaf's URI SANs: its SPIFFE ID."""
+    crl_sha256: str = ""
+    """`sha256_hex` of its ``ca.crl``; "" without one."""
 
 
 def inspect(data: Mapping[str, bytes]) -> Inspection:
@@ -141,7 +144,23 @@ def inspect(data: Mapping[str, bytes]) -> Inspection:
         policy=data[POLICY],
         names=names,
         uris=uris,
+        crl_sha256=sha256_hex(data[CRL]) if data.get(CRL) else "",
     )
+
+
+def crl_serials(crl_pem: bytes) -> frozenset[str]:
+    """The serials (lower-case hex) every CRL of ``crl_pem`` (``GET /crl``) lists.
+
+    Raises:
+        ValueError: if a CRL does not parse.
+    """
+    end = b"-----END X509 CRL-----"
+    serials: set[str] = set()
+    for block in crl_pem.split(end):
+        if block.strip():
+            crl = x509.load_pem_x509_crl(block.strip() + end)
+            serials.update(f"{entry.serial_number:x}" for entry in crl)
+    return frozenset(serials)
 
 
 def normalize_name(name: str) -> str:

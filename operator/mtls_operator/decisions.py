@@ -76,6 +76,8 @@ def decide(
         return Decision(Action.ISSUE, "renewal due")
     if ca is None:
         return Decision(Action.NOTHING, "CA state unknown")
+    if secret.serial in ca.revoked_serials:
+        return Decision(Action.ISSUE, "certificate revoked")
     if secret.uris != (claim.spiffe_id(ca.trust_domain),):
         return Decision(Action.ISSUE, "certificate SPIFFE ID differs from the claim")
     if secret.intermediate_sha256 != ca.intermediate_sha256:
@@ -84,6 +86,8 @@ def decide(
         return Decision(Action.REFRESH_TRUST, "trust bundle changed")
     if secret.policy != policy_bytes(ca.tls_policy):
         return Decision(Action.REFRESH_TRUST, "TLS policy changed")
+    if secret.crl_sha256 != ca.crl_sha256:
+        return Decision(Action.REFRESH_TRUST, "CRL changed")
     return Decision(Action.NOTHING, "up to date")
 
 

@@ -29,7 +29,7 @@ from typing import Any
 from mtls_ca.tls_profiles import policy_bytes
 from mtls_context import POLICY
 from mtls_operator import metrics
-from mtls_operator.certs import inspect, new_key_and_csr
+from mtls_operator.certs import inspect, new_key_and_csr, sha256_hex
 from mtls_operator.claims import POD_CERTIFICATE, Claim, claim_moved, parse_claim
 from mtls_operator.decisions import Action, Decision, choose_claim, decide
 from mtls_operator.inventory import ClaimingPod, Inventory, Key, pod_claims
@@ -383,7 +383,9 @@ class Reconciler:
 
     def _policy_current(self, namespace: str) -> bool:
         ca = self._ca
-        return ca is not None and self._policies.get(namespace) == policy_bytes(ca.tls_policy)
+        return ca is not None and self._policies.get(namespace) == _config_map_digest(
+            policy_bytes(ca.tls_policy), ca.crl_pem
+        )
 
     def _write_policy_config_map(self, namespace: str) -> None:
         """Make ``namespace``'s ConfigMap carry the CA's TLS policy; a failure is tried again
@@ -391,7 +393,9 @@ class Reconciler:
         ca = self._ca
         if ca is None:
             return  # the first tick reads the CA's state, and its resync writes the ConfigMap
-        wanted = policy_config_map(namespace, ca.tls_policy, labels=self._settings.labels)
+        wanted = policy_config_map(
+            namespace, ca.tls_policy, labels=self._settings.labels, crl_pem=ca.crl_pem
+        )
         with self._policy_lock:
             try:
                 current = self._cluster.get_config_map(namespace, POLICY_CONFIG_MAP)
@@ -408,17 +412,23 @@ class Reconciler:
                             " write the TLS policy this pod's volume needs",
                         )
                     return
-                elif (current.get("data") or {}).get(POLICY) != wanted["data"][POLICY]:
+                elif any(
+                    (current.get("data") or {}).get(k) != v for k, v in wanted["data"].items()
+                ):
                     current["data"] = {**(current.get("data") or {}), **wanted["data"]}
                     self._cluster.replace_config_map(current)
                     _log.info(
-                        "updated the TLS policy in ConfigMap %s/%s", namespace, POLICY_CONFIG_MAP
+                        "updated the TLS policy and CRL in ConfigMap %s/%s",
+                        namespace,
+                        POLICY_CONFIG_MAP,
                     )
             except Exception as error:  # a conflict, the API server or the network
                 metrics.FAILED.labels("conflict" if isinstance(error, Conflict) else "error").inc()
                 _log.warning("ConfigMap %s/%s: %s", namespace, POLICY_CONFIG_MAP, error)
                 return
-            self._policies[namespace] = wanted["data"][POLICY].encode()
+            self._policies[namespace] = _config_map_digest(
+                wanted["data"][POLICY].encode(), ca.crl_pem
+            )
         self._inventory.clear_warnings(
             [pod.uid for pod in self._inventory.pod_certificate_pods(namespace)]
         )
@@ -598,3 +608,8 @@ def _managed(body: Mapping[str, Any]) -> bool:
     """Only exactly ``hello-mtls.dev/managed=true`` marks a Secret or ConfigMap as ours (the
     label selector of the operator's watch says the same); any other value is someone else's."""
     return (body["metadata"].get("labels") or {}).get(LABEL_MANAGED) == "true"
+
+
+def _config_map_digest(policy: bytes, crl_pem: bytes) -> bytes:
+    """What a namespace's ConfigMap was last written with: its policy and CRL."""
+    return policy + b"\0" + sha256_hex(crl_pem).encode()

@@ -1,5 +1,5 @@
 """The ``kubernetes.io/tls`` Secret the operator writes, built from a ``POST /sign`` answer, and
-the ConfigMap that gives pod-certificate pods the same ``tls-policy.json``.
+the ConfigMap that gives pod-certificate pods the same ``tls-policy.json`` and ``ca.crl``.
 
 Functions over plain dicts (the API's JSON), with no I/O, so they are tested without a cluster.
 All are pure but one: `merge_owners` changes the Secret dict it is given, in place, because
@@ -18,8 +18,8 @@ import kopf
 
 from mtls_ca import name_rules
 from mtls_ca.tls_profiles import policy_bytes
-from mtls_context import CA, CERT, KEY, POLICY
-from mtls_operator.certs import sha256_hex
+from mtls_context import CA, CERT, CRL, KEY, POLICY
+from mtls_operator.certs import crl_serials, sha256_hex
 from mtls_operator.claims import Claim
 
 __all__ = [
@@ -61,6 +61,14 @@ class CAView:
     tls_policy: Mapping[str, Any]
     phase: str = "idle"
     trust_domain: str = name_rules.CLUSTER_DOMAIN
+    crl_pem: bytes = b""
+    """``GET /crl``: goes into every Secret as ``ca.crl`` (empty: the CA serves none)."""
+    revoked_serials: frozenset[str] = frozenset()
+    """The serials (hex) ``crl_pem`` lists: a Secret holding one is issued anew at once."""
+
+    @property
+    def crl_sha256(self) -> str:
+        return sha256_hex(self.crl_pem) if self.crl_pem else ""
 
 
 @dataclass(frozen=True)
@@ -75,14 +83,17 @@ class Answer:
     bundle_sha256: str
     intermediate_sha256: str = ""
     """The intermediate that signed it (empty from a CA older than the field)."""
+    crl: bytes = b""
+    """The CA's CRLs when it signed (empty from a CA older than the field)."""
 
 
-def view_from_status(status: Mapping[str, Any], roots_pem: bytes) -> CAView:
-    """A `CAView` from ``GET /status`` and ``GET /roots``.
+def view_from_status(status: Mapping[str, Any], roots_pem: bytes, crl_pem: bytes = b"") -> CAView:
+    """A `CAView` from ``GET /status``, ``GET /roots`` and ``GET /crl``.
 
     Raises:
-        ValueError: if the status lacks a field, or the roots are not the bundle it names
-            (the CA moved on between the two requests: read both again).
+        ValueError: if the status lacks a field, the roots are not the bundle it names
+            (the CA moved on between the two requests: read both again), or a CRL does not
+            parse.
     """
     try:
         intermediate = status["signing"]["intermediate_fingerprint_sha256"]
@@ -101,6 +112,8 @@ def view_from_status(status: Mapping[str, Any], roots_pem: bytes) -> CAView:
         tls_policy=dict(tls_policy),
         phase=str(phase),
         trust_domain=str(trust_domain),
+        crl_pem=crl_pem,
+        revoked_serials=crl_serials(crl_pem),
     )
 
 
@@ -128,6 +141,7 @@ def parse_answer(document: Mapping[str, Any]) -> Answer:
         not_after=document["not_after"],
         bundle_sha256=str(document.get("bundle_sha256") or sha256_hex(ca)),
         intermediate_sha256=str(document.get("intermediate_sha256") or ""),
+        crl=str(document.get("crl") or "").encode(),
     )
 
 
@@ -169,6 +183,7 @@ def secret_body(
                 KEY: key_pem,
                 CA: answer.ca,
                 POLICY: policy_bytes(answer.tls_policy),
+                **({CRL: answer.crl} if answer.crl else {}),
             }
         ),
     }
@@ -177,21 +192,30 @@ def secret_body(
 
 
 def trust_data(ca: CAView) -> dict[str, str]:
-    """The ``data`` entries a trust-bundle or policy change rewrites (the leaf stays)."""
-    return _encode({CA: ca.bundle_pem, POLICY: policy_bytes(ca.tls_policy)})
+    """The ``data`` entries a trust-bundle, policy or CRL change rewrites (the leaf stays)."""
+    files = {CA: ca.bundle_pem, POLICY: policy_bytes(ca.tls_policy)}
+    return _encode({**files, CRL: ca.crl_pem} if ca.crl_pem else files)
 
 
 def policy_config_map(
-    namespace: str, tls_policy: Mapping[str, Any], *, labels: Mapping[str, str] | None = None
+    namespace: str,
+    tls_policy: Mapping[str, Any],
+    *,
+    labels: Mapping[str, str] | None = None,
+    crl_pem: bytes = b"",
 ) -> dict[str, Any]:
-    """The ConfigMap `POLICY_CONFIG_MAP` of ``namespace``: the ``tls-policy.json`` a Secret of
-    the same CA carries, byte for byte.
+    """The ConfigMap `POLICY_CONFIG_MAP` of ``namespace``: the ``tls-policy.json`` and the
+    ``ca.crl`` a Secret of the same CA carries, byte for byte.
 
     Args:
         namespace: where the pod-certificate pods are.
         tls_policy: the CA's TLS policy (`CAView.tls_policy`).
         labels: extra labels, e.g. the chart's.
+        crl_pem: the CA's CRLs (`CAView.crl_pem`); empty: no ``ca.crl`` key.
     """
+    data = {POLICY: policy_bytes(tls_policy).decode()}
+    if crl_pem:
+        data[CRL] = crl_pem.decode("ascii", errors="replace")
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -200,7 +224,7 @@ def policy_config_map(
             "namespace": namespace,
             "labels": {**(labels or {}), LABEL_MANAGED: "true"},
         },
-        "data": {POLICY: policy_bytes(tls_policy).decode()},
+        "data": data,
     }
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import functools
 import socket
 import ssl
@@ -24,11 +25,12 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+import trustme
 
 from mtls_context import httpx_transport, requests_adapter
 from mtls_context.aiohttp_client import MTLSClientSession
 from mtls_context.groups import set_groups
-from support.certdirs import MODERN, Issuer, plain_client, publish, serial_of
+from support.certdirs import MODERN, Issuer, crl, plain_client, publish, serial_of
 from support.https_get import get as https_get
 from support.processes import free_port, running
 from support.waiting import wait_until
@@ -279,10 +281,15 @@ WEAK_SERVERS = {
 
 
 @contextlib.contextmanager
-def tls_server(issuer: Issuer, weaken: Callable[[ssl.SSLContext], object]) -> Iterator[str]:
-    """A plain ``ssl`` server on 127.0.0.1 weakened by ``weaken``; yields its URL."""
+def tls_server(
+    issuer: Issuer,
+    weaken: Callable[[ssl.SSLContext], object],
+    leaf: trustme.LeafCert | None = None,
+) -> Iterator[str]:
+    """A plain ``ssl`` server on 127.0.0.1 presenting ``leaf`` (default: a new one), weakened by
+    ``weaken``; yields its URL."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    issuer.issue("localhost").configure_cert(context)
+    (leaf or issuer.issue("localhost")).configure_cert(context)
     context.set_ciphers("DEFAULT:@SECLEVEL=0")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -342,3 +349,25 @@ def test_the_policy_from_the_ca_is_what_the_client_applies(server: Server, name:
             publish(server.client_dir, leaf, [server.issuer])
         with CLIENTS[name](weak) as get:
             assert get().status_code == 200
+
+
+@pytest.mark.parametrize("name", CLIENTS)
+def test_a_revoked_server_is_refused_and_a_stale_crl_takes_no_traffic_down(
+    server: Server, name: str, tmp_path: Path
+) -> None:
+    # Issue 23: a client whose directory holds ca.crl refuses a server it lists.
+    issuer, leaf = server.issuer, server.issuer.issue("localhost")
+    client = issuer.issue("client.test")
+    with tls_server(issuer, lambda _: None, leaf) as url:
+        for published, enforced in (
+            (crl(issuer, [leaf]), True),
+            (crl(issuer, [leaf], age=datetime.timedelta(days=8)), False),
+        ):
+            directory = tmp_path / str(enforced)
+            publish(directory, client, [issuer], crl=published)
+            with CLIENTS[name](Server(url, server.directory, directory, issuer)) as get:
+                if enforced:
+                    with pytest.raises(Exception, match="(?i)revoked|ssl|verify"):
+                        get()
+                else:
+                    assert get().status_code == 200

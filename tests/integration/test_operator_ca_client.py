@@ -211,3 +211,21 @@ def test_rotation_steps_once_per_phase(ca: tuple[str, Path]) -> None:
     after = client.status()
     assert (before.phase, after.phase) == ("idle", "new-signing")
     assert before.bundle_pem in after.bundle_pem and after.bundle_pem != before.bundle_pem
+
+
+def test_the_crl_reaches_every_secret_and_names_a_revoked_serial(ca: tuple[str, Path]) -> None:
+    # Issue 23: ca.crl beside ca.crt, re-read when the CA's CRL number moves.
+    url, root = ca
+    client = CAClient(url, root / "prov")
+    claim = parse_claim({NAME: "db.demo.svc"}, namespace="demo", service_account="db", rules=RULES)
+    key_pem, csr_pem = new_key_and_csr(claim)
+    answer = client.sign(claim.sign_request(csr_pem))
+    found = inspect(decode_data(secret_body(claim, key_pem, answer, pods=[])))
+    before = client.status()
+    assert found.crl_sha256 == before.crl_sha256 != ""
+    workload = x509.load_pem_x509_certificates((root / "workload" / "tls.crt").read_bytes())[0]
+    assert f"{workload.serial_number:x}" not in before.revoked_serials
+    ca_cli("revoke", "--state", str(root / "state"), "--identity", "web.demo")
+    after = client.status()
+    assert f"{workload.serial_number:x}" in after.revoked_serials
+    assert found.serial not in after.revoked_serials and after.crl_sha256 != found.crl_sha256

@@ -8,6 +8,7 @@ failed request; a new certificate served on new connections (how soon is printed
 
 from __future__ import annotations
 
+import datetime
 import ssl
 import subprocess
 import sys
@@ -23,7 +24,7 @@ import trustme
 
 from mtls_context import ReloadingContext, Side, client_context
 from mtls_context.groups import set_groups
-from support.certdirs import MODERN, Issuer, plain_client, publish, serial_of
+from support.certdirs import MODERN, Issuer, crl, plain_client, publish, serial_of
 from support.https_get import get
 from support.processes import free_port, running
 from support.stack_servers import STACKS
@@ -313,3 +314,23 @@ def test_rotations_under_load_fail_no_request(server: Server) -> None:
         publish(server_dir, server.leaf, [server.issuer])
         publish(client_dir, server.issuer.issue("client.test"), [server.issuer])
         _wait_until_served(server, client_context(client_dir), serial_of(server.leaf))
+
+
+def test_a_revoked_client_is_refused_and_a_late_crl_takes_no_traffic_down(server: Server) -> None:
+    # Issue 23: ca.crl beside ca.crt is enforced; a stale or partial one is dropped, not obeyed.
+    issuer, good = server.issuer, client_context(server.client_dir)
+    revoked = plain_client(issuer, revoked_leaf := issuer.issue("client.test"))
+    other = plain_client(issuer, issuer.issue("client.test"))
+    stale = crl(issuer, [revoked_leaf], age=datetime.timedelta(days=8))
+    of_another_issuer = crl(Issuer(), [revoked_leaf])
+    for published, enforced in (
+        (crl(issuer, [revoked_leaf]), True),
+        (stale, False),
+        (of_another_issuer, False),
+    ):
+        leaf = issuer.issue("localhost")
+        publish(server.directory, leaf, [issuer], crl=published)
+        _wait_until_served(server, good, serial_of(leaf))
+        assert _refused(server.port, revoked) is enforced
+        for served in (good, other):
+            assert get(server.port, served).response.startswith("HTTP/1.1 200")

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import trustme
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 
 from mtls_context import CA, CERT, KEY, POLICY, PROFILES, write_version
-from mtls_context.layout import DATA_LINK
+from mtls_context.layout import CRL, DATA_LINK
 
 INTERMEDIATE = PROFILES["intermediate"].document()
 MODERN = PROFILES["modern"].document()
@@ -72,9 +73,39 @@ def publish(
     leaf: trustme.LeafCert,
     trusted: Sequence[Issuer],
     policy: dict[str, str] = INTERMEDIATE,
+    crl: bytes | None = None,
 ) -> Path:
-    """Write a new kubelet-style version of ``directory``."""
-    return write_version(directory, files(leaf, trusted, policy))
+    """Write a new kubelet-style version of ``directory`` (with ``ca.crl`` if ``crl``)."""
+    written = files(leaf, trusted, policy)
+    if crl is not None:
+        written[CRL] = crl
+    return write_version(directory, written)
+
+
+def crl(
+    issuer: Issuer,
+    revoked: Sequence[trustme.LeafCert] = (),
+    *,
+    valid_for: datetime.timedelta = datetime.timedelta(days=7),
+    age: datetime.timedelta = datetime.timedelta(minutes=5),
+) -> bytes:
+    """A PEM CRL of ``issuer``'s intermediate listing ``revoked``, issued ``age`` ago and valid
+    for ``valid_for`` from then (made with cryptography, not with our CA)."""
+    key = serialization.load_pem_private_key(issuer.intermediate.private_key_pem.bytes(), None)
+    cert = x509.load_pem_x509_certificate(issuer.intermediate.cert_pem.bytes())
+    this_update = datetime.datetime.now(datetime.UTC) - age
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(cert.subject)
+        .last_update(this_update)
+        .next_update(this_update + valid_for)
+    )
+    for leaf in revoked:
+        serial = x509.load_pem_x509_certificate(leaf.cert_chain_pems[0].bytes()).serial_number
+        entry = x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(this_update)
+        builder = builder.add_revoked_certificate(entry.build())
+    signed = builder.sign(key, hashes.SHA256())  # type: ignore[arg-type]
+    return signed.public_bytes(serialization.Encoding.PEM)
 
 
 def write_like_kubelet(directory: Path, files: dict[str, bytes]) -> Path:

@@ -90,6 +90,7 @@ def test_sign_for_a_provisioner(client: FlaskClient) -> None:
         "not_after",
         "bundle_sha256",
         "intermediate_sha256",
+        "crl",
     }
 
 

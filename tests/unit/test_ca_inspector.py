@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from mtls_ca import inspector
+from mtls_ca import inspector, revocation
 from mtls_ca.authority import CA, KeyType
+from mtls_ca.state import State
 from mtls_context import layout
 
 HOUR = datetime.timedelta(hours=1)
@@ -225,3 +226,36 @@ def test_the_group_is_read_from_a_server_hellos_key_share() -> None:
     assert inspector._key_share_group(_server_hello(unknown)) == "0x7777"
     assert inspector._key_share_group(_server_hello(versions)) is None
     assert inspector._key_share_group(b"\x02\x00") is None
+
+
+def test_revocation_status_against_the_crl(ca: CA, other_ca: CA, tmp_path: Path) -> None:
+    # Issue 23: the inspector says whether the CA's CRL lists the leaf.
+    revoked, kept = _chain(ca, "web.demo"), _chain(ca, "api.demo")
+    state = revocation.revoke(
+        State(generations=(ca,)),
+        [revocation.record_for(revoked[0], ca.intermediate)],
+        "keyCompromise",
+    )
+    report = _judge(revoked, [ca.root], crl=state.crl_pem)
+    assert report.verified is False and report.revocation is not None
+    assert report.revocation.startswith("REVOKED on ") and "keyCompromise" in report.revocation
+    assert report.revocation in report.problems and "✗ REVOKED" in inspector.render(report)
+    fine = _judge(kept, [ca.root], crl=state.crl_pem)
+    assert fine.verified is True and (fine.revocation or "").startswith("not revoked (CRL number 1")
+    stale = _judge(kept, [ca.root], crl=state.crl_pem, now=_now() + datetime.timedelta(days=8))
+    assert "the CRL is stale" in (stale.revocation or "")
+    foreign = revocation.with_crl(State(generations=(other_ca,))).crl_pem
+    assert "holds no CRL of" in (_judge(kept, [ca.root], crl=foreign).revocation or "")
+    assert "does not parse" in (
+        _judge(kept, None, crl=b"junk-----END X509 CRL-----").revocation or ""
+    )
+    # A certificate directory brings its own ca.crl.
+    layout.write_version(
+        tmp_path,
+        {
+            layout.CERT: b"".join(c.public_bytes(serialization.Encoding.PEM) for c in revoked),
+            layout.CA: ca.root_pem,
+            layout.CRL: state.crl_pem,
+        },
+    )
+    assert inspector.load(tmp_path).crl == tmp_path / layout.CRL

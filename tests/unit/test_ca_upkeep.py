@@ -9,6 +9,7 @@ from pathlib import Path
 
 from cryptography import x509
 
+from mtls_ca.revocation import load_crls
 from mtls_ca.state import DirectoryStore
 from mtls_ca.state_cache import StateCache
 from mtls_ca.upkeep import Serving, Upkeep, is_current
@@ -76,12 +77,29 @@ def test_upkeep_renews_the_intermediate_at_two_thirds(
     upkeep.run(NOW + datetime.timedelta(days=200))  # 1y intermediate: not yet due
     assert store.load().signer.intermediate == before.intermediate
     upkeep.run(NOW + datetime.timedelta(days=250))
+    # First its successor: on the CRLs a day before it signs (issue 23), so that no server
+    # meets a leaf of an intermediate it holds no CRL of.
+    upcoming = store.load().upcoming
+    assert upcoming is not None and store.load().signer.intermediate == before.intermediate
+    crl_issuers = [c.issuer for c in load_crls(store.load().crl_pem)]
+    assert crl_issuers == [before.intermediate.subject, upcoming.intermediate.subject]
+    upkeep.run(NOW + datetime.timedelta(days=250, hours=23))
+    assert store.load().signer.intermediate == before.intermediate
+    upkeep.run(NOW + datetime.timedelta(days=251, hours=1))
     after = store.load().signer
-    assert after.root == before.root and after.intermediate != before.intermediate
+    assert after.root == before.root and after.intermediate == upcoming.intermediate
+    # The old one retires: its CRL stays while a leaf of it may be valid (30 days at most).
+    assert [r.intermediate for r in store.load().retired] == [before.intermediate]
+    assert store.load().upcoming is None
+    crl_issuers = [c.issuer for c in load_crls(store.load().crl_pem)]
+    assert crl_issuers == [after.intermediate.subject, before.intermediate.subject]
+    upkeep.run(NOW + datetime.timedelta(days=283))
+    assert store.load().retired == ()
+    assert [c.issuer for c in load_crls(store.load().crl_pem)] == [after.intermediate.subject]
     # Another worker that saw the old intermediate renews nothing twice.
     stale = Upkeep(StateCache(store, refresh_interval=3600), upkeep.serving)
     stale.cache._state = replace(stale.cache.state(), generations=(before,))
-    stale.run(NOW + datetime.timedelta(days=250))
+    stale.run(NOW + datetime.timedelta(days=283))
     assert store.load().signer.intermediate == after.intermediate
 
 

@@ -177,6 +177,8 @@ def test_the_collector_exposes_each_status(tmp_path: Path, issuer: Issuer) -> No
         "hello_mtls_tls_generation": 1.0,
         "hello_mtls_tls_loaded_timestamp_seconds": status.loaded_at.timestamp(),
         "hello_mtls_tls_reload_error": 0.0,
+        "hello_mtls_tls_crl_stale": 0.0,
+        "hello_mtls_tls_crl_enforced": 0.0,
     }
     assert {name: s.value for name, s in samples.items()} == expected
     assert all(s.labels == labels for s in samples.values())

@@ -8,13 +8,15 @@ import json
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 
 from mtls_ca import authority
 from mtls_ca.http_api import create_app
 from mtls_ca.state import DirectoryStore, State
 from mtls_ca.state_cache import StateCache
 from mtls_ca.tls_profiles import PROFILES, policy_bytes, render
-from mtls_context import CA, CERT, KEY, POLICY
+from mtls_context import CA, CERT, CRL, KEY, POLICY
 from mtls_operator.certs import inspect
 from mtls_operator.claims import Claim
 from mtls_operator.decisions import Action, PodClaim, choose_claim, decide
@@ -29,6 +31,7 @@ from mtls_operator.tlssecret import (
     decode_data,
     merge_owners,
     parse_answer,
+    policy_config_map,
     secret_body,
     trust_data,
     view_from_status,
@@ -303,3 +306,56 @@ def test_retries_back_off_exponentially_up_to_the_maximum() -> None:
     assert retries.due(208.0) == ["k"]
     retries.succeeded("k")
     assert retries.due(1000.0) == [] and retries.failures("k") == 0
+
+
+def _crl_of(pki: PKI, *revoked: bytes) -> bytes:
+    """A CRL of ``pki``'s intermediate listing the leaves of the Secret data ``revoked``."""
+    key = serialization.load_pem_private_key(pki.intermediate.private_key_pem.bytes(), None)
+    issuer = x509.load_pem_x509_certificate(pki.intermediate.cert_pem.bytes())
+    now = datetime.datetime.now(UTC)
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(issuer.subject)
+        .last_update(now)
+        .next_update(now + 24 * HOUR)
+    )
+    for chain in revoked:
+        serial = x509.load_pem_x509_certificates(chain)[0].serial_number
+        entry = x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(now)
+        builder = builder.add_revoked_certificate(entry.build())
+    signed = builder.sign(key, hashes.SHA256())  # type: ignore[arg-type]
+    return signed.public_bytes(serialization.Encoding.PEM)
+
+
+def test_a_revoked_secret_is_issued_anew_and_a_new_crl_is_written_beside_ca_crt() -> None:
+    # Issue 23: the operator puts the CA's CRL in every Secret and re-issues a revoked one.
+    pki = PKI()
+    data, other = pki.data("web.shop"), pki.data("web.shop")
+    crl = _crl_of(pki, data[CERT])
+    status = {
+        "signing": {"intermediate_fingerprint_sha256": pki.view.intermediate_sha256},
+        "bundle_sha256": pki.view.bundle_sha256,
+        "tls_policy": POLICY_DOC,
+        "phase": "idle",
+        "trust_domain": "cluster.local",
+    }
+    view = view_from_status(status, pki.view.bundle_pem, crl)
+    serial = format(x509_serial(data[CERT]), "x")
+    assert view.revoked_serials == frozenset({serial})
+    assert decision(pki, data, ca=view) == (Action.ISSUE, "certificate revoked")
+    # Another certificate: only its ca.crl is behind.
+    assert decision(pki, other, ca=view) == (Action.REFRESH_TRUST, "CRL changed")
+    refreshed = {**other, **decode_data({"data": trust_data(view)})}
+    assert refreshed[CRL] == crl
+    assert decision(pki, refreshed, ca=view) == (Action.NOTHING, "up to date")
+    body = secret_body(
+        CLAIM, data[KEY], parse_answer({**answer_for(pki), "crl": crl.decode()}), pods=[]
+    )
+    assert decode_data(body)[CRL] == crl
+    config_map = policy_config_map("shop", POLICY_DOC, crl_pem=crl)
+    assert config_map["data"][CRL] == crl.decode()
+    assert CRL not in policy_config_map("shop", POLICY_DOC)["data"]
+
+
+def x509_serial(chain: bytes) -> int:
+    return x509.load_pem_x509_certificates(chain)[0].serial_number

@@ -1,0 +1,443 @@
+"""Revocation: the index of issued certificates, the revocation list, and the signed CRLs.
+
+The root holder records every certificate it signs in `IssuedIndex` (``DIR/issued.jsonl`` beside
+the state: serial, names, SPIFFE ID, public-key fingerprint, issuer, not-after; one JSON line
+each, appended under the state's lock, entries dropped once expired). ``hello-mtls-ca revoke``
+and ``POST /revoke`` pick certificates from it by serial, by identity (a DNS name, IP address or
+SPIFFE ID: every certificate that carries it) or by namespace, and `revoke` adds them to the
+state's revocation list (`mtls_ca.state.State.revoked`), which travels with the state, so signer
+pods refuse a revoked key too and serve the same CRL.
+
+The CRLs are RFC 5280 v2, one per intermediate still valid (during a root rotation the old
+generation's too), with a CRL number and an authority key identifier; their nextUpdate is
+`CRL_VALIDITY` ahead and the root holder signs them again when less than
+`CRL_VALIDITY` - `CRL_REFRESH` is left, or at once on a revocation or a new intermediate. A week
+of validity re-signed daily lets a CA that is down for days leave every server with a CRL that is
+still valid (`mtls_context` drops one near its nextUpdate rather than refuse traffic).
+
+A certificate signed before the index existed (or by a signer pod, whose index is not the root
+holder's) is not found by serial, identity or namespace: revoke it with its PEM (``--cert``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import fcntl
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+
+from . import name_rules
+from .authority import fingerprint
+
+if TYPE_CHECKING:
+    from .state import State
+
+__all__ = [
+    "CRL_LEAD",
+    "CRL_REFRESH",
+    "CRL_VALIDITY",
+    "REASONS",
+    "IssuedIndex",
+    "IssuedRecord",
+    "Revocation",
+    "announce",
+    "check_key",
+    "crl_due",
+    "key_fingerprint",
+    "load_crls",
+    "record_for",
+    "revoke",
+    "select",
+    "with_crl",
+]
+
+CRL_VALIDITY = datetime.timedelta(days=7)
+"""nextUpdate - thisUpdate of every CRL."""
+CRL_REFRESH = datetime.timedelta(days=1)
+"""How often the root holder signs the CRLs again when nothing changed."""
+CRL_LEAD = datetime.timedelta(days=1)
+"""How long a new intermediate's CRL is published before the intermediate signs."""
+REASONS = {
+    "unspecified": x509.ReasonFlags.unspecified,
+    "keyCompromise": x509.ReasonFlags.key_compromise,
+    "affiliationChanged": x509.ReasonFlags.affiliation_changed,
+    "superseded": x509.ReasonFlags.superseded,
+    "cessationOfOperation": x509.ReasonFlags.cessation_of_operation,
+    "privilegeWithdrawn": x509.ReasonFlags.privilege_withdrawn,
+}
+"""The RFC 5280 reason codes a leaf may be revoked for (certificateHold is not offered: a
+revocation here is final; the CA reasons do not apply to leaves)."""
+
+_log = logging.getLogger("mtls_ca")
+
+
+@dataclass(frozen=True)
+class IssuedRecord:
+    """What the CA remembers of a certificate it signed, until the certificate expires."""
+
+    serial: int
+    names: tuple[str, ...]
+    spiffe_id: str | None
+    key_sha256: str
+    """`key_fingerprint` of its public key."""
+    issuer: str
+    """SHA-256 fingerprint of the intermediate that signed it."""
+    not_after: datetime.datetime
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "serial": f"{self.serial:x}",
+            "names": list(self.names),
+            "spiffe_id": self.spiffe_id,
+            "key_sha256": self.key_sha256,
+            "issuer": self.issuer,
+            "not_after": _rfc3339(self.not_after),
+        }
+
+    @classmethod
+    def from_json(cls, document: dict[str, Any]) -> IssuedRecord:
+        return cls(
+            serial=int(document["serial"], 16),
+            names=tuple(document["names"]),
+            spiffe_id=document["spiffe_id"],
+            key_sha256=document["key_sha256"],
+            issuer=document["issuer"],
+            not_after=_parse_time(document["not_after"]),
+        )
+
+
+@dataclass(frozen=True)
+class Revocation:
+    """One entry of the revocation list."""
+
+    serial: int
+    reason: str
+    """A key of `REASONS`."""
+    revoked_at: datetime.datetime
+    issuer: str
+    """SHA-256 fingerprint of the intermediate that signed the certificate: whose CRL lists it."""
+    not_after: datetime.datetime
+    """When the certificate expires; the entry is dropped after that (RFC 5280 3.3)."""
+    key_sha256: str
+    """The certificate's public key: the CA signs it no more."""
+    identity: str = ""
+    """Its first name or SPIFFE ID, for people reading the list."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "serial": f"{self.serial:x}",
+            "reason": self.reason,
+            "revoked_at": _rfc3339(self.revoked_at),
+            "issuer": self.issuer,
+            "not_after": _rfc3339(self.not_after),
+            "key_sha256": self.key_sha256,
+            "identity": self.identity,
+        }
+
+    @classmethod
+    def from_json(cls, document: dict[str, Any]) -> Revocation:
+        return cls(
+            serial=int(document["serial"], 16),
+            reason=_reason(document["reason"]),
+            revoked_at=_parse_time(document["revoked_at"]),
+            issuer=document["issuer"],
+            not_after=_parse_time(document["not_after"]),
+            key_sha256=document["key_sha256"],
+            identity=document.get("identity", ""),
+        )
+
+
+class IssuedIndex:
+    """``DIR/issued.jsonl``: one `IssuedRecord` a line, appended by the root holder.
+
+    Appends and `prune` serialise on ``DIR/.issued.lock`` (a prune renames the file, and an
+    append to the old one would be lost); a line torn by a crash is skipped on reading and
+    dropped at the next `prune`.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.path = directory / "issued.jsonl"
+        self._lock = directory / ".issued.lock"
+
+    def append(self, record: IssuedRecord) -> None:
+        line = json.dumps(record.to_json(), separators=(",", ":")).encode() + b"\n"
+        with self._locked():
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                os.write(fd, line)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    def records(self, now: datetime.datetime | None = None) -> list[IssuedRecord]:
+        """Every certificate recorded that has not expired at ``now``."""
+        now = now or _utcnow()
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return []
+        found = []
+        for line in data.splitlines():
+            try:
+                record = IssuedRecord.from_json(json.loads(line))
+            except (ValueError, KeyError, TypeError):
+                continue  # torn by a crash mid-append
+            if record.not_after > now:
+                found.append(record)
+        return found
+
+    def prune(self, now: datetime.datetime | None = None) -> int:
+        """Rewrite the index without expired entries (atomically); return how many are left."""
+        with self._locked():
+            kept = self.records(now)
+            tmp = self.path.with_name(f".issued.jsonl.{os.getpid()}.tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                for record in kept:
+                    f.write(json.dumps(record.to_json(), separators=(",", ":")).encode() + b"\n")
+                f.flush()
+                os.fsync(f.fileno())
+            os.rename(tmp, self.path)
+        return len(kept)
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        fd = os.open(self._lock, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+
+def key_fingerprint(public_key: Any) -> str:
+    """SHA-256 of the DER SubjectPublicKeyInfo, lower-case hex."""
+    der = public_key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return hashlib.sha256(der).hexdigest()
+
+
+def record_for(cert: x509.Certificate, issuer: x509.Certificate) -> IssuedRecord:
+    """The index entry of ``cert``, signed by the intermediate ``issuer``."""
+    names: list[str] = []
+    uris: list[str] = []
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        pass
+    else:
+        names = [str(n) for n in san.get_values_for_type(x509.DNSName)]
+        names += [str(a) for a in san.get_values_for_type(x509.IPAddress)]
+        uris = list(san.get_values_for_type(x509.UniformResourceIdentifier))
+    return IssuedRecord(
+        serial=cert.serial_number,
+        names=tuple(names),
+        spiffe_id=next((u for u in uris if u.startswith("spiffe://")), None),
+        key_sha256=key_fingerprint(cert.public_key()),
+        issuer=fingerprint(issuer),
+        not_after=cert.not_valid_after_utc,
+    )
+
+
+def select(
+    records: Iterable[IssuedRecord],
+    *,
+    serial: int | None = None,
+    identity: str | None = None,
+    namespace: str | None = None,
+) -> list[IssuedRecord]:
+    """The records a revocation by ``serial``, ``identity`` or ``namespace`` (exactly one) means.
+
+    Raises:
+        ValueError: if not exactly one is given.
+    """
+    if sum(x is not None for x in (serial, identity, namespace)) != 1:
+        raise ValueError("give exactly one of serial, identity and namespace")
+    if serial is not None:
+        return [r for r in records if r.serial == serial]
+    if identity is not None:
+        wanted = identity.lower() if not identity.startswith("spiffe://") else identity
+        return [
+            r for r in records if r.spiffe_id == identity or wanted in (n.lower() for n in r.names)
+        ]
+    assert namespace is not None
+    name_rules.spiffe_id("x.local", namespace, "x")  # a namespace must be a valid label
+    marker = f"/ns/{namespace}/sa/"
+    return [r for r in records if r.spiffe_id is not None and marker in r.spiffe_id]
+
+
+def revoke(
+    state: State,
+    records: Sequence[IssuedRecord],
+    reason: str,
+    *,
+    now: datetime.datetime | None = None,
+) -> State:
+    """``state`` with ``records`` on its revocation list and CRLs signed again.
+
+    Raises:
+        ValueError: if ``reason`` is not one of `REASONS`, or the state cannot sign the CRLs.
+    """
+    reason = _reason(reason)
+    now = now or _utcnow()
+    listed = {r.serial for r in state.revoked}
+    added = tuple(
+        Revocation(
+            serial=r.serial,
+            reason=reason,
+            revoked_at=now,
+            issuer=r.issuer,
+            not_after=r.not_after,
+            key_sha256=r.key_sha256,
+            identity=r.spiffe_id or (r.names[0] if r.names else ""),
+        )
+        for r in records
+        if r.serial not in listed
+    )
+    return with_crl(replace(state, revoked=state.revoked + added), now=now)
+
+
+def announce(revocations: Sequence[Revocation], *, by: str) -> None:
+    """Say that ``revocations`` were made by ``by`` (a credential identity or ``cli``).
+
+    Every revocation passes here once, after it is stored: the one place to record it.
+    """
+    for r in revocations:
+        _log.warning(
+            "revoked serial %x (%s, %s) by %s", r.serial, r.identity or "no name", r.reason, by
+        )
+
+
+def check_key(state: State, public_key: Any) -> None:
+    """Refuse a public key the CA revoked a certificate of.
+
+    Raises:
+        ValueError: saying which certificate was revoked and what to do.
+    """
+    fp = key_fingerprint(public_key)
+    for r in state.revoked:
+        if r.key_sha256 == fp:
+            raise ValueError(
+                f"this public key's certificate (serial {r.serial:x}) was revoked ({r.reason}); "
+                "generate a new key"
+            )
+
+
+def crl_due(state: State, now: datetime.datetime | None = None) -> bool:
+    """Whether the root holder should sign the CRLs again: none yet, one older than
+    `CRL_REFRESH`, or the set of valid intermediates changed."""
+    now = now or _utcnow()
+    try:
+        crls = load_crls(state.crl_pem)
+    except ValueError:
+        return True
+    if not crls:
+        return True
+    issuers = {crl.issuer for crl in crls}
+    if issuers != {ca.intermediate.subject for ca in _crl_issuers(state, now)}:
+        return True
+    return any(
+        crl.next_update_utc is None or crl.next_update_utc - now < CRL_VALIDITY - CRL_REFRESH
+        for crl in crls
+    )
+
+
+def with_crl(state: State, *, now: datetime.datetime | None = None) -> State:
+    """``state`` with expired entries dropped and its CRLs signed anew (the next CRL number).
+
+    Raises:
+        ValueError: if the state does not hold the keys of the valid intermediates (a signer's
+            copy: the root holder signs CRLs).
+    """
+    now = now or _utcnow()
+    revoked = tuple(r for r in state.revoked if r.not_after > now)
+    state = replace(state, retired=tuple(_still_needed(state, now)))
+    number = state.crl_number + 1
+    pems = []
+    for ca in _crl_issuers(state, now):
+        if ca.intermediate_key is None:
+            raise ValueError("this CA does not hold the intermediates' keys: the root holder signs")
+        issuer = fingerprint(ca.intermediate)
+        ski = ca.intermediate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+        builder = (
+            x509.CertificateRevocationListBuilder()
+            .issuer_name(ca.intermediate.subject)
+            .last_update(now - name_rules.BACKDATE)
+            .next_update(now + CRL_VALIDITY)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False
+            )
+            .add_extension(x509.CRLNumber(number), critical=False)
+        )
+        for r in revoked:
+            if r.issuer != issuer:
+                continue
+            entry = (
+                x509.RevokedCertificateBuilder()
+                .serial_number(r.serial)
+                .revocation_date(r.revoked_at)
+            )
+            if r.reason != "unspecified":  # RFC 5280 5.3.1: absent rather than unspecified
+                entry = entry.add_extension(x509.CRLReason(REASONS[r.reason]), critical=False)
+            builder = builder.add_revoked_certificate(entry.build())
+        crl = builder.sign(ca.intermediate_key, hashes.SHA256())
+        pems.append(crl.public_bytes(serialization.Encoding.PEM))
+    return replace(state, revoked=revoked, crl_number=number, crl_pem=b"".join(pems))
+
+
+def load_crls(pem: bytes) -> list[x509.CertificateRevocationList]:
+    """Every CRL of a PEM file of concatenated CRLs (as ``GET /crl`` serves).
+
+    Raises:
+        ValueError: if a block does not parse.
+    """
+    end = b"-----END X509 CRL-----"
+    return [
+        x509.load_pem_x509_crl(block.strip() + end) for block in pem.split(end) if block.strip()
+    ]
+
+
+def _crl_issuers(state: State, now: datetime.datetime) -> list[Any]:
+    """The intermediates whose leaves may be met: the trusted generations', the upcoming one and
+    the retired ones, while valid."""
+    cas = [*state.generations, *([state.upcoming] if state.upcoming else [])]
+    valid = [ca for ca in cas if ca.intermediate.not_valid_after_utc > now]
+    return valid + _still_needed(state, now)
+
+
+def _still_needed(state: State, now: datetime.datetime) -> list[Any]:
+    """The retired intermediates some leaf of may still be valid: the signer took over at its
+    ``not_valid_before`` + `CRL_LEAD`, and no leaf lives longer than the state's maximum."""
+    took_over = state.signer.intermediate.not_valid_before_utc + name_rules.BACKDATE + CRL_LEAD
+    if now >= took_over + state.maximum:
+        return []
+    return [ca for ca in state.retired if ca.intermediate.not_valid_after_utc > now]
+
+
+def _reason(name: str) -> str:
+    if name not in REASONS:
+        raise ValueError(f"reason '{name}' is not one of {', '.join(REASONS)}")
+    return name
+
+
+def _utcnow() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def _rfc3339(moment: datetime.datetime) -> str:
+    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse_time(text: str) -> datetime.datetime:
+    return datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC)

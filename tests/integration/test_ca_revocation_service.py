@@ -1,0 +1,247 @@
+"""Revocation on the real ``hello-mtls-ca`` (CLI and ``serve``): an admin revokes over HTTPS,
+the operator may not, the CRL served passes ``openssl crl -verify``, ``openssl verify
+-crl_check`` and pkilint's RFC 5280 CRL validation, and the revoked key is not signed again."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from mtls_ca.revocation import load_crls
+from mtls_context import layout
+from support.ca_service import Service, cli, credential_session, init_with_provisioner
+from support.processes import free_port
+from support.token_review_api import Token, TokenReviewAPI
+from support.waiting import wait_until
+
+CLI = [sys.executable, "-m", "mtls_ca"]
+LINT_CRL = Path(sys.executable).parent / "lint_crl"
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("revocation")
+    init_with_provisioner(root)
+    admin = ["--role", "admin", "--name", "alice", "--out", str(root / "alice")]
+    cli("provisioner", "--state", str(root / "state"), *admin)
+    return root
+
+
+@pytest.fixture(scope="module")
+def service(pki: Path) -> Iterator[Service]:
+    running = Service(pki / "state", pki / "serve.log")
+    yield running
+    running.stop()
+
+
+def _sign(
+    service: Service, pki: Path, key: ec.EllipticCurvePrivateKey, name: str
+) -> dict[str, str]:
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([]))
+        .sign(key, hashes.SHA256())
+    )
+    body = {
+        "csr": csr.public_bytes(serialization.Encoding.PEM).decode(),
+        "names": [name],
+        "namespace": "shop",
+        "service_account": name.split(".")[0],
+    }
+    answer = credential_session(pki, "prov").post(f"{service.url}/sign", json=body, timeout=30)
+    assert answer.status_code in (200, 403), answer.text
+    return {"status": str(answer.status_code), **answer.json()}
+
+
+def _openssl_verify(
+    directory: Path, leaf_chain: str, crl: Path, roots: Path
+) -> subprocess.CompletedProcess[str]:
+    leaf, intermediate = (
+        c.public_bytes(serialization.Encoding.PEM)
+        for c in x509.load_pem_x509_certificates(leaf_chain.encode())
+    )
+    (directory / "leaf.pem").write_bytes(leaf)
+    (directory / "intermediate.pem").write_bytes(intermediate)
+    return subprocess.run(
+        [
+            "openssl",
+            "verify",
+            "-crl_check",
+            "-CAfile",
+            str(roots),
+            "-untrusted",
+            str(directory / "intermediate.pem"),
+            "-CRLfile",
+            str(crl),
+            str(directory / "leaf.pem"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_an_admin_revokes_and_openssl_and_pkilint_agree(
+    service: Service, pki: Path, tmp_path: Path
+) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    web = _sign(service, pki, key, "web.shop.svc")
+    db = _sign(service, pki, ec.generate_private_key(ec.SECP256R1()), "db.shop.svc")
+    body = {"identity": "spiffe://cluster.local/ns/shop/sa/web", "reason": "keyCompromise"}
+    operator = credential_session(pki, "prov").post(f"{service.url}/revoke", json=body, timeout=30)
+    assert operator.status_code == 403 and "may not revoke (admins may)" in operator.text
+    admin = credential_session(pki, "alice")
+    answer = admin.post(f"{service.url}/revoke", json=body, timeout=30)
+    assert answer.status_code == 200, answer.text
+    assert [r["serial"] for r in answer.json()["revoked"]] == [web["serial"]]
+
+    served = credential_session(pki, None).get(f"{service.url}/crl", timeout=30)
+    assert served.status_code == 200
+    crl = tmp_path / "ca.crl"
+    crl.write_bytes(served.content)
+    (one,) = load_crls(served.content)
+    assert one.get_revoked_certificate_by_serial_number(int(web["serial"], 16)) is not None
+
+    (tmp_path / "web").mkdir()
+    (tmp_path / "db").mkdir()
+    revoked = _openssl_verify(tmp_path / "web", web["certificate"], crl, pki / "prov" / layout.CA)
+    assert revoked.returncode != 0 and "certificate revoked" in revoked.stdout + revoked.stderr
+    kept = _openssl_verify(tmp_path / "db", db["certificate"], crl, pki / "prov" / layout.CA)
+    assert kept.returncode == 0, kept.stdout + kept.stderr
+    intermediate = tmp_path / "web" / "intermediate.pem"
+    signature = subprocess.run(
+        ["openssl", "crl", "-in", str(crl), "-noout", "-verify", "-CAfile", str(intermediate)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert "verify OK" in signature.stdout + signature.stderr
+
+    lint = subprocess.run(
+        [str(LINT_CRL), "lint", "-t", "CRL", "-p", "PKIX", "-s", "ALL", "-f", "JSON", str(crl)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    results = json.loads(lint.stdout)["results"]
+    assert len(results) > 20  # it did validate the CRL ...
+    assert [r for r in results if r["finding_descriptions"]] == []  # ... and found nothing
+
+    again = _sign(service, pki, key, "web.shop.svc")
+    assert again["status"] == "403" and "was revoked (keyCompromise)" in again["error"]
+    assert (
+        _sign(service, pki, ec.generate_private_key(ec.SECP256R1()), "web.shop.svc")["status"]
+        == "200"
+    )
+
+
+def test_the_cli_revokes_a_certificate_the_index_does_not_know(tmp_path: Path) -> None:
+    cli("init", "--state", str(tmp_path / "state"))
+    cli(
+        "issue",
+        "--state",
+        str(tmp_path / "state"),
+        "--name",
+        "a.demo",
+        "--out",
+        str(tmp_path / "a"),
+    )
+    (tmp_path / "state" / "issued.jsonl").unlink()  # as before the index existed
+    by_name = subprocess.run(
+        [*CLI, "revoke", "--state", str(tmp_path / "state"), "--identity", "a.demo"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert by_name.returncode == 1 and "revoke it with --cert" in by_name.stderr
+    done = subprocess.run(
+        [*CLI, "revoke", "--state", str(tmp_path / "state"), "--cert", str(tmp_path / "a")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    serial = json.loads(done.stdout)["revoked"][0]["serial"]
+    crl = subprocess.run(
+        [*CLI, "crl", "--state", str(tmp_path / "state")], capture_output=True, check=True
+    ).stdout
+    leaf = x509.load_pem_x509_certificates((tmp_path / "a" / layout.CERT).read_bytes())[0]
+    assert f"{leaf.serial_number:x}" == serial
+    assert load_crls(crl)[0].get_revoked_certificate_by_serial_number(leaf.serial_number)
+
+
+def test_a_signer_refuses_the_revoked_key_and_serves_the_new_crl(tmp_path: Path) -> None:
+    # The revocation list and the CRLs travel in the signing material: what the signer pods
+    # (ca.signers.replicas) must refuse and serve follows the root holder's within a fetch.
+    init_with_provisioner(tmp_path)
+    cli(
+        "provisioner",
+        "--state",
+        str(tmp_path / "state"),
+        "--role",
+        "admin",
+        "--name",
+        "alice",
+        "--out",
+        str(tmp_path / "alice"),
+    )
+    audience, account = "hello-mtls-ca-signer", "system:serviceaccount:hello-mtls:signer"
+    (tmp_path / "token").write_text("signer-token\n")
+    api = TokenReviewAPI({"signer-token": Token(audience, account, pod_name="signer-0")})
+    env = {
+        "KUBECONFIG": str(api.kubeconfig(tmp_path / "kubeconfig")),
+        "KUBERNETES_SERVICE_HOST": "",
+    }
+    material_port = free_port()
+    holder = Service(
+        tmp_path / "state",
+        tmp_path / "root-holder.log",
+        f"--material-bind=127.0.0.1:{material_port}",
+        "--signer-service-account=hello-mtls/signer",
+        f"--signer-audience={audience}",
+        env=env,
+    )
+    signer = None
+    try:
+        signer = Service(
+            None,
+            tmp_path / "signer.log",
+            f"--root-holder=https://127.0.0.1:{material_port}",
+            f"--root-ca={tmp_path / 'prov' / layout.CA}",
+            f"--token-file={tmp_path / 'token'}",
+            "--fetch-interval=1",
+        )
+        key = ec.generate_private_key(ec.SECP256R1())
+        signed = _sign(signer, tmp_path, key, "web.shop.svc")
+        assert signed["status"] == "200"
+        # A signer's certificate is not in the root holder's index: revoked by its PEM.
+        (tmp_path / "web.pem").write_text(signed["certificate"])
+        cli("revoke", "--state", str(tmp_path / "state"), "--cert", str(tmp_path / "web.pem"))
+        reader = credential_session(tmp_path, None)
+
+        def lists_it() -> bool:
+            crls = load_crls(reader.get(f"{signer.url}/crl", timeout=10).content)
+            return any(
+                c.get_revoked_certificate_by_serial_number(int(signed["serial"], 16)) for c in crls
+            )
+
+        wait_until("the signer to serve the new CRL", lists_it, 30, 0.2)
+        again = _sign(signer, tmp_path, key, "web.shop.svc")
+        assert again["status"] == "403" and "was revoked" in again["error"]
+        revoke = credential_session(tmp_path, "alice").post(
+            f"{signer.url}/revoke", json={"namespace": "shop"}, timeout=10
+        )
+        assert revoke.status_code == 404  # the root holder revokes
+    finally:
+        if signer is not None:
+            signer.stop()
+        holder.stop()
+        api.stop()
