@@ -17,7 +17,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from mtls_ca.revocation import load_crls
 from mtls_context import layout
-from support.ca_service import Service, cli, credential_session, init_with_provisioner
+from support.ca_cli import ca as cli
+from support.ca_service import Service, credential_session, init_with_provisioner
 from support.processes import free_port
 from support.token_review_api import Token, TokenReviewAPI
 from support.waiting import wait_until

@@ -225,7 +225,7 @@ def test_the_crl_reaches_every_secret_and_names_a_revoked_serial(ca: tuple[str, 
     assert found.crl_sha256 == before.crl_sha256 != ""
     workload = x509.load_pem_x509_certificates((root / "workload" / "tls.crt").read_bytes())[0]
     assert f"{workload.serial_number:x}" not in before.revoked_serials
-    ca_cli("revoke", "--state", str(root / "state"), "--identity", "web.demo")
+    ca_cli.ca("revoke", "--state", str(root / "state"), "--identity", "web.demo")
     after = client.status()
     assert f"{workload.serial_number:x}" in after.revoked_serials
     assert found.serial not in after.revoked_serials and after.crl_sha256 != found.crl_sha256
