@@ -303,3 +303,25 @@ def test_retries_back_off_exponentially_up_to_the_maximum() -> None:
     assert retries.due(208.0) == ["k"]
     retries.succeeded("k")
     assert retries.due(1000.0) == [] and retries.failures("k") == 0
+
+
+def test_a_renewal_request_reissues_a_secret_that_is_up_to_date() -> None:
+    """``hello-mtls renew`` (the Secret's ``hello-mtls.dev/renew``); a broken Secret keeps the
+    reason that says what was wrong with it."""
+    pki = PKI()
+    now = datetime.datetime.now(UTC)
+    asked = decide(
+        CLAIM,
+        inspect(pki.data("web.shop")),
+        CLAIM.digest,
+        pki.view,
+        now=now,
+        fraction=2 / 3,
+        renew_requested=True,
+    )
+    assert (asked.action, asked.reason) == (Action.ISSUE, "renewal requested")
+    emptied = decide(CLAIM, inspect({}), CLAIM.digest, pki.view, now=now, fraction=2 / 3)
+    broken = decide(
+        CLAIM, inspect({}), CLAIM.digest, pki.view, now=now, fraction=2 / 3, renew_requested=True
+    )
+    assert broken == emptied
