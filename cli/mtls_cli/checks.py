@@ -206,9 +206,8 @@ def _network_policies(
 
 def _issuance(api: Api, _ns: str, _r: ReadCA, now: datetime.datetime) -> Iterator[Check]:
     issued, failures = events.issuance(api)
-    late = [e for e in failures if issued is None or e.time > issued.time]
-    if late:
-        newest = late[-1]
+    if failures:
+        newest = failures[-1]
         yield Check(
             False,
             f"the operator's last issuance failed {ago(now - newest.time)}",

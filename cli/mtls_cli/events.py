@@ -10,7 +10,7 @@ from typing import Any
 from mtls_cli.cluster import Api
 from mtls_cli.times import parse_time
 
-__all__ = ["ISSUED", "OperatorEvent", "issuance", "operator_events"]
+__all__ = ["ISSUED", "OperatorEvent", "issuance", "operator_events", "unresolved"]
 
 COMPONENT = "hello-mtls-operator"
 """The ``source.component`` of the operator's Events."""
@@ -40,11 +40,31 @@ def operator_events(api: Api, namespace: str | None = None) -> list[OperatorEven
     )
 
 
+def unresolved(every: list[OperatorEvent]) -> dict[tuple[str, str], OperatorEvent]:
+    """Each pod's newest Warning that no ``Issued`` Event for the same pod has followed, by
+    (namespace, pod); ``every`` oldest first."""
+    warnings: dict[tuple[str, str], OperatorEvent] = {}
+    for event in every:
+        key = (event.namespace, event.pod)
+        if event.reason == ISSUED:
+            warnings.pop(key, None)
+        elif event.type == "Warning":
+            warnings[key] = event
+    return warnings
+
+
 def issuance(api: Api) -> tuple[OperatorEvent | None, list[OperatorEvent]]:
-    """The newest ``Issued`` Event (None if the API server keeps none) and every failure."""
+    """The newest ``Issued`` Event (None if the API server keeps none), and the failures to
+    issue since then that no later issuance for the same pod resolved, oldest first."""
     every = operator_events(api)
     issued = [e for e in every if e.reason == ISSUED]
-    return (issued[-1] if issued else None), [e for e in every if e.reason in FAILURES]
+    last = issued[-1] if issued else None
+    failures = [
+        e
+        for e in unresolved(every).values()
+        if e.reason in FAILURES and (last is None or e.time > last.time)
+    ]
+    return last, sorted(failures, key=lambda e: e.time)
 
 
 def _event(item: dict[str, Any]) -> OperatorEvent | None:

@@ -76,7 +76,10 @@ def identities(
         "items"
     ) or []
     by_key = {(s["metadata"]["namespace"], s["metadata"]["name"]): s for s in secrets}
-    failures = _last_errors(events.operator_events(api, namespace))
+    failures = {
+        key: f"{event.reason}: {event.message}"
+        for key, event in events.unresolved(events.operator_events(api, namespace)).items()
+    }
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     found = []
     for pod in pods:
@@ -196,18 +199,6 @@ def _chain(encoded: str) -> list[x509.Certificate]:
         return x509.load_pem_x509_certificates(base64.b64decode(encoded, validate=True))
     except (ValueError, binascii.Error):
         return []
-
-
-def _last_errors(every: list[events.OperatorEvent]) -> dict[tuple[str, str], str]:
-    """Each pod's newest Warning, unless an ``Issued`` Event came after it."""
-    errors: dict[tuple[str, str], str] = {}
-    for event in every:  # oldest first
-        key = (event.namespace, event.pod)
-        if event.reason == events.ISSUED:
-            errors.pop(key, None)
-        elif event.type == "Warning":
-            errors[key] = f"{event.reason}: {event.message}"
-    return errors
 
 
 def _rfc3339(moment: datetime.datetime) -> str:

@@ -13,7 +13,8 @@ from typing import Any
 from mtls_cli.cluster import ApiError
 
 NS = "hello-mtls"
-NOW = datetime.datetime(2026, 12, 7, 10, 0, tzinfo=datetime.UTC)
+NOW = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+"""The tests' now: `mtls_cli.cli.main` reads the clock itself, a few milliseconds later."""
 
 
 def rfc3339(moment: datetime.datetime) -> str:

@@ -182,6 +182,26 @@ def test_the_last_issuance_is_the_newest_issued_event_unless_a_failure_came_afte
     [check] = [c for c in run(api) if not c.ok]
     assert check.text == "the operator's last issuance failed 60s ago"
     assert check.fix == "IssueRefused for pod shop/web-3: name 'x' is not"
+    api.put(*operator_event("shop", "web-3", "Issued", "certificate 20 ...", NOW - 30 * SEC, 4))
+    assert failed(run(api)) == []
+
+
+def test_a_failure_resolved_for_its_pod_fails_nothing_though_it_came_last() -> None:
+    """The CA was down while two pods waited: both got CAUnreachable; once it answered, the
+    operator issued for both, the last Event being the other pod's failure it has since fixed."""
+    api = healthy_install()
+    for number, (pod, reason, seconds) in enumerate(
+        [
+            ("web-1", "CAUnreachable", 90),
+            ("web-2", "CAUnreachable", 80),
+            ("web-1", "Issued", 70),
+            ("web-2", "Issued", 65),
+            ("web-1", "CAUnreachable", 60),
+            ("web-1", "Issued", 50),
+        ]
+    ):
+        api.put(*operator_event("shop", pod, reason, "...", NOW - seconds * SEC, number))
+    assert failed(run(api)) == []
 
 
 def test_a_read_that_fails_fails_its_check_and_the_rest_go_on() -> None:
