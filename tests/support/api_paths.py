@@ -13,8 +13,9 @@ from typing import Any
 from mtls_cli.cluster import ApiError
 
 NS = "hello-mtls"
-NOW = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
-"""The tests' now: `mtls_cli.cli.main` reads the clock itself, a few milliseconds later."""
+NOW = datetime.datetime(2026, 12, 7, 10, 0, tzinfo=datetime.UTC)
+"""The clock of the tests that call `mtls_cli.checks.run_checks` (`mtls_cli.cli.main` reads the
+real one: give `healthy_install` that)."""
 
 
 def rfc3339(moment: datetime.datetime) -> str:
@@ -110,8 +111,9 @@ def deployment(name: str, ready: int, replicas: int = 1, **env: str) -> dict[str
     }
 
 
-def healthy_install() -> Paths:
-    """Everything `mtls_cli.checks` looks at, as a default install on Kubernetes 1.37 has it."""
+def healthy_install(now: datetime.datetime = NOW) -> Paths:
+    """Everything `mtls_cli.checks` looks at, as a default install on Kubernetes 1.37 has it,
+    with the operator's Lease renewed 2 s before ``now``."""
     api = Paths()
     api.put("/version", {"major": "1", "minor": "37", "gitVersion": "v1.37.2"})
     api.put(
@@ -141,7 +143,7 @@ def healthy_install() -> Paths:
             "spec": {
                 "holderIdentity": "hello-mtls-operator-7d9f-abcde_1a2b3c4d",
                 "leaseDurationSeconds": 10,
-                "renewTime": rfc3339(NOW - datetime.timedelta(seconds=2)),
+                "renewTime": rfc3339(now - datetime.timedelta(seconds=2)),
             }
         },
     )

@@ -19,19 +19,21 @@ SEC = datetime.timedelta(seconds=1)
 
 
 def ca_report(
-    intermediate_left: datetime.timedelta = 300 * DAY, chain_error: str | None = None
+    intermediate_left: datetime.timedelta = 300 * DAY,
+    chain_error: str | None = None,
+    now: datetime.datetime = NOW,
 ) -> CAReport:
     status: dict[str, Any] = {
         "phase": "idle",
         "trust_domain": "cluster.local",
-        "roots": [{"fingerprint_sha256": "ab" * 32, "not_after": rfc3339(NOW + 3000 * DAY)}],
+        "roots": [{"fingerprint_sha256": "ab" * 32, "not_after": rfc3339(now + 3000 * DAY)}],
         "signing": {
             "intermediate_fingerprint_sha256": "cd" * 32,
-            "intermediate_not_after": rfc3339(NOW + intermediate_left),
+            "intermediate_not_after": rfc3339(now + intermediate_left),
         },
         "bundle_sha256": "ef" * 32,
     }
-    served = None if chain_error else NOW + DAY
+    served = None if chain_error else now + DAY
     return CAReport(status, b"", served, chain_error)
 
 
@@ -61,13 +63,14 @@ def test_a_healthy_install_passes_every_check() -> None:
 
 
 def test_the_exit_status_is_0_when_all_pass_and_1_when_one_fails() -> None:
-    api = healthy_install()
+    now = datetime.datetime.now(datetime.UTC)  # main reads the real clock
+    api = healthy_install(now)
     out = io.StringIO()
-    assert main(["check"], api=lambda _: api, read=lambda *_: ca_report(), out=out) == 0
+    assert main(["check"], api=lambda _: api, read=lambda *_: ca_report(now=now), out=out) == 0
     assert out.getvalue().splitlines()[0] == "✓ Kubernetes API v1.37.2"
     del api.objects[f"/apis/networking.k8s.io/v1/namespaces/{NS}/networkpolicies/hello-mtls-ca"]
     out = io.StringIO()
-    assert main(["check"], api=lambda _: api, read=lambda *_: ca_report(), out=out) == 1
+    assert main(["check"], api=lambda _: api, read=lambda *_: ca_report(now=now), out=out) == 1
     lines = out.getvalue().splitlines()
     i = lines.index("✗ NetworkPolicy hello-mtls-ca")
     assert lines[i + 1].startswith("    fix: helm upgrade with --set networkPolicies.enabled=true")

@@ -40,7 +40,7 @@ def pod(namespace: str, name: str, phase: str = "Running", **annotations: str) -
 def install(pki: PKI) -> tuple[Paths, x509.Certificate]:
     """shop: web-1 and web-2 share web-tls; api-1 waits for its Secret; job-1 ended; plain-1
     has no claim. batch: a pod-certificate pod."""
-    api = healthy_install()
+    api = healthy_install(datetime.datetime.now(UTC))
     for body in (
         pod("shop", "web-1", **{"hello-mtls.dev/name": "web.shop.svc"}),
         pod("shop", "web-2", **{"hello-mtls.dev/name": "web.shop.svc"}),
