@@ -4,6 +4,8 @@ a signer name set, it also answers the kubelet's PodCertificateRequests (pod-cer
 Run it with ``kopf run -m mtls_operator.handlers --standalone --all-namespaces`` (the image's
 ``hello-mtls-operator`` command does exactly that). The modules, lowest first:
 
+* `marks`: the names of the label and annotations it writes and of its Lease (shared with the
+  ``hello-mtls`` command)
 * `claims`: a pod's annotations → `Claim` (the CA's own name and duration rules)
 * `screening`: what a Secret's files may hold before they are parsed (sizes, key types)
 * `certs`: keys, CSRs, and `inspect` of what a Secret holds

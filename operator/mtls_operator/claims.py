@@ -31,6 +31,7 @@ __all__ = [
     "claim_moved",
     "parse_claim",
     "parse_names",
+    "secret_of",
 ]
 
 NAME = "hello-mtls.dev/name"
@@ -247,6 +248,12 @@ def _check_pod_certificate(duration: datetime.timedelta, rules: Rules) -> None:
             f" {name_rules.format_duration(shortest)} to {name_rules.format_duration(longest)}"
             " a pod certificate may live"
         )
+
+
+def secret_of(annotations: Mapping[str, str]) -> str:
+    """The Secret a secret-mode pod's annotations name, read as `parse_claim` reads it but
+    without judging the names (for tools that show claims, valid or not)."""
+    return _trim(annotations.get(SECRET, "")) or _default_secret(_trim(annotations.get(NAME, "")))
 
 
 def _default_secret(name: str) -> str:

@@ -49,6 +49,7 @@ def decide(
     *,
     now: datetime.datetime,
     fraction: float,
+    renew_requested: bool = False,
 ) -> Decision:
     """Decide what the Secret of ``claim`` needs.
 
@@ -60,11 +61,14 @@ def decide(
             what the Secret shows by itself is judged.
         now: the current time (UTC).
         fraction: renew once this fraction of the lifetime has passed.
+        renew_requested: the Secret carries ``hello-mtls.dev/renew`` (``hello-mtls renew``).
     """
     if secret is None:
         return Decision(Action.ISSUE, "no Secret")
     if secret.problem is not None:
         return Decision(Action.ISSUE, secret.problem)
+    if renew_requested:
+        return Decision(Action.ISSUE, "renewal requested")
     if secret_claim != claim.digest:
         return Decision(Action.ISSUE, "annotations changed")
     if secret.names != {normalize_name(name) for name in claim.names}:

@@ -20,7 +20,8 @@ from typing import Any, TypeVar
 from mtls_operator.certs import Inspection, inspect
 from mtls_operator.claims import POD_CERTIFICATE, Claim
 from mtls_operator.decisions import PodClaim
-from mtls_operator.tlssecret import ANNOTATION_CLAIM, decode_data
+from mtls_operator.marks import ANNOTATION_CLAIM, ANNOTATION_RENEW
+from mtls_operator.tlssecret import decode_data
 
 __all__ = ["ClaimingPod", "Inventory", "Key", "KnownSecret", "namespace_of", "pod_claims"]
 
@@ -66,6 +67,8 @@ class KnownSecret:
     inspection: Inspection
     claim_digest: str | None
     owners: frozenset[str]
+    renew_requested: bool = False
+    """The Secret carries `tlssecret.ANNOTATION_RENEW`."""
 
 
 def pod_claims(pods: list[ClaimingPod]) -> list[PodClaim]:
@@ -163,6 +166,7 @@ class Inventory:
             inspection=inspect(decode_data(secret)),
             claim_digest=(meta.get("annotations") or {}).get(ANNOTATION_CLAIM),
             owners=frozenset(ref.get("uid", "") for ref in meta.get("ownerReferences") or []),
+            renew_requested=ANNOTATION_RENEW in (meta.get("annotations") or {}),
         )
         with self._lock:
             self._known[key] = fresh

@@ -48,6 +48,7 @@ from mtls_operator.claims import (
     Rules,
     parse_claim,
 )
+from mtls_operator.marks import ANNOTATION_INTERMEDIATE
 from mtls_operator.ports import (
     CARefused,
     CAService,
@@ -80,9 +81,6 @@ __all__ = [
 
 ISSUED, DENIED, FAILED = "Issued", "Denied", "Failed"
 BUNDLE_SUFFIX = "roots"
-ANNOTATION_INTERMEDIATE = "hello-mtls.dev/intermediate-sha256"
-"""Set on a pod-certificate pod when its request is issued: the SHA-256 of the intermediate that
-signed its certificate (as the CA's ``GET /status`` names it)."""
 # What the API server accepts of an issued certificate (see docs/operator.md, "Pod certificates").
 _MIN_LIFETIME = POD_CERTIFICATE_LIFETIMES[0]
 _REFRESH_MARGIN = datetime.timedelta(minutes=10)

@@ -33,6 +33,7 @@ from mtls_operator.certs import inspect, new_key_and_csr, sha256_hex
 from mtls_operator.claims import POD_CERTIFICATE, Claim, claim_moved, parse_claim
 from mtls_operator.decisions import Action, Decision, choose_claim, decide
 from mtls_operator.inventory import ClaimingPod, Inventory, Key, pod_claims
+from mtls_operator.marks import ANNOTATION_VERSION
 from mtls_operator.pod_certificates import certificate_intermediate
 from mtls_operator.ports import CARefused, CAService, CAUnavailable, Cluster, Conflict
 from mtls_operator.retries import Retries
@@ -52,7 +53,6 @@ from mtls_operator.tlssecret import (
 
 __all__ = ["ANNOTATION_VERSION", "Reconciler"]
 
-ANNOTATION_VERSION = "hello-mtls.dev/secret-version"
 """Set on pods after their Secret changed: the kubelet then refreshes the volume in seconds."""
 
 _BEHIND_LOG_SECONDS = 60.0  # how often the pods a root rotation waits for are named
@@ -286,6 +286,7 @@ class Reconciler:
             self._ca,
             now=self._clock(),
             fraction=self._settings.renew_fraction,
+            renew_requested=known.renew_requested if known else False,
         )
         if decision.action is Action.ISSUE:
             self._issue(key, claim, secret, owners, decision)
@@ -450,6 +451,7 @@ class Reconciler:
             self._ca,
             now=self._clock(),
             fraction=self._settings.renew_fraction,
+            renew_requested=known.renew_requested,
         )
         return decision.action is not Action.NOTHING or not {p.uid for p in agree} <= known.owners
 

@@ -21,6 +21,13 @@ from mtls_ca.tls_profiles import policy_bytes
 from mtls_context import CA, CERT, CRL, KEY, POLICY
 from mtls_operator.certs import crl_serials, sha256_hex
 from mtls_operator.claims import Claim
+from mtls_operator.marks import (
+    ANNOTATION_BUNDLE,
+    ANNOTATION_CLAIM,
+    ANNOTATION_NOT_AFTER,
+    ANNOTATION_SERIAL,
+    LABEL_MANAGED,
+)
 
 __all__ = [
     "ANNOTATION_BUNDLE",
@@ -40,11 +47,6 @@ __all__ = [
     "view_from_status",
 ]
 
-LABEL_MANAGED = "hello-mtls.dev/managed"
-ANNOTATION_SERIAL = "hello-mtls.dev/serial"
-ANNOTATION_NOT_AFTER = "hello-mtls.dev/not-after"
-ANNOTATION_BUNDLE = "hello-mtls.dev/bundle-sha256"
-ANNOTATION_CLAIM = "hello-mtls.dev/claim"
 POLICY_CONFIG_MAP = "hello-mtls-tls-policy"
 """The ConfigMap, one per namespace, that a pod-certificate pod's projected volume reads
 ``tls-policy.json`` from (the kubelet writes the key and certificate, a ClusterTrustBundle

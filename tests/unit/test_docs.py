@@ -17,7 +17,7 @@ from mtls_operator.claims import NAME, Claim, Rules, parse_claim
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = [
-    *(ROOT / name for name in ("README.md", "CONTRIBUTING.md", "SECURITY.md")),
+    *(ROOT / name for name in ("README.md", "CONTRIBUTING.md", "SECURITY.md", "CHANGELOG.md")),
     ROOT / "benchmarks" / "RESULTS.md",
     *sorted(ROOT.glob("docs/*.md")),
 ]

@@ -359,3 +359,25 @@ def test_a_revoked_secret_is_issued_anew_and_a_new_crl_is_written_beside_ca_crt(
 
 def x509_serial(chain: bytes) -> int:
     return x509.load_pem_x509_certificates(chain)[0].serial_number
+
+
+def test_a_renewal_request_reissues_a_secret_that_is_up_to_date() -> None:
+    """``hello-mtls renew`` (the Secret's ``hello-mtls.dev/renew``); a broken Secret keeps the
+    reason that says what was wrong with it."""
+    pki = PKI()
+    now = datetime.datetime.now(UTC)
+    asked = decide(
+        CLAIM,
+        inspect(pki.data("web.shop")),
+        CLAIM.digest,
+        pki.view,
+        now=now,
+        fraction=2 / 3,
+        renew_requested=True,
+    )
+    assert (asked.action, asked.reason) == (Action.ISSUE, "renewal requested")
+    emptied = decide(CLAIM, inspect({}), CLAIM.digest, pki.view, now=now, fraction=2 / 3)
+    broken = decide(
+        CLAIM, inspect({}), CLAIM.digest, pki.view, now=now, fraction=2 / 3, renew_requested=True
+    )
+    assert broken == emptied

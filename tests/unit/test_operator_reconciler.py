@@ -25,6 +25,7 @@ from mtls_context import CERT, KEY, POLICY
 from mtls_operator import inventory, metrics
 from mtls_operator.certs import Inspection, inspect, sha256_hex
 from mtls_operator.claims import DURATION, MODE, NAME, SECRET, Rules
+from mtls_operator.marks import ANNOTATION_RENEW
 from mtls_operator.pod_certificates import ANNOTATION_INTERMEDIATE, Signer
 from mtls_operator.reconciler import ANNOTATION_VERSION, Reconciler
 from mtls_operator.scope import Scope
@@ -181,6 +182,25 @@ def test_an_emptied_secret_is_reissued_and_the_pods_nudged(
     assert cluster.annotations[("shop", "web-1")] == {
         ANNOTATION_VERSION: secret["metadata"]["resourceVersion"]
     }
+
+
+def test_a_renew_annotation_reissues_once_and_is_dropped(
+    cluster: Cluster, ca: CA, clock: Clock
+) -> None:
+    """``hello-mtls renew`` annotates the Secret; the new Secret drops the request, so the next
+    event (or a restarted operator) issues nothing more."""
+    r = reconciler(cluster, ca, clock)
+    r.pod_event(pod("web-1", WEB), None)
+    serial = cluster.secrets[("shop", "web-tls")]["metadata"]["annotations"][ANNOTATION_SERIAL]
+    asked = cluster.get_secret("shop", "web-tls") or {}
+    asked["metadata"]["annotations"][ANNOTATION_RENEW] = "2026-12-07T10:00:00Z"
+    r.secret_event(cluster.replace_secret(asked), "MODIFIED")
+    renewed = cluster.secrets[("shop", "web-tls")]
+    assert renewed["metadata"]["annotations"][ANNOTATION_SERIAL] != serial
+    assert ANNOTATION_RENEW not in renewed["metadata"]["annotations"]
+    r.secret_event(cluster.get_secret("shop", "web-tls") or {}, "MODIFIED")
+    r.tick()
+    assert ca.signed == 2
 
 
 def test_a_deleted_secret_is_reissued(cluster: Cluster, ca: CA, clock: Clock) -> None:

@@ -1,0 +1,3 @@
+from mtls_cli.cli import main
+
+raise SystemExit(main())

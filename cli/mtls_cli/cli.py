@@ -1,0 +1,211 @@
+"""``hello-mtls`` (also ``kubectl hello-mtls``): ``check``, ``status`` and ``renew``.
+
+Exit status: 0 when everything checked is fine (``check``) or the command did what it said,
+1 when a check failed or the command could not, 2 for a bad command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, TextIO
+
+from mtls_cli import checks, identities
+from mtls_cli.ca_status import CAReport, read_ca
+from mtls_cli.cluster import CA_DEPLOYMENT, Api, ApiError, KubeApi, ca_connect
+from mtls_cli.times import left_of, parse_time
+from mtls_operator.marks import ANNOTATION_RENEW, ANNOTATION_SERIAL, LABEL_MANAGED
+
+__all__ = ["main", "read_installed_ca"]
+
+DEFAULT_NAMESPACE = "hello-mtls"
+RENEW_WAIT_SECONDS = 60.0
+
+
+def read_installed_ca(api: Api, namespace: str) -> CAReport:
+    """The installed CA's report, through a port-forward to its pod."""
+    hostname = f"{CA_DEPLOYMENT}.{namespace}.svc"
+    return read_ca(lambda: ca_connect(api, namespace)[1], hostname)
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    api: Callable[[str | None], Api] | None = None,
+    read: checks.ReadCA = read_installed_ca,
+    out: TextIO | None = None,
+) -> int:
+    """Run one command; ``api`` and ``read`` replace the cluster in unit tests."""
+    args = _parser().parse_args(argv)
+    stream = out or sys.stdout
+    try:
+        client = (api or KubeApi)(args.context)
+    except Exception as error:  # the kubeconfig loader raises several kinds
+        print(f"hello-mtls: cannot use the kubeconfig: {error}", file=sys.stderr)
+        return 1
+    try:
+        return int(args.run(args, client, read, stream))
+    except ApiError as error:
+        print(f"hello-mtls: {error}", file=sys.stderr)
+        return 1
+    finally:
+        close = getattr(client, "close", None)
+        if close is not None:
+            close()
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hello-mtls", description="Check, show and renew what hello-mtls installed."
+    )
+    parser.add_argument("--context", help="the kubeconfig context (default: the current one)")
+    parser.add_argument(
+        "--install-namespace",
+        default=DEFAULT_NAMESPACE,
+        help=f"where the CA and operator run (default {DEFAULT_NAMESPACE})",
+    )
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+    check = commands.add_parser("check", help="check the install; exit status 1 if a check fails")
+    check.set_defaults(run=_check)
+    status = commands.add_parser("status", help="every identity, the root rotation, the CA")
+    status.add_argument("-n", "--namespace", help="only this namespace's identities")
+    status.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    status.set_defaults(run=_status)
+    renew = commands.add_parser("renew", help="have the operator re-issue one Secret now")
+    renew.add_argument("identity", metavar="NS/SECRET", help="e.g. shop/web-tls")
+    renew.add_argument(
+        "--no-wait", action="store_true", help="return once asked, not once re-issued"
+    )
+    renew.set_defaults(run=_renew)
+    return parser
+
+
+def _check(args: argparse.Namespace, api: Api, read: checks.ReadCA, out: TextIO) -> int:
+    now = datetime.datetime.now(datetime.UTC)
+    found = checks.run_checks(api, args.install_namespace, read, now)
+    for check in found:
+        print(f"{'✓' if check.ok else '✗'} {check.text}", file=out)
+        if not check.ok and check.fix:
+            print(f"    fix: {check.fix}", file=out)
+    failed = sum(not c.ok for c in found)
+    print(f"\n{len(found) - failed} passed, {failed} failed", file=out)
+    return 1 if failed else 0
+
+
+def _status(args: argparse.Namespace, api: Api, read: checks.ReadCA, out: TextIO) -> int:
+    now = datetime.datetime.now(datetime.UTC)
+    namespace = args.install_namespace
+    operator = api.get(f"/apis/apps/v1/namespaces/{namespace}/deployments/{checks.OPERATOR}")
+    found = identities.identities(api, args.namespace, identities.renew_fraction(operator), now)
+    ca: dict[str, Any]
+    try:
+        ca = dict(read(api, namespace).status)
+    except (OSError, ValueError, ApiError) as error:
+        ca = {"error": str(error)}
+    rotation = identities.rotation(ca, found)
+    signers = api.get(f"/apis/apps/v1/namespaces/{namespace}/deployments/{checks.SIGNERS}")
+    if signers is not None:
+        ca["signers"] = {
+            "replicas": int(signers["spec"].get("replicas", 1)),
+            "ready": int((signers.get("status") or {}).get("readyReplicas") or 0),
+        }
+    if args.output == "json":
+        document = {
+            "identities": [i.as_json() for i in found],
+            "rotation": {"phase": rotation.phase, "waiting_for": list(rotation.waiting_for)},
+            "ca": ca,
+        }
+        json.dump(document, out, indent=2)
+        print(file=out)
+        return 0
+    _print_identities(found, out)
+    print(f"\nRoot rotation: {rotation.phase}", file=out)
+    for waiting in rotation.waiting_for:
+        print(f"  waits for {waiting}", file=out)
+    _print_ca(ca, now, out)
+    return 0
+
+
+def _renew(args: argparse.Namespace, api: Api, _read: checks.ReadCA, out: TextIO) -> int:
+    namespace, _, name = args.identity.partition("/")
+    if not namespace or not name:
+        print("hello-mtls: renew takes NS/SECRET, e.g. shop/web-tls", file=sys.stderr)
+        return 2
+    path = f"/api/v1/namespaces/{namespace}/secrets/{name}"
+    secret = api.get(path)
+    labels = ((secret or {}).get("metadata") or {}).get("labels") or {}
+    if secret is None or labels.get(LABEL_MANAGED) != "true":
+        print(
+            f"hello-mtls: no Secret {namespace}/{name} managed by hello-mtls (a pod-certificate"
+            " pod's certificate is the kubelet's: delete the pod to get a new one)",
+            file=sys.stderr,
+        )
+        return 1
+    before = (secret["metadata"].get("annotations") or {}).get(ANNOTATION_SERIAL, "")
+    asked = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    api.merge_patch(path, {"metadata": {"annotations": {ANNOTATION_RENEW: asked}}})
+    print(f"asked the operator to re-issue {namespace}/{name} (serial {before})", file=out)
+    if args.no_wait:
+        return 0
+    deadline = time.monotonic() + RENEW_WAIT_SECONDS
+    while time.monotonic() < deadline:
+        current = api.get(path) or {}
+        annotations = (current.get("metadata") or {}).get("annotations") or {}
+        serial = annotations.get(ANNOTATION_SERIAL, "")
+        if ANNOTATION_RENEW not in annotations and serial != before:
+            print(f"re-issued: serial {serial}", file=out)
+            return 0
+        time.sleep(1)
+    print(
+        f"hello-mtls: {namespace}/{name} was not re-issued within {RENEW_WAIT_SECONDS:g} s;"
+        " run hello-mtls check",
+        file=sys.stderr,
+    )
+    return 1
+
+
+def _print_identities(found: list[identities.Identity], out: TextIO) -> None:
+    header = ("NAMESPACE", "NAME", "MODE", "SECRET", "PODS", "SERIAL", "NOT AFTER", "RENEWS")
+    rows = [header] + [
+        (
+            i.namespace,
+            i.name,
+            i.mode,
+            i.secret or "-",
+            ",".join(i.pods),
+            i.serial[:16] or "-",
+            i.not_after or "-",
+            i.next_renewal or "-",
+        )
+        for i in found
+    ]
+    widths = [max(len(row[c]) for row in rows) for c in range(len(header))]
+    for row in rows:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip(), file=out)
+    for identity in found:
+        if identity.last_error:
+            where = identity.secret or ",".join(identity.pods)
+            print(f"! {identity.namespace}/{where}: {identity.last_error}", file=out)
+
+
+def _print_ca(ca: dict[str, Any], now: datetime.datetime, out: TextIO) -> None:
+    if "error" in ca:
+        print(f"\nCA: unreachable ({ca['error']})", file=out)
+        return
+    print(f"\nCA (trust domain {ca.get('trust_domain', '?')})", file=out)
+    for root in ca.get("roots") or []:
+        end = parse_time(root.get("not_after"))
+        valid = left_of(end - now) if end else "?"
+        print(f"  root {root.get('fingerprint_sha256', '')[:16]}: valid {valid}", file=out)
+    signing = ca.get("signing") or {}
+    end = parse_time(signing.get("intermediate_not_after"))
+    if end is not None:
+        fingerprint = signing.get("intermediate_fingerprint_sha256", "")[:16]
+        print(f"  signing intermediate {fingerprint}: valid {left_of(end - now)}", file=out)
+    if "signers" in ca:
+        signers = ca["signers"]
+        print(f"  signer pods: {signers['ready']}/{signers['replicas']} ready", file=out)

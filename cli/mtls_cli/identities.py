@@ -1,0 +1,205 @@
+"""``hello-mtls status``: every identity the operator keeps, where the CA's root rotation
+stands and what it waits for.
+
+An identity is a Secret and the secret-mode pods that mount it, or one pod-certificate pod (the
+kubelet holds its key and certificate; docs/operator.md#pod-certificates). Only ``tls.crt`` of
+a Secret is decoded; its key is never read.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+
+from mtls_cli import events
+from mtls_cli.cluster import Api
+from mtls_operator.claims import MODE, NAME, POD_CERTIFICATE, SECRET_MODE, secret_of
+from mtls_operator.marks import (
+    ANNOTATION_BUNDLE,
+    ANNOTATION_INTERMEDIATE,
+    ANNOTATION_NOT_AFTER,
+    ANNOTATION_SERIAL,
+    LABEL_MANAGED,
+)
+
+__all__ = ["Identity", "Rotation", "identities", "renew_fraction", "rotation"]
+
+RENEW_FRACTION_ENV = "HELLO_MTLS_RENEW_FRACTION"
+DEFAULT_RENEW_FRACTION = 0.6667
+"""As the operator's default (`mtls_operator.config`) when its Deployment sets none."""
+
+
+@dataclass(frozen=True)
+class Identity:
+    """One row of ``hello-mtls status``."""
+
+    namespace: str
+    pods: tuple[str, ...]
+    name: str
+    mode: str
+    secret: str
+    serial: str = ""
+    not_after: str = ""
+    next_renewal: str = ""
+    last_error: str = ""
+    bundle_sha256: str = field(default="", repr=False)
+    intermediate_sha256: str = field(default="", repr=False)
+
+    def as_json(self) -> dict[str, Any]:
+        document = asdict(self)
+        document["pods"] = list(self.pods)
+        return document
+
+
+@dataclass(frozen=True)
+class Rotation:
+    """The CA's root-rotation phase and what the operator waits for before the next one."""
+
+    phase: str
+    waiting_for: tuple[str, ...]
+
+
+def identities(
+    api: Api, namespace: str | None, fraction: float, now: datetime.datetime
+) -> list[Identity]:
+    """Every identity in ``namespace`` (None: every namespace), sorted by namespace and name."""
+    scope = f"/api/v1/namespaces/{namespace}" if namespace else "/api/v1"
+    pods = (api.get(f"{scope}/pods") or {}).get("items") or []
+    secrets = (api.get(f"{scope}/secrets", labelSelector=f"{LABEL_MANAGED}=true") or {}).get(
+        "items"
+    ) or []
+    by_key = {(s["metadata"]["namespace"], s["metadata"]["name"]): s for s in secrets}
+    failures = {
+        key: f"{event.reason}: {event.message}"
+        for key, event in events.unresolved(events.operator_events(api, namespace)).items()
+    }
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    found = []
+    for pod in pods:
+        meta = pod["metadata"]
+        annotations = meta.get("annotations") or {}
+        if NAME not in annotations or (pod.get("status") or {}).get("phase") in _ENDED:
+            continue
+        if annotations.get(MODE, SECRET_MODE).strip() == POD_CERTIFICATE:
+            found.append(
+                Identity(
+                    namespace=meta["namespace"],
+                    pods=(meta["name"],),
+                    name=annotations[NAME].strip(),
+                    mode=POD_CERTIFICATE,
+                    secret="",
+                    last_error=failures.get((meta["namespace"], meta["name"]), ""),
+                    intermediate_sha256=annotations.get(ANNOTATION_INTERMEDIATE, ""),
+                )
+            )
+            continue
+        groups.setdefault((meta["namespace"], secret_of(annotations)), []).append(pod)
+    for (pod_namespace, secret_name), members in groups.items():
+        names = tuple(sorted(p["metadata"]["name"] for p in members))
+        error = next(
+            (failures[(pod_namespace, n)] for n in names if (pod_namespace, n) in failures), ""
+        )
+        found.append(
+            _secret_identity(
+                pod_namespace,
+                names,
+                members[0]["metadata"]["annotations"][NAME].strip(),
+                secret_name,
+                by_key.get((pod_namespace, secret_name)),
+                error,
+                fraction,
+            )
+        )
+    return sorted(found, key=lambda i: (i.namespace, i.name, i.secret, i.pods))
+
+
+def rotation(ca_status: Mapping[str, Any], found: list[Identity]) -> Rotation:
+    """What the root rotation waits for: in ``both-trusted`` every Secret carrying the new trust
+    bundle, in ``new-signing`` also every certificate from the new intermediate (a
+    pod-certificate pod's at its next refresh). Signer pods are the operator's to wait for."""
+    phase = str(ca_status.get("phase", ""))
+    if phase in ("", "idle"):
+        return Rotation(phase or "unknown", ())
+    bundle = ca_status.get("bundle_sha256")
+    intermediate = (ca_status.get("signing") or {}).get("intermediate_fingerprint_sha256")
+    waiting = []
+    for identity in found:
+        what = identity.secret or "/".join(identity.pods)
+        if identity.mode == SECRET_MODE and not identity.bundle_sha256:
+            waiting.append(f"{identity.namespace}/{what}: its first certificate")
+        elif identity.mode == SECRET_MODE and identity.bundle_sha256 != bundle:
+            waiting.append(f"{identity.namespace}/{what}: the new trust bundle")
+        elif phase == "new-signing" and identity.intermediate_sha256 != intermediate:
+            waiting.append(f"{identity.namespace}/{what}: a certificate from the new intermediate")
+    return Rotation(phase, tuple(waiting))
+
+
+def renew_fraction(deployment: Mapping[str, Any] | None) -> float:
+    """The operator's renewal fraction from its Deployment's environment."""
+    containers = ((deployment or {}).get("spec") or {}).get("template", {}).get("spec", {})
+    for container in containers.get("containers") or []:
+        for variable in container.get("env") or []:
+            if variable.get("name") == RENEW_FRACTION_ENV:
+                try:
+                    return float(variable.get("value"))
+                except (TypeError, ValueError):
+                    break
+    return DEFAULT_RENEW_FRACTION
+
+
+_ENDED = ("Succeeded", "Failed")
+
+
+def _secret_identity(
+    namespace: str,
+    pods: tuple[str, ...],
+    name: str,
+    secret_name: str,
+    secret: Mapping[str, Any] | None,
+    error: str,
+    fraction: float,
+) -> Identity:
+    if secret is None:
+        return Identity(
+            namespace, pods, name, SECRET_MODE, secret_name, last_error=error or "no Secret yet"
+        )
+    annotations = secret["metadata"].get("annotations") or {}
+    next_renewal, intermediate = "", ""
+    chain = _chain((secret.get("data") or {}).get("tls.crt", ""))
+    if chain:
+        leaf = chain[0]
+        start, end = leaf.not_valid_before_utc, leaf.not_valid_after_utc
+        next_renewal = _rfc3339(start + (end - start) * fraction)
+        if len(chain) > 1:
+            intermediate = chain[1].fingerprint(hashes.SHA256()).hex()
+    return Identity(
+        namespace=namespace,
+        pods=pods,
+        name=name,
+        mode=SECRET_MODE,
+        secret=secret_name,
+        serial=annotations.get(ANNOTATION_SERIAL, ""),
+        not_after=annotations.get(ANNOTATION_NOT_AFTER, ""),
+        next_renewal=next_renewal,
+        last_error=error,
+        bundle_sha256=annotations.get(ANNOTATION_BUNDLE, ""),
+        intermediate_sha256=intermediate,
+    )
+
+
+def _chain(encoded: str) -> list[x509.Certificate]:
+    try:
+        return x509.load_pem_x509_certificates(base64.b64decode(encoded, validate=True))
+    except (ValueError, binascii.Error):
+        return []
+
+
+def _rfc3339(moment: datetime.datetime) -> str:
+    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -1,0 +1,217 @@
+"""``hello-mtls check`` on a fake API: every line, and the exit status scripts read."""
+
+from __future__ import annotations
+
+import datetime
+import io
+from typing import Any
+
+import pytest
+
+from mtls_cli import checks
+from mtls_cli.ca_status import CAReport
+from mtls_cli.cli import main
+from mtls_cli.cluster import Api
+from support.api_paths import NOW, NS, Paths, healthy_install, operator_event, rfc3339
+
+DAY = datetime.timedelta(days=1)
+SEC = datetime.timedelta(seconds=1)
+
+
+def ca_report(
+    intermediate_left: datetime.timedelta = 300 * DAY,
+    chain_error: str | None = None,
+    now: datetime.datetime = NOW,
+) -> CAReport:
+    status: dict[str, Any] = {
+        "phase": "idle",
+        "trust_domain": "cluster.local",
+        "roots": [{"fingerprint_sha256": "ab" * 32, "not_after": rfc3339(now + 3000 * DAY)}],
+        "signing": {
+            "intermediate_fingerprint_sha256": "cd" * 32,
+            "intermediate_not_after": rfc3339(now + intermediate_left),
+        },
+        "bundle_sha256": "ef" * 32,
+    }
+    served = None if chain_error else now + DAY
+    return CAReport(status, b"", served, chain_error)
+
+
+def run(api: Paths, report: CAReport | Exception | None = None) -> list[checks.Check]:
+    def read(_api: Api, namespace: str) -> CAReport:
+        assert namespace == NS
+        if isinstance(report, Exception):
+            raise report
+        return report or ca_report()
+
+    return checks.run_checks(api, NS, read, NOW)
+
+
+def failed(found: list[checks.Check]) -> list[str]:
+    return [c.text for c in found if not c.ok]
+
+
+def test_a_healthy_install_passes_every_check() -> None:
+    found = run(healthy_install())
+    assert failed(found) == []
+    texts = [c.text for c in found]
+    assert texts[0] == "Kubernetes API v1.37.2"
+    assert "an operator leader: hello-mtls-operator-7d9f-abcde (Lease renewed 2s ago)" in texts
+    assert "the signing intermediate is valid for 300d" in texts
+    assert "Deployment hello-mtls-operator: 2/2 ready" in texts
+    assert any(t.startswith("the CA serves a chain to its roots") for t in texts)
+
+
+def test_the_exit_status_is_0_when_all_pass_and_1_when_one_fails() -> None:
+    now = datetime.datetime.now(datetime.UTC)  # main reads the real clock
+    api = healthy_install(now)
+    out = io.StringIO()
+    assert main(["check"], api=lambda _: api, read=lambda *_: ca_report(now=now), out=out) == 0
+    assert out.getvalue().splitlines()[0] == "✓ Kubernetes API v1.37.2"
+    del api.objects[f"/apis/networking.k8s.io/v1/namespaces/{NS}/networkpolicies/hello-mtls-ca"]
+    out = io.StringIO()
+    assert main(["check"], api=lambda _: api, read=lambda *_: ca_report(now=now), out=out) == 1
+    lines = out.getvalue().splitlines()
+    i = lines.index("✗ NetworkPolicy hello-mtls-ca")
+    assert lines[i + 1].startswith("    fix: helm upgrade with --set networkPolicies.enabled=true")
+    assert lines[-1].endswith("1 failed")
+
+
+def test_a_missing_binding_is_named_with_its_fix() -> None:
+    api = healthy_install()
+    group = "/apis/admissionregistration.k8s.io/v1"
+    del api.objects[f"{group}/mutatingadmissionpolicybindings/hello-mtls-wiring"]
+    [check] = [c for c in run(api) if not c.ok]
+    assert check.text == "MutatingAdmissionPolicy hello-mtls-wiring and its binding"
+    assert check.fix.startswith("missing MutatingAdmissionPolicyBinding: helm upgrade with --set")
+
+
+def test_an_api_without_mutating_admission_policy_fails_with_the_way_out() -> None:
+    api = healthy_install()
+    api.put("/version", {"major": "1", "minor": "33", "gitVersion": "v1.33.13"})
+    api.put(
+        "/apis/admissionregistration.k8s.io/v1",
+        {
+            "resources": [
+                {"name": "validatingadmissionpolicies", "kind": "ValidatingAdmissionPolicy"}
+            ]
+        },
+    )
+    [check] = [c for c in run(api) if not c.ok and "serves" in c.text]
+    assert "--set wiringPolicy.enabled=false" in check.fix
+    assert run(api)[0].text.startswith("Kubernetes API v1.33.13 (hello-mtls is tested on 1.37")
+
+
+def test_pod_certificates_on_need_the_api_to_serve_them() -> None:
+    api = healthy_install()
+    apps = f"/apis/apps/v1/namespaces/{NS}/deployments"
+    api.put(
+        f"{apps}/hello-mtls-operator",
+        {
+            **api.objects[f"{apps}/hello-mtls-operator"],
+            "spec": {
+                "replicas": 2,
+                "template": {
+                    "spec": {
+                        "containers": [
+                            {
+                                "env": [
+                                    {
+                                        "name": "HELLO_MTLS_POD_CERTIFICATE_SIGNER",
+                                        "value": "hello-mtls.dev/pod",
+                                    }
+                                ]
+                            }
+                        ]
+                    }
+                },
+            },
+        },
+    )
+    assert failed(run(api)) == [
+        "the API serves PodCertificateRequest (podCertificates.enabled is on)"
+    ]
+    api.put(
+        "/apis/certificates.k8s.io/v1",
+        {"resources": [{"name": "podcertificaterequests", "kind": "PodCertificateRequest"}]},
+    )
+    assert failed(run(api)) == []
+
+
+def test_an_unready_deployment_and_a_stale_lease_fail() -> None:
+    api = healthy_install()
+    apps = f"/apis/apps/v1/namespaces/{NS}/deployments"
+    api.objects[f"{apps}/hello-mtls-ca"]["status"] = {}
+    lease = f"/apis/coordination.k8s.io/v1/namespaces/{NS}/leases/hello-mtls-operator"
+    api.objects[lease]["spec"]["renewTime"] = rfc3339(NOW - datetime.timedelta(minutes=5))
+    assert failed(run(api)) == [
+        "Deployment hello-mtls-ca: 0/1 ready",
+        "an operator leader: hello-mtls-operator-7d9f-abcde (Lease renewed 5m ago)",
+    ]
+    api.objects[lease]["spec"]["holderIdentity"] = ""
+    assert "an operator leader" in failed(run(api))
+
+
+def test_signer_pods_are_checked_when_installed() -> None:
+    api = healthy_install()
+    apps = f"/apis/apps/v1/namespaces/{NS}/deployments"
+    api.put(
+        f"{apps}/hello-mtls-ca-signer", {"spec": {"replicas": 3}, "status": {"readyReplicas": 2}}
+    )
+    assert failed(run(api)) == ["Deployment hello-mtls-ca-signer: 2/3 ready"]
+
+
+@pytest.mark.parametrize(
+    ("report", "expected"),
+    [
+        (OSError("no ready pod"), "the CA answers GET /status"),
+        (ca_report(chain_error="Hostname mismatch"), "the CA serves a chain to its roots for"),
+        (ca_report(intermediate_left=30 * DAY), "the signing intermediate is valid for 30d"),
+    ],
+)
+def test_ca_problems_fail(report: CAReport | Exception, expected: str) -> None:
+    [text] = failed(run(healthy_install(), report))
+    assert text.startswith(expected)
+
+
+def test_the_last_issuance_is_the_newest_issued_event_unless_a_failure_came_after() -> None:
+    api = healthy_install()
+    assert failed(run(api)) == []  # no Events kept: nothing to judge
+    api.put(*operator_event("shop", "web-1", "Issued", "certificate 1f ...", NOW - 600 * SEC, 1))
+    api.put(*operator_event("shop", "web-2", "CAUnreachable", "refused", NOW - 900 * SEC, 2))
+    texts = [c.text for c in run(api)]
+    assert "the operator's last issuance succeeded 10m ago (shop/web-1)" in texts
+    api.put(*operator_event("shop", "web-3", "IssueRefused", "name 'x' is not", NOW - 60 * SEC, 3))
+    [check] = [c for c in run(api) if not c.ok]
+    assert check.text == "the operator's last issuance failed 60s ago"
+    assert check.fix == "IssueRefused for pod shop/web-3: name 'x' is not"
+    api.put(*operator_event("shop", "web-3", "Issued", "certificate 20 ...", NOW - 30 * SEC, 4))
+    assert failed(run(api)) == []
+
+
+def test_a_failure_resolved_for_its_pod_fails_nothing_though_it_came_last() -> None:
+    """The CA was down while two pods waited: both got CAUnreachable; once it answered, the
+    operator issued for both, the last Event being the other pod's failure it has since fixed."""
+    api = healthy_install()
+    for number, (pod, reason, seconds) in enumerate(
+        [
+            ("web-1", "CAUnreachable", 90),
+            ("web-2", "CAUnreachable", 80),
+            ("web-1", "Issued", 70),
+            ("web-2", "Issued", 65),
+            ("web-1", "CAUnreachable", 60),
+            ("web-1", "Issued", 50),
+        ]
+    ):
+        api.put(*operator_event("shop", pod, reason, "...", NOW - seconds * SEC, number))
+    assert failed(run(api)) == []
+
+
+def test_a_read_that_fails_fails_its_check_and_the_rest_go_on() -> None:
+    api = healthy_install()
+    api.failing.add("/version")
+    found = run(api)
+    assert failed(found) == [
+        "api server: 503 GET /version: the server is currently unable to handle the request"
+    ]
+    assert len(found) > 10
