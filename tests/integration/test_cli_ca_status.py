@@ -11,7 +11,8 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from mtls_cli.ca_status import read_ca
-from support.ca_service import Service, cli
+from support.ca_cli import ca as cli
+from support.ca_service import Service
 from support.processes import free_port
 
 SERVICE = "hello-mtls-ca.hello-mtls.svc"
