@@ -38,6 +38,7 @@ from werkzeug.exceptions import HTTPException
 from mtls_context.identity import identity, spiffe_ids, wsgi_peer_cert
 
 from . import metrics, name_rules, sign_request
+from .audit import AuditLog, public_key_sha256
 from .rotation import IDLE, PHASES, PhaseMismatch
 from .signer_auth import NotASigner, ReviewUnavailable, SignerPolicy
 from .signer_material import MATERIAL_PATH
@@ -74,6 +75,7 @@ def create_app(
     sign_port: int | None = None,
     material: MaterialEndpoint | None = None,
     material_age: Callable[[], float] | None = None,
+    audit: AuditLog | None = None,
 ) -> Flask:
     """Create the Flask app serving the state in ``cache``.
 
@@ -89,6 +91,8 @@ def create_app(
         material: the root holder's signing-material endpoint; None: not served (404).
         material_age: a signer's seconds since its last fetch of the material, for
             ``GET /metrics``; None on the root holder.
+        audit: the audit trail every signature, refusal and rotation step goes to first (a
+            certificate is answered only once its record is on disk); None: none kept.
     """
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
@@ -141,14 +145,19 @@ def create_app(
     @app.post("/sign")
     def sign() -> tuple[Response, int]:
         start = time.perf_counter()
+        asked: dict[str, Any] = {}
+        by = _peer()
         try:
             state = cache.state()
             caller, role = _caller(state.trust_domain)
             body = _json_body()
+            asked = _asked(body)
             try:
+                parsed = sign_request.parse(body)
+                asked["public_key_sha256"] = public_key_sha256(parsed.public_key)
                 issued = sign_request.sign(
                     state,
-                    sign_request.parse(body),
+                    parsed,
                     role=role,
                     cluster_domain=cluster_domain,
                     extra_allowed=extra_allowed,
@@ -161,7 +170,11 @@ def create_app(
         except _Refused as e:
             metrics.REJECTED.labels(reason=e.reason).inc()
             _log.info("refused to sign (%s): %s", e.reason, e.message)
+            if audit is not None:
+                audit.refusal(by, e.reason, e.message, **asked)
             return jsonify(error=e.message), e.status
+        if audit is not None:
+            audit.issuance(caller, issued, namespace=parsed.namespace)
         metrics.ISSUED.inc()
         metrics.SIGNING_SECONDS.observe(time.perf_counter() - start)
         _log.info(
@@ -199,6 +212,8 @@ def create_app(
         except _Refused as e:
             return jsonify(error=e.message), e.status
         _log.info("root rotation advanced from %s to %s by %s", expected, new.phase, caller)
+        if audit is not None:
+            audit.rotation(caller, new, previous=expected)
         if after_change is not None:
             try:
                 after_change()
@@ -266,6 +281,35 @@ def _caller(trust_domain: str) -> tuple[str, str]:
     except ValueError:
         who = "(no name)"
     raise _Refused(403, "forbidden", f"client '{who}' is not a provisioner of this CA")
+
+
+def _peer() -> str:
+    """Who is asking, for the audit trail: the client certificate's SPIFFE ID, else its
+    identity, whatever its role."""
+    cert = wsgi_peer_cert(request.environ)
+    if not cert:
+        return f"(no client certificate, from {request.remote_addr})"
+    uris = spiffe_ids(cert)
+    if uris:
+        return uris[0]
+    try:
+        return identity(cert)
+    except ValueError:
+        return "(a client certificate without a name)"
+
+
+def _asked(body: Any) -> dict[str, Any]:
+    """What a refused request asked for, as far as it says it in the expected shape."""
+    if not isinstance(body, dict):
+        return {}
+    asked: dict[str, Any] = {}
+    names = body.get("names")
+    if isinstance(names, list) and all(isinstance(n, str) for n in names):
+        asked["names"] = [n[:253] for n in names[:100]]
+    for key in ("namespace", "service_account", "duration"):
+        if isinstance(body.get(key), str):
+            asked[key] = body[key][:253]
+    return asked
 
 
 def _json_body() -> Any:

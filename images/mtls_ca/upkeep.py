@@ -27,6 +27,7 @@ from cryptography import x509
 from mtls_context import layout
 
 from . import name_rules, tls_profiles
+from .audit import AuditLog
 from .authority import renewal_due
 from .state import State
 from .state_cache import StateCache
@@ -34,6 +35,8 @@ from .state_cache import StateCache
 __all__ = ["CredentialSink", "Serving", "Upkeep", "is_current"]
 
 _log = logging.getLogger("mtls_ca")
+# Who asks, in the audit trail, for what the service issues itself.
+_BY = "hello-mtls-ca (upkeep)"
 
 
 class CredentialSink(Protocol):
@@ -64,6 +67,7 @@ class Upkeep:
     credential: CredentialSink | None = None
     credential_name: str = "operator"
     credential_duration: datetime.timedelta = datetime.timedelta(days=7)
+    audit: AuditLog | None = None
 
     def run(self, now: datetime.datetime | None = None) -> None:
         """One round of checks; renews what is due."""
@@ -71,11 +75,16 @@ class Upkeep:
         state = self.cache.state()
         if state.holds_root_keys and renewal_due(state.signer.intermediate, now=now):
             # Only the root holder renews; a signer fetches the renewed one from it.
+            before = state.signer.intermediate
             state = self.cache.update(lambda s: _renew_intermediate(s, now))
+            if self.audit is not None and state.signer.intermediate != before:
+                self.audit.renewal(_BY, state)
         with _locked(self.serving.directory):
             if not is_current(_read(self.serving.directory), state, now):
                 issued = state.signer.issue(*self.serving.names, valid_for=self.serving.duration)
                 assert issued.key_pem is not None
+                if self.audit is not None:
+                    self.audit.issuance(_BY, issued)
                 layout.write_version(
                     self.serving.directory, _files(state, issued.chain_pem, issued.key_pem)
                 )
@@ -89,6 +98,8 @@ class Upkeep:
                 client_only=True,
             )
             assert issued.key_pem is not None
+            if self.audit is not None:
+                self.audit.issuance(_BY, issued)
             if self.credential.write(_files(state, issued.chain_pem, issued.key_pem)):
                 _log.info(
                     "provisioner credential %s renewed: serial %x",
