@@ -104,6 +104,7 @@ class AuditLog:
         self.segment_bytes = segment_bytes
         self._lock = threading.Lock()
         self._fd: int | None = None
+        self._lock_fd: int | None = None
         self._pid = 0
         self._segment = 0
         self._end = 0
@@ -130,7 +131,8 @@ class AuditLog:
             if self.signing is not None and (self._tail[0] + 1) % self.head_every == 0:
                 self._append(fd, self._head_fields())
             written = self._append(fd, {"kind": kind, "by": by, "what": what})
-        os.fdatasync(fd)
+            durable = os.dup(fd)  # another thread may roll over and close ``fd`` meanwhile
+        _sync(durable)
         return written
 
     def issuance(self, by: str, issued: Issued, *, namespace: str | None = None) -> dict[str, Any]:
@@ -191,7 +193,8 @@ class AuditLog:
             if self._tail[2] in ("head", ""):
                 return None
             written = self._append(fd, self._head_fields())
-        os.fdatasync(fd)
+            durable = os.dup(fd)
+        _sync(durable)
         return written
 
     def start(self, interval: float = HEAD_SECONDS) -> threading.Event:
@@ -257,14 +260,18 @@ class AuditLog:
     def _locked(self) -> Iterator[int]:
         """The current segment's descriptor, under the lock, with the tail brought up to date."""
         if self._pid != os.getpid():  # a forked worker opens its own descriptors
+            for fd in (self._fd, self._lock_fd):
+                if fd is not None:
+                    os.close(fd)
             self._pid, self._fd, self._segment, self._end = os.getpid(), None, 0, 0
-        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        lock = os.open(self.directory / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self._lock_fd = os.open(self.directory / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        assert self._lock_fd is not None
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
         try:
-            fcntl.flock(lock, fcntl.LOCK_EX)
             yield self._current()
         finally:
-            os.close(lock)
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     def _current(self) -> int:
         if self._fd is None:
@@ -282,6 +289,7 @@ class AuditLog:
 
     def _open(self, segment: int) -> None:
         if self._fd is not None:
+            os.fsync(self._fd)  # the closed segment is whole on disk before the next begins
             os.close(self._fd)
         path = self._path(segment)
         new = not path.exists()
@@ -560,6 +568,14 @@ def _replace(path: Path, data: bytes) -> None:
         os.close(fd)
     os.rename(tmp, path)
     _fsync_dir(path.parent)
+
+
+def _sync(fd: int) -> None:
+    # Outside the lock: writers that come in meanwhile share this flush (a group commit).
+    try:
+        os.fdatasync(fd)
+    finally:
+        os.close(fd)
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -193,12 +193,12 @@ def _audit_show(args: argparse.Namespace) -> int:
             continue
         if args.namespace and what.get("namespace") != args.namespace:
             continue
-        if serial and what.get("serial", "").lstrip("0") != serial.lstrip("0"):
+        if serial and str(what.get("serial") or "").lstrip("0") != serial.lstrip("0"):
             continue
         if args.identity and args.identity not in (
             record["by"],
             what.get("spiffe_id"),
-            *what.get("names", []),
+            *(what.get("names") or []),
         ):
             continue
         if args.json:
