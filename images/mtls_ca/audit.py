@@ -252,8 +252,11 @@ class AuditLog:
             os.fdatasync(fd)
             _replace(self.directory / "head.json", data)
         if self.echo is not None:
-            self.echo.write(data.decode())
-            self.echo.flush()
+            try:
+                self.echo.write(data.decode())
+                self.echo.flush()
+            except (OSError, ValueError) as e:  # the disk has it; a lost stdout stops no one
+                _log.warning("audit record %s not copied to stdout: %s", seq + 1, e)
         return document
 
     @contextlib.contextmanager

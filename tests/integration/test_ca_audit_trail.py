@@ -14,10 +14,18 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from mtls_ca.audit import public_key_sha256
+from mtls_context import layout
 from support.ca_service import CLI, Service, cli, credential_session, init_with_provisioner
+from support.processes import free_port
+from support.token_review_api import Token, TokenReviewAPI
 from support.waiting import wait_until
 
 OPERATOR = "spiffe://cluster.local/hello-mtls/provisioner/operator"
+SIGNER_TOKEN = Token(
+    "hello-mtls-ca-signer",
+    "system:serviceaccount:hello-mtls:hello-mtls-ca-signer",
+    pod_name="hello-mtls-ca-signer-1",
+)
 
 
 def _audit(*args: str) -> subprocess.CompletedProcess[str]:
@@ -30,6 +38,22 @@ def _records(state: Path, *filters: str) -> list[dict[str, object]]:
     done = _audit("show", "--state", str(state), "--json", *filters)
     assert done.returncode == 0, done.stderr
     return [json.loads(line) for line in done.stdout.splitlines()]
+
+
+def _sign(
+    session: requests.Session, url: str, key: ec.EllipticCurvePrivateKey
+) -> requests.Response:
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([]))
+        .sign(key, hashes.SHA256())
+    )
+    body = {
+        "csr": csr.public_bytes(serialization.Encoding.PEM).decode(),
+        "names": ["web.demo"],
+        "namespace": "demo",
+    }
+    return session.post(f"{url}/sign", json=body, timeout=30)
 
 
 def test_every_signature_refusal_and_rotation_step_is_recorded_and_verifies(
@@ -142,3 +166,66 @@ def test_every_signature_refusal_and_rotation_step_is_recorded_and_verifies(
     done = _audit("verify", "--state", str(state))
     assert done.returncode == 2
     assert f"line {index + 2} (seq {index + 2}): its prev is not the hash" in done.stdout
+
+
+def test_a_signer_keeps_its_own_chain_on_stdout_and_it_verifies(tmp_path: Path) -> None:
+    """The signer path of docs/ca.md: its stdout lines are a log that verifies against ca.crt."""
+    init_with_provisioner(tmp_path)
+    (tmp_path / "token").write_text("signer-token\n")
+    api = TokenReviewAPI({"signer-token": SIGNER_TOKEN})
+    material_port = free_port()
+    env = {
+        "KUBECONFIG": str(api.kubeconfig(tmp_path / "kubeconfig")),
+        "KUBERNETES_SERVICE_HOST": "",
+    }
+    holder = Service(
+        tmp_path / "state",
+        tmp_path / "holder.log",
+        f"--material-bind=127.0.0.1:{material_port}",
+        "--signer-service-account=hello-mtls/hello-mtls-ca-signer",
+        env=env,
+    )
+    try:
+        signer = Service(
+            None,
+            tmp_path / "signer.log",
+            f"--root-holder=https://127.0.0.1:{material_port}",
+            f"--root-ca={tmp_path / 'prov' / layout.CA}",
+            f"--token-file={tmp_path / 'token'}",
+            "--audit-head-interval=1",
+        )
+        try:
+            operator = credential_session(tmp_path, "prov")
+            keys = [ec.generate_private_key(ec.SECP256R1()) for _ in range(3)]
+            assert [_sign(operator, signer.url, k).status_code for k in keys] == [200] * 3
+
+            def records() -> list[str]:
+                lines = (tmp_path / "signer.log").read_text().splitlines()
+                return [line for line in lines if line.startswith('{"by":')]
+
+            wait_until(
+                "the signer's head on its stdout",
+                lambda: '"kind":"head"' in records()[-1],
+                30,
+                0.2,
+            )
+        finally:
+            signer.stop()
+    finally:
+        holder.stop()
+        api.stop()
+    trail = tmp_path / "signer-copy" / "audit"
+    trail.mkdir(parents=True)
+    (trail / "000001.jsonl").write_text("".join(line + "\n" for line in records()))
+    last_head = [line for line in records() if '"kind":"head"' in line][-1]
+    (trail / "head.json").write_text(last_head + "\n")
+    done = _audit(
+        "verify", "--state", str(trail.parent), "--ca", str(tmp_path / "prov" / layout.CA)
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    signed = _records(trail.parent, "--identity", OPERATOR, "--kind", "issuance")
+    assert [r["what"]["public_key_sha256"] for r in signed] == [  # type: ignore[index]
+        public_key_sha256(k.public_key()) for k in keys
+    ]
+    # Nothing the signers signed entered the root holder's log.
+    assert not _records(tmp_path / "state", "--identity", OPERATOR, "--kind", "issuance")[1:]

@@ -270,3 +270,11 @@ def test_records_are_echoed_as_json_lines(tmp_path: Path, ca: CA) -> None:
 def test_an_unknown_kind_is_refused(tmp_path: Path, ca: CA) -> None:
     with pytest.raises(ValueError, match="audit record kind 'revoke' is unknown"):
         _log(tmp_path / "audit", ca).record("revoke", "cli:root")
+
+
+def test_a_lost_stdout_stops_no_record(tmp_path: Path, ca: CA) -> None:
+    echo = io.StringIO()
+    echo.close()
+    log = _log(tmp_path / "audit", ca, echo=echo)
+    log.record("revocation", "cli:root", serial="ab")
+    assert [r["what"]["serial"] for r in audit.read(tmp_path / "audit")] == ["ab"]
