@@ -10,11 +10,11 @@ holding the trust bundle (``ca.crt``) can check it. The latest head is also kept
 
 Writers in several processes (the service's workers, the CLI) serialise on ``audit/.lock``
 (``fcntl``); each picks up the others' records from the file's tail. A record is written with one
-``write`` and made durable with ``fdatasync`` before `record` returns (outside the lock, so
-concurrent writers share one flush), and the caller hands out what it recorded only after that:
-a crash can lose a record only of something nobody received, and that leaves a torn last line,
-which the next writer moves aside and records (``recovery``). Segments roll over at
-`SEGMENT_BYTES`; the chain runs on across them.
+``write`` and made durable with ``fdatasync`` before `record` returns (outside the lock, one
+flush at a time per process, so concurrent writers share one), and the caller hands out what it
+recorded only after that: a crash can lose a record only of something nobody received, and that
+leaves a torn last line, which the next writer moves aside and records (``recovery``). Segments
+roll over at `SEGMENT_BYTES`; the chain runs on across them.
 
 `verify` checks a log; `read` yields its records for ``hello-mtls-ca audit show``.
 """
@@ -105,6 +105,9 @@ class AuditLog:
         self._lock = threading.Lock()
         self._fd: int | None = None
         self._lock_fd: int | None = None
+        self._flush = threading.Condition()
+        self._flushing = False
+        self._synced = 0  # every record up to this seq is on disk
         self._pid = 0
         self._segment = 0
         self._end = 0
@@ -132,7 +135,8 @@ class AuditLog:
                 self._append(fd, self._head_fields())
             written = self._append(fd, {"kind": kind, "by": by, "what": what})
             durable = os.dup(fd)  # another thread may roll over and close ``fd`` meanwhile
-        _sync(durable)
+            segment = self._segment
+        self._durable(written["seq"], segment, durable)
         return written
 
     def issuance(self, by: str, issued: Issued, *, namespace: str | None = None) -> dict[str, Any]:
@@ -194,7 +198,8 @@ class AuditLog:
                 return None
             written = self._append(fd, self._head_fields())
             durable = os.dup(fd)
-        _sync(durable)
+            segment = self._segment
+        self._durable(written["seq"], segment, durable)
         return written
 
     def start(self, interval: float = HEAD_SECONDS) -> threading.Event:
@@ -210,6 +215,37 @@ class AuditLog:
 
         threading.Thread(target=loop, name="hello-mtls-ca-audit", daemon=True).start()
         return stop
+
+    def _durable(self, seq: int, segment: int, fd: int) -> None:
+        """Return once record ``seq`` (written to ``segment`` through ``fd``) is on disk.
+
+        Outside the lock, and one flush at a time per process: a thread whose record an
+        earlier flush did not cover waits for it and then flushes everything written so far
+        for the threads behind it (a group commit), instead of each queueing a flush of its own.
+        """
+        try:
+            with self._flush:
+                while self._synced < seq and self._flushing:
+                    self._flush.wait()
+                if self._synced >= seq:
+                    return
+                self._flushing = True
+            # Every record up to the tail is written, and in this segment if it is still the
+            # current one after the tail was read (a roll-over changes it before writing).
+            tail = self._tail[0]
+            target = tail if self._segment == segment else seq
+            done = False
+            try:
+                os.fdatasync(fd)
+                done = True
+            finally:
+                with self._flush:
+                    self._flushing = False
+                    if done:
+                        self._synced = max(self._synced, target)
+                    self._flush.notify_all()
+        finally:
+            os.close(fd)
 
     def _head_fields(self) -> dict[str, Any]:
         assert self.signing is not None
@@ -267,6 +303,7 @@ class AuditLog:
                 if fd is not None:
                     os.close(fd)
             self._pid, self._fd, self._segment, self._end = os.getpid(), None, 0, 0
+            self._flush, self._flushing = threading.Condition(), False
             self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             self._lock_fd = os.open(self.directory / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
         assert self._lock_fd is not None
@@ -571,14 +608,6 @@ def _replace(path: Path, data: bytes) -> None:
         os.close(fd)
     os.rename(tmp, path)
     _fsync_dir(path.parent)
-
-
-def _sync(fd: int) -> None:
-    # Outside the lock: writers that come in meanwhile share this flush (a group commit).
-    try:
-        os.fdatasync(fd)
-    finally:
-        os.close(fd)
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -8,6 +8,7 @@ import hashlib
 import io
 import json
 import multiprocessing
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -278,3 +279,20 @@ def test_a_lost_stdout_stops_no_record(tmp_path: Path, ca: CA) -> None:
     log = _log(tmp_path / "audit", ca, echo=echo)
     log.record("revocation", "cli:root", serial="ab")
     assert [r["what"]["serial"] for r in audit.read(tmp_path / "audit")] == ["ab"]
+
+
+def test_threads_share_flushes_and_every_record_is_durable_on_return(
+    tmp_path: Path, ca: CA
+) -> None:
+    log = _log(tmp_path / "audit", ca, head_every=40, segment_bytes=20_000)
+    synced: list[bool] = []
+
+    def write(n: int) -> None:
+        written = log.record("revocation", f"writer-{n}", serial=f"{n:x}")
+        synced.append(log._synced >= written["seq"])
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(write, range(400)))
+    assert all(synced) and len(synced) == 400
+    assert verify(tmp_path / "audit", [ca.root]).intact
+    assert len(list((tmp_path / "audit").glob("*.jsonl"))) > 3
