@@ -155,10 +155,15 @@ def _rotate_root(args: argparse.Namespace) -> int:
     return 0
 
 
-def _audit_verify(args: argparse.Namespace) -> int:
-    directory = args.state / "audit"
+def _trail(state: Path) -> Path:
+    directory = state / "audit"
     if not directory.is_dir():
         raise ValueError(f"no audit trail in {directory}")
+    return directory
+
+
+def _audit_verify(args: argparse.Namespace) -> int:
+    directory = _trail(args.state)
     if args.ca:
         bundle = inspector.read_bundle(args.ca)
     else:
@@ -177,9 +182,7 @@ def _audit_verify(args: argparse.Namespace) -> int:
 
 
 def _audit_show(args: argparse.Namespace) -> int:
-    directory = args.state / "audit"
-    if not directory.is_dir():
-        raise ValueError(f"no audit trail in {directory}")
+    directory = _trail(args.state)
     now = datetime.datetime.now(datetime.UTC)
     since = _moment(args.since, now) if args.since else None
     until = _moment(args.until, now) if args.until else None
@@ -202,7 +205,7 @@ def _audit_show(args: argparse.Namespace) -> int:
         ):
             continue
         if args.json:
-            print(json.dumps(record, sort_keys=True))
+            print(audit.canonical(record).decode())  # the line as stored: its hash is the chain's
         else:
             print(_summary(record))
     return 0

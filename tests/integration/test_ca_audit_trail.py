@@ -78,17 +78,7 @@ def test_every_signature_refusal_and_rotation_step_is_recorded_and_verifies(
         operator = credential_session(tmp_path, "prov")
 
         def sign(key: ec.EllipticCurvePrivateKey) -> requests.Response:
-            csr = (
-                x509.CertificateSigningRequestBuilder()
-                .subject_name(x509.Name([]))
-                .sign(key, hashes.SHA256())
-            )
-            body = {
-                "csr": csr.public_bytes(serialization.Encoding.PEM).decode(),
-                "names": ["web.demo"],
-                "namespace": "demo",
-            }
-            return operator.post(f"{service.url}/sign", json=body, timeout=30)
+            return _sign(operator, service.url, key)
 
         with ThreadPoolExecutor(4) as pool:
             answers = list(pool.map(sign, keys))
