@@ -59,12 +59,16 @@ lint: $(STAMP) ## ruff, mypy, the import contracts, the locks, k8s/ = the chart 
 	$(BIN)/lint-imports
 	@$(MAKE) --no-print-directory manifests-check
 
-.PHONY: bench bench-ca
-bench: bench-ca bench-tls ## every benchmark that needs no cluster (figures: benchmarks/RESULTS.md)
+.PHONY: bench bench-ca bench-audit
+bench: bench-ca bench-audit bench-tls ## every benchmark that needs no cluster (figures: benchmarks/RESULTS.md)
 
 bench-ca: $(STAMP) ## CA service: POST /sign over keep-alive mTLS (target >= 300/s)
 	@uptime
 	$(BIN)/python benchmarks/bench_ca.py
+
+bench-audit: $(STAMP) ## CA audit trail: write 100,000 records (fdatasync each), then time `audit verify`
+	@uptime
+	$(BIN)/python benchmarks/bench_audit.py
 
 # Images, manifests and dependency locks (operator engineer). Our machines build on the local
 # base image when it exists; elsewhere on python:3.12-slim.

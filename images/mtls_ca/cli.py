@@ -13,6 +13,7 @@ import datetime
 import ipaddress
 import json
 import os
+import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,7 +22,7 @@ from cryptography.exceptions import InvalidSignature
 
 from mtls_context import layout
 
-from . import inspector, name_rules, revocation, tls_profiles
+from . import audit, inspector, name_rules, revocation, tls_profiles
 from .authority import CA, KeyType
 from .signer_material import RootHolder
 from .state import DirectoryStore, State, StateNotFound
@@ -68,6 +69,7 @@ def _init(args: argparse.Namespace) -> int:
             )
         )
     )
+    _audit(args.state, state).rotation(_who(), state, previous=None)
     _print_json(state.status())
     return 0
 
@@ -94,6 +96,7 @@ def _issue(args: argparse.Namespace) -> int:
     revocation.IssuedIndex(args.state).append(
         revocation.record_for(issued.certificate, state.signer.intermediate)
     )
+    _audit(args.state, state).issuance(_who(), issued, namespace=args.namespace)
     _write(args.out, state, issued.chain_pem, issued.key_pem)
     _progress(f"issued serial {issued.serial:x} for {', '.join(names)} into {args.out}")
     return 0
@@ -119,7 +122,7 @@ def _revoke(args: argparse.Namespace) -> int:
     new = store.update(lambda s: revocation.revoke(s, chosen, args.reason))
     serials = {r.serial for r in chosen}
     made = [r for r in new.revoked if r.serial in serials]
-    revocation.announce(made, by="cli")
+    revocation.announce(made, by=_who(), trail=_audit(args.state, new))
     _print_json({"revoked": [r.to_json() for r in made], "crl_number": new.crl_number})
     return 0
 
@@ -149,6 +152,7 @@ def _provisioner(args: argparse.Namespace) -> int:
     issued = state.signer.issue(
         uris=[uri], common_name=args.name, valid_for=duration, client_only=True
     )
+    _audit(args.state, state).issuance(_who(), issued)
     _write(args.out, state, issued.chain_pem, issued.key_pem)
     _progress(f"issued {args.role} credential {uri} into {args.out}")
     return 0
@@ -187,14 +191,119 @@ def _inspect(args: argparse.Namespace) -> int:
 
 def _rotate_root(args: argparse.Namespace) -> int:
     store = DirectoryStore(args.state)
+    previous: list[str] = []
 
     def step(state: State) -> State:
         expected = args.from_phase or state.phase
         _progress(f"advancing root rotation from '{expected}'")
+        previous[:] = [expected]
         return state.rotated(expected=expected)
 
-    _print_json(store.update(step).status())
+    new = store.update(step)
+    _audit(args.state, new).rotation(_who(), new, previous=previous[0])
+    _print_json(new.status())
     return 0
+
+
+def _trail(state: Path) -> Path:
+    directory = state / "audit"
+    if not directory.is_dir():
+        raise ValueError(f"no audit trail in {directory}")
+    return directory
+
+
+def _audit_verify(args: argparse.Namespace) -> int:
+    directory = _trail(args.state)
+    if args.ca:
+        bundle = inspector.read_bundle(args.ca)
+    else:
+        bundle = [ca.root for ca in DirectoryStore(args.state).load().generations]
+    verdict = audit.verify(directory, bundle)
+    if args.json:
+        _print_json(dataclasses.asdict(verdict))
+    else:
+        for note in verdict.notes:
+            print(f"note: {note}")
+        if verdict.intact:
+            print(f"intact: {verdict.records} records, {verdict.signed} under a signed head")
+        else:
+            print(f"TAMPERED: {verdict.problem}")
+    return 0 if verdict.intact else 2
+
+
+def _audit_show(args: argparse.Namespace) -> int:
+    directory = _trail(args.state)
+    now = datetime.datetime.now(datetime.UTC)
+    since = _moment(args.since, now) if args.since else None
+    until = _moment(args.until, now) if args.until else None
+    serial = args.serial.lower().removeprefix("0x").replace(":", "") if args.serial else None
+    for record in audit.read(directory):
+        what = record["what"]
+        moment = datetime.datetime.fromisoformat(record["time"])
+        if (since and moment < since) or (until and moment > until):
+            continue
+        if args.kind and record["kind"] not in args.kind:
+            continue
+        if args.namespace and what.get("namespace") != args.namespace:
+            continue
+        if serial and str(what.get("serial") or "").lstrip("0") != serial.lstrip("0"):
+            continue
+        if args.identity and args.identity not in (
+            record["by"],
+            what.get("spiffe_id"),
+            *(what.get("names") or []),
+        ):
+            continue
+        if args.json:
+            print(audit.canonical(record).decode())  # the line as stored: its hash is the chain's
+        else:
+            print(_summary(record))
+    return 0
+
+
+def _summary(record: dict[str, object]) -> str:
+    what = record["what"]
+    assert isinstance(what, dict)
+    details = []
+    for key in ("step", "names", "spiffe_id", "namespace", "serial", "reason", "message"):
+        value = what.get(key)
+        if value:
+            details.append(f"{key}={','.join(value) if isinstance(value, list) else value}")
+    if record["kind"] == "head":
+        details.append(f"signs records 1-{what['records']}")
+    return f"{record['time']} #{record['seq']} {record['kind']} by {record['by']} " + " ".join(
+        details
+    )
+
+
+def _moment(text: str, now: datetime.datetime) -> datetime.datetime:
+    """An RFC 3339 time, or a duration (``90m``) that long before ``now``."""
+    try:
+        moment = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        try:
+            return now - name_rules.parse_duration(text)
+        except ValueError:
+            raise ValueError(
+                f"'{text}' is neither a time (2026-12-07T09:00:00Z) nor a duration (90m)"
+            ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=datetime.UTC)
+
+
+def _audit(state_dir: Path, state: State) -> audit.AuditLog:
+    return audit.AuditLog(state_dir / "audit", signing=lambda: state.signer)
+
+
+def _who() -> str:
+    """Who ran the CLI, for the audit trail: it holds no credential, only the state."""
+    uid = os.getuid()
+    try:
+        import pwd
+
+        user = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        user = "?"
+    return f"hello-mtls-ca CLI, user {user} (uid {uid}) on {socket.gethostname()}"
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -244,6 +353,7 @@ def _serve(args: argparse.Namespace) -> int:
         signers=signers,
         root_holder=root_holder,
         fetch_interval=args.fetch_interval,
+        audit_head_interval=args.audit_head_interval,
         serving_names=tuple(names),
         serving_duration=name_rules.parse_duration(args.serving_duration),
         tls_dir=args.tls_dir,
@@ -515,6 +625,13 @@ def _parser() -> argparse.ArgumentParser:
         help="seconds between checks for state changes (a stat; default 0: every request)",
     )
     srv.add_argument(
+        "--audit-head-interval",
+        type=_seconds,
+        default=audit.HEAD_SECONDS,
+        help="seconds within which an audit record gets its signed head (default %(default)g; "
+        "also one every 1000 records)",
+    )
+    srv.add_argument(
         "--trust-domain", default=name_rules.CLUSTER_DOMAIN, help="for a state created here"
     )
     srv.add_argument(
@@ -607,6 +724,36 @@ def _parser() -> argparse.ArgumentParser:
     crl = commands.add_parser("crl", help="print the CA's signed CRLs (PEM), as GET /crl serves")
     crl.add_argument("--state", required=True, type=Path, help=state_help)
     crl.set_defaults(run=_crl)
+
+    trail = commands.add_parser("audit", help="verify or show the CA's audit trail")
+    trail_commands = trail.add_subparsers(dest="audit_command", required=True)
+    check = trail_commands.add_parser(
+        "verify",
+        help="check the hash chain and the signed heads (exit 0 intact, 2 tampered with, the "
+        "first bad record named)",
+    )
+    check.add_argument("--state", required=True, type=Path, help=state_help)
+    check.add_argument(
+        "--ca",
+        type=Path,
+        help="trust bundle (PEM) the heads must chain to (default: the state's roots); a "
+        "copy of ca.crt held elsewhere checks a state you do not trust",
+    )
+    check.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    check.set_defaults(run=_audit_verify)
+    show = trail_commands.add_parser("show", help="print audit records, filtered")
+    show.add_argument("--state", required=True, type=Path, help=state_help)
+    show.add_argument(
+        "--identity",
+        help="who asked (a SPIFFE ID), or a DNS name, IP or SPIFFE ID a certificate carries",
+    )
+    show.add_argument("--serial", help="a certificate serial, hex")
+    show.add_argument("--namespace", help="records of this namespace")
+    show.add_argument("--kind", action="append", choices=audit.KINDS, help="repeatable")
+    show.add_argument("--since", help="RFC 3339 time, or a duration ago (e.g. 2h)")
+    show.add_argument("--until", help="RFC 3339 time, or a duration ago")
+    show.add_argument("--json", action="store_true", help="the records as JSON lines")
+    show.set_defaults(run=_audit_show)
 
     status = commands.add_parser("status", help="print the CA state as JSON (no keys)")
     status.add_argument("--state", required=True, type=Path, help=state_help)

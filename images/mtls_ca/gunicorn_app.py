@@ -28,6 +28,7 @@ import datetime
 import logging
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -38,7 +39,7 @@ from gunicorn.app.base import BaseApplication
 
 from mtls_context.gunicorn_hooks import tls_settings
 
-from . import name_rules
+from . import audit, name_rules
 from .authority import CA, KeyType
 from .gunicorn_worker import BufferingThreadWorker, ConnectionLimits, serve_apart
 from .revocation import IssuedIndex
@@ -98,6 +99,8 @@ class ServeOptions:
     """Signer: where the signing material comes from (then ``state`` is None)."""
     fetch_interval: float = 30.0
     """Signer: seconds between fetches of the material."""
+    audit_head_interval: float = audit.HEAD_SECONDS
+    """Seconds within which an audit record gets its signed head."""
 
 
 def serve(options: ServeOptions) -> int:
@@ -109,6 +112,9 @@ def serve(options: ServeOptions) -> int:
         raise ValueError(f"--material-bind {options.material_bind} needs a port of its own")
     scratch = Path(tempfile.mkdtemp(prefix="hello-mtls-ca-"))
     material_dir = scratch / "material" if options.root_holder is not None else None
+    # A signer keeps its own chain for its life, on its memory-backed scratch volume; its
+    # stdout is the copy that outlives it (docs/ca.md, "Audit trail").
+    audit_dir = options.state / "audit" if options.state is not None else scratch / "audit"
     try:
         store = _store(options, material_dir)
     except BaseException:
@@ -119,7 +125,7 @@ def serve(options: ServeOptions) -> int:
     metrics_dir.mkdir()
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     try:
-        _upkeep(store, options, tls_dir).run()
+        _upkeep(store, options, tls_dir, audit_dir).run()
         settings = {
             "bind": binds,
             "worker_class": BufferingThreadWorker.with_limits(options.limits),
@@ -140,7 +146,7 @@ def serve(options: ServeOptions) -> int:
             sign_port = _port(options.sign_bind)
             settings["workers"] = workers
             settings["pre_fork"] = serve_apart(sign_port, options.sign_workers, workers)
-        _Application(settings, lambda: _worker_app(options, tls_dir, material_dir)).run()
+        _Application(settings, lambda: _worker_app(options, tls_dir, material_dir, audit_dir)).run()
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return 0
@@ -177,7 +183,7 @@ def _ensure_state(store: Store, options: ServeOptions) -> None:
         if not options.create_if_missing:
             raise
         _log.warning("no CA state in %s: creating a new root and intermediate", store.location)
-        store.create(
+        created = store.create(
             State(
                 generations=(CA.create(key_type=KeyType(options.key_type)),),
                 trust_domain=options.trust_domain,
@@ -185,6 +191,10 @@ def _ensure_state(store: Store, options: ServeOptions) -> None:
                 minimum=options.minimum or name_rules.DEFAULT_MINIMUM,
                 maximum=options.maximum or name_rules.DEFAULT_MAXIMUM,
             )
+        )
+        assert options.state is not None
+        _audit_log(options.state / "audit", lambda: created.signer).rotation(
+            "hello-mtls-ca serve --create-if-missing", created, previous=None
         )
         return
     if state.trust_domain != options.trust_domain:
@@ -223,7 +233,11 @@ def _apply_settings(state: State, options: ServeOptions) -> State:
     return changed
 
 
-def _upkeep(store: Store, options: ServeOptions, tls_dir: Path) -> Upkeep:
+def _audit_log(directory: Path, signing: Callable[[], CA]) -> audit.AuditLog:
+    return audit.AuditLog(directory, signing=signing, echo=sys.stdout)
+
+
+def _upkeep(store: Store, options: ServeOptions, tls_dir: Path, audit_dir: Path) -> Upkeep:
     cache = StateCache(store, refresh_interval=options.refresh_interval)
     credential: CredentialSink | None = None
     if options.provisioner_secret and options.namespace and options.root_holder is None:
@@ -236,10 +250,13 @@ def _upkeep(store: Store, options: ServeOptions, tls_dir: Path) -> Upkeep:
         credential=credential,
         credential_duration=options.provisioner_duration,
         issued=IssuedIndex(options.state) if options.state is not None else None,
+        audit=_audit_log(audit_dir, lambda: cache.state().signer),
     )
 
 
-def _worker_app(options: ServeOptions, tls_dir: Path, material_dir: Path | None) -> Any:
+def _worker_app(
+    options: ServeOptions, tls_dir: Path, material_dir: Path | None, audit_dir: Path
+) -> Any:
     # In the worker: prometheus-client reads its environment at import.
     from .http_api import MaterialEndpoint, create_app
 
@@ -260,8 +277,10 @@ def _worker_app(options: ServeOptions, tls_dir: Path, material_dir: Path | None)
             namespace, account, audience = options.signers
             policy = SignerPolicy(namespace, account, audience, KubernetesReviewer())
             material = MaterialEndpoint(_port(options.material_bind), policy)
-    upkeep = _upkeep(store, options, tls_dir)
+    upkeep = _upkeep(store, options, tls_dir, audit_dir)
     upkeep.start(options.upkeep_interval)
+    assert upkeep.audit is not None
+    upkeep.audit.start(options.audit_head_interval)
     return create_app(
         upkeep.cache,
         cluster_domain=options.cluster_domain,
@@ -272,6 +291,7 @@ def _worker_app(options: ServeOptions, tls_dir: Path, material_dir: Path | None)
         material=material,
         material_age=material_age,
         issued=upkeep.issued,
+        audit=upkeep.audit,
     )
 
 

@@ -41,6 +41,7 @@ from werkzeug.exceptions import HTTPException
 from mtls_context.identity import identity, spiffe_ids, wsgi_peer_cert
 
 from . import metrics, name_rules, revocation, sign_request
+from .audit import AuditLog, public_key_sha256
 from .rotation import IDLE, PHASES, PhaseMismatch
 from .signer_auth import NotASigner, ReviewUnavailable, SignerPolicy
 from .signer_material import MATERIAL_PATH
@@ -78,6 +79,7 @@ def create_app(
     material: MaterialEndpoint | None = None,
     material_age: Callable[[], float] | None = None,
     issued: revocation.IssuedIndex | None = None,
+    audit: AuditLog | None = None,
 ) -> Flask:
     """Create the Flask app serving the state in ``cache``.
 
@@ -95,6 +97,8 @@ def create_app(
             ``GET /metrics``; None on the root holder.
         issued: the root holder's index of issued certificates: each one signed is recorded
             there, and ``POST /revoke`` picks from it; None: not recorded, nor revoked (404).
+        audit: the audit trail every signature, refusal and rotation step goes to first (a
+            certificate is answered only once its record is on disk); None: none kept.
     """
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
@@ -147,14 +151,19 @@ def create_app(
     @app.post("/sign")
     def sign() -> tuple[Response, int]:
         start = time.perf_counter()
+        asked: dict[str, Any] = {}
+        by = _peer()
         try:
             state = cache.state()
             caller, role = _caller(state.trust_domain)
             body = _json_body()
+            asked = _asked(body)
             try:
+                parsed = sign_request.parse(body)
+                asked["public_key_sha256"] = public_key_sha256(parsed.public_key)
                 issued_cert = sign_request.sign(
                     state,
-                    sign_request.parse(body),
+                    parsed,
                     role=role,
                     cluster_domain=cluster_domain,
                     extra_allowed=extra_allowed,
@@ -167,9 +176,13 @@ def create_app(
         except _Refused as e:
             metrics.REJECTED.labels(reason=e.reason).inc()
             _log.info("refused to sign (%s): %s", e.reason, e.message)
+            if audit is not None:
+                audit.refusal(by, e.reason, e.message, **asked)
             return jsonify(error=e.message), e.status
         if issued is not None:
             issued.append(revocation.record_for(issued_cert.certificate, state.signer.intermediate))
+        if audit is not None:
+            audit.issuance(caller, issued_cert, namespace=parsed.namespace)
         metrics.ISSUED.inc()
         metrics.SIGNING_SECONDS.observe(time.perf_counter() - start)
         _log.info(
@@ -198,7 +211,7 @@ def create_app(
             return jsonify(error=e.message), e.status
         serials = {r.serial for r in chosen[0]}
         made = [r for r in new.revoked if r.serial in serials]
-        revocation.announce(made, by=caller)
+        revocation.announce(made, by=caller, trail=audit)
         return jsonify(revoked=[r.to_json() for r in made], crl_number=new.crl_number), 200
 
     @app.get("/crl")
@@ -231,6 +244,8 @@ def create_app(
         except _Refused as e:
             return jsonify(error=e.message), e.status
         _log.info("root rotation advanced from %s to %s by %s", expected, new.phase, caller)
+        if audit is not None:
+            audit.rotation(caller, new, previous=expected)
         if after_change is not None:
             try:
                 after_change()
@@ -326,6 +341,35 @@ def _revoke_request(
         what = f"{next(iter(given))} {next(iter(given.values()))}"
         raise _Refused(404, "unknown", f"no unexpired certificate of {what} in the CA's index")
     return chosen, reason
+
+
+def _peer() -> str:
+    """Who is asking, for the audit trail: the client certificate's SPIFFE ID, else its
+    identity, whatever its role."""
+    cert = wsgi_peer_cert(request.environ)
+    if not cert:
+        return f"(no client certificate, from {request.remote_addr})"
+    uris = spiffe_ids(cert)
+    if uris:
+        return uris[0]
+    try:
+        return identity(cert)
+    except ValueError:
+        return "(a client certificate without a name)"
+
+
+def _asked(body: Any) -> dict[str, Any]:
+    """What a refused request asked for, as far as it says it in the expected shape."""
+    if not isinstance(body, dict):
+        return {}
+    asked: dict[str, Any] = {}
+    names = body.get("names")
+    if isinstance(names, list) and all(isinstance(n, str) for n in names):
+        asked["names"] = [n[:253] for n in names[:100]]
+    for key in ("namespace", "service_account", "duration"):
+        if isinstance(body.get(key), str):
+            asked[key] = body[key][:253]
+    return asked
 
 
 def _json_body() -> Any:

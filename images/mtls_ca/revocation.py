@@ -40,6 +40,7 @@ from . import name_rules
 from .authority import fingerprint
 
 if TYPE_CHECKING:
+    from .audit import AuditLog
     from .state import State
 
 __all__ = [
@@ -308,8 +309,9 @@ def revoke(
     return with_crl(replace(state, revoked=state.revoked + added), now=now)
 
 
-def announce(revocations: Sequence[Revocation], *, by: str) -> None:
-    """Say that ``revocations`` were made by ``by`` (a credential identity or ``cli``).
+def announce(revocations: Sequence[Revocation], *, by: str, trail: AuditLog | None) -> None:
+    """Say that ``revocations`` were made by ``by`` (a credential identity, or who ran the
+    CLI): a log line each, and a record each in the audit ``trail`` (None: none kept).
 
     Every revocation passes here once, after it is stored: the one place to record it.
     """
@@ -317,6 +319,16 @@ def announce(revocations: Sequence[Revocation], *, by: str) -> None:
         _log.warning(
             "revoked serial %x (%s, %s) by %s", r.serial, r.identity or "no name", r.reason, by
         )
+        if trail is not None:
+            trail.record(
+                "revocation",
+                by,
+                serial=f"{r.serial:x}",
+                reason=r.reason,
+                identity=r.identity,
+                issuer=r.issuer,
+                public_key_sha256=r.key_sha256,
+            )
 
 
 def check_key(state: State, public_key: Any) -> None:

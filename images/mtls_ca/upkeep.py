@@ -29,6 +29,7 @@ from cryptography import x509
 from mtls_context import layout
 
 from . import name_rules, revocation, tls_profiles
+from .audit import AuditLog
 from .authority import renewal_due
 from .state import State
 from .state_cache import StateCache
@@ -36,6 +37,8 @@ from .state_cache import StateCache
 __all__ = ["CredentialSink", "Serving", "Upkeep", "is_current"]
 
 _log = logging.getLogger("mtls_ca")
+# Who asks, in the audit trail, for what the service issues itself.
+_BY = "hello-mtls-ca (upkeep)"
 
 
 class CredentialSink(Protocol):
@@ -67,6 +70,7 @@ class Upkeep:
     credential_name: str = "operator"
     credential_duration: datetime.timedelta = datetime.timedelta(days=7)
     issued: revocation.IssuedIndex | None = None
+    audit: AuditLog | None = None
 
     def run(self, now: datetime.datetime | None = None) -> None:
         """One round of checks; renews what is due."""
@@ -74,7 +78,10 @@ class Upkeep:
         state = self.cache.state()
         if state.holds_root_keys and _renewal_step_due(state, now):
             # Only the root holder renews; a signer fetches the renewed one from it.
+            before = state.signer.intermediate
             state = self.cache.update(lambda s: _renew_intermediate(s, now))
+            if self.audit is not None and state.signer.intermediate != before:
+                self.audit.renewal(_BY, state)
         if state.holds_root_keys and revocation.crl_due(state, now):
             state = self.cache.update(lambda s: _sign_crls(s, now))
             if self.issued is not None:
@@ -83,6 +90,8 @@ class Upkeep:
             if not is_current(_read(self.serving.directory), state, now):
                 issued = state.signer.issue(*self.serving.names, valid_for=self.serving.duration)
                 assert issued.key_pem is not None
+                if self.audit is not None:
+                    self.audit.issuance(_BY, issued)
                 layout.write_version(
                     self.serving.directory, _files(state, issued.chain_pem, issued.key_pem)
                 )
@@ -96,6 +105,8 @@ class Upkeep:
                 client_only=True,
             )
             assert issued.key_pem is not None
+            if self.audit is not None:
+                self.audit.issuance(_BY, issued)
             if self.credential.write(_files(state, issued.chain_pem, issued.key_pem)):
                 _log.info(
                     "provisioner credential %s renewed: serial %x",

@@ -13,6 +13,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from flask import Flask
 from flask.testing import FlaskClient
 
+from mtls_ca import audit
+from mtls_ca.audit import AuditLog
 from mtls_ca.authority import CA
 from mtls_ca.http_api import MAX_REQUEST_BYTES, create_app
 from mtls_ca.name_rules import parse_allowed_ips
@@ -342,3 +344,43 @@ def test_with_a_sign_port_signing_is_served_on_it_only(tmp_path: Path) -> None:
     assert rotate.json == {"error": "POST /rotate-root is served on port 8444 only"}
     for port in on, off:
         assert client.get("/roots", environ_overrides=port).status_code == 200
+
+
+def _audited(tmp_path: Path) -> tuple[FlaskClient, Path]:
+    store = DirectoryStore(tmp_path / "state")
+    store.create(State(generations=(CA.create(),)))
+    cache = StateCache(store)
+    trail = tmp_path / "state" / "audit"
+    log = AuditLog(trail, signing=lambda: cache.state().signer)
+    return create_app(cache, audit=log).test_client(), trail
+
+
+def test_a_certificate_is_answered_only_once_its_audit_record_is_written(tmp_path: Path) -> None:
+    client, trail = _audited(tmp_path)
+    body = {"csr": _csr(), "names": ["web.demo"], "namespace": "demo"}
+    answer = _post(client, "/sign", PROVISIONER, json=body)
+    assert answer.status_code == 200
+    (record,) = audit.read(trail)
+    assert record["what"]["serial"] == answer.get_json()["serial"]
+
+    fresh, trail = _audited(tmp_path / "unwritable")
+    trail.mkdir(parents=True)
+    (trail / "000001.jsonl").mkdir()  # the record cannot be written
+    answer = _post(fresh, "/sign", PROVISIONER, json=body)
+    assert answer.status_code == 500
+    assert "certificate" not in answer.get_json()
+
+
+def test_a_refusal_is_recorded_with_who_asked_and_why(tmp_path: Path) -> None:
+    client, trail = _audited(tmp_path)
+    body = {"csr": _csr(), "names": ["web.shop"], "namespace": "demo"}
+    assert _post(client, "/sign", PROVISIONER, json=body).status_code == 403
+    assert _post(client, "/sign", OTHER_DOMAIN, json=body).status_code == 403
+    first, second = audit.read(trail)
+    assert first["kind"] == second["kind"] == "refusal"
+    assert first["by"] == "spiffe://cluster.local/hello-mtls/provisioner/operator"
+    assert first["what"]["reason"] == "policy"
+    assert first["what"]["names"] == ["web.shop"]
+    assert "web.shop" in first["what"]["message"]
+    assert second["by"] == "spiffe://evil.example/hello-mtls/provisioner/operator"
+    assert second["what"]["reason"] == "forbidden"
