@@ -535,20 +535,21 @@ def report(
         BEGIN,
         "## bench-ca: `POST /sign` beside step-ca, and with 1 and 2 signers (`make bench-ca`)",
         "",
-        f"{LOAD_PROCESSES} load processes x {THREADS} threads on loopback, each thread one "
-        "keep-alive HTTPS connection (8 in all),",
-        "posting P-256 CSRs with a DNS and a SPIFFE SAN (hello-mtls-ca: the operator's mTLS "
-        "credential; step-ca: a one-time",
-        "JWK provisioner token per request, made before the slice). "
-        f"{rounds} rounds; each starts new servers, warms each up",
-        f"({WARM_UP_SECONDS:g} s) and gives each one {seconds:g} s slice, the rounds going "
-        "through every order. Rates are totals over",
-        "the rounds; server CPU per signature is user + system time of the server's processes "
-        "(/proc). Clients and",
-        "servers share the machine's cores.",
+        f"One load generator for all: {LOAD_PROCESSES} processes x {THREADS} threads on "
+        "loopback, each thread one keep-alive",
+        "HTTPS connection (8 in all), posting P-256 CSRs with a DNS and a SPIFFE SAN "
+        "(hello-mtls-ca: the operator's",
+        "mTLS credential; step-ca: a one-time JWK provisioner token per request, made before "
+        f"the slice). {rounds} rounds;",
+        f"each starts new servers, warms each up ({WARM_UP_SECONDS:g} s) and gives each one "
+        f"{seconds:g} s slice, the rounds going",
+        "through every order. Rates are totals over the rounds; server CPU per signature is "
+        "user + system time",
+        "of the server's processes (/proc). Clients and servers share the machine's cores: "
+        "read the load.",
         "",
-        f"- before: {before}",
-        f"- after:  {after}",
+        f"- start: {before}",
+        f"- end:   {after}",
     ]
     if compared:
         parts += [
@@ -568,16 +569,17 @@ def report(
         parts += [
             "",
             f"hello-mtls-ca / step-ca without a database: signatures/s {estimate:.2f} "
-            f"(95 % interval {low:.2f}–{high:.2f}), CPU per signature {cpu:.2f}. "
-            f"Goal ≥ {GOAL_RATE:g} and ≤ {GOAL_CPU:g}: {'met' if met else 'NOT met'}.",
+            f"(95 % interval {low:.2f}–{high:.2f}),",
+            f"CPU per signature {cpu:.2f}. Goal ≥ {GOAL_RATE:g} and ≤ {GOAL_CPU:g}: "
+            f"{'met' if met else 'NOT met'}.",
         ]
     if signers:
         estimate, low, high = ratio(signers["2 signers"], signers["1 signer"])
         parts += [
             "",
             "Signers: a root holder and 2 `serve --root-holder` processes (1 worker x 8 threads "
-            "each, one loopback address each);",
-            "the load on one signer, then spread over both:",
+            "each, one",
+            "loopback address each); the load on one signer, then spread over both:",
             "",
             "| signers | signatures/s | server CPU ms/signature |",
             "|---|---|---|",
