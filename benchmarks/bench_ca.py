@@ -33,7 +33,6 @@ import http.client
 import itertools
 import json
 import os
-import re
 import secrets
 import signal
 import ssl
@@ -46,7 +45,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from bench_tls import Figure, _cpu_seconds, _machine, ratio
+from bench_tls import Figure, _cpu_seconds, _machine, ratio, write_section
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
@@ -644,12 +643,7 @@ def main() -> int:
         text = report(compared, signers, before, _machine(), args.seconds, args.rounds)
     print(text)
     if args.write:
-        old = args.write.read_text()
-        if BEGIN in old:
-            new = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END) + "\n", text, old, flags=re.S)
-        else:
-            new = old.rstrip("\n") + "\n\n" + text
-        args.write.write_text(new)
+        write_section(args.write, BEGIN, END, text)
         print(f"bench-ca: wrote {args.write}")
     return 0
 
