@@ -492,14 +492,21 @@ def main() -> int:
         text = report(figures, before, _machine(), args.seconds, args.rounds)
     print(text)
     if args.write:
-        old = args.write.read_text() if args.write.exists() else "# Benchmark results\n"
-        if BEGIN in old:
-            new = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END) + "\n", text, old, flags=re.S)
-        else:
-            new = old.rstrip("\n") + "\n\n" + text
-        args.write.write_text(new)
+        write_section(args.write, BEGIN, END, text)
         print(f"bench-tls: wrote {args.write}")
     return 0
+
+
+def write_section(results: Path, begin: str, end: str, text: str) -> None:
+    """Put ``text`` (from ``begin`` to ``end``) in place of that section of ``results`` (a
+    RESULTS.md), or after its end when it has none yet."""
+    old = results.read_text() if results.exists() else "# Benchmark results\n"
+    if begin in old:
+        pattern = re.escape(begin) + ".*?" + re.escape(end) + "\n"
+        new = re.sub(pattern, lambda _: text, old, flags=re.S)
+    else:
+        new = old.rstrip("\n") + "\n\n" + text
+    results.write_text(new)
 
 
 if __name__ == "__main__":

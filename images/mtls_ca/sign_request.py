@@ -19,7 +19,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from . import name_rules, revocation
-from .authority import Issued, fingerprint, load_csr, load_public_key
+from .authority import Issued, load_csr_public_key, load_public_key
 from .state import State
 
 __all__ = [
@@ -92,7 +92,7 @@ def parse(body: Any) -> SignRequest:
             raise Malformed(str(e)) from None
     try:
         if isinstance(csr_pem, str):
-            public_key = load_csr(csr_pem.encode("utf-8", errors="replace")).public_key()
+            public_key = load_csr_public_key(csr_pem.encode("utf-8", errors="replace"))
         else:
             public_key = load_public_key(str(key_pem).encode("utf-8", errors="replace"))
     except ValueError as e:
@@ -162,7 +162,7 @@ def answer(state: State, issued: Issued) -> dict[str, Any]:
         "serial": f"{issued.serial:x}",
         "not_after": issued.not_after.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "bundle_sha256": state.bundle_sha256,
-        "intermediate_sha256": fingerprint(state.signer.intermediate),
+        "intermediate_sha256": state.signer.intermediate_sha256,
         "crl": state.crl_pem.decode(),
     }
 

@@ -18,6 +18,7 @@ import json
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -81,12 +82,14 @@ class State:
         """The generation whose intermediate signs leaves now."""
         return self.generations[rotation.signing_index(self.phase, len(self.generations))]
 
-    @property
+    # A State never changes (a change is a new State): what every answer derives from it is
+    # computed once per state, not per request.
+    @cached_property
     def bundle_pem(self) -> bytes:
         """``ca.crt``: every trusted root, oldest first."""
         return b"".join(ca.root_pem for ca in self.generations)
 
-    @property
+    @cached_property
     def bundle_sha256(self) -> str:
         return hashlib.sha256(self.bundle_pem).hexdigest()
 
@@ -109,7 +112,7 @@ class State:
                 for ca in self.generations
             ],
             "signing": {
-                "intermediate_fingerprint_sha256": fingerprint(signer.intermediate),
+                "intermediate_fingerprint_sha256": signer.intermediate_sha256,
                 "intermediate_not_after": _rfc3339(signer.intermediate.not_valid_after_utc),
                 "root_fingerprint_sha256": fingerprint(signer.root),
             },
@@ -133,7 +136,7 @@ class State:
         document = [
             self.phase,
             self.bundle_sha256,
-            fingerprint(signer.intermediate),
+            signer.intermediate_sha256,
             self.trust_domain,
             self.tls_profile,
             name_rules.format_duration(self.minimum),

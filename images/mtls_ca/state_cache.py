@@ -51,6 +51,17 @@ class StateCache:
         """
         if self._clock() < self._next_check:
             return self._state
+        # The common case, the store unchanged, takes no lock: every request of every thread
+        # comes here (a refresh interval of 0), and they would queue on it. `_state` is always
+        # set before `_version`, so a matching version has its state in place.
+        try:
+            unchanged = self.store.version() == self._version
+        except (OSError, ValueError, LookupError):
+            unchanged = False  # the locked path logs it
+        if unchanged:
+            self._failing = False
+            self._next_check = self._clock() + self.refresh_interval
+            return self._state
         with self._lock:
             try:
                 version = self.store.version()
