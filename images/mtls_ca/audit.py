@@ -41,7 +41,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
-from .authority import CA, Issued, fingerprint
+from .authority import CA, Issued, fingerprint, public_key_sha256
 from .state import State
 
 __all__ = [
@@ -51,7 +51,6 @@ __all__ = [
     "SEGMENT_BYTES",
     "AuditLog",
     "Verdict",
-    "public_key_sha256",
     "read",
     "verify",
 ]
@@ -66,14 +65,6 @@ _HEAD_CONTEXT = b"hello-mtls audit head v1\n"
 _SEGMENT = re.compile(r"^(\d{6})\.jsonl$")
 _TEXT_MAX = 512
 _log = logging.getLogger("mtls_ca")
-
-
-def public_key_sha256(public_key: ec.EllipticCurvePublicKey | rsa.RSAPublicKey) -> str:
-    """SHA-256 of the DER SubjectPublicKeyInfo, lower-case hex (``openssl pkey -pubout``)."""
-    der = public_key.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return hashlib.sha256(der).hexdigest()
 
 
 class AuditLog:
@@ -151,7 +142,7 @@ class AuditLog:
             spiffe_id=next((u for u in uris if u.startswith("spiffe://")), None),
             namespace=namespace,
             serial=f"{cert.serial_number:x}",
-            public_key_sha256=public_key_sha256(cert.public_key()),  # type: ignore[arg-type]
+            public_key_sha256=public_key_sha256(cert.public_key()),
             not_after=_rfc3339(cert.not_valid_after_utc),
             issuer=cert.issuer.rfc4514_string(),
         )

@@ -19,6 +19,7 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from . import name_rules
@@ -28,6 +29,7 @@ __all__ = [
     "Issued",
     "KeyType",
     "fingerprint",
+    "public_key_sha256",
     "load_csr",
     "load_csr_public_key",
     "load_public_key",
@@ -408,6 +410,15 @@ def _accepted_key(key: object, what: str) -> ec.EllipticCurvePublicKey | rsa.RSA
 def fingerprint(cert: x509.Certificate) -> str:
     """SHA-256 fingerprint of the DER certificate, lower-case hex."""
     return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
+
+
+def public_key_sha256(public_key: PublicKeyTypes) -> str:
+    """SHA-256 of the DER SubjectPublicKeyInfo, lower-case hex (``openssl pkey -pubout``): how
+    the revocation list and the audit trail name a key."""
+    der = public_key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return hashlib.sha256(der).hexdigest()
 
 
 def renewal_due(

@@ -41,7 +41,8 @@ from werkzeug.exceptions import HTTPException
 from mtls_context.identity import identity, spiffe_ids, wsgi_peer_cert
 
 from . import metrics, name_rules, revocation, sign_request
-from .audit import AuditLog, public_key_sha256
+from .audit import AuditLog
+from .authority import public_key_sha256
 from .rotation import IDLE, PHASES, PhaseMismatch
 from .signer_auth import NotASigner, ReviewUnavailable, SignerPolicy
 from .signer_material import MATERIAL_PATH

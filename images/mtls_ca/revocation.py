@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import datetime
 import fcntl
-import hashlib
 import json
 import logging
 import os
@@ -37,7 +36,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
 from . import name_rules
-from .authority import fingerprint
+from .authority import fingerprint, public_key_sha256
 
 if TYPE_CHECKING:
     from .audit import AuditLog
@@ -54,7 +53,6 @@ __all__ = [
     "announce",
     "check_key",
     "crl_due",
-    "key_fingerprint",
     "load_crls",
     "record_for",
     "revoke",
@@ -90,7 +88,7 @@ class IssuedRecord:
     names: tuple[str, ...]
     spiffe_id: str | None
     key_sha256: str
-    """`key_fingerprint` of its public key."""
+    """`public_key_sha256` of its public key."""
     issuer: str
     """SHA-256 fingerprint of the intermediate that signed it."""
     not_after: datetime.datetime
@@ -221,14 +219,6 @@ class IssuedIndex:
             os.close(fd)
 
 
-def key_fingerprint(public_key: Any) -> str:
-    """SHA-256 of the DER SubjectPublicKeyInfo, lower-case hex."""
-    der = public_key.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return hashlib.sha256(der).hexdigest()
-
-
 def record_for(cert: x509.Certificate, issuer: x509.Certificate) -> IssuedRecord:
     """The index entry of ``cert``, signed by the intermediate ``issuer``."""
     names: list[str] = []
@@ -245,7 +235,7 @@ def record_for(cert: x509.Certificate, issuer: x509.Certificate) -> IssuedRecord
         serial=cert.serial_number,
         names=tuple(names),
         spiffe_id=next((u for u in uris if u.startswith("spiffe://")), None),
-        key_sha256=key_fingerprint(cert.public_key()),
+        key_sha256=public_key_sha256(cert.public_key()),
         issuer=fingerprint(issuer),
         not_after=cert.not_valid_after_utc,
     )
@@ -337,7 +327,7 @@ def check_key(state: State, public_key: Any) -> None:
     Raises:
         ValueError: saying which certificate was revoked and what to do.
     """
-    fp = key_fingerprint(public_key)
+    fp = public_key_sha256(public_key)
     for r in state.revoked:
         if r.key_sha256 == fp:
             raise ValueError(

@@ -13,7 +13,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from mtls_ca.audit import public_key_sha256
+from mtls_ca.authority import public_key_sha256
 from mtls_context import layout
 from support.ca_cli import CLI
 from support.ca_cli import ca as cli
