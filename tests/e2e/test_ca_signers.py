@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import statistics
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -148,14 +149,29 @@ def _burst(
     namespace: str, prefix: str, count: int, during: Callable[[], None] | None = None
 ) -> list[float]:
     """Create ``count`` annotated pods (`burst_pods`: ten start, the others stay Pending;
-    running ``during`` right after the creation), wait for each one's Secret, check that each
+    running ``during`` beside the creation), wait for each one's Secret, check that each
     is valid and issued once, and that the running pods started; the pod -> Secret latencies."""
     pods = burst_pods(namespace, prefix, count)
     names = [p["metadata"]["name"] for p in pods]
+    # ``during`` runs beside the creation (the apply of 200 pods through the admission policies
+    # takes seconds, and the operator issues as they arrive).
+    failed: list[BaseException] = []
+
+    def run_beside() -> None:
+        try:
+            if during is not None:
+                during()
+        except BaseException as error:  # raised again in the test's thread
+            failed.append(error)
+
+    beside = threading.Thread(target=run_beside)
     created = time.monotonic()
+    beside.start()
     apply(pods, namespace)
-    if during is not None:
-        during()
+    beside.join(timeout=120)
+    assert not beside.is_alive(), "the action beside the burst did not finish"
+    if failed:
+        raise failed[0]
     first_seen: dict[str, tuple[float, str]] = {}
 
     def all_served() -> bool:

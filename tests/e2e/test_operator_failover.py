@@ -87,9 +87,14 @@ def test_the_standby_takes_over_when_the_leader_dies(installed: str, namespace: 
         "--force",
         "--wait=false",
     )
-    apply(pods, namespace)
+    # Each pod's time to its Secret counts from the start of the creation (an upper bound: the
+    # apply of 200 pods through the admission policies takes seconds, and overlaps the takeover).
     created = time.monotonic()
-    log(f"killed leader {leader} and created {PODS} pods {created - killed:.1f} s later")
+    apply(pods, namespace)
+    log(
+        f"killed leader {leader}; creating {PODS} pods took {time.monotonic() - created:.1f} s,"
+        f" from {created - killed:.1f} s after the kill"
+    )
 
     took_over: dict[str, float] = {}
     first_seen: dict[str, tuple[float, str]] = {}  # Secret name -> (when, serial)
@@ -115,7 +120,8 @@ def test_the_standby_takes_over_when_the_leader_dies(installed: str, namespace: 
     how = "released by the dying leader" if released else "waited out (never released)"
     log(
         f"the Lease went from {holder} to {new_holder} {takeover:.1f} s after the kill"
-        f" (target <= 15 s), {how}; pod -> Secret during the failover: p50"
+        f" (target <= 15 s), {how}; pod -> Secret during the failover (from the start of the"
+        f" creation): p50"
         f" {statistics.median(latencies):.1f} s, p99 {p99:.1f} s, max {latencies[-1]:.1f} s"
         f" ({PODS} pods)"
     )
