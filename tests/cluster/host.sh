@@ -21,7 +21,14 @@ host_packages() {
 host_dockerd() {
     docker info >/dev/null 2>&1 && return
     printf '==> [host] starting dockerd (log /var/log/hello-mtls-dockerd.log)\n' >&2
-    setsid dockerd >>/var/log/hello-mtls-dockerd.log 2>&1 </dev/null &
+    # dockerd outlives this script: it must inherit no descriptor but 0-2, or the lock of a
+    # caller's `flock FILE make ...` stays held for as long as dockerd runs.
+    (
+        for fd in $(ls /proc/$BASHPID/fd); do
+            if [ "$fd" -gt 2 ]; then eval "exec $fd>&-"; fi
+        done
+        exec setsid dockerd >>/var/log/hello-mtls-dockerd.log 2>&1 </dev/null
+    ) &
     local deadline=$((SECONDS + 60))
     until docker info >/dev/null 2>&1; do
         [ "$SECONDS" -lt "$deadline" ] || {
