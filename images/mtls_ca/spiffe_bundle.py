@@ -25,7 +25,8 @@ __all__ = ["REFRESH_HINT", "bundle", "jwk"]
 REFRESH_HINT = 30
 """``spiffe_refresh_hint`` in seconds: the operator's default rotation grace (30 s). A root
 rotation keeps both roots trusted at least that long before the new intermediate signs, so a
-consumer that follows the hint holds the new root by then; one small GET per 30 s costs nothing."""
+consumer that fetches on the hint has the new root before the first leaf under it exists; one
+small GET per 30 s costs nothing."""
 
 # RFC 7518 section 6.2.1.1: the JWK name of each curve the CA accepts.
 _CURVES = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
