@@ -9,7 +9,9 @@ credential identity of this CA's trust domain (checked here, `mtls_ca.name_rules
 * an admin may also sign without a namespace, start a root rotation and revoke certificates
   (``POST /revoke``, on the root holder: it holds the index of issued certificates).
 
-``GET /crl`` serves the signed CRLs (`mtls_ca.revocation`) to anyone, like ``GET /roots``.
+``GET /crl`` serves the signed CRLs (`mtls_ca.revocation`) to anyone, like ``GET /roots``, and
+so does ``GET /spiffe-bundle``: the same roots as a SPIFFE bundle (`mtls_ca.spiffe_bundle`), what
+another trust domain fetches to federate with this one.
 
 With a ``sign_port`` the two POSTs are served on that port only, so a NetworkPolicy, which sees
 ports and not paths, can admit only the operator to them while the cluster reads the roots on
@@ -40,7 +42,7 @@ from werkzeug.exceptions import HTTPException
 
 from mtls_context.identity import identity, spiffe_ids, wsgi_peer_cert
 
-from . import metrics, name_rules, revocation, sign_request
+from . import metrics, name_rules, revocation, sign_request, spiffe_bundle
 from .audit import AuditLog
 from .authority import public_key_sha256
 from .rotation import IDLE, PHASES, PhaseMismatch
@@ -257,6 +259,10 @@ def create_app(
     @app.get("/roots")
     def roots() -> Response:
         return Response(cache.state().bundle_pem, mimetype="application/x-pem-file")
+
+    @app.get("/spiffe-bundle")
+    def spiffe_bundle_view() -> Response:
+        return jsonify(spiffe_bundle.bundle(cache.state()))
 
     @app.get("/tls-policy")
     def tls_policy() -> Response:

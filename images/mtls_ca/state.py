@@ -54,6 +54,9 @@ class State:
             leaf of it before it holds its CRL (OpenSSL refuses a leaf of an issuer without one).
         retired: intermediates that signed before, kept (with keys, on the root holder only) for
             their CRLs while their leaves may still be valid.
+        bundle_sequence: how many times the set of trusted roots changed since ``init``, the
+            SPIFFE bundle's ``spiffe_sequence`` (`mtls_ca.spiffe_bundle`); persisted, so it only
+            grows, also across restarts.
     """
 
     generations: tuple[CA, ...]
@@ -67,6 +70,7 @@ class State:
     crl_pem: bytes = b""
     upcoming: CA | None = None
     retired: tuple[CA, ...] = ()
+    bundle_sequence: int = 0
 
     def __post_init__(self) -> None:
         rotation.signing_index(self.phase, len(self.generations))
@@ -178,6 +182,7 @@ class State:
             "revoked": [r.to_json() for r in self.revoked],
             "crl_number": self.crl_number,
             "crl": self.crl_pem.decode(),
+            "bundle_sequence": self.bundle_sequence,
         }
         return json.dumps(document, indent=2).encode()
 
@@ -207,6 +212,8 @@ class State:
                 crl_pem=document.get("crl", "").encode(),
                 upcoming=_ca_from_json(upcoming) if upcoming is not None else None,
                 retired=tuple(_ca_from_json(g) for g in document.get("retired", [])),
+                # A state written before the SPIFFE bundle existed starts counting here.
+                bundle_sequence=int(document.get("bundle_sequence", 0)),
             )
         except (KeyError, TypeError, AttributeError, json.JSONDecodeError) as e:
             raise ValueError(f"CA state is damaged: {type(e).__name__}: {e}") from None
@@ -225,6 +232,8 @@ class State:
             new_ca=lambda: CA.create(key_type=key_type),
         )
         rotated = replace(self, phase=phase, generations=generations)
+        if rotated.bundle_pem != self.bundle_pem:
+            rotated = replace(rotated, bundle_sequence=self.bundle_sequence + 1)
         # A new generation's intermediate gets its CRL at once, in the same step (and material).
         return revocation.with_crl(rotated) if revocation.crl_due(rotated) else rotated
 

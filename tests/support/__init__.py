@@ -6,4 +6,5 @@
 * `operator_fakes`: in-memory stand-ins for the operator's unit tests
 * `cluster_api`, `pods`, `operator_workloads`: kubectl, object builders and probes for e2e
 * `openapi_schema`: offline validation against the Kubernetes OpenAPI document
+* `spiffe_bundles`: a SPIFFE bundle checked against the SPIFFE spec and the roots it names
 """
