@@ -9,8 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import requests
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from mtls_ca.authority import public_key_sha256
@@ -18,6 +17,7 @@ from mtls_context import layout
 from support.ca_cli import CLI
 from support.ca_cli import ca as cli
 from support.ca_service import Service, credential_session, init_with_provisioner
+from support.csrs import csr_pem
 from support.processes import free_port
 from support.token_review_api import Token, TokenReviewAPI
 from support.waiting import wait_until
@@ -45,13 +45,8 @@ def _records(state: Path, *filters: str) -> list[dict[str, object]]:
 def _sign(
     session: requests.Session, url: str, key: ec.EllipticCurvePrivateKey
 ) -> requests.Response:
-    csr = (
-        x509.CertificateSigningRequestBuilder()
-        .subject_name(x509.Name([]))
-        .sign(key, hashes.SHA256())
-    )
     body = {
-        "csr": csr.public_bytes(serialization.Encoding.PEM).decode(),
+        "csr": csr_pem(key),
         "names": ["web.demo"],
         "namespace": "demo",
     }

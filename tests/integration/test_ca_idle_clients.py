@@ -19,14 +19,12 @@ from typing import Any
 
 import pytest
 import requests
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from requests.adapters import HTTPAdapter
 
 from mtls_ca.gunicorn_worker import MAX_BODY
 from mtls_context import layout
 from support.ca_service import Service, credential_session, init_with_provisioner
+from support.csrs import csr_pem
 from support.idle_clients import KINDS, IdleClients
 from support.processes import free_port
 from support.waiting import wait_until
@@ -51,14 +49,7 @@ def attack(pki: Path) -> Iterator[IdleClients]:
 
 
 def _sign_request() -> dict[str, object]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    csr = (
-        x509.CertificateSigningRequestBuilder()
-        .subject_name(x509.Name([]))
-        .sign(key, hashes.SHA256())
-    )
-    pem = csr.public_bytes(serialization.Encoding.PEM).decode()
-    return {"csr": pem, "names": ["web.demo"], "namespace": "demo", "duration": "1h"}
+    return {"csr": csr_pem(), "names": ["web.demo"], "namespace": "demo", "duration": "1h"}
 
 
 def _answers(session: requests.Session, url: str) -> bool:

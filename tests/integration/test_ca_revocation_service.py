@@ -12,13 +12,14 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from mtls_ca.revocation import load_crls
 from mtls_context import layout
 from support.ca_cli import ca as cli
 from support.ca_service import Service, credential_session, init_with_provisioner
+from support.csrs import csr_pem
 from support.processes import free_port
 from support.token_review_api import Token, TokenReviewAPI
 from support.waiting import wait_until
@@ -46,13 +47,8 @@ def service(pki: Path) -> Iterator[Service]:
 def _sign(
     service: Service, pki: Path, key: ec.EllipticCurvePrivateKey, name: str
 ) -> dict[str, str]:
-    csr = (
-        x509.CertificateSigningRequestBuilder()
-        .subject_name(x509.Name([]))
-        .sign(key, hashes.SHA256())
-    )
     body = {
-        "csr": csr.public_bytes(serialization.Encoding.PEM).decode(),
+        "csr": csr_pem(key),
         "names": [name],
         "namespace": "shop",
         "service_account": name.split(".")[0],

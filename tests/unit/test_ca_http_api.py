@@ -7,9 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from flask import Flask
 from flask.testing import FlaskClient
 
@@ -20,6 +17,7 @@ from mtls_ca.http_api import MAX_REQUEST_BYTES, create_app
 from mtls_ca.name_rules import parse_allowed_ips
 from mtls_ca.state import DirectoryStore, State
 from mtls_ca.state_cache import StateCache
+from support.csrs import csr_pem
 
 PROVISIONER = {
     "subject": ((("commonName", "operator"),),),
@@ -62,16 +60,6 @@ def client(app: Flask) -> FlaskClient:
     return app.test_client()
 
 
-def _csr() -> str:
-    key = ec.generate_private_key(ec.SECP256R1())
-    csr = (
-        x509.CertificateSigningRequestBuilder()
-        .subject_name(x509.Name([]))
-        .sign(key, hashes.SHA256())
-    )
-    return csr.public_bytes(serialization.Encoding.PEM).decode()
-
-
 def _get(client: FlaskClient, path: str) -> Any:
     return client.get(path).get_json()
 
@@ -81,7 +69,7 @@ def _post(client: FlaskClient, path: str, peer: dict[str, Any] | None, **kwargs:
 
 
 def test_sign_for_a_provisioner(client: FlaskClient) -> None:
-    body = {"csr": _csr(), "names": ["web.demo"], "namespace": "demo", "duration": "1h"}
+    body = {"csr": csr_pem(), "names": ["web.demo"], "namespace": "demo", "duration": "1h"}
     answer = _post(client, "/sign", PROVISIONER, json=body)
     assert answer.status_code == 200
     assert set(answer.json) == {
@@ -113,7 +101,7 @@ def test_sign_for_a_provisioner(client: FlaskClient) -> None:
 def test_sign_refuses_callers(
     client: FlaskClient, peer: dict[str, Any] | None, status: int, error: str
 ) -> None:
-    answer = _post(client, "/sign", peer, json={"csr": _csr(), "names": ["web.demo"]})
+    answer = _post(client, "/sign", peer, json={"csr": csr_pem(), "names": ["web.demo"]})
     assert (answer.status_code, answer.json) == (status, {"error": error})
 
 
@@ -127,7 +115,7 @@ def test_sign_refuses_bad_bodies(client: FlaskClient) -> None:
         "error": "request body must be JSON"
     }
     policy = _post(
-        client, "/sign", PROVISIONER, json={"csr": _csr(), "names": ["a.b"], "namespace": "demo"}
+        client, "/sign", PROVISIONER, json={"csr": csr_pem(), "names": ["a.b"], "namespace": "demo"}
     )
     assert (policy.status_code, policy.json) == (
         403,
@@ -187,7 +175,7 @@ def test_metrics_count_issued_and_rejected(client: FlaskClient) -> None:
 
     issued = value("hello_mtls_ca_issued_total")
     refused = value('hello_mtls_ca_rejected_total{reason="unauthenticated"}')
-    body = {"csr": _csr(), "names": ["web.demo"], "namespace": "demo"}
+    body = {"csr": csr_pem(), "names": ["web.demo"], "namespace": "demo"}
     assert _post(client, "/sign", PROVISIONER, json=body).status_code == 200
     _post(client, "/sign", None, json={})
     assert value("hello_mtls_ca_issued_total") == issued + 1
@@ -233,7 +221,7 @@ def test_cluster_domain_reaches_the_name_rule(tmp_path: Path) -> None:
     store = DirectoryStore(tmp_path)
     store.create(State(generations=(CA.create(),)))
     corp = create_app(StateCache(store), cluster_domain="corp.internal").test_client()
-    body = {"csr": _csr(), "names": ["web.demo.svc.corp.internal"], "namespace": "demo"}
+    body = {"csr": csr_pem(), "names": ["web.demo.svc.corp.internal"], "namespace": "demo"}
     assert _post(corp, "/sign", PROVISIONER, json=body).status_code == 200
     default = create_app(StateCache(store)).test_client()
     assert _post(default, "/sign", PROVISIONER, json=body).status_code == 403
@@ -265,7 +253,7 @@ def test_rotation_is_answered_even_if_the_follow_up_fails(tmp_path: Path) -> Non
 
 def test_sign_needs_a_namespace_unless_the_caller_is_an_admin(client: FlaskClient) -> None:
     # Issue 13: without a namespace the operator's credential got any name it asked for.
-    body = {"csr": _csr(), "names": ["api.example.com"]}
+    body = {"csr": csr_pem(), "names": ["api.example.com"]}
     refused = _post(client, "/sign", PROVISIONER, json=body)
     assert (refused.status_code, refused.json) == (
         400,
@@ -276,7 +264,7 @@ def test_sign_needs_a_namespace_unless_the_caller_is_an_admin(client: FlaskClien
 
 def test_a_body_never_brings_its_own_allowances(client: FlaskClient) -> None:
     # Issue 13: `extra_allowed` in the body was added to the CA's own allowances.
-    body = {"csr": _csr(), "names": ["api.example.com"], "namespace": "demo"}
+    body = {"csr": csr_pem(), "names": ["api.example.com"], "namespace": "demo"}
     answer = _post(
         client, "/sign", PROVISIONER, json={**body, "extra_allowed": ["api.example.com"]}
     )
@@ -286,7 +274,7 @@ def test_a_body_never_brings_its_own_allowances(client: FlaskClient) -> None:
 def test_reserved_top_level_domains_need_the_cas_allowance(tmp_path: Path) -> None:
     store = DirectoryStore(tmp_path)
     store.create(State(generations=(CA.create(),)))
-    body = {"csr": _csr(), "names": ["printer.local"], "namespace": "local"}
+    body = {"csr": csr_pem(), "names": ["printer.local"], "namespace": "local"}
     refused = _post(create_app(StateCache(store)).test_client(), "/sign", PROVISIONER, json=body)
     assert (refused.status_code, refused.json) == (
         403,
@@ -304,7 +292,7 @@ def test_ip_addresses_need_the_cas_allowance(tmp_path: Path) -> None:
     store.create(State(generations=(CA.create(),)))
     allowed = parse_allowed_ips('{"shop": ["10.1.0.0/16"]}')
     client = create_app(StateCache(store), allowed_ips=allowed).test_client()
-    body = {"csr": _csr(), "names": ["web.shop.svc", "10.1.2.3"], "namespace": "shop"}
+    body = {"csr": csr_pem(), "names": ["web.shop.svc", "10.1.2.3"], "namespace": "shop"}
     assert _post(client, "/sign", PROVISIONER, json=body).status_code == 200
     for address in ("10.96.0.1", "169.254.169.254", "127.0.0.1"):
         answer = _post(client, "/sign", PROVISIONER, json={**body, "names": [address]})
@@ -332,7 +320,7 @@ def test_with_a_sign_port_signing_is_served_on_it_only(tmp_path: Path) -> None:
     store = DirectoryStore(tmp_path)
     store.create(State(generations=(CA.create(),)))
     client = create_app(StateCache(store), sign_port=8444).test_client()
-    body = {"csr": _csr(), "names": ["web.demo"], "namespace": "demo"}
+    body = {"csr": csr_pem(), "names": ["web.demo"], "namespace": "demo"}
     peer = {"gunicorn.socket": Peer(PROVISIONER)}
     on, off = {"SERVER_PORT": "8444"}, {"SERVER_PORT": "8443"}
     signed = client.post("/sign", environ_base=peer, environ_overrides=on, json=body)
@@ -357,7 +345,7 @@ def _audited(tmp_path: Path) -> tuple[FlaskClient, Path]:
 
 def test_a_certificate_is_answered_only_once_its_audit_record_is_written(tmp_path: Path) -> None:
     client, trail = _audited(tmp_path)
-    body = {"csr": _csr(), "names": ["web.demo"], "namespace": "demo"}
+    body = {"csr": csr_pem(), "names": ["web.demo"], "namespace": "demo"}
     answer = _post(client, "/sign", PROVISIONER, json=body)
     assert answer.status_code == 200
     (record,) = audit.read(trail)
@@ -373,7 +361,7 @@ def test_a_certificate_is_answered_only_once_its_audit_record_is_written(tmp_pat
 
 def test_a_refusal_is_recorded_with_who_asked_and_why(tmp_path: Path) -> None:
     client, trail = _audited(tmp_path)
-    body = {"csr": _csr(), "names": ["web.shop"], "namespace": "demo"}
+    body = {"csr": csr_pem(), "names": ["web.shop"], "namespace": "demo"}
     assert _post(client, "/sign", PROVISIONER, json=body).status_code == 403
     assert _post(client, "/sign", OTHER_DOMAIN, json=body).status_code == 403
     first, second = audit.read(trail)

@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from flask.testing import FlaskClient
 
@@ -19,6 +18,7 @@ from mtls_ca.http_api import create_app
 from mtls_ca.revocation import IssuedIndex, record_for, select
 from mtls_ca.state import DirectoryStore, State
 from mtls_ca.state_cache import StateCache
+from support.csrs import csr_pem
 
 HOUR = datetime.timedelta(hours=1)
 ADMIN = {
@@ -178,15 +178,6 @@ def served(tmp_path: Path) -> tuple[FlaskClient, State]:
     return client, state
 
 
-def _csr(key: ec.EllipticCurvePrivateKey) -> str:
-    csr = (
-        x509.CertificateSigningRequestBuilder()
-        .subject_name(x509.Name([]))
-        .sign(key, hashes.SHA256())
-    )
-    return csr.public_bytes(serialization.Encoding.PEM).decode()
-
-
 def _post(client: FlaskClient, path: str, peer: dict[str, Any], body: Any) -> Any:
     return client.post(path, environ_base={"gunicorn.socket": Peer(peer)}, json=body)
 
@@ -194,7 +185,7 @@ def _post(client: FlaskClient, path: str, peer: dict[str, Any], body: Any) -> An
 def test_an_admin_revokes_what_the_operator_had_signed(served: tuple[FlaskClient, State]) -> None:
     client, _ = served
     key = ec.generate_private_key(ec.SECP256R1())
-    body = {"csr": _csr(key), "names": ["web.shop.svc"], "namespace": "shop"}
+    body = {"csr": csr_pem(key), "names": ["web.shop.svc"], "namespace": "shop"}
     signed = _post(client, "/sign", PROVISIONER, body)
     assert signed.status_code == 200
     serial = signed.json["serial"]
