@@ -16,21 +16,20 @@ import os
 import statistics
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator
 
 import pytest
 
-from mtls_operator.tlssecret import ANNOTATION_SERIAL, LABEL_MANAGED
 from support.cluster_api import PRODUCT_NAMESPACE, apply, kubectl, kubectl_json, log
 from support.operator_workloads import (
+    assert_client_never_failed,
+    assert_each_served_once,
     burst_pods,
     ca_cli,
     ca_status,
     client_lines,
     client_pod,
-    finished,
-    managed_inspections,
+    managed_serials,
     operator_leader,
     phase,
     rollout,
@@ -137,14 +136,6 @@ def _service_addresses() -> set[str]:
     }
 
 
-def _managed_serials(namespace: str) -> dict[str, str]:
-    secrets = kubectl_json("-n", namespace, "get", "secrets", "-l", f"{LABEL_MANAGED}=true")
-    return {
-        s["metadata"]["name"]: s["metadata"]["annotations"][ANNOTATION_SERIAL]
-        for s in secrets["items"]
-    }
-
-
 def _burst(
     namespace: str, prefix: str, count: int, during: Callable[[], None] | None = None
 ) -> list[float]:
@@ -176,20 +167,12 @@ def _burst(
 
     def all_served() -> bool:
         now = time.monotonic()
-        for name, serial in _managed_serials(namespace).items():
+        for name, serial in managed_serials(namespace).items():
             first_seen.setdefault(name, (now, serial))
         return all(f"{name}-tls" in first_seen for name in names)
 
     wait_until(f"a Secret for each of {count} pods", all_served, 240, interval=0.5)
-    inspected = managed_inspections(namespace)
-    for name in names:
-        inspection, secret = inspected[f"{name}-tls"]
-        assert inspection.problem is None, (name, inspection.problem)
-        assert f"{name}.{namespace}.svc" in inspection.names
-        assert secret["metadata"]["annotations"][ANNOTATION_SERIAL] == first_seen[f"{name}-tls"][1]
-    events = kubectl_json("-n", namespace, "get", "events", "--field-selector", "reason=Issued")
-    issued = Counter(e["involvedObject"]["name"] for e in events["items"])
-    assert [pod for pod, n in issued.items() if n > 1] == [], json.dumps(issued)
+    assert_each_served_once(namespace, names, {n: serial for n, (_, serial) in first_seen.items()})
     started = [p["metadata"]["name"] for p in pods if "nodeSelector" not in p["spec"]]
     wait_until(
         f"the {len(started)} schedulable pods of the burst running",
@@ -280,11 +263,11 @@ def test_issuance_goes_on_while_the_root_holder_is_away(signers: None, namespace
         short = {"hello-mtls.dev/name": f"renew.{namespace}.svc", "hello-mtls.dev/duration": "1m"}
         apply([pod("renew", annotations=short, secret="renew-tls")], namespace)
         first = wait_until(
-            "the 1-minute Secret", lambda: _managed_serials(namespace).get("renew-tls"), 120
+            "the 1-minute Secret", lambda: managed_serials(namespace).get("renew-tls"), 120
         )
         wait_until(
             "the 1-minute Secret to be renewed",
-            lambda: _managed_serials(namespace)["renew-tls"] != first,
+            lambda: managed_serials(namespace)["renew-tls"] != first,
             180,
         )
         # The signers sign on, and say how long they have been without the root holder: their
@@ -335,15 +318,4 @@ def test_a_root_rotation_with_two_signers_fails_no_request(signers: None, namesp
         2 * FETCH_INTERVAL + 30,
         5,
     )
-    after = len(client_lines(namespace))
-    wait_until(
-        "20 more requests after the rotation",
-        lambda: len(client_lines(namespace)) >= after + 20,
-        120,
-        5,
-    )
-    assert finished("client", namespace) is None, "the client stopped"
-    lines = client_lines(namespace)
-    failed = [line for line in lines if line.get("error")]
-    assert failed == [], f"{len(failed)} of {len(lines)} failed: {failed[:3]}"
-    log(f"{len(lines)} requests during the rotation, none failed")
+    assert_client_never_failed(namespace, "the rotation")

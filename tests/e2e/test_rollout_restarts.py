@@ -20,9 +20,9 @@ import pytest
 
 from support.cluster_api import PRODUCT_NAMESPACE, apply, kubectl, kubectl_json, log
 from support.operator_workloads import (
+    assert_client_never_failed,
     client_lines,
     client_pod,
-    finished,
     managed_inspections,
     pending_pod,
     rollout,
@@ -97,15 +97,4 @@ def test_rollout_restarts_fail_no_request_and_serve_every_new_pod(
             f" median {statistics.median(waited):.1f} s, max {waited[-1]:.1f} s"
         )
 
-    after = len(client_lines(namespace))
-    wait_until(
-        "20 more requests after the restarts",
-        lambda: len(client_lines(namespace)) >= after + 20,
-        120,
-        5,
-    )
-    assert finished("client", namespace) is None, "the client stopped"
-    lines = client_lines(namespace)
-    failed = [line for line in lines if line.get("error")]
-    assert failed == [], f"{len(failed)} of {len(lines)} failed: {failed[:3]}"
-    log(f"{len(lines)} requests during three rollout restarts, none failed")
+    assert_client_never_failed(namespace, "three rollout restarts")

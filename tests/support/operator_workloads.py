@@ -6,13 +6,15 @@ one holds the Lease, what its metrics say."""
 from __future__ import annotations
 
 import json
+from collections import Counter
+from collections.abc import Iterable
 from typing import Any
 
 from mtls_operator.certs import Inspection, inspect
 from mtls_operator.claims import SECRET_MODE
 from mtls_operator.leadership import LEASE_NAME
-from mtls_operator.tlssecret import LABEL_MANAGED, decode_data
-from support.cluster_api import IMAGE_TAG, PRODUCT_NAMESPACE, kubectl, kubectl_json
+from mtls_operator.tlssecret import ANNOTATION_SERIAL, LABEL_MANAGED, decode_data
+from support.cluster_api import IMAGE_TAG, PRODUCT_NAMESPACE, kubectl, kubectl_json, log
 from support.pods import CERT_DIR, deployment, pod
 from support.waiting import wait_until
 
@@ -31,6 +33,35 @@ def managed_inspections(namespace: str) -> dict[str, tuple[Inspection, dict[str,
     ``namespace``, from one list call (hundreds of Secrets in one request, not one each)."""
     found = kubectl_json("-n", namespace, "get", "secrets", "-l", f"{LABEL_MANAGED}=true")
     return {s["metadata"]["name"]: (inspect(decode_data(s)), s) for s in found["items"]}
+
+
+def managed_serials(namespace: str) -> dict[str, str]:
+    """Secret name → serial of every managed Secret in ``namespace``."""
+    found = kubectl_json("-n", namespace, "get", "secrets", "-l", f"{LABEL_MANAGED}=true")
+    return {
+        s["metadata"]["name"]: s["metadata"]["annotations"][ANNOTATION_SERIAL]
+        for s in found["items"]
+    }
+
+
+def assert_each_served_once(
+    namespace: str, pods: Iterable[str], first_serial: dict[str, str]
+) -> None:
+    """Each pod ``NAME`` of ``pods`` has one valid Secret ``NAME-tls``, owned by the pod, naming
+    ``NAME.<namespace>.svc`` and still holding ``first_serial`` (Secret name → the serial first
+    seen), and no pod got two ``Issued`` Events: nothing was issued twice, even by an operator
+    replica or a CA pod that died in between."""
+    inspected = managed_inspections(namespace)
+    for name in pods:
+        inspection, secret = inspected[f"{name}-tls"]
+        assert inspection.problem is None, (name, inspection.problem)
+        assert f"{name}.{namespace}.svc" in inspection.names
+        assert secret["metadata"]["annotations"][ANNOTATION_SERIAL] == first_serial[f"{name}-tls"]
+        owners = [ref["name"] for ref in secret["metadata"]["ownerReferences"]]
+        assert owners == [name], owners
+    events = kubectl_json("-n", namespace, "get", "events", "--field-selector", "reason=Issued")
+    issued = Counter(e["involvedObject"]["name"] for e in events["items"])
+    assert [pod for pod, n in issued.items() if n > 1] == [], json.dumps(issued)
 
 
 CA_STATE_DIR = "/var/lib/hello-mtls-ca/state"
@@ -217,6 +248,24 @@ def client_lines(namespace: str) -> list[dict[str, Any]]:
     """The JSON lines the client pod logged."""
     out = kubectl("-n", namespace, "logs", "client", timeout=120)
     return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+
+
+def assert_client_never_failed(namespace: str, during: str) -> None:
+    """The example client in ``namespace`` (`client_pod`) still runs, answers 20 more requests
+    from now, and none of all its requests failed; ``during`` names what they went through (the
+    log line that carries the count)."""
+    after = len(client_lines(namespace))
+    wait_until(
+        f"20 more requests after {during}",
+        lambda: len(client_lines(namespace)) >= after + 20,
+        120,
+        5,
+    )
+    assert finished("client", namespace) is None, "the client stopped"
+    lines = client_lines(namespace)
+    failed = [line for line in lines if line.get("error")]
+    assert failed == [], f"{len(failed)} of {len(lines)} failed: {failed[:3]}"
+    log(f"{len(lines)} requests during {during}, none failed")
 
 
 def rollout(deployment: str, namespace: str, timeout: float = 180) -> None:
