@@ -117,7 +117,8 @@ def _revoke(args: argparse.Namespace) -> int:
             what = args.serial or args.identity or args.namespace
             raise ValueError(
                 f"no unexpired certificate of {what} in the CA's index of issued certificates "
-                "(one issued before the index existed, or by a signer pod: revoke it with --cert)"
+                "(one issued before the index existed, or by a signer pod whose report has not "
+                "arrived: revoke it with --cert)"
             )
     new = store.update(lambda s: revocation.revoke(s, chosen, args.reason))
     serials = {r.serial for r in chosen}

@@ -16,7 +16,8 @@ to signer pods on that port (`mtls_ca.signer_auth`). A **signer** (``--root-hold
 directory of its own: the master fetches the material before the workers start into the scratch
 directory (in a cluster on a memory-backed volume), every worker then follows the root holder
 into that one copy (`mtls_ca.signer_material`), and it signs with the intermediate's key that
-never touches a disk.
+never touches a disk; each worker reports what it signed to the root holder's index
+(`mtls_ca.signer_reports`).
 TLS comes from the library's gunicorn settings (`mtls_context.gunicorn_hooks`) in the
 ``optional`` client-certificate mode: each connection is served whole by the current generation
 of the serving directory, which picks up a renewed certificate or trust bundle within a second.
@@ -24,6 +25,7 @@ of the serving directory, which picks up a renewed certificate or trust bundle w
 
 from __future__ import annotations
 
+import atexit
 import datetime
 import logging
 import os
@@ -259,9 +261,11 @@ def _worker_app(
 ) -> Any:
     # In the worker: prometheus-client reads its environment at import.
     from .http_api import MaterialEndpoint, create_app
+    from .signer_reports import INTERVAL, IssuedReports
 
     material: MaterialEndpoint | None = None
     material_age: Callable[[], float] | None = None
+    reports: IssuedReports | None = None
     store: Store
     if material_dir is not None:
         assert options.root_holder is not None
@@ -270,6 +274,10 @@ def _worker_app(
         refresher = Refresher(options.root_holder, store)
         refresher.start(options.fetch_interval)
         material_age = refresher.age
+        reports = IssuedReports(options.root_holder.report)
+        reports.start(INTERVAL)
+        # gunicorn's worker leaves by sys.exit after a graceful stop (SIGTERM): one last try.
+        atexit.register(reports.close)
     else:
         assert options.state is not None
         store = DirectoryStore(options.state)
@@ -291,6 +299,7 @@ def _worker_app(
         material=material,
         material_age=material_age,
         issued=upkeep.issued,
+        reports=reports,
         audit=upkeep.audit,
     )
 

@@ -17,10 +17,12 @@ With a ``sign_port`` the two POSTs are served on that port only, so a NetworkPol
 ports and not paths, can admit only the operator to them while the cluster reads the roots on
 the other.
 
-The root holder also serves ``POST /signing-material`` to CA signer pods, on a port of its own
-(``material``): the caller's bearer token must be a signer's (`mtls_ca.signer_auth`), and the
-answer is `mtls_ca.state.State.signing_material`, the signing intermediate's key included. A
-signer holds no root key, so it answers ``POST /rotate-root`` with 404: the root holder rotates.
+The root holder also serves CA signer pods, on a port of its own (``material``) that serves
+nothing else, to callers whose bearer token is a signer's (`mtls_ca.signer_auth`): ``POST
+/signing-material`` answers `mtls_ca.state.State.signing_material`, the signing intermediate's
+key included, and ``POST /issued`` takes the records of what a signer signed into the index
+(`mtls_ca.signer_reports`). A signer holds no root key, so it answers ``POST /rotate-root``
+with 404: the root holder rotates.
 
 The API is described by ``openapi.json`` beside this module, served at
 ``GET /openapi.json``.
@@ -47,19 +49,22 @@ from .audit import AuditLog
 from .authority import public_key_sha256
 from .rotation import IDLE, PHASES, PhaseMismatch
 from .signer_auth import NotASigner, ReviewUnavailable, SignerPolicy
-from .signer_material import MATERIAL_PATH
+from .signer_material import ISSUED_PATH, MATERIAL_PATH
+from .signer_reports import IssuedReports
 from .state_cache import StateCache
 
 __all__ = ["MAX_REQUEST_BYTES", "MaterialEndpoint", "create_app"]
 
 MAX_REQUEST_BYTES = 64 * 1024
 _SIGNING_PATHS = frozenset({"/sign", "/rotate-root", "/revoke"})
+_SIGNER_PATHS = (MATERIAL_PATH, ISSUED_PATH)
 _log = logging.getLogger("mtls_ca")
 
 
 @dataclass(frozen=True)
 class MaterialEndpoint:
-    """The root holder's ``POST /signing-material``: served on ``port`` only, to ``signers``."""
+    """The root holder's ``POST /signing-material`` and ``POST /issued``: served on ``port``
+    only, to ``signers``."""
 
     port: int
     signers: SignerPolicy
@@ -82,6 +87,7 @@ def create_app(
     material: MaterialEndpoint | None = None,
     material_age: Callable[[], float] | None = None,
     issued: revocation.IssuedIndex | None = None,
+    reports: IssuedReports | None = None,
     audit: AuditLog | None = None,
 ) -> Flask:
     """Create the Flask app serving the state in ``cache``.
@@ -99,7 +105,10 @@ def create_app(
         material_age: a signer's seconds since its last fetch of the material, for
             ``GET /metrics``; None on the root holder.
         issued: the root holder's index of issued certificates: each one signed is recorded
-            there, and ``POST /revoke`` picks from it; None: not recorded, nor revoked (404).
+            there, and ``POST /revoke`` picks from it, and with ``material`` the signers'
+            ``POST /issued`` writes into it; None: not recorded, nor revoked (404).
+        reports: a signer's queue of the records of what it signs, for the root holder's
+            index; None on the root holder.
         audit: the audit trail every signature, refusal and rotation step goes to first (a
             certificate is answered only once its record is on disk); None: none kept.
     """
@@ -116,15 +125,16 @@ def create_app(
         ):
             message = f"{request.method} {request.path} is served on port {sign_port} only"
             return jsonify(error=message), 404
-        if material is not None and (request.path == MATERIAL_PATH) != (
+        if material is not None and (request.path in _SIGNER_PATHS) != (
             request.environ.get("SERVER_PORT") == str(material.port)
         ):
-            # The material port serves nothing else, so a NetworkPolicy that admits the signers
+            # The material port serves the signers alone, so a NetworkPolicy that admits them
             # to it admits them to nothing more.
-            if request.path == MATERIAL_PATH:
-                message = f"POST {MATERIAL_PATH} is served on port {material.port} only"
+            if request.path in _SIGNER_PATHS:
+                message = f"POST {request.path} is served on port {material.port} only"
             else:
-                message = f"port {material.port} serves POST {MATERIAL_PATH} only"
+                paths = " and ".join(f"POST {p}" for p in _SIGNER_PATHS)
+                message = f"port {material.port} serves {paths} only"
             return jsonify(error=message), 404
         return None
 
@@ -132,16 +142,8 @@ def create_app(
     def signing_material() -> tuple[Response, int]:
         if material is None:
             return jsonify(error="this CA hands out no signing material"), 404
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         try:
-            if scheme.lower() != "bearer" or not token.strip():
-                raise _Refused(401, "unauthenticated", "a signer's bearer token is required")
-            try:
-                pod = material.signers.check(token.strip())
-            except NotASigner as e:
-                raise _Refused(403, "forbidden", str(e)) from None
-            except ReviewUnavailable as e:
-                raise _Refused(503, "unavailable", str(e)) from None
+            pod = _signer(material.signers)
         except _Refused as e:
             _log.warning("refused the signing material (%s): %s", e.reason, e.message)
             return jsonify(error=e.message), e.status
@@ -150,6 +152,27 @@ def create_app(
         answer = Response(state.signing_material().to_json(), mimetype="application/json")
         answer.headers["Cache-Control"] = "no-store"
         return answer, 200
+
+    @app.post(ISSUED_PATH)
+    def issued_by_signer() -> tuple[Response, int]:
+        try:
+            if material is None or issued is None:
+                raise _Refused(404, "elsewhere", "this CA keeps no index for signers")
+            pod = _signer(material.signers)
+            records = _issued_request(_json_body())
+        except _Refused as e:
+            _log.warning("refused records of issued certificates (%s): %s", e.reason, e.message)
+            return jsonify(error=e.message), e.status
+        known = revocation.listed_issuers(cache.state())
+        kept = [r for r in records if r.issuer in known]
+        issued.extend(kept)
+        if len(kept) < len(records):
+            _log.warning(
+                "ignored %d records from %s: their issuer is no intermediate of this CA's CRLs",
+                len(records) - len(kept),
+                pod,
+            )
+        return jsonify(recorded=len(kept), ignored=len(records) - len(kept)), 200
 
     @app.post("/sign")
     def sign() -> tuple[Response, int]:
@@ -182,8 +205,11 @@ def create_app(
             if audit is not None:
                 audit.refusal(by, e.reason, e.message, **asked)
             return jsonify(error=e.message), e.status
+        record = revocation.record_for(issued_cert.certificate, state.signer.intermediate)
         if issued is not None:
-            issued.append(revocation.record_for(issued_cert.certificate, state.signer.intermediate))
+            issued.append(record)
+        if reports is not None:
+            reports.append(record)
         if audit is not None:
             audit.issuance(caller, issued_cert, namespace=parsed.namespace)
         metrics.ISSUED.inc()
@@ -320,6 +346,42 @@ def _caller(trust_domain: str) -> tuple[str, str]:
     except ValueError:
         who = "(no name)"
     raise _Refused(403, "forbidden", f"client '{who}' is not a provisioner of this CA")
+
+
+def _signer(signers: SignerPolicy) -> str:
+    """The signer pod the bearer token proves (`SignerPolicy.check`), or `_Refused`: 401
+    without a token, 403 for a token or a client certificate that is not a signer's, 503 when
+    the API server cannot be asked."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        if wsgi_peer_cert(request.environ):
+            raise _Refused(
+                403, "forbidden", f"'{_peer()}' is not a CA signer (a signer's token is required)"
+            )
+        raise _Refused(401, "unauthenticated", "a signer's bearer token is required")
+    try:
+        return signers.check(token.strip())
+    except NotASigner as e:
+        raise _Refused(403, "forbidden", str(e)) from None
+    except ReviewUnavailable as e:
+        raise _Refused(503, "unavailable", str(e)) from None
+
+
+def _issued_request(body: Any) -> list[revocation.IssuedRecord]:
+    """The records a ``POST /issued`` body carries, or `_Refused` 400."""
+    if (
+        not isinstance(body, dict)
+        or set(body) != {"issued"}
+        or not isinstance(body["issued"], list)
+    ):
+        raise _Refused(400, "malformed", 'request body must be {"issued": [record, ...]}')
+    records = []
+    for i, document in enumerate(body["issued"]):
+        try:
+            records.append(revocation.IssuedRecord.from_json(document))
+        except ValueError as e:
+            raise _Refused(400, "malformed", f"issued[{i}]: {e}") from None
+    return records
 
 
 def _revoke_request(

@@ -13,7 +13,7 @@ import datetime
 import os
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
@@ -24,6 +24,10 @@ __all__ = [
     "CONNECTIONS_DROPPED",
     "CONTENT_TYPE",
     "DROP_REASONS",
+    "INDEX_DROP_REASONS",
+    "INDEX_REPORTS_DELIVERED",
+    "INDEX_REPORTS_DROPPED",
+    "INDEX_REPORTS_PENDING",
     "ISSUED",
     "REASONS",
     "REJECTED",
@@ -40,6 +44,7 @@ DROP_REASONS = (
     "per_address",
     "refused",
 )
+INDEX_DROP_REASONS = ("queue_full", "refused", "exit")
 
 _REGISTRY = CollectorRegistry()
 ISSUED = Counter("hello_mtls_ca_issued", "Certificates signed.", registry=_REGISTRY)
@@ -58,10 +63,29 @@ CONNECTIONS_DROPPED = Counter(
     ["reason"],
     registry=_REGISTRY,
 )
+INDEX_REPORTS_PENDING = Gauge(
+    "hello_mtls_ca_index_reports_pending",
+    "Signer: records of issued certificates waiting for the root holder's index.",
+    multiprocess_mode="livesum",
+    registry=_REGISTRY,
+)
+INDEX_REPORTS_DELIVERED = Counter(
+    "hello_mtls_ca_index_reports_delivered",
+    "Signer: records of issued certificates the root holder's index took.",
+    registry=_REGISTRY,
+)
+INDEX_REPORTS_DROPPED = Counter(
+    "hello_mtls_ca_index_reports_dropped",
+    "Signer: records of issued certificates that never reached the root holder's index, by reason.",
+    ["reason"],
+    registry=_REGISTRY,
+)
 for _reason in REASONS:
     REJECTED.labels(reason=_reason)
 for _reason in DROP_REASONS:
     CONNECTIONS_DROPPED.labels(reason=_reason)
+for _reason in INDEX_DROP_REASONS:
+    INDEX_REPORTS_DROPPED.labels(reason=_reason)
 
 
 class _Expiry:

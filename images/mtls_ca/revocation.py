@@ -15,8 +15,11 @@ generation's too), with a CRL number and an authority key identifier; their next
 of validity re-signed daily lets a CA that is down for days leave every server with a CRL that is
 still valid (`mtls_context` drops one near its nextUpdate rather than refuse traffic).
 
-A certificate signed before the index existed (or by a signer pod, whose index is not the root
-holder's) is not found by serial, identity or namespace: revoke it with its PEM (``--cert``).
+Signer pods report what they sign to the root holder in batches (`mtls_ca.signer_reports`,
+``POST /issued``), which writes the records into the same index. A certificate signed before the
+index existed, or one whose report never arrived (a signer that died with its queue, or whose
+queue overflowed while the root holder was away), is not found by serial, identity or namespace:
+revoke it with its PEM (``--cert``).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import fcntl
 import json
 import logging
 import os
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -53,6 +57,7 @@ __all__ = [
     "announce",
     "check_key",
     "crl_due",
+    "listed_issuers",
     "load_crls",
     "record_for",
     "revoke",
@@ -78,6 +83,9 @@ REASONS = {
 revocation here is final; the CA reasons do not apply to leaves)."""
 
 _log = logging.getLogger("mtls_ca")
+_RECORD_FIELDS = {"serial", "names", "spiffe_id", "key_sha256", "issuer", "not_after"}
+_SERIAL = re.compile(r"0*[1-9a-f][0-9a-f]{0,39}")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -104,14 +112,41 @@ class IssuedRecord:
         }
 
     @classmethod
-    def from_json(cls, document: dict[str, Any]) -> IssuedRecord:
+    def from_json(cls, document: Any) -> IssuedRecord:
+        """Load what `to_json` wrote (a line of the index, or a signer's report).
+
+        Raises:
+            ValueError: naming the first field that is missing or not of its form.
+        """
+        if not isinstance(document, dict):
+            raise ValueError("a record must be a JSON object")
+        unknown = sorted(set(document) - _RECORD_FIELDS)
+        missing = sorted(_RECORD_FIELDS - set(document))
+        if unknown or missing:
+            raise ValueError(f"a record has the fields {', '.join(sorted(_RECORD_FIELDS))}")
+        serial, names, spiffe_id = document["serial"], document["names"], document["spiffe_id"]
+        if not isinstance(serial, str) or not _SERIAL.fullmatch(serial):
+            raise ValueError("'serial' must be a positive hex number of at most 40 digits")
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise ValueError("'names' must be a list of strings")
+        if spiffe_id is not None and not isinstance(spiffe_id, str):
+            raise ValueError("'spiffe_id' must be a string or null")
+        for key in ("key_sha256", "issuer"):
+            if not isinstance(document[key], str) or not _SHA256.fullmatch(document[key]):
+                raise ValueError(f"'{key}' must be a SHA-256 in lowercase hex")
+        if not isinstance(document["not_after"], str):
+            raise ValueError("'not_after' must be a time like 2026-12-07T12:00:00Z")
+        try:
+            not_after = _parse_time(document["not_after"])
+        except ValueError:
+            raise ValueError("'not_after' must be a time like 2026-12-07T12:00:00Z") from None
         return cls(
-            serial=int(document["serial"], 16),
-            names=tuple(document["names"]),
-            spiffe_id=document["spiffe_id"],
+            serial=int(serial, 16),
+            names=tuple(names),
+            spiffe_id=spiffe_id,
             key_sha256=document["key_sha256"],
             issuer=document["issuer"],
-            not_after=_parse_time(document["not_after"]),
+            not_after=not_after,
         )
 
 
@@ -161,7 +196,7 @@ class IssuedIndex:
 
     Appends and `prune` serialise on ``DIR/.issued.lock`` (a prune renames the file, and an
     append to the old one would be lost); a line torn by a crash is skipped on reading and
-    dropped at the next `prune`.
+    dropped at the next `prune`, and the next append starts on a line of its own.
     """
 
     def __init__(self, directory: Path) -> None:
@@ -169,31 +204,41 @@ class IssuedIndex:
         self._lock = directory / ".issued.lock"
 
     def append(self, record: IssuedRecord) -> None:
-        line = json.dumps(record.to_json(), separators=(",", ":")).encode() + b"\n"
+        self.extend([record])
+
+    def extend(self, records: Sequence[IssuedRecord]) -> None:
+        """Append ``records``, on disk when this returns (one write and one flush for all)."""
+        data = b"".join(_line(r) for r in records)
+        if not data:
+            return
         with self._locked():
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
             try:
-                os.write(fd, line)
+                size = os.fstat(fd).st_size
+                if size and os.pread(fd, 1, size - 1) != b"\n":
+                    data = b"\n" + data  # after a line torn by a crash
+                os.write(fd, data)
                 os.fsync(fd)
             finally:
                 os.close(fd)
 
     def records(self, now: datetime.datetime | None = None) -> list[IssuedRecord]:
-        """Every certificate recorded that has not expired at ``now``."""
+        """Every certificate recorded that has not expired at ``now``, once each (a signer
+        sends a batch again when the answer to it was lost)."""
         now = now or _utcnow()
         try:
             data = self.path.read_bytes()
         except FileNotFoundError:
             return []
-        found = []
+        found: dict[tuple[str, int], IssuedRecord] = {}
         for line in data.splitlines():
             try:
                 record = IssuedRecord.from_json(json.loads(line))
-            except (ValueError, KeyError, TypeError):
+            except ValueError:
                 continue  # torn by a crash mid-append
             if record.not_after > now:
-                found.append(record)
-        return found
+                found.setdefault((record.issuer, record.serial), record)
+        return list(found.values())
 
     def prune(self, now: datetime.datetime | None = None) -> int:
         """Rewrite the index without expired entries (atomically); return how many are left."""
@@ -202,8 +247,7 @@ class IssuedIndex:
             tmp = self.path.with_name(f".issued.jsonl.{os.getpid()}.tmp")
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "wb") as f:
-                for record in kept:
-                    f.write(json.dumps(record.to_json(), separators=(",", ":")).encode() + b"\n")
+                f.write(b"".join(_line(r) for r in kept))
                 f.flush()
                 os.fsync(f.fileno())
             os.rename(tmp, self.path)
@@ -217,6 +261,10 @@ class IssuedIndex:
             yield
         finally:
             os.close(fd)
+
+
+def _line(record: IssuedRecord) -> bytes:
+    return json.dumps(record.to_json(), separators=(",", ":")).encode() + b"\n"
 
 
 def record_for(cert: x509.Certificate, issuer: x509.Certificate) -> IssuedRecord:
@@ -396,6 +444,12 @@ def with_crl(state: State, *, now: datetime.datetime | None = None) -> State:
         crl = builder.sign(ca.intermediate_key, hashes.SHA256())
         pems.append(crl.public_bytes(serialization.Encoding.PEM))
     return replace(state, revoked=revoked, crl_number=number, crl_pem=b"".join(pems))
+
+
+def listed_issuers(state: State, now: datetime.datetime | None = None) -> set[str]:
+    """The fingerprints of the intermediates the CA signs CRLs for: a certificate of another
+    issuer is on no CRL, so a record of one is worth nothing."""
+    return {fingerprint(ca.intermediate) for ca in _crl_issuers(state, now or _utcnow())}
 
 
 def load_crls(pem: bytes) -> list[x509.CertificateRevocationList]:

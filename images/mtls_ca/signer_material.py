@@ -11,7 +11,8 @@ goes with the pod). gunicorn's master fetches once before the workers start (no 
 start); every worker then fetches again every ``interval`` seconds (`Refresher`), to follow an
 intermediate renewal or a root rotation, and all of them read the one copy, so a pod never
 serves two materials at once. When the root holder cannot be reached the pod keeps what it
-holds and signs on.
+holds and signs on. The same endpoint and token carry the signer's reports of what it signed
+(`RootHolder.report`, ``POST /issued``; `mtls_ca.signer_reports` queues and batches them).
 """
 
 from __future__ import annotations
@@ -19,16 +20,20 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import requests
 
+from .revocation import IssuedRecord
 from .state import DirectoryStore, State, StateNotFound
 
-__all__ = ["MATERIAL_PATH", "Refresher", "RootHolder"]
+__all__ = ["ISSUED_PATH", "MATERIAL_PATH", "Refresher", "ReportRefused", "RootHolder"]
 
 MATERIAL_PATH = "/signing-material"
+ISSUED_PATH = "/issued"
 _log = logging.getLogger("mtls_ca")
 
 
@@ -37,12 +42,14 @@ class RootHolder:
     """Where the signing material comes from and how the signer proves itself."""
 
     url: str
-    """The root holder's material endpoint's base, ``https://HOST:PORT``."""
+    """The root holder's material port, ``https://HOST:PORT`` (``POST /signing-material`` and
+    ``POST /issued``)."""
     roots: Path
     """The PEM roots the root holder's serving certificate must chain to."""
     token: Path
     """The projected ServiceAccount token (audience: the root holder's)."""
     timeout: float = 10.0
+    _kept: threading.local = field(default_factory=threading.local, compare=False, repr=False)
 
     def fetch(self) -> State:
         """The signing material now.
@@ -50,23 +57,7 @@ class RootHolder:
         Raises:
             OSError: if the root holder cannot be reached, refuses, or answers no usable state.
         """
-        try:
-            token = self.token.read_text().strip()
-        except OSError as e:
-            raise OSError(f"cannot read the signer's token {self.token}: {e}") from None
-        session = requests.Session()
-        session.trust_env = False  # only our roots count, and no proxy sees the answer
-        try:
-            response = session.post(
-                self.url.rstrip("/") + MATERIAL_PATH,
-                headers={"Authorization": f"Bearer {token}"},
-                verify=str(self.roots),
-                timeout=self.timeout,
-            )
-        except requests.RequestException as e:
-            raise OSError(f"root holder {self.url}: {e}") from None
-        finally:
-            session.close()
+        response = self._post(MATERIAL_PATH)
         if response.status_code != 200:
             raise OSError(
                 f"root holder {self.url}: HTTP {response.status_code}: {_error(response)}"
@@ -78,6 +69,56 @@ class RootHolder:
         if state.signer.intermediate_key is None:
             raise OSError(f"root holder {self.url}: the material lacks the intermediate's key")
         return state
+
+    def report(self, records: Sequence[IssuedRecord]) -> None:
+        """Hand ``records`` of certificates this signer signed to the root holder's index
+        (``POST /issued``, `mtls_ca.signer_reports`).
+
+        Raises:
+            ReportRefused: if the root holder refused them as malformed (sending them again
+                would not help).
+            OSError: if the root holder cannot be reached or refuses the signer (try again).
+        """
+        body = {"issued": [r.to_json() for r in records]}
+        response = self._post(ISSUED_PATH, body, keep=True)
+        if response.status_code == 400:
+            raise ReportRefused(f"root holder {self.url}: {_error(response)}")
+        if response.status_code != 200:
+            raise OSError(
+                f"root holder {self.url}: HTTP {response.status_code}: {_error(response)}"
+            )
+
+    def _post(self, path: str, body: Any = None, *, keep: bool = False) -> requests.Response:
+        """POST with the token read afresh; ``keep``: on this thread's kept connection (the
+        reports go every second), else on one of its own."""
+        try:
+            token = self.token.read_text().strip()
+        except OSError as e:
+            raise OSError(f"cannot read the signer's token {self.token}: {e}") from None
+        session = getattr(self._kept, "session", None) if keep else None
+        if session is None:
+            session = requests.Session()
+            session.trust_env = False  # only our roots count, and no proxy sees the answer
+        try:
+            return session.post(
+                self.url.rstrip("/") + path,
+                json=body,
+                headers={"Authorization": f"Bearer {token}"},
+                verify=str(self.roots),
+                timeout=self.timeout,
+            )
+        except requests.RequestException as e:
+            self._kept.session, keep = None, False
+            raise OSError(f"root holder {self.url}: {e}") from None
+        finally:
+            if keep:
+                self._kept.session = session
+            else:
+                session.close()
+
+
+class ReportRefused(Exception):
+    """The root holder refused a report of issued certificates as malformed."""
 
 
 class Refresher:

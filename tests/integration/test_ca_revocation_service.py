@@ -219,7 +219,8 @@ def test_a_signer_refuses_the_revoked_key_and_serves_the_new_crl(tmp_path: Path)
         key = ec.generate_private_key(ec.SECP256R1())
         signed = _sign(signer, tmp_path, key, "web.shop.svc")
         assert signed["status"] == "200"
-        # A signer's certificate is not in the root holder's index: revoked by its PEM.
+        # By its PEM, which needs no index: whether the signer's report arrived or not
+        # (by identity and namespace: tests/integration/test_ca_signers.py).
         (tmp_path / "web.pem").write_text(signed["certificate"])
         cli("revoke", "--state", str(tmp_path / "state"), "--cert", str(tmp_path / "web.pem"))
         reader = credential_session(tmp_path, None)

@@ -1,6 +1,8 @@
 """The real root holder and real signer processes on 127.0.0.1: signers fetch the signing
-material after proving what they are, sign with it, follow a root rotation, and sign on while
-the root holder is away.
+material after proving what they are, sign with it, report what they signed into the root
+holder's index (so that it is revoked by identity or namespace, and its key refused on every
+signer), follow a root rotation, and sign on while the root holder is away, delivering the
+reports when it is back.
 
 The API server's TokenReview is the stand-in of `support.token_review_api` (reached through
 ``KUBECONFIG`` by the root holder's real client); the real one is proven on the cluster.
@@ -22,11 +24,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from mtls_ca.revocation import IssuedIndex, load_crls
 from mtls_context import layout
 from mtls_operator.ca_client import CAClient
 from mtls_operator.ports import CARefused
 from support import ca_cli
 from support.ca_service import Service, credential_session, init_with_provisioner
+from support.csrs import csr_pem
 from support.processes import free_port
 from support.token_review_api import Token, TokenReviewAPI
 from support.waiting import wait_until
@@ -153,12 +157,29 @@ def status(session: requests.Session, service: Service) -> dict[str, object]:
     return answer
 
 
-def material_age(session: requests.Session, service: Service) -> float:
+def metric(session: requests.Session, service: Service, name: str) -> float:
     text = session.get(f"{service.url}/metrics", timeout=10).text
     for line in text.splitlines():
-        if line.startswith("hello_mtls_ca_signer_material_age_seconds "):
+        if line.startswith(name + " "):
             return float(line.split()[1])
-    raise AssertionError(f"no material age in the metrics of {service.url}")
+    raise AssertionError(f"no {name} in the metrics of {service.url}")
+
+
+def material_age(session: requests.Session, service: Service) -> float:
+    return metric(session, service, "hello_mtls_ca_signer_material_age_seconds")
+
+
+def indexed(pki: Path, serials: set[str]) -> bool:
+    """Whether the root holder's index holds every one of ``serials``."""
+    return serials <= {f"{r.serial:x}" for r in IssuedIndex(pki / "state").records()}
+
+
+def lists(session: requests.Session, service: Service, serials: set[str]) -> bool:
+    """Whether ``service`` serves CRLs that list every one of ``serials``."""
+    crls = load_crls(session.get(f"{service.url}/crl", timeout=10).content)
+    return all(
+        any(c.get_revoked_certificate_by_serial_number(int(s, 16)) for c in crls) for s in serials
+    )
 
 
 def serves(session: requests.Session, signer: Service, material_sha256: str) -> bool:
@@ -230,7 +251,42 @@ def test_the_material_port_serves_nothing_else_and_nothing_else_serves_it(
     assert elsewhere.json() == {"error": f"POST /signing-material is served on port {port} only"}
     assert sign(operator, root_holder.material_url).status_code == 404
     roots = operator.get(f"{root_holder.material_url}/roots", timeout=10)
-    assert roots.json() == {"error": f"port {port} serves POST /signing-material only"}
+    assert roots.json() == {
+        "error": f"port {port} serves POST /signing-material and POST /issued only"
+    }
+
+
+@pytest.mark.parametrize(
+    ("credential", "token", "status_code", "error"),
+    [
+        ("alice", None, 403, "'spiffe://cluster.local/hello-mtls/admin/alice' is not a CA signer"),
+        ("prov", None, 403, "'spiffe://cluster.local/hello-mtls/provisioner/operator' is not a "),
+        ("prov", "operator-token", 403, "'system:serviceaccount:hello-mtls:hello-mtls-operator'"),
+        (None, None, 401, "a signer's bearer token is required"),
+    ],
+)
+def test_only_signers_write_into_the_root_holders_index(
+    pki: Path,
+    root_holder: RootHolder,
+    credential: str | None,
+    token: str | None,
+    status_code: int,
+    error: str,
+) -> None:
+    record = {
+        "serial": "1f",
+        "names": ["web.demo"],
+        "spiffe_id": "spiffe://cluster.local/ns/demo/sa/impostor",
+        "key_sha256": "ab" * 32,
+        "issuer": "cd" * 32,
+        "not_after": "2030-01-01T00:00:00Z",
+    }
+    headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+    answer = credential_session(pki, credential).post(
+        f"{root_holder.material_url}/issued", json={"issued": [record]}, headers=headers, timeout=10
+    )
+    assert answer.status_code == status_code and answer.json()["error"].startswith(error)
+    assert not indexed(pki, {"1f"})
 
 
 def test_two_signers_sign_with_the_shared_intermediate(
@@ -257,6 +313,54 @@ def test_two_signers_sign_with_the_shared_intermediate(
             timeout=10,
         )
         assert material.status_code == 404
+
+
+def test_what_signers_signed_is_revoked_by_identity_and_namespace_and_refused_everywhere(
+    pki: Path, root_holder: RootHolder, signers: list[Service], operator: requests.Session
+) -> None:
+    web_key, db_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(2))
+    signed = []
+    for signer, key, account in ((signers[0], web_key, "web"), (signers[1], db_key, "db")):
+        body = {
+            "csr": csr_pem(key),
+            "names": [f"{account}.shop.svc"],
+            "namespace": "shop",
+            "service_account": account,
+        }
+        answer = operator.post(f"{signer.url}/sign", json=body, timeout=10)
+        assert answer.status_code == 200, answer.text
+        signed.append(answer.json()["serial"])
+    web, db = signed
+    wait_until(
+        "the signers' reports in the root holder's index", lambda: indexed(pki, {web, db}), 30, 0.2
+    )
+
+    admin = credential_session(pki, "alice")
+    by_identity = admin.post(
+        f"{root_holder.service.url}/revoke",
+        json={"identity": "spiffe://cluster.local/ns/shop/sa/web", "reason": "keyCompromise"},
+        timeout=10,
+    )
+    assert by_identity.status_code == 200, by_identity.text
+    assert [r["serial"] for r in by_identity.json()["revoked"]] == [web]
+    by_namespace = admin.post(
+        f"{root_holder.service.url}/revoke", json={"namespace": "shop"}, timeout=10
+    )
+    assert by_namespace.status_code == 200, by_namespace.text
+    assert {r["serial"] for r in by_namespace.json()["revoked"]} == {web, db}
+
+    reader = credential_session(pki, None)
+    for signer in signers:
+        wait_until(
+            f"{signer.url} to serve the CRL with both",
+            functools.partial(lists, reader, signer, {web, db}),
+            30,
+            0.2,
+        )
+        for key, account in ((web_key, "web"), (db_key, "db")):
+            body = {"csr": csr_pem(key), "names": [f"{account}.shop.svc"], "namespace": "shop"}
+            again = operator.post(f"{signer.url}/sign", json=body, timeout=10)
+            assert again.status_code == 403 and "was revoked" in again.json()["error"]
 
 
 def test_a_signer_does_not_start_without_material(pki: Path, tmp_path: Path) -> None:
@@ -327,7 +431,10 @@ def test_a_root_rotation_reaches_every_signer(
 def test_signers_sign_on_while_the_root_holder_is_away(
     pki: Path, root_holder: RootHolder, signers: list[Service], operator: requests.Session
 ) -> None:
+    # A signer that leaves while the root holder is away says what its index never got.
+    leaver = start_signer(pki, root_holder, "leaver", "signer-token", FETCH_INTERVAL, "--workers=1")
     root_holder.kill()
+    signed: set[str] = set()
     try:
         for signer in signers:
             wait_until(
@@ -336,11 +443,22 @@ def test_signers_sign_on_while_the_root_holder_is_away(
                 30,
                 0.2,
             )
+
+        def pending() -> float:
+            return sum(metric(operator, s, "hello_mtls_ca_index_reports_pending") for s in signers)
+
+        before = pending()
         for _ in range(10):
             for signer in signers:
                 answer = sign(operator, signer.url)
                 assert answer.status_code == 200, answer.text
+                signed.add(answer.json()["serial"])
+        assert pending() - before == len(signed) == 20
+        assert sign(operator, leaver.url).status_code == 200
+        leaver.stop()
+        assert "exiting with 1 records of issued certificates" in leaver.log.read_text()
     finally:
+        leaver.stop()
         root_holder.restart()
     for signer in signers:
         wait_until(
@@ -349,6 +467,9 @@ def test_signers_sign_on_while_the_root_holder_is_away(
             30,
             0.2,
         )
+    wait_until("the records signed meanwhile in the index", lambda: indexed(pki, signed), 30, 0.2)
+    for signer in signers:
+        assert metric(operator, signer, "hello_mtls_ca_index_reports_pending") == 0
 
 
 def test_the_operator_rotates_through_the_root_holder_and_reads_a_signer(

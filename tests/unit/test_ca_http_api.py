@@ -17,32 +17,17 @@ from mtls_ca.http_api import MAX_REQUEST_BYTES, create_app
 from mtls_ca.name_rules import parse_allowed_ips
 from mtls_ca.state import DirectoryStore, State
 from mtls_ca.state_cache import StateCache
+from support.ca_peers import ADMIN, PROVISIONER, Peer
 from support.csrs import csr_pem
 
-PROVISIONER = {
-    "subject": ((("commonName", "operator"),),),
-    "subjectAltName": (("URI", "spiffe://cluster.local/hello-mtls/provisioner/operator"),),
-}
 WORKLOAD = {
     "subject": ((("commonName", "web.demo"),),),
     "subjectAltName": (("DNS", "web.demo"), ("URI", "spiffe://cluster.local/ns/demo/sa/web")),
-}
-ADMIN = {
-    "subject": ((("commonName", "alice"),),),
-    "subjectAltName": (("URI", "spiffe://cluster.local/hello-mtls/admin/alice"),),
 }
 OTHER_DOMAIN = {
     "subject": ((("commonName", "operator"),),),
     "subjectAltName": (("URI", "spiffe://evil.example/hello-mtls/provisioner/operator"),),
 }
-
-
-class Peer:
-    def __init__(self, cert: dict[str, Any] | None) -> None:
-        self.cert = cert
-
-    def getpeercert(self) -> dict[str, Any] | None:
-        return self.cert or {}
 
 
 @pytest.fixture()

@@ -18,25 +18,10 @@ from mtls_ca.http_api import create_app
 from mtls_ca.revocation import IssuedIndex, record_for, select
 from mtls_ca.state import DirectoryStore, State
 from mtls_ca.state_cache import StateCache
+from support.ca_peers import ADMIN, PROVISIONER, Peer
 from support.csrs import csr_pem
 
 HOUR = datetime.timedelta(hours=1)
-ADMIN = {
-    "subject": ((("commonName", "alice"),),),
-    "subjectAltName": (("URI", "spiffe://cluster.local/hello-mtls/admin/alice"),),
-}
-PROVISIONER = {
-    "subject": ((("commonName", "operator"),),),
-    "subjectAltName": (("URI", "spiffe://cluster.local/hello-mtls/provisioner/operator"),),
-}
-
-
-class Peer:
-    def __init__(self, cert: dict[str, Any] | None) -> None:
-        self.cert = cert
-
-    def getpeercert(self) -> dict[str, Any] | None:
-        return self.cert or {}
 
 
 def _issue(state: State, name: str, namespace: str, account: str = "default") -> x509.Certificate:
