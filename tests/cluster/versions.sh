@@ -54,3 +54,10 @@ component_running() {  # name: its PID file names a live process that is still t
     [ -f "$PIDS/$1" ] && pid=$(cat "$PIDS/$1") && kill -0 "$pid" 2>/dev/null &&
         tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "$1"
 }
+
+# The previous release, which the upgrade e2e installs and then upgrades (tests/e2e/test_upgrades.py,
+# docs/upgrades.md): pinned by commit, so a clone without tags works; the tag is only its label
+# and the images' tag. Its source and chart are cached by commit (previous-release.sh).
+PREVIOUS_RELEASE=v0.2.0
+PREVIOUS_COMMIT=de11d747b6e842228bb785fe18673d0ca442b1a1
+PREVIOUS_SOURCE=$CACHE_ROOT/releases/$PREVIOUS_COMMIT/src

@@ -31,7 +31,6 @@ import fcntl
 import json
 import os
 import secrets
-import shlex
 import shutil
 import subprocess
 import tempfile
@@ -53,18 +52,18 @@ from support.cluster_api import (
     kubectl_json,
     log,
 )
+from support.installs import load_images, provide_ca_volume, remove_ca_volume
 from support.name_cases import ALLOWED_IPS, EXTRA_ALLOWED_NAMES, MINIMUM_DURATION
 from support.sharing import (
     ALONE,
     Lanes,
     SharingScheduling,
+    keep_own_installs_apart,
     module_of,
     order,
     write_long_running,
 )
 
-CA_STATE_CLAIM = "hello-mtls-ca-state"
-LOCAL_VOLUME = "hello-mtls-e2e-ca-state"
 SHARED = pytest.StashKey[Path]()
 """The run's directory every worker sees: the install's record and lock, the sharing locks."""
 LANES = pytest.StashKey[Lanes]()
@@ -104,6 +103,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> SharingSched
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    keep_own_installs_apart(config, items)
     order(items)
     write_long_running(config.stash[SHARED], items)
 
@@ -158,80 +158,6 @@ def _failed(request: pytest.FixtureRequest) -> bool:
         getattr(getattr(request.node, f"report_{when}", None), "failed", False)
         for when in ("setup", "call")
     )
-
-
-def _load_images() -> None:
-    loader = os.environ.get("E2E_IMAGE_LOADER")
-    if not loader:
-        return
-    log(f"loading images with {loader}")
-    subprocess.run([*shlex.split(loader), *IMAGES], check=True, cwd=ROOT, timeout=900)
-
-
-def _provide_ca_volume() -> Path | None:
-    """A ``local`` PersistentVolume pre-bound to the CA's state claim, on a cluster that cannot
-    provision one; returns its directory (None: the cluster provisions volumes itself)."""
-    classes = kubectl_json("get", "storageclasses")["items"]
-    default = next(
-        (
-            c
-            for c in classes
-            if (c["metadata"].get("annotations") or {}).get(
-                "storageclass.kubernetes.io/is-default-class"
-            )
-            == "true"
-        ),
-        None,
-    )
-    if default is not None and default.get("provisioner") != "kubernetes.io/no-provisioner":
-        return None
-    root = os.environ.get("E2E_LOCAL_VOLUMES")
-    nodes = kubectl_json("get", "nodes")["items"]
-    if not root or len(nodes) != 1:
-        raise pytest.UsageError(
-            "the cluster provisions no volumes (no default StorageClass with a provisioner): "
-            "give it one, or set E2E_LOCAL_VOLUMES to a directory on its only node"
-        )
-    directory = Path(root) / f"ca-state-{secrets.token_hex(3)}"
-    directory.mkdir(parents=True)
-    hostname = nodes[0]["metadata"]["labels"]["kubernetes.io/hostname"]
-    volume = {
-        "apiVersion": "v1",
-        "kind": "PersistentVolume",
-        "metadata": {"name": LOCAL_VOLUME},
-        "spec": {
-            "capacity": {"storage": "1Gi"},
-            "accessModes": ["ReadWriteOnce"],
-            "persistentVolumeReclaimPolicy": "Retain",
-            "storageClassName": default["metadata"]["name"] if default else "",
-            "claimRef": {"namespace": PRODUCT_NAMESPACE, "name": CA_STATE_CLAIM},
-            "local": {"path": str(directory)},
-            "nodeAffinity": {
-                "required": {
-                    "nodeSelectorTerms": [
-                        {
-                            "matchExpressions": [
-                                {
-                                    "key": "kubernetes.io/hostname",
-                                    "operator": "In",
-                                    "values": [hostname],
-                                }
-                            ]
-                        }
-                    ]
-                }
-            },
-        },
-    }
-    log(f"the cluster provisions no volumes: local PersistentVolume {LOCAL_VOLUME} at {directory}")
-    kubectl("delete", "pv", LOCAL_VOLUME, "--ignore-not-found", "--wait=true", timeout=120)
-    kubectl("create", "-f", "-", stdin=json.dumps(volume))
-    return directory
-
-
-def _remove_ca_volume(directory: Path) -> None:
-    kubectl("delete", "pv", LOCAL_VOLUME, "--ignore-not-found", check=False, timeout=120)
-    shutil.rmtree(directory, ignore_errors=True)
 
 
 def _serves_pod_certificates() -> bool:
@@ -424,8 +350,8 @@ def installed(request: pytest.FixtureRequest) -> str:
             record = {"method": os.environ.get("E2E_INSTALL", "helm"), "state": "failed"}
             try:
                 kubectl("version", timeout=30)
-                _load_images()
-                volume = _provide_ca_volume()
+                load_images(IMAGES)
+                volume = provide_ca_volume()
                 record["volume"] = str(volume) if volume else None
                 _install(record["method"])
                 record["state"] = "installed"
@@ -455,7 +381,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
             dump_namespace(PRODUCT_NAMESPACE)
         _uninstall(record["method"])
         if record["volume"] is not None:
-            _remove_ca_volume(Path(record["volume"]))
+            remove_ca_volume(Path(record["volume"]))
     shutil.rmtree(shared, ignore_errors=True)
 
 

@@ -3,7 +3,7 @@ modules with the e2e conftest, timed, run as ``make e2e`` runs them.
 
 Alone modules overlap nothing, the modules that share start after the last alone one, the two
 long-running ones run on different workers at the same time, and a run without workers keeps the
-same order.
+same order. A module with its own install runs only in a run of its own.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ MODULES = {
     "test_shares_b": ("", 2, 0.2),
     "test_shares_c": ("", 1, 0.2),
 }
+OWN_INSTALL = "test_own_install"
 
 
 def _tree(tmp_path: Path) -> Path:
@@ -53,11 +54,14 @@ def _tree(tmp_path: Path) -> Path:
     shutil.copy(ROOT / "tests" / "conftest.py", tests / "conftest.py")
     shutil.copy(ROOT / "tests" / "e2e" / "conftest.py", tests / "e2e" / "conftest.py")
     shutil.copytree(ROOT / "tests" / "support", tests / "support")
-    markers = "\n".join(f"    {line}" for line in ("alone(why): x", "long_running(why): x"))
+    marks = ("alone(why): x", "long_running(why): x", "own_install(why): x")
+    markers = "\n".join(f"    {line}" for line in marks)
     (tmp_path / "pytest.ini").write_text(f"[pytest]\nmarkers =\n{markers}\n")
     for name, (mark, count, seconds) in MODULES.items():
         body = STAND_IN.format(mark=mark, tests=count, seconds=seconds)
         (tests / "e2e" / f"{name}.py").write_text(body)
+    own = STAND_IN.format(mark='pytestmark = pytest.mark.own_install("x")', tests=1, seconds=0.1)
+    (tests / "e2e" / f"{OWN_INSTALL}.py").write_text(own)
     return tmp_path
 
 
@@ -110,3 +114,13 @@ def test_alone_modules_overlap_nothing_and_long_ones_run_side_by_side(
     )
     assert worker_a != worker_b
     assert start_a < end_b and start_b < end_a, spans
+
+
+def test_a_module_with_its_own_install_runs_only_in_a_run_of_its_own(tmp_path: Path) -> None:
+    tree = _tree(tmp_path)
+    own = f"tests/e2e/{OWN_INSTALL}.py"
+    alone = _spans(_run(tree, "-n", "2", "--dist", "loadfile", "--no-loadscope-reorder", own))
+    assert set(alone) == {OWN_INSTALL}
+    (tree / "log.jsonl").unlink()
+    beside = _spans(_run(tree, "-n", "0", "tests/e2e/test_shares_a.py", own))
+    assert set(beside) == {"test_shares_a"}

@@ -84,19 +84,27 @@ def ca_cli(command: str, *args: str) -> str:
     )
 
 
-def ca_private_keys() -> list[str]:
-    """Every private key of the CA (roots and intermediates, PEM), read from its state file."""
-    document = json.loads(
-        kubectl(
-            "-n",
-            PRODUCT_NAMESPACE,
-            "exec",
-            "deploy/hello-mtls-ca",
-            "--",
-            "cat",
-            f"{CA_STATE_DIR}/state.json",
+def ca_state_document() -> dict[str, Any]:
+    """The CA's state file (``state.json``) as its root holder's pod has it, keys included:
+    read it, never log it."""
+    return dict(
+        json.loads(
+            kubectl(
+                "-n",
+                PRODUCT_NAMESPACE,
+                "exec",
+                "deploy/hello-mtls-ca",
+                "--",
+                "cat",
+                f"{CA_STATE_DIR}/state.json",
+            )
         )
     )
+
+
+def ca_private_keys() -> list[str]:
+    """Every private key of the CA (roots and intermediates, PEM), read from its state file."""
+    document = ca_state_document()
     return [g[key] for g in document["generations"] for key in ("root_key", "intermediate_key")]
 
 

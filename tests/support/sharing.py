@@ -9,6 +9,10 @@ A module declares how it shares (docs/testing.md, "Running e2e modules side by s
 - ``pytest.mark.long_running("why")``: it shares, and takes many minutes; among the modules that
   share it starts first, so the pass lasts about as long as the longest module.
 - no mark: it shares (it only needs the product serving its own namespace).
+- ``pytest.mark.own_install("why")``: it installs the product itself (the upgrade from the
+  previous release), and one hello-mtls install per cluster is all there can be (its
+  ClusterRoles, admission policies and cluster-wide operator have fixed names and scopes): it
+  runs only in a run of its own, and `keep_own_installs_apart` deselects it from any other.
 
 `order` puts the items in that order (``--no-loadscope-reorder`` keeps it for the scheduler);
 `Lanes` makes it hold at run time: an alone module holds an exclusive lock on a file in a
@@ -40,12 +44,14 @@ __all__ = [
     "Lanes",
     "SharingScheduling",
     "module_of",
+    "keep_own_installs_apart",
     "order",
     "write_long_running",
 ]
 
 ALONE = "alone"
 LONG_RUNNING = "long_running"
+OWN_INSTALL = "own_install"
 ALONE_MODULES_TIMEOUT = 3 * 3600
 """Seconds a module that shares waits for the alone modules: their own timeouts bound them."""
 
@@ -60,6 +66,21 @@ def order(items: list[pytest.Item]) -> None:
     """Alone modules first, then the long-running ones, then the rest (stable: each module's
     items stay together and in their order)."""
     items.sort(key=_rank)
+
+
+def keep_own_installs_apart(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect the ``own_install`` modules when the run has other modules (they need the shared
+    install, which cannot sit beside another one), saying how to run them."""
+    own = [item for item in items if item.get_closest_marker(OWN_INSTALL)]
+    if not own or len(own) == len(items):
+        return
+    modules = sorted({module_of(item) for item in own})
+    log(
+        f"deselected {', '.join(modules)}: it installs the product itself, so it runs on its own"
+        f" (make e2e E2E_TESTS={' '.join(modules)}; tests/cluster/ci.sh does, before the Helm pass)"
+    )
+    config.hook.pytest_deselected(items=own)
+    items[:] = [item for item in items if not item.get_closest_marker(OWN_INSTALL)]
 
 
 def module_of(item: pytest.Item) -> str:

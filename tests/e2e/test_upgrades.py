@@ -1,0 +1,256 @@
+"""Scenario: `helm upgrade` from the previous release to this one under traffic
+(issue 25, "Upgrades"; docs/upgrades.md).
+
+The previous release (``PREVIOUS_COMMIT`` in tests/cluster/versions.sh) is installed from its own
+chart with its own images (`tests/cluster/previous-release.sh build` makes both, cached by
+commit). Its example server and client, still on the previous release's images as a user's apps
+stay, call each other every half second while annotated pods hold Secrets; then the release is
+upgraded to the working tree's chart and images. Proven: no request fails, every Secret keeps its
+certificate (same serial: nothing is issued again), the roots and the signing intermediate stay,
+and the CA's state file, written by the previous release, is carried into this one's fields (the
+CRL, the revocation list, ``bundle_sequence``) by the new CA.
+
+One hello-mtls install is all a cluster can hold (fixed ClusterRole and admission policy names, an
+operator that watches every namespace), so this module installs the product itself and runs in a
+run of its own (``own_install``); tests/cluster/ci.sh runs it before the Helm pass.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mtls_context.layout import CRL
+from mtls_operator.certs import inspect
+from mtls_operator.tlssecret import LABEL_MANAGED, decode_data
+from support.cluster_api import (
+    IMAGE_TAG,
+    IMAGES,
+    PRODUCT_NAMESPACE,
+    RELEASE,
+    ROOT,
+    apply,
+    dump_namespace,
+    kubectl,
+    kubectl_json,
+    log,
+)
+from support.installs import load_images, provide_ca_volume, remove_ca_volume
+from support.operator_workloads import (
+    ca_state_document,
+    ca_status,
+    client_lines,
+    client_pod,
+    finished,
+    pending_pod,
+    rollout,
+    server,
+)
+from support.waiting import wait_until
+
+pytestmark = pytest.mark.own_install("installs the previous release and upgrades it")
+
+HELM = os.environ.get("HELM", "helm")
+PENDING_PODS = 10
+"""Annotated pods that only hold a Secret (Pending: no container runs), beside the example's."""
+NEW_STATE_FIELDS = ("revoked", "crl_number", "crl", "bundle_sequence")
+"""Fields of the CA state file (``state.json``) that the previous release does not write."""
+
+
+def _previous_release() -> tuple[str, Path]:
+    """The previous release's tag and its source directory (chart, k8s/)."""
+    done = subprocess.run(
+        [str(ROOT / "tests" / "cluster" / "previous-release.sh"), "source"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.fail(done.stderr.strip())
+    tag, source = done.stdout.split()
+    return tag, Path(source)
+
+
+def _helm(*args: str) -> None:
+    log(f"{HELM} {' '.join(args)}")
+    subprocess.run([HELM, *args], check=True, cwd=ROOT, timeout=420)
+
+
+def _refuse_another_install() -> None:
+    if kubectl("get", "namespace", PRODUCT_NAMESPACE, "--ignore-not-found").strip():
+        pytest.fail(
+            f"namespace {PRODUCT_NAMESPACE} exists: this module installs the product itself and"
+            " cannot run beside another install (helm uninstall it first)"
+        )
+
+
+def _uninstall(namespaces: list[str]) -> None:
+    log("uninstalling the upgraded release")
+    subprocess.run(
+        [HELM, "uninstall", RELEASE, "-n", PRODUCT_NAMESPACE, "--wait", "--timeout", "3m"],
+        check=False,
+        timeout=240,
+    )
+    for namespace in [*namespaces, PRODUCT_NAMESPACE]:
+        kubectl(
+            "delete",
+            "namespace",
+            namespace,
+            "--ignore-not-found",
+            "--wait=true",
+            check=False,
+            timeout=240,
+        )
+
+
+def _with_images(manifest: Any, tag: str) -> Any:
+    """``manifest`` with every ``hello-mtls/*:<IMAGE_TAG>`` image at ``tag`` instead."""
+    return json.loads(json.dumps(manifest).replace(f':{IMAGE_TAG}"', f':{tag}"'))
+
+
+def _managed() -> dict[str, dict[str, Any]]:
+    """Every managed Secret of the cluster (``namespace/name``) → its serial, whether it holds
+    ``ca.crl``. The only install is this module's, so all are its."""
+    found = kubectl_json("get", "secrets", "-A", "-l", f"{LABEL_MANAGED}=true")["items"]
+    result = {}
+    for secret in found:
+        data = decode_data(secret)
+        inspection = inspect(data)
+        assert inspection.problem is None, (secret["metadata"]["name"], inspection.problem)
+        meta = secret["metadata"]
+        result[f"{meta['namespace']}/{meta['name']}"] = {
+            "serial": inspection.serial,
+            "crl": bool(data.get(CRL)),
+        }
+    return result
+
+
+def _roots(status: dict[str, Any]) -> tuple[list[str], str, str]:
+    return (
+        [root["fingerprint_sha256"] for root in status["roots"]],
+        status["bundle_sha256"],
+        status["signing"]["intermediate_fingerprint_sha256"],
+    )
+
+
+def test_helm_upgrade_from_the_previous_release_keeps_every_secret_and_fails_no_request() -> None:
+    tag, source = _previous_release()
+    _refuse_another_install()
+    load_images([*IMAGES, *(image.replace(f":{IMAGE_TAG}", f":{tag}") for image in IMAGES)])
+    apps = f"e2e-upgrade-{secrets.token_hex(3)}"
+    volume = provide_ca_volume()
+    try:
+        _helm(
+            "upgrade",
+            "--install",
+            RELEASE,
+            str(source / "charts" / "hello-mtls"),
+            "--namespace",
+            PRODUCT_NAMESPACE,
+            "--create-namespace",
+            "--set",
+            f"images.tag={tag}",
+            "--wait",
+            "--timeout",
+            "5m",
+        )
+        rollout("hello-mtls-operator", PRODUCT_NAMESPACE, timeout=300)
+        kubectl("create", "namespace", apps)
+        apply(_with_images(server(apps), tag), apps)
+        apply(
+            [_with_images(pending_pod(apps, f"p{i:03d}"), tag) for i in range(PENDING_PODS)], apps
+        )
+        rollout("hello", apps, timeout=240)
+        apply(_with_images(client_pod(apps, count=100_000, interval=0.5), tag), apps)
+        wait_until("the client's first answers", lambda: len(client_lines(apps)) >= 5, 180)
+        # The chart's own example pair in the product namespace, and this module's pods.
+        wanted = PENDING_PODS + 2 + 2
+        wait_until(f"{wanted} managed Secrets", lambda: len(_managed()) >= wanted, 180, 2)
+
+        before = _managed()
+        roots_before = _roots(ca_status())
+        old_state = ca_state_document()
+        assert old_state["format"] == 1
+        missing = [field for field in NEW_STATE_FIELDS if field not in old_state]
+        log(
+            f"{tag} installed: {len(before)} managed Secrets, {len(client_lines(apps))} requests"
+            f" so far; its CA state lacks {', '.join(missing) or 'nothing'}"
+        )
+
+        started = time.monotonic()
+        _helm(
+            "upgrade",
+            RELEASE,
+            str(ROOT / "charts" / "hello-mtls"),
+            "--namespace",
+            PRODUCT_NAMESPACE,
+            "--reset-then-reuse-values",
+            "--set",
+            f"images.tag={IMAGE_TAG}",
+            "--wait",
+            "--timeout",
+            "5m",
+        )
+        for deployment in ("hello-mtls-ca", "hello-mtls-ca-signer", "hello-mtls-operator"):
+            rollout(deployment, PRODUCT_NAMESPACE, timeout=300)
+        log(
+            f"helm upgrade to the working tree's chart, images {IMAGE_TAG}:"
+            f" {time.monotonic() - started:.0f} s"
+        )
+
+        # The new operator has been through every Secret once it has given each the CA's CRL.
+        wait_until(
+            "every managed Secret to hold the new CA's ca.crl",
+            lambda: all(secret["crl"] for secret in _managed().values()),
+            240,
+            2,
+        )
+        after = _managed()
+        reissued = sorted(
+            k for k in before if after.get(k, {}).get("serial") != before[k]["serial"]
+        )
+        assert sorted(after) == sorted(before), (sorted(before), sorted(after))
+        assert reissued == [], f"{len(reissued)} of {len(before)} re-issued: {reissued}"
+
+        status = ca_status()
+        assert _roots(status) == roots_before
+        new_state = ca_state_document()
+        assert new_state["format"] == 1
+        assert all(field in new_state for field in NEW_STATE_FIELDS), sorted(new_state)
+        assert status["crl_number"] >= 1
+        assert [g["root"] for g in new_state["generations"]] == [
+            g["root"] for g in old_state["generations"]
+        ]
+
+        count = len(client_lines(apps))
+        wait_until(
+            "20 more requests after the upgrade",
+            lambda: len(client_lines(apps)) >= count + 20,
+            120,
+            5,
+        )
+        assert finished("client", apps) is None, "the client stopped"
+        lines = client_lines(apps)
+        failed = [line for line in lines if line.get("error")]
+        assert failed == [], f"{len(failed)} of {len(lines)} failed: {failed[:3]}"
+        log(
+            f"upgrade {tag} -> working tree: {len(lines)} requests, none failed; {len(after)}"
+            f" Secrets, none re-issued; roots and intermediate unchanged; CA state carried"
+            f" into {', '.join(missing) or 'the same fields'} (CRL number {status['crl_number']})"
+        )
+    except BaseException:
+        dump_namespace(PRODUCT_NAMESPACE)
+        dump_namespace(apps)
+        raise
+    finally:
+        _uninstall([apps])
+        if volume is not None:
+            remove_ca_volume(volume)

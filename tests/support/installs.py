@@ -1,0 +1,96 @@
+"""What an install of the product needs from the cluster besides the chart, for the shared install
+(tests/e2e/conftest.py) and the upgrade scenario's own: its images on the nodes, and the CA's
+state volume on a cluster that cannot provision one (the local cluster)."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from support.cluster_api import PRODUCT_NAMESPACE, ROOT, kubectl, kubectl_json, log
+
+CA_STATE_CLAIM = "hello-mtls-ca-state"
+LOCAL_VOLUME = "hello-mtls-e2e-ca-state"
+
+
+def load_images(images: list[str]) -> None:
+    """Make ``images`` available to the cluster's nodes with ``E2E_IMAGE_LOADER`` (conftest's
+    docstring); without it they are assumed to be there."""
+    loader = os.environ.get("E2E_IMAGE_LOADER")
+    if not loader:
+        return
+    log(f"loading images with {loader}")
+    subprocess.run([*shlex.split(loader), *images], check=True, cwd=ROOT, timeout=900)
+
+
+def provide_ca_volume() -> Path | None:
+    """A ``local`` PersistentVolume pre-bound to the CA's state claim, on a cluster that cannot
+    provision one; returns its directory (None: the cluster provisions volumes itself)."""
+    classes = kubectl_json("get", "storageclasses")["items"]
+    default = next(
+        (
+            c
+            for c in classes
+            if (c["metadata"].get("annotations") or {}).get(
+                "storageclass.kubernetes.io/is-default-class"
+            )
+            == "true"
+        ),
+        None,
+    )
+    if default is not None and default.get("provisioner") != "kubernetes.io/no-provisioner":
+        return None
+    root = os.environ.get("E2E_LOCAL_VOLUMES")
+    nodes = kubectl_json("get", "nodes")["items"]
+    if not root or len(nodes) != 1:
+        raise pytest.UsageError(
+            "the cluster provisions no volumes (no default StorageClass with a provisioner): "
+            "give it one, or set E2E_LOCAL_VOLUMES to a directory on its only node"
+        )
+    directory = Path(root) / f"ca-state-{secrets.token_hex(3)}"
+    directory.mkdir(parents=True)
+    hostname = nodes[0]["metadata"]["labels"]["kubernetes.io/hostname"]
+    volume = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolume",
+        "metadata": {"name": LOCAL_VOLUME},
+        "spec": {
+            "capacity": {"storage": "1Gi"},
+            "accessModes": ["ReadWriteOnce"],
+            "persistentVolumeReclaimPolicy": "Retain",
+            "storageClassName": default["metadata"]["name"] if default else "",
+            "claimRef": {"namespace": PRODUCT_NAMESPACE, "name": CA_STATE_CLAIM},
+            "local": {"path": str(directory)},
+            "nodeAffinity": {
+                "required": {
+                    "nodeSelectorTerms": [
+                        {
+                            "matchExpressions": [
+                                {
+                                    "key": "kubernetes.io/hostname",
+                                    "operator": "In",
+                                    "values": [hostname],
+                                }
+                            ]
+                        }
+                    ]
+                }
+            },
+        },
+    }
+    log(f"the cluster provisions no volumes: local PersistentVolume {LOCAL_VOLUME} at {directory}")
+    kubectl("delete", "pv", LOCAL_VOLUME, "--ignore-not-found", "--wait=true", timeout=120)
+    kubectl("create", "-f", "-", stdin=json.dumps(volume))
+    return directory
+
+
+def remove_ca_volume(directory: Path) -> None:
+    kubectl("delete", "pv", LOCAL_VOLUME, "--ignore-not-found", check=False, timeout=120)
+    shutil.rmtree(directory, ignore_errors=True)
