@@ -104,11 +104,16 @@ class Demo:
             return self.summary()
 
     def rotate_until_deadline(self) -> None:
+        """Re-issue every certificate each ``reissue_every`` seconds, with one root-rotation
+        step per re-issue after the first, until ``seconds`` have passed since the start and the
+        rotation is done (its last step and one re-issue after it): a slow machine sees the
+        whole rotation too, later."""
         cycle = 0
+        rotated = len(ROOT_ROTATION) + 2  # the cycle after the last step
         next_reissue = time.monotonic() + self.reissue_every
         deadline = self.started + self.seconds
-        while time.monotonic() < deadline:
-            time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+        while time.monotonic() < deadline or cycle < rotated:
+            time.sleep(min(0.2, max(0.0, next_reissue - time.monotonic())))
             if any(p.poll() is not None for p in self.processes):
                 self.say("demo", "a process exited early; stopping")
                 return
@@ -262,7 +267,8 @@ def main() -> int:
         "--seconds",
         type=float,
         default=float(os.environ.get("DEMO_SECONDS", 120)),
-        help="how long to run (env DEMO_SECONDS; default %(default)s)",
+        help="how long to run at least; it also runs until the root rotation is done"
+        " (env DEMO_SECONDS; default %(default)s)",
     )
     parser.add_argument(
         "--reissue-every",

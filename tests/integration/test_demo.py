@@ -1,5 +1,5 @@
-"""``make demo`` in fast motion: re-issues every 2 s, so the full root rotation fits in 15 s
-(11 s on an idle machine)."""
+"""``make demo`` in fast motion: re-issues every 2 s, so the full root rotation takes about 11 s
+on an idle machine; on a loaded one the demo runs on until the rotation is done."""
 
 import re
 import subprocess
@@ -11,7 +11,7 @@ DEMO = Path(__file__).parents[2] / "demo" / "hello_demo.py"
 
 def test_demo_rotates_everything_without_a_failed_request(tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, str(DEMO), "--seconds=15", "--reissue-every=2", f"--workdir={tmp_path}"],
+        [sys.executable, str(DEMO), "--seconds=10", "--reissue-every=2", f"--workdir={tmp_path}"],
         capture_output=True,
         text=True,
         timeout=120,
