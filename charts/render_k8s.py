@@ -25,10 +25,12 @@ FILES = {
     "10-ca.yaml": (
         "The CA service: ServiceAccount, a Role limited to the operator's provisioner Secret, the\n"
         "state volume claim only the CA mounts, the Service hello-mtls-ca (443 -> 8443 read-only,\n"
-        "8444 signing), the NetworkPolicy (8444 for the operator only) and the Deployment.",
+        "8444 signing), the NetworkPolicy (8444 for the operator only), the Deployment, and\n"
+        "the Role hello-mtls-ca-admin an admin is bound to for hello-mtls revoke/rotate-root.",
         [
             "ca-serviceaccount.yaml",
             "ca-rbac.yaml",
+            "ca-admin-rbac.yaml",
             "ca-persistentvolumeclaim.yaml",
             "ca-service.yaml",
             "ca-networkpolicy.yaml",

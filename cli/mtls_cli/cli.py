@@ -1,7 +1,9 @@
-"""``hello-mtls`` (also ``kubectl hello-mtls``): ``check``, ``status`` and ``renew``.
+"""``hello-mtls`` (also ``kubectl hello-mtls``): ``check``, ``status``, ``renew``, ``revoke`` and
+``rotate-root``.
 
 Exit status: 0 when everything checked is fine (``check``) or the command did what it said,
-1 when a check failed or the command could not, 2 for a bad command line.
+1 when a check failed or the command could not, 2 for a bad command line (also one the CA's
+``hello-mtls-ca`` refused as such).
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ import json
 import sys
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, TextIO
 
-from mtls_cli import checks, identities
+from mtls_cli import ca_admin, checks, identities
 from mtls_cli.ca_status import CAReport, read_ca
 from mtls_cli.cluster import CA_DEPLOYMENT, Api, ApiError, KubeApi, ca_connect
 from mtls_cli.times import left_of, parse_time
@@ -52,6 +55,9 @@ def main(
     except ApiError as error:
         print(f"hello-mtls: {error}", file=sys.stderr)
         return 1
+    except ca_admin.CARefusal as error:
+        print(f"hello-mtls: the CA refused: {error}", file=sys.stderr)
+        return 2 if error.status == 2 else 1
     finally:
         close = getattr(client, "close", None)
         if close is not None:
@@ -60,7 +66,8 @@ def main(
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="hello-mtls", description="Check, show and renew what hello-mtls installed."
+        prog="hello-mtls",
+        description="Check, show, renew and revoke what hello-mtls installed; rotate its root.",
     )
     parser.add_argument("--context", help="the kubeconfig context (default: the current one)")
     parser.add_argument(
@@ -81,6 +88,32 @@ def _parser() -> argparse.ArgumentParser:
         "--no-wait", action="store_true", help="return once asked, not once re-issued"
     )
     renew.set_defaults(run=_renew)
+    revoke = commands.add_parser(
+        "revoke",
+        help="revoke certificates in the CA's pod (pods/exec): every server refuses them",
+    )
+    which = revoke.add_mutually_exclusive_group(required=True)
+    which.add_argument("--serial", help="the certificate of this serial (hex, as the CA prints)")
+    which.add_argument(
+        "--identity", help="every certificate carrying this DNS name, IP address or SPIFFE ID"
+    )
+    which.add_argument("--namespace", help="every certificate of a workload of this namespace")
+    which.add_argument(
+        "--cert",
+        type=Path,
+        help="this certificate (a PEM or DER file here, or a certificate directory's tls.crt):"
+        " also one signed by a CA signer pod",
+    )
+    revoke.add_argument(
+        "--reason", default="unspecified", help="RFC 5280 reason, e.g. keyCompromise"
+    )
+    revoke.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    revoke.set_defaults(run=_revoke)
+    rotate = commands.add_parser(
+        "rotate-root",
+        help="start a root rotation in the CA's pod (pods/exec); the operator finishes it",
+    )
+    rotate.set_defaults(run=_rotate_root)
     return parser
 
 
@@ -166,6 +199,49 @@ def _renew(args: argparse.Namespace, api: Api, _read: checks.ReadCA, out: TextIO
         file=sys.stderr,
     )
     return 1
+
+
+def _revoke(args: argparse.Namespace, api: Api, _read: checks.ReadCA, out: TextIO) -> int:
+    stdin = None
+    if args.cert is not None:
+        try:
+            stdin = ca_admin.cert_bytes(args.cert)
+        except ValueError as error:
+            print(f"hello-mtls: {error}", file=sys.stderr)
+            return 1
+    command = ca_admin.revoke_arguments(
+        serial=args.serial,
+        identity=args.identity,
+        namespace=args.namespace,
+        cert=stdin is not None,
+        reason=args.reason,
+    )
+    answer = ca_admin.ca_command(api, args.install_namespace, "revoke", command, stdin)
+    if args.output == "json":
+        json.dump(answer, out, indent=2)
+        print(file=out)
+        return 0
+    for entry in answer.get("revoked") or []:
+        identity = entry.get("identity") or "?"
+        print(f"revoked serial {entry['serial']} ({identity}): {entry['reason']}", file=out)
+    print(
+        f"CRL number {answer.get('crl_number')}: servers refuse it once their ca.crl has it;"
+        " the operator re-issues a Secret's certificate at once (a pod-certificate pod: delete"
+        " it for a new one)",
+        file=out,
+    )
+    return 0
+
+
+def _rotate_root(args: argparse.Namespace, api: Api, _read: checks.ReadCA, out: TextIO) -> int:
+    namespace = args.install_namespace
+    status = ca_admin.ca_command(api, namespace, "rotate-root", ["--from", "idle"])
+    print(
+        f"root rotation started: phase {status.get('phase')}; the operator takes the next"
+        " steps (follow them with hello-mtls status)",
+        file=out,
+    )
+    return 0
 
 
 def _print_identities(found: list[identities.Identity], out: TextIO) -> None:

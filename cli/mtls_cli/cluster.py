@@ -6,23 +6,35 @@ from __future__ import annotations
 
 import json
 import socket
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
-__all__ = ["Api", "ApiError", "KubeApi", "ca_connect"]
+__all__ = ["Api", "ApiError", "Executed", "KubeApi", "ca_connect", "ca_pod"]
 
 CA_DEPLOYMENT = "hello-mtls-ca"
 """The root holder: the CA whose ``GET /status`` names every root and the rotation phase."""
 CA_READ_ONLY_PORT = 8443
 _TIMEOUT = 15
+EXEC_TIMEOUT = 120
+"""Seconds a command run in a pod (`Api.exec`) may take."""
 
 
 class ApiError(Exception):
     """The API server refused or could not answer (the message says which call and why)."""
 
 
+@dataclass(frozen=True)
+class Executed:
+    """What a command run in a pod said, and its exit status."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
 class Api(Protocol):
-    """The reads and the one write of the CLI, by API path."""
+    """The reads and the writes of the CLI, by API path."""
 
     def get(self, path: str, **query: str) -> dict[str, Any] | None:
         """``GET path`` (a list when the path names a collection); None when it is 404."""
@@ -33,9 +45,14 @@ class Api(Protocol):
     def connect(self, namespace: str, pod: str, port: int) -> socket.socket:
         """A connection to ``port`` of ``pod`` (a port-forward through the API server)."""
 
+    def exec(
+        self, namespace: str, pod: str, command: Sequence[str], stdin: bytes | None = None
+    ) -> Executed:
+        """Run ``command`` in the first container of ``pod`` (``pods/exec``), with ``stdin``."""
 
-def ca_connect(api: Api, namespace: str) -> tuple[str, socket.socket]:
-    """A connection to the read-only port of a ready pod of the CA's Deployment, and its name.
+
+def ca_pod(api: Api, namespace: str) -> str:
+    """The name of a ready pod of the CA's Deployment (the root holder).
 
     Raises:
         ApiError: no such Deployment, or none of its pods is ready.
@@ -49,9 +66,18 @@ def ca_connect(api: Api, namespace: str) -> tuple[str, socket.socket]:
     for pod in pods.get("items") or []:
         conditions = (pod.get("status") or {}).get("conditions") or []
         if any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions):
-            name = pod["metadata"]["name"]
-            return name, api.connect(namespace, name, CA_READ_ONLY_PORT)
+            return str(pod["metadata"]["name"])
     raise ApiError(f"no ready pod of Deployment {namespace}/{CA_DEPLOYMENT}")
+
+
+def ca_connect(api: Api, namespace: str) -> tuple[str, socket.socket]:
+    """A connection to the read-only port of a ready pod of the CA's Deployment, and its name.
+
+    Raises:
+        ApiError: no such Deployment, or none of its pods is ready.
+    """
+    name = ca_pod(api, namespace)
+    return name, api.connect(namespace, name, CA_READ_ONLY_PORT)
 
 
 class KubeApi:
@@ -93,6 +119,36 @@ class KubeApi:
         connection = cast(socket.socket, forward.socket(port))
         connection.setblocking(True)
         return connection
+
+    def exec(
+        self, namespace: str, pod: str, command: Sequence[str], stdin: bytes | None = None
+    ) -> Executed:
+        import kubernetes
+        from kubernetes.stream import stream
+
+        try:
+            session = stream(
+                self._core.connect_get_namespaced_pod_exec,
+                pod,
+                namespace,
+                command=list(command),
+                stdin=stdin is not None,
+                stdout=True,
+                stderr=True,
+                tty=False,
+                _preload_content=False,
+            )
+            if stdin is not None:
+                session.write_stdin(stdin)
+                session.close_channel(0)  # end of input (the v5 exec protocol, Kubernetes 1.30+)
+            session.run_forever(timeout=EXEC_TIMEOUT)
+            if session.is_open():
+                session.close()
+                raise ApiError(f"exec in {namespace}/{pod}: no answer within {EXEC_TIMEOUT} s")
+            out, err = session.read_channel(1), session.read_channel(2)
+            return Executed(int(session.returncode), out, err)
+        except (kubernetes.client.ApiException, OSError, ValueError) as error:
+            raise ApiError(f"exec in {namespace}/{pod}: {error}") from None
 
     def close(self) -> None:
         for forward in self._forwards:

@@ -129,15 +129,18 @@ def _revoke(args: argparse.Namespace) -> int:
 
 
 def _record_of_file(state: State, path: Path) -> revocation.IssuedRecord:
-    chain = inspector.load(path)
-    leaf = chain.certificates[0]
+    if str(path) == "-":  # `hello-mtls revoke --cert` sends the PEM through kubectl exec
+        leaf = inspector.parse_certificates(sys.stdin.buffer.read(), "standard input")[0]
+    else:
+        leaf = inspector.load(path).certificates[0]
     for ca in state.generations:
         try:
             leaf.verify_directly_issued_by(ca.intermediate)
         except (ValueError, TypeError, InvalidSignature):
             continue
         return revocation.record_for(leaf, ca.intermediate)
-    raise ValueError(f"{path} was not issued by an intermediate of this CA")
+    where = "the certificate on standard input" if str(path) == "-" else str(path)
+    raise ValueError(f"{where} was not issued by an intermediate of this CA")
 
 
 def _crl(args: argparse.Namespace) -> int:
@@ -711,8 +714,8 @@ def _parser() -> argparse.ArgumentParser:
     which.add_argument(
         "--cert",
         type=Path,
-        help="this certificate (PEM or DER file, or a certificate directory): also one the "
-        "index does not know",
+        help="this certificate (PEM or DER file, a certificate directory, or - for standard "
+        "input): also one the index does not know",
     )
     rev.add_argument(
         "--reason",

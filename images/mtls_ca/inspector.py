@@ -44,6 +44,7 @@ __all__ = [
     "fetch",
     "inspect",
     "load",
+    "parse_certificates",
     "parse_target",
     "read_bundle",
     "render",
@@ -334,16 +335,20 @@ def _revocation(
 
 
 def _read_pem(path: Path) -> list[x509.Certificate]:
-    data = path.read_bytes()
+    return parse_certificates(path.read_bytes(), str(path))
+
+
+def parse_certificates(data: bytes, source: str) -> list[x509.Certificate]:
+    """The certificates of PEM or DER ``data`` (``source`` names it in errors)."""
     try:
         certificates = x509.load_pem_x509_certificates(data)
     except x509.InvalidVersion as e:
-        raise ValueError(f"{path} holds a certificate of no known version ({e})") from None
+        raise ValueError(f"{source} holds a certificate of no known version ({e})") from None
     except ValueError:
         try:
             return [x509.load_der_x509_certificate(data)]
         except (ValueError, x509.InvalidVersion):
-            raise ValueError(f"{path} holds no PEM or DER certificate") from None
+            raise ValueError(f"{source} holds no PEM or DER certificate") from None
     return certificates
 
 

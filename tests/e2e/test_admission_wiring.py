@@ -191,6 +191,13 @@ def _pod_certificate_volume(signer: str, lifetime: int) -> dict[str, Any]:
                         "items": [{"key": "tls-policy.json", "path": "tls-policy.json"}],
                     }
                 },
+                {
+                    "configMap": {
+                        "name": "hello-mtls-tls-policy",
+                        "optional": True,
+                        "items": [{"key": "ca.crl", "path": "ca.crl"}],
+                    }
+                },
             ],
             "defaultMode": 420,
         },

@@ -175,6 +175,32 @@ def test_the_cli_revokes_a_certificate_the_index_does_not_know(tmp_path: Path) -
     assert load_crls(crl)[0].get_revoked_certificate_by_serial_number(leaf.serial_number)
 
 
+def test_the_cli_revokes_the_certificate_on_its_standard_input(tmp_path: Path) -> None:
+    """``--cert -``: how ``hello-mtls revoke --cert`` hands a local file to the CA's pod."""
+    state = str(tmp_path / "state")
+    cli("init", "--state", state)
+    cli("issue", "--state", state, "--name", "b.demo", "--out", str(tmp_path / "b"))
+    pem = (tmp_path / "b" / layout.CERT).read_bytes()
+    done = subprocess.run(
+        [*CLI, "revoke", "--state", state, "--cert", "-", "--reason", "keyCompromise"],
+        input=pem,
+        capture_output=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    leaf = x509.load_pem_x509_certificates(pem)[0]
+    assert json.loads(done.stdout)["revoked"][0]["serial"] == f"{leaf.serial_number:x}"
+    stranger = subprocess.run(
+        [*CLI, "revoke", "--state", state, "--cert", "-"],
+        input=b"not a certificate",
+        capture_output=True,
+        text=False,
+        check=False,
+    )
+    assert stranger.returncode == 1
+    assert b"standard input holds no PEM or DER certificate" in stranger.stderr
+
+
 def test_a_signer_refuses_the_revoked_key_and_serves_the_new_crl(tmp_path: Path) -> None:
     # The revocation list and the CRLs travel in the signing material: what the signer pods
     # (ca.signers.replicas) must refuse and serve follows the root holder's within a fetch.

@@ -7,10 +7,10 @@ from __future__ import annotations
 import copy
 import datetime
 import socket
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from mtls_cli.cluster import ApiError
+from mtls_cli.cluster import ApiError, Executed
 
 NS = "hello-mtls"
 NOW = datetime.datetime(2026, 12, 7, 10, 0, tzinfo=datetime.UTC)
@@ -29,6 +29,9 @@ class Paths:
         self.objects: dict[str, dict[str, Any]] = {}
         self.patches: list[tuple[str, dict[str, Any]]] = []
         self.failing: set[str] = set()
+        self.execs: list[tuple[str, str, list[str], bytes | None]] = []
+        self.answer = Executed(0, "{}", "")
+        """What every `exec` answers."""
 
     def put(self, path: str, body: dict[str, Any]) -> None:
         self.objects[path] = body
@@ -54,6 +57,12 @@ class Paths:
 
     def connect(self, namespace: str, pod: str, port: int) -> socket.socket:
         raise OSError(f"no port-forward in unit tests ({namespace}/{pod}:{port})")
+
+    def exec(
+        self, namespace: str, pod: str, command: Sequence[str], stdin: bytes | None = None
+    ) -> Executed:
+        self.execs.append((namespace, pod, list(command), stdin))
+        return self.answer
 
 
 def _is_collection(path: str) -> bool:

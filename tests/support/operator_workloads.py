@@ -179,10 +179,12 @@ def client_pod(
     duration: str | None = None,
     library: str = "requests",
     mode: str = SECRET_MODE,
+    name: str = "client",
 ) -> dict[str, Any]:
-    """Pod ``client``: ``count`` requests to the server with ``library``
-    (``hello-mtls-client --library``; certificate in ``mode``), then exit 1 if any failed."""
-    annotations = _annotations(f"client.{namespace}.svc", duration=duration, mode=mode)
+    """Pod ``name`` (identity ``<name>.<namespace>.svc``): ``count`` requests to the server with
+    ``library`` (``hello-mtls-client --library``; certificate in ``mode``), then exit 1 if any
+    failed."""
+    annotations = _annotations(f"{name}.{namespace}.svc", duration=duration, mode=mode)
     command = [
         "hello-mtls-client",
         f"--library={library}",
@@ -191,7 +193,7 @@ def client_pod(
         f"--count={count}",
         f"--interval={interval}",
     ]
-    client = pod("client", annotations=annotations, secret=_secret("client", mode), command=command)
+    client = pod(name, annotations=annotations, secret=_secret(name, mode), command=command)
     # The scenario is about renewal, not about how fast kube-proxy programs a new Service: the
     # first request waits (at most 2 minutes) until the Service accepts TCP connections.
     wait = (
@@ -252,9 +254,9 @@ def finished(name: str, namespace: str) -> str | None:
     return current if current in {"Succeeded", "Failed"} else None
 
 
-def client_lines(namespace: str) -> list[dict[str, Any]]:
-    """The JSON lines the client pod logged."""
-    out = kubectl("-n", namespace, "logs", "client", timeout=120)
+def client_lines(namespace: str, name: str = "client") -> list[dict[str, Any]]:
+    """The JSON lines the client pod ``name`` logged (so far, while it runs)."""
+    out = kubectl("-n", namespace, "logs", name, timeout=120)
     return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
 
 

@@ -31,6 +31,14 @@ def test_the_defaults_render_the_policies_and_no_optional_part() -> None:
         ("Service", "hello-mtls-ca-root"),
     ]:
         chart.get(kind, name)
+    # The admin credential of `hello-mtls revoke` and `rotate-root`: exec in the CA's pod only.
+    admin = chart.get("Role", "hello-mtls-ca-admin")
+    assert {(tuple(r["resources"]), tuple(sorted(r["verbs"]))) for r in admin["rules"]} == {
+        (("deployments",), ("get",)),
+        (("pods",), ("list",)),
+        (("pods/exec",), ("create", "get")),
+    }
+    assert chart.find("RoleBinding", "hello-mtls-ca-admin") is None
     for kind, name in [
         POD_CERTIFICATE_ROLE,
         ("PrometheusRule", "hello-mtls"),
@@ -92,6 +100,9 @@ def test_pod_certificates_on_for_one_signer_name() -> None:
     assert "intermediateWritten" in variables
     wiring = json.dumps(chart.get("MutatingAdmissionPolicy", "hello-mtls-wiring"))
     assert "signerName: 'example.com/pods'" in wiring
+    # The CRL beside the TLS policy, optional: a CA without one leaves the key out.
+    assert "name: 'hello-mtls-tls-policy', optional: true" in wiring
+    assert "key: 'ca.crl', path: 'ca.crl'" in wiring
     writes = json.dumps(chart.get("ValidatingAdmissionPolicy", "hello-mtls-operator"))
     assert "hello-mtls.dev/intermediate-sha256" in writes
 
