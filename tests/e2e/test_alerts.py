@@ -316,7 +316,9 @@ def setup(
                 stack.enter_context(
                     port_forward(PRODUCT_NAMESPACE, name, 9090, work / f"port-forward-{name}.log")
                 )
-                for name in (p["metadata"]["name"] for p in pods)
+                for name in (
+                    p["metadata"]["name"] for p in pods if p["status"].get("phase") == "Running"
+                )
             ]
             targets = work / "targets.json"
             discover(namespace, targets)
