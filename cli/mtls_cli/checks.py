@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from mtls_cli import events
+from mtls_cli import events, network_probe
 from mtls_cli.ca_status import CAReport
 from mtls_cli.cluster import CA_DEPLOYMENT, Api, ApiError
 from mtls_cli.times import ago, left_of, parse_time
@@ -44,17 +44,21 @@ class Check:
     fix: str = ""
 
 
-def run_checks(api: Api, namespace: str, read_ca: ReadCA, now: datetime.datetime) -> list[Check]:
+def run_checks(
+    api: Api, namespace: str, read_ca: ReadCA, now: datetime.datetime, *, probe: bool = True
+) -> list[Check]:
     """Every check, in the order a user fixes them: the API, the policies, the workloads, the CA,
-    the network policies, issuance. A check whose read fails is failed with the API's message."""
+    the network policies (with ``probe``, enforced: `network_probe`), issuance. A check whose
+    read fails is failed with the API's message."""
     found: list[Check] = []
+    network = (_network_policies, _network_probe) if probe else (_network_policies,)
     for part in (
         _api_server,
         _admission_policies,
         _workloads,
         _leader,
         _ca,
-        _network_policies,
+        *network,
         _issuance,
     ):
         try:
@@ -202,6 +206,11 @@ def _network_policies(
             "helm upgrade with --set networkPolicies.enabled=true (docs/security.md); the"
             " cluster's network plugin must enforce NetworkPolicies",
         )
+
+
+def _network_probe(api: Api, namespace: str, _r: ReadCA, _n: datetime.datetime) -> Iterator[Check]:
+    outcome = network_probe.probe(api, namespace)
+    yield Check(outcome.refused, f"NetworkPolicy enforced: {outcome.text}", outcome.fix)
 
 
 def _issuance(api: Api, _ns: str, _r: ReadCA, now: datetime.datetime) -> Iterator[Check]:

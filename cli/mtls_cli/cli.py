@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from mtls_cli import ca_admin, checks, identities
+from mtls_cli import ca_admin, checks, identities, reloads
 from mtls_cli.ca_status import CAReport, read_ca
 from mtls_cli.cluster import CA_DEPLOYMENT, Api, ApiError, KubeApi, ca_connect
 from mtls_cli.times import left_of, parse_time
@@ -77,10 +77,29 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
     check = commands.add_parser("check", help="check the install; exit status 1 if a check fails")
+    check.add_argument(
+        "--no-network-probe",
+        action="store_true",
+        help="do not start the short-lived pod that shows the CA's signing port is closed to"
+        " other pods (it needs the right to create pods in the install's namespace)",
+    )
     check.set_defaults(run=_check)
     status = commands.add_parser("status", help="every identity, the root rotation, the CA")
     status.add_argument("-n", "--namespace", help="only this namespace's identities")
     status.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    status.add_argument(
+        "--stale-after",
+        type=_seconds,
+        default=reloads.DEFAULT_GRACE.total_seconds(),
+        metavar="SECONDS",
+        help="a pod serving an older certificate than its Secret's for longer is stale"
+        f" (default {reloads.DEFAULT_GRACE.total_seconds():g})",
+    )
+    status.add_argument(
+        "--no-served",
+        action="store_true",
+        help="do not read what the pods serve (one port-forward per pod with prometheus.io/port)",
+    )
     status.set_defaults(run=_status)
     renew = commands.add_parser("renew", help="have the operator re-issue one Secret now")
     renew.add_argument("identity", metavar="NS/SECRET", help="e.g. shop/web-tls")
@@ -119,7 +138,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def _check(args: argparse.Namespace, api: Api, read: checks.ReadCA, out: TextIO) -> int:
     now = datetime.datetime.now(datetime.UTC)
-    found = checks.run_checks(api, args.install_namespace, read, now)
+    found = checks.run_checks(
+        api, args.install_namespace, read, now, probe=not args.no_network_probe
+    )
     for check in found:
         print(f"{'✓' if check.ok else '✗'} {check.text}", file=out)
         if not check.ok and check.fix:
@@ -133,7 +154,9 @@ def _status(args: argparse.Namespace, api: Api, read: checks.ReadCA, out: TextIO
     now = datetime.datetime.now(datetime.UTC)
     namespace = args.install_namespace
     operator = api.get(f"/apis/apps/v1/namespaces/{namespace}/deployments/{checks.OPERATOR}")
-    found = identities.identities(api, args.namespace, identities.renew_fraction(operator), now)
+    grace = None if args.no_served else datetime.timedelta(seconds=args.stale_after)
+    fraction = identities.renew_fraction(operator)
+    found = identities.identities(api, args.namespace, fraction, now, grace)
     ca: dict[str, Any]
     try:
         ca = dict(read(api, namespace).status)
@@ -245,7 +268,17 @@ def _rotate_root(args: argparse.Namespace, api: Api, _read: checks.ReadCA, out: 
 
 
 def _print_identities(found: list[identities.Identity], out: TextIO) -> None:
-    header = ("NAMESPACE", "NAME", "MODE", "SECRET", "PODS", "SERIAL", "NOT AFTER", "RENEWS")
+    header = (
+        "NAMESPACE",
+        "NAME",
+        "MODE",
+        "SECRET",
+        "PODS",
+        "SERIAL",
+        "NOT AFTER",
+        "RENEWS",
+        "SERVED",
+    )
     rows = [header] + [
         (
             i.namespace,
@@ -256,6 +289,7 @@ def _print_identities(found: list[identities.Identity], out: TextIO) -> None:
             i.serial[:16] or "-",
             i.not_after or "-",
             i.next_renewal or "-",
+            i.served_state or "-",
         )
         for i in found
     ]
@@ -266,6 +300,28 @@ def _print_identities(found: list[identities.Identity], out: TextIO) -> None:
         if identity.last_error:
             where = identity.secret or ",".join(identity.pods)
             print(f"! {identity.namespace}/{where}: {identity.last_error}", file=out)
+        if identity.served_state == reloads.STALE:
+            for process in identity.served:
+                if process.serial != identity.serial:
+                    print(
+                        f"! {identity.namespace}/{process.pod} (pid {process.pid},"
+                        f" {process.side} side) still uses serial {process.serial[:16]}, not"
+                        f" its Secret's {identity.serial[:16]}: it did not reload"
+                        " (docs/alerts.md#hellomtlsstalecertificate)",
+                        file=out,
+                    )
+        for error in identity.served_errors:
+            print(f"! {identity.namespace}/{error}", file=out)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number of seconds")
+    return value
 
 
 def _print_ca(ca: dict[str, Any], now: datetime.datetime, out: TextIO) -> None:

@@ -42,6 +42,12 @@ class Api(Protocol):
     def merge_patch(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
         """``PATCH path`` with a JSON merge patch."""
 
+    def create(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """``POST path`` (a collection): create ``body`` in it."""
+
+    def delete(self, path: str) -> None:
+        """``DELETE path``; nothing when it is already gone."""
+
     def connect(self, namespace: str, pod: str, port: int) -> socket.socket:
         """A connection to ``port`` of ``pod`` (a port-forward through the API server)."""
 
@@ -108,6 +114,16 @@ class KubeApi:
     def merge_patch(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
         content = "application/merge-patch+json"
         return cast(dict[str, Any], self._call("PATCH", path, body=body, content=content))
+
+    def create(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        return cast(dict[str, Any], self._call("POST", path, body=body))
+
+    def delete(self, path: str) -> None:
+        try:
+            self._call("DELETE", path, query={"gracePeriodSeconds": "0"})
+        except ApiError as error:
+            if not str(error).startswith("404 "):
+                raise
 
     def connect(self, namespace: str, pod: str, port: int) -> socket.socket:
         from kubernetes.stream import portforward

@@ -12,14 +12,15 @@ import base64
 import binascii
 import datetime
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
-from mtls_cli import events
+from mtls_cli import events, reloads
 from mtls_cli.cluster import Api
+from mtls_cli.times import parse_time
 from mtls_operator.claims import MODE, NAME, POD_CERTIFICATE, SECRET_MODE, secret_of
 from mtls_operator.marks import (
     ANNOTATION_BUNDLE,
@@ -46,15 +47,23 @@ class Identity:
     mode: str
     secret: str
     serial: str = ""
+    not_before: str = ""
     not_after: str = ""
     next_renewal: str = ""
     last_error: str = ""
+    served: tuple[reloads.Served, ...] = ()
+    """What the processes of its pods that export metrics serve (`mtls_cli.reloads`)."""
+    served_state: str = ""
+    """`reloads.CURRENT`, `RELOADING`, `STALE` or `UNKNOWN`; empty when no pod was read."""
+    served_errors: tuple[str, ...] = ()
     bundle_sha256: str = field(default="", repr=False)
     intermediate_sha256: str = field(default="", repr=False)
 
     def as_json(self) -> dict[str, Any]:
         document = asdict(self)
         document["pods"] = list(self.pods)
+        document["served"] = [asdict(s) for s in self.served]
+        document["served_errors"] = list(self.served_errors)
         return document
 
 
@@ -67,9 +76,17 @@ class Rotation:
 
 
 def identities(
-    api: Api, namespace: str | None, fraction: float, now: datetime.datetime
+    api: Api,
+    namespace: str | None,
+    fraction: float,
+    now: datetime.datetime,
+    grace: datetime.timedelta | None = None,
 ) -> list[Identity]:
-    """Every identity in ``namespace`` (None: every namespace), sorted by namespace and name."""
+    """Every identity in ``namespace`` (None: every namespace), sorted by namespace and name.
+
+    With ``grace``, the pods of each Secret that name their metrics port are read, and a
+    process that serves another serial than the Secret's after ``grace`` is `reloads.STALE`.
+    """
     scope = f"/api/v1/namespaces/{namespace}" if namespace else "/api/v1"
     pods = (api.get(f"{scope}/pods") or {}).get("items") or []
     secrets = (api.get(f"{scope}/secrets", labelSelector=f"{LABEL_MANAGED}=true") or {}).get(
@@ -106,17 +123,18 @@ def identities(
         error = next(
             (failures[(pod_namespace, n)] for n in names if (pod_namespace, n) in failures), ""
         )
-        found.append(
-            _secret_identity(
-                pod_namespace,
-                names,
-                members[0]["metadata"]["annotations"][NAME].strip(),
-                secret_name,
-                by_key.get((pod_namespace, secret_name)),
-                error,
-                fraction,
-            )
+        identity = _secret_identity(
+            pod_namespace,
+            names,
+            members[0]["metadata"]["annotations"][NAME].strip(),
+            secret_name,
+            by_key.get((pod_namespace, secret_name)),
+            error,
+            fraction,
         )
+        if grace is not None and identity.serial:
+            identity = _with_served(api, identity, members, now, grace)
+        found.append(identity)
     return sorted(found, key=lambda i: (i.namespace, i.name, i.secret, i.pods))
 
 
@@ -157,6 +175,24 @@ def renew_fraction(deployment: Mapping[str, Any] | None) -> float:
 _ENDED = ("Succeeded", "Failed")
 
 
+def _with_served(
+    api: Api,
+    identity: Identity,
+    pods: list[dict[str, Any]],
+    now: datetime.datetime,
+    grace: datetime.timedelta,
+) -> Identity:
+    found, errors = reloads.read_pods(api, identity.namespace, pods, identity.name)
+    if errors:
+        state = reloads.UNKNOWN
+    elif found:
+        issued = parse_time(identity.not_before)
+        state = reloads.compare(identity.serial, issued, found, now, grace)
+    else:
+        state = ""
+    return replace(identity, served=tuple(found), served_state=state, served_errors=tuple(errors))
+
+
 def _secret_identity(
     namespace: str,
     pods: tuple[str, ...],
@@ -171,12 +207,13 @@ def _secret_identity(
             namespace, pods, name, SECRET_MODE, secret_name, last_error=error or "no Secret yet"
         )
     annotations = secret["metadata"].get("annotations") or {}
-    next_renewal, intermediate = "", ""
+    next_renewal, intermediate, not_before = "", "", ""
     chain = _chain((secret.get("data") or {}).get("tls.crt", ""))
     if chain:
         leaf = chain[0]
         start, end = leaf.not_valid_before_utc, leaf.not_valid_after_utc
         next_renewal = _rfc3339(start + (end - start) * fraction)
+        not_before = _rfc3339(start)
         if len(chain) > 1:
             intermediate = chain[1].fingerprint(hashes.SHA256()).hex()
     return Identity(
@@ -186,6 +223,7 @@ def _secret_identity(
         mode=SECRET_MODE,
         secret=secret_name,
         serial=annotations.get(ANNOTATION_SERIAL, ""),
+        not_before=not_before,
         not_after=annotations.get(ANNOTATION_NOT_AFTER, ""),
         next_renewal=next_renewal,
         last_error=error,

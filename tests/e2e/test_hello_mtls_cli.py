@@ -1,7 +1,8 @@
 """The ``hello-mtls`` command on the installed product, run as a user runs it: the console
 script, and the same through kubectl's plugin lookup (``kubectl hello-mtls``).
 
-``check`` passes every check, ``status -o json`` lists a workload's identity with the serial its
+``check`` passes every check (its probe pod finds the CA's signing port closed to it, and is
+deleted), ``status -o json`` lists a workload's identity with the serial its
 Secret holds, and ``renew`` makes the operator issue a new serial into the same Secret.
 """
 
@@ -50,8 +51,14 @@ def test_kubectl_hello_mtls_check_passes_every_check(installed: str) -> None:
         "✓ an operator leader: hello-mtls-operator-",
         "✓ the CA serves a chain to its roots for hello-mtls-ca.hello-mtls.svc",
         "✓ NetworkPolicy hello-mtls-ca",
+        "✓ NetworkPolicy enforced: a pod without the operator's labels cannot reach"
+        " hello-mtls-ca.hello-mtls.svc:8444",
     ):
         assert any(line.startswith(expected) for line in lines), (expected, out)
+    probes = kubectl_json(
+        "get", "pods", "-n", installed, "-l", "app.kubernetes.io/name=hello-mtls-check-probe"
+    )["items"]
+    assert [p for p in probes if not p["metadata"].get("deletionTimestamp")] == []
 
 
 def status(namespace: str) -> dict[str, Any]:

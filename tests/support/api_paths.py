@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mtls_cli.cluster import ApiError, Executed
+from mtls_cli.network_probe import LABEL
 
 NS = "hello-mtls"
 NOW = datetime.datetime(2026, 12, 7, 10, 0, tzinfo=datetime.UTC)
@@ -32,6 +33,10 @@ class Paths:
         self.execs: list[tuple[str, str, list[str], bytes | None]] = []
         self.answer = Executed(0, "{}", "")
         """What every `exec` answers."""
+        self.deleted: list[str] = []
+        self.created: list[dict[str, Any]] = []
+        self.probe_exit: int | None = 0
+        """How the network probe pod ends (0: the signing port refused it); None: never."""
 
     def put(self, path: str, body: dict[str, Any]) -> None:
         self.objects[path] = body
@@ -54,6 +59,21 @@ class Paths:
         self.patches.append((path, dict(body)))
         _merge(self.objects[path], body)
         return copy.deepcopy(self.objects[path])
+
+    def create(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Stores ``body``; a pod of `mtls_cli.network_probe` has run to ``probe_exit``."""
+        stored = copy.deepcopy(dict(body))
+        labels = stored["metadata"].get("labels") or {}
+        if labels.get("app.kubernetes.io/name") == LABEL and self.probe_exit is not None:
+            terminated = {"exitCode": self.probe_exit}
+            stored["status"] = {"containerStatuses": [{"state": {"terminated": terminated}}]}
+        self.objects[f"{path}/{stored['metadata']['name']}"] = stored
+        self.created.append(stored)
+        return copy.deepcopy(stored)
+
+    def delete(self, path: str) -> None:
+        self.deleted.append(path)
+        self.objects.pop(path, None)
 
     def connect(self, namespace: str, pod: str, port: int) -> socket.socket:
         raise OSError(f"no port-forward in unit tests ({namespace}/{pod}:{port})")
@@ -111,7 +131,11 @@ def deployment(name: str, ready: int, replicas: int = 1, **env: str) -> dict[str
             "template": {
                 "spec": {
                     "containers": [
-                        {"name": name, "env": [{"name": k, "value": v} for k, v in env.items()]}
+                        {
+                            "name": name,
+                            "image": f"hello-mtls/{name.removeprefix('hello-mtls-')}:dev",
+                            "env": [{"name": k, "value": v} for k, v in env.items()],
+                        }
                     ]
                 }
             },

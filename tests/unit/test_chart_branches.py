@@ -9,7 +9,7 @@ import json
 
 import yaml
 
-from support.chart import CHART, Rendered, render
+from support.chart import CHART, Rendered, render, run_helm_template
 
 POD_CERTIFICATE_ROLE = ("ClusterRole", "hello-mtls-pod-certificate-signer")
 
@@ -186,6 +186,31 @@ def test_prometheus_rule_holds_the_alerts_with_the_runbook_url_and_labels() -> N
     assert [r["alert"] for r in rendered] == [r["alert"] for r in expected]
     for alert in rendered:
         assert alert["annotations"]["runbook_url"].startswith("https://wiki.example/alerts#")
+
+
+def test_prometheus_rule_for_durations_come_from_values() -> None:
+    chart = render(
+        "metrics.prometheusRule.enabled=true",
+        "metrics.prometheusRule.for.HelloMTLSCADown=10s",
+        "metrics.prometheusRule.for.HelloMTLSStaleCertificate=90s",
+    )
+    rule = chart.get("PrometheusRule", "hello-mtls")
+    durations = {r["alert"]: r["for"] for g in rule["spec"]["groups"] for r in g["rules"]}
+    alerts = yaml.safe_load((CHART / "files" / "alerts.yaml").read_text())
+    defaults = {r["alert"]: r["for"] for g in alerts["groups"] for r in g["rules"]}
+    assert durations == {
+        **defaults,
+        "HelloMTLSCADown": "10s",
+        "HelloMTLSStaleCertificate": "90s",
+    }
+
+
+def test_a_for_duration_of_no_alert_fails_the_render() -> None:
+    result = run_helm_template(
+        "metrics.prometheusRule.enabled=true", "metrics.prometheusRule.for.HelloMTLSCaDown=1m"
+    )
+    assert result.returncode != 0
+    assert '"HelloMTLSCaDown" is none of the chart\'s alerts' in result.stderr
 
 
 def test_dashboard_configmap_in_the_namespace_the_sidecar_watches() -> None:

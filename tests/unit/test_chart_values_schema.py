@@ -73,6 +73,10 @@ def test_values_yaml_passes() -> None:
         ("podCertificates.signerName=no-slash", "at '/podCertificates/signerName'"),
         ("ca.signers.replicas=-1", "at '/ca/signers/replicas'"),
         ("metrics.port=70000", "at '/metrics/port'"),
+        (
+            "metrics.prometheusRule.for.HelloMTLSCADown=soon",
+            "at '/metrics/prometheusRule/for/HelloMTLSCADown'",
+        ),
     ],
 )
 def test_helm_refuses_a_bad_value_with_its_own_error(value: str, error: str) -> None:

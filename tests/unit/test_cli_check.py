@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from mtls_cli import checks
+from mtls_cli import checks, network_probe
 from mtls_cli.ca_status import CAReport
 from mtls_cli.cli import main
 from mtls_cli.cluster import Api
@@ -215,3 +215,67 @@ def test_a_read_that_fails_fails_its_check_and_the_rest_go_on() -> None:
         "api server: 503 GET /version: the server is currently unable to handle the request"
     ]
     assert len(found) > 10
+
+
+def test_the_probe_pod_refused_at_the_signing_port_passes_and_is_deleted() -> None:
+    api = healthy_install()
+    found = run(api)
+    probe = next(c for c in found if c.text.startswith("NetworkPolicy enforced"))
+    assert probe.ok
+    assert probe.text == (
+        "NetworkPolicy enforced: a pod without the operator's labels cannot reach"
+        " hello-mtls-ca.hello-mtls.svc:8444"
+    )
+    (pod,) = api.created
+    name = pod["metadata"]["name"]
+    assert name.startswith("hello-mtls-check-probe-")
+    assert api.deleted == [f"/api/v1/namespaces/{NS}/pods/{name}"]
+    spec = pod["spec"]
+    assert spec["activeDeadlineSeconds"] == network_probe.DEADLINE_SECONDS
+    assert spec["automountServiceAccountToken"] is False
+    (container,) = spec["containers"]
+    assert container["image"] == "hello-mtls/ca:dev"  # the CA's own: nothing is pulled
+    assert container["imagePullPolicy"] == "IfNotPresent"
+    assert pod["metadata"]["labels"] == {"app.kubernetes.io/name": "hello-mtls-check-probe"}
+
+
+@pytest.mark.parametrize(
+    ("exit_code", "text", "fix"),
+    [
+        (1, "reaches hello-mtls-ca.hello-mtls.svc:8444", "does not enforce NetworkPolicies"),
+        (3, "cannot reach hello-mtls-ca.hello-mtls.svc:443, so it cannot tell", "endpointslices"),
+        (137, "the probe pod failed (exit status 137)", "its log"),
+    ],
+)
+def test_a_probe_that_is_not_refused_fails_with_its_fix(
+    exit_code: int, text: str, fix: str
+) -> None:
+    api = healthy_install()
+    api.probe_exit = exit_code
+    probe = next(c for c in run(api) if c.text.startswith("NetworkPolicy enforced"))
+    assert not probe.ok and text in probe.text and fix in probe.fix
+    assert len(api.deleted) == 1
+
+
+def test_a_probe_pod_that_never_ends_fails_at_its_deadline_and_is_deleted() -> None:
+    api = healthy_install()
+    api.probe_exit = None
+    ticks = iter(range(0, 1000, 10))
+    outcome = network_probe.probe(api, NS, sleep=lambda _: None, clock=lambda: next(ticks))
+    assert not outcome.refused
+    assert f"did not finish within {network_probe.DEADLINE_SECONDS} s" in outcome.text
+    assert len(api.deleted) == 1
+
+
+def test_no_network_probe_starts_no_pod() -> None:
+    now = datetime.datetime.now(datetime.UTC)  # main reads the real clock
+    api = healthy_install(now)
+    out = io.StringIO()
+    code = main(
+        ["check", "--no-network-probe"],
+        api=lambda _: api,
+        read=lambda *_: ca_report(now=now),
+        out=out,
+    )
+    assert code == 0
+    assert api.created == [] and "NetworkPolicy enforced" not in out.getvalue()

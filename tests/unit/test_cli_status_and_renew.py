@@ -153,6 +153,7 @@ def test_status_of_one_namespace_in_text() -> None:
         "NOT",
         "AFTER",
         "RENEWS",
+        "SERVED",
     ]
     assert lines[1].split()[:5] == ["shop", "api.shop.svc", "secret", "api-tls", "api-1"]
     assert lines[2].split()[:5] == ["shop", "web.shop.svc", "secret", "web-tls", "web-1,web-2"]
