@@ -1,7 +1,8 @@
 """The CA's HTTPS API, called with the operator's provisioner credential.
 
 ``GET /crl`` is read again whenever the CA's ``crl_number`` moves (a revocation, the daily
-re-signing), so every Secret gets the CA's current ``ca.crl``.
+re-signing), so every Secret gets the CA's current ``ca.crl``; with CA signer pods, from the root
+holder when its CRLs are newer than the signers' (`CAClient._root_crl_number`).
 
 The credential is a certificate directory the CA keeps fresh in a Secret the operator mounts;
 `mtls_context.requests_adapter.session` reloads it when the kubelet swaps the files, and trusts
@@ -68,15 +69,34 @@ class CAClient:
         wanted = str(status.get("bundle_sha256", ""))
         if self._roots is None or self._roots[0] != wanted:
             self._roots = (wanted, self._raw("GET", "/roots").content)
-        number = status.get("crl_number")
+        number, base = status.get("crl_number"), self._url
+        newer = self._root_crl_number()
+        if newer is not None and (not isinstance(number, int) or newer > number):
+            number, base = newer, self._root_url
+        held = self._crl[0] if self._crl is not None else None
+        if isinstance(held, int) and isinstance(number, int) and number < held:
+            number = held  # the root holder away again: keep its newer CRLs, never go back
         if self._crl is None or self._crl[0] != number:
-            crl = self._raw("GET", "/crl").content if number is not None else b""
+            crl = self._raw("GET", "/crl", base=base).content if number is not None else b""
             self._crl = (number, crl)
         try:
             return view_from_status(status, self._roots[1], self._crl[1])
         except ValueError as error:
             self._roots = self._crl = None
             raise CAUnavailable(str(error)) from None
+
+    def _root_crl_number(self) -> int | None:
+        """With CA signer pods, the root holder's ``crl_number``: a revocation reaches its CRLs
+        at once and the signers' only at their next material fetch (30 s), so its CRLs, when
+        newer, go into the Secrets without that wait. None without signers, or when the root
+        holder does not answer (the signers' CRLs then serve)."""
+        if self._root_url == self._url:
+            return None
+        try:
+            number = self._call("GET", "/status", base=self._root_url).get("crl_number")
+        except (CAUnavailable, CARefused):
+            return None
+        return number if isinstance(number, int) and not isinstance(number, bool) else None
 
     def rotate_root(self, from_phase: str) -> None:
         """Advance the root rotation one step from ``from_phase``; a 409 (already moved) is fine."""

@@ -480,3 +480,38 @@ def test_the_operator_rotates_through_the_root_holder_and_reads_a_signer(
     # A provisioner may not start a rotation: the root holder says so (a signer would say 404).
     with pytest.raises(CARefused, match="HTTP 403: client .* may not start a root rotation"):
         ca.rotate_root("idle")
+
+
+def test_the_operator_takes_a_new_crl_from_the_root_holder_before_the_signers_have_it(
+    pki: Path, root_holder: RootHolder, operator: requests.Session
+) -> None:
+    # A signer that fetched its material once and will not again for an hour.
+    slow = start_signer(pki, root_holder, "slow-signer", "signer-token", "3600")
+    try:
+        answer = operator.post(
+            f"{root_holder.service.url}/sign",
+            json={
+                "csr": csr_pem(ec.generate_private_key(ec.SECP256R1())),
+                "names": ["crl.demo"],
+                "namespace": "demo",
+            },
+            timeout=10,
+        )
+        assert answer.status_code == 200, answer.text
+        serial = answer.json()["serial"]
+        ca = CAClient(slow.url, pki / "prov", root_url=root_holder.service.url)
+        assert serial not in ca.status().revoked_serials
+        revoked = credential_session(pki, "alice").post(
+            f"{root_holder.service.url}/revoke", json={"serial": serial}, timeout=10
+        )
+        assert revoked.status_code == 200, revoked.text
+        reader = credential_session(pki, None)
+        assert not lists(reader, slow, {serial})  # the signer serves the old CRLs still
+        assert serial in ca.status().revoked_serials
+        root_holder.kill()  # away: the newer CRLs are kept, not the signer's older ones
+        try:
+            assert serial in ca.status().revoked_serials
+        finally:
+            root_holder.restart()
+    finally:
+        slow.stop()
