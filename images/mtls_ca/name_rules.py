@@ -456,6 +456,8 @@ def _one_label_before(name: str, suffix: str) -> bool:
 
 def is_ip_address(name: str) -> bool:
     """Whether ``name`` is an IPv4 or IPv6 address rather than a DNS name."""
+    if ":" not in name and not name[-1:].isdigit():
+        return False  # neither IPv6 nor dotted IPv4: most names, without an exception raised
     try:
         ipaddress.ip_address(name)
     except ValueError:
