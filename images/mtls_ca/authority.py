@@ -91,11 +91,11 @@ class Issued:
     uris: tuple[str, ...]
     issuer: str
 
-    @property
+    @cached_property  # each call of the certificate's getter builds its value anew
     def serial(self) -> int:
         return self.certificate.serial_number
 
-    @property
+    @cached_property
     def not_after(self) -> datetime.datetime:
         return self.certificate.not_valid_after_utc
 

@@ -78,6 +78,7 @@ __all__ = [
     "parse_allowed_ips",
     "parse_duration",
     "parse_extra_allowed",
+    "preload",
     "provisioner_id",
     "role_of",
     "spiffe_id",
@@ -442,6 +443,12 @@ def _check_namespace(namespace: str) -> None:
 @functools.cache
 def _suffix_list() -> PublicSuffixList:
     return PublicSuffixList()  # parses the list shipped in the package (about 80 ms, once)
+
+
+def preload() -> None:
+    """Parse the public suffix list the rules read now (about 80 ms of CPU), not in the first
+    request that needs it: a server calls this before it forks its workers, which then share it."""
+    _suffix_list()
 
 
 def _public_suffix(name: str) -> str | None:
