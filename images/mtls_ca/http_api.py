@@ -1,4 +1,5 @@
-"""The CA's HTTPS API as a Flask app (served by gunicorn, see `mtls_ca.gunicorn_app`).
+"""The CA's HTTPS API as a Flask app (served by gunicorn, see `mtls_ca.gunicorn_app`), whose
+``POST /sign`` skips Flask's request cycle (`_SignFirst`).
 
 Read-only endpoints need TLS but no client certificate. ``POST /sign`` and ``POST /rotate-root``
 need a client certificate that chains to this CA (the TLS layer checks that) and carries a

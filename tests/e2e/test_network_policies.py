@@ -10,6 +10,7 @@ or their enforcement are missing.
 from __future__ import annotations
 
 import subprocess
+from typing import Any
 
 from support.cluster_api import PRODUCT_NAMESPACE, apply, kubectl, kubectl_json
 from support.operator_workloads import operator_pods
@@ -69,14 +70,29 @@ def outsider(namespace: str) -> None:
     )
 
 
-def pod_addresses(label: str) -> list[str]:
-    """The pod IPs of the product's pods with ``label`` that are not being deleted."""
-    pods = kubectl_json("get", "pods", "-n", PRODUCT_NAMESPACE, "-l", label)["items"]
+def pod_addresses(label: str, *, ready: bool = False) -> list[str]:
+    """The pod IPs of the product's pods with ``label`` that are not being deleted (and are
+    Ready, if asked)."""
+    items = kubectl_json("get", "pods", "-n", PRODUCT_NAMESPACE, "-l", label)["items"]
     return [
-        pod["status"]["podIP"]
-        for pod in pods
-        if pod["status"].get("podIP") and not pod["metadata"].get("deletionTimestamp")
+        item["status"]["podIP"]
+        for item in items
+        if item["status"].get("podIP")
+        and not item["metadata"].get("deletionTimestamp")
+        and (not ready or _ready(item))
     ]
+
+
+def _ready(item: dict[str, Any]) -> bool:
+    conditions = item["status"].get("conditions") or []
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+
+def root_holder_address() -> str:
+    """The root holder's pod IP once exactly one of its pods is Ready (a module before may
+    have restarted it), else ""."""
+    addresses = pod_addresses(ROOT_HOLDER_LABEL, ready=True)
+    return addresses[0] if len(addresses) == 1 else ""
 
 
 def test_only_the_operator_reaches_the_signing_port(installed: str, namespace: str) -> None:
@@ -99,7 +115,7 @@ def test_the_root_holders_read_only_port_is_closed_to_other_namespaces(
     installed: str, namespace: str
 ) -> None:
     outsider(namespace)
-    (root_holder,) = pod_addresses(ROOT_HOLDER_LABEL)
+    root_holder = wait_until("one Ready root holder pod", root_holder_address, timeout=180)
     # The twin: the signers' Service still serves the read-only endpoints to the outsider.
     assert wait_until(
         "the outsider to reach the CA's read-only port",
