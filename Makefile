@@ -110,7 +110,7 @@ lock: $(STAMP) ## re-make every hash-pinned lock in requirements/ from pyproject
 	$(BIN)/python requirements/locks.py lock $(if $(KEEP),--keep)
 
 .PHONY: bench-operator
-bench-operator: $(STAMP) ## operator on the cluster in KUBECONFIG: pod->Secret p50/p99, 1000 Pending pods, RSS
+bench-operator: $(STAMP) ## operator on the cluster in KUBECONFIG: pod->Secret p50/p99, 10,000 Pending pods in 100 namespaces, RSS
 	@uptime
 	$(BIN)/python benchmarks/bench_operator.py
 

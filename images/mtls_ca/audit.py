@@ -11,7 +11,8 @@ holding the trust bundle (``ca.crt``) can check it. The latest head is also kept
 Writers in several processes (the service's workers, the CLI) serialise on ``audit/.lock``
 (``fcntl``); each picks up the others' records from the file's tail. A record is written with one
 ``write`` and made durable with ``fdatasync`` before `record` returns (outside the lock, one
-flush at a time per process, so concurrent writers share one), and the caller hands out what it
+flush at a time per process, so concurrent writers share one: `mtls_ca.durability`), and the
+caller hands out what it
 recorded only after that: a crash can lose a record only of something nobody received, and that
 leaves a torn last line, which the next writer moves aside and records (``recovery``). Segments
 roll over at `SEGMENT_BYTES`; the chain runs on across them.
@@ -41,7 +42,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
-from .authority import CA, Issued, fingerprint, public_key_sha256
+from .authority import CA, Issued, fingerprint
+from .durability import GroupFlush, fsync_directory
 from .state import State
 
 __all__ = [
@@ -96,9 +98,7 @@ class AuditLog:
         self._lock = threading.Lock()
         self._fd: int | None = None
         self._lock_fd: int | None = None
-        self._flush = threading.Condition()
-        self._flushing = False
-        self._synced = 0  # every record up to this seq is on disk
+        self._flush = GroupFlush()  # tickets: the records' seq
         self._pid = 0
         self._segment = 0
         self._end = 0
@@ -126,25 +126,21 @@ class AuditLog:
                 self._append(fd, self._head_fields())
             written = self._append(fd, {"kind": kind, "by": by, "what": what})
             durable = os.dup(fd)  # another thread may roll over and close ``fd`` meanwhile
-            segment = self._segment
-        self._durable(written["seq"], segment, durable)
+        self._durable(written["seq"], durable)
         return written
 
     def issuance(self, by: str, issued: Issued, *, namespace: str | None = None) -> dict[str, Any]:
         """Record the issuance of ``issued``, asked for by ``by``."""
-        cert = issued.certificate
-        names = [str(n) for n in _sans(cert, x509.DNSName) + _sans(cert, x509.IPAddress)]
-        uris = _sans(cert, x509.UniformResourceIdentifier)
         return self.record(
             "issuance",
             by,
-            names=names,
-            spiffe_id=next((u for u in uris if u.startswith("spiffe://")), None),
+            names=list(issued.names),
+            spiffe_id=issued.spiffe_id,
             namespace=namespace,
-            serial=f"{cert.serial_number:x}",
-            public_key_sha256=public_key_sha256(cert.public_key()),
-            not_after=_rfc3339(cert.not_valid_after_utc),
-            issuer=cert.issuer.rfc4514_string(),
+            serial=f"{issued.serial:x}",
+            public_key_sha256=issued.public_key_sha256,
+            not_after=_rfc3339(issued.not_after),
+            issuer=issued.issuer,
         )
 
     def refusal(self, by: str, reason: str, message: str, **asked: Any) -> dict[str, Any]:
@@ -189,8 +185,7 @@ class AuditLog:
                 return None
             written = self._append(fd, self._head_fields())
             durable = os.dup(fd)
-            segment = self._segment
-        self._durable(written["seq"], segment, durable)
+        self._durable(written["seq"], durable)
         return written
 
     def start(self, interval: float = HEAD_SECONDS) -> threading.Event:
@@ -207,34 +202,10 @@ class AuditLog:
         threading.Thread(target=loop, name="hello-mtls-ca-audit", daemon=True).start()
         return stop
 
-    def _durable(self, seq: int, segment: int, fd: int) -> None:
-        """Return once record ``seq`` (written to ``segment`` through ``fd``) is on disk.
-
-        Outside the lock, and one flush at a time per process: a thread whose record an
-        earlier flush did not cover waits for it and then flushes everything written so far
-        for the threads behind it (a group commit), instead of each queueing a flush of its own.
-        """
+    def _durable(self, seq: int, fd: int) -> None:
+        """Return once record ``seq`` (written through ``fd``, closed here) is on disk."""
         try:
-            with self._flush:
-                while self._synced < seq and self._flushing:
-                    self._flush.wait()
-                if self._synced >= seq:
-                    return
-                self._flushing = True
-            # Every record up to the tail is written, and in this segment if it is still the
-            # current one after the tail was read (a roll-over changes it before writing).
-            tail = self._tail[0]
-            target = tail if self._segment == segment else seq
-            done = False
-            try:
-                os.fdatasync(fd)
-                done = True
-            finally:
-                with self._flush:
-                    self._flushing = False
-                    if done:
-                        self._synced = max(self._synced, target)
-                    self._flush.notify_all()
+            self._flush.wait(seq, fd)
         finally:
             os.close(fd)
 
@@ -273,6 +244,7 @@ class AuditLog:
             raise OSError(f"audit log {self._path(self._segment)}: short write")
         self._end += written
         self._tail = (seq + 1, hashlib.sha256(line).hexdigest(), fields["kind"])
+        self._flush.wrote(seq + 1)
         if fields["kind"] == "head":
             # The head must be on disk before head.json names it, or a power cut would make
             # an intact log look truncated.
@@ -294,7 +266,7 @@ class AuditLog:
                 if fd is not None:
                     os.close(fd)
             self._pid, self._fd, self._segment, self._end = os.getpid(), None, 0, 0
-            self._flush, self._flushing = threading.Condition(), False
+            self._flush = GroupFlush()
             self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             self._lock_fd = os.open(self.directory / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
         assert self._lock_fd is not None
@@ -322,13 +294,14 @@ class AuditLog:
         if self._fd is not None:
             os.fsync(self._fd)  # the closed segment is whole on disk before the next begins
             os.close(self._fd)
+            self._flush.switched()
         path = self._path(segment)
         new = not path.exists()
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         self._segment = segment
         self._end = 0 if new else -1
         if new:
-            _fsync_dir(self.directory)
+            fsync_directory(self.directory)
 
     def _catch_up(self, size: int) -> None:
         """Read the last record another writer left (or mend a torn last line)."""
@@ -581,14 +554,6 @@ def _parse_tail(line: bytes) -> tuple[int, str, str]:
     return int(document["seq"]), hashlib.sha256(line).hexdigest(), str(document["kind"])
 
 
-def _sans(cert: x509.Certificate, kind: type[x509.GeneralName]) -> list[Any]:
-    try:
-        extension = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
-    except x509.ExtensionNotFound:
-        return []
-    return list(extension.value.get_values_for_type(kind))  # type: ignore[arg-type]
-
-
 def _replace(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -598,15 +563,7 @@ def _replace(path: Path, data: bytes) -> None:
     finally:
         os.close(fd)
     os.rename(tmp, path)
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_directory(path.parent)
 
 
 def _now() -> str:

@@ -74,19 +74,35 @@ class Issued:
         chain_pem: the leaf followed by the intermediate, PEM.
         key_pem: the leaf's private key (PKCS#8 PEM) when the CA made it, else ``None``.
         certificate: the leaf.
+        public_key_sha256: `public_key_sha256` of the leaf's key.
+        names: the leaf's DNS names, then its IP addresses, as text.
+        uris: the leaf's URI names.
+        issuer: the leaf's issuer (the intermediate's subject), RFC 4514 text.
     """
 
+    # What the audit trail and the index of issued certificates say of a leaf is kept from
+    # signing it: reading it back from the certificate would load its key and parse its
+    # extensions again, on every signature.
     chain_pem: bytes
     key_pem: bytes | None
     certificate: x509.Certificate
+    public_key_sha256: str
+    names: tuple[str, ...]
+    uris: tuple[str, ...]
+    issuer: str
 
-    @property
+    @cached_property  # each call of the certificate's getter builds its value anew
     def serial(self) -> int:
         return self.certificate.serial_number
 
-    @property
+    @cached_property
     def not_after(self) -> datetime.datetime:
         return self.certificate.not_valid_after_utc
+
+    @property
+    def spiffe_id(self) -> str | None:
+        """The first ``spiffe://`` URI name, if any."""
+        return next((u for u in self.uris if u.startswith("spiffe://")), None)
 
 
 @dataclass(frozen=True)
@@ -200,6 +216,10 @@ class CA:
     def _leaf_aki(self) -> x509.AuthorityKeyIdentifier:
         return _aki(self.intermediate)
 
+    @cached_property
+    def _leaf_issuer(self) -> str:
+        return self.intermediate.subject.rfc4514_string()
+
     def renew_intermediate(
         self,
         *,
@@ -245,7 +265,7 @@ class CA:
         """
         key = key_type._generate()
         issued = self._sign(key.public_key(), names, uris, valid_for, client_only, common_name, now)
-        return Issued(issued.chain_pem, _key_pem(key), issued.certificate)
+        return replace(issued, key_pem=_key_pem(key))
 
     def sign_csr(
         self,
@@ -320,7 +340,17 @@ class CA:
             .sign(self.intermediate_key, hashes.SHA256())
         )
         chain = cert.public_bytes(serialization.Encoding.PEM) + self.intermediate_pem
-        return Issued(chain, None, cert)
+        dns = [str(n.value) for n in sans if isinstance(n, x509.DNSName)]
+        ips = [str(n.value) for n in sans if isinstance(n, x509.IPAddress)]
+        return Issued(
+            chain,
+            None,
+            cert,
+            public_key_sha256(public_key),
+            tuple(dns + ips),
+            tuple(dict.fromkeys(uris)),
+            self._leaf_issuer,
+        )
 
     @classmethod
     def _with_new_intermediate(
@@ -511,10 +541,9 @@ def _leaf_key_usage(key: _PublicKey) -> x509.KeyUsage:
 
 
 def _general_name(name: str) -> x509.GeneralName:
-    try:
+    if name_rules.is_ip_address(name):
         return x509.IPAddress(ipaddress.ip_address(name))
-    except ValueError:
-        return x509.DNSName(name)
+    return x509.DNSName(name)
 
 
 def _key_pem(key: _PrivateKey) -> bytes:

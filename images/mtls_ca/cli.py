@@ -93,9 +93,7 @@ def _issue(args: argparse.Namespace) -> int:
     issued = state.signer.issue(
         *names, uris=uris, valid_for=duration, key_type=KeyType(args.key_type)
     )
-    revocation.IssuedIndex(args.state).append(
-        revocation.record_for(issued.certificate, state.signer.intermediate)
-    )
+    revocation.IssuedIndex(args.state).append(revocation.record_of(issued, state.signer))
     _audit(args.state, state).issuance(_who(), issued, namespace=args.namespace)
     _write(args.out, state, issued.chain_pem, issued.key_pem)
     _progress(f"issued serial {issued.serial:x} for {', '.join(names)} into {args.out}")

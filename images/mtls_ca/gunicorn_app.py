@@ -128,6 +128,7 @@ def serve(options: ServeOptions) -> int:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     try:
         _upkeep(store, options, tls_dir, audit_dir).run()
+        name_rules.preload()
         settings = {
             "bind": binds,
             "worker_class": BufferingThreadWorker.with_limits(options.limits),

@@ -40,7 +40,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
 from . import name_rules
-from .authority import fingerprint, public_key_sha256
+from .authority import CA, Issued, fingerprint, public_key_sha256
+from .durability import GroupFlush, fsync_directory
 
 if TYPE_CHECKING:
     from .audit import AuditLog
@@ -196,12 +197,17 @@ class IssuedIndex:
 
     Appends and `prune` serialise on ``DIR/.issued.lock`` (a prune renames the file, and an
     append to the old one would be lost); a line torn by a crash is skipped on reading and
-    dropped at the next `prune`, and the next append starts on a line of its own.
+    dropped at the next `prune`, and the next append starts on a line of its own. An append is on
+    disk when it returns; the threads of a process share the flushes (`mtls_ca.durability`).
     """
 
     def __init__(self, directory: Path) -> None:
         self.path = directory / "issued.jsonl"
         self._lock = directory / ".issued.lock"
+        self._flush = GroupFlush()
+        self._pid = 0
+        self._appended = 0  # this process's appends, the flushes' tickets
+        self._file: tuple[int, int] | None = None  # (device, inode) of the last one's file
 
     def append(self, record: IssuedRecord) -> None:
         self.extend([record])
@@ -212,15 +218,35 @@ class IssuedIndex:
         if not data:
             return
         with self._locked():
+            if self._pid != os.getpid():  # a forked worker flushes its own appends
+                self._pid, self._flush, self._appended, self._file = (
+                    os.getpid(),
+                    GroupFlush(),
+                    0,
+                    None,
+                )
             fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
             try:
-                size = os.fstat(fd).st_size
-                if size and os.pread(fd, 1, size - 1) != b"\n":
+                file = os.fstat(fd)
+                if (file.st_dev, file.st_ino) != self._file:
+                    # A prune (of any process) rewrote the index, with every line appended
+                    # before, and synced it: those are durable, and a flush of the file they
+                    # went to would not cover this one.
+                    self._flush.switched()
+                    self._file = (file.st_dev, file.st_ino)
+                if file.st_size and os.pread(fd, 1, file.st_size - 1) != b"\n":
                     data = b"\n" + data  # after a line torn by a crash
                 os.write(fd, data)
-                os.fsync(fd)
-            finally:
+                self._appended += 1
+                ticket = self._appended
+                self._flush.wrote(ticket)
+            except BaseException:
                 os.close(fd)
+                raise
+        try:
+            self._flush.wait(ticket, fd)
+        finally:
+            os.close(fd)
 
     def records(self, now: datetime.datetime | None = None) -> list[IssuedRecord]:
         """Every certificate recorded that has not expired at ``now``, once each (a signer
@@ -251,6 +277,7 @@ class IssuedIndex:
                 f.flush()
                 os.fsync(f.fileno())
             os.rename(tmp, self.path)
+            fsync_directory(self.path.parent)  # the rename too, or the old file comes back
         return len(kept)
 
     @contextlib.contextmanager
@@ -265,6 +292,19 @@ class IssuedIndex:
 
 def _line(record: IssuedRecord) -> bytes:
     return json.dumps(record.to_json(), separators=(",", ":")).encode() + b"\n"
+
+
+def record_of(issued: Issued, signer: CA) -> IssuedRecord:
+    """The index entry of ``issued``, just signed by ``signer``'s intermediate (what
+    `record_for` reads from the certificate, kept from signing it)."""
+    return IssuedRecord(
+        serial=issued.serial,
+        names=issued.names,
+        spiffe_id=issued.spiffe_id,
+        key_sha256=issued.public_key_sha256,
+        issuer=signer.intermediate_sha256,
+        not_after=issued.not_after,
+    )
 
 
 def record_for(cert: x509.Certificate, issuer: x509.Certificate) -> IssuedRecord:
@@ -369,15 +409,15 @@ def announce(revocations: Sequence[Revocation], *, by: str, trail: AuditLog | No
             )
 
 
-def check_key(state: State, public_key: Any) -> None:
-    """Refuse a public key the CA revoked a certificate of.
+def check_key(state: State, key_sha256: str) -> None:
+    """Refuse a public key (its `mtls_ca.authority.public_key_sha256`) the CA revoked a
+    certificate of.
 
     Raises:
         ValueError: saying which certificate was revoked and what to do.
     """
-    fp = public_key_sha256(public_key)
     for r in state.revoked:
-        if r.key_sha256 == fp:
+        if r.key_sha256 == key_sha256:
             raise ValueError(
                 f"this public key's certificate (serial {r.serial:x}) was revoked ({r.reason}); "
                 "generate a new key"

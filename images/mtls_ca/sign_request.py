@@ -14,12 +14,13 @@ from __future__ import annotations
 import datetime
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from . import name_rules, revocation
-from .authority import Issued, load_csr_public_key, load_public_key
+from .authority import Issued, load_csr_public_key, load_public_key, public_key_sha256
 from .state import State
 
 __all__ = [
@@ -56,6 +57,12 @@ class SignRequest:
     duration: datetime.timedelta = DEFAULT_DURATION
     namespace: str | None = None
     service_account: str | None = None
+
+    @cached_property
+    def key_sha256(self) -> str:
+        """`mtls_ca.authority.public_key_sha256` of the key: how revocation and the audit trail
+        name it."""
+        return public_key_sha256(self.public_key)
 
 
 def parse(body: Any) -> SignRequest:
@@ -125,7 +132,7 @@ def sign(
     if request.namespace is None and role != name_rules.ADMIN:
         raise Malformed("'namespace' is required with a provisioner credential")
     try:
-        revocation.check_key(state, request.public_key)
+        revocation.check_key(state, request.key_sha256)
         name_rules.check_duration(request.duration, minimum=state.minimum, maximum=state.maximum)
         if request.namespace is None:
             name_rules.check_name_syntax(request.names)

@@ -289,7 +289,7 @@ def test_threads_share_flushes_and_every_record_is_durable_on_return(
 
     def write(n: int) -> None:
         written = log.record("revocation", f"writer-{n}", serial=f"{n:x}")
-        synced.append(log._synced >= written["seq"])
+        synced.append(log._flush.synced >= written["seq"])
 
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(write, range(400)))

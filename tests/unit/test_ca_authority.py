@@ -16,7 +16,7 @@ from pkilint import loader
 from pkilint.pkix import certificate, extension, name
 from pkilint.validation import ValidationFindingSeverity
 
-from mtls_ca.authority import CA, KeyType, fingerprint, load_csr
+from mtls_ca.authority import CA, KeyType, fingerprint, load_csr, public_key_sha256
 from mtls_ca.name_rules import BACKDATE
 
 HOUR = datetime.timedelta(hours=1)
@@ -351,3 +351,37 @@ def test_from_pem_refuses_a_key_it_cannot_use(ec_ca: CA) -> None:
     )
     with pytest.raises(ValueError, match="^CA key type Ed25519PrivateKey is not supported$"):
         CA.from_pem(root, ed_key, intermediate, intermediate_key)
+
+
+def test_what_an_issued_leaf_says_of_itself_is_what_its_certificate_says(ec_ca: CA) -> None:
+    # The audit trail and the index of issued certificates take these from `Issued`, kept from
+    # signing, instead of reading the certificate back.
+    key = ec.generate_private_key(ec.SECP256R1()).public_key()
+    issued = ec_ca.sign_public_key(
+        key,
+        "web.shop.svc",
+        "10.0.0.7",
+        "web.shop.svc",
+        "fd00::1",
+        "api.shop.svc",
+        uris=["spiffe://cluster.local/ns/shop/sa/web"],
+        valid_for=HOUR,
+    )
+    cert = issued.certificate
+    sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    dns = sans.get_values_for_type(x509.DNSName)
+    ips = [str(a) for a in sans.get_values_for_type(x509.IPAddress)]
+    assert (
+        issued.names
+        == tuple(dns + ips)
+        == (
+            "web.shop.svc",
+            "api.shop.svc",
+            "10.0.0.7",
+            "fd00::1",
+        )
+    )
+    assert issued.uris == tuple(sans.get_values_for_type(x509.UniformResourceIdentifier))
+    assert issued.spiffe_id == "spiffe://cluster.local/ns/shop/sa/web"
+    assert issued.public_key_sha256 == public_key_sha256(cert.public_key())
+    assert issued.issuer == cert.issuer.rfc4514_string()

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flask import Flask
+from flask import Flask, jsonify
 from flask.testing import FlaskClient
 
 from mtls_ca import audit
@@ -222,6 +222,36 @@ def test_unexpected_errors_are_json_500(app: Flask, client: FlaskClient) -> None
         500,
         {"error": "internal error: RuntimeError"},
     )
+
+
+def test_a_signature_that_fails_unexpectedly_is_a_json_500_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # POST /sign is served before Flask's request cycle (`_SignFirst`): it answers alike.
+    store = DirectoryStore(tmp_path)
+    store.create(State(generations=(CA.create(),)))
+    cache = StateCache(store)
+    client = create_app(cache).test_client()
+
+    def broken() -> State:
+        raise RuntimeError("secret detail")
+
+    monkeypatch.setattr(cache, "state", broken)
+    body = {"csr": csr_pem(), "names": ["web.demo"], "namespace": "demo"}
+    answer = _post(client, "/sign", PROVISIONER, json=body)
+    assert (answer.status_code, answer.get_json()) == (
+        500,
+        {"error": "internal error: RuntimeError"},
+    )
+    assert answer.headers["Content-Type"] == "application/json"
+    assert "POST /sign failed" in caplog.text and "secret detail" in caplog.text
+
+
+def test_the_signing_answer_is_the_same_json_as_flask_would_write(client: FlaskClient) -> None:
+    body = {"csr": csr_pem(), "names": ["web.demo"], "namespace": "demo"}
+    answer = _post(client, "/sign", PROVISIONER, json=body)
+    with client.application.app_context():
+        assert answer.data == jsonify(answer.get_json()).get_data()
 
 
 def test_rotation_is_answered_even_if_the_follow_up_fails(tmp_path: Path) -> None:

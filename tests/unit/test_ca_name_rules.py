@@ -7,6 +7,7 @@ import ipaddress
 
 import pytest
 
+from mtls_ca import name_rules
 from mtls_ca.name_rules import (
     ADMIN,
     MAX_NAMES,
@@ -407,3 +408,11 @@ def test_parse_allowed_ips() -> None:
     with pytest.raises(ValueError) as host_bits:
         parse_allowed_ips('{"shop": ["10.1.2.3/16"]}')
     assert str(host_bits.value) == "allowed IPs of namespace 'shop': 10.1.2.3/16 has host bits set"
+
+
+def test_preload_parses_the_public_suffix_list_once_before_any_request() -> None:
+    name_rules._suffix_list.cache_clear()
+    name_rules.preload()
+    assert name_rules._suffix_list.cache_info().currsize == 1
+    name_rules.check_names(["web.shop.svc"], namespace="shop")
+    assert name_rules._suffix_list.cache_info().misses == 1

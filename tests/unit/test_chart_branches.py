@@ -130,7 +130,7 @@ def test_network_policies_admit_the_operator_alone_to_the_signing_port() -> None
         8444: _pods("hello-mtls-operator"),
     }
     assert _ingress_by_port(chart, "hello-mtls-ca") == {
-        8443: None,
+        8443: _pods("hello-mtls-operator") + _pods("hello-mtls-ca-signer"),
         8444: _pods("hello-mtls-operator"),
         8445: _pods("hello-mtls-ca-signer"),
     }
@@ -140,6 +140,24 @@ def test_network_policies_admit_the_operator_alone_to_the_signing_port() -> None
         8443: None,
         8444: _pods("hello-mtls-operator"),
     }
+
+
+def test_with_signers_the_root_holders_read_only_port_admits_the_listed_namespaces() -> None:
+    # The signers serve the read-only endpoints to the cluster; the root holder's port is for
+    # the product's own pods and Prometheus (issue 21).
+    chart = render("networkPolicies.operatorClientNamespaces={monitoring,ops}")
+    names = {
+        "key": "kubernetes.io/metadata.name",
+        "operator": "In",
+        "values": ["monitoring", "ops"],
+    }
+    monitoring = {"namespaceSelector": {"matchExpressions": [names]}}
+    assert _ingress_by_port(chart, "hello-mtls-ca")[8443] == [
+        *_pods("hello-mtls-operator"),
+        *_pods("hello-mtls-ca-signer"),
+        monitoring,
+    ]
+    assert _ingress_by_port(chart, "hello-mtls-ca-signer")[8443] is None
 
 
 def test_network_policies_admit_no_namespace_to_the_operator_by_default() -> None:
