@@ -263,6 +263,11 @@ class CA:
     def _leaf_aki(self) -> x509.AuthorityKeyIdentifier:
         return _aki(self.intermediate)
 
+    @property
+    def signed_aki(self) -> x509.AuthorityKeyIdentifier:
+        """The authorityKeyIdentifier of what the intermediate signs (leaves, CRLs)."""
+        return self._leaf_aki
+
     def renew_intermediate(
         self,
         *,

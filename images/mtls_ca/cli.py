@@ -168,7 +168,7 @@ def _take(directory: Path, store: DirectoryStore, new: CA, *, mode: str) -> int:
     else:
         _progress(
             "the successor is held: its CRL is published now, and it signs once the current "
-            "one is at 2/3 of its life and a day has passed since its notBefore"
+            "one is at 2/3 of its life and a day has passed since this import"
         )
     _print_json(state.status())
     return 0

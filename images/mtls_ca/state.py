@@ -63,6 +63,11 @@ class State:
         bundle_sequence: how many times the set of trusted roots changed since ``init``, the
             SPIFFE bundle's ``spiffe_sequence`` (`mtls_ca.spiffe_bundle`); persisted, so it only
             grows, also across restarts.
+        upcoming_since: when ``upcoming`` was imported (`mtls_ca.upstream`), its CRL published:
+            the hand-over waits `mtls_ca.revocation.CRL_LEAD` from then, not from its notBefore
+            that the organisation chose. None for one the CA made itself.
+        handed_over: when the last successor took over from a renewed signing intermediate,
+            for how long the retired one's CRL is still needed (None: before any).
         upstream: one of `UPSTREAM_MODES`.
         material_only: a signer's copy (`State.signing_material`), never the root holder's.
     """
@@ -79,6 +84,8 @@ class State:
     upcoming: CA | None = None
     retired: tuple[CA, ...] = ()
     bundle_sequence: int = 0
+    upcoming_since: datetime.datetime | None = None
+    handed_over: datetime.datetime | None = None
     upstream: str = "none"
     material_only: bool = False
 
@@ -207,6 +214,7 @@ class State:
                 ca.without_keys(keep_intermediate=ca is signer) for ca in self.generations
             ),
             upcoming=None,  # the root holder alone signs CRLs, so their keys stay with it
+            upcoming_since=None,
             retired=(),
             material_only=True,
         )
@@ -237,6 +245,8 @@ class State:
             "bundle_sequence": self.bundle_sequence,
             "upstream": self.upstream,
             "material_only": self.material_only,
+            "upcoming_since": _rfc3339(self.upcoming_since) if self.upcoming_since else None,
+            "handed_over": _rfc3339(self.handed_over) if self.handed_over else None,
         }
         return json.dumps(document, indent=2).encode()
 
@@ -271,6 +281,8 @@ class State:
                 # A state written before upstream roots existed made its own.
                 upstream=document.get("upstream", "none"),
                 material_only=bool(document.get("material_only", False)),
+                upcoming_since=_moment(document.get("upcoming_since")),
+                handed_over=_moment(document.get("handed_over")),
             )
         except (KeyError, TypeError, AttributeError, json.JSONDecodeError) as e:
             raise ValueError(f"CA state is damaged: {type(e).__name__}: {e}") from None
@@ -430,6 +442,10 @@ def _optional_pem(text: str | None) -> bytes | None:
     if not isinstance(text, str):
         raise TypeError(f"a key must be a PEM string or null, not {type(text).__name__}")
     return text.encode()
+
+
+def _moment(text: str | None) -> datetime.datetime | None:
+    return datetime.datetime.fromisoformat(text) if text else None
 
 
 def _rfc3339(moment: datetime.datetime) -> str:

@@ -173,7 +173,9 @@ def _renewal_step_due(state: State, now: datetime.datetime) -> bool:
         return state.signer.root_key is not None
     if signer.not_valid_after_utc <= now:
         return True
-    born = state.upcoming.intermediate.not_valid_before_utc + name_rules.BACKDATE
+    born = state.upcoming_since or (
+        state.upcoming.intermediate.not_valid_before_utc + name_rules.BACKDATE
+    )
     return now >= born + revocation.CRL_LEAD
 
 
@@ -197,6 +199,8 @@ def _renew_intermediate(state: State, now: datetime.datetime) -> State:
             state,
             generations=tuple(renewed if g is signer else g for g in state.generations),
             upcoming=None,
+            upcoming_since=None,
+            handed_over=now,
             retired=(*state.retired, signer),
         ),
         now=now,

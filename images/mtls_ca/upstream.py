@@ -7,8 +7,8 @@ The modes are `mtls_ca.state.UPSTREAM_MODES`.
 back and the CA signs under it. The key never leaves the state directory. Renewal is the same two
 steps: the new signing CA becomes the ``upcoming`` one (its CRL is published at once) while the
 old one still signs, and takes over at the first upkeep round when both the old one is at 2/3 of
-its life and `mtls_ca.revocation.CRL_LEAD` has passed since the new one's notBefore (at once
-when the old one has expired).
+its life and `mtls_ca.revocation.CRL_LEAD` has passed since the import (at once when the old
+one has expired).
 
 **Root on a volume** (``volume``): the organisation's root, or a CA certificate under it, and its
 key are given to the root holder alone (`given`); the CA makes and renews its own signing
@@ -196,7 +196,8 @@ def adopt(state: State, new: CA, *, mode: str, now: datetime.datetime | None = N
     """
     now = now or _utcnow()
     if fingerprint(new.root) == fingerprint(state.signer.root):
-        return revocation.with_crl(replace(state, upcoming=new, upstream=mode), now=now)
+        held = replace(state, upcoming=new, upcoming_since=now, upstream=mode)
+        return revocation.with_crl(held, now=now)
     if state.phase != rotation.IDLE:
         raise ValueError(
             f"a root rotation is under way (phase '{state.phase}'): finish it with "
