@@ -125,8 +125,12 @@ def tls_handshake(port: int, root: Path) -> list[str]:
     context = ssl.create_default_context(cafile=str(root))
     with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
         with context.wrap_socket(raw, server_hostname="localhost") as tls:
-            cert = tls.getpeercert()
-    return [value for kind, value in cert.get("subjectAltName", ()) if kind == "DNS"]
+            der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    names = x509.load_der_x509_certificate(der).extensions.get_extension_for_class(
+        x509.SubjectAlternativeName
+    )
+    return list(names.value.get_values_for_type(x509.DNSName))
 
 
 @pytest.fixture(scope="module")
