@@ -3,7 +3,7 @@ the organisation's offline root and ``openssl ca`` signs for it. Real ``hello-mt
 processes (gunicorn) sign under it; real TLS clients that trust the organisation's root alone
 verify what they serve, and ``openssl verify`` checks the chains.
 
-The signers' TokenReview is the stand-in of `support.token_review_api`, as in
+The signer's TokenReview is the stand-in of `support.token_review_api`, as in
 ``test_ca_signers``.
 """
 
@@ -23,14 +23,9 @@ from cryptography.hazmat.primitives import serialization
 
 from mtls_context import layout
 from support import ca_cli
-from support.ca_service import Service, credential_session
+from support.ca_service import Service, credential_session, root_holder_and_signer
 from support.csrs import csr_pem
-from support.processes import free_port
-from support.token_review_api import Token, TokenReviewAPI
 from support.waiting import wait_until
-
-AUDIENCE = "hello-mtls-ca-signer"
-SIGNERS = "system:serviceaccount:hello-mtls:hello-mtls-ca-signer"
 
 _CONFIG = """\
 [ ca ]
@@ -180,41 +175,13 @@ def test_leaves_of_the_served_ca_verify_against_the_org_root_alone(
 def test_a_signer_gets_the_imported_signing_ca_and_its_chain_reaches_the_org_root(
     org: OrgCA, offline: Path, tmp_path: Path
 ) -> None:
-    tokens = {"signer-token": Token(AUDIENCE, SIGNERS, pod_name="hello-mtls-ca-signer-1")}
-    (tmp_path / "signer-token").write_text("signer-token\n")
-    api = TokenReviewAPI(tokens)
-    material_port = free_port()
-    env = {"KUBECONFIG": str(api.kubeconfig(tmp_path / "kubeconfig"))}
-    env["KUBERNETES_SERVICE_HOST"] = ""
-    holder = Service(
-        offline / "state",
-        tmp_path / "root-holder.log",
-        f"--material-bind=127.0.0.1:{material_port}",
-        "--signer-service-account=hello-mtls/hello-mtls-ca-signer",
-        f"--signer-audience={AUDIENCE}",
-        env=env,
-    )
-    signer = None
-    try:
-        signer = Service(
-            None,
-            tmp_path / "signer.log",
-            f"--root-holder=https://127.0.0.1:{material_port}",
-            f"--root-ca={org.root}",
-            f"--token-file={tmp_path / 'signer-token'}",
-            "--fetch-interval=1",
-        )
+    with root_holder_and_signer(offline / "state", tmp_path, org.root) as (_, signer):
         assert "localhost" in tls_handshake(signer.port, org.root)
         answer = _sign(credential_session(offline, "prov"), signer.url)
         chain = x509.load_pem_x509_certificates(answer["certificate"].encode())
         signing = x509.load_pem_x509_certificate((offline / "signing.crt").read_bytes())
         assert chain[1] == signing
         assert openssl_verify(org.root, answer["certificate"], tmp_path).endswith(": OK")
-    finally:
-        if signer is not None:
-            signer.stop()
-        holder.stop()
-        api.stop()
 
 
 def test_import_refuses_what_openssl_signed_as_no_ca(org: OrgCA, tmp_path: Path) -> None:

@@ -91,6 +91,16 @@ class Org:
         return _cert("signing", csr.public_key(), self.key, self.root.subject, **kwargs)  # type: ignore[arg-type]
 
 
+def _under_an_org_intermediate(org: Org) -> tuple[x509.Certificate, CA]:
+    """A CA of the organisation under its root, and a CA given it on a volume."""
+    middle_key = ec.generate_private_key(ec.SECP256R1())
+    middle = _cert("Issuing", middle_key.public_key(), org.key, org.root.subject)
+    given = upstream.given(
+        _pem(middle) + _pem(org.root), _key_pem(middle_key), trust_domain="cluster.local"
+    )
+    return middle, given
+
+
 def _import(tmp_path: Path, org: Org, **kwargs: object) -> CA:
     csr = upstream.write_csr(tmp_path, KeyType.ECDSA_P256, SETTINGS)
     key, _ = upstream.pending(tmp_path)
@@ -178,11 +188,7 @@ def test_a_given_key_must_be_the_certificates() -> None:
 
 def test_a_given_intermediate_of_the_org_ends_in_every_leaf_chain() -> None:
     org = Org()
-    middle_key = ec.generate_private_key(ec.SECP256R1())
-    middle = _cert("Issuing", middle_key.public_key(), org.key, org.root.subject)
-    ca = upstream.given(
-        _pem(middle) + _pem(org.root), _key_pem(middle_key), trust_domain="cluster.local"
-    )
+    middle, ca = _under_an_org_intermediate(org)
     assert ca.chain == (middle,) and ca.issuer == middle and ca.root == org.root
     renewed = ca.renew_intermediate()
     chain = x509.load_pem_x509_certificates(renewed.issue("a.b.svc", valid_for=DAY).chain_pem)
@@ -252,11 +258,7 @@ def test_rotate_root_does_not_make_a_root_in_place_of_the_organisations(tmp_path
 
 def test_the_state_keeps_the_chain_and_the_mode(tmp_path: Path) -> None:
     org = Org()
-    middle_key = ec.generate_private_key(ec.SECP256R1())
-    middle = _cert("Issuing", middle_key.public_key(), org.key, org.root.subject)
-    ca = upstream.given(
-        _pem(middle) + _pem(org.root), _key_pem(middle_key), trust_domain="cluster.local"
-    )
+    middle, ca = _under_an_org_intermediate(org)
     state = State(generations=(ca,), upstream="volume")
     loaded = State.from_json(state.to_json())
     assert loaded.signer.chain == (middle,) and loaded.upstream == "volume"
@@ -315,11 +317,7 @@ def test_upkeep_hands_over_to_the_imported_successor_without_a_gap(tmp_path: Pat
 
 def test_served_certificates_carry_the_org_chain(tmp_path: Path) -> None:
     org = Org()
-    middle_key = ec.generate_private_key(ec.SECP256R1())
-    middle = _cert("Issuing", middle_key.public_key(), org.key, org.root.subject)
-    ca = upstream.given(
-        _pem(middle) + _pem(org.root), _key_pem(middle_key), trust_domain="cluster.local"
-    )
+    middle, ca = _under_an_org_intermediate(org)
     store = DirectoryStore(tmp_path / "state")
     state = store.create(State(generations=(ca,), upstream="volume"))
     _serving(tmp_path, store).run()
