@@ -207,9 +207,9 @@ def adopt(state: State, new: CA, *, mode: str, now: datetime.datetime | None = N
 
 
 def is_new(state: State, given: CA) -> bool:
-    """Whether the organisation's certificate ``given`` was made under is not the one the
-    signing CA, or its successor, was made under already."""
-    known = [state.signer, *([state.upcoming] if state.upcoming is not None else [])]
+    """Whether the organisation's certificate ``given`` was made under is none that a trusted
+    generation (during a root rotation, the new one too) or the successor was made under."""
+    known = [*state.generations, *([state.upcoming] if state.upcoming is not None else [])]
     return all(fingerprint(given.issuer) != fingerprint(ca.issuer) for ca in known)
 
 

@@ -251,6 +251,16 @@ def test_an_own_root_moves_to_the_organisations_by_a_rotation(tmp_path: Path) ->
     assert moved.holds_root_keys and not moved.signing_material().holds_root_keys
 
 
+def test_the_same_certificate_on_the_volume_is_not_new_during_its_rotation() -> None:
+    org = Org()
+    state = State(generations=(CA.create(),))
+    given = upstream.given(_pem(org.root), _key_pem(org.key), trust_domain="cluster.local")
+    assert upstream.is_new(state, given)
+    moved = upstream.adopt(state, given, mode="volume")
+    again = upstream.given(_pem(org.root), _key_pem(org.key), trust_domain="cluster.local")
+    assert not upstream.is_new(moved, again)  # a restart mid-rotation takes nothing new
+
+
 def test_rotate_root_does_not_make_a_root_in_place_of_the_organisations(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="the root is the organisation's"):
         _offline_state(tmp_path, Org()).rotated(expected=rotation.IDLE)
