@@ -168,6 +168,8 @@ class State:
     def warnings(self, now: datetime.datetime | None = None) -> list[str]:
         """What the CA's operator must do about the organisation's certificates, in words (also
         logged by the upkeep and counted by ``hello_mtls_ca_upstream_renewal_due``)."""
+        if self.material_only:
+            return []  # a signer's copy lacks the successor: the root holder's word counts
         now = now or datetime.datetime.now(datetime.UTC)
         signer = self.signer
         found = []

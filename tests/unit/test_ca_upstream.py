@@ -296,6 +296,7 @@ def test_the_ca_says_when_an_imported_signing_ca_needs_renewing(tmp_path: Path) 
     assert state.status(late)["warnings"] == [warning]
     renewed = upstream.adopt(state, _import(tmp_path, org), mode="offline")
     assert renewed.warnings(late) == []
+    assert renewed.signing_material().warnings(late) == []  # a signer does not cry wolf
     assert b"hello_mtls_ca_upstream_renewal_due 0.0" in metrics.render(state)
 
 
