@@ -231,6 +231,11 @@ class AuditLog:
                 ca.intermediate.public_bytes(serialization.Encoding.DER)
             ).decode(),
         }
+        if ca.chain:  # under an organisation's intermediate: how the signer reaches the root
+            what["chain"] = [
+                base64.b64encode(c.public_bytes(serialization.Encoding.DER)).decode()
+                for c in ca.chain
+            ]
         return {"kind": "head", "by": "hello-mtls-ca", "what": what, "time": signed_at}
 
     def _append(self, fd: int, fields: dict[str, Any]) -> dict[str, Any]:
@@ -475,6 +480,7 @@ def _check_head(head: dict[str, Any], trusted: Sequence[x509.Certificate]) -> st
     what = head["what"]
     try:
         intermediate = x509.load_der_x509_certificate(base64.b64decode(what["certificate"]))
+        chain = [x509.load_der_x509_certificate(base64.b64decode(c)) for c in what.get("chain", [])]
         signature = base64.b64decode(what["signature"])
         if what["records"] != head["seq"] - 1 or what["head"] != head["prev"]:
             return "a head that signs another record than the one before it"
@@ -491,9 +497,16 @@ def _check_head(head: dict[str, Any], trusted: Sequence[x509.Certificate]) -> st
             return "a head signed by a key of an unknown type"
     except InvalidSignature:
         return "the head's signature does not verify (forged, or the record was changed)"
+    top = intermediate
+    for issuer in chain:
+        try:
+            top.verify_directly_issued_by(issuer)
+        except (ValueError, TypeError, InvalidSignature):
+            return "the head's chain is broken (a certificate not signed by the next)"
+        top = issuer
     for root in trusted:
         with contextlib.suppress(ValueError, TypeError, InvalidSignature):
-            intermediate.verify_directly_issued_by(root)
+            top.verify_directly_issued_by(root)
             return None
     return (
         f"the head's signer {intermediate.subject.rfc4514_string()} does not chain to the trust "

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from . import name_rules
+from . import name_constraints, name_rules
 
 __all__ = [
     "CA",
@@ -32,6 +32,7 @@ __all__ = [
     "public_key_sha256",
     "load_csr",
     "load_csr_public_key",
+    "load_private_key",
     "load_public_key",
     "renewal_due",
 ]
@@ -109,15 +110,26 @@ class Issued:
 class CA:
     """A root CA and the intermediate that signs leaves for it.
 
-    Create one with `CA.create` or load one with `CA.from_pem`. A key is None where this process
-    does not hold it: a signer pod holds no root key, and only the signing intermediate's key
-    (`CA.without_keys`).
+    Create one with `CA.create` or load one with `CA.from_pem`; under an organisation's root see
+    `mtls_ca.upstream`. A key is None where this process does not hold it: a signer pod holds no
+    root key, and only the signing intermediate's key (`CA.without_keys`).
+
+    Attributes:
+        root: the trust anchor, what ``ca.crt`` holds.
+        root_key: the key of the intermediate's issuer: the root's own, or under an
+            organisation's root the key of its certificate given on a volume (``chain[0]`` when
+            that is not the root itself); None when not held (a signer, an imported intermediate).
+        intermediate: the CA that signs leaves.
+        intermediate_key: its key.
+        chain: the organisation's certificates between the intermediate and the root, the
+            intermediate's issuer first; empty when the root signed the intermediate.
     """
 
     root: x509.Certificate
     root_key: _PrivateKey | None
     intermediate: x509.Certificate
     intermediate_key: _PrivateKey | None
+    chain: tuple[x509.Certificate, ...] = ()
 
     @classmethod
     def create(
@@ -149,7 +161,39 @@ class CA:
             .sign(root_key, hashes.SHA256())
         )
         return cls._with_new_intermediate(
-            root, root_key, organization, key_type, intermediate_valid_for, now
+            root, (), root_key, organization, key_type, intermediate_valid_for, now
+        )
+
+    @classmethod
+    def create_under(
+        cls,
+        root: x509.Certificate,
+        chain: tuple[x509.Certificate, ...],
+        issuer_key: _PrivateKey,
+        *,
+        key_type: KeyType = KeyType.ECDSA_P256,
+        intermediate_valid_for: datetime.timedelta = INTERMEDIATE_VALIDITY,
+        now: datetime.datetime | None = None,
+    ) -> CA:
+        """Create an intermediate under an organisation's certificate (`CA.chain`).
+
+        Args:
+            root: the organisation's root.
+            chain: the certificate whose key is ``issuer_key`` and those above it, up to (not
+                including) the root; empty when that certificate is the root.
+            issuer_key: the key that signs the intermediate.
+            key_type: the algorithm of the intermediate's key.
+            intermediate_valid_for: its lifetime (capped at the organisation's certificates').
+            now: the issuing time; defaults to the current time.
+        """
+        return cls._with_new_intermediate(
+            root,
+            chain,
+            issuer_key,
+            "hello-mtls",
+            key_type,
+            intermediate_valid_for,
+            now or _utcnow(),
         )
 
     @classmethod
@@ -159,8 +203,9 @@ class CA:
         root_key_pem: bytes | None,
         intermediate_pem: bytes,
         intermediate_key_pem: bytes | None,
+        chain_pem: bytes = b"",
     ) -> CA:
-        """Load a CA saved with `CA.to_pem` (a key None: not held).
+        """Load a CA saved with `CA.to_pem` (a key None: not held; ``chain_pem`` the `CA.chain`).
 
         Raises:
             ValueError: if a certificate or key does not parse, or a key is not of a known type.
@@ -172,6 +217,7 @@ class CA:
             intermediate_key=(
                 _load_key(intermediate_key_pem) if intermediate_key_pem is not None else None
             ),
+            chain=tuple(x509.load_pem_x509_certificates(chain_pem)) if chain_pem else (),
         )
 
     def to_pem(self) -> tuple[bytes, bytes | None, bytes, bytes | None]:
@@ -195,7 +241,7 @@ class CA:
     @property
     def key_type(self) -> KeyType:
         """The algorithm of the CA keys."""
-        return _key_type_of(self.root.public_key())
+        return _key_type_of(self.intermediate.public_key())
 
     # A CA never changes (a new generation or intermediate is a new CA), so what every answer
     # derives from its certificates is computed once per CA, not per request.
@@ -206,6 +252,23 @@ class CA:
     @cached_property
     def intermediate_pem(self) -> bytes:
         return self.intermediate.public_bytes(serialization.Encoding.PEM)
+
+    @cached_property
+    def chain_pem(self) -> bytes:
+        """What follows a leaf in its chain: the intermediate, then `CA.chain`."""
+        return self.intermediate_pem + b"".join(
+            c.public_bytes(serialization.Encoding.PEM) for c in self.chain
+        )
+
+    @property
+    def issuer(self) -> x509.Certificate:
+        """The certificate that signs intermediates (``root_key`` is its key)."""
+        return self.chain[0] if self.chain else self.root
+
+    @cached_property
+    def name_constraints(self) -> name_constraints.Constraints | None:
+        """The organisation's name constraints over this CA's leaves; None when there are none."""
+        return name_constraints.Constraints.of([self.intermediate, *self.chain, self.root])
 
     @cached_property
     def intermediate_sha256(self) -> str:
@@ -220,23 +283,28 @@ class CA:
     def _leaf_issuer(self) -> str:
         return self.intermediate.subject.rfc4514_string()
 
+    @property
+    def signed_aki(self) -> x509.AuthorityKeyIdentifier:
+        """The authorityKeyIdentifier of what the intermediate signs (leaves, CRLs)."""
+        return self._leaf_aki
+
     def renew_intermediate(
         self,
         *,
         valid_for: datetime.timedelta = INTERMEDIATE_VALIDITY,
         now: datetime.datetime | None = None,
     ) -> CA:
-        """Return this CA with a fresh intermediate (new key) under the same root.
+        """Return this CA with a fresh intermediate (new key) under the same issuer.
 
         Raises:
-            ValueError: if this CA does not hold its root key (a signer's).
+            ValueError: if this CA does not hold its issuer's key (a signer's, an imported one).
         """
         if self.root_key is None:
             raise ValueError("this CA does not hold its root key: the root holder renews it")
-        organization = self.root.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
+        organization = self.intermediate.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
         org = str(organization[0].value) if organization else "hello-mtls"
         return self._with_new_intermediate(
-            self.root, self.root_key, org, self.key_type, valid_for, now or _utcnow()
+            self.root, self.chain, self.root_key, org, self.key_type, valid_for, now or _utcnow()
         )
 
     def issue(
@@ -316,6 +384,8 @@ class CA:
             raise ValueError("a certificate needs at least one name")
         if self.intermediate_key is None:
             raise ValueError("this CA does not hold its intermediate's key")
+        if self.name_constraints is not None:
+            self.name_constraints.check(names, uris)
         now = now or _utcnow()
         not_after = min(now + valid_for, self.intermediate.not_valid_after_utc)
         cn = common_name if common_name is not None else (names[0] if names else None)
@@ -339,7 +409,7 @@ class CA:
             .add_extension(self._leaf_aki, critical=False)
             .sign(self.intermediate_key, hashes.SHA256())
         )
-        chain = cert.public_bytes(serialization.Encoding.PEM) + self.intermediate_pem
+        chain = cert.public_bytes(serialization.Encoding.PEM) + self.chain_pem
         dns = [str(n.value) for n in sans if isinstance(n, x509.DNSName)]
         ips = [str(n.value) for n in sans if isinstance(n, x509.IPAddress)]
         return Issued(
@@ -356,6 +426,7 @@ class CA:
     def _with_new_intermediate(
         cls,
         root: x509.Certificate,
+        chain: tuple[x509.Certificate, ...],
         root_key: _PrivateKey,
         organization: str,
         key_type: KeyType,
@@ -363,17 +434,18 @@ class CA:
         now: datetime.datetime,
     ) -> CA:
         key = key_type._generate()
+        issuer = chain[0] if chain else root
         name = _ca_name(organization, "intermediate", key.public_key())
-        not_after = min(now + valid_for, root.not_valid_after_utc)
+        not_after = min(now + valid_for, *(c.not_valid_after_utc for c in (*chain, root)))
         intermediate = (
-            _builder(name, root.subject, key.public_key(), now, not_after)
+            _builder(name, issuer.subject, key.public_key(), now, not_after)
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
             .add_extension(_ca_key_usage(), critical=True)
             .add_extension(_ski(key.public_key()), critical=False)
-            .add_extension(_aki(root), critical=False)
+            .add_extension(_aki(issuer), critical=False)
             .sign(root_key, hashes.SHA256())
         )
-        return cls(root, root_key, intermediate, key)
+        return cls(root, root_key, intermediate, key, chain)
 
 
 def load_csr(pem: bytes) -> x509.CertificateSigningRequest:
@@ -507,7 +579,10 @@ def _ski(key: _PublicKey) -> x509.SubjectKeyIdentifier:
 
 
 def _aki(issuer: x509.Certificate) -> x509.AuthorityKeyIdentifier:
-    ski = issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    try:
+        ski = issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    except x509.ExtensionNotFound:  # an organisation's certificate may lack one
+        return x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.public_key())  # type: ignore[arg-type]
     return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
 
 
@@ -552,6 +627,15 @@ def _key_pem(key: _PrivateKey) -> bytes:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
+
+
+def load_private_key(pem: bytes) -> ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey:
+    """Parse an unencrypted PEM private key of a type the CA signs with.
+
+    Raises:
+        ValueError: if it does not parse or is neither ECDSA nor RSA.
+    """
+    return _load_key(pem)
 
 
 def _load_key(pem: bytes) -> _PrivateKey:

@@ -22,7 +22,7 @@ from cryptography.exceptions import InvalidSignature
 
 from mtls_context import layout
 
-from . import audit, inspector, name_rules, revocation, tls_profiles
+from . import audit, inspector, name_rules, revocation, tls_profiles, upstream
 from .authority import CA, KeyType
 from .signer_material import RootHolder
 from .state import DirectoryStore, State, StateNotFound
@@ -46,10 +46,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _init(args: argparse.Namespace) -> int:
     store = DirectoryStore(args.state)
     try:
-        store.load()
+        existing: State | None = store.load()
     except StateNotFound:
-        pass
-    else:
+        existing = None
+    if (args.upstream_key is None) != (args.upstream_cert is None):
+        raise ValueError("--upstream-key and --upstream-cert go together")
+    if args.upstream_csr is not None and args.upstream_key is not None:
+        raise ValueError("--upstream-csr (offline root) or --upstream-key (root on a volume)")
+    if existing is not None and args.upstream_csr is None and args.upstream_key is None:
         raise ValueError(f"a CA already exists in {store.location}; refusing to replace it")
     minimum, maximum = (
         name_rules.parse_duration(args.min_duration),
@@ -57,19 +61,115 @@ def _init(args: argparse.Namespace) -> int:
     )
     tls_profiles.tls_policy(args.profile)
     name_rules.spiffe_id(args.trust_domain, "x", "x")
-    _progress(f"creating a root and an intermediate ({args.key_type}) in {store.location}")
+    key_type = KeyType(args.key_type)
+    if args.upstream_csr is not None:
+        settings = {
+            "trust_domain": args.trust_domain,
+            "profile": args.profile,
+            "minimum": args.min_duration,
+            "maximum": args.max_duration,
+        }
+        args.upstream_csr.write_bytes(upstream.write_csr(args.state, key_type, settings))
+        what = "its successor" if existing is not None else "it"
+        _progress(
+            f"wrote the signing CA's CSR to {args.upstream_csr}; have the organisation sign "
+            f"it, then: hello-mtls-ca import --state {args.state} CERT --chain CHAIN "
+            f"(the key stays in {args.state}; {what} signs after the import)"
+        )
+        return 0
+    if args.upstream_key is not None:
+        trust_domain = existing.trust_domain if existing is not None else args.trust_domain
+        given = upstream.given(
+            args.upstream_cert.read_bytes(),
+            args.upstream_key.read_bytes(),
+            key_type=key_type,
+            trust_domain=trust_domain,
+        )
+        if existing is not None:
+            if not upstream.is_new(existing, given):
+                _progress("the CA already signs under this certificate; nothing to do")
+                _print_json(existing.status())
+                return 0
+            return _take(args.state, store, given, mode="volume")
+        first = given
+        _progress(f"creating an intermediate under {given.issuer.subject.rfc4514_string()}")
+    else:
+        first = CA.create(key_type=key_type)
+        _progress(f"creating a root and an intermediate ({args.key_type}) in {store.location}")
     state = store.create(
         revocation.with_crl(
             State(
-                generations=(CA.create(key_type=KeyType(args.key_type)),),
+                generations=(first,),
                 trust_domain=args.trust_domain,
                 tls_profile=args.profile,
                 minimum=minimum,
                 maximum=maximum,
+                upstream="volume" if args.upstream_key is not None else "none",
             )
         )
     )
     _audit(args.state, state).rotation(_who(), state, previous=None)
+    _print_json(state.status())
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    store = DirectoryStore(args.state)
+    key, settings = upstream.pending(args.state)
+    try:
+        existing: State | None = store.load()
+    except StateNotFound:
+        existing = None
+    trust_domain = existing.trust_domain if existing is not None else settings["trust_domain"]
+    new = upstream.imported(
+        args.cert.read_bytes(),
+        args.chain.read_bytes() if args.chain is not None else b"",
+        key,
+        trust_domain=trust_domain,
+    )
+    if existing is None:
+        state = store.create(
+            revocation.with_crl(
+                State(
+                    generations=(new,),
+                    trust_domain=trust_domain,
+                    tls_profile=settings["profile"],
+                    minimum=name_rules.parse_duration(settings["minimum"]),
+                    maximum=name_rules.parse_duration(settings["maximum"]),
+                    upstream="offline",
+                )
+            )
+        )
+        _audit(args.state, state).rotation(_who(), state, previous=None)
+        upstream.drop_pending(args.state)
+        _progress(f"imported: the CA signs under {new.root.subject.rfc4514_string()}")
+        _print_json(state.status())
+        return 0
+    result = _take(args.state, store, new, mode="offline")
+    upstream.drop_pending(args.state)
+    return result
+
+
+def _take(directory: Path, store: DirectoryStore, new: CA, *, mode: str) -> int:
+    """Take a CA under the organisation's root into an existing state (`upstream.adopt`)."""
+    before: list[str] = []
+
+    def change(state: State) -> State:
+        before[:] = [state.phase]
+        return upstream.adopt(state, new, mode=mode)
+
+    state = store.update(change)
+    if state.phase != before[0]:
+        _audit(directory, state).rotation(_who(), state, previous=before[0])
+        _progress(
+            "a new root: both are trusted now; finish the rotation with hello-mtls-ca "
+            "rotate-root (or the operator's) as for any root rotation"
+        )
+    else:
+        _progress(
+            "the successor is held: its CRL is published now, and it signs once the current "
+            "one is at 2/3 of its life and a day has passed since this import"
+        )
     _print_json(state.status())
     return 0
 
@@ -356,6 +456,8 @@ def _serve(args: argparse.Namespace) -> int:
         root_holder=root_holder,
         fetch_interval=args.fetch_interval,
         audit_head_interval=args.audit_head_interval,
+        upstream_dir=args.upstream_dir,
+        upstream_offline=args.upstream_offline,
         serving_names=tuple(names),
         serving_duration=name_rules.parse_duration(args.serving_duration),
         tls_dir=args.tls_dir,
@@ -435,7 +537,40 @@ def _parser() -> argparse.ArgumentParser:
     init.add_argument("--key-type", default=KeyType.ECDSA_P256.value, choices=_KEY_TYPES)
     init.add_argument("--min-duration", default="5m", help="shortest leaf lifetime (default 5m)")
     init.add_argument("--max-duration", default="30d", help="longest leaf lifetime (default 30d)")
+    init.add_argument(
+        "--upstream-csr",
+        type=Path,
+        metavar="FILE",
+        help="offline root: write a CSR for the signing CA to FILE for the organisation to sign "
+        "(the key stays in --state), then run import; on an existing CA, for its successor",
+    )
+    init.add_argument(
+        "--upstream-key",
+        type=Path,
+        metavar="KEY",
+        help="root on a volume: the key of the organisation's certificate (--upstream-cert), "
+        "that signs the CA's intermediates",
+    )
+    init.add_argument(
+        "--upstream-cert",
+        type=Path,
+        metavar="CERT",
+        help="root on a volume: the organisation's root, or a CA certificate followed by its "
+        "chain up to and including the root",
+    )
     init.set_defaults(run=_init)
+
+    imp = commands.add_parser(
+        "import", help="offline root: take the signing CA the organisation signed from the CSR"
+    )
+    imp.add_argument("--state", required=True, type=Path, help=state_help)
+    imp.add_argument("cert", type=Path, help="the signed certificate (PEM)")
+    imp.add_argument(
+        "--chain",
+        type=Path,
+        help="the organisation's certificates above it, up to and including its root (PEM)",
+    )
+    imp.set_defaults(run=_import)
 
     issue = commands.add_parser("issue", help="issue a key and certificate into a directory")
     issue.add_argument("--state", required=True, type=Path, help=state_help)
@@ -635,6 +770,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     srv.add_argument(
         "--trust-domain", default=name_rules.CLUSTER_DOMAIN, help="for a state created here"
+    )
+    upstream_mode = srv.add_mutually_exclusive_group()
+    upstream_mode.add_argument(
+        "--upstream-dir",
+        type=Path,
+        help="root holder, root on a volume: a directory with the organisation's certificate "
+        "(tls.crt, and ca.crt when its root is not in it) and key (tls.key); read at every "
+        "start, a changed one is taken as by init --upstream-key",
+    )
+    upstream_mode.add_argument(
+        "--upstream-offline",
+        action="store_true",
+        help="root holder, offline root: with no state, write the signing CA's CSR to "
+        "--state/upstream.csr (and the log) and wait for hello-mtls-ca import",
     )
     srv.add_argument(
         "--min-duration",

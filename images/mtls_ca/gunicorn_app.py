@@ -32,6 +32,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -41,7 +42,7 @@ from gunicorn.app.base import BaseApplication
 
 from mtls_context.gunicorn_hooks import tls_settings
 
-from . import audit, name_rules
+from . import audit, name_rules, upstream
 from .authority import CA, KeyType
 from .gunicorn_worker import BufferingThreadWorker, ConnectionLimits, serve_apart
 from .revocation import IssuedIndex
@@ -54,6 +55,7 @@ from .upkeep import CredentialSink, Serving, Upkeep
 __all__ = ["ServeOptions", "serve"]
 
 _log = logging.getLogger("mtls_ca")
+_IMPORT_POLL = 2.0
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,11 @@ class ServeOptions:
     """Signer: seconds between fetches of the material."""
     audit_head_interval: float = audit.HEAD_SECONDS
     """Seconds within which an audit record gets its signed head."""
+    upstream_dir: Path | None = None
+    """Root holder, volume mode: the organisation's certificate (``tls.crt``, with ``ca.crt``
+    when the root is not in it) and key (``tls.key``), read at every start."""
+    upstream_offline: bool = False
+    """Root holder, offline mode: with no state, write a CSR and wait for its import."""
 
 
 def serve(options: ServeOptions) -> int:
@@ -180,26 +187,48 @@ def _ensure_state(store: Store, options: ServeOptions) -> None:
     ``helm upgrade --set certificates.minDuration=...`` takes effect). The trust domain and the
     key type are the state's for good: changing them would rename or re-key every identity.
     """
+    assert options.state is not None
+    given = _given_upstream(options)
     try:
         state = store.load()
     except StateNotFound:
-        if not options.create_if_missing:
+        if options.upstream_offline:
+            _await_import(store, options)
+            state = store.load()
+        elif not (options.create_if_missing or given is not None):
             raise
-        _log.warning("no CA state in %s: creating a new root and intermediate", store.location)
-        created = store.create(
-            State(
-                generations=(CA.create(key_type=KeyType(options.key_type)),),
-                trust_domain=options.trust_domain,
-                tls_profile=options.profile or "intermediate",
-                minimum=options.minimum or name_rules.DEFAULT_MINIMUM,
-                maximum=options.maximum or name_rules.DEFAULT_MAXIMUM,
+        else:
+            _log.warning(
+                "no CA state in %s: creating %s",
+                store.location,
+                "an intermediate under the organisation's certificate"
+                if given is not None
+                else "a new root and intermediate",
             )
+            created = store.create(
+                State(
+                    generations=(given or CA.create(key_type=KeyType(options.key_type)),),
+                    trust_domain=options.trust_domain,
+                    tls_profile=options.profile or "intermediate",
+                    minimum=options.minimum or name_rules.DEFAULT_MINIMUM,
+                    maximum=options.maximum or name_rules.DEFAULT_MAXIMUM,
+                    upstream="volume" if given is not None else "none",
+                )
+            )
+            _audit_log(options.state / "audit", lambda: created.signer).rotation(
+                "hello-mtls-ca serve", created, previous=None
+            )
+            return
+    if given is not None and upstream.is_new(state, given):
+        before = state.phase
+        _log.warning(
+            "the organisation's certificate on the volume changed: %s", given.issuer.subject
         )
-        assert options.state is not None
-        _audit_log(options.state / "audit", lambda: created.signer).rotation(
-            "hello-mtls-ca serve --create-if-missing", created, previous=None
-        )
-        return
+        new = store.update(lambda current: upstream.adopt(current, given, mode="volume"))
+        trail = _audit_log(options.state / "audit", lambda: new.signer)
+        if new.phase != before:
+            trail.rotation("hello-mtls-ca serve (upstream volume)", new, previous=before)
+        state = new
     if state.trust_domain != options.trust_domain:
         _log.warning(
             "the state's trust domain %s is kept (--trust-domain %s applies to a new state only)",
@@ -208,6 +237,54 @@ def _ensure_state(store: Store, options: ServeOptions) -> None:
         )
     if _wanted(state, options) != (state.minimum, state.maximum, state.tls_profile):
         store.update(lambda current: _apply_settings(current, options))
+
+
+def _given_upstream(options: ServeOptions) -> CA | None:
+    """A new intermediate under the organisation's certificate on the volume, if one is given."""
+    if options.upstream_dir is None:
+        return None
+    directory = options.upstream_dir
+    cert = (directory / "tls.crt").read_bytes()
+    if (directory / "ca.crt").is_file():
+        cert += b"\n" + (directory / "ca.crt").read_bytes()
+    try:
+        return upstream.given(
+            cert,
+            (directory / "tls.key").read_bytes(),
+            key_type=KeyType(options.key_type),
+            trust_domain=options.trust_domain,
+        )
+    except ValueError as e:
+        raise ValueError(f"the organisation's certificate in {directory}: {e}") from None
+
+
+def _await_import(store: Store, options: ServeOptions) -> None:
+    """Offline mode's first start: write the signing CA's CSR and poll for its import."""
+    assert options.state is not None
+    csr = options.state / "upstream.csr"
+    try:
+        upstream.pending(options.state)
+    except ValueError:
+        settings = {
+            "trust_domain": options.trust_domain,
+            "profile": options.profile or "intermediate",
+            "minimum": name_rules.format_duration(options.minimum or name_rules.DEFAULT_MINIMUM),
+            "maximum": name_rules.format_duration(options.maximum or name_rules.DEFAULT_MAXIMUM),
+        }
+        csr.write_bytes(upstream.write_csr(options.state, KeyType(options.key_type), settings))
+    _log.warning(
+        "no CA state: waiting for the signing CA of the CSR in %s to be imported "
+        "(hello-mtls-ca import --state %s CERT --chain CHAIN)\n%s",
+        csr,
+        options.state,
+        csr.read_text(),
+    )
+    while True:
+        try:
+            store.load()
+            return
+        except StateNotFound:
+            time.sleep(_IMPORT_POLL)
 
 
 def _wanted(

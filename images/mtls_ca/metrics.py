@@ -101,11 +101,19 @@ class _Expiry:
         )
         signer = self.state.signer
         for ca in self.state.generations:
-            for kind, cert in (("root", ca.root), ("intermediate", ca.intermediate)):
+            kinds = [("root", ca.root), ("intermediate", ca.intermediate)]
+            kinds += [("upstream", cert) for cert in ca.chain]
+            for kind, cert in kinds:
                 left = (cert.not_valid_after_utc - now).total_seconds()
                 signing = "true" if ca is signer else "false"
                 family.add_metric([kind, fingerprint(cert), signing], left)
         yield family
+        yield GaugeMetricFamily(
+            "hello_mtls_ca_upstream_renewal_due",
+            "1 when an organisation's certificate this CA signs under is past 2/3 of its life "
+            "with no successor given (hello-mtls-ca status says what to do), else 0.",
+            value=1 if self.state.warnings(now) else 0,
+        )
 
 
 class _MaterialAge:

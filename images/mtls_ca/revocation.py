@@ -459,15 +459,12 @@ def with_crl(state: State, *, now: datetime.datetime | None = None) -> State:
         if ca.intermediate_key is None:
             raise ValueError("this CA does not hold the intermediates' keys: the root holder signs")
         issuer = fingerprint(ca.intermediate)
-        ski = ca.intermediate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
         builder = (
             x509.CertificateRevocationListBuilder()
             .issuer_name(ca.intermediate.subject)
             .last_update(now - name_rules.BACKDATE)
             .next_update(now + CRL_VALIDITY)
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False
-            )
+            .add_extension(ca.signed_aki, critical=False)
             .add_extension(x509.CRLNumber(number), critical=False)
         )
         for r in revoked:
@@ -514,8 +511,11 @@ def _crl_issuers(state: State, now: datetime.datetime) -> list[Any]:
 
 def _still_needed(state: State, now: datetime.datetime) -> list[Any]:
     """The retired intermediates some leaf of may still be valid: the signer took over at its
-    ``not_valid_before`` + `CRL_LEAD`, and no leaf lives longer than the state's maximum."""
+    ``not_valid_before`` + `CRL_LEAD` (an imported one when it was handed over), and no leaf
+    lives longer than the state's maximum."""
     took_over = state.signer.intermediate.not_valid_before_utc + name_rules.BACKDATE + CRL_LEAD
+    if state.handed_over is not None:
+        took_over = max(took_over, state.handed_over)
     if now >= took_over + state.maximum:
         return []
     return [ca for ca in state.retired if ca.intermediate.not_valid_after_utc > now]

@@ -22,11 +22,17 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Protocol
 
+from cryptography import x509
+
 from . import name_rules, revocation, rotation, tls_profiles
-from .authority import CA, fingerprint
+from .authority import CA, fingerprint, renewal_due
 from .revocation import Revocation
 
-__all__ = ["DirectoryStore", "State", "StateNotFound", "Store"]
+__all__ = ["UPSTREAM_MODES", "DirectoryStore", "State", "StateNotFound", "Store"]
+
+UPSTREAM_MODES = ("none", "offline", "volume")
+"""How the roots came: made here, an organisation's with an imported signing CA
+(`mtls_ca.upstream`), or an organisation's whose key the root holder was given."""
 
 _FORMAT = 1
 
@@ -57,6 +63,13 @@ class State:
         bundle_sequence: how many times the set of trusted roots changed since ``init``, the
             SPIFFE bundle's ``spiffe_sequence`` (`mtls_ca.spiffe_bundle`); persisted, so it only
             grows, also across restarts.
+        upcoming_since: when ``upcoming`` was imported (`mtls_ca.upstream`), its CRL published:
+            the hand-over waits `mtls_ca.revocation.CRL_LEAD` from then, not from its notBefore
+            that the organisation chose. None for one the CA made itself.
+        handed_over: when the last successor took over from a renewed signing intermediate,
+            for how long the retired one's CRL is still needed (None: before any).
+        upstream: one of `UPSTREAM_MODES`.
+        material_only: a signer's copy (`State.signing_material`), never the root holder's.
     """
 
     generations: tuple[CA, ...]
@@ -71,9 +84,17 @@ class State:
     upcoming: CA | None = None
     retired: tuple[CA, ...] = ()
     bundle_sequence: int = 0
+    upcoming_since: datetime.datetime | None = None
+    handed_over: datetime.datetime | None = None
+    upstream: str = "none"
+    material_only: bool = False
 
     def __post_init__(self) -> None:
         rotation.signing_index(self.phase, len(self.generations))
+        if self.upstream not in UPSTREAM_MODES:
+            raise ValueError(
+                f"upstream mode '{self.upstream}' is unknown (one of {', '.join(UPSTREAM_MODES)})"
+            )
         tls_profiles.tls_policy(self.tls_profile)
         if self.minimum > self.maximum:
             raise ValueError(
@@ -101,11 +122,24 @@ class State:
     def tls_policy(self) -> dict[str, str]:
         return tls_profiles.tls_policy(self.tls_profile)
 
-    def status(self) -> dict[str, Any]:
+    def status(self, now: datetime.datetime | None = None) -> dict[str, Any]:
         """What ``hello-mtls-ca status`` prints and ``GET /status`` answers; no key material."""
         signer = self.signer
+        constraints = signer.name_constraints
         return {
             "phase": self.phase,
+            "upstream": self.upstream,
+            "chain": [
+                {"role": role, **_cert_json(cert)}
+                for role, cert in (
+                    ("signing", signer.intermediate),
+                    *(("organisation", c) for c in signer.chain),
+                    ("root", signer.root),
+                )
+            ],
+            "upcoming": _cert_json(self.upcoming.intermediate) if self.upcoming else None,
+            "name_constraints": constraints.describe() if constraints is not None else [],
+            "warnings": self.warnings(now),
             "trust_domain": self.trust_domain,
             "roots": [
                 {
@@ -130,6 +164,29 @@ class State:
             "revoked": len(self.revoked),
             "crl_number": self.crl_number,
         }
+
+    def warnings(self, now: datetime.datetime | None = None) -> list[str]:
+        """What the CA's operator must do about the organisation's certificates, in words (also
+        logged by the upkeep and counted by ``hello_mtls_ca_upstream_renewal_due``)."""
+        if self.material_only:
+            return []  # a signer's copy lacks the successor: the root holder's word counts
+        now = now or datetime.datetime.now(datetime.UTC)
+        signer = self.signer
+        found = []
+        if self.upstream == "offline" and self.upcoming is None:
+            if renewal_due(signer.intermediate, now=now):
+                found.append(
+                    "the signing CA the organisation signed is past 2/3 of its life and expires "
+                    f"at {_rfc3339(signer.intermediate.not_valid_after_utc)}: renew it "
+                    "(hello-mtls-ca init --upstream-csr, then hello-mtls-ca import)"
+                )
+        if self.upstream == "volume" and renewal_due(signer.issuer, now=now):
+            found.append(
+                "the organisation's certificate on the volume is past 2/3 of its life and "
+                f"expires at {_rfc3339(signer.issuer.not_valid_after_utc)}: give the root holder "
+                "a renewed one"
+            )
+        return found
 
     @property
     def material_sha256(self) -> str:
@@ -159,13 +216,18 @@ class State:
                 ca.without_keys(keep_intermediate=ca is signer) for ca in self.generations
             ),
             upcoming=None,  # the root holder alone signs CRLs, so their keys stay with it
+            upcoming_since=None,
             retired=(),
+            material_only=True,
         )
 
     @property
     def holds_root_keys(self) -> bool:
-        """Whether this is the root holder's state (it may renew intermediates and rotate)."""
-        return all(ca.root_key is not None for ca in self.generations)
+        """Whether this is the root holder's state (it may renew intermediates and rotate). Under
+        an offline root it holds no root key at all, only the signing CAs' keys."""
+        if self.material_only:
+            return False
+        return self.upstream == "offline" or all(ca.root_key is not None for ca in self.generations)
 
     def to_json(self) -> bytes:
         """The persisted form, including the CA keys: store it only where keys may live."""
@@ -183,6 +245,10 @@ class State:
             "crl_number": self.crl_number,
             "crl": self.crl_pem.decode(),
             "bundle_sequence": self.bundle_sequence,
+            "upstream": self.upstream,
+            "material_only": self.material_only,
+            "upcoming_since": _rfc3339(self.upcoming_since) if self.upcoming_since else None,
+            "handed_over": _rfc3339(self.handed_over) if self.handed_over else None,
         }
         return json.dumps(document, indent=2).encode()
 
@@ -214,22 +280,38 @@ class State:
                 retired=tuple(_ca_from_json(g) for g in document.get("retired", [])),
                 # A state written before the SPIFFE bundle existed starts counting here.
                 bundle_sequence=int(document.get("bundle_sequence", 0)),
+                # A state written before upstream roots existed made its own.
+                upstream=document.get("upstream", "none"),
+                material_only=bool(document.get("material_only", False)),
+                upcoming_since=_moment(document.get("upcoming_since")),
+                handed_over=_moment(document.get("handed_over")),
             )
         except (KeyError, TypeError, AttributeError, json.JSONDecodeError) as e:
             raise ValueError(f"CA state is damaged: {type(e).__name__}: {e}") from None
 
-    def rotated(self, *, expected: str) -> State:
+    def rotated(self, *, expected: str, new_ca: Callable[[], CA] | None = None) -> State:
         """This state one root rotation step further (`mtls_ca.rotation.advance`).
+
+        Args:
+            expected: the phase the caller believes is current.
+            new_ca: the new generation when leaving ``idle``; by default a new root made here,
+                which only a CA with its own root may make.
 
         Raises:
             mtls_ca.rotation.PhaseMismatch: if the phase is not ``expected``.
+            ValueError: if a new root is due and the roots are an organisation's.
         """
         key_type = self.signer.key_type
+        if new_ca is None and self.phase == rotation.IDLE and self.upstream != "none":
+            raise ValueError(
+                "the root is the organisation's: a new one comes from it (hello-mtls-ca import "
+                "of a signing CA under it, or its certificate on the volume), not from rotate-root"
+            )
         phase, generations = rotation.advance(
             self.phase,
             self.generations,
             expected=expected,
-            new_ca=lambda: CA.create(key_type=key_type),
+            new_ca=new_ca or (lambda: CA.create(key_type=key_type)),
         )
         rotated = replace(self, phase=phase, generations=generations)
         if rotated.bundle_pem != self.bundle_pem:
@@ -334,6 +416,7 @@ def _ca_json(ca: CA) -> dict[str, str | None]:
         "root_key": root_key.decode() if root_key is not None else None,
         "intermediate": intermediate.decode(),
         "intermediate_key": intermediate_key.decode() if intermediate_key is not None else None,
+        "chain": ca.chain_pem[len(ca.intermediate_pem) :].decode(),
     }
 
 
@@ -343,7 +426,16 @@ def _ca_from_json(document: dict[str, Any]) -> CA:
         _optional_pem(document["root_key"]),
         document["intermediate"].encode(),
         _optional_pem(document["intermediate_key"]),
+        document.get("chain", "").encode(),
     )
+
+
+def _cert_json(cert: x509.Certificate) -> dict[str, str]:
+    return {
+        "subject": cert.subject.rfc4514_string(),
+        "fingerprint_sha256": fingerprint(cert),
+        "not_after": _rfc3339(cert.not_valid_after_utc),
+    }
 
 
 def _optional_pem(text: str | None) -> bytes | None:
@@ -352,6 +444,10 @@ def _optional_pem(text: str | None) -> bytes | None:
     if not isinstance(text, str):
         raise TypeError(f"a key must be a PEM string or null, not {type(text).__name__}")
     return text.encode()
+
+
+def _moment(text: str | None) -> datetime.datetime | None:
+    return datetime.datetime.fromisoformat(text) if text else None
 
 
 def _rfc3339(moment: datetime.datetime) -> str:

@@ -20,7 +20,7 @@ import logging
 import os
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -39,6 +39,7 @@ __all__ = ["CredentialSink", "Serving", "Upkeep", "is_current"]
 _log = logging.getLogger("mtls_ca")
 # Who asks, in the audit trail, for what the service issues itself.
 _BY = "hello-mtls-ca (upkeep)"
+_WARN_EVERY = datetime.timedelta(hours=1)
 
 
 class CredentialSink(Protocol):
@@ -71,11 +72,14 @@ class Upkeep:
     credential_duration: datetime.timedelta = datetime.timedelta(days=7)
     issued: revocation.IssuedIndex | None = None
     audit: AuditLog | None = None
+    _warned: datetime.datetime | None = field(default=None, init=False)
 
     def run(self, now: datetime.datetime | None = None) -> None:
         """One round of checks; renews what is due."""
         now = now or datetime.datetime.now(datetime.UTC)
         state = self.cache.state()
+        if state.holds_root_keys:
+            self._warn(state.warnings(now), now)
         if state.holds_root_keys and _renewal_step_due(state, now):
             # Only the root holder renews; a signer fetches the renewed one from it.
             before = state.signer.intermediate
@@ -114,6 +118,13 @@ class Upkeep:
                     issued.serial,
                 )
 
+    def _warn(self, warnings: list[str], now: datetime.datetime) -> None:
+        # Once an hour per worker: loud enough to be seen, not a line every round.
+        if warnings and (self._warned is None or now - self._warned >= _WARN_EVERY):
+            self._warned = now
+            for warning in warnings:
+                _log.warning("upstream: %s", warning)
+
     def start(self, interval: float) -> threading.Event:
         """Run every ``interval`` seconds in a daemon thread; set the returned event to stop."""
         stop = threading.Event()
@@ -144,7 +155,7 @@ def is_current(files: dict[str, bytes] | None, state: State, now: datetime.datet
     except ValueError:
         return False
     return (
-        len(chain) == 2
+        len(chain) == 2 + len(state.signer.chain)
         and chain[1] == state.signer.intermediate
         and not renewal_due(chain[0], now=now)
     )
@@ -152,12 +163,19 @@ def is_current(files: dict[str, bytes] | None, state: State, now: datetime.datet
 
 def _renewal_step_due(state: State, now: datetime.datetime) -> bool:
     """At 2/3 of the signing intermediate's life a successor is made (``upcoming``: its CRL is
-    published at once); `revocation.CRL_LEAD` later it takes over and the old one retires."""
-    if not renewal_due(state.signer.intermediate, now=now):
+    published at once); `revocation.CRL_LEAD` later it takes over and the old one retires.
+    Under an offline root the successor is imported (`mtls_ca.upstream`): without one there is
+    nothing to make, and one takes over at once when the old one has expired."""
+    signer = state.signer.intermediate
+    if not renewal_due(signer, now=now):
         return False
     if state.upcoming is None:
+        return state.signer.root_key is not None
+    if signer.not_valid_after_utc <= now:
         return True
-    born = state.upcoming.intermediate.not_valid_before_utc + name_rules.BACKDATE
+    born = state.upcoming_since or (
+        state.upcoming.intermediate.not_valid_before_utc + name_rules.BACKDATE
+    )
     return now >= born + revocation.CRL_LEAD
 
 
@@ -181,6 +199,8 @@ def _renew_intermediate(state: State, now: datetime.datetime) -> State:
             state,
             generations=tuple(renewed if g is signer else g for g in state.generations),
             upcoming=None,
+            upcoming_since=None,
+            handed_over=now,
             retired=(*state.retired, signer),
         ),
         now=now,

@@ -18,10 +18,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from mtls_ca.revocation import load_crls
 from mtls_context import layout
 from support.ca_cli import ca as cli
-from support.ca_service import Service, credential_session, init_with_provisioner
+from support.ca_service import (
+    Service,
+    credential_session,
+    init_with_provisioner,
+    root_holder_and_signer,
+)
 from support.csrs import csr_pem
-from support.processes import free_port
-from support.token_review_api import Token, TokenReviewAPI
 from support.waiting import wait_until
 
 CLI = [sys.executable, "-m", "mtls_ca"]
@@ -216,32 +219,10 @@ def test_a_signer_refuses_the_revoked_key_and_serves_the_new_crl(tmp_path: Path)
         "--out",
         str(tmp_path / "alice"),
     )
-    audience, account = "hello-mtls-ca-signer", "system:serviceaccount:hello-mtls:signer"
-    (tmp_path / "token").write_text("signer-token\n")
-    api = TokenReviewAPI({"signer-token": Token(audience, account, pod_name="signer-0")})
-    env = {
-        "KUBECONFIG": str(api.kubeconfig(tmp_path / "kubeconfig")),
-        "KUBERNETES_SERVICE_HOST": "",
-    }
-    material_port = free_port()
-    holder = Service(
-        tmp_path / "state",
-        tmp_path / "root-holder.log",
-        f"--material-bind=127.0.0.1:{material_port}",
-        "--signer-service-account=hello-mtls/signer",
-        f"--signer-audience={audience}",
-        env=env,
-    )
-    signer = None
-    try:
-        signer = Service(
-            None,
-            tmp_path / "signer.log",
-            f"--root-holder=https://127.0.0.1:{material_port}",
-            f"--root-ca={tmp_path / 'prov' / layout.CA}",
-            f"--token-file={tmp_path / 'token'}",
-            "--fetch-interval=1",
-        )
+    with root_holder_and_signer(tmp_path / "state", tmp_path, tmp_path / "prov" / layout.CA) as (
+        _,
+        signer,
+    ):
         key = ec.generate_private_key(ec.SECP256R1())
         signed = _sign(signer, tmp_path, key, "web.shop.svc")
         assert signed["status"] == "200"
@@ -264,8 +245,3 @@ def test_a_signer_refuses_the_revoked_key_and_serves_the_new_crl(tmp_path: Path)
             f"{signer.url}/revoke", json={"namespace": "shop"}, timeout=10
         )
         assert revoke.status_code == 404  # the root holder revokes
-    finally:
-        if signer is not None:
-            signer.stop()
-        holder.stop()
-        api.stop()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import requests
@@ -12,6 +14,7 @@ import requests
 from mtls_context import layout
 from support import ca_cli
 from support.processes import free_port
+from support.token_review_api import Token, TokenReviewAPI
 from support.waiting import accepts, wait_until
 
 
@@ -83,3 +86,42 @@ def init_with_provisioner(root: Path) -> None:
         "--out",
         str(root / "prov"),
     )
+
+
+@contextlib.contextmanager
+def root_holder_and_signer(
+    state: Path, work: Path, root_ca: Path
+) -> Iterator[tuple[Service, Service]]:
+    """A root holder of ``state`` with its material port, and one signer (trusting ``root_ca``)
+    that proves itself to it with a token the TokenReview stand-in vouches for; their logs,
+    token and kubeconfig go to ``work``."""
+    audience, account = "hello-mtls-ca-signer", "system:serviceaccount:hello-mtls:signer"
+    (work / "token").write_text("signer-token\n")
+    api = TokenReviewAPI({"signer-token": Token(audience, account, pod_name="signer-0")})
+    env = {"KUBECONFIG": str(api.kubeconfig(work / "kubeconfig")), "KUBERNETES_SERVICE_HOST": ""}
+    material_port = free_port()
+    holder = None
+    signer = None
+    try:
+        holder = Service(
+            state,
+            work / "root-holder.log",
+            f"--material-bind=127.0.0.1:{material_port}",
+            "--signer-service-account=hello-mtls/signer",
+            f"--signer-audience={audience}",
+            env=env,
+        )
+        signer = Service(
+            None,
+            work / "signer.log",
+            f"--root-holder=https://127.0.0.1:{material_port}",
+            f"--root-ca={root_ca}",
+            f"--token-file={work / 'token'}",
+            "--fetch-interval=1",
+        )
+        yield holder, signer
+    finally:
+        for service in (signer, holder):
+            if service is not None:
+                service.stop()
+        api.stop()

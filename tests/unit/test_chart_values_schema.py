@@ -72,6 +72,7 @@ def test_values_yaml_passes() -> None:
         ("certificates.renewFraction=1.5", "at '/certificates/renewFraction'"),
         ("podCertificates.signerName=no-slash", "at '/podCertificates/signerName'"),
         ("ca.signers.replicas=-1", "at '/ca/signers/replicas'"),
+        ("ca.upstream.mode=cloud", "at '/ca/upstream/mode'"),
         ("metrics.port=70000", "at '/metrics/port'"),
         (
             "metrics.prometheusRule.for.HelloMTLSCADown=soon",
