@@ -175,7 +175,8 @@ class Federation:
         bundles, missing = {}, []
         for domain in sorted({trust_domain(pattern) for pattern in patterns}):
             if domain not in available:
-                missing.append(domain)
+                if domain not in ours:
+                    missing.append(domain)
                 continue
             if domain in ours:
                 raise ValueError(
@@ -236,16 +237,14 @@ class Federation:
                 count = lib.OPENSSL_sk_num(chain)
                 leaf = openssl.certificate_der(lib.OPENSSL_sk_value(chain, 0))
                 root = openssl.certificate_der(lib.OPENSSL_sk_value(chain, count - 1))
-                if not ok:
-                    # CRLs cover our own CA only: a federated peer has none to check.
-                    if root in self.own or self.refusal(leaf, root) is not None:
-                        return ok
-                    lib.X509_STORE_CTX_set_error(store, _X509_V_OK)
-                    return 1
+                if not ok and root in self.own:
+                    return ok  # our CA's CRL is missing: refused as without federation
                 why = self.refusal(leaf, root)
             except Exception as e:  # noqa: BLE001 - an exception may not cross into OpenSSL
                 why = f"cannot check the chain: {e}"
             if why is None:
+                # ``ca.crl`` covers our CA only: a federated peer has no CRL to check here.
+                lib.X509_STORE_CTX_set_error(store, _X509_V_OK)
                 return 1
             _log.info("refused a peer: %s", why)
             lib.X509_STORE_CTX_set_error(store, _X509_V_ERR_APPLICATION_VERIFICATION)
