@@ -195,6 +195,12 @@ class ReloadingContext:
         )
         if context.crl.stale is not None:
             _log.warning("%s: serving without CRL checking: %s", self.directory, context.crl.stale)
+        if context.federation is not None and context.federation.missing:
+            _log.warning(
+                "%s: no bundle of %s beside ca.crt: its peers are refused",
+                self.directory,
+                ", ".join(context.federation.missing),
+            )
         return context
 
     def _fail(self, reason: str, *, key: object) -> None:

@@ -120,8 +120,6 @@ class FederatedBundles:
         self._domains = [_Domain(source) for source in sources]
         self._fetch = fetcher
         self._monotonic = monotonic
-        for domain in self._domains:
-            metrics.FEDERATED_STALE.labels(domain.source.trust_domain).set(1)
 
     def poll(self) -> bool:
         """Fetch every bundle that is due; True if any trust domain's roots changed."""

@@ -180,11 +180,16 @@ def test_a_client_pinned_to_a_federated_server(ours: TrustDomain, other: TrustDo
 
 
 def test_the_bundles_follow_the_directory(
-    tmp_path: Path, our_server: dict[str, bytes], ours: TrustDomain, other: TrustDomain
+    tmp_path: Path,
+    our_server: dict[str, bytes],
+    ours: TrustDomain,
+    other: TrustDomain,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     alone = {name: data for name, data in our_server.items() if name.startswith(("tls", "ca"))}
     write_version(tmp_path, alone)
     reloading = ReloadingContext(tmp_path, Side.SERVER, check_interval=0, peers=[SHOP])
+    assert "no bundle of other.example beside ca.crt: its peers are refused" in caplog.text
     web = a_client_of_theirs(other, ours, "ns/shop/sa/web")
     with pytest.raises(ssl.SSLError):
         handshake(reloading.current(), web)
