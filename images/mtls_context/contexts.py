@@ -205,7 +205,7 @@ def _validate(
     return Certificate(
         serial=_identity.serial(peer),
         not_after=datetime.fromtimestamp(ssl.cert_time_to_seconds(str(peer["notAfter"])), UTC),
-        identity=_identity.identity(peer),
+        identity=_identity.own_identity(peer),
     )
 
 

@@ -15,6 +15,7 @@ __all__ = [
     "common_name",
     "dns_names",
     "identity",
+    "own_identity",
     "serial",
     "spiffe_ids",
     "wsgi_peer_cert",
@@ -65,8 +66,16 @@ def identity(cert: PeerCert) -> str:
         ValueError: if the certificate carries none of the three.
     """
     foreign = [i for i in spiffe_ids(cert) if is_federated(i)]
-    if foreign:
-        return foreign[0]
+    return foreign[0] if foreign else own_identity(cert)
+
+
+def own_identity(cert: PeerCert) -> str:
+    """`identity` of a certificate of our own CA (a context's own): its first DNS SAN, else its
+    SPIFFE ID, else its CN, whatever trust domains the process federates.
+
+    Raises:
+        ValueError: if the certificate carries none of the three.
+    """
     for candidates in (dns_names(cert), spiffe_ids(cert)):
         if candidates:
             return candidates[0]

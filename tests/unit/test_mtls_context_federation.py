@@ -7,13 +7,13 @@ import datetime
 import logging
 import ssl
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from mtls_context import CERT, KEY, Side, build_context, write_version
+from mtls_context import CERT, KEY, Side, build_context, federation, write_version
 from mtls_context.federation import check_pattern, matches, subject_alt_names
 from mtls_context.identity import allowed, dns_names, identity
 from mtls_context.layout import federated_bundle, read_version
@@ -22,6 +22,14 @@ from support.certdirs import connect
 from support.trust_domains import OTHER, OURS, TrustDomain, bundles
 
 SHOP = "spiffe://other.example/ns/shop/*"
+
+
+@pytest.fixture(autouse=True)
+def one_trust_domain_per_process() -> Iterator[None]:
+    """These tests build contexts of both trust domains in one process; a pod holds one. What a
+    test federates is forgotten after it, so other tests see a process that federates nothing."""
+    yield
+    federation._federated.clear()
 
 
 @pytest.fixture(scope="module")
