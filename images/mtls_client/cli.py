@@ -10,7 +10,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
-        caller = LIBRARIES[args.library](args.cert_dir, args.check_interval)
+        caller = LIBRARIES[args.library](args.cert_dir, args.check_interval, args.server_id)
     except (OSError, ValueError) as e:
         print(f"hello-mtls-client: {args.cert_dir}: {e}", file=sys.stderr)
         return 2
@@ -67,8 +67,8 @@ def main(argv: list[str] | None = None) -> int:
 class _Requests:
     """Calls through the library's reloading requests session."""
 
-    def __init__(self, cert_dir: str, check_interval: float) -> None:
-        self._session = session(cert_dir, check_interval=check_interval)
+    def __init__(self, cert_dir: str, check_interval: float, server_id: Sequence[str]) -> None:
+        self._session = session(cert_dir, check_interval=check_interval, peers=server_id)
         adapter = self._session.get_adapter("https://")
         assert isinstance(adapter, ReloadingAdapter)
         self._adapter = adapter
@@ -92,9 +92,9 @@ class _Requests:
 class _Httpx:
     """Calls through the library's reloading httpx client (`mtls_context.httpx_transport`)."""
 
-    def __init__(self, cert_dir: str, check_interval: float) -> None:
+    def __init__(self, cert_dir: str, check_interval: float, server_id: Sequence[str]) -> None:
         self._contexts = ReloadingContext(
-            Path(cert_dir), Side.CLIENT, check_interval=check_interval
+            Path(cert_dir), Side.CLIENT, check_interval=check_interval, peers=server_id
         )
         self._client = httpx.Client(
             transport=httpx_transport.ReloadingTransport(self._contexts), trust_env=False
@@ -120,7 +120,7 @@ class _Httpx:
         self._client.close()
 
 
-LIBRARIES: dict[str, Callable[[str, float], _Requests | _Httpx]] = {
+LIBRARIES: dict[str, Callable[[str, float, Sequence[str]], _Requests | _Httpx]] = {
     "requests": _Requests,
     "httpx": _Httpx,
 }

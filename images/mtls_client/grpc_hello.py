@@ -27,7 +27,10 @@ DEFAULT_TARGET = "localhost:8443"
 
 def main(argv: list[str] | None = None) -> int:
     """Run the loop; exit status 1 if any call failed, 2 on a bad certificate directory."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.server_id:
+        parser.error("--server-id (HELLO_MTLS_SERVER_ID): gRPC channels check the host name only")
     try:
         channel = ReloadingChannel(args.target, args.cert_dir, check_interval=args.check_interval)
     except (OSError, ValueError) as e:

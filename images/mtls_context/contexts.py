@@ -15,6 +15,7 @@ from typing import Literal
 
 from mtls_context import identity as _identity
 from mtls_context import revocation as _revocation
+from mtls_context.federation import Federation
 from mtls_context.layout import CA, CERT, CRL, KEY, POLICY, read_version
 from mtls_context.tls_policy import DEFAULT_POLICY, TLSPolicy
 
@@ -61,26 +62,32 @@ class MTLSContext(ssl.SSLContext):
     """The files of the version it was built from (for stacks that take PEM, such as gRPC)."""
     crl: _revocation.CRLDecision
     """Whether it enforces ``ca.crl`` (peers it lists are refused), and if not why."""
+    federation: Federation | None
+    """The peers of other trust domains it accepts, or the server identity it pins (None: no
+    ``peers`` given, our own CA only)."""
 
 
-def server_context(directory: Path, *, verify: Verify = "required") -> MTLSContext:
+def server_context(
+    directory: Path, *, verify: Verify = "required", peers: Sequence[str] = ()
+) -> MTLSContext:
     """A server context from one version of ``directory``: client certificates ``verify``.
 
     Raises:
         ValueError: if the files are missing, inconsistent or invalid (the message says which).
         OSError: if the directory cannot be read.
     """
-    return build_context(read_version(directory), Side.SERVER, verify=verify)
+    return build_context(read_version(directory), Side.SERVER, verify=verify, peers=peers)
 
 
-def client_context(directory: Path) -> MTLSContext:
-    """A client context from one version of ``directory``: verifies the server and its name.
+def client_context(directory: Path, *, peers: Sequence[str] = ()) -> MTLSContext:
+    """A client context from one version of ``directory``: verifies the server and its name
+    (with ``peers``: its SPIFFE ID instead of its name).
 
     Raises:
         ValueError: if the files are missing, inconsistent or invalid (the message says which).
         OSError: if the directory cannot be read.
     """
-    return build_context(read_version(directory), Side.CLIENT)
+    return build_context(read_version(directory), Side.CLIENT, peers=peers)
 
 
 def build_context(
@@ -89,6 +96,7 @@ def build_context(
     *,
     verify: Verify = "required",
     alpn: Sequence[str] = ALPN,
+    peers: Sequence[str] = (),
 ) -> MTLSContext:
     """Validate ``files`` (as ``read_version`` returns them) and build a brand-new context.
 
@@ -106,27 +114,53 @@ def build_context(
     whose certificate the CRL lists (OpenSSL's ``VERIFY_CRL_CHECK_LEAF``); one it does not
     accept is left out, and ``context.crl.stale`` says why.
 
+    ``peers`` are SPIFFE IDs and ``/*`` patterns (`mtls_context.federation`). A server accepts,
+    besides the clients of our own CA, the clients of a federated trust domain that match one,
+    each checked against its own trust domain's ``federated-<trust domain>.crt`` only. A client
+    requires the server to present a SPIFFE ID that matches one, instead of the host name
+    check (the server may be of a federated trust domain named by the patterns).
+
     Raises:
-        ValueError: if a file is missing, the policy is invalid, or validation fails.
+        ValueError: if a file is missing, the policy or a pattern is invalid, or validation
+            fails.
     """
     missing = [name for name in (CERT, KEY, CA) if not files.get(name)]
     if missing:
         raise ValueError(f"missing or empty: {', '.join(missing)}")
     policy = TLSPolicy.from_json(files[POLICY]) if POLICY in files else DEFAULT_POLICY
     crl = _revocation.decide(files.get(CRL), files[CERT])
+    federation = None
+    if peers:
+        federation = Federation.from_files(files, CA, peers, pinned=side is Side.CLIENT)
     try:
         certificate = _validate(files, side, policy, crl.pem)
         context = _new_context(files, side, policy, crl.pem)
         if side is Side.SERVER and verify == "optional":
             context.verify_mode = ssl.CERT_OPTIONAL
         context.set_alpn_protocols(list(alpn))
+        if federation is not None:
+            _federate(context, federation)
     except ssl.SSLError as e:
         raise ValueError(_describe(e)) from None
     context.certificate = certificate
     context.policy = policy
     context.files = dict(files)
     context.crl = crl
+    context.federation = federation
     return context
+
+
+def _federate(context: MTLSContext, federation: Federation) -> None:
+    """Trust the named federated bundles too, each only for its own trust domain."""
+    roots = federation.trusted_pem()
+    if roots:
+        context.load_verify_locations(cadata=roots)
+    if federation.pinned:
+        context.check_hostname = False  # the SPIFFE ID is checked instead, in the handshake
+    try:
+        federation.install(context)
+    except RuntimeError as e:
+        raise ValueError(f"cannot check peers of other trust domains: {e}") from None
 
 
 def _new_context(
@@ -171,7 +205,7 @@ def _validate(
     return Certificate(
         serial=_identity.serial(peer),
         not_after=datetime.fromtimestamp(ssl.cert_time_to_seconds(str(peer["notAfter"])), UTC),
-        identity=_identity.identity(peer),
+        identity=_identity.own_identity(peer),
     )
 
 

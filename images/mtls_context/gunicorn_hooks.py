@@ -14,7 +14,7 @@ import logging
 import os
 import ssl
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,7 @@ def tls_settings(
     check_interval: float = DEFAULT_CHECK_INTERVAL,
     max_age: float = DEFAULT_MAX_AGE,
     verify: Verify = "required",
+    peers: Sequence[str] = (),
 ) -> dict[str, Any]:
     """gunicorn settings: ``certfile``, ``keyfile``, ``ssl_context``, ``on_starting``,
     ``post_worker_init``.
@@ -57,10 +58,15 @@ def tls_settings(
     directory through the ``ssl_context`` hook. ``on_starting`` refuses a worker class that
     would never reload (see `RELOADING_WORKERS`). ``post_worker_init`` loads the directory when
     a worker boots (a bad directory fails at once, not on the first request) and sends the
-    reload messages to gunicorn's error log.
+    reload messages to gunicorn's error log. ``peers``: the clients of federated trust domains
+    to accept (`mtls_context.build_context`).
     """
     hook = ReloadingHook(
-        Path(cert_dir), check_interval=check_interval, max_age=max_age, verify=verify
+        Path(cert_dir),
+        check_interval=check_interval,
+        max_age=max_age,
+        verify=verify,
+        peers=tuple(peers),
     )
     return {
         "certfile": str(Path(cert_dir) / CERT),
@@ -91,9 +97,15 @@ class ReloadingHook:
     """gunicorn's ``ssl_context`` hook: one `ReloadingServerContext` per worker process."""
 
     def __init__(
-        self, cert_dir: Path, *, check_interval: float, max_age: float, verify: Verify
+        self,
+        cert_dir: Path,
+        *,
+        check_interval: float,
+        max_age: float,
+        verify: Verify,
+        peers: tuple[str, ...] = (),
     ) -> None:
-        self._arguments = (cert_dir, check_interval, max_age, verify)
+        self._arguments = (cert_dir, check_interval, max_age, verify, peers)
         self._context: ReloadingServerContext | None = None
         self._pid = 0
         self._lock = threading.Lock()
@@ -108,9 +120,13 @@ class ReloadingHook:
         if self._pid != os.getpid():
             with self._lock:
                 if self._pid != os.getpid():
-                    cert_dir, check_interval, max_age, verify = self._arguments
+                    cert_dir, check_interval, max_age, verify, peers = self._arguments
                     self._context = ReloadingServerContext(
-                        cert_dir, check_interval=check_interval, max_age=max_age, verify=verify
+                        cert_dir,
+                        check_interval=check_interval,
+                        max_age=max_age,
+                        verify=verify,
+                        peers=peers,
                     )
                     self._pid = os.getpid()
         assert self._context is not None

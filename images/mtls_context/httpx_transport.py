@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -36,15 +36,20 @@ def client(
     cert_dir: str | os.PathLike[str],
     *,
     check_interval: float = DEFAULT_CHECK_INTERVAL,
+    peers: Sequence[str] = (),
     **kwargs: Any,
 ) -> httpx.Client:
     """An ``httpx.Client`` over mTLS from ``cert_dir``; the environment is not consulted.
+
+    ``peers``: the server's SPIFFE ID or patterns, as in `mtls_context.requests_adapter.session`.
 
     Raises:
         ValueError: if ``cert_dir`` does not hold a valid certificate set.
         OSError: if it cannot be read.
     """
-    contexts = ReloadingContext(Path(cert_dir), Side.CLIENT, check_interval=check_interval)
+    contexts = ReloadingContext(
+        Path(cert_dir), Side.CLIENT, check_interval=check_interval, peers=peers
+    )
     return httpx.Client(transport=ReloadingTransport(contexts), trust_env=False, **kwargs)
 
 
@@ -52,6 +57,7 @@ def async_client(
     cert_dir: str | os.PathLike[str],
     *,
     check_interval: float = DEFAULT_CHECK_INTERVAL,
+    peers: Sequence[str] = (),
     **kwargs: Any,
 ) -> httpx.AsyncClient:
     """An ``httpx.AsyncClient`` over mTLS from ``cert_dir`` (files are read off the loop).
@@ -61,7 +67,7 @@ def async_client(
         OSError: if it cannot be read.
     """
     contexts = ReloadingContext(
-        Path(cert_dir), Side.CLIENT, check_interval=check_interval, background=True
+        Path(cert_dir), Side.CLIENT, check_interval=check_interval, peers=peers, background=True
     )
     return httpx.AsyncClient(transport=AsyncReloadingTransport(contexts), trust_env=False, **kwargs)
 

@@ -6,6 +6,8 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from mtls_context.federation import is_federated, matches
+
 __all__ = [
     "PeerCert",
     "TLSInfo",
@@ -13,6 +15,7 @@ __all__ = [
     "common_name",
     "dns_names",
     "identity",
+    "own_identity",
     "serial",
     "spiffe_ids",
     "wsgi_peer_cert",
@@ -55,7 +58,20 @@ def common_name(cert: PeerCert) -> str | None:
 def identity(cert: PeerCert) -> str:
     """Who the certificate names: its first DNS SAN, else its SPIFFE ID, else its CN.
 
-    The first DNS SAN is the name the workload asked for (``hello-mtls.dev/name``).
+    The first DNS SAN is the name the workload asked for (``hello-mtls.dev/name``). A peer of a
+    federated trust domain is named by its SPIFFE ID only: a foreign CA does not vouch for DNS
+    names here (`mtls_context.federation`).
+
+    Raises:
+        ValueError: if the certificate carries none of the three.
+    """
+    foreign = [i for i in spiffe_ids(cert) if is_federated(i)]
+    return foreign[0] if foreign else own_identity(cert)
+
+
+def own_identity(cert: PeerCert) -> str:
+    """`identity` of a certificate of our own CA (a context's own): its first DNS SAN, else its
+    SPIFFE ID, else its CN, whatever trust domains the process federates.
 
     Raises:
         ValueError: if the certificate carries none of the three.
@@ -72,9 +88,16 @@ def identity(cert: PeerCert) -> str:
 def allowed(cert: PeerCert, allow: Collection[str]) -> bool:
     """Whether one of the certificate's DNS names or SPIFFE IDs is in ``allow``.
 
-    An empty ``allow`` admits every verified peer.
+    ``allow`` holds DNS names, SPIFFE IDs and SPIFFE ID patterns ending in ``/*``
+    (``spiffe://other.example/ns/shop/*``). The DNS names of a peer of a federated trust domain
+    are not matched, only its SPIFFE ID. An empty ``allow`` admits every verified peer (a server
+    admits a peer of a federated trust domain only if its ``peers`` name it).
     """
-    return not allow or not set(allow).isdisjoint(dns_names(cert) + spiffe_ids(cert))
+    if not allow:
+        return True
+    ids = spiffe_ids(cert)
+    names = [] if any(is_federated(i) for i in ids) else dns_names(cert)
+    return not set(allow).isdisjoint(names) or any(matches(a, i) for a in allow for i in ids)
 
 
 def wsgi_peer_cert(environ: Mapping[str, Any]) -> PeerCert | None:

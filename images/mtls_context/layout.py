@@ -14,10 +14,11 @@ combine files from two versions.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 __all__ = [
@@ -25,9 +26,13 @@ __all__ = [
     "CERT",
     "CRL",
     "DATA_LINK",
+    "FEDERATED_PREFIX",
+    "FEDERATED_SUFFIX",
     "FILES",
     "KEY",
     "POLICY",
+    "federated_bundle",
+    "federated_bundles",
     "read_version",
     "write_version",
 ]
@@ -39,7 +44,13 @@ POLICY = "tls-policy.json"
 CRL = "ca.crl"
 """The CA's CRLs, beside ``ca.crt`` (optional: `mtls_context.revocation`)."""
 FILES = (CERT, KEY, CA, POLICY, CRL)
+FEDERATED_PREFIX = "federated-"
+FEDERATED_SUFFIX = ".crt"
+"""``federated-<trust domain>.crt``: one federated trust domain's roots, beside ``ca.crt`` and
+never merged into it (`mtls_context.federation`)."""
 DATA_LINK = "..data"
+
+_TRUST_DOMAIN = re.compile(r"[a-z0-9._-]+")  # SPIFFE ID spec 2.1
 
 _KEEP_OLD_VERSIONS = 1
 _READ_ATTEMPTS = 20
@@ -99,7 +110,8 @@ def read_version(directory: Path, names: tuple[str, ...] = FILES) -> dict[str, b
     With a ``..data`` link the link is resolved, every file is read from that version directory,
     and the read is retried if ``..data`` moved meanwhile (the kubelet deletes the old version
     right after a swap). A plain directory (no ``..data``, e.g. files copied by hand) is read as
-    it is. Missing files are left out of the result.
+    it is. Missing files are left out of the result. Every federated bundle file of the version
+    (`federated_bundles`) is read too.
 
     Raises:
         OSError: if ``directory`` cannot be read, or keeps changing during every attempt.
@@ -108,7 +120,11 @@ def read_version(directory: Path, names: tuple[str, ...] = FILES) -> dict[str, b
         target = _data_target(directory)
         base = directory if target is None else directory / target
         result = {}
-        for name in names:
+        try:
+            present = os.listdir(base)
+        except FileNotFoundError:
+            present = []
+        for name in (*names, *federated_bundles(present).values()):
             try:
                 result[name] = (base / name).read_bytes()
             except FileNotFoundError:
@@ -116,6 +132,28 @@ def read_version(directory: Path, names: tuple[str, ...] = FILES) -> dict[str, b
         if _data_target(directory) == target:
             return result
     raise OSError(f"{directory} changed during each of {_READ_ATTEMPTS} attempts to read it")
+
+
+def federated_bundle(trust_domain: str) -> str:
+    """The file (and Secret key) of ``trust_domain``'s roots: ``federated-<trust domain>.crt``.
+
+    Raises:
+        ValueError: if ``trust_domain`` is not a SPIFFE trust domain name.
+    """
+    if not _TRUST_DOMAIN.fullmatch(trust_domain):
+        raise ValueError(f"trust domain {trust_domain!r} is not [a-z0-9._-]+")
+    return f"{FEDERATED_PREFIX}{trust_domain}{FEDERATED_SUFFIX}"
+
+
+def federated_bundles(names: Iterable[str]) -> dict[str, str]:
+    """Trust domain to file name, for the federated bundle files among ``names``."""
+    found = {}
+    for name in names:
+        if name.startswith(FEDERATED_PREFIX) and name.endswith(FEDERATED_SUFFIX):
+            domain = name[len(FEDERATED_PREFIX) : -len(FEDERATED_SUFFIX)]
+            if _TRUST_DOMAIN.fullmatch(domain):
+                found[domain] = name
+    return found
 
 
 def _data_target(directory: Path) -> str | None:

@@ -29,7 +29,9 @@ __all__ = [
     "allow",
     "cert_dir",
     "check_interval",
+    "federated_peers",
     "parse_allow",
+    "server_id",
 ]
 
 DEFAULT_CERT_DIR = "/var/run/hello-mtls"
@@ -37,6 +39,7 @@ _CERT_DIR = "HELLO_MTLS_CERT_DIR"
 _CHECK_INTERVAL = "HELLO_MTLS_CHECK_INTERVAL"
 _METRICS_PORT = "HELLO_MTLS_METRICS_PORT"
 _ALLOW = "HELLO_MTLS_ALLOW"
+_SERVER_ID = "HELLO_MTLS_SERVER_ID"
 
 
 def parse_allow(text: str) -> list[str]:
@@ -64,9 +67,22 @@ def allow() -> list[str]:
     return parse_allow(os.environ.get(_ALLOW, ""))
 
 
+def server_id() -> list[str]:
+    """``HELLO_MTLS_SERVER_ID``: the SPIFFE IDs or ``/*`` patterns a client requires of the
+    server instead of its host name (comma separated); empty: the host name is checked."""
+    return parse_allow(os.environ.get(_SERVER_ID, ""))
+
+
+def federated_peers(allow: Sequence[str]) -> list[str]:
+    """The SPIFFE IDs and patterns of an allow-list: a server passes them to its context as
+    ``peers``, so the clients of a federated trust domain they name get through TLS."""
+    return [entry for entry in allow if entry.startswith("spiffe://")]
+
+
 def add_common(parser: argparse.ArgumentParser, *, side: Side) -> None:
     """Add ``--cert-dir``, ``--check-interval``, ``--metrics-port`` and, for ``Side.SERVER``,
-    ``--allow`` to ``parser``, each defaulting to its environment variable."""
+    ``--allow`` (for ``Side.CLIENT``, ``--server-id``) to ``parser``, each defaulting to its
+    environment variable."""
     env = os.environ.get
     parser.add_argument(
         "--cert-dir",
@@ -94,8 +110,19 @@ def add_common(parser: argparse.ArgumentParser, *, side: Side) -> None:
             "--allow",
             action=_ReplaceDefault,
             default=allow(),
-            help="DNS name or SPIFFE ID allowed to get a hello; repeatable "
-            f"(env {_ALLOW}, comma separated; default: every verified client)",
+            help="DNS name, SPIFFE ID or SPIFFE ID pattern (spiffe://td/ns/shop/*) allowed to "
+            "get a hello; a SPIFFE entry of a federated trust domain also lets its clients "
+            f"through TLS; repeatable (env {_ALLOW}, comma separated; default: every verified "
+            "client of our CA)",
+        )
+    else:
+        parser.add_argument(
+            "--server-id",
+            action=_ReplaceDefault,
+            default=server_id(),
+            help="SPIFFE ID or pattern the server must present, checked instead of its host "
+            f"name (it may be of a federated trust domain); repeatable (env {_SERVER_ID}, "
+            "comma separated; default: the host name is checked)",
         )
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from mtls_context import status as _status
 from mtls_context.contexts import ALPN, MTLSContext, Side, Verify, build_context
-from mtls_context.layout import DATA_LINK, FILES, read_version
+from mtls_context.layout import DATA_LINK, FILES, federated_bundles, read_version
 
 __all__ = [
     "DEFAULT_CHECK_INTERVAL",
@@ -64,6 +64,7 @@ class ReloadingContext:
         max_age: float = DEFAULT_MAX_AGE,
         verify: Verify = "required",
         alpn: Sequence[str] = ALPN,
+        peers: Sequence[str] = (),
         background: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -83,6 +84,7 @@ class ReloadingContext:
         self.max_age = max_age
         self._verify: Verify = verify
         self._alpn = tuple(alpn)
+        self._peers = tuple(peers)
         self._background = background
         self._clock = clock
         self._lock = threading.Lock()
@@ -188,9 +190,17 @@ class ReloadingContext:
         _status.changed()
 
     def _build(self, files: dict[str, bytes]) -> MTLSContext:
-        context = build_context(files, self.side, verify=self._verify, alpn=self._alpn)
+        context = build_context(
+            files, self.side, verify=self._verify, alpn=self._alpn, peers=self._peers
+        )
         if context.crl.stale is not None:
             _log.warning("%s: serving without CRL checking: %s", self.directory, context.crl.stale)
+        if context.federation is not None and context.federation.missing:
+            _log.warning(
+                "%s: no bundle of %s beside ca.crt: its peers are refused",
+                self.directory,
+                ", ".join(context.federation.missing),
+            )
         return context
 
     def _fail(self, reason: str, *, key: object) -> None:
@@ -252,8 +262,10 @@ class ReloadingServerContext(ssl.SSLContext):
         max_age: float = DEFAULT_MAX_AGE,
         verify: Verify = "required",
         alpn: Sequence[str] = ALPN,
+        peers: Sequence[str] = (),
     ) -> None:
-        """Load the directory now (see `ReloadingContext` for the arguments).
+        """Load the directory now (see `ReloadingContext` for the arguments; ``peers``: the
+        clients of federated trust domains to accept, `mtls_context.build_context`).
 
         Raises:
             ValueError: if the directory does not hold a valid certificate set.
@@ -266,6 +278,7 @@ class ReloadingServerContext(ssl.SSLContext):
             max_age=max_age,
             verify=verify,
             alpn=alpn,
+            peers=peers,
             background=True,
         )
         # Only what callers may read: a server that inspects its context sees the real mode.
@@ -288,15 +301,25 @@ class ReloadingServerContext(ssl.SSLContext):
     def __reduce__(self) -> tuple[Any, ...]:
         # uvicorn pickles its config for worker processes: each process loads the directory.
         r = self._reloading
-        arguments = (r.directory, r.check_interval, r.max_age, r._verify, r._alpn)
+        arguments = (r.directory, r.check_interval, r.max_age, r._verify, r._alpn, r._peers)
         return (_reloading_server_context, arguments)
 
 
 def _reloading_server_context(
-    directory: Path, check_interval: float, max_age: float, verify: Verify, alpn: Sequence[str]
+    directory: Path,
+    check_interval: float,
+    max_age: float,
+    verify: Verify,
+    alpn: Sequence[str],
+    peers: Sequence[str],
 ) -> ReloadingServerContext:
     return ReloadingServerContext(
-        directory, check_interval=check_interval, max_age=max_age, verify=verify, alpn=alpn
+        directory,
+        check_interval=check_interval,
+        max_age=max_age,
+        verify=verify,
+        alpn=alpn,
+        peers=peers,
     )
 
 
@@ -311,7 +334,11 @@ def _signature(directory: Path) -> _Signature:
     except OSError:
         pass
     signature: list[object] = []
-    for name in FILES:
+    try:
+        present = os.listdir(directory)
+    except OSError:
+        present = []
+    for name in (*FILES, *sorted(federated_bundles(present).values())):
         try:
             st = os.stat(directory / name)
             signature.append((st.st_ino, st.st_size, st.st_mtime_ns))

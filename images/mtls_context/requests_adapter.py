@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import ssl
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -45,12 +46,17 @@ _TLS_INFO = "_hello_mtls_tls_info"
 
 
 def session(
-    cert_dir: str | os.PathLike[str], *, check_interval: float = DEFAULT_CHECK_INTERVAL
+    cert_dir: str | os.PathLike[str],
+    *,
+    check_interval: float = DEFAULT_CHECK_INTERVAL,
+    peers: Sequence[str] = (),
 ) -> requests.Session:
     """A ``requests.Session`` whose HTTPS requests use mTLS from ``cert_dir``.
 
     The environment is not consulted (``trust_env = False``): no ``REQUESTS_CA_BUNDLE``, no
-    proxies, no netrc. Plain ``http://`` URLs are refused.
+    proxies, no netrc. Plain ``http://`` URLs are refused. With ``peers`` (SPIFFE IDs or ``/*``
+    patterns) the server must present a matching SPIFFE ID, checked instead of its host name;
+    it may be of a federated trust domain they name (`mtls_context.federation`).
 
     Raises:
         ValueError: if ``cert_dir`` does not hold a valid certificate set (the message says why).
@@ -58,7 +64,9 @@ def session(
     """
     s = requests.Session()
     s.trust_env = False
-    contexts = ReloadingContext(Path(cert_dir), Side.CLIENT, check_interval=check_interval)
+    contexts = ReloadingContext(
+        Path(cert_dir), Side.CLIENT, check_interval=check_interval, peers=peers
+    )
     s.mount("https://", ReloadingAdapter(contexts))
     s.mount("http://", _RefuseAdapter())
     return s
@@ -92,7 +100,7 @@ class ReloadingAdapter(HTTPAdapter):
         self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any
     ) -> None:
         self._pool_args = (connections, maxsize, block)
-        pool_kwargs["ssl_context"] = self._context
+        pool_kwargs.update(_tls_kwargs(self._context))
         super().init_poolmanager(connections, maxsize, block, **pool_kwargs)
 
     def send(  # type: ignore[override]
@@ -126,7 +134,7 @@ class ReloadingAdapter(HTTPAdapter):
         for key in ("ca_certs", "ca_cert_dir", "cert_file", "key_file"):
             cast(dict[str, Any], pool_kwargs).pop(key, None)
         pool_kwargs["cert_reqs"] = "CERT_REQUIRED"
-        pool_kwargs["ssl_context"] = self._context
+        cast(dict[str, Any], pool_kwargs).update(_tls_kwargs(self._context))
         return host_params, pool_kwargs
 
     def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
@@ -155,6 +163,15 @@ class ReloadingAdapter(HTTPAdapter):
             self._context = context
             self.init_poolmanager(*self._pool_args)
             old.clear()
+
+
+def _tls_kwargs(context: MTLSContext) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"ssl_context": context}
+    if context.federation is not None and context.federation.pinned:
+        # The context checks the server's SPIFFE ID in the handshake, instead of its host name,
+        # which urllib3 would otherwise match itself.
+        kwargs["assert_hostname"] = False
+    return kwargs
 
 
 class _RefuseAdapter(HTTPAdapter):

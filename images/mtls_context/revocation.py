@@ -15,19 +15,18 @@ here, and OpenSSL checks the signatures when it uses the CRL.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+
+from mtls_context.der import children as _children
+from mtls_context.der import content as _content
+from mtls_context.der import pem_blocks as _blocks
 
 __all__ = ["STALE_MARGIN", "CRLDecision", "decide"]
 
 STALE_MARGIN = timedelta(hours=6)
 """A CRL this close to its nextUpdate is no longer enforced (a context lives up to its max age,
 one hour by default, before it is built again)."""
-
-_PEM = re.compile(rb"-----BEGIN (X509 CRL|CERTIFICATE)-----(.+?)-----END \1-----", re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -66,16 +65,6 @@ def decide(crl_pem: bytes | None, chain_pem: bytes, now: datetime | None = None)
     return CRLDecision(crl_pem, None, drop_at)
 
 
-def _blocks(pem: bytes) -> list[tuple[bytes, bytes]]:
-    found = []
-    for match in _PEM.finditer(pem):
-        try:
-            found.append((match.group(1), base64.b64decode(match.group(2), validate=False)))
-        except binascii.Error as e:
-            raise ValueError(f"bad base64: {e}") from None
-    return found
-
-
 def _crl_fields(der: bytes) -> tuple[bytes, datetime, datetime]:
     """(issuer Name DER, thisUpdate, nextUpdate) of a DER CertificateList (RFC 5280 5.1)."""
     tbs = _children(_content(der, 0x30))[0]
@@ -99,38 +88,6 @@ def _certificate_issuer(der: bytes) -> bytes:
     if len(fields) < 3 or fields[2][0] != 0x30:
         raise ValueError("a certificate without an issuer")
     return fields[2]
-
-
-def _content(tlv: bytes, tag: int) -> bytes:
-    if not tlv or tlv[0] != tag:
-        raise ValueError(f"expected DER tag {tag:#x}")
-    start, end = _extent(tlv, 0)
-    return tlv[start:end]
-
-
-def _children(content: bytes) -> list[bytes]:
-    """The TLVs (headers included) one after the other in ``content``."""
-    children, pos = [], 0
-    while pos < len(content):
-        start, end = _extent(content, pos)
-        children.append(content[pos:end])
-        pos = end
-    return children
-
-
-def _extent(data: bytes, pos: int) -> tuple[int, int]:
-    """(start, end) of the content of the TLV at ``pos``."""
-    if pos + 2 > len(data):
-        raise ValueError("truncated DER")
-    length, pos = data[pos + 1], pos + 2
-    if length & 0x80:
-        count = length & 0x7F
-        if count == 0 or count > 4 or pos + count > len(data):
-            raise ValueError("bad DER length")
-        length, pos = int.from_bytes(data[pos : pos + count], "big"), pos + count
-    if pos + length > len(data):
-        raise ValueError("truncated DER")
-    return pos, pos + length
 
 
 def _time(tlv: bytes) -> datetime:

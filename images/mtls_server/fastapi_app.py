@@ -60,4 +60,5 @@ def reloading_context(
 ) -> ssl.SSLContext:
     """uvicorn's ``ssl_context_factory`` (bind the first two arguments with ``partial``): each
     worker serves every connection from the current generation of ``cert_dir``."""
-    return ReloadingServerContext(cert_dir, check_interval=check_interval)
+    peers = options.federated_peers(options.allow())
+    return ReloadingServerContext(cert_dir, check_interval=check_interval, peers=peers)

@@ -19,4 +19,10 @@ workers = int(os.environ.get("HELLO_MTLS_WORKERS", "2"))
 threads = int(os.environ.get("HELLO_MTLS_THREADS", "4"))
 keepalive = 5
 
-globals().update(tls_settings(options.cert_dir(), check_interval=options.check_interval()))
+globals().update(
+    tls_settings(
+        options.cert_dir(),
+        check_interval=options.check_interval(),
+        peers=options.federated_peers(options.allow()),
+    )
+)

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from mtls_context import CA, CERT, CRL, KEY, POLICY
+from mtls_context.layout import federated_bundles
 from mtls_operator import screening
 from mtls_operator.claims import Claim
 
@@ -84,6 +85,8 @@ class Inspection:
     """The leaf's URI SANs: its SPIFFE ID."""
     crl_sha256: str = ""
     """`sha256_hex` of its ``ca.crl``; "" without one."""
+    federated_sha256: str = ""
+    """`federated_digest` of its federated bundle files."""
 
 
 def inspect(data: Mapping[str, bytes]) -> Inspection:
@@ -145,7 +148,20 @@ def inspect(data: Mapping[str, bytes]) -> Inspection:
         names=names,
         uris=uris,
         crl_sha256=sha256_hex(data[CRL]) if data.get(CRL) else "",
+        federated_sha256=federated_digest(data),
     )
+
+
+def federated_digest(files: Mapping[str, bytes]) -> str:
+    """One digest of the federated bundle files (``federated-<trust domain>.crt``) among
+    ``files``, names included; "" when there are none."""
+    found = federated_bundles(files)
+    if not found:
+        return ""
+    digest = hashlib.sha256()
+    for name in sorted(found.values()):
+        digest.update(name.encode() + b"\0" + sha256_hex(files[name]).encode() + b"\0")
+    return digest.hexdigest()
 
 
 def crl_serials(crl_pem: bytes) -> frozenset[str]:

@@ -10,6 +10,7 @@ from typing import TypeVar
 
 from mtls_ca import name_rules
 from mtls_operator.claims import Rules
+from mtls_operator.federation import Source, parse_sources
 from mtls_operator.scope import Scope
 from mtls_operator.settings import Settings
 
@@ -45,6 +46,8 @@ class Config:
     namespace."""
     watch_namespaces: frozenset[str] = frozenset()
     """``operator.watchNamespaces`` (kopf is given them as ``--namespace``); empty: all."""
+    federation: tuple[Source, ...] = ()
+    """``federation.trustDomains``: the trust domains whose bundles every Secret carries."""
 
     @property
     def scope(self) -> Scope:
@@ -77,6 +80,8 @@ def from_environment(environ: Mapping[str, str] = os.environ) -> Config:
     ``HELLO_MTLS_POD_CERTIFICATE_REFRESH_FRACTION``  as ``HELLO_MTLS_RENEW_FRACTION``
     ``HELLO_MTLS_LEASE_NAMESPACE``       ``hello-mtls`` (the chart: the pod's own namespace)
     ``HELLO_MTLS_WATCH_NAMESPACES``      empty (all); comma-separated, as kopf's ``--namespace``
+    ``HELLO_MTLS_FEDERATION``            ``[]``: JSON, the federated trust domains
+                                         (`federation.parse_sources`)
     ===================================  ==================================================
 
     Raises:
@@ -128,6 +133,7 @@ def from_environment(environ: Mapping[str, str] = os.environ) -> Config:
         watch_namespaces=frozenset(
             n.strip() for n in get("WATCH_NAMESPACES", "").split(",") if n.strip()
         ),
+        federation=parse("FEDERATION", "[]", parse_sources),
     )
 
 

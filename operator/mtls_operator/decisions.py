@@ -92,6 +92,8 @@ def decide(
         return Decision(Action.REFRESH_TRUST, "TLS policy changed")
     if secret.crl_sha256 != ca.crl_sha256:
         return Decision(Action.REFRESH_TRUST, "CRL changed")
+    if secret.federated_sha256 != ca.federated_sha256:
+        return Decision(Action.REFRESH_TRUST, "federated bundles changed")
     return Decision(Action.NOTHING, "up to date")
 
 

@@ -42,6 +42,7 @@ from typing import Any
 import kopf
 
 from mtls_operator import config, kube, metrics
+from mtls_operator.bundle_fetcher import FederatedBundles
 from mtls_operator.ca_client import CAClient
 from mtls_operator.claims import NAME
 from mtls_operator.inventory import Key, namespace_of
@@ -120,6 +121,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         dispatch=work.add,
         signer_name=cfg.pod_certificate_signer,
         leading=leading,
+        federation=FederatedBundles(cfg.federation) if cfg.federation else None,
     )
     memo.reconciler = reconciler
     if cfg.pod_certificate_signer:

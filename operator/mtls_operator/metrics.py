@@ -11,6 +11,8 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 __all__ = [
     "EARLIEST_EXPIRY",
     "FAILED",
+    "FEDERATED_FETCH_FAILED",
+    "FEDERATED_STALE",
     "ISSUANCE_SECONDS",
     "ISSUED",
     "LEADER",
@@ -43,6 +45,16 @@ FAILED = Counter(
     "hello_mtls_operator_failed",
     "Failed attempts to issue or update a Secret or answer a PodCertificateRequest, by reason.",
     ["reason"],
+)
+FEDERATED_STALE = Gauge(
+    "hello_mtls_operator_federated_bundle_stale",
+    "1 while a federated trust domain's bundle was never fetched or not for three refresh hints.",
+    ["trust_domain"],
+)
+FEDERATED_FETCH_FAILED = Counter(
+    "hello_mtls_operator_federated_bundle_fetch_failed",
+    "Failed fetches of a federated trust domain's bundle endpoint.",
+    ["trust_domain"],
 )
 ISSUANCE_SECONDS = Histogram(
     "hello_mtls_operator_issuance_seconds",

@@ -18,6 +18,7 @@ own lock and written with its ``resourceVersion``, so one identity is never issu
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import logging
 import threading
@@ -28,7 +29,9 @@ from typing import Any
 
 from mtls_ca.tls_profiles import policy_bytes
 from mtls_context import POLICY
+from mtls_context.layout import federated_bundle, federated_bundles
 from mtls_operator import metrics
+from mtls_operator.bundle_fetcher import FederatedBundles
 from mtls_operator.certs import inspect, new_key_and_csr, sha256_hex
 from mtls_operator.claims import POD_CERTIFICATE, Claim, claim_moved, parse_claim
 from mtls_operator.decisions import Action, Decision, choose_claim, decide
@@ -47,8 +50,8 @@ from mtls_operator.tlssecret import (
     CAView,
     merge_owners,
     policy_config_map,
+    refreshed_data,
     secret_body,
-    trust_data,
 )
 
 __all__ = ["ANNOTATION_VERSION", "Reconciler"]
@@ -80,12 +83,14 @@ class Reconciler:
         dispatch: Callable[[Key], None] | None = None,
         signer_name: str = "",
         leading: Callable[[], bool] = lambda: True,
+        federation: FederatedBundles | None = None,
     ) -> None:
         """``dispatch`` is how a key that needs a look gets reconciled: the operator passes
         `workqueue.WorkQueue.add`; by default it is `reconcile`, in the caller's thread.
         ``signer_name`` is the pod-certificate signer's (`config.Config.pod_certificate_signer`):
         only a pod whose volume asks it holds a certificate the root rotation waits for.
-        ``leading`` says whether this replica may work now; by default it always may."""
+        ``leading`` says whether this replica may work now; by default it always may.
+        ``federation`` fetches the federated trust domains' bundles (none by default)."""
         self._cluster = cluster
         self._ca_service = ca_service
         self._settings = settings
@@ -106,6 +111,7 @@ class Reconciler:
         self._behind_logged_at = -float("inf")
         self._leading = leading
         self._warn_invalid = False  # the next tick warns every pod with invalid annotations
+        self._federation = federation
 
     # Events -------------------------------------------------------------------------------
 
@@ -194,6 +200,9 @@ class Reconciler:
         now = self._monotonic()
         if now - self._ca_read_at >= self._settings.status_seconds:
             self._read_ca(now)
+        if self._federation is not None and self._federation.poll():
+            self._ca = self._with_federation(self._ca)
+            self._resynced_at = -float("inf")  # every Secret and ConfigMap gets them now
         if self._warn_invalid:
             self._warn_invalid = False
             for pod in self._inventory.invalid_pods():
@@ -292,7 +301,7 @@ class Reconciler:
             self._issue(key, claim, secret, owners, decision)
         elif decision.action is Action.REFRESH_TRUST:
             assert secret is not None and self._ca is not None
-            secret["data"] = {**(secret.get("data") or {}), **trust_data(self._ca)}
+            secret["data"] = refreshed_data(secret.get("data") or {}, self._ca)
             secret["metadata"].setdefault("annotations", {})[ANNOTATION_BUNDLE] = (
                 self._ca.bundle_sha256
             )
@@ -314,7 +323,14 @@ class Reconciler:
         started = time.perf_counter()
         key_pem, csr_pem = new_key_and_csr(claim)
         answer = self._ca_service.sign(claim.sign_request(csr_pem))
-        body = secret_body(claim, key_pem, answer, pods=owners, labels=self._settings.labels)
+        body = secret_body(
+            claim,
+            key_pem,
+            answer,
+            pods=owners,
+            labels=self._settings.labels,
+            federated=self._ca.federated if self._ca is not None else None,
+        )
         if secret is not None:
             body["metadata"]["resourceVersion"] = secret["metadata"].get("resourceVersion")
             refs = body["metadata"]["ownerReferences"]
@@ -385,7 +401,7 @@ class Reconciler:
     def _policy_current(self, namespace: str) -> bool:
         ca = self._ca
         return ca is not None and self._policies.get(namespace) == _config_map_digest(
-            policy_bytes(ca.tls_policy), ca.crl_pem
+            policy_bytes(ca.tls_policy), ca
         )
 
     def _write_policy_config_map(self, namespace: str) -> None:
@@ -395,7 +411,11 @@ class Reconciler:
         if ca is None:
             return  # the first tick reads the CA's state, and its resync writes the ConfigMap
         wanted = policy_config_map(
-            namespace, ca.tls_policy, labels=self._settings.labels, crl_pem=ca.crl_pem
+            namespace,
+            ca.tls_policy,
+            labels=self._settings.labels,
+            crl_pem=ca.crl_pem,
+            federated=ca.federated,
         )
         with self._policy_lock:
             try:
@@ -415,11 +435,18 @@ class Reconciler:
                     return
                 elif any(
                     (current.get("data") or {}).get(k) != v for k, v in wanted["data"].items()
+                ) or set(federated_bundles(current.get("data") or {}).values()) != set(
+                    ca.federated
                 ):
-                    current["data"] = {**(current.get("data") or {}), **wanted["data"]}
+                    kept = {
+                        k: v
+                        for k, v in (current.get("data") or {}).items()
+                        if not federated_bundles([k])
+                    }
+                    current["data"] = {**kept, **wanted["data"]}
                     self._cluster.replace_config_map(current)
                     _log.info(
-                        "updated the TLS policy and CRL in ConfigMap %s/%s",
+                        "updated the TLS policy, CRL and federated bundles in ConfigMap %s/%s",
                         namespace,
                         POLICY_CONFIG_MAP,
                     )
@@ -427,9 +454,7 @@ class Reconciler:
                 metrics.FAILED.labels("conflict" if isinstance(error, Conflict) else "error").inc()
                 _log.warning("ConfigMap %s/%s: %s", namespace, POLICY_CONFIG_MAP, error)
                 return
-            self._policies[namespace] = _config_map_digest(
-                wanted["data"][POLICY].encode(), ca.crl_pem
-            )
+            self._policies[namespace] = _config_map_digest(wanted["data"][POLICY].encode(), ca)
         self._inventory.clear_warnings(
             [pod.uid for pod in self._inventory.pod_certificate_pods(namespace)]
         )
@@ -458,10 +483,18 @@ class Reconciler:
     def _read_ca(self, now: float) -> None:
         self._ca_read_at = now
         try:
-            self._ca = self._ca_service.status()
+            self._ca = self._with_federation(self._ca_service.status())
         except CAUnavailable as error:
             metrics.FAILED.labels("ca-unreachable").inc()
             _log.warning("CA status unavailable: %s", error)
+
+    def _with_federation(self, ca: CAView | None) -> CAView | None:
+        """``ca`` with the federated bundles fetched last; never one of our own trust domain."""
+        if ca is None or self._federation is None:
+            return ca
+        files = self._federation.files()
+        files.pop(federated_bundle(ca.trust_domain), None)
+        return dataclasses.replace(ca, federated=files)
 
     def _ca_from_answer(self, answer: Answer) -> None:
         ca = self._ca
@@ -612,6 +645,7 @@ def _managed(body: Mapping[str, Any]) -> bool:
     return (body["metadata"].get("labels") or {}).get(LABEL_MANAGED) == "true"
 
 
-def _config_map_digest(policy: bytes, crl_pem: bytes) -> bytes:
-    """What a namespace's ConfigMap was last written with: its policy and CRL."""
-    return policy + b"\0" + sha256_hex(crl_pem).encode()
+def _config_map_digest(policy: bytes, ca: CAView) -> bytes:
+    """What a namespace's ConfigMap was last written with: its policy, CRL and federated
+    bundles."""
+    return b"\0".join((policy, sha256_hex(ca.crl_pem).encode(), ca.federated_sha256.encode()))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import kopf
@@ -19,7 +19,8 @@ import kopf
 from mtls_ca import name_rules
 from mtls_ca.tls_profiles import policy_bytes
 from mtls_context import CA, CERT, CRL, KEY, POLICY
-from mtls_operator.certs import crl_serials, sha256_hex
+from mtls_context.layout import federated_bundles
+from mtls_operator.certs import crl_serials, federated_digest, sha256_hex
 from mtls_operator.claims import Claim
 from mtls_operator.marks import (
     ANNOTATION_BUNDLE,
@@ -42,6 +43,7 @@ __all__ = [
     "merge_owners",
     "parse_answer",
     "policy_config_map",
+    "refreshed_data",
     "secret_body",
     "trust_data",
     "view_from_status",
@@ -67,10 +69,17 @@ class CAView:
     """``GET /crl``: goes into every Secret as ``ca.crl`` (empty: the CA serves none)."""
     revoked_serials: frozenset[str] = frozenset()
     """The serials (hex) ``crl_pem`` lists: a Secret holding one is issued anew at once."""
+    federated: Mapping[str, bytes] = field(default_factory=dict)
+    """``federated-<trust domain>.crt`` to that trust domain's roots, beside ``ca.crt`` in every
+    Secret (`mtls_operator.bundle_fetcher`); not the CA's: the operator fetches them."""
 
     @property
     def crl_sha256(self) -> str:
         return sha256_hex(self.crl_pem) if self.crl_pem else ""
+
+    @property
+    def federated_sha256(self) -> str:
+        return federated_digest(self.federated)
 
 
 @dataclass(frozen=True)
@@ -154,6 +163,7 @@ def secret_body(
     *,
     pods: Iterable[Mapping[str, Any]],
     labels: Mapping[str, str] | None = None,
+    federated: Mapping[str, bytes] | None = None,
 ) -> dict[str, Any]:
     """The whole Secret for ``claim`` from a fresh key and the CA's answer.
 
@@ -163,6 +173,7 @@ def secret_body(
         answer: the CA's answer for the CSR of ``key_pem``.
         pods: the pods that use the Secret; each becomes an owner.
         labels: extra labels, e.g. the chart's.
+        federated: the federated bundle files (`CAView.federated`).
     """
     body: dict[str, Any] = {
         "apiVersion": "v1",
@@ -186,6 +197,7 @@ def secret_body(
                 CA: answer.ca,
                 POLICY: policy_bytes(answer.tls_policy),
                 **({CRL: answer.crl} if answer.crl else {}),
+                **(federated or {}),
             }
         ),
     }
@@ -194,9 +206,17 @@ def secret_body(
 
 
 def trust_data(ca: CAView) -> dict[str, str]:
-    """The ``data`` entries a trust-bundle, policy or CRL change rewrites (the leaf stays)."""
-    files = {CA: ca.bundle_pem, POLICY: policy_bytes(ca.tls_policy)}
+    """The ``data`` entries a trust-bundle, policy, CRL or federation change rewrites (the leaf
+    stays)."""
+    files = {CA: ca.bundle_pem, POLICY: policy_bytes(ca.tls_policy), **ca.federated}
     return _encode({**files, CRL: ca.crl_pem} if ca.crl_pem else files)
+
+
+def refreshed_data(data: Mapping[str, str], ca: CAView) -> dict[str, str]:
+    """``data`` with `trust_data` written over it; the files of a trust domain that is no longer
+    federated are removed."""
+    kept = {name: value for name, value in data.items() if not federated_bundles([name])}
+    return {**kept, **trust_data(ca)}
 
 
 def policy_config_map(
@@ -205,19 +225,23 @@ def policy_config_map(
     *,
     labels: Mapping[str, str] | None = None,
     crl_pem: bytes = b"",
+    federated: Mapping[str, bytes] | None = None,
 ) -> dict[str, Any]:
-    """The ConfigMap `POLICY_CONFIG_MAP` of ``namespace``: the ``tls-policy.json`` and the
-    ``ca.crl`` a Secret of the same CA carries, byte for byte.
+    """The ConfigMap `POLICY_CONFIG_MAP` of ``namespace``: the ``tls-policy.json``, the
+    ``ca.crl`` and the federated bundle files a Secret of the same CA carries, byte for byte.
 
     Args:
         namespace: where the pod-certificate pods are.
         tls_policy: the CA's TLS policy (`CAView.tls_policy`).
         labels: extra labels, e.g. the chart's.
         crl_pem: the CA's CRLs (`CAView.crl_pem`); empty: no ``ca.crl`` key.
+        federated: the federated bundle files (`CAView.federated`).
     """
     data = {POLICY: policy_bytes(tls_policy).decode()}
     if crl_pem:
         data[CRL] = crl_pem.decode("ascii", errors="replace")
+    for name, roots in (federated or {}).items():
+        data[name] = roots.decode("ascii", errors="replace")
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",

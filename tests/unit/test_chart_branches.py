@@ -268,3 +268,21 @@ def test_one_operator_replica_has_no_budget() -> None:
 
 def test_create_namespace_renders_the_namespace() -> None:
     render("createNamespace=true").get("Namespace", "hello-mtls")
+
+
+def test_federated_trust_domains_reach_the_operator_as_json() -> None:
+    entries = [
+        {
+            "trustDomain": "other.example",
+            "bundleEndpointURL": "https://hello-mtls-ca.other.svc:8443/spiffe-bundle",
+            "profile": "https_spiffe",
+            "endpointSPIFFEID": "spiffe://other.example/bundle-endpoint",
+            "bundle": "-----BEGIN CERTIFICATE-----",
+        }
+    ]
+    result = run_helm_template(json_values={"federation.trustDomains": entries})
+    assert result.returncode == 0, result.stderr
+    chart = Rendered([o for o in yaml.safe_load_all(result.stdout) if o])
+    env = chart.env("hello-mtls-operator", "operator")
+    assert json.loads(env["HELLO_MTLS_FEDERATION"]) == entries
+    assert "HELLO_MTLS_FEDERATION" not in render().env("hello-mtls-operator", "operator")

@@ -78,6 +78,7 @@ def test_values_yaml_passes() -> None:
             "metrics.prometheusRule.for.HelloMTLSCADown=soon",
             "at '/metrics/prometheusRule/for/HelloMTLSCADown'",
         ),
+        ("federation.trustDomains[0].trustDomain=Other", "at '/federation/trustDomains/0'"),
     ],
 )
 def test_helm_refuses_a_bad_value_with_its_own_error(value: str, error: str) -> None:
@@ -117,3 +118,32 @@ def test_the_e2e_install_values_pass() -> None:
         },
     )
     assert result.returncode == 0, result.stderr
+
+
+FEDERATED = {
+    "trustDomain": "other.example",
+    "bundleEndpointURL": "https://hello-mtls-ca.other.svc:8443/spiffe-bundle",
+}
+
+
+@pytest.mark.parametrize(
+    ("entry", "error"),
+    [
+        (
+            {**FEDERATED, "bundleEndpointURL": "http://x/"},
+            "/federation/trustDomains/0/bundleEndpointURL",
+        ),
+        ({**FEDERATED, "profile": "https"}, "/federation/trustDomains/0/profile"),
+        (
+            {**FEDERATED, "profile": "https_spiffe"},
+            "missing properties 'endpointSPIFFEID', 'bundle'",
+        ),
+        ({**FEDERATED, "trustdomain": "x"}, "additional properties 'trustdomain' not allowed"),
+        ({"trustDomain": "other.example"}, "missing property 'bundleEndpointURL'"),
+    ],
+)
+def test_helm_refuses_a_bad_federated_trust_domain(entry: dict[str, str], error: str) -> None:
+    result = run_helm_template(json_values={"federation.trustDomains": [entry]})
+    assert result.returncode != 0, f"helm rendered {entry}"
+    assert HELM_SCHEMA_ERROR in result.stderr
+    assert error in result.stderr

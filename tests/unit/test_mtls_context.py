@@ -32,34 +32,13 @@ from support.certdirs import (
     MODERN,
     Clock,
     Issuer,
+    connect,
     files,
     plain_client,
     publish,
     serial_of,
 )
 from support.waiting import wait_until
-
-
-def connect(
-    server: ssl.SSLContext,
-    client: ssl.SSLContext,
-    name: str,
-    session: ssl.SSLSession | None = None,
-) -> tuple[ssl.SSLObject, ssl.SSLObject]:
-    """A handshake in memory and one message; the server and client ends. Raises the first
-    side's SSLError."""
-    to_server, to_client = ssl.MemoryBIO(), ssl.MemoryBIO()
-    s = server.wrap_bio(to_server, to_client, server_side=True)
-    c = client.wrap_bio(to_client, to_server, server_hostname=name, session=session)
-    for _ in range(5):
-        for end in (c, s):
-            try:
-                end.do_handshake()
-            except ssl.SSLWantReadError:
-                pass
-    c.write(b"ping")
-    assert s.read(4) == b"ping"
-    return s, c
 
 
 def handshake(server: ssl.SSLContext, client: ssl.SSLContext, name: str) -> ssl.SSLObject:
