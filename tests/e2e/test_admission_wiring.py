@@ -185,19 +185,7 @@ def _pod_certificate_volume(signer: str, lifetime: int) -> dict[str, Any]:
                         "path": "ca.crt",
                     }
                 },
-                {
-                    "configMap": {
-                        "name": "hello-mtls-tls-policy",
-                        "items": [{"key": "tls-policy.json", "path": "tls-policy.json"}],
-                    }
-                },
-                {
-                    "configMap": {
-                        "name": "hello-mtls-tls-policy",
-                        "optional": True,
-                        "items": [{"key": "ca.crl", "path": "ca.crl"}],
-                    }
-                },
+                {"configMap": {"name": "hello-mtls-tls-policy"}},
             ],
             "defaultMode": 420,
         },

@@ -100,9 +100,10 @@ def test_pod_certificates_on_for_one_signer_name() -> None:
     assert "intermediateWritten" in variables
     wiring = json.dumps(chart.get("MutatingAdmissionPolicy", "hello-mtls-wiring"))
     assert "signerName: 'example.com/pods'" in wiring
-    # The CRL beside the TLS policy, optional: a CA without one leaves the key out.
-    assert "name: 'hello-mtls-tls-policy', optional: true" in wiring
-    assert "key: 'ca.crl', path: 'ca.crl'" in wiring
+    # Every key of the TLS policy ConfigMap (the policy, the CRL, the federated bundles): no
+    # items, so a key the operator adds later reaches the pods without a new wiring.
+    assert "name: 'hello-mtls-tls-policy'}}" in wiring
+    assert "items" not in wiring
     writes = json.dumps(chart.get("ValidatingAdmissionPolicy", "hello-mtls-operator"))
     assert "hello-mtls.dev/intermediate-sha256" in writes
 
