@@ -486,8 +486,10 @@ def test_the_operator_takes_a_new_crl_from_the_root_holder_before_the_signers_ha
     pki: Path, root_holder: RootHolder, operator: requests.Session
 ) -> None:
     # A signer that fetched its material once and will not again for an hour.
-    slow = start_signer(pki, root_holder, "slow-signer", "signer-token", "3600")
+    slow = start_signer(pki, root_holder, "slow-signer", "signer-token", "3600", "--workers=1")
     try:
+        # Its worker fetched when it started, and will not again for an hour.
+        wait_until("the slow signer to fetch no more", lambda: material_age(operator, slow) > 2, 30)
         answer = operator.post(
             f"{root_holder.service.url}/sign",
             json={
