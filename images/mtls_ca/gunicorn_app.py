@@ -120,6 +120,7 @@ def serve(options: ServeOptions) -> int:
     if len({_port(b) for b in binds}) != len(binds):
         raise ValueError(f"--material-bind {options.material_bind} needs a port of its own")
     scratch = Path(tempfile.mkdtemp(prefix="hello-mtls-ca-"))
+    master = os.getpid()
     material_dir = scratch / "material" if options.root_holder is not None else None
     # A signer keeps its own chain for its life, on its memory-backed scratch volume; its
     # stdout is the copy that outlives it (docs/ca.md, "Audit trail").
@@ -158,7 +159,11 @@ def serve(options: ServeOptions) -> int:
             settings["pre_fork"] = serve_apart(sign_port, options.sign_workers, workers)
         _Application(settings, lambda: _worker_app(options, tls_dir, material_dir, audit_dir)).run()
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        # A worker leaves through here too (gunicorn ends a forked worker with SystemExit): the
+        # scratch space (serving certificate, metrics, a signer's material and audit chain) is
+        # the pod's, and goes only with the master.
+        if os.getpid() == master:
+            shutil.rmtree(scratch, ignore_errors=True)
     return 0
 
 

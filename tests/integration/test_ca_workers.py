@@ -1,0 +1,51 @@
+"""The CA's gunicorn workers come and go (gunicorn ends each one with SystemExit, through
+`mtls_ca.gunicorn_app.serve`): the pod's scratch space (the serving certificate, the metrics, a
+signer's material and audit chain) stays with the master, so the workers it starts next serve."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+from support.ca_service import Service, credential_session, init_with_provisioner
+from support.waiting import wait_until
+
+
+def _children(pid: int) -> set[int]:
+    """The live processes whose parent is ``pid`` (the master's workers)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.add(int(entry.name))
+    return found
+
+
+def test_workers_that_exit_leave_the_scratch_space_to_the_master(tmp_path: Path) -> None:
+    init_with_provisioner(tmp_path)
+    service = Service(tmp_path / "state", tmp_path / "serve.log")
+    try:
+        reader = credential_session(tmp_path, None)
+        master = service.process.pid
+        first = wait_until("the CA's workers", lambda: _children(master), 30, 0.2)
+        for worker in first:  # a graceful exit each, as at a restart or gunicorn's max_requests
+            os.kill(worker, signal.SIGTERM)
+        wait_until(
+            f"{len(first)} new workers",
+            lambda: len(_children(master) - first) == len(first),
+            60,
+            0.2,
+        )
+        for _ in range(2 * len(first)):
+            answer = reader.get(f"{service.url}/healthz", timeout=10)
+            assert answer.status_code == 200, answer.text
+        assert reader.get(f"{service.url}/metrics", timeout=10).status_code == 200
+        assert service.process.poll() is None
+    finally:
+        service.stop()
