@@ -92,7 +92,9 @@ class Upkeep:
                 self.issued.prune(now)
         with _locked(self.serving.directory):
             if not is_current(_read(self.serving.directory), state, now):
-                issued = state.signer.issue(*self.serving.names, valid_for=self.serving.duration)
+                issued = state.signer.issue(
+                    *self.serving.names, valid_for=self.serving.duration, now=now
+                )
                 assert issued.key_pem is not None
                 if self.audit is not None:
                     self.audit.issuance(_BY, issued)
@@ -107,6 +109,7 @@ class Upkeep:
                 common_name=self.credential_name,
                 valid_for=self.credential_duration,
                 client_only=True,
+                now=now,
             )
             assert issued.key_pem is not None
             if self.audit is not None:
