@@ -16,7 +16,7 @@
 * Renewal, retries with backoff, trust-bundle updates and root rotation run in one
   cluster-level loop started at startup, not in timers or daemons on pods.
 * With ``HELLO_MTLS_POD_CERTIFICATE_SIGNER`` set, the pod-certificate signer
-  (`pod_certificates.Signer`) runs beside them: its own list+watch thread (kopf cannot watch
+  (`pod_certificate_signer.Signer`) runs beside them: its own list+watch thread (kopf cannot watch
   with a server-side field selector, and the requests of other signers are none of ours), its
   own work queue, and its retries and trust bundle in the same loop.
 * Two replicas run; the one holding the Lease (`leadership.Elector`, on a thread of its own)
@@ -47,7 +47,7 @@ from mtls_operator.ca_client import CAClient
 from mtls_operator.claims import NAME
 from mtls_operator.inventory import Key, namespace_of
 from mtls_operator.leadership import Elector, Timing
-from mtls_operator.pod_certificates import Signer
+from mtls_operator.pod_certificate_signer import Signer
 from mtls_operator.reconciler import Reconciler
 from mtls_operator.tlssecret import LABEL_MANAGED
 from mtls_operator.workqueue import WorkQueue

@@ -2,9 +2,10 @@
 the ConfigMap that gives pod-certificate pods the same ``tls-policy.json`` and ``ca.crl``.
 
 Functions over plain dicts (the API's JSON), with no I/O, so they are tested without a cluster.
-All are pure but one: `merge_owners` changes the Secret dict it is given, in place, because
-`kopf.append_owner_reference` (one reference per pod, none marked as controller: several pods
-share one Secret, and only one owner may be the controller) works that way.
+All are pure but one: `merge_owners` changes the Secret dict it is given, in place, as
+`kopf.append_owner_reference` does (one reference per pod, none marked as controller: several
+pods share one Secret, and only one owner may be the controller). It is written here rather than
+imported so that these rules need no kopf (docs/decisions/2026-12-07-shared-contract.md).
 """
 
 from __future__ import annotations
@@ -12,9 +13,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, cast
-
-import kopf
+from typing import Any
 
 from mtls_ca import name_rules
 from mtls_ca.tls_profiles import policy_bytes
@@ -40,6 +39,7 @@ __all__ = [
     "Answer",
     "CAView",
     "decode_data",
+    "is_managed",
     "merge_owners",
     "parse_answer",
     "policy_config_map",
@@ -260,13 +260,27 @@ def merge_owners(secret: dict[str, Any], pods: Iterable[Mapping[str, Any]]) -> b
     Existing references (other pods, or anything a user added) are kept; the garbage collector
     deletes the Secret only after its last owner is gone.
     """
-    before = len(secret.get("metadata", {}).get("ownerReferences", []))
+    refs = secret.setdefault("metadata", {}).setdefault("ownerReferences", [])
+    before = len(refs)
     for pod in pods:
-        owner = kopf.Body(cast(kopf.RawBody, pod))
-        kopf.append_owner_reference(
-            secret, owner=owner, controller=False, block_owner_deletion=False
-        )
-    return len(secret["metadata"].get("ownerReferences", [])) != before
+        meta = pod.get("metadata") or {}
+        if not any(ref.get("uid") == meta.get("uid") for ref in refs):
+            ref = {
+                "controller": False,
+                "blockOwnerDeletion": False,
+                "apiVersion": pod.get("apiVersion"),
+                "kind": pod.get("kind"),
+                "name": meta.get("name"),
+                "uid": meta.get("uid"),
+            }
+            refs.append({k: v for k, v in ref.items() if v is not None})
+    return len(refs) != before
+
+
+def is_managed(body: Mapping[str, Any]) -> bool:
+    """Only exactly ``hello-mtls.dev/managed=true`` marks a Secret or ConfigMap as ours (the
+    label selector of the operator's watch says the same); any other value is someone else's."""
+    return (body["metadata"].get("labels") or {}).get(LABEL_MANAGED) == "true"
 
 
 def decode_data(secret: Mapping[str, Any]) -> dict[str, bytes]:

@@ -22,12 +22,12 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from mtls_ca import authority
 from mtls_operator import metrics
 from mtls_operator.claims import MODE, NAME, POD_CERTIFICATE, SANS, Rules
+from mtls_operator.pod_certificate_signer import Signer
 from mtls_operator.pod_certificates import (
     ANNOTATION_INTERMEDIATE,
     DENIED,
     ISSUED,
     Refused,
-    Signer,
     bundle_name,
     certificate_intermediate,
     is_final,

@@ -26,7 +26,8 @@ from mtls_operator import inventory, metrics
 from mtls_operator.certs import Inspection, inspect, sha256_hex
 from mtls_operator.claims import DURATION, MODE, NAME, SECRET, Rules
 from mtls_operator.marks import ANNOTATION_RENEW
-from mtls_operator.pod_certificates import ANNOTATION_INTERMEDIATE, Signer
+from mtls_operator.pod_certificate_signer import Signer
+from mtls_operator.pod_certificates import ANNOTATION_INTERMEDIATE
 from mtls_operator.reconciler import ANNOTATION_VERSION, Reconciler
 from mtls_operator.scope import Scope
 from mtls_operator.settings import Settings
