@@ -21,7 +21,7 @@ from mtls_cli import ca_admin, checks, identities, reloads
 from mtls_cli.ca_status import CAReport, read_ca
 from mtls_cli.cluster import CA_DEPLOYMENT, Api, ApiError, KubeApi, ca_connect
 from mtls_cli.times import left_of, parse_time
-from mtls_operator.marks import ANNOTATION_RENEW, ANNOTATION_SERIAL, LABEL_MANAGED
+from mtls_contract.marks import ANNOTATION_RENEW, ANNOTATION_SERIAL, LABEL_MANAGED
 
 __all__ = ["main", "read_installed_ca"]
 

@@ -21,14 +21,14 @@ from cryptography.hazmat.primitives import hashes
 from mtls_cli import events, reloads
 from mtls_cli.cluster import Api
 from mtls_cli.times import parse_time
-from mtls_operator.claims import MODE, NAME, POD_CERTIFICATE, SECRET_MODE, secret_of
-from mtls_operator.marks import (
+from mtls_contract.marks import (
     ANNOTATION_BUNDLE,
     ANNOTATION_INTERMEDIATE,
     ANNOTATION_NOT_AFTER,
     ANNOTATION_SERIAL,
     LABEL_MANAGED,
 )
+from mtls_operator.claims import MODE, NAME, POD_CERTIFICATE, SECRET_MODE, secret_of
 
 __all__ = ["Identity", "Rotation", "identities", "renew_fraction", "rotation"]
 

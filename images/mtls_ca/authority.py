@@ -22,7 +22,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from . import name_constraints, name_rules
+from mtls_contract import name_rules
+
+from . import name_constraints
 
 __all__ = [
     "CA",

@@ -21,8 +21,9 @@ from pathlib import Path
 from cryptography.exceptions import InvalidSignature
 
 from mtls_context import layout
+from mtls_contract import name_rules
 
-from . import audit, inspector, name_rules, revocation, tls_profiles, upstream
+from . import audit, inspector, revocation, tls_profiles, upstream
 from .authority import CA, KeyType
 from .signer_material import RootHolder
 from .state import DirectoryStore, State, StateNotFound

@@ -41,8 +41,9 @@ from typing import Any
 from gunicorn.app.base import BaseApplication
 
 from mtls_context.gunicorn_hooks import tls_settings
+from mtls_contract import name_rules
 
-from . import audit, name_rules, upstream
+from . import audit, upstream
 from .authority import CA, KeyType
 from .gunicorn_worker import BufferingThreadWorker, ConnectionLimits, serve_apart
 from .revocation import IssuedIndex

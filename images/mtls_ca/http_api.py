@@ -46,8 +46,9 @@ from flask.sessions import NullSession, SessionInterface
 from werkzeug.exceptions import HTTPException
 
 from mtls_context.identity import identity, spiffe_ids, wsgi_peer_cert
+from mtls_contract import name_rules
 
-from . import metrics, name_rules, revocation, sign_request, spiffe_bundle
+from . import metrics, revocation, sign_request, spiffe_bundle
 from .audit import AuditLog
 from .rotation import IDLE, PHASES, PhaseMismatch
 from .signer_auth import NotASigner, ReviewUnavailable, SignerPolicy

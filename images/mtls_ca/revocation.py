@@ -39,7 +39,8 @@ from typing import TYPE_CHECKING, Any
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
-from . import name_rules
+from mtls_contract import name_rules
+
 from .authority import CA, Issued, fingerprint, public_key_sha256
 from .durability import GroupFlush, fsync_directory
 

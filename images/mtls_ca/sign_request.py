@@ -19,7 +19,9 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from . import name_rules, revocation
+from mtls_contract import name_rules
+
+from . import revocation
 from .authority import Issued, load_csr_public_key, load_public_key, public_key_sha256
 from .state import State
 

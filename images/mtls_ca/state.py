@@ -24,7 +24,9 @@ from typing import Any, Protocol
 
 from cryptography import x509
 
-from . import name_rules, revocation, rotation, tls_profiles
+from mtls_contract import name_rules
+
+from . import revocation, rotation, tls_profiles
 from .authority import CA, fingerprint, renewal_due
 from .revocation import Revocation
 

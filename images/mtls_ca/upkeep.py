@@ -27,8 +27,9 @@ from typing import Protocol
 from cryptography import x509
 
 from mtls_context import layout
+from mtls_contract import name_rules
 
-from . import name_rules, revocation, tls_profiles
+from . import revocation, tls_profiles
 from .audit import AuditLog
 from .authority import renewal_due
 from .state import State

@@ -34,7 +34,9 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 
-from . import name_rules, revocation, rotation
+from mtls_contract import name_rules
+
+from . import revocation, rotation
 from .authority import CA, KeyType, fingerprint, load_private_key
 from .name_constraints import Constraints
 from .state import State

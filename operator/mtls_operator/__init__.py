@@ -5,9 +5,8 @@ Run it with ``kopf run -m mtls_operator.handlers --standalone --all-namespaces``
 ``hello-mtls-operator`` command does exactly that). The modules, lowest first; a module imports
 only modules above it (the import contract "The operator's modules form layers" checks it):
 
-* `marks`: the names of the label and annotations it writes and of its Lease (shared with the
-  ``hello-mtls`` command)
-* `claims`: a pod's annotations → `Claim` (the CA's own name and duration rules)
+* `claims`: a pod's annotations → `Claim` (the CA's own name and duration rules, from
+  `mtls_contract`, as are the names of the label and annotations it writes)
 * `screening`: what a Secret's files may hold before they are parsed (sizes, key types)
 * `federation`, `scope`, `retries`: federated trust domains' bundles; the namespaces served;
   backoff for failed attempts

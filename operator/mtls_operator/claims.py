@@ -1,7 +1,8 @@
 """The opt-in contract: a pod's ``hello-mtls.dev/*`` annotations read into a `Claim`.
 
-Pure functions only. The name rules and duration bounds are the CA's own (`mtls_ca.name_rules`), so
-the operator refuses exactly what the CA would refuse, before it makes a key.
+Pure functions only. The name rules and duration bounds are the CA's own
+(`mtls_contract.name_rules`), so the operator refuses exactly what the CA would refuse, before it
+makes a key.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from mtls_ca import name_rules
+from mtls_contract import name_rules
 
 __all__ = [
     "DURATION",

@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
-from mtls_ca import name_rules
+from mtls_contract import name_rules
 from mtls_operator.claims import Rules
 from mtls_operator.federation import Source, parse_sources
 from mtls_operator.scope import Scope

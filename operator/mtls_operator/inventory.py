@@ -17,10 +17,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from mtls_contract.marks import ANNOTATION_CLAIM, ANNOTATION_RENEW
 from mtls_operator.certs import Inspection, inspect
 from mtls_operator.claims import POD_CERTIFICATE, Claim
 from mtls_operator.decisions import PodClaim
-from mtls_operator.marks import ANNOTATION_CLAIM, ANNOTATION_RENEW
 from mtls_operator.tlssecret import decode_data
 
 __all__ = ["ClaimingPod", "Inventory", "Key", "KnownSecret", "namespace_of", "pod_claims"]

@@ -20,9 +20,9 @@ from typing import Any
 
 from cryptography import x509
 
+from mtls_contract.marks import ANNOTATION_INTERMEDIATE
 from mtls_operator import metrics
 from mtls_operator.claims import Rules
-from mtls_operator.marks import ANNOTATION_INTERMEDIATE
 from mtls_operator.pod_certificates import (
     DENIED,
     FAILED,

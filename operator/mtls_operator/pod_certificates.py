@@ -34,7 +34,8 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
-from mtls_ca import name_rules
+from mtls_contract import name_rules
+from mtls_contract.marks import ANNOTATION_INTERMEDIATE
 from mtls_operator.claims import (
     MODE,
     NAME,
@@ -43,7 +44,6 @@ from mtls_operator.claims import (
     Rules,
     parse_claim,
 )
-from mtls_operator.marks import ANNOTATION_INTERMEDIATE
 
 __all__ = [
     "ANNOTATION_INTERMEDIATE",

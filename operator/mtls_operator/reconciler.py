@@ -28,13 +28,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mtls_context.layout import federated_bundle
+from mtls_contract.marks import ANNOTATION_VERSION
 from mtls_operator import metrics
 from mtls_operator.bundle_fetcher import FederatedBundles
 from mtls_operator.certs import new_key_and_csr
 from mtls_operator.claims import POD_CERTIFICATE, Claim, claim_moved, parse_claim
 from mtls_operator.decisions import Action, Decision, choose_claim, decide
 from mtls_operator.inventory import ClaimingPod, Inventory, Key, pod_claims
-from mtls_operator.marks import ANNOTATION_VERSION
 from mtls_operator.pod_certificates import certificate_intermediate
 from mtls_operator.policy_config_maps import PolicyConfigMaps
 from mtls_operator.ports import CARefused, CAService, CAUnavailable, Cluster, Conflict

@@ -6,7 +6,7 @@ import datetime
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from mtls_ca import name_rules
+from mtls_contract import name_rules
 from mtls_operator.claims import Rules
 
 __all__ = ["Settings"]

@@ -15,19 +15,19 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from mtls_ca import name_rules
 from mtls_ca.tls_profiles import policy_bytes
 from mtls_context import CA, CERT, CRL, KEY, POLICY
 from mtls_context.layout import federated_bundles
-from mtls_operator.certs import crl_serials, federated_digest, sha256_hex
-from mtls_operator.claims import Claim
-from mtls_operator.marks import (
+from mtls_contract import name_rules
+from mtls_contract.marks import (
     ANNOTATION_BUNDLE,
     ANNOTATION_CLAIM,
     ANNOTATION_NOT_AFTER,
     ANNOTATION_SERIAL,
     LABEL_MANAGED,
 )
+from mtls_operator.certs import crl_serials, federated_digest, sha256_hex
+from mtls_operator.claims import Claim
 
 __all__ = [
     "ANNOTATION_BUNDLE",

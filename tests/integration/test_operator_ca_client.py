@@ -20,7 +20,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from mtls_ca.name_rules import parse_allowed_ips
+from mtls_contract.name_rules import parse_allowed_ips
 from mtls_operator import pod_certificates
 from mtls_operator.ca_client import CAClient
 from mtls_operator.certs import inspect, new_key_and_csr

@@ -20,7 +20,7 @@ import datetime
 import json
 from dataclasses import dataclass
 
-from mtls_ca import name_rules
+from mtls_contract import name_rules
 from mtls_operator.claims import DURATION, MODE, NAME, SANS, SECRET, Rules
 
 __all__ = [

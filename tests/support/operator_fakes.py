@@ -14,9 +14,10 @@ from typing import Any
 
 from cryptography import x509
 
-from mtls_ca import authority, name_rules, sign_request
+from mtls_ca import authority, sign_request
 from mtls_ca.state import State
 from mtls_ca.tls_profiles import policy_bytes
+from mtls_contract import name_rules
 from mtls_operator.claims import MODE, NAME, POD_CERTIFICATE
 from mtls_operator.ports import CARefused, CAUnavailable, Conflict, Forbidden, Invalid
 from mtls_operator.tlssecret import Answer, CAView, parse_answer

@@ -7,8 +7,8 @@ import ipaddress
 
 import pytest
 
-from mtls_ca import name_rules
-from mtls_ca.name_rules import (
+from mtls_contract import name_rules
+from mtls_contract.name_rules import (
     ADMIN,
     MAX_NAMES,
     RESERVED_TLDS,

@@ -16,11 +16,11 @@ from flask.testing import FlaskClient
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from mtls_ca import name_rules
 from mtls_ca.authority import CA
 from mtls_ca.http_api import create_app
 from mtls_ca.state import DirectoryStore, State
 from mtls_ca.state_cache import StateCache
+from mtls_contract import name_rules
 from mtls_operator.claims import DURATION, NAME, SANS, SECRET, Rules, parse_claim
 from support.name_cases import CEL_WHITE_SPACE, PYTHON_WHITE_SPACE
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from mtls_ca import name_rules
+from mtls_contract import name_rules
 from mtls_operator.claims import (
     DURATION,
     MODE,

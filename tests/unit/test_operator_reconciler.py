@@ -22,10 +22,10 @@ from prometheus_client import REGISTRY
 
 from mtls_ca.tls_profiles import policy_bytes
 from mtls_context import CERT, KEY, POLICY
+from mtls_contract.marks import ANNOTATION_RENEW
 from mtls_operator import inventory, metrics
 from mtls_operator.certs import Inspection, inspect, sha256_hex
 from mtls_operator.claims import DURATION, MODE, NAME, SECRET, Rules
-from mtls_operator.marks import ANNOTATION_RENEW
 from mtls_operator.pod_certificate_signer import Signer
 from mtls_operator.pod_certificates import ANNOTATION_INTERMEDIATE
 from mtls_operator.reconciler import ANNOTATION_VERSION, Reconciler
