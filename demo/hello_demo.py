@@ -28,10 +28,10 @@ from typing import IO, Any
 
 from mtls_ca.tls_profiles import policy_bytes
 from mtls_context import CA, CERT, KEY, POLICY, requests_adapter, write_version
+from mtls_contract.ca_api import parse_sign_answer
 from mtls_contract.name_rules import parse_duration
 from mtls_operator.certs import new_key_and_csr
 from mtls_operator.claims import Claim
-from mtls_operator.tlssecret import parse_answer
 
 BIN = Path(sys.executable).parent
 CLIENTS = ("client-a", "client-b")
@@ -179,7 +179,7 @@ class Demo:
         claim = Claim("demo", out.name, (name,), parse_duration(LIFETIME), "demo")
         key_pem, csr_pem = new_key_and_csr(claim)
         body = {"csr": csr_pem.decode(), "names": [name], "duration": LIFETIME}
-        answer = parse_answer(self.call("POST", "/sign", body))
+        answer = parse_sign_answer(self.call("POST", "/sign", body))
         write_version(
             out,
             {

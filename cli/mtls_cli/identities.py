@@ -28,6 +28,7 @@ from mtls_contract.marks import (
     ANNOTATION_SERIAL,
     LABEL_MANAGED,
 )
+from mtls_contract.phases import Phase
 from mtls_operator.claims import MODE, NAME, POD_CERTIFICATE, SECRET_MODE, secret_of
 
 __all__ = ["Identity", "Rotation", "identities", "renew_fraction", "rotation"]
@@ -143,7 +144,7 @@ def rotation(ca_status: Mapping[str, Any], found: list[Identity]) -> Rotation:
     bundle, in ``new-signing`` also every certificate from the new intermediate (a
     pod-certificate pod's at its next refresh). Signer pods are the operator's to wait for."""
     phase = str(ca_status.get("phase", ""))
-    if phase in ("", "idle"):
+    if phase in ("", Phase.IDLE):
         return Rotation(phase or "unknown", ())
     bundle = ca_status.get("bundle_sha256")
     intermediate = (ca_status.get("signing") or {}).get("intermediate_fingerprint_sha256")
@@ -154,7 +155,7 @@ def rotation(ca_status: Mapping[str, Any], found: list[Identity]) -> Rotation:
             waiting.append(f"{identity.namespace}/{what}: its first certificate")
         elif identity.mode == SECRET_MODE and identity.bundle_sha256 != bundle:
             waiting.append(f"{identity.namespace}/{what}: the new trust bundle")
-        elif phase == "new-signing" and identity.intermediate_sha256 != intermediate:
+        elif phase == Phase.NEW_SIGNING and identity.intermediate_sha256 != intermediate:
             waiting.append(f"{identity.namespace}/{what}: a certificate from the new intermediate")
     return Rotation(phase, tuple(waiting))
 

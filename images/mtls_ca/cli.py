@@ -22,6 +22,7 @@ from cryptography.exceptions import InvalidSignature
 
 from mtls_context import layout
 from mtls_contract import name_rules
+from mtls_contract.phases import Phase
 
 from . import audit, inspector, revocation, tls_profiles, upstream
 from .authority import CA, KeyType
@@ -812,7 +813,7 @@ def _parser() -> argparse.ArgumentParser:
     rotate.add_argument(
         "--from",
         dest="from_phase",
-        choices=["idle", "both-trusted", "new-signing"],
+        choices=list(Phase),
         help="only advance if the rotation is in this phase",
     )
     rotate.set_defaults(run=_rotate_root)

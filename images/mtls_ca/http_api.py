@@ -47,10 +47,11 @@ from werkzeug.exceptions import HTTPException
 
 from mtls_context.identity import identity, spiffe_ids, wsgi_peer_cert
 from mtls_contract import name_rules
+from mtls_contract.phases import Phase
 
 from . import metrics, revocation, sign_request, spiffe_bundle
 from .audit import AuditLog
-from .rotation import IDLE, PHASES, PhaseMismatch
+from .rotation import PHASES, PhaseMismatch
 from .signer_auth import NotASigner, ReviewUnavailable, SignerPolicy
 from .signer_material import ISSUED_PATH, MATERIAL_PATH
 from .signer_reports import IssuedReports
@@ -281,7 +282,7 @@ def create_app(
             expected = body.get("from") if isinstance(body, dict) else None
             if expected not in PHASES:
                 raise _Refused(400, "malformed", f"'from' must be one of {', '.join(PHASES)}")
-            if expected == IDLE and role != name_rules.ADMIN:
+            if expected == Phase.IDLE and role != name_rules.ADMIN:
                 raise _Refused(
                     403,
                     "forbidden",

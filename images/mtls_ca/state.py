@@ -25,6 +25,7 @@ from typing import Any, Protocol
 from cryptography import x509
 
 from mtls_contract import name_rules
+from mtls_contract.phases import Phase
 
 from . import revocation, rotation, tls_profiles
 from .authority import CA, fingerprint, renewal_due
@@ -75,7 +76,7 @@ class State:
     """
 
     generations: tuple[CA, ...]
-    phase: str = rotation.IDLE
+    phase: str = Phase.IDLE
     trust_domain: str = name_rules.CLUSTER_DOMAIN
     tls_profile: str = "intermediate"
     minimum: datetime.timedelta = name_rules.DEFAULT_MINIMUM
@@ -304,7 +305,7 @@ class State:
             ValueError: if a new root is due and the roots are an organisation's.
         """
         key_type = self.signer.key_type
-        if new_ca is None and self.phase == rotation.IDLE and self.upstream != "none":
+        if new_ca is None and self.phase == Phase.IDLE and self.upstream != "none":
             raise ValueError(
                 "the root is the organisation's: a new one comes from it (hello-mtls-ca import "
                 "of a signing CA under it, or its certificate on the volume), not from rotate-root"

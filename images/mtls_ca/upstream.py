@@ -35,8 +35,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 
 from mtls_contract import name_rules
+from mtls_contract.phases import Phase
 
-from . import revocation, rotation
+from . import revocation
 from .authority import CA, KeyType, fingerprint, load_private_key
 from .name_constraints import Constraints
 from .state import State
@@ -200,12 +201,12 @@ def adopt(state: State, new: CA, *, mode: str, now: datetime.datetime | None = N
     if fingerprint(new.root) == fingerprint(state.signer.root):
         held = replace(state, upcoming=new, upcoming_since=now, upstream=mode)
         return revocation.with_crl(held, now=now)
-    if state.phase != rotation.IDLE:
+    if state.phase != Phase.IDLE:
         raise ValueError(
             f"a root rotation is under way (phase '{state.phase}'): finish it with "
             "hello-mtls-ca rotate-root before taking a CA under another root"
         )
-    return replace(state, upstream=mode).rotated(expected=rotation.IDLE, new_ca=lambda: new)
+    return replace(state, upstream=mode).rotated(expected=Phase.IDLE, new_ca=lambda: new)
 
 
 def is_new(state: State, given: CA) -> bool:

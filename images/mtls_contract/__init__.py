@@ -6,4 +6,6 @@ asks, the command (`mtls_cli`) when it reads what both wrote. Only the standard 
 
 * `name_rules`: what the CA agrees to sign (names, durations, SPIFFE IDs), pure
 * `marks`: the ``hello-mtls.dev/*`` label and annotations the operator writes, and its Lease
+* `phases`: the root rotation's phases, one enum
+* `ca_api`: the ``POST /sign`` request and answer, the ``GET /status`` fields clients act on
 """

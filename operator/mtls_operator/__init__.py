@@ -11,6 +11,7 @@ only modules above it (the import contract "The operator's modules form layers" 
 * `federation`, `scope`, `retries`: federated trust domains' bundles; the namespaces served;
   backoff for failed attempts
 * `certs`: keys, CSRs, and `inspect` of what a Secret holds
+* `ca_view`: what the operator knows of the CA (status, roots, CRLs, federated bundles)
 * `tlssecret`: the Secret body from a ``POST /sign`` answer; owner references; the TLS-policy
   ConfigMap
 * `decisions`, `rotation`, `pod_certificates`: what a Secret needs (issue, refresh trust,

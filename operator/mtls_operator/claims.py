@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from mtls_contract import name_rules
+from mtls_contract.ca_api import SignRequest
 
 __all__ = [
     "DURATION",
@@ -111,7 +112,7 @@ class Claim:
         """The SPIFFE ID the CA writes into this claim's certificate."""
         return name_rules.spiffe_id(trust_domain, self.namespace, self.service_account)
 
-    def sign_request(self, csr_pem: bytes) -> dict[str, object]:
+    def sign_request(self, csr_pem: bytes) -> SignRequest:
         """The JSON body of ``POST /sign`` for this claim."""
         return {
             "csr": csr_pem.decode(),

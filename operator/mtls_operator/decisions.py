@@ -17,9 +17,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from mtls_ca.tls_profiles import policy_bytes
+from mtls_operator.ca_view import CAView
 from mtls_operator.certs import Inspection, needs_renewal, normalize_name
 from mtls_operator.claims import Claim
-from mtls_operator.tlssecret import CAView
 
 __all__ = ["Action", "Decision", "PodClaim", "choose_claim", "decide"]
 

@@ -29,12 +29,13 @@ import base64
 import binascii
 import datetime
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypedDict
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
 from mtls_contract import name_rules
+from mtls_contract.ca_api import SignRequest
 from mtls_contract.marks import ANNOTATION_INTERMEDIATE
 from mtls_operator.claims import (
     MODE,
@@ -121,7 +122,7 @@ def certificate_intermediate(pod: Mapping[str, Any], signer_name: str) -> str | 
 
 def sign_request(
     pcr: Mapping[str, Any], pod: Mapping[str, Any] | None, *, rules: Rules
-) -> dict[str, Any]:
+) -> SignRequest:
     """The ``POST /sign`` body for a PodCertificateRequest of ``pod``.
 
     ``pod`` is the request's pod as the API server stores it (None: there is none). Its own
@@ -254,7 +255,12 @@ def trust_bundle(signer_name: str, roots_pem: bytes) -> dict[str, Any]:
     }
 
 
-def _public_key(spec: Mapping[str, Any]) -> dict[str, str]:
+class _PublicKey(TypedDict, total=False):
+    csr: str
+    public_key: str
+
+
+def _public_key(spec: Mapping[str, Any]) -> _PublicKey:
     """The kubelet's key as ``POST /sign`` takes it; the CA checks it (and a CSR's signature)."""
     try:
         if spec.get("stubPKCS10Request"):

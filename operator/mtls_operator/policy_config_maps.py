@@ -18,10 +18,11 @@ from mtls_ca.tls_profiles import policy_bytes
 from mtls_context import POLICY
 from mtls_context.layout import federated_bundles
 from mtls_operator import metrics
+from mtls_operator.ca_view import CAView
 from mtls_operator.certs import sha256_hex
 from mtls_operator.inventory import ClaimingPod, Inventory
 from mtls_operator.ports import Cluster, Conflict
-from mtls_operator.tlssecret import POLICY_CONFIG_MAP, CAView, is_managed, policy_config_map
+from mtls_operator.tlssecret import POLICY_CONFIG_MAP, is_managed, policy_config_map
 
 __all__ = ["PolicyConfigMaps"]
 

@@ -28,9 +28,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mtls_context.layout import federated_bundle
+from mtls_contract.ca_api import SignAnswer
 from mtls_contract.marks import ANNOTATION_VERSION
 from mtls_operator import metrics
 from mtls_operator.bundle_fetcher import FederatedBundles
+from mtls_operator.ca_view import CAView
 from mtls_operator.certs import new_key_and_csr
 from mtls_operator.claims import POD_CERTIFICATE, Claim, claim_moved, parse_claim
 from mtls_operator.decisions import Action, Decision, choose_claim, decide
@@ -43,8 +45,6 @@ from mtls_operator.rotation_driver import RotationDriver
 from mtls_operator.settings import Settings
 from mtls_operator.tlssecret import (
     ANNOTATION_BUNDLE,
-    Answer,
-    CAView,
     is_managed,
     merge_owners,
     refreshed_data,
@@ -420,7 +420,7 @@ class Reconciler:
         files.pop(federated_bundle(ca.trust_domain), None)
         return dataclasses.replace(ca, federated=files)
 
-    def _ca_from_answer(self, answer: Answer) -> None:
+    def _ca_from_answer(self, answer: SignAnswer) -> None:
         ca = self._ca
         if ca is not None and ca.bundle_sha256 != answer.bundle_sha256:
             self._ca_read_at = -float("inf")  # the CA moved on; read its state on the next tick

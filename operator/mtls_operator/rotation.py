@@ -24,8 +24,9 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass
 
+from mtls_contract.phases import Phase
+from mtls_operator.ca_view import CAView
 from mtls_operator.certs import Inspection
-from mtls_operator.tlssecret import CAView
 
 __all__ = [
     "ADVANCING_PHASES",
@@ -35,7 +36,7 @@ __all__ = [
     "reflects",
 ]
 
-ADVANCING_PHASES = ("both-trusted", "new-signing")
+ADVANCING_PHASES = (Phase.BOTH_TRUSTED, Phase.NEW_SIGNING)
 KUBELET_PROJECTION_DELAY = datetime.timedelta(minutes=2)
 """How long the kubelet may take to put a changed ClusterTrustBundle or a newly issued certificate
 into a running pod: its pod resync period (``syncFrequency``, 1 minute by default, jittered up to
@@ -44,7 +45,7 @@ into a running pod: its pod resync period (``syncFrequency``, 1 minute by defaul
 
 def needs_new_leaves(ca: CAView) -> bool:
     """Whether the CA's phase waits for every leaf to come from its current intermediate."""
-    return ca.phase == "new-signing"
+    return ca.phase == Phase.NEW_SIGNING
 
 
 def reflects(secret: Inspection, ca: CAView) -> bool:

@@ -13,12 +13,13 @@ import datetime
 import logging
 from collections.abc import Callable
 
+from mtls_contract.phases import Phase
 from mtls_operator import metrics
+from mtls_operator.ca_view import CAView
 from mtls_operator.certs import inspect
 from mtls_operator.inventory import ClaimingPod, Inventory
 from mtls_operator.ports import CAService, CAUnavailable
 from mtls_operator.rotation import RotationGate, needs_new_leaves, reflects
-from mtls_operator.tlssecret import CAView
 
 __all__ = ["RotationDriver"]
 
@@ -54,9 +55,9 @@ class RotationDriver:
         """
         known = self._inventory.known_claimed()
         pending = sum(1 for k in known if k is None or not reflects(k.inspection, ca))
-        if ca.phase != "idle" and not self._own_credential_reflects(ca):
+        if ca.phase != Phase.IDLE and not self._own_credential_reflects(ca):
             pending += 1
-        metrics.ROTATION_PENDING.set(pending if ca.phase != "idle" else 0)
+        metrics.ROTATION_PENDING.set(pending if ca.phase != Phase.IDLE else 0)
         metrics.show_rotation_phase(ca.phase)
         # A pod-certificate pod has no Secret; the signer's annotation on it says which
         # intermediate signed its certificate. It cannot be made to renew: it waits for the
@@ -69,7 +70,7 @@ class RotationDriver:
         metrics.ROTATION_PENDING_PODS.set(len(behind))
         if behind:
             self._name_pods_behind(ca.phase, behind)
-        if ca.phase != "idle" and not pending and not behind:
+        if ca.phase != Phase.IDLE and not pending and not behind:
             # Every Secret and pod shows the phase; every CA signer must serve it too, or one
             # a fetch behind would sign from an intermediate the next phase stops trusting.
             pending += self._signers_behind(ca.phase)

@@ -18,9 +18,10 @@ from mtls_ca import authority, sign_request
 from mtls_ca.state import State
 from mtls_ca.tls_profiles import policy_bytes
 from mtls_contract import name_rules
+from mtls_contract.ca_api import SignAnswer, parse_sign_answer
+from mtls_operator.ca_view import CAView
 from mtls_operator.claims import MODE, NAME, POD_CERTIFICATE
 from mtls_operator.ports import CARefused, CAUnavailable, Conflict, Forbidden, Invalid
-from mtls_operator.tlssecret import Answer, CAView, parse_answer
 
 UTC = datetime.UTC
 POD_CERTIFICATE_CLAIM = {NAME: "web.shop.svc", MODE: POD_CERTIFICATE}
@@ -143,7 +144,7 @@ class CA:
         self.lagging_signers: list[str] = []
         """CA signer pods that serve an older material than the root holder."""
 
-    def sign(self, request: Mapping[str, Any]) -> Answer:
+    def sign(self, request: Mapping[str, Any]) -> SignAnswer:
         if self.down:
             raise CAUnavailable("connection refused")
         self.signed += 1
@@ -155,7 +156,7 @@ class CA:
             raise CARefused(f"HTTP 400: {error}", 400) from None
         except sign_request.RuleViolation as error:
             raise CARefused(f"HTTP 403: {error}", 403) from None
-        return parse_answer(sign_request.answer(self.state, issued))
+        return parse_sign_answer(sign_request.answer(self.state, issued))
 
     def status(self) -> CAView:
         if self.down:
