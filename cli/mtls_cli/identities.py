@@ -24,12 +24,16 @@ from mtls_cli.times import parse_time
 from mtls_contract.marks import (
     ANNOTATION_BUNDLE,
     ANNOTATION_INTERMEDIATE,
+    ANNOTATION_MODE,
+    ANNOTATION_NAME,
     ANNOTATION_NOT_AFTER,
     ANNOTATION_SERIAL,
     LABEL_MANAGED,
+    POD_CERTIFICATE,
+    SECRET_MODE,
 )
 from mtls_contract.phases import Phase
-from mtls_operator.claims import MODE, NAME, POD_CERTIFICATE, SECRET_MODE, secret_of
+from mtls_operator.claims import secret_of
 
 __all__ = ["Identity", "Rotation", "identities", "renew_fraction", "rotation"]
 
@@ -103,14 +107,14 @@ def identities(
     for pod in pods:
         meta = pod["metadata"]
         annotations = meta.get("annotations") or {}
-        if NAME not in annotations or (pod.get("status") or {}).get("phase") in _ENDED:
+        if ANNOTATION_NAME not in annotations or (pod.get("status") or {}).get("phase") in _ENDED:
             continue
-        if annotations.get(MODE, SECRET_MODE).strip() == POD_CERTIFICATE:
+        if annotations.get(ANNOTATION_MODE, SECRET_MODE).strip() == POD_CERTIFICATE:
             found.append(
                 Identity(
                     namespace=meta["namespace"],
                     pods=(meta["name"],),
-                    name=annotations[NAME].strip(),
+                    name=annotations[ANNOTATION_NAME].strip(),
                     mode=POD_CERTIFICATE,
                     secret="",
                     last_error=failures.get((meta["namespace"], meta["name"]), ""),
@@ -127,7 +131,7 @@ def identities(
         identity = _secret_identity(
             pod_namespace,
             names,
-            members[0]["metadata"]["annotations"][NAME].strip(),
+            members[0]["metadata"]["annotations"][ANNOTATION_NAME].strip(),
             secret_name,
             by_key.get((pod_namespace, secret_name)),
             error,

@@ -17,17 +17,19 @@ from typing import TypeVar
 
 from mtls_contract import name_rules
 from mtls_contract.ca_api import SignRequest
+from mtls_contract.marks import (
+    ANNOTATION_DURATION,
+    ANNOTATION_MODE,
+    ANNOTATION_NAME,
+    ANNOTATION_SANS,
+    ANNOTATION_SECRET,
+    MODES,
+    POD_CERTIFICATE,
+    SECRET_MODE,
+)
 
 __all__ = [
-    "DURATION",
-    "MODE",
-    "MODES",
-    "NAME",
-    "POD_CERTIFICATE",
     "POD_CERTIFICATE_LIFETIMES",
-    "SANS",
-    "SECRET",
-    "SECRET_MODE",
     "Claim",
     "Rules",
     "claim_moved",
@@ -36,17 +38,6 @@ __all__ = [
     "secret_of",
 ]
 
-NAME = "hello-mtls.dev/name"
-SANS = "hello-mtls.dev/sans"
-DURATION = "hello-mtls.dev/duration"
-SECRET = "hello-mtls.dev/secret"
-MODE = "hello-mtls.dev/mode"
-
-SECRET_MODE = "secret"
-"""The operator makes the key and keeps it in a Secret (the default)."""
-POD_CERTIFICATE = "pod-certificate"
-"""The kubelet makes the key and asks the operator, as signer, through a PodCertificateRequest."""
-MODES = (SECRET_MODE, POD_CERTIFICATE)
 POD_CERTIFICATE_LIFETIMES = (datetime.timedelta(hours=1), datetime.timedelta(days=91))
 """The shortest and longest lifetime the API allows a pod certificate (a ``podCertificate``
 volume's ``maxExpirationSeconds``, and what a signer may issue)."""
@@ -136,7 +127,7 @@ def parse_claim(
     `POD_CERTIFICATE_LIFETIMES`.
 
     Args:
-        annotations: the pod's annotations; `NAME` must be among them.
+        annotations: the pod's annotations; `ANNOTATION_NAME` must be among them.
         namespace: the pod's namespace; names must lie under it (or be allowed by ``rules``).
         service_account: the pod's service account (``default`` when the pod names none).
         rules: the administrator's allowances.
@@ -148,21 +139,23 @@ def parse_claim(
     names = parse_names(annotations, namespace=namespace, rules=rules)
     name = names[0]
     duration = rules.default_duration
-    if DURATION in annotations:
-        duration = _check(DURATION, name_rules.parse_duration, _trim(annotations[DURATION]))
+    if ANNOTATION_DURATION in annotations:
+        duration = _check(
+            ANNOTATION_DURATION, name_rules.parse_duration, _trim(annotations[ANNOTATION_DURATION])
+        )
     _check(
-        DURATION,
+        ANNOTATION_DURATION,
         lambda d: name_rules.check_duration(d, minimum=rules.minimum, maximum=rules.maximum),
         duration,
     )
 
-    secret = _trim(annotations.get(SECRET, "")) or _default_secret(name)
+    secret = _trim(annotations.get(ANNOTATION_SECRET, "")) or _default_secret(name)
     if len(secret) > _SECRET_NAME_MAX or not _SECRET_NAME.fullmatch(secret):
-        raise ValueError(f"{SECRET}: '{secret}' is not a valid Secret name")
+        raise ValueError(f"{ANNOTATION_SECRET}: '{secret}' is not a valid Secret name")
 
-    mode = _trim(annotations.get(MODE, "")) or SECRET_MODE
+    mode = _trim(annotations.get(ANNOTATION_MODE, "")) or SECRET_MODE
     if mode not in MODES:
-        raise ValueError(f"{MODE}: '{mode}' is not a mode; use {' or '.join(MODES)}")
+        raise ValueError(f"{ANNOTATION_MODE}: '{mode}' is not a mode; use {' or '.join(MODES)}")
     if mode == POD_CERTIFICATE:
         _check_pod_certificate(duration, rules)
 
@@ -190,32 +183,35 @@ def claim_moved(before: Claim, after: Claim) -> str | None:
     advice = "; change the pod template of its workload (or recreate the pod) instead"
     if before.mode != after.mode:
         return (
-            f"{MODE}: a pod created in {before.mode} mode cannot move to {after.mode} mode:"
-            f" the kubelet keeps the volumes it was created with{advice}"
+            f"{ANNOTATION_MODE}: a pod created in {before.mode} mode cannot move to"
+            f" {after.mode} mode: the kubelet keeps the volumes it was created with{advice}"
         )
     if before.mode == SECRET_MODE and before.secret != after.secret:
         derived = before.secret == _default_secret(before.names[0]) and after.secret == (
             _default_secret(after.names[0])
         )
         return (
-            f"{NAME if derived else SECRET}: a pod cannot move from Secret '{before.secret}' to"
-            f" '{after.secret}': the kubelet keeps mounting '{before.secret}', which would no"
-            f" longer be renewed{advice}"
+            f"{ANNOTATION_NAME if derived else ANNOTATION_SECRET}: a pod cannot move from Secret"
+            f" '{before.secret}' to '{after.secret}': the kubelet keeps mounting"
+            f" '{before.secret}', which would no longer be renewed{advice}"
         )
     return None
 
 
 def parse_names(annotations: Mapping[str, str], *, namespace: str, rules: Rules) -> tuple[str, ...]:
-    """The names `NAME` and `SANS` ask for, primary first, each checked against the name rules.
+    """The names `ANNOTATION_NAME` and `ANNOTATION_SANS` ask for, primary first, each checked
+    against the name rules.
 
 
     Raises:
         ValueError: as `parse_claim` does, naming the annotation.
     """
-    name = _trim(annotations.get(NAME, ""))
-    _check(NAME, name_rules.check_name_syntax, [name])
+    name = _trim(annotations.get(ANNOTATION_NAME, ""))
+    _check(ANNOTATION_NAME, name_rules.check_name_syntax, [name])
     if name_rules.is_ip_address(name):
-        raise ValueError(f"{NAME}: '{name}' is an IP address; the name must be a DNS name")
+        raise ValueError(
+            f"{ANNOTATION_NAME}: '{name}' is an IP address; the name must be a DNS name"
+        )
 
     def check(names: Sequence[str]) -> None:
         name_rules.check_names(
@@ -226,12 +222,12 @@ def parse_names(annotations: Mapping[str, str], *, namespace: str, rules: Rules)
             allowed_ips=rules.allowed_ips.get(namespace, ()),
         )
 
-    _check(NAME, check, [name])
+    _check(ANNOTATION_NAME, check, [name])
 
-    sans_text = _trim(annotations.get(SANS, ""))
+    sans_text = _trim(annotations.get(ANNOTATION_SANS, ""))
     sans = [_trim(s) for s in sans_text.split(",")] if sans_text else []
     names = tuple(dict.fromkeys([name, *sans]))
-    _check(SANS, check, names)
+    _check(ANNOTATION_SANS, check, names)
     return names
 
 
@@ -240,13 +236,13 @@ def _check_pod_certificate(duration: datetime.timedelta, rules: Rules) -> None:
     ``maxExpirationSeconds`` (the admission policy hello-mtls-names says the same)."""
     if not rules.pod_certificates:
         raise ValueError(
-            f"{MODE}: {POD_CERTIFICATE} is not enabled in this installation"
+            f"{ANNOTATION_MODE}: {POD_CERTIFICATE} is not enabled in this installation"
             f" (chart value podCertificates.enabled); use {SECRET_MODE}"
         )
     shortest, longest = POD_CERTIFICATE_LIFETIMES
     if not shortest <= duration <= longest:
         raise ValueError(
-            f"{DURATION}: duration {name_rules.format_duration(duration)} is outside the"
+            f"{ANNOTATION_DURATION}: duration {name_rules.format_duration(duration)} is outside the"
             f" {name_rules.format_duration(shortest)} to {name_rules.format_duration(longest)}"
             " a pod certificate may live"
         )
@@ -255,11 +251,14 @@ def _check_pod_certificate(duration: datetime.timedelta, rules: Rules) -> None:
 def secret_of(annotations: Mapping[str, str]) -> str:
     """The Secret a secret-mode pod's annotations name, read as `parse_claim` reads it but
     without judging the names (for tools that show claims, valid or not)."""
-    return _trim(annotations.get(SECRET, "")) or _default_secret(_trim(annotations.get(NAME, "")))
+    return _trim(annotations.get(ANNOTATION_SECRET, "")) or _default_secret(
+        _trim(annotations.get(ANNOTATION_NAME, ""))
+    )
 
 
 def _default_secret(name: str) -> str:
-    """The Secret of a claim without `SECRET`: the first label of its name, then ``-tls``."""
+    """The Secret of a claim without `ANNOTATION_SECRET`: the first label of its name, then
+    ``-tls``."""
     return f"{name.split('.')[0]}-tls"
 
 

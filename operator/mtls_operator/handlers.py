@@ -41,15 +41,14 @@ from typing import Any
 
 import kopf
 
+from mtls_contract.marks import ANNOTATION_NAME, LABEL_MANAGED
 from mtls_operator import config, kube, metrics
 from mtls_operator.bundle_fetcher import FederatedBundles
 from mtls_operator.ca_client import CAClient
-from mtls_operator.claims import NAME
 from mtls_operator.inventory import Key, namespace_of
 from mtls_operator.leadership import Elector, Timing
 from mtls_operator.pod_certificate_signer import Signer
 from mtls_operator.reconciler import Reconciler
-from mtls_operator.tlssecret import LABEL_MANAGED
 from mtls_operator.workqueue import WorkQueue
 
 _LOOP_SECONDS = 1.0
@@ -159,7 +158,7 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
     await asyncio.to_thread(memo.election.join, _RELEASE_SECONDS)
 
 
-@kopf.on.event("pods", annotations={NAME: kopf.PRESENT})
+@kopf.on.event("pods", annotations={ANNOTATION_NAME: kopf.PRESENT})
 def pod(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -> None:
     """An annotated pod appeared, changed, was listed again or went away."""
     memo.reconciler.pod_event(body, type)

@@ -7,7 +7,7 @@ the number of identities grows.
 
 Nothing here survives a restart, and nothing needs to: the Secrets themselves are the record
 (see `mtls_operator.decisions`), and for pod-certificate pods their annotation
-`pod_certificates.ANNOTATION_INTERMEDIATE`, which their events bring back.
+`mtls_contract.marks.ANNOTATION_INTERMEDIATE`, which their events bring back.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from mtls_contract.marks import ANNOTATION_CLAIM, ANNOTATION_RENEW
+from mtls_contract.marks import ANNOTATION_CLAIM, ANNOTATION_RENEW, POD_CERTIFICATE
 from mtls_operator.certs import Inspection, inspect
-from mtls_operator.claims import POD_CERTIFICATE, Claim
+from mtls_operator.claims import Claim
 from mtls_operator.decisions import PodClaim
 from mtls_operator.tlssecret import decode_data
 
@@ -68,7 +68,7 @@ class KnownSecret:
     claim_digest: str | None
     owners: frozenset[str]
     renew_requested: bool = False
-    """The Secret carries `tlssecret.ANNOTATION_RENEW`."""
+    """The Secret carries `mtls_contract.marks.ANNOTATION_RENEW`."""
 
 
 def pod_claims(pods: list[ClaimingPod]) -> list[PodClaim]:

@@ -4,7 +4,7 @@ the CA by the rules of `pod_certificates`, and the ClusterTrustBundle of its nam
 `Signer.run` lists and watches the requests; each one not answered yet is dispatched by key to
 the operator's work queue and answered by `Signer.answer`; `Signer.tick` retries what failed and
 publishes the trust bundle. On each ``Issued`` status the request's pod is annotated with the
-intermediate that signed (`pod_certificates.ANNOTATION_INTERMEDIATE`), which the root rotation
+intermediate that signed (`mtls_contract.marks.ANNOTATION_INTERMEDIATE`), which the root rotation
 reads (`rotation_driver`).
 """
 

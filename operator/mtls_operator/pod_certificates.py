@@ -1,25 +1,26 @@
-"""The pod-certificate signer: PodCertificateRequests for our signer name, answered with the CA.
+"""The rules of the pod-certificate signer: how a PodCertificateRequest of our signer name is
+answered (`pod_certificate_signer.Signer` does the answering).
 
-In ``pod-certificate`` mode (`claims.POD_CERTIFICATE`) the kubelet makes the pod's key in memory
-and asks for a certificate with a PodCertificateRequest (``certificates.k8s.io/v1``, "PCR"); the
-key never leaves the node. The signer answers only requests from namespaces the installation
-serves (`scope.Scope`) for pods that opted in: it reads the pod as the API server stores it and
-takes the names from its annotations (``hello-mtls.dev/name`` and ``hello-mtls.dev/sans``, judged
-by `claims.parse_claim` like a Secret-mode pod's, with ``hello-mtls.dev/mode: pod-certificate``),
-never from the request's ``unverifiedUserAnnotations``, which whoever writes the pod's volumes
-writes and any node may relay. It has the CA sign the kubelet's key for those names and the
-SPIFFE ID of the PCR's service account, and writes the status the API server validates: one
-``Issued``, ``Denied`` or ``Failed`` condition, the chain, and
+In ``pod-certificate`` mode (`mtls_contract.marks.POD_CERTIFICATE`) the kubelet makes the pod's key
+in memory and asks for a certificate with a PodCertificateRequest (``certificates.k8s.io/v1``,
+"PCR"); the key never leaves the node. The signer answers only requests from namespaces the
+installation serves (`scope.Scope`) for pods that opted in: it reads the pod as the API server
+stores it and takes the names from its annotations (``hello-mtls.dev/name`` and
+``hello-mtls.dev/sans``, judged by `claims.parse_claim` like a Secret-mode pod's, with
+``hello-mtls.dev/mode: pod-certificate``), never from the request's ``unverifiedUserAnnotations``,
+which whoever writes the pod's volumes writes and any node may relay. It has the CA sign the
+kubelet's key for those names and the SPIFFE ID of the PCR's service account, and writes the status
+the API server validates: one ``Issued``, ``Denied`` or ``Failed`` condition, the chain, and
 ``notBefore``/``beginRefreshAt``/``notAfter`` taken from the certificate itself. It also keeps the
 ClusterTrustBundle of its signer name equal to the CA's roots (both during a root rotation).
 
 On each ``Issued`` status it also annotates the request's pod with the intermediate that signed
-(`ANNOTATION_INTERMEDIATE`): PCRs are deleted after 15 minutes, so the pod is where the root
-rotation's gate (`reconciler`) reads, even after a restart, whether the pod's current certificate
-comes from the CA's current intermediate.
+(`mtls_contract.marks.ANNOTATION_INTERMEDIATE`): PCRs are deleted after 15 minutes, so the pod is
+where the root rotation (`rotation_driver`) reads, even after a restart, whether the pod's current
+certificate comes from the CA's current intermediate.
 
-This module holds the rules, as pure functions (`sign_request`, `issued_status`,
-`refused_status`, `trust_bundle`, `is_final`, `intermediate_sha256`, `certificate_intermediate`);
+This module holds the rules, as pure functions (`sign_request`, `issued_status`, `refused_status`,
+`trust_bundle`, `is_final`, `intermediate_sha256`, `certificate_intermediate`);
 `pod_certificate_signer.Signer` ties them to the API (`ports.PodCertificates`) and the CA.
 """
 
@@ -36,18 +37,15 @@ from cryptography.hazmat.primitives import hashes
 
 from mtls_contract import name_rules
 from mtls_contract.ca_api import SignRequest
-from mtls_contract.marks import ANNOTATION_INTERMEDIATE
-from mtls_operator.claims import (
-    MODE,
-    NAME,
+from mtls_contract.marks import (
+    ANNOTATION_INTERMEDIATE,
+    ANNOTATION_MODE,
+    ANNOTATION_NAME,
     POD_CERTIFICATE,
-    POD_CERTIFICATE_LIFETIMES,
-    Rules,
-    parse_claim,
 )
+from mtls_operator.claims import POD_CERTIFICATE_LIFETIMES, Rules, parse_claim
 
 __all__ = [
-    "ANNOTATION_INTERMEDIATE",
     "BUNDLE_SUFFIX",
     "DENIED",
     "FAILED",
@@ -145,10 +143,10 @@ def sign_request(
     not_opted_in = Refused(
         DENIED,
         "NotOptedIn",
-        f"pod '{pod_name}' did not opt in: this signer signs only pods annotated {NAME}"
-        f" and {MODE}: {POD_CERTIFICATE}",
+        f"pod '{pod_name}' did not opt in: this signer signs only pods annotated {ANNOTATION_NAME}"
+        f" and {ANNOTATION_MODE}: {POD_CERTIFICATE}",
     )
-    if NAME not in annotations:
+    if ANNOTATION_NAME not in annotations:
         raise not_opted_in
     try:
         claim = parse_claim(

@@ -29,12 +29,12 @@ from typing import Any
 
 from mtls_context.layout import federated_bundle
 from mtls_contract.ca_api import SignAnswer
-from mtls_contract.marks import ANNOTATION_VERSION
+from mtls_contract.marks import ANNOTATION_BUNDLE, ANNOTATION_VERSION, POD_CERTIFICATE
 from mtls_operator import metrics
 from mtls_operator.bundle_fetcher import FederatedBundles
 from mtls_operator.ca_view import CAView
 from mtls_operator.certs import new_key_and_csr
-from mtls_operator.claims import POD_CERTIFICATE, Claim, claim_moved, parse_claim
+from mtls_operator.claims import Claim, claim_moved, parse_claim
 from mtls_operator.decisions import Action, Decision, choose_claim, decide
 from mtls_operator.inventory import ClaimingPod, Inventory, Key, pod_claims
 from mtls_operator.pod_certificates import certificate_intermediate
@@ -43,15 +43,9 @@ from mtls_operator.ports import CARefused, CAService, CAUnavailable, Cluster, Co
 from mtls_operator.retries import Retries
 from mtls_operator.rotation_driver import RotationDriver
 from mtls_operator.settings import Settings
-from mtls_operator.tlssecret import (
-    ANNOTATION_BUNDLE,
-    is_managed,
-    merge_owners,
-    refreshed_data,
-    secret_body,
-)
+from mtls_operator.tlssecret import is_managed, merge_owners, refreshed_data, secret_body
 
-__all__ = ["ANNOTATION_VERSION", "Reconciler"]
+__all__ = ["Reconciler"]
 
 """Set on pods after their Secret changed: the kubelet then refreshes the volume in seconds."""
 

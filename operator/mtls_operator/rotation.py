@@ -10,7 +10,7 @@ kubelet to put the files into the pods and for the apps to reload them:
   with the new intermediate, because every peer already trusts its root.
 * ``new-signing``: every leaf is signed by the new intermediate. Then the old root may go. A
   pod-certificate pod has no Secret: the signer annotates it with the intermediate of each
-  certificate it issues it (`pod_certificates.ANNOTATION_INTERMEDIATE`), and the kubelet asks
+  certificate it issues it (`mtls_contract.marks.ANNOTATION_INTERMEDIATE`), and the kubelet asks
   for a new one only at ``beginRefreshAt``, so this step may wait up to 2/3 of their lifetime.
 
 A pod-certificate pod's files (the ClusterTrustBundle's roots, the certificate the signer issued)

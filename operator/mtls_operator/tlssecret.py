@@ -29,11 +29,6 @@ from mtls_operator.ca_view import CAView
 from mtls_operator.claims import Claim
 
 __all__ = [
-    "ANNOTATION_BUNDLE",
-    "ANNOTATION_CLAIM",
-    "ANNOTATION_NOT_AFTER",
-    "ANNOTATION_SERIAL",
-    "LABEL_MANAGED",
     "POLICY_CONFIG_MAP",
     "decode_data",
     "is_managed",

@@ -19,12 +19,12 @@ from mtls_ca.state import State
 from mtls_ca.tls_profiles import policy_bytes
 from mtls_contract import name_rules
 from mtls_contract.ca_api import SignAnswer, parse_sign_answer
+from mtls_contract.marks import ANNOTATION_MODE, ANNOTATION_NAME, POD_CERTIFICATE
 from mtls_operator.ca_view import CAView
-from mtls_operator.claims import MODE, NAME, POD_CERTIFICATE
 from mtls_operator.ports import CARefused, CAUnavailable, Conflict, Forbidden, Invalid
 
 UTC = datetime.UTC
-POD_CERTIFICATE_CLAIM = {NAME: "web.shop.svc", MODE: POD_CERTIFICATE}
+POD_CERTIFICATE_CLAIM = {ANNOTATION_NAME: "web.shop.svc", ANNOTATION_MODE: POD_CERTIFICATE}
 """The annotations of a pod-certificate pod in namespace ``shop``, as `PodCertificateRequests`
 stores the pod of a request unless told otherwise."""
 

@@ -18,6 +18,12 @@ from mtls_ca.state_cache import StateCache
 from mtls_ca.tls_profiles import PROFILES, policy_bytes, render
 from mtls_context import CA, CERT, CRL, KEY, POLICY
 from mtls_contract.ca_api import parse_sign_answer
+from mtls_contract.marks import (
+    ANNOTATION_BUNDLE,
+    ANNOTATION_CLAIM,
+    ANNOTATION_SERIAL,
+    LABEL_MANAGED,
+)
 from mtls_operator.ca_view import CAView, view_from_status
 from mtls_operator.certs import inspect
 from mtls_operator.claims import Claim
@@ -25,10 +31,6 @@ from mtls_operator.decisions import Action, PodClaim, choose_claim, decide
 from mtls_operator.retries import Retries
 from mtls_operator.rotation import KUBELET_PROJECTION_DELAY, RotationGate, reflects
 from mtls_operator.tlssecret import (
-    ANNOTATION_BUNDLE,
-    ANNOTATION_CLAIM,
-    ANNOTATION_SERIAL,
-    LABEL_MANAGED,
     decode_data,
     merge_owners,
     policy_config_map,
