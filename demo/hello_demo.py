@@ -29,7 +29,7 @@ from typing import IO, Any
 from mtls_ca.tls_profiles import policy_bytes
 from mtls_context import CA, CERT, KEY, POLICY, requests_adapter, write_version
 from mtls_contract.ca_api import parse_sign_answer
-from mtls_contract.name_rules import parse_duration
+from mtls_contract.durations import parse_duration
 from mtls_operator.certs import new_key_and_csr
 from mtls_operator.claims import Claim
 

@@ -16,6 +16,6 @@ Modules, each with one job:
 * `gunicorn_app`: ``hello-mtls-ca serve`` under gunicorn
 * `cli`: ``hello-mtls-ca``
 
-What it agrees to sign (names, durations, SPIFFE IDs) is `mtls_contract.name_rules`, which the
-operator shares.
+What it agrees to sign (names, durations, SPIFFE IDs) is `mtls_contract`'s, which the operator
+shares.
 """

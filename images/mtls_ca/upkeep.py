@@ -27,7 +27,7 @@ from typing import Protocol
 from cryptography import x509
 
 from mtls_context import layout
-from mtls_contract import name_rules
+from mtls_contract import durations, identities
 
 from . import revocation, tls_profiles
 from .audit import AuditLog
@@ -102,7 +102,7 @@ class Upkeep:
                 )
                 _log.info("serving certificate renewed: serial %x", issued.serial)
         if self.credential is not None and not is_current(self.credential.read(), state, now):
-            uri = name_rules.provisioner_id(state.trust_domain, self.credential_name)
+            uri = identities.provisioner_id(state.trust_domain, self.credential_name)
             issued = state.signer.issue(
                 uris=[uri],
                 common_name=self.credential_name,
@@ -175,7 +175,7 @@ def _renewal_step_due(state: State, now: datetime.datetime) -> bool:
     if signer.not_valid_after_utc <= now:
         return True
     born = state.upcoming_since or (
-        state.upcoming.intermediate.not_valid_before_utc + name_rules.BACKDATE
+        state.upcoming.intermediate.not_valid_before_utc + durations.BACKDATE
     )
     return now >= born + revocation.CRL_LEAD
 

@@ -34,7 +34,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 
-from mtls_contract import name_rules
+from mtls_contract import identities
 from mtls_contract.phases import Phase
 
 from . import revocation
@@ -282,7 +282,7 @@ def _check(
     constraints = Constraints.of(path)
     if constraints is not None:
         try:
-            constraints.check([], [name_rules.spiffe_id(trust_domain, "ns", "sa")])
+            constraints.check([], [identities.spiffe_id(trust_domain, "ns", "sa")])
         except ValueError as e:
             raise ValueError(
                 f"the SPIFFE IDs of trust domain {trust_domain} break the chain's name "

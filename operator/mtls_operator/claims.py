@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from mtls_contract import name_rules
+from mtls_contract import durations, identities, name_rules
 from mtls_contract.ca_api import SignRequest
 from mtls_contract.marks import (
     ANNOTATION_DURATION,
@@ -65,8 +65,8 @@ class Rules:
 
     cluster_domain: str = name_rules.CLUSTER_DOMAIN
     default_duration: datetime.timedelta = datetime.timedelta(hours=24)
-    minimum: datetime.timedelta = name_rules.DEFAULT_MINIMUM
-    maximum: datetime.timedelta = name_rules.DEFAULT_MAXIMUM
+    minimum: datetime.timedelta = durations.DEFAULT_MINIMUM
+    maximum: datetime.timedelta = durations.DEFAULT_MAXIMUM
     extra_allowed: Mapping[str, Sequence[str]] = field(default_factory=dict)
     """Namespace to extra names (exact, or ``*.suffix``) its pods may claim."""
     allowed_ips: Mapping[str, Sequence[name_rules.IPNetwork]] = field(default_factory=dict)
@@ -101,14 +101,14 @@ class Claim:
 
     def spiffe_id(self, trust_domain: str) -> str:
         """The SPIFFE ID the CA writes into this claim's certificate."""
-        return name_rules.spiffe_id(trust_domain, self.namespace, self.service_account)
+        return identities.spiffe_id(trust_domain, self.namespace, self.service_account)
 
     def sign_request(self, csr_pem: bytes) -> SignRequest:
         """The JSON body of ``POST /sign`` for this claim."""
         return {
             "csr": csr_pem.decode(),
             "names": list(self.names),
-            "duration": name_rules.format_duration(self.duration),
+            "duration": durations.format_duration(self.duration),
             "namespace": self.namespace,
             "service_account": self.service_account,
         }
@@ -141,11 +141,11 @@ def parse_claim(
     duration = rules.default_duration
     if ANNOTATION_DURATION in annotations:
         duration = _check(
-            ANNOTATION_DURATION, name_rules.parse_duration, _trim(annotations[ANNOTATION_DURATION])
+            ANNOTATION_DURATION, durations.parse_duration, _trim(annotations[ANNOTATION_DURATION])
         )
     _check(
         ANNOTATION_DURATION,
-        lambda d: name_rules.check_duration(d, minimum=rules.minimum, maximum=rules.maximum),
+        lambda d: durations.check_duration(d, minimum=rules.minimum, maximum=rules.maximum),
         duration,
     )
 
@@ -242,8 +242,8 @@ def _check_pod_certificate(duration: datetime.timedelta, rules: Rules) -> None:
     shortest, longest = POD_CERTIFICATE_LIFETIMES
     if not shortest <= duration <= longest:
         raise ValueError(
-            f"{ANNOTATION_DURATION}: duration {name_rules.format_duration(duration)} is outside the"
-            f" {name_rules.format_duration(shortest)} to {name_rules.format_duration(longest)}"
+            f"{ANNOTATION_DURATION}: duration {durations.format_duration(duration)} is outside the"
+            f" {durations.format_duration(shortest)} to {durations.format_duration(longest)}"
             " a pod certificate may live"
         )
 

@@ -35,7 +35,7 @@ from typing import Any, TypedDict
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
-from mtls_contract import name_rules
+from mtls_contract import durations
 from mtls_contract.ca_api import SignRequest
 from mtls_contract.marks import (
     ANNOTATION_INTERMEDIATE,
@@ -164,13 +164,13 @@ def sign_request(
         raise Refused(
             FAILED,
             "LifetimeBelowMinimum",
-            f"the CA's maximum lifetime {name_rules.format_duration(rules.maximum)} is below"
-            f" the {name_rules.format_duration(_MIN_LIFETIME)} a pod certificate needs",
+            f"the CA's maximum lifetime {durations.format_duration(rules.maximum)} is below"
+            f" the {durations.format_duration(_MIN_LIFETIME)} a pod certificate needs",
         )
     return {
         **_public_key(spec),
         "names": list(claim.names),
-        "duration": name_rules.format_duration(lifetime - name_rules.BACKDATE),
+        "duration": durations.format_duration(lifetime - durations.BACKDATE),
         "namespace": namespace,
         "service_account": spec.get("serviceAccountName") or "default",
     }
@@ -209,7 +209,7 @@ def issued_status(
             FAILED,
             "LifetimeOutOfBounds",
             f"the CA issued a certificate valid for {lifetime}, outside the"
-            f" {name_rules.format_duration(_MIN_LIFETIME)} to"
+            f" {durations.format_duration(_MIN_LIFETIME)} to"
             f" {max_lifetime} this request allows (does the CA's intermediate expire soon?)",
         )
     if abs(not_before - now) > _MAX_SKEW:

@@ -20,7 +20,7 @@ import datetime
 import json
 from dataclasses import dataclass
 
-from mtls_contract import name_rules
+from mtls_contract import durations, name_rules
 from mtls_contract.marks import (
     ANNOTATION_DURATION,
     ANNOTATION_MODE,
@@ -97,7 +97,7 @@ class Case:
 def rules(*, pod_certificates: bool) -> Rules:
     """The operator's rules as the e2e install configures them, with or without the signer."""
     return Rules(
-        minimum=name_rules.parse_duration(MINIMUM_DURATION),
+        minimum=durations.parse_duration(MINIMUM_DURATION),
         extra_allowed=EXTRA_ALLOWED_NAMES,
         allowed_ips=name_rules.parse_allowed_ips(json.dumps(ALLOWED_IPS)),
         default_duration=datetime.timedelta(hours=24),

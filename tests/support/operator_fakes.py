@@ -17,7 +17,7 @@ from cryptography import x509
 from mtls_ca import authority, sign_request
 from mtls_ca.state import State
 from mtls_ca.tls_profiles import policy_bytes
-from mtls_contract import name_rules
+from mtls_contract import identities
 from mtls_contract.ca_api import SignAnswer, parse_sign_answer
 from mtls_contract.marks import ANNOTATION_MODE, ANNOTATION_NAME, POD_CERTIFICATE
 from mtls_operator.ca_view import CAView
@@ -150,7 +150,7 @@ class CA:
         self.signed += 1
         try:
             issued = sign_request.sign(
-                self.state, sign_request.parse(request), role=name_rules.PROVISIONER
+                self.state, sign_request.parse(request), role=identities.PROVISIONER
             )
         except sign_request.Malformed as error:
             raise CARefused(f"HTTP 400: {error}", 400) from None

@@ -20,7 +20,8 @@ from mtls_ca.sign_request import (
     sign,
 )
 from mtls_ca.state import State
-from mtls_contract.name_rules import ADMIN, PROVISIONER, parse_allowed_ips
+from mtls_contract.identities import ADMIN, PROVISIONER
+from mtls_contract.name_rules import parse_allowed_ips
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from mtls_ca.authority import CA
 from mtls_ca.http_api import create_app
 from mtls_ca.state import DirectoryStore, State
 from mtls_ca.state_cache import StateCache
-from mtls_contract import name_rules
+from mtls_contract import durations, name_rules
 from mtls_contract.marks import (
     ANNOTATION_DURATION,
     ANNOTATION_NAME,
@@ -117,7 +117,7 @@ def test_annotations_give_a_rule_abiding_claim_or_a_message(data: st.DataObject)
     assert claim.names[0] == name.strip(CEL_WHITE_SPACE)
     assert not name_rules.is_ip_address(claim.names[0])
     _passes(list(claim.names), namespace)
-    name_rules.check_duration(claim.duration, minimum=rules.minimum, maximum=rules.maximum)
+    durations.check_duration(claim.duration, minimum=rules.minimum, maximum=rules.maximum)
 
 
 @pytest.fixture(scope="module")

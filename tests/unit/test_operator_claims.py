@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from mtls_contract import name_rules
+from mtls_contract import durations
 from mtls_contract.marks import (
     ANNOTATION_DURATION,
     ANNOTATION_MODE,
@@ -249,10 +249,10 @@ def test_a_pod_certificate_lives_as_long_as_the_api_allows(
     }
 
     def parse() -> Claim:
-        return claim(annotations, pod_certificates=True, maximum=name_rules.parse_duration(maximum))
+        return claim(annotations, pod_certificates=True, maximum=durations.parse_duration(maximum))
 
     if accepted:
-        assert parse().duration == name_rules.parse_duration(duration)
+        assert parse().duration == durations.parse_duration(duration)
         return
     with pytest.raises(ValueError) as caught:
         parse()
