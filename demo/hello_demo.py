@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from mtls_ca.tls_profiles import policy_bytes
-from mtls_context import CA, CERT, KEY, POLICY, requests_adapter, write_version
+from mtls_context import requests_adapter, write_version
+from mtls_context.layout import version_files
 from mtls_contract.ca_api import parse_sign_answer
 from mtls_contract.durations import parse_duration
 from mtls_operator.certs import new_key_and_csr
@@ -182,12 +183,7 @@ class Demo:
         answer = parse_sign_answer(self.call("POST", "/sign", body))
         write_version(
             out,
-            {
-                CERT: answer.certificate,
-                KEY: key_pem,
-                CA: answer.ca,
-                POLICY: policy_bytes(answer.tls_policy),
-            },
+            version_files(answer.certificate, key_pem, answer.ca, policy_bytes(answer.tls_policy)),
         )
         return answer.serial
 

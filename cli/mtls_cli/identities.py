@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives import hashes
 from mtls_cli import events, reloads
 from mtls_cli.cluster import Api
 from mtls_cli.times import parse_time
+from mtls_contract import durations
 from mtls_contract.marks import (
     ANNOTATION_BUNDLE,
     ANNOTATION_INTERMEDIATE,
@@ -38,7 +39,7 @@ from mtls_operator.claims import secret_of
 __all__ = ["Identity", "Rotation", "identities", "renew_fraction", "rotation"]
 
 RENEW_FRACTION_ENV = "HELLO_MTLS_RENEW_FRACTION"
-DEFAULT_RENEW_FRACTION = 0.6667
+DEFAULT_RENEW_FRACTION = float(f"{durations.RENEW_FRACTION:.4f}")  # as the chart writes it
 """As the operator's default (`mtls_operator.config`) when its Deployment sets none."""
 
 

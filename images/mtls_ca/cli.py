@@ -505,13 +505,9 @@ def _write(out: Path, state: State, chain: bytes, key: bytes | None) -> None:
     assert key is not None  # the CLI always makes the key itself
     layout.write_version(
         out,
-        {
-            layout.CERT: chain,
-            layout.KEY: key,
-            layout.CA: state.bundle_pem,
-            layout.POLICY: tls_profiles.render(state.tls_profile),
-            **({layout.CRL: state.crl_pem} if state.crl_pem else {}),
-        },
+        layout.version_files(
+            chain, key, state.bundle_pem, tls_profiles.render(state.tls_profile), state.crl_pem
+        ),
     )
 
 

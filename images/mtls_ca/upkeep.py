@@ -217,12 +217,9 @@ def _sign_crls(state: State, now: datetime.datetime) -> State:
 
 
 def _files(state: State, chain: bytes, key: bytes) -> dict[str, bytes]:
-    return {
-        layout.CERT: chain,
-        layout.KEY: key,
-        layout.CA: state.bundle_pem,
-        layout.POLICY: tls_profiles.render(state.tls_profile),
-    }
+    return layout.version_files(
+        chain, key, state.bundle_pem, tls_profiles.render(state.tls_profile)
+    )
 
 
 def _read(directory: Path) -> dict[str, bytes] | None:

@@ -13,7 +13,7 @@ import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from mtls_contract import durations, identities, name_rules
 from mtls_contract.ca_api import SignRequest
@@ -31,6 +31,7 @@ from mtls_contract.marks import (
 __all__ = [
     "POD_CERTIFICATE_LIFETIMES",
     "Claim",
+    "ClaimingPod",
     "Rules",
     "claim_moved",
     "parse_claim",
@@ -111,6 +112,32 @@ class Claim:
             "duration": durations.format_duration(self.duration),
             "namespace": self.namespace,
             "service_account": self.service_account,
+        }
+
+
+@dataclass(frozen=True)
+class ClaimingPod:
+    """An annotated pod and what it claims; ``claim`` is None when its annotations are invalid.
+    The inventory keeps these; `decisions.choose_claim` picks among them."""
+
+    namespace: str
+    name: str
+    uid: str
+    created: str
+    claim: Claim | None
+    certificate_intermediate: str | None = None
+    """Pod-certificate mode: the intermediate that signed the certificate it holds, as the signer
+    annotated it; "" not known, None holds none (`pod_certificates.certificate_intermediate`)."""
+    problem: str = ""
+    """Why its annotations are invalid (``claim`` is None), for its ``InvalidAnnotation`` Event."""
+
+    @property
+    def ref(self) -> dict[str, Any]:
+        """Enough of the pod for an owner reference, an Event or a patch."""
+        return {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"namespace": self.namespace, "name": self.name, "uid": self.uid},
         }
 
 

@@ -19,11 +19,10 @@ from typing import Any, TypeVar
 
 from mtls_contract.marks import ANNOTATION_CLAIM, ANNOTATION_RENEW, POD_CERTIFICATE
 from mtls_operator.certs import Inspection, inspect
-from mtls_operator.claims import Claim
-from mtls_operator.decisions import PodClaim
+from mtls_operator.claims import ClaimingPod
 from mtls_operator.tlssecret import decode_data
 
-__all__ = ["ClaimingPod", "Inventory", "Key", "KnownSecret", "namespace_of", "pod_claims"]
+__all__ = ["Inventory", "Key", "KnownSecret", "namespace_of"]
 
 Key = tuple[str, str]  # (namespace, Secret name)
 
@@ -32,31 +31,6 @@ def namespace_of(key: Key) -> str:
     """The work queues' group of a key (a Secret's, or a pod-certificate request's): its
     namespace, so that namespaces take turns (`workqueue.WorkQueue`)."""
     return key[0]
-
-
-@dataclass(frozen=True)
-class ClaimingPod:
-    """An annotated pod; ``claim`` is None when its annotations are invalid."""
-
-    namespace: str
-    name: str
-    uid: str
-    created: str
-    claim: Claim | None
-    certificate_intermediate: str | None = None
-    """Pod-certificate mode: the intermediate that signed the certificate it holds, as the signer
-    annotated it; "" not known, None holds none (`pod_certificates.certificate_intermediate`)."""
-    problem: str = ""
-    """Why its annotations are invalid (``claim`` is None), for its ``InvalidAnnotation`` Event."""
-
-    @property
-    def ref(self) -> dict[str, Any]:
-        """Enough of the pod for an owner reference, an Event or a patch."""
-        return {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {"namespace": self.namespace, "name": self.name, "uid": self.uid},
-        }
 
 
 @dataclass(frozen=True)
@@ -69,11 +43,6 @@ class KnownSecret:
     owners: frozenset[str]
     renew_requested: bool = False
     """The Secret carries `mtls_contract.marks.ANNOTATION_RENEW`."""
-
-
-def pod_claims(pods: list[ClaimingPod]) -> list[PodClaim]:
-    """The valid claims among ``pods``, as `decisions.choose_claim` takes them."""
-    return [PodClaim(p.name, p.uid, p.created, p.claim) for p in pods if p.claim]
 
 
 class Inventory:

@@ -20,7 +20,8 @@ from mtls_context.layout import federated_bundles
 from mtls_operator import metrics
 from mtls_operator.ca_view import CAView
 from mtls_operator.certs import sha256_hex
-from mtls_operator.inventory import ClaimingPod, Inventory
+from mtls_operator.claims import ClaimingPod
+from mtls_operator.inventory import Inventory
 from mtls_operator.ports import Cluster, Conflict
 from mtls_operator.tlssecret import POLICY_CONFIG_MAP, is_managed, policy_config_map
 

@@ -34,9 +34,9 @@ from mtls_operator import metrics
 from mtls_operator.bundle_fetcher import FederatedBundles
 from mtls_operator.ca_view import CAView
 from mtls_operator.certs import new_key_and_csr
-from mtls_operator.claims import Claim, claim_moved, parse_claim
+from mtls_operator.claims import Claim, ClaimingPod, claim_moved, parse_claim
 from mtls_operator.decisions import Action, Decision, choose_claim, decide
-from mtls_operator.inventory import ClaimingPod, Inventory, Key, pod_claims
+from mtls_operator.inventory import Inventory, Key
 from mtls_operator.pod_certificates import certificate_intermediate
 from mtls_operator.policy_config_maps import PolicyConfigMaps
 from mtls_operator.ports import CARefused, CAService, CAUnavailable, Cluster, Conflict
@@ -264,10 +264,7 @@ class Reconciler:
         else:
             self._inventory.remember(key, secret)
         pods, known = self._inventory.view(key)
-        claim, agree, disagree = choose_claim(
-            pod_claims(pods), known.claim_digest if known else None
-        )
-        by_uid = {p.uid: p for p in pods}
+        claim, agree, disagree = choose_claim(pods, known.claim_digest if known else None)
         if secret is not None and not is_managed(secret):
             for pod in pods:
                 self._warn_once(
@@ -278,14 +275,15 @@ class Reconciler:
                 )
             return
         for loser in disagree:
+            asks = ", ".join(loser.claim.names if loser.claim else ())
             self._warn_once(
-                by_uid[loser.uid].ref,
+                loser.ref,
                 "SecretConflict",
                 f"Secret '{claim.secret}' serves {', '.join(claim.names)} for pod"
-                f" '{agree[0].name}'; this pod asks for {', '.join(loser.claim.names)} and gets"
+                f" '{agree[0].name}'; this pod asks for {asks} and gets"
                 " no certificate of its own: give it another hello-mtls.dev/secret",
             )
-        owners = [by_uid[p.uid].ref for p in agree]
+        owners = [p.ref for p in agree]
         decision = decide(
             claim,
             known.inspection if known else None,
@@ -381,10 +379,9 @@ class Reconciler:
         pods, known = self._inventory.view(key)
         if known is None:
             return True
-        claims = pod_claims(pods)
-        if not claims:
+        if not any(p.claim for p in pods):
             return False
-        claim, agree, disagree = choose_claim(claims, known.claim_digest)
+        claim, agree, disagree = choose_claim(pods, known.claim_digest)
         if any(self._inventory.warned_reason(p.uid) != "SecretConflict" for p in disagree):
             return True  # a pod that has not been told why it gets nothing
         decision = decide(

@@ -17,7 +17,8 @@ from mtls_contract.phases import Phase
 from mtls_operator import metrics
 from mtls_operator.ca_view import CAView
 from mtls_operator.certs import inspect
-from mtls_operator.inventory import ClaimingPod, Inventory
+from mtls_operator.claims import ClaimingPod
+from mtls_operator.inventory import Inventory
 from mtls_operator.ports import CAService, CAUnavailable
 from mtls_operator.rotation import RotationGate, needs_new_leaves, reflects
 

@@ -15,8 +15,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from mtls_ca.tls_profiles import policy_bytes
-from mtls_context import CA, CERT, CRL, KEY, POLICY
-from mtls_context.layout import federated_bundles
+from mtls_context import CA, CRL, POLICY
+from mtls_context.layout import federated_bundles, version_files
 from mtls_contract.ca_api import SignAnswer
 from mtls_contract.marks import (
     ANNOTATION_BUNDLE,
@@ -81,11 +81,13 @@ def secret_body(
         },
         "data": _encode(
             {
-                CERT: answer.certificate,
-                KEY: key_pem,
-                CA: answer.ca,
-                POLICY: policy_bytes(answer.tls_policy),
-                **({CRL: answer.crl} if answer.crl else {}),
+                **version_files(
+                    answer.certificate,
+                    key_pem,
+                    answer.ca,
+                    policy_bytes(answer.tls_policy),
+                    answer.crl,
+                ),
                 **(federated or {}),
             }
         ),

@@ -26,8 +26,8 @@ from mtls_contract.marks import (
 )
 from mtls_operator.ca_view import CAView, view_from_status
 from mtls_operator.certs import inspect
-from mtls_operator.claims import Claim
-from mtls_operator.decisions import Action, PodClaim, choose_claim, decide
+from mtls_operator.claims import Claim, ClaimingPod
+from mtls_operator.decisions import Action, choose_claim, decide
 from mtls_operator.retries import Retries
 from mtls_operator.rotation import KUBELET_PROJECTION_DELAY, RotationGate, reflects
 from mtls_operator.tlssecret import (
@@ -220,13 +220,15 @@ def test_drift_is_detected() -> None:
     assert decision(pki, three_hours, now=now + 2 * HOUR - 60 * SECOND)[0] is Action.NOTHING
 
 
-def pod_claim(name: str, created: str, names: tuple[str, ...]) -> PodClaim:
-    return PodClaim(name, f"uid-{name}", created, Claim("shop", "web-tls", names, HOUR, "web"))
+def pod_claim(name: str, created: str, names: tuple[str, ...]) -> ClaimingPod:
+    claim = Claim("shop", "web-tls", names, HOUR, "web")
+    return ClaimingPod("shop", name, f"uid-{name}", created, claim)
 
 
 def test_the_claim_in_the_secret_wins_a_conflict_whatever_the_order() -> None:
     old = pod_claim("a", "2026-01-01T00:00:00Z", ("web.shop",))
     new = pod_claim("b", "2026-01-02T00:00:00Z", ("api.shop",))
+    assert new.claim is not None
     for pods in ([old, new], [new, old]):
         claim, agree, disagree = choose_claim(pods, new.claim.digest)
         assert claim == new.claim and agree == [new] and disagree == [old]
