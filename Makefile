@@ -25,7 +25,7 @@ $(STAMP): requirements/dev.txt pyproject.toml packaging/mtls-context/pyproject.t
 
 venv: $(STAMP) ## create the virtualenv with every extra and the test tools
 
-COVERED := images/mtls_context images/mtls_server images/mtls_client images/mtls_ca operator/mtls_operator \
+COVERED := images/mtls_context images/mtls_contract images/mtls_server images/mtls_client images/mtls_ca operator/mtls_operator \
 	cli/mtls_cli
 
 test: $(STAMP) host-tools ## unit + integration tests (no cluster needed), with coverage per package

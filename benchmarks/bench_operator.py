@@ -37,9 +37,10 @@ from typing import Any, cast
 import kubernetes
 import urllib3
 
+from mtls_contract.marks import LABEL_MANAGED
 from mtls_operator.certs import inspect
 from mtls_operator.leadership import LEASE_NAME
-from mtls_operator.tlssecret import LABEL_MANAGED, decode_data
+from mtls_operator.tlssecret import decode_data
 
 # The one wait every tier uses (tests/support/waiting.py).
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))

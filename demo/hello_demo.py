@@ -26,12 +26,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from mtls_ca.name_rules import parse_duration
 from mtls_ca.tls_profiles import policy_bytes
-from mtls_context import CA, CERT, KEY, POLICY, requests_adapter, write_version
+from mtls_context import requests_adapter, write_version
+from mtls_context.layout import version_files
+from mtls_contract.ca_api import parse_sign_answer
+from mtls_contract.durations import parse_duration
 from mtls_operator.certs import new_key_and_csr
 from mtls_operator.claims import Claim
-from mtls_operator.tlssecret import parse_answer
 
 BIN = Path(sys.executable).parent
 CLIENTS = ("client-a", "client-b")
@@ -179,15 +180,10 @@ class Demo:
         claim = Claim("demo", out.name, (name,), parse_duration(LIFETIME), "demo")
         key_pem, csr_pem = new_key_and_csr(claim)
         body = {"csr": csr_pem.decode(), "names": [name], "duration": LIFETIME}
-        answer = parse_answer(self.call("POST", "/sign", body))
+        answer = parse_sign_answer(self.call("POST", "/sign", body))
         write_version(
             out,
-            {
-                CERT: answer.certificate,
-                KEY: key_pem,
-                CA: answer.ca,
-                POLICY: policy_bytes(answer.tls_policy),
-            },
+            version_files(answer.certificate, key_pem, answer.ca, policy_bytes(answer.tls_policy)),
         )
         return answer.serial
 

@@ -12,7 +12,7 @@ from mtls_cli import events, network_probe
 from mtls_cli.ca_status import CAReport
 from mtls_cli.cluster import CA_DEPLOYMENT, Api, ApiError
 from mtls_cli.times import ago, left_of, parse_time
-from mtls_operator.marks import LEASE_NAME
+from mtls_contract.marks import LEASE_NAME
 
 __all__ = ["Check", "run_checks"]
 

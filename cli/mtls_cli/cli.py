@@ -21,7 +21,8 @@ from mtls_cli import ca_admin, checks, identities, reloads
 from mtls_cli.ca_status import CAReport, read_ca
 from mtls_cli.cluster import CA_DEPLOYMENT, Api, ApiError, KubeApi, ca_connect
 from mtls_cli.times import left_of, parse_time
-from mtls_operator.marks import ANNOTATION_RENEW, ANNOTATION_SERIAL, LABEL_MANAGED
+from mtls_contract.marks import ANNOTATION_RENEW, ANNOTATION_SERIAL, LABEL_MANAGED
+from mtls_contract.phases import Phase
 
 __all__ = ["main", "read_installed_ca"]
 
@@ -258,7 +259,7 @@ def _revoke(args: argparse.Namespace, api: Api, _read: checks.ReadCA, out: TextI
 
 def _rotate_root(args: argparse.Namespace, api: Api, _read: checks.ReadCA, out: TextIO) -> int:
     namespace = args.install_namespace
-    status = ca_admin.ca_command(api, namespace, "rotate-root", ["--from", "idle"])
+    status = ca_admin.ca_command(api, namespace, "rotate-root", ["--from", Phase.IDLE])
     print(
         f"root rotation started: phase {status.get('phase')}; the operator takes the next"
         " steps (follow them with hello-mtls status)",

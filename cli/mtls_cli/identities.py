@@ -21,19 +21,25 @@ from cryptography.hazmat.primitives import hashes
 from mtls_cli import events, reloads
 from mtls_cli.cluster import Api
 from mtls_cli.times import parse_time
-from mtls_operator.claims import MODE, NAME, POD_CERTIFICATE, SECRET_MODE, secret_of
-from mtls_operator.marks import (
+from mtls_contract import durations
+from mtls_contract.marks import (
     ANNOTATION_BUNDLE,
     ANNOTATION_INTERMEDIATE,
+    ANNOTATION_MODE,
+    ANNOTATION_NAME,
     ANNOTATION_NOT_AFTER,
     ANNOTATION_SERIAL,
     LABEL_MANAGED,
+    POD_CERTIFICATE,
+    SECRET_MODE,
 )
+from mtls_contract.phases import Phase
+from mtls_operator.claims import secret_of
 
 __all__ = ["Identity", "Rotation", "identities", "renew_fraction", "rotation"]
 
 RENEW_FRACTION_ENV = "HELLO_MTLS_RENEW_FRACTION"
-DEFAULT_RENEW_FRACTION = 0.6667
+DEFAULT_RENEW_FRACTION = float(f"{durations.RENEW_FRACTION:.4f}")  # as the chart writes it
 """As the operator's default (`mtls_operator.config`) when its Deployment sets none."""
 
 
@@ -102,14 +108,14 @@ def identities(
     for pod in pods:
         meta = pod["metadata"]
         annotations = meta.get("annotations") or {}
-        if NAME not in annotations or (pod.get("status") or {}).get("phase") in _ENDED:
+        if ANNOTATION_NAME not in annotations or (pod.get("status") or {}).get("phase") in _ENDED:
             continue
-        if annotations.get(MODE, SECRET_MODE).strip() == POD_CERTIFICATE:
+        if annotations.get(ANNOTATION_MODE, SECRET_MODE).strip() == POD_CERTIFICATE:
             found.append(
                 Identity(
                     namespace=meta["namespace"],
                     pods=(meta["name"],),
-                    name=annotations[NAME].strip(),
+                    name=annotations[ANNOTATION_NAME].strip(),
                     mode=POD_CERTIFICATE,
                     secret="",
                     last_error=failures.get((meta["namespace"], meta["name"]), ""),
@@ -126,7 +132,7 @@ def identities(
         identity = _secret_identity(
             pod_namespace,
             names,
-            members[0]["metadata"]["annotations"][NAME].strip(),
+            members[0]["metadata"]["annotations"][ANNOTATION_NAME].strip(),
             secret_name,
             by_key.get((pod_namespace, secret_name)),
             error,
@@ -143,7 +149,7 @@ def rotation(ca_status: Mapping[str, Any], found: list[Identity]) -> Rotation:
     bundle, in ``new-signing`` also every certificate from the new intermediate (a
     pod-certificate pod's at its next refresh). Signer pods are the operator's to wait for."""
     phase = str(ca_status.get("phase", ""))
-    if phase in ("", "idle"):
+    if phase in ("", Phase.IDLE):
         return Rotation(phase or "unknown", ())
     bundle = ca_status.get("bundle_sha256")
     intermediate = (ca_status.get("signing") or {}).get("intermediate_fingerprint_sha256")
@@ -154,7 +160,7 @@ def rotation(ca_status: Mapping[str, Any], found: list[Identity]) -> Rotation:
             waiting.append(f"{identity.namespace}/{what}: its first certificate")
         elif identity.mode == SECRET_MODE and identity.bundle_sha256 != bundle:
             waiting.append(f"{identity.namespace}/{what}: the new trust bundle")
-        elif phase == "new-signing" and identity.intermediate_sha256 != intermediate:
+        elif phase == Phase.NEW_SIGNING and identity.intermediate_sha256 != intermediate:
             waiting.append(f"{identity.namespace}/{what}: a certificate from the new intermediate")
     return Rotation(phase, tuple(waiting))
 

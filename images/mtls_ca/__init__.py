@@ -3,7 +3,6 @@
 Modules, each with one job:
 
 * `authority`: the CA core (``CA``): root, intermediate, the leaves they sign
-* `name_rules`: what the CA agrees to sign (names, durations), pure; shared with the operator
 * `tls_profiles`: the TLS profiles, rendered as ``tls-policy.json``; shared with the operator
 * `rotation`: the root rotation state machine
 * `state`: the persisted state and the directory it lives in (a volume only the CA mounts)
@@ -16,4 +15,7 @@ Modules, each with one job:
 * `http_api`: the HTTPS API (Flask); `metrics`: its Prometheus metrics
 * `gunicorn_app`: ``hello-mtls-ca serve`` under gunicorn
 * `cli`: ``hello-mtls-ca``
+
+What it agrees to sign (names, durations, SPIFFE IDs) is `mtls_contract`'s, which the operator
+shares.
 """

@@ -22,7 +22,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from . import name_constraints, name_rules
+from mtls_contract import durations, name_rules
+
+from . import name_constraints
 
 __all__ = [
     "CA",
@@ -527,7 +529,7 @@ def renewal_due(
     cert: x509.Certificate,
     *,
     now: datetime.datetime | None = None,
-    at: float = name_rules.RENEW_FRACTION,
+    at: float = durations.RENEW_FRACTION,
 ) -> bool:
     """Whether ``at`` (a fraction) of the certificate's lifetime has passed at ``now``."""
     start, end = cert.not_valid_before_utc, cert.not_valid_after_utc
@@ -551,7 +553,7 @@ def _builder(
         .issuer_name(issuer)
         .public_key(public_key)
         .serial_number(_serial())
-        .not_valid_before(now - name_rules.BACKDATE)
+        .not_valid_before(now - durations.BACKDATE)
         .not_valid_after(not_after)
     )
 

@@ -21,8 +21,10 @@ from pathlib import Path
 from cryptography.exceptions import InvalidSignature
 
 from mtls_context import layout
+from mtls_contract import durations, identities, name_rules
+from mtls_contract.phases import Phase
 
-from . import audit, inspector, name_rules, revocation, tls_profiles, upstream
+from . import audit, inspector, revocation, tls_profiles, upstream
 from .authority import CA, KeyType
 from .signer_material import RootHolder
 from .state import DirectoryStore, State, StateNotFound
@@ -56,11 +58,11 @@ def _init(args: argparse.Namespace) -> int:
     if existing is not None and args.upstream_csr is None and args.upstream_key is None:
         raise ValueError(f"a CA already exists in {store.location}; refusing to replace it")
     minimum, maximum = (
-        name_rules.parse_duration(args.min_duration),
-        name_rules.parse_duration(args.max_duration),
+        durations.parse_duration(args.min_duration),
+        durations.parse_duration(args.max_duration),
     )
     tls_profiles.tls_policy(args.profile)
-    name_rules.spiffe_id(args.trust_domain, "x", "x")
+    identities.spiffe_id(args.trust_domain, "x", "x")
     key_type = KeyType(args.key_type)
     if args.upstream_csr is not None:
         settings = {
@@ -134,8 +136,8 @@ def _import(args: argparse.Namespace) -> int:
                     generations=(new,),
                     trust_domain=trust_domain,
                     tls_profile=settings["profile"],
-                    minimum=name_rules.parse_duration(settings["minimum"]),
-                    maximum=name_rules.parse_duration(settings["maximum"]),
+                    minimum=durations.parse_duration(settings["minimum"]),
+                    maximum=durations.parse_duration(settings["maximum"]),
                     upstream="offline",
                 )
             )
@@ -185,11 +187,11 @@ def _issue(args: argparse.Namespace) -> int:
             cluster_domain=args.cluster_domain,
             allowed_ips=[ipaddress.ip_network(cidr) for cidr in args.allowed_ip],
         )
-        uris.append(name_rules.spiffe_id(state.trust_domain, args.namespace, args.service_account))
+        uris.append(identities.spiffe_id(state.trust_domain, args.namespace, args.service_account))
     else:
         name_rules.check_name_syntax(names)
-    duration = name_rules.parse_duration(args.duration)
-    name_rules.check_duration(duration, minimum=state.minimum, maximum=state.maximum)
+    duration = durations.parse_duration(args.duration)
+    durations.check_duration(duration, minimum=state.minimum, maximum=state.maximum)
     issued = state.signer.issue(
         *names, uris=uris, valid_for=duration, key_type=KeyType(args.key_type)
     )
@@ -248,9 +250,9 @@ def _crl(args: argparse.Namespace) -> int:
 
 def _provisioner(args: argparse.Namespace) -> int:
     state = DirectoryStore(args.state).load()
-    uri = name_rules.provisioner_id(state.trust_domain, args.name, role=args.role)
-    duration = name_rules.parse_duration(args.duration)
-    name_rules.check_duration(duration, minimum=state.minimum, maximum=state.maximum)
+    uri = identities.provisioner_id(state.trust_domain, args.name, role=args.role)
+    duration = durations.parse_duration(args.duration)
+    durations.check_duration(duration, minimum=state.minimum, maximum=state.maximum)
     issued = state.signer.issue(
         uris=[uri], common_name=args.name, valid_for=duration, client_only=True
     )
@@ -384,7 +386,7 @@ def _moment(text: str, now: datetime.datetime) -> datetime.datetime:
         moment = datetime.datetime.fromisoformat(text)
     except ValueError:
         try:
-            return now - name_rules.parse_duration(text)
+            return now - durations.parse_duration(text)
         except ValueError:
             raise ValueError(
                 f"'{text}' is neither a time (2026-12-07T09:00:00Z) nor a duration (90m)"
@@ -459,10 +461,10 @@ def _serve(args: argparse.Namespace) -> int:
         upstream_dir=args.upstream_dir,
         upstream_offline=args.upstream_offline,
         serving_names=tuple(names),
-        serving_duration=name_rules.parse_duration(args.serving_duration),
+        serving_duration=durations.parse_duration(args.serving_duration),
         tls_dir=args.tls_dir,
         provisioner_secret=args.provisioner_secret or None,
-        provisioner_duration=name_rules.parse_duration(args.provisioner_duration),
+        provisioner_duration=durations.parse_duration(args.provisioner_duration),
         upkeep_interval=args.upkeep_interval,
         refresh_interval=args.refresh_interval,
         trust_domain=args.trust_domain,
@@ -471,8 +473,8 @@ def _serve(args: argparse.Namespace) -> int:
         cluster_domain=args.cluster_domain,
         extra_allowed=name_rules.parse_extra_allowed(args.extra_allowed),
         allowed_ips=name_rules.parse_allowed_ips(args.allowed_ips),
-        minimum=name_rules.parse_duration(args.min_duration) if args.min_duration else None,
-        maximum=name_rules.parse_duration(args.max_duration) if args.max_duration else None,
+        minimum=durations.parse_duration(args.min_duration) if args.min_duration else None,
+        maximum=durations.parse_duration(args.max_duration) if args.max_duration else None,
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s [%(name)s] %(message)s")
     where = f"https://{args.bind}" + (
@@ -503,13 +505,9 @@ def _write(out: Path, state: State, chain: bytes, key: bytes | None) -> None:
     assert key is not None  # the CLI always makes the key itself
     layout.write_version(
         out,
-        {
-            layout.CERT: chain,
-            layout.KEY: key,
-            layout.CA: state.bundle_pem,
-            layout.POLICY: tls_profiles.render(state.tls_profile),
-            **({layout.CRL: state.crl_pem} if state.crl_pem else {}),
-        },
+        layout.version_files(
+            chain, key, state.bundle_pem, tls_profiles.render(state.tls_profile), state.crl_pem
+        ),
     )
 
 
@@ -599,8 +597,8 @@ def _parser() -> argparse.ArgumentParser:
     prov.add_argument("--name", required=True, help="credential name, one DNS label")
     prov.add_argument(
         "--role",
-        default=name_rules.PROVISIONER,
-        choices=name_rules.ROLES,
+        default=identities.PROVISIONER,
+        choices=identities.ROLES,
         help="provisioner (the operator's: POST /sign for a namespace, moving on a root rotation) "
         "or admin (also POST /sign without a namespace and starting a root rotation); "
         "default %(default)s",
@@ -811,7 +809,7 @@ def _parser() -> argparse.ArgumentParser:
     rotate.add_argument(
         "--from",
         dest="from_phase",
-        choices=["idle", "both-trusted", "new-signing"],
+        choices=list(Phase),
         help="only advance if the rotation is in this phase",
     )
     rotate.set_defaults(run=_rotate_root)

@@ -41,8 +41,9 @@ from typing import Any
 from gunicorn.app.base import BaseApplication
 
 from mtls_context.gunicorn_hooks import tls_settings
+from mtls_contract import durations, name_rules
 
-from . import audit, name_rules, upstream
+from . import audit, upstream
 from .authority import CA, KeyType
 from .gunicorn_worker import BufferingThreadWorker, ConnectionLimits, serve_apart
 from .revocation import IssuedIndex
@@ -215,8 +216,8 @@ def _ensure_state(store: Store, options: ServeOptions) -> None:
                     generations=(given or CA.create(key_type=KeyType(options.key_type)),),
                     trust_domain=options.trust_domain,
                     tls_profile=options.profile or "intermediate",
-                    minimum=options.minimum or name_rules.DEFAULT_MINIMUM,
-                    maximum=options.maximum or name_rules.DEFAULT_MAXIMUM,
+                    minimum=options.minimum or durations.DEFAULT_MINIMUM,
+                    maximum=options.maximum or durations.DEFAULT_MAXIMUM,
                     upstream="volume" if given is not None else "none",
                 )
             )
@@ -273,8 +274,8 @@ def _await_import(store: Store, options: ServeOptions) -> None:
         settings = {
             "trust_domain": options.trust_domain,
             "profile": options.profile or "intermediate",
-            "minimum": name_rules.format_duration(options.minimum or name_rules.DEFAULT_MINIMUM),
-            "maximum": name_rules.format_duration(options.maximum or name_rules.DEFAULT_MAXIMUM),
+            "minimum": durations.format_duration(options.minimum or durations.DEFAULT_MINIMUM),
+            "maximum": durations.format_duration(options.maximum or durations.DEFAULT_MAXIMUM),
         }
         csr.write_bytes(upstream.write_csr(options.state, KeyType(options.key_type), settings))
     _log.warning(
@@ -308,10 +309,10 @@ def _apply_settings(state: State, options: ServeOptions) -> State:
     changed = replace(state, minimum=minimum, maximum=maximum, tls_profile=profile)
     _log.warning(
         "CA settings changed: leaf lifetimes %s-%s -> %s-%s, TLS profile %s -> %s",
-        name_rules.format_duration(state.minimum),
-        name_rules.format_duration(state.maximum),
-        name_rules.format_duration(changed.minimum),
-        name_rules.format_duration(changed.maximum),
+        durations.format_duration(state.minimum),
+        durations.format_duration(state.maximum),
+        durations.format_duration(changed.minimum),
+        durations.format_duration(changed.maximum),
         state.tls_profile,
         changed.tls_profile,
     )

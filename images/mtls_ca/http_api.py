@@ -3,7 +3,7 @@
 
 Read-only endpoints need TLS but no client certificate. ``POST /sign`` and ``POST /rotate-root``
 need a client certificate that chains to this CA (the TLS layer checks that) and carries a
-credential identity of this CA's trust domain (checked here, `mtls_ca.name_rules.role_of`):
+credential identity of this CA's trust domain (checked here, `mtls_ca.identities.role_of`):
 
 * a provisioner (the operator's credential) may sign for a namespace and move on a root rotation
   an administrator started; only the operator knows when every Secret reflects a phase;
@@ -46,10 +46,12 @@ from flask.sessions import NullSession, SessionInterface
 from werkzeug.exceptions import HTTPException
 
 from mtls_context.identity import identity, spiffe_ids, wsgi_peer_cert
+from mtls_contract import identities, name_rules
+from mtls_contract.phases import Phase
 
-from . import metrics, name_rules, revocation, sign_request, spiffe_bundle
+from . import metrics, revocation, sign_request, spiffe_bundle
 from .audit import AuditLog
-from .rotation import IDLE, PHASES, PhaseMismatch
+from .rotation import PHASES, PhaseMismatch
 from .signer_auth import NotASigner, ReviewUnavailable, SignerPolicy
 from .signer_material import ISSUED_PATH, MATERIAL_PATH
 from .signer_reports import IssuedReports
@@ -252,7 +254,7 @@ def create_app(
                     404, "elsewhere", "POST /revoke is served by the root holder, not a signer"
                 )
             caller, role = _caller(request.environ, state.trust_domain)
-            if role != name_rules.ADMIN:
+            if role != identities.ADMIN:
                 raise _Refused(403, "forbidden", f"client '{caller}' may not revoke (admins may)")
             chosen = _revoke_request(_json_body(request.get_data(cache=False)), issued)
             new = cache.update(lambda s: revocation.revoke(s, chosen[0], chosen[1]))
@@ -280,7 +282,7 @@ def create_app(
             expected = body.get("from") if isinstance(body, dict) else None
             if expected not in PHASES:
                 raise _Refused(400, "malformed", f"'from' must be one of {', '.join(PHASES)}")
-            if expected == IDLE and role != name_rules.ADMIN:
+            if expected == Phase.IDLE and role != identities.ADMIN:
                 raise _Refused(
                     403,
                     "forbidden",
@@ -408,7 +410,7 @@ def _caller(environ: dict[str, Any], trust_domain: str) -> tuple[str, str]:
     if not cert:
         raise _Refused(401, "unauthenticated", "a client certificate is required")
     for uri in spiffe_ids(cert):
-        role = name_rules.role_of(trust_domain, uri)
+        role = identities.role_of(trust_domain, uri)
         if role is not None:
             return uri, role
     try:

@@ -33,8 +33,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from cryptography.x509.verification import PolicyBuilder, Store
 
 from mtls_context import layout
+from mtls_contract import name_rules
 
-from . import name_rules, revocation
+from . import revocation
 
 __all__ = [
     "Chain",

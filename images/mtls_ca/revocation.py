@@ -39,7 +39,8 @@ from typing import TYPE_CHECKING, Any
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
-from . import name_rules
+from mtls_contract import durations, identities
+
 from .authority import CA, Issued, fingerprint, public_key_sha256
 from .durability import GroupFlush, fsync_directory
 
@@ -351,7 +352,7 @@ def select(
             r for r in records if r.spiffe_id == identity or wanted in (n.lower() for n in r.names)
         ]
     assert namespace is not None
-    name_rules.spiffe_id("x.local", namespace, "x")  # a namespace must be a valid label
+    identities.spiffe_id("x.local", namespace, "x")  # a namespace must be a valid label
     marker = f"/ns/{namespace}/sa/"
     return [r for r in records if r.spiffe_id is not None and marker in r.spiffe_id]
 
@@ -462,7 +463,7 @@ def with_crl(state: State, *, now: datetime.datetime | None = None) -> State:
         builder = (
             x509.CertificateRevocationListBuilder()
             .issuer_name(ca.intermediate.subject)
-            .last_update(now - name_rules.BACKDATE)
+            .last_update(now - durations.BACKDATE)
             .next_update(now + CRL_VALIDITY)
             .add_extension(ca.signed_aki, critical=False)
             .add_extension(x509.CRLNumber(number), critical=False)
@@ -513,7 +514,7 @@ def _still_needed(state: State, now: datetime.datetime) -> list[Any]:
     """The retired intermediates some leaf of may still be valid: the signer took over at its
     ``not_valid_before`` + `CRL_LEAD` (an imported one when it was handed over), and no leaf
     lives longer than the state's maximum."""
-    took_over = state.signer.intermediate.not_valid_before_utc + name_rules.BACKDATE + CRL_LEAD
+    took_over = state.signer.intermediate.not_valid_before_utc + durations.BACKDATE + CRL_LEAD
     if state.handed_over is not None:
         took_over = max(took_over, state.handed_over)
     if now >= took_over + state.maximum:

@@ -11,13 +11,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from mtls_contract.phases import Phase
+
 if TYPE_CHECKING:
     from .authority import CA
 
 __all__ = [
-    "BOTH_TRUSTED",
-    "IDLE",
-    "NEW_SIGNING",
     "PHASES",
     "PhaseMismatch",
     "advance",
@@ -25,11 +24,8 @@ __all__ = [
     "signing_index",
 ]
 
-IDLE = "idle"
-BOTH_TRUSTED = "both-trusted"
-NEW_SIGNING = "new-signing"
-PHASES = (IDLE, BOTH_TRUSTED, NEW_SIGNING)
-_GENERATIONS = {IDLE: 1, BOTH_TRUSTED: 2, NEW_SIGNING: 2}
+PHASES = tuple(Phase)
+_GENERATIONS: dict[str, int] = {Phase.IDLE: 1, Phase.BOTH_TRUSTED: 2, Phase.NEW_SIGNING: 2}
 
 
 class PhaseMismatch(ValueError):
@@ -55,7 +51,7 @@ def signing_index(phase: str, generations: int) -> int:
     _check_phase(phase)
     if generations != _GENERATIONS[phase]:
         raise ValueError(f"phase '{phase}' needs {_GENERATIONS[phase]} roots, found {generations}")
-    return 1 if phase == NEW_SIGNING else 0
+    return 1 if phase == Phase.NEW_SIGNING else 0
 
 
 def advance(
@@ -80,9 +76,9 @@ def advance(
     if phase != expected:
         raise PhaseMismatch(f"root rotation is in phase '{phase}', not '{expected}'")
     following = next_phase(phase)
-    if phase == IDLE:
+    if phase == Phase.IDLE:
         return following, (*generations, new_ca())
-    if phase == BOTH_TRUSTED:
+    if phase == Phase.BOTH_TRUSTED:
         return following, generations
     return following, generations[1:]
 

@@ -19,7 +19,9 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from . import name_rules, revocation
+from mtls_contract import durations, identities, name_rules
+
+from . import revocation
 from .authority import Issued, load_csr_public_key, load_public_key, public_key_sha256
 from .state import State
 
@@ -94,7 +96,7 @@ def parse(body: Any) -> SignRequest:
         if not isinstance(body["duration"], str):
             raise Malformed("'duration' must be a string like 24h")
         try:
-            duration = name_rules.parse_duration(body["duration"])
+            duration = durations.parse_duration(body["duration"])
         except ValueError as e:
             raise Malformed(str(e)) from None
     try:
@@ -129,11 +131,11 @@ def sign(
         RuleViolation: with the rule's exact message, or if the key's certificate was revoked.
         Malformed: if the namespace is missing or it or the service account is not a valid name.
     """
-    if request.namespace is None and role != name_rules.ADMIN:
+    if request.namespace is None and role != identities.ADMIN:
         raise Malformed("'namespace' is required with a provisioner credential")
     try:
         revocation.check_key(state, request.key_sha256)
-        name_rules.check_duration(request.duration, minimum=state.minimum, maximum=state.maximum)
+        durations.check_duration(request.duration, minimum=state.minimum, maximum=state.maximum)
         if request.namespace is None:
             name_rules.check_name_syntax(request.names)
         else:
@@ -149,7 +151,7 @@ def sign(
     uris = []
     if request.namespace is not None:
         try:
-            uri = name_rules.spiffe_id(
+            uri = identities.spiffe_id(
                 state.trust_domain, request.namespace, request.service_account or "default"
             )
         except ValueError as e:

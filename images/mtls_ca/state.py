@@ -24,7 +24,10 @@ from typing import Any, Protocol
 
 from cryptography import x509
 
-from . import name_rules, revocation, rotation, tls_profiles
+from mtls_contract import durations, name_rules
+from mtls_contract.phases import Phase
+
+from . import revocation, rotation, tls_profiles
 from .authority import CA, fingerprint, renewal_due
 from .revocation import Revocation
 
@@ -73,11 +76,11 @@ class State:
     """
 
     generations: tuple[CA, ...]
-    phase: str = rotation.IDLE
+    phase: str = Phase.IDLE
     trust_domain: str = name_rules.CLUSTER_DOMAIN
     tls_profile: str = "intermediate"
-    minimum: datetime.timedelta = name_rules.DEFAULT_MINIMUM
-    maximum: datetime.timedelta = name_rules.DEFAULT_MAXIMUM
+    minimum: datetime.timedelta = durations.DEFAULT_MINIMUM
+    maximum: datetime.timedelta = durations.DEFAULT_MAXIMUM
     revoked: tuple[Revocation, ...] = ()
     crl_number: int = 0
     crl_pem: bytes = b""
@@ -98,8 +101,8 @@ class State:
         tls_profiles.tls_policy(self.tls_profile)
         if self.minimum > self.maximum:
             raise ValueError(
-                f"minimum duration {name_rules.format_duration(self.minimum)} is above the maximum "
-                f"{name_rules.format_duration(self.maximum)}"
+                f"minimum duration {durations.format_duration(self.minimum)} is above the maximum "
+                f"{durations.format_duration(self.maximum)}"
             )
 
     @property
@@ -158,8 +161,8 @@ class State:
             "bundle_sha256": self.bundle_sha256,
             "material_sha256": self.material_sha256,
             "durations": {
-                "minimum": name_rules.format_duration(self.minimum),
-                "maximum": name_rules.format_duration(self.maximum),
+                "minimum": durations.format_duration(self.minimum),
+                "maximum": durations.format_duration(self.maximum),
             },
             "revoked": len(self.revoked),
             "crl_number": self.crl_number,
@@ -200,8 +203,8 @@ class State:
             signer.intermediate_sha256,
             self.trust_domain,
             self.tls_profile,
-            name_rules.format_duration(self.minimum),
-            name_rules.format_duration(self.maximum),
+            durations.format_duration(self.minimum),
+            durations.format_duration(self.maximum),
             hashlib.sha256(self.crl_pem).hexdigest(),
         ]
         return hashlib.sha256(json.dumps(document).encode()).hexdigest()
@@ -236,8 +239,8 @@ class State:
             "phase": self.phase,
             "trust_domain": self.trust_domain,
             "tls_profile": self.tls_profile,
-            "minimum": name_rules.format_duration(self.minimum),
-            "maximum": name_rules.format_duration(self.maximum),
+            "minimum": durations.format_duration(self.minimum),
+            "maximum": durations.format_duration(self.maximum),
             "generations": [_ca_json(ca) for ca in self.generations],
             "upcoming": _ca_json(self.upcoming) if self.upcoming is not None else None,
             "retired": [_ca_json(ca) for ca in self.retired],
@@ -270,8 +273,8 @@ class State:
                 phase=document["phase"],
                 trust_domain=document["trust_domain"],
                 tls_profile=document["tls_profile"],
-                minimum=name_rules.parse_duration(document["minimum"]),
-                maximum=name_rules.parse_duration(document["maximum"]),
+                minimum=durations.parse_duration(document["minimum"]),
+                maximum=durations.parse_duration(document["maximum"]),
                 # A state written before revocation existed has none of these three.
                 revoked=tuple(Revocation.from_json(r) for r in document.get("revoked", [])),
                 crl_number=int(document.get("crl_number", 0)),
@@ -302,7 +305,7 @@ class State:
             ValueError: if a new root is due and the roots are an organisation's.
         """
         key_type = self.signer.key_type
-        if new_ca is None and self.phase == rotation.IDLE and self.upstream != "none":
+        if new_ca is None and self.phase == Phase.IDLE and self.upstream != "none":
             raise ValueError(
                 "the root is the organisation's: a new one comes from it (hello-mtls-ca import "
                 "of a signing CA under it, or its certificate on the volume), not from rotate-root"

@@ -27,8 +27,9 @@ from typing import Protocol
 from cryptography import x509
 
 from mtls_context import layout
+from mtls_contract import durations, identities
 
-from . import name_rules, revocation, tls_profiles
+from . import revocation, tls_profiles
 from .audit import AuditLog
 from .authority import renewal_due
 from .state import State
@@ -103,7 +104,7 @@ class Upkeep:
                 )
                 _log.info("serving certificate renewed: serial %x", issued.serial)
         if self.credential is not None and not is_current(self.credential.read(), state, now):
-            uri = name_rules.provisioner_id(state.trust_domain, self.credential_name)
+            uri = identities.provisioner_id(state.trust_domain, self.credential_name)
             issued = state.signer.issue(
                 uris=[uri],
                 common_name=self.credential_name,
@@ -177,7 +178,7 @@ def _renewal_step_due(state: State, now: datetime.datetime) -> bool:
     if signer.not_valid_after_utc <= now:
         return True
     born = state.upcoming_since or (
-        state.upcoming.intermediate.not_valid_before_utc + name_rules.BACKDATE
+        state.upcoming.intermediate.not_valid_before_utc + durations.BACKDATE
     )
     return now >= born + revocation.CRL_LEAD
 
@@ -219,12 +220,9 @@ def _sign_crls(state: State, now: datetime.datetime) -> State:
 
 
 def _files(state: State, chain: bytes, key: bytes) -> dict[str, bytes]:
-    return {
-        layout.CERT: chain,
-        layout.KEY: key,
-        layout.CA: state.bundle_pem,
-        layout.POLICY: tls_profiles.render(state.tls_profile),
-    }
+    return layout.version_files(
+        chain, key, state.bundle_pem, tls_profiles.render(state.tls_profile)
+    )
 
 
 def _read(directory: Path) -> dict[str, bytes] | None:

@@ -34,7 +34,10 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 
-from . import name_rules, revocation, rotation
+from mtls_contract import identities
+from mtls_contract.phases import Phase
+
+from . import revocation
 from .authority import CA, KeyType, fingerprint, load_private_key
 from .name_constraints import Constraints
 from .state import State
@@ -198,12 +201,12 @@ def adopt(state: State, new: CA, *, mode: str, now: datetime.datetime | None = N
     if fingerprint(new.root) == fingerprint(state.signer.root):
         held = replace(state, upcoming=new, upcoming_since=now, upstream=mode)
         return revocation.with_crl(held, now=now)
-    if state.phase != rotation.IDLE:
+    if state.phase != Phase.IDLE:
         raise ValueError(
             f"a root rotation is under way (phase '{state.phase}'): finish it with "
             "hello-mtls-ca rotate-root before taking a CA under another root"
         )
-    return replace(state, upstream=mode).rotated(expected=rotation.IDLE, new_ca=lambda: new)
+    return replace(state, upstream=mode).rotated(expected=Phase.IDLE, new_ca=lambda: new)
 
 
 def is_new(state: State, given: CA) -> bool:
@@ -279,7 +282,7 @@ def _check(
     constraints = Constraints.of(path)
     if constraints is not None:
         try:
-            constraints.check([], [name_rules.spiffe_id(trust_domain, "ns", "sa")])
+            constraints.check([], [identities.spiffe_id(trust_domain, "ns", "sa")])
         except ValueError as e:
             raise ValueError(
                 f"the SPIFFE IDs of trust domain {trust_domain} break the chain's name "

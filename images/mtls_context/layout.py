@@ -34,6 +34,7 @@ __all__ = [
     "federated_bundle",
     "federated_bundles",
     "read_version",
+    "version_files",
     "write_version",
 ]
 
@@ -54,6 +55,16 @@ _TRUST_DOMAIN = re.compile(r"[a-z0-9._-]+")  # SPIFFE ID spec 2.1
 
 _KEEP_OLD_VERSIONS = 1
 _READ_ATTEMPTS = 20
+
+
+def version_files(
+    cert: bytes, key: bytes, ca: bytes, policy: bytes, crl: bytes = b""
+) -> dict[str, bytes]:
+    """One version's files by name: the chain, its key, the roots, ``tls-policy.json`` and,
+    when there are any, the CRLs. What the CA's CLI writes, the operator puts in a Secret and
+    the demo writes are this one dict."""
+    files = {CERT: cert, KEY: key, CA: ca, POLICY: policy}
+    return {**files, CRL: crl} if crl else files
 
 
 def write_version(directory: Path, files: Mapping[str, bytes]) -> Path:

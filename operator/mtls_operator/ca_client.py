@@ -19,8 +19,9 @@ from typing import Any
 import requests
 
 from mtls_context import layout, requests_adapter
+from mtls_contract.ca_api import SignAnswer, parse_sign_answer
+from mtls_operator.ca_view import CAView, view_from_status
 from mtls_operator.ports import CARefused, CAUnavailable
-from mtls_operator.tlssecret import Answer, CAView, parse_answer, view_from_status
 
 __all__ = ["CAClient"]
 
@@ -49,7 +50,7 @@ class CAClient:
         self._roots: tuple[str, bytes] | None = None
         self._crl: tuple[object, bytes] | None = None
 
-    def sign(self, request: Mapping[str, Any]) -> Answer:
+    def sign(self, request: Mapping[str, Any]) -> SignAnswer:
         """Have the CA sign a CSR (`claims.Claim.sign_request`).
 
         Raises:
@@ -58,7 +59,7 @@ class CAClient:
         """
         document = self._call("POST", "/sign", json=dict(request))
         try:
-            return parse_answer(document)
+            return parse_sign_answer(document)
         except ValueError as error:
             raise CAUnavailable(str(error)) from None
 

@@ -1,7 +1,8 @@
 """The opt-in contract: a pod's ``hello-mtls.dev/*`` annotations read into a `Claim`.
 
-Pure functions only. The name rules and duration bounds are the CA's own (`mtls_ca.name_rules`), so
-the operator refuses exactly what the CA would refuse, before it makes a key.
+Pure functions only. The name rules and duration bounds are the CA's own
+(`mtls_contract.name_rules`), so the operator refuses exactly what the CA would refuse, before it
+makes a key.
 """
 
 from __future__ import annotations
@@ -12,21 +13,25 @@ import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from mtls_ca import name_rules
+from mtls_contract import durations, identities, name_rules
+from mtls_contract.ca_api import SignRequest
+from mtls_contract.marks import (
+    ANNOTATION_DURATION,
+    ANNOTATION_MODE,
+    ANNOTATION_NAME,
+    ANNOTATION_SANS,
+    ANNOTATION_SECRET,
+    MODES,
+    POD_CERTIFICATE,
+    SECRET_MODE,
+)
 
 __all__ = [
-    "DURATION",
-    "MODE",
-    "MODES",
-    "NAME",
-    "POD_CERTIFICATE",
     "POD_CERTIFICATE_LIFETIMES",
-    "SANS",
-    "SECRET",
-    "SECRET_MODE",
     "Claim",
+    "ClaimingPod",
     "Rules",
     "claim_moved",
     "parse_claim",
@@ -34,17 +39,6 @@ __all__ = [
     "secret_of",
 ]
 
-NAME = "hello-mtls.dev/name"
-SANS = "hello-mtls.dev/sans"
-DURATION = "hello-mtls.dev/duration"
-SECRET = "hello-mtls.dev/secret"
-MODE = "hello-mtls.dev/mode"
-
-SECRET_MODE = "secret"
-"""The operator makes the key and keeps it in a Secret (the default)."""
-POD_CERTIFICATE = "pod-certificate"
-"""The kubelet makes the key and asks the operator, as signer, through a PodCertificateRequest."""
-MODES = (SECRET_MODE, POD_CERTIFICATE)
 POD_CERTIFICATE_LIFETIMES = (datetime.timedelta(hours=1), datetime.timedelta(days=91))
 """The shortest and longest lifetime the API allows a pod certificate (a ``podCertificate``
 volume's ``maxExpirationSeconds``, and what a signer may issue)."""
@@ -72,8 +66,8 @@ class Rules:
 
     cluster_domain: str = name_rules.CLUSTER_DOMAIN
     default_duration: datetime.timedelta = datetime.timedelta(hours=24)
-    minimum: datetime.timedelta = name_rules.DEFAULT_MINIMUM
-    maximum: datetime.timedelta = name_rules.DEFAULT_MAXIMUM
+    minimum: datetime.timedelta = durations.DEFAULT_MINIMUM
+    maximum: datetime.timedelta = durations.DEFAULT_MAXIMUM
     extra_allowed: Mapping[str, Sequence[str]] = field(default_factory=dict)
     """Namespace to extra names (exact, or ``*.suffix``) its pods may claim."""
     allowed_ips: Mapping[str, Sequence[name_rules.IPNetwork]] = field(default_factory=dict)
@@ -108,16 +102,42 @@ class Claim:
 
     def spiffe_id(self, trust_domain: str) -> str:
         """The SPIFFE ID the CA writes into this claim's certificate."""
-        return name_rules.spiffe_id(trust_domain, self.namespace, self.service_account)
+        return identities.spiffe_id(trust_domain, self.namespace, self.service_account)
 
-    def sign_request(self, csr_pem: bytes) -> dict[str, object]:
+    def sign_request(self, csr_pem: bytes) -> SignRequest:
         """The JSON body of ``POST /sign`` for this claim."""
         return {
             "csr": csr_pem.decode(),
             "names": list(self.names),
-            "duration": name_rules.format_duration(self.duration),
+            "duration": durations.format_duration(self.duration),
             "namespace": self.namespace,
             "service_account": self.service_account,
+        }
+
+
+@dataclass(frozen=True)
+class ClaimingPod:
+    """An annotated pod and what it claims; ``claim`` is None when its annotations are invalid.
+    The inventory keeps these; `decisions.choose_claim` picks among them."""
+
+    namespace: str
+    name: str
+    uid: str
+    created: str
+    claim: Claim | None
+    certificate_intermediate: str | None = None
+    """Pod-certificate mode: the intermediate that signed the certificate it holds, as the signer
+    annotated it; "" not known, None holds none (`pod_certificates.certificate_intermediate`)."""
+    problem: str = ""
+    """Why its annotations are invalid (``claim`` is None), for its ``InvalidAnnotation`` Event."""
+
+    @property
+    def ref(self) -> dict[str, Any]:
+        """Enough of the pod for an owner reference, an Event or a patch."""
+        return {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"namespace": self.namespace, "name": self.name, "uid": self.uid},
         }
 
 
@@ -134,7 +154,7 @@ def parse_claim(
     `POD_CERTIFICATE_LIFETIMES`.
 
     Args:
-        annotations: the pod's annotations; `NAME` must be among them.
+        annotations: the pod's annotations; `ANNOTATION_NAME` must be among them.
         namespace: the pod's namespace; names must lie under it (or be allowed by ``rules``).
         service_account: the pod's service account (``default`` when the pod names none).
         rules: the administrator's allowances.
@@ -146,21 +166,23 @@ def parse_claim(
     names = parse_names(annotations, namespace=namespace, rules=rules)
     name = names[0]
     duration = rules.default_duration
-    if DURATION in annotations:
-        duration = _check(DURATION, name_rules.parse_duration, _trim(annotations[DURATION]))
+    if ANNOTATION_DURATION in annotations:
+        duration = _check(
+            ANNOTATION_DURATION, durations.parse_duration, _trim(annotations[ANNOTATION_DURATION])
+        )
     _check(
-        DURATION,
-        lambda d: name_rules.check_duration(d, minimum=rules.minimum, maximum=rules.maximum),
+        ANNOTATION_DURATION,
+        lambda d: durations.check_duration(d, minimum=rules.minimum, maximum=rules.maximum),
         duration,
     )
 
-    secret = _trim(annotations.get(SECRET, "")) or _default_secret(name)
+    secret = _trim(annotations.get(ANNOTATION_SECRET, "")) or _default_secret(name)
     if len(secret) > _SECRET_NAME_MAX or not _SECRET_NAME.fullmatch(secret):
-        raise ValueError(f"{SECRET}: '{secret}' is not a valid Secret name")
+        raise ValueError(f"{ANNOTATION_SECRET}: '{secret}' is not a valid Secret name")
 
-    mode = _trim(annotations.get(MODE, "")) or SECRET_MODE
+    mode = _trim(annotations.get(ANNOTATION_MODE, "")) or SECRET_MODE
     if mode not in MODES:
-        raise ValueError(f"{MODE}: '{mode}' is not a mode; use {' or '.join(MODES)}")
+        raise ValueError(f"{ANNOTATION_MODE}: '{mode}' is not a mode; use {' or '.join(MODES)}")
     if mode == POD_CERTIFICATE:
         _check_pod_certificate(duration, rules)
 
@@ -188,32 +210,35 @@ def claim_moved(before: Claim, after: Claim) -> str | None:
     advice = "; change the pod template of its workload (or recreate the pod) instead"
     if before.mode != after.mode:
         return (
-            f"{MODE}: a pod created in {before.mode} mode cannot move to {after.mode} mode:"
-            f" the kubelet keeps the volumes it was created with{advice}"
+            f"{ANNOTATION_MODE}: a pod created in {before.mode} mode cannot move to"
+            f" {after.mode} mode: the kubelet keeps the volumes it was created with{advice}"
         )
     if before.mode == SECRET_MODE and before.secret != after.secret:
         derived = before.secret == _default_secret(before.names[0]) and after.secret == (
             _default_secret(after.names[0])
         )
         return (
-            f"{NAME if derived else SECRET}: a pod cannot move from Secret '{before.secret}' to"
-            f" '{after.secret}': the kubelet keeps mounting '{before.secret}', which would no"
-            f" longer be renewed{advice}"
+            f"{ANNOTATION_NAME if derived else ANNOTATION_SECRET}: a pod cannot move from Secret"
+            f" '{before.secret}' to '{after.secret}': the kubelet keeps mounting"
+            f" '{before.secret}', which would no longer be renewed{advice}"
         )
     return None
 
 
 def parse_names(annotations: Mapping[str, str], *, namespace: str, rules: Rules) -> tuple[str, ...]:
-    """The names `NAME` and `SANS` ask for, primary first, each checked against the name rules.
+    """The names `ANNOTATION_NAME` and `ANNOTATION_SANS` ask for, primary first, each checked
+    against the name rules.
 
 
     Raises:
         ValueError: as `parse_claim` does, naming the annotation.
     """
-    name = _trim(annotations.get(NAME, ""))
-    _check(NAME, name_rules.check_name_syntax, [name])
+    name = _trim(annotations.get(ANNOTATION_NAME, ""))
+    _check(ANNOTATION_NAME, name_rules.check_name_syntax, [name])
     if name_rules.is_ip_address(name):
-        raise ValueError(f"{NAME}: '{name}' is an IP address; the name must be a DNS name")
+        raise ValueError(
+            f"{ANNOTATION_NAME}: '{name}' is an IP address; the name must be a DNS name"
+        )
 
     def check(names: Sequence[str]) -> None:
         name_rules.check_names(
@@ -224,12 +249,12 @@ def parse_names(annotations: Mapping[str, str], *, namespace: str, rules: Rules)
             allowed_ips=rules.allowed_ips.get(namespace, ()),
         )
 
-    _check(NAME, check, [name])
+    _check(ANNOTATION_NAME, check, [name])
 
-    sans_text = _trim(annotations.get(SANS, ""))
+    sans_text = _trim(annotations.get(ANNOTATION_SANS, ""))
     sans = [_trim(s) for s in sans_text.split(",")] if sans_text else []
     names = tuple(dict.fromkeys([name, *sans]))
-    _check(SANS, check, names)
+    _check(ANNOTATION_SANS, check, names)
     return names
 
 
@@ -238,14 +263,14 @@ def _check_pod_certificate(duration: datetime.timedelta, rules: Rules) -> None:
     ``maxExpirationSeconds`` (the admission policy hello-mtls-names says the same)."""
     if not rules.pod_certificates:
         raise ValueError(
-            f"{MODE}: {POD_CERTIFICATE} is not enabled in this installation"
+            f"{ANNOTATION_MODE}: {POD_CERTIFICATE} is not enabled in this installation"
             f" (chart value podCertificates.enabled); use {SECRET_MODE}"
         )
     shortest, longest = POD_CERTIFICATE_LIFETIMES
     if not shortest <= duration <= longest:
         raise ValueError(
-            f"{DURATION}: duration {name_rules.format_duration(duration)} is outside the"
-            f" {name_rules.format_duration(shortest)} to {name_rules.format_duration(longest)}"
+            f"{ANNOTATION_DURATION}: duration {durations.format_duration(duration)} is outside the"
+            f" {durations.format_duration(shortest)} to {durations.format_duration(longest)}"
             " a pod certificate may live"
         )
 
@@ -253,11 +278,14 @@ def _check_pod_certificate(duration: datetime.timedelta, rules: Rules) -> None:
 def secret_of(annotations: Mapping[str, str]) -> str:
     """The Secret a secret-mode pod's annotations name, read as `parse_claim` reads it but
     without judging the names (for tools that show claims, valid or not)."""
-    return _trim(annotations.get(SECRET, "")) or _default_secret(_trim(annotations.get(NAME, "")))
+    return _trim(annotations.get(ANNOTATION_SECRET, "")) or _default_secret(
+        _trim(annotations.get(ANNOTATION_NAME, ""))
+    )
 
 
 def _default_secret(name: str) -> str:
-    """The Secret of a claim without `SECRET`: the first label of its name, then ``-tls``."""
+    """The Secret of a claim without `ANNOTATION_SECRET`: the first label of its name, then
+    ``-tls``."""
     return f"{name.split('.')[0]}-tls"
 
 

@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
-from mtls_ca import name_rules
+from mtls_contract import durations, name_rules
 from mtls_operator.claims import Rules
 from mtls_operator.federation import Source, parse_sources
 from mtls_operator.scope import Scope
@@ -17,9 +17,9 @@ from mtls_operator.settings import Settings
 __all__ = ["Config", "from_environment"]
 
 _T = TypeVar("_T")
-_DEFAULT_MINIMUM = name_rules.format_duration(name_rules.DEFAULT_MINIMUM)
-_DEFAULT_MAXIMUM = name_rules.format_duration(name_rules.DEFAULT_MAXIMUM)
-_DEFAULT_FRACTION = f"{name_rules.RENEW_FRACTION:.4f}"  # as the chart writes it
+_DEFAULT_MINIMUM = durations.format_duration(durations.DEFAULT_MINIMUM)
+_DEFAULT_MAXIMUM = durations.format_duration(durations.DEFAULT_MAXIMUM)
+_DEFAULT_FRACTION = f"{durations.RENEW_FRACTION:.4f}"  # as the chart writes it
 # A signer name is a domain, a slash and a path (the API server's rule, simplified).
 _LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 _SIGNER_NAME = re.compile(rf"{_LABEL}(\.{_LABEL})+/[\w.-]+")
@@ -36,7 +36,7 @@ class Config:
     settings: Settings
     pod_certificate_signer: str = ""
     """The signer name to answer PodCertificateRequests for; empty: the signer does not run."""
-    pod_certificate_refresh_fraction: float = name_rules.RENEW_FRACTION
+    pod_certificate_refresh_fraction: float = durations.RENEW_FRACTION
     """Where in a pod certificate's lifetime its beginRefreshAt lies."""
     ca_root_url: str = ""
     """Where ``POST /rotate-root`` goes: the root holder, when CA signer pods serve ``ca_url``;
@@ -106,9 +106,9 @@ def from_environment(environ: Mapping[str, str] = os.environ) -> Config:
     extra = parse("EXTRA_ALLOWED", "{}", name_rules.parse_extra_allowed)
     rules = Rules(
         cluster_domain=get("CLUSTER_DOMAIN", name_rules.CLUSTER_DOMAIN),
-        default_duration=parse("DEFAULT_DURATION", "24h", name_rules.parse_duration),
-        minimum=parse("MIN_DURATION", _DEFAULT_MINIMUM, name_rules.parse_duration),
-        maximum=parse("MAX_DURATION", _DEFAULT_MAXIMUM, name_rules.parse_duration),
+        default_duration=parse("DEFAULT_DURATION", "24h", durations.parse_duration),
+        minimum=parse("MIN_DURATION", _DEFAULT_MINIMUM, durations.parse_duration),
+        maximum=parse("MAX_DURATION", _DEFAULT_MAXIMUM, durations.parse_duration),
         extra_allowed=extra,
         allowed_ips=parse("ALLOWED_IPS", "{}", name_rules.parse_allowed_ips),
         pod_certificates=bool(signer),
@@ -125,7 +125,7 @@ def from_environment(environ: Mapping[str, str] = os.environ) -> Config:
             rules=rules,
             renew_fraction=fraction,
             resync_seconds=parse("RESYNC_SECONDS", "10", float),
-            rotation_grace=parse("ROTATION_GRACE", "30s", name_rules.parse_duration),
+            rotation_grace=parse("ROTATION_GRACE", "30s", durations.parse_duration),
         ),
         pod_certificate_signer=signer,
         pod_certificate_refresh_fraction=refresh_fraction,

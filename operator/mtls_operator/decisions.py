@@ -17,11 +17,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from mtls_ca.tls_profiles import policy_bytes
+from mtls_operator.ca_view import CAView
 from mtls_operator.certs import Inspection, needs_renewal, normalize_name
-from mtls_operator.claims import Claim
-from mtls_operator.tlssecret import CAView
+from mtls_operator.claims import Claim, ClaimingPod
 
-__all__ = ["Action", "Decision", "PodClaim", "choose_claim", "decide"]
+__all__ = ["Action", "Decision", "choose_claim", "decide"]
 
 
 class Action(enum.Enum):
@@ -97,36 +97,30 @@ def decide(
     return Decision(Action.NOTHING, "up to date")
 
 
-@dataclass(frozen=True)
-class PodClaim:
-    """A pod that wants a certificate, and what it asks for."""
-
-    name: str
-    uid: str
-    created: str
-    """``metadata.creationTimestamp`` (RFC 3339, so it sorts as text)."""
-    claim: Claim
-
-
 def choose_claim(
-    pods: Sequence[PodClaim], secret_claim: str | None
-) -> tuple[Claim, list[PodClaim], list[PodClaim]]:
+    pods: Sequence[ClaimingPod], secret_claim: str | None
+) -> tuple[Claim, list[ClaimingPod], list[ClaimingPod]]:
     """Pick the claim one Secret serves when several pods name it, and split the pods.
 
     The claim already in the Secret wins, so an existing certificate is never replaced because
     a second pod disagrees; otherwise the oldest pod's claim wins (ties by name). Either way the
     answer does not depend on event order, so two disagreeing pods cannot make it flap.
 
+    Pods whose annotations are invalid (``claim`` None) take no part.
+
     Returns:
         The winning claim, the pods that agree with it, and the pods that do not.
 
     Raises:
-        ValueError: if ``pods`` is empty.
+        ValueError: if no pod in ``pods`` has a claim.
     """
-    if not pods:
+    by_age = sorted(
+        ((p, p.claim) for p in pods if p.claim is not None),
+        key=lambda pc: (pc[0].created, pc[0].name),
+    )
+    if not by_age:
         raise ValueError("no pods claim this Secret")
-    by_age = sorted(pods, key=lambda p: (p.created, p.name))
-    winner = next((p.claim for p in by_age if p.claim.digest == secret_claim), by_age[0].claim)
-    agree = [p for p in by_age if p.claim.digest == winner.digest]
-    disagree = [p for p in by_age if p.claim.digest != winner.digest]
+    winner = next((c for _, c in by_age if c.digest == secret_claim), by_age[0][1])
+    agree = [p for p, c in by_age if c.digest == winner.digest]
+    disagree = [p for p, c in by_age if c.digest != winner.digest]
     return winner, agree, disagree

@@ -16,7 +16,7 @@
 * Renewal, retries with backoff, trust-bundle updates and root rotation run in one
   cluster-level loop started at startup, not in timers or daemons on pods.
 * With ``HELLO_MTLS_POD_CERTIFICATE_SIGNER`` set, the pod-certificate signer
-  (`pod_certificates.Signer`) runs beside them: its own list+watch thread (kopf cannot watch
+  (`pod_certificate_signer.Signer`) runs beside them: its own list+watch thread (kopf cannot watch
   with a server-side field selector, and the requests of other signers are none of ours), its
   own work queue, and its retries and trust bundle in the same loop.
 * Two replicas run; the one holding the Lease (`leadership.Elector`, on a thread of its own)
@@ -41,15 +41,14 @@ from typing import Any
 
 import kopf
 
+from mtls_contract.marks import ANNOTATION_NAME, LABEL_MANAGED
 from mtls_operator import config, kube, metrics
 from mtls_operator.bundle_fetcher import FederatedBundles
 from mtls_operator.ca_client import CAClient
-from mtls_operator.claims import NAME
 from mtls_operator.inventory import Key, namespace_of
 from mtls_operator.leadership import Elector, Timing
-from mtls_operator.pod_certificates import Signer
+from mtls_operator.pod_certificate_signer import Signer
 from mtls_operator.reconciler import Reconciler
-from mtls_operator.tlssecret import LABEL_MANAGED
 from mtls_operator.workqueue import WorkQueue
 
 _LOOP_SECONDS = 1.0
@@ -159,7 +158,7 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
     await asyncio.to_thread(memo.election.join, _RELEASE_SECONDS)
 
 
-@kopf.on.event("pods", annotations={NAME: kopf.PRESENT})
+@kopf.on.event("pods", annotations={ANNOTATION_NAME: kopf.PRESENT})
 def pod(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -> None:
     """An annotated pod appeared, changed, was listed again or went away."""
     memo.reconciler.pod_event(body, type)

@@ -7,7 +7,7 @@ the number of identities grows.
 
 Nothing here survives a restart, and nothing needs to: the Secrets themselves are the record
 (see `mtls_operator.decisions`), and for pod-certificate pods their annotation
-`pod_certificates.ANNOTATION_INTERMEDIATE`, which their events bring back.
+`mtls_contract.marks.ANNOTATION_INTERMEDIATE`, which their events bring back.
 """
 
 from __future__ import annotations
@@ -17,13 +17,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from mtls_contract.marks import ANNOTATION_CLAIM, ANNOTATION_RENEW, POD_CERTIFICATE
 from mtls_operator.certs import Inspection, inspect
-from mtls_operator.claims import POD_CERTIFICATE, Claim
-from mtls_operator.decisions import PodClaim
-from mtls_operator.marks import ANNOTATION_CLAIM, ANNOTATION_RENEW
+from mtls_operator.claims import ClaimingPod
 from mtls_operator.tlssecret import decode_data
 
-__all__ = ["ClaimingPod", "Inventory", "Key", "KnownSecret", "namespace_of", "pod_claims"]
+__all__ = ["Inventory", "Key", "KnownSecret", "namespace_of"]
 
 Key = tuple[str, str]  # (namespace, Secret name)
 
@@ -35,31 +34,6 @@ def namespace_of(key: Key) -> str:
 
 
 @dataclass(frozen=True)
-class ClaimingPod:
-    """An annotated pod; ``claim`` is None when its annotations are invalid."""
-
-    namespace: str
-    name: str
-    uid: str
-    created: str
-    claim: Claim | None
-    certificate_intermediate: str | None = None
-    """Pod-certificate mode: the intermediate that signed the certificate it holds, as the signer
-    annotated it; "" not known, None holds none (`pod_certificates.certificate_intermediate`)."""
-    problem: str = ""
-    """Why its annotations are invalid (``claim`` is None), for its ``InvalidAnnotation`` Event."""
-
-    @property
-    def ref(self) -> dict[str, Any]:
-        """Enough of the pod for an owner reference, an Event or a patch."""
-        return {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {"namespace": self.namespace, "name": self.name, "uid": self.uid},
-        }
-
-
-@dataclass(frozen=True)
 class KnownSecret:
     """The last seen state of a Secret, so unchanged Secrets cost no API call."""
 
@@ -68,12 +42,7 @@ class KnownSecret:
     claim_digest: str | None
     owners: frozenset[str]
     renew_requested: bool = False
-    """The Secret carries `tlssecret.ANNOTATION_RENEW`."""
-
-
-def pod_claims(pods: list[ClaimingPod]) -> list[PodClaim]:
-    """The valid claims among ``pods``, as `decisions.choose_claim` takes them."""
-    return [PodClaim(p.name, p.uid, p.created, p.claim) for p in pods if p.claim]
+    """The Secret carries `mtls_contract.marks.ANNOTATION_RENEW`."""
 
 
 class Inventory:

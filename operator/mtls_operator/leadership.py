@@ -38,7 +38,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from mtls_operator.marks import LEASE_NAME
+from mtls_contract.marks import LEASE_NAME
 from mtls_operator.ports import Conflict, Leases
 
 __all__ = ["LEASE_NAME", "Elector", "Timing", "claimed", "holder", "released"]

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily, Metric
 
+from mtls_contract.phases import Phase
+
 __all__ = [
     "EARLIEST_EXPIRY",
     "FAILED",
@@ -100,7 +102,7 @@ ROTATION_PHASE = Gauge(
     "1 for the CA's root-rotation phase as the leader last read it, 0 for the others.",
     ["phase"],
 )
-_PHASES = {"idle", "both-trusted", "new-signing"}
+_PHASES: set[str] = set(Phase)
 for _phase in _PHASES:
     ROTATION_PHASE.labels(_phase)
 

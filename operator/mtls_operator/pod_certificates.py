@@ -1,26 +1,27 @@
-"""The pod-certificate signer: PodCertificateRequests for our signer name, answered with the CA.
+"""The rules of the pod-certificate signer: how a PodCertificateRequest of our signer name is
+answered (`pod_certificate_signer.Signer` does the answering).
 
-In ``pod-certificate`` mode (`claims.POD_CERTIFICATE`) the kubelet makes the pod's key in memory
-and asks for a certificate with a PodCertificateRequest (``certificates.k8s.io/v1``, "PCR"); the
-key never leaves the node. The signer answers only requests from namespaces the installation
-serves (`scope.Scope`) for pods that opted in: it reads the pod as the API server stores it and
-takes the names from its annotations (``hello-mtls.dev/name`` and ``hello-mtls.dev/sans``, judged
-by `claims.parse_claim` like a Secret-mode pod's, with ``hello-mtls.dev/mode: pod-certificate``),
-never from the request's ``unverifiedUserAnnotations``, which whoever writes the pod's volumes
-writes and any node may relay. It has the CA sign the kubelet's key for those names and the
-SPIFFE ID of the PCR's service account, and writes the status the API server validates: one
-``Issued``, ``Denied`` or ``Failed`` condition, the chain, and
+In ``pod-certificate`` mode (`mtls_contract.marks.POD_CERTIFICATE`) the kubelet makes the pod's key
+in memory and asks for a certificate with a PodCertificateRequest (``certificates.k8s.io/v1``,
+"PCR"); the key never leaves the node. The signer answers only requests from namespaces the
+installation serves (`scope.Scope`) for pods that opted in: it reads the pod as the API server
+stores it and takes the names from its annotations (``hello-mtls.dev/name`` and
+``hello-mtls.dev/sans``, judged by `claims.parse_claim` like a Secret-mode pod's, with
+``hello-mtls.dev/mode: pod-certificate``), never from the request's ``unverifiedUserAnnotations``,
+which whoever writes the pod's volumes writes and any node may relay. It has the CA sign the
+kubelet's key for those names and the SPIFFE ID of the PCR's service account, and writes the status
+the API server validates: one ``Issued``, ``Denied`` or ``Failed`` condition, the chain, and
 ``notBefore``/``beginRefreshAt``/``notAfter`` taken from the certificate itself. It also keeps the
 ClusterTrustBundle of its signer name equal to the CA's roots (both during a root rotation).
 
 On each ``Issued`` status it also annotates the request's pod with the intermediate that signed
-(`ANNOTATION_INTERMEDIATE`): PCRs are deleted after 15 minutes, so the pod is where the root
-rotation's gate (`reconciler`) reads, even after a restart, whether the pod's current certificate
-comes from the CA's current intermediate.
+(`mtls_contract.marks.ANNOTATION_INTERMEDIATE`): PCRs are deleted after 15 minutes, so the pod is
+where the root rotation (`rotation_driver`) reads, even after a restart, whether the pod's current
+certificate comes from the CA's current intermediate.
 
-Pure functions (`sign_request`, `issued_status`, `refused_status`, `trust_bundle`, `is_final`,
-`intermediate_sha256`, `certificate_intermediate`) hold the rules; `Signer` ties them to the API
-(`ports.PodCertificates`) and the CA.
+This module holds the rules, as pure functions (`sign_request`, `issued_status`, `refused_status`,
+`trust_bundle`, `is_final`, `intermediate_sha256`, `certificate_intermediate`);
+`pod_certificate_signer.Signer` ties them to the API (`ports.PodCertificates`) and the CA.
 """
 
 from __future__ import annotations
@@ -28,51 +29,33 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime
-import logging
-import threading
-import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, TypedDict
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
-from mtls_ca import name_rules
-from mtls_operator import metrics
-from mtls_operator.claims import (
-    MODE,
-    NAME,
+from mtls_contract import durations
+from mtls_contract.ca_api import SignRequest
+from mtls_contract.marks import (
+    ANNOTATION_INTERMEDIATE,
+    ANNOTATION_MODE,
+    ANNOTATION_NAME,
     POD_CERTIFICATE,
-    POD_CERTIFICATE_LIFETIMES,
-    Rules,
-    parse_claim,
 )
-from mtls_operator.marks import ANNOTATION_INTERMEDIATE
-from mtls_operator.ports import (
-    CARefused,
-    CAService,
-    CAUnavailable,
-    Conflict,
-    Forbidden,
-    Invalid,
-    PodCertificates,
-)
-from mtls_operator.retries import Retries
-from mtls_operator.scope import Scope
+from mtls_operator.claims import POD_CERTIFICATE_LIFETIMES, Rules, parse_claim
 
 __all__ = [
-    "ANNOTATION_INTERMEDIATE",
     "BUNDLE_SUFFIX",
     "DENIED",
     "FAILED",
     "ISSUED",
     "Refused",
-    "Signer",
     "bundle_name",
     "certificate_intermediate",
     "intermediate_sha256",
     "is_final",
+    "max_lifetime",
     "issued_status",
     "refused_status",
     "sign_request",
@@ -86,10 +69,6 @@ _MIN_LIFETIME = POD_CERTIFICATE_LIFETIMES[0]
 _REFRESH_MARGIN = datetime.timedelta(minutes=10)
 _MAX_SKEW = datetime.timedelta(minutes=5)
 _DEFAULT_MAX_EXPIRATION = 86400  # the API's default for spec.maxExpirationSeconds
-
-_log = logging.getLogger("mtls_operator")
-
-Key = tuple[str, str]
 
 
 class Refused(Exception):
@@ -141,7 +120,7 @@ def certificate_intermediate(pod: Mapping[str, Any], signer_name: str) -> str | 
 
 def sign_request(
     pcr: Mapping[str, Any], pod: Mapping[str, Any] | None, *, rules: Rules
-) -> dict[str, Any]:
+) -> SignRequest:
     """The ``POST /sign`` body for a PodCertificateRequest of ``pod``.
 
     ``pod`` is the request's pod as the API server stores it (None: there is none). Its own
@@ -164,10 +143,10 @@ def sign_request(
     not_opted_in = Refused(
         DENIED,
         "NotOptedIn",
-        f"pod '{pod_name}' did not opt in: this signer signs only pods annotated {NAME}"
-        f" and {MODE}: {POD_CERTIFICATE}",
+        f"pod '{pod_name}' did not opt in: this signer signs only pods annotated {ANNOTATION_NAME}"
+        f" and {ANNOTATION_MODE}: {POD_CERTIFICATE}",
     )
-    if NAME not in annotations:
+    if ANNOTATION_NAME not in annotations:
         raise not_opted_in
     try:
         claim = parse_claim(
@@ -180,22 +159,28 @@ def sign_request(
         raise Refused(DENIED, "InvalidAnnotations", str(error)) from None
     if claim.mode != POD_CERTIFICATE:
         raise not_opted_in
-    asked = datetime.timedelta(seconds=spec.get("maxExpirationSeconds") or _DEFAULT_MAX_EXPIRATION)
-    lifetime = min(asked, rules.maximum)
+    lifetime = min(max_lifetime(pcr), rules.maximum)
     if lifetime < _MIN_LIFETIME:
         raise Refused(
             FAILED,
             "LifetimeBelowMinimum",
-            f"the CA's maximum lifetime {name_rules.format_duration(rules.maximum)} is below"
-            f" the {name_rules.format_duration(_MIN_LIFETIME)} a pod certificate needs",
+            f"the CA's maximum lifetime {durations.format_duration(rules.maximum)} is below"
+            f" the {durations.format_duration(_MIN_LIFETIME)} a pod certificate needs",
         )
     return {
         **_public_key(spec),
         "names": list(claim.names),
-        "duration": name_rules.format_duration(lifetime - name_rules.BACKDATE),
+        "duration": durations.format_duration(lifetime - durations.BACKDATE),
         "namespace": namespace,
         "service_account": spec.get("serviceAccountName") or "default",
     }
+
+
+def max_lifetime(pcr: Mapping[str, Any]) -> datetime.timedelta:
+    """The longest lifetime the request allows: ``spec.maxExpirationSeconds`` or the API's
+    default."""
+    seconds = (pcr.get("spec") or {}).get("maxExpirationSeconds") or _DEFAULT_MAX_EXPIRATION
+    return datetime.timedelta(seconds=seconds)
 
 
 def issued_status(
@@ -224,7 +209,7 @@ def issued_status(
             FAILED,
             "LifetimeOutOfBounds",
             f"the CA issued a certificate valid for {lifetime}, outside the"
-            f" {name_rules.format_duration(_MIN_LIFETIME)} to"
+            f" {durations.format_duration(_MIN_LIFETIME)} to"
             f" {max_lifetime} this request allows (does the CA's intermediate expire soon?)",
         )
     if abs(not_before - now) > _MAX_SKEW:
@@ -268,267 +253,12 @@ def trust_bundle(signer_name: str, roots_pem: bytes) -> dict[str, Any]:
     }
 
 
-@dataclass
-class _Pending:
-    pcr: dict[str, Any]
-    seen: float
+class _PublicKey(TypedDict, total=False):
+    csr: str
+    public_key: str
 
 
-class Signer:
-    """Answers the PodCertificateRequests of one signer name; publishes its trust bundle.
-
-    `offer` takes requests from the list and watch (`run`); the ones not answered yet are
-    dispatched by key and answered by `answer` on the caller's threads (the operator's work
-    queue), one at a time per key. An answered request is never written again, so after a
-    restart only the pending ones are signed.
-    """
-
-    def __init__(
-        self,
-        api: PodCertificates,
-        ca_service: CAService,
-        *,
-        signer_name: str,
-        rules: Rules,
-        scope: Scope,
-        refresh_fraction: float,
-        status_seconds: float = 5.0,
-        clock: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC),
-        monotonic: Callable[[], float] = time.monotonic,
-        dispatch: Callable[[Key], None] | None = None,
-    ) -> None:
-        self.signer_name = signer_name
-        self._api = api
-        self._ca_service = ca_service
-        self._rules = rules
-        self._scope = scope
-        self._fraction = refresh_fraction
-        self._status_seconds = status_seconds
-        self._clock = clock
-        self._monotonic = monotonic
-        self._dispatch = dispatch or self.answer
-        self._lock = threading.Lock()
-        self._pending: dict[Key, _Pending] = {}
-        self._answering: set[Key] = set()
-        self._retries = Retries()
-        self._published_at = -float("inf")
-        # Pod (namespace, name) -> (UID, intermediate) of an annotation still to write.
-        self._annotations: dict[Key, tuple[str, str]] = {}
-        self._annotation_retries = Retries()
-
-    def offer(self, pcr: dict[str, Any], event_type: str | None = None) -> None:
-        """Take in one request from a list or watch event; dispatch it if it needs an answer."""
-        meta = pcr.get("metadata", {})
-        key = (meta.get("namespace", ""), meta.get("name", ""))
-        mine = (pcr.get("spec") or {}).get("signerName") == self.signer_name
-        if event_type == "DELETED" or not mine or is_final(pcr):
-            with self._lock:
-                self._pending.pop(key, None)
-            self._retries.succeeded(key)
-            return
-        with self._lock:
-            if key in self._answering:
-                # A list taken before our status landed: the watch brings the answer, and a
-                # failed answer is retried, so signing it again now would only sign it twice.
-                return
-            known = self._pending.get(key)
-            self._pending[key] = _Pending(pcr, known.seen if known else self._monotonic())
-        self._dispatch(key)
-
-    def answer(self, key: Key) -> None:
-        """Sign, deny or fail the pending request ``key`` and write its status."""
-        with self._lock:
-            pending = self._pending.pop(key, None)
-            if pending is None:
-                return
-            self._answering.add(key)
-        try:
-            status = self._status_for(pending.pcr)
-            self._write(key, pending.pcr, status, pending.seen)
-        except Exception as error:  # the CA or the API server is away: try again later
-            with self._lock:
-                self._pending.setdefault(key, pending)
-            delay = self._retries.failed(key, self._monotonic())
-            reason = "ca-unreachable" if isinstance(error, CAUnavailable) else "error"
-            metrics.FAILED.labels(f"pod-certificate-{reason}").inc()
-            _log.warning("PodCertificateRequest %s/%s: %s; retrying in %.0f s", *key, error, delay)
-        finally:
-            with self._lock:
-                self._answering.discard(key)
-
-    def tick(self) -> None:
-        """Retries that are due (answers and pod annotations); the trust bundle, every
-        ``status_seconds``."""
-        now = self._monotonic()
-        for key in self._retries.due(now):
-            assert isinstance(key, tuple)
-            with self._lock:
-                waiting = key in self._pending
-            if waiting:
-                self._dispatch(key)
-        for pod in self._annotation_retries.due(now):
-            assert isinstance(pod, tuple)
-            self._annotate(pod)
-        if now - self._published_at >= self._status_seconds:
-            self._published_at = now
-            self.publish_trust_bundle()
-
-    def publish_trust_bundle(self) -> None:
-        """Make the signer's ClusterTrustBundle hold exactly the CA's current roots."""
-        try:
-            roots = self._ca_service.status().bundle_pem
-        except CAUnavailable as error:
-            _log.warning("CA status unavailable; trust bundle not checked: %s", error)
-            return
-        wanted = trust_bundle(self.signer_name, roots)
-        current = self._api.get_trust_bundle(wanted["metadata"]["name"])
-        try:
-            if current is None:
-                self._api.create_trust_bundle(wanted)
-            elif _certificates(current["spec"].get("trustBundle", "")) != _certificates(
-                wanted["spec"]["trustBundle"]
-            ):
-                current["spec"]["trustBundle"] = wanted["spec"]["trustBundle"]
-                self._api.replace_trust_bundle(current)
-            else:
-                return
-        except Conflict:
-            self._published_at = -float("inf")  # changed meanwhile: read it again next tick
-            return
-        _log.info("trust bundle %s now holds the CA's roots", wanted["metadata"]["name"])
-
-    def run(self, stop: threading.Event) -> None:
-        """List, then watch, the requests of our signer name until ``stop`` is set."""
-        while not stop.is_set():
-            started = self._monotonic()
-            try:
-                items, version = self._api.list_requests(self.signer_name)
-                for pcr in items:
-                    self.offer(pcr)
-                for event_type, pcr in self._api.watch_requests(self.signer_name, version):
-                    if stop.is_set():
-                        return
-                    self.offer(pcr, event_type)
-            except Exception as error:  # the watch expired (410) or the API server went away
-                _log.info("watch of PodCertificateRequests ended (%s); listing again", error)
-            if self._monotonic() - started < 1.0:
-                stop.wait(1.0)  # a watch that ends at once must not turn into a busy loop
-
-    def _status_for(self, pcr: Mapping[str, Any]) -> dict[str, Any]:
-        try:
-            namespace, spec = pcr["metadata"]["namespace"], pcr["spec"]
-            refusal = self._scope.refusal(namespace)
-            if refusal is not None:
-                raise Refused(DENIED, "NamespaceNotServed", refusal)
-            pod = self._api.get_pod(namespace, spec.get("podName", ""))
-            request = sign_request(pcr, pod, rules=self._rules)
-            try:
-                answer = self._ca_service.sign(request)
-            except CARefused as error:
-                # Our request is well formed and its names passed our rules: a 400 is about the
-                # kubelet's key (a type or size the CA does not sign), a 403 about the CA's own
-                # rules (configured apart from the operator's).
-                reason = "UnsupportedKeyType" if error.status == 400 else "RefusedByCA"
-                raise Refused(DENIED, reason, f"the CA refused: {error}") from None
-            return issued_status(
-                answer.certificate,
-                max_lifetime=datetime.timedelta(
-                    seconds=pcr["spec"].get("maxExpirationSeconds") or _DEFAULT_MAX_EXPIRATION
-                ),
-                refresh_fraction=self._fraction,
-                now=self._clock(),
-                intermediate_sha256=answer.intermediate_sha256,
-            )
-        except Refused as refused:
-            return refused_status(refused, now=self._clock())
-
-    def _write(self, key: Key, pcr: dict[str, Any], status: dict[str, Any], seen: float) -> None:
-        condition = status["conditions"][0]
-        try:
-            if not self._api.update_request_status({**pcr, "status": status}):
-                return  # deleted meanwhile (the kubelet gave up, or the pod went away)
-        except Conflict:
-            fresh = self._api.get_request(*key)
-            with self._lock:
-                self._answering.discard(key)
-            if fresh is not None:
-                self.offer(fresh)  # answered meanwhile: left alone; else answered again
-            return
-        except Invalid as error:
-            # The API server's checks and ours disagree: a Failed condition says so on the pod
-            # rather than a retry loop that cannot succeed.
-            if status["conditions"][0]["type"] == FAILED:
-                raise
-            refused = Refused(FAILED, "StatusRefused", f"the API server refused: {error}")
-            self._write(key, pcr, refused_status(refused, now=self._clock()), seen)
-            return
-        self._retries.succeeded(key)
-        result = condition["type"].lower()
-        metrics.POD_CERTIFICATES.labels(result).inc()
-        metrics.POD_CERTIFICATE_SECONDS.observe(self._monotonic() - seen)
-        spec = pcr["spec"]
-        _log.info(
-            "PodCertificateRequest %s/%s of pod %s: %s (%s)",
-            *key,
-            spec.get("podName"),
-            condition["type"],
-            condition["message"],
-        )
-        if condition["type"] == ISSUED:
-            pod_key = (key[0], spec.get("podName", ""))
-            signed_by = intermediate_sha256(status["certificateChain"].encode())
-            wanted = (spec.get("podUID", ""), signed_by)
-            with self._lock:
-                self._annotations[pod_key] = wanted
-            self._annotate(pod_key)
-        else:
-            pod = {
-                "metadata": {
-                    "namespace": key[0],
-                    "name": spec.get("podName", ""),
-                    "uid": spec.get("podUID", ""),
-                }
-            }
-            self._api.event(
-                pod,
-                type="Warning",
-                reason=f"PodCertificate{condition['type']}",
-                message=f"{condition['reason']}: {condition['message']}",
-            )
-
-    def _annotate(self, pod: Key) -> None:
-        """Write the annotation waiting for ``pod``; a failure is tried again from `tick`."""
-        with self._lock:
-            wanted = self._annotations.pop(pod, None)
-        if wanted is None:
-            return
-        uid, intermediate = wanted
-        try:
-            # False: the pod is gone, or its name is another pod's now; nothing to record.
-            self._api.annotate_pod(*pod, uid, {ANNOTATION_INTERMEDIATE: intermediate})
-        except Forbidden as error:
-            # Not retried: e.g. a pod outside operator.watchNamespaces, where the operator may
-            # not patch pods (and the rotation's gate does not see it either).
-            self._annotation_retries.succeeded(pod)
-            metrics.FAILED.labels("pod-certificate-annotation").inc()
-            _log.warning("pod %s/%s: %s not written: %s", *pod, ANNOTATION_INTERMEDIATE, error)
-        except Exception as error:  # the API server or the network
-            with self._lock:
-                self._annotations.setdefault(pod, wanted)  # unless a newer one came meanwhile
-            delay = self._annotation_retries.failed(pod, self._monotonic())
-            metrics.FAILED.labels("pod-certificate-annotation").inc()
-            _log.warning(
-                "pod %s/%s: %s not written: %s; retrying in %.0f s",
-                *pod,
-                ANNOTATION_INTERMEDIATE,
-                error,
-                delay,
-            )
-        else:
-            self._annotation_retries.succeeded(pod)
-
-
-def _public_key(spec: Mapping[str, Any]) -> dict[str, str]:
+def _public_key(spec: Mapping[str, Any]) -> _PublicKey:
     """The kubelet's key as ``POST /sign`` takes it; the CA checks it (and a CSR's signature)."""
     try:
         if spec.get("stubPKCS10Request"):
@@ -558,11 +288,3 @@ def _condition(kind: str, reason: str, message: str, now: datetime.datetime) -> 
 
 def _time(moment: datetime.datetime) -> str:
     return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _certificates(bundle: str) -> set[bytes]:
-    try:
-        found = x509.load_pem_x509_certificates(bundle.encode())
-    except ValueError:
-        return set()
-    return {c.tbs_certificate_bytes for c in found}

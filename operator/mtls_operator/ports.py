@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any, Protocol
 
-from mtls_operator.tlssecret import Answer, CAView
+from mtls_contract.ca_api import SignAnswer
+from mtls_operator.ca_view import CAView
 
 __all__ = [
     "CARefused",
@@ -69,7 +70,7 @@ class Cluster(Protocol):
 class CAService(Protocol):
     """The CA's HTTP API."""
 
-    def sign(self, request: Mapping[str, Any]) -> Answer: ...
+    def sign(self, request: Mapping[str, Any]) -> SignAnswer: ...
     def status(self) -> CAView: ...
     def rotate_root(self, from_phase: str) -> None: ...
     def signers_behind(self) -> list[str]:

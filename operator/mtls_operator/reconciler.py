@@ -1,6 +1,6 @@
 """Keeps one Secret per claimed identity right: issue, renew, heal, refresh trust, rotate.
-For pods in pod-certificate mode it keeps their namespace's TLS-policy ConfigMap instead, and
-holds the root rotation until each holds a certificate from the new intermediate.
+Pods in pod-certificate mode have no Secret: their namespace's TLS-policy ConfigMap is
+`policy_config_maps`' job; moving the CA's root rotation on is `rotation_driver`'s.
 
 The handlers feed it pod and Secret events; the reconcile loop calls `Reconciler.tick` about
 once a second. It talks to the cluster and to the CA only through two small ports
@@ -27,38 +27,27 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from mtls_ca.tls_profiles import policy_bytes
-from mtls_context import POLICY
-from mtls_context.layout import federated_bundle, federated_bundles
+from mtls_context.layout import federated_bundle
+from mtls_contract.ca_api import SignAnswer
+from mtls_contract.marks import ANNOTATION_BUNDLE, ANNOTATION_VERSION, POD_CERTIFICATE
 from mtls_operator import metrics
 from mtls_operator.bundle_fetcher import FederatedBundles
-from mtls_operator.certs import inspect, new_key_and_csr, sha256_hex
-from mtls_operator.claims import POD_CERTIFICATE, Claim, claim_moved, parse_claim
+from mtls_operator.ca_view import CAView
+from mtls_operator.certs import new_key_and_csr
+from mtls_operator.claims import Claim, ClaimingPod, claim_moved, parse_claim
 from mtls_operator.decisions import Action, Decision, choose_claim, decide
-from mtls_operator.inventory import ClaimingPod, Inventory, Key, pod_claims
-from mtls_operator.marks import ANNOTATION_VERSION
+from mtls_operator.inventory import Inventory, Key
 from mtls_operator.pod_certificates import certificate_intermediate
+from mtls_operator.policy_config_maps import PolicyConfigMaps
 from mtls_operator.ports import CARefused, CAService, CAUnavailable, Cluster, Conflict
 from mtls_operator.retries import Retries
-from mtls_operator.rotation import RotationGate, needs_new_leaves, reflects
+from mtls_operator.rotation_driver import RotationDriver
 from mtls_operator.settings import Settings
-from mtls_operator.tlssecret import (
-    ANNOTATION_BUNDLE,
-    LABEL_MANAGED,
-    POLICY_CONFIG_MAP,
-    Answer,
-    CAView,
-    merge_owners,
-    policy_config_map,
-    refreshed_data,
-    secret_body,
-)
+from mtls_operator.tlssecret import is_managed, merge_owners, refreshed_data, secret_body
 
-__all__ = ["ANNOTATION_VERSION", "Reconciler"]
+__all__ = ["Reconciler"]
 
 """Set on pods after their Secret changed: the kubelet then refreshes the volume in seconds."""
-
-_BEHIND_LOG_SECONDS = 60.0  # how often the pods a root rotation waits for are named
 
 _log = logging.getLogger("mtls_operator")
 
@@ -100,15 +89,21 @@ class Reconciler:
         self._key_locks: dict[Key, _KeyLock] = {}
         self._inventory = Inventory()
         self._retries = Retries()
-        self._gate = RotationGate(grace=settings.rotation_grace)
+        self._rotation = RotationDriver(
+            ca_service,
+            self._inventory,
+            grace=settings.rotation_grace,
+            clock=clock,
+            monotonic=monotonic,
+        )
         self._ca: CAView | None = None
         self._ca_read_at = -float("inf")
         self._resynced_at = -float("inf")
         self._dispatch = dispatch or self.reconcile
-        self._policy_lock = threading.Lock()  # one TLS-policy ConfigMap write at a time
-        self._policies: dict[str, bytes] = {}  # namespace -> tls-policy.json its ConfigMap has
+        self._policy_config_maps = PolicyConfigMaps(
+            cluster, self._inventory, labels=settings.labels, warn=self._warn_once
+        )
         self._signer_name = signer_name
-        self._behind_logged_at = -float("inf")
         self._leading = leading
         self._warn_invalid = False  # the next tick warns every pod with invalid annotations
         self._federation = federation
@@ -162,7 +157,8 @@ class Reconciler:
         first_seen = known is None
         if pod_certificate:
             # The kubelet holds this pod's key and asks the signer (`pod_certificates`): no Secret.
-            self._pod_certificate_pod(pod, first_seen)
+            # Only with the signer on (`claims.parse_claim` refuses the mode otherwise).
+            self._policy_config_maps.pod_seen(pod, first_seen, self._ca)
         elif claim is not None:
             self._dispatch((namespace, claim.secret))
 
@@ -215,9 +211,11 @@ class Reconciler:
             for key in self._inventory.claimed_keys():
                 if not self._retries.failures(key) and self._needs_action(key):
                     self._dispatch(key)
-            self._resync_policy_config_maps()
+            if self._settings.rules.pod_certificates:
+                self._policy_config_maps.resync(self._ca)
             self._export_gauges()
-        self._drive_rotation()
+        if self._ca is not None and self._rotation.drive(self._ca):
+            self._ca_read_at = -float("inf")  # the CA moved on; read its state on the next tick
 
     def reconcile(self, key: Key) -> None:
         """Make the Secret ``key`` right for the pods that claim it; failures are retried.
@@ -266,11 +264,8 @@ class Reconciler:
         else:
             self._inventory.remember(key, secret)
         pods, known = self._inventory.view(key)
-        claim, agree, disagree = choose_claim(
-            pod_claims(pods), known.claim_digest if known else None
-        )
-        by_uid = {p.uid: p for p in pods}
-        if secret is not None and not _managed(secret):
+        claim, agree, disagree = choose_claim(pods, known.claim_digest if known else None)
+        if secret is not None and not is_managed(secret):
             for pod in pods:
                 self._warn_once(
                     pod.ref,
@@ -280,14 +275,15 @@ class Reconciler:
                 )
             return
         for loser in disagree:
+            asks = ", ".join(loser.claim.names if loser.claim else ())
             self._warn_once(
-                by_uid[loser.uid].ref,
+                loser.ref,
                 "SecretConflict",
                 f"Secret '{claim.secret}' serves {', '.join(claim.names)} for pod"
-                f" '{agree[0].name}'; this pod asks for {', '.join(loser.claim.names)} and gets"
+                f" '{agree[0].name}'; this pod asks for {asks} and gets"
                 " no certificate of its own: give it another hello-mtls.dev/secret",
             )
-        owners = [by_uid[p.uid].ref for p in agree]
+        owners = [p.ref for p in agree]
         decision = decide(
             claim,
             known.inspection if known else None,
@@ -379,94 +375,13 @@ class Reconciler:
                 meta["namespace"], meta["name"], {ANNOTATION_VERSION: version}
             )
 
-    def _pod_certificate_pod(self, pod: ClaimingPod, first_seen: bool) -> None:
-        # Only with the signer on (`claims.parse_claim` refuses the mode otherwise). The kubelet
-        # starts no such pod before the ConfigMap exists, so it is written on the pod's event,
-        # not left to the resync; each new pod has it read once (it may have been deleted since
-        # it was last written).
-        if first_seen or not self._policy_current(pod.namespace):
-            self._write_policy_config_map(pod.namespace)
-
-    def _resync_policy_config_maps(self) -> None:
-        if not self._settings.rules.pod_certificates:
-            return
-        namespaces = self._inventory.pod_certificate_namespaces()
-        with self._policy_lock:  # no memory of namespaces that have no such pods any more
-            for namespace in set(self._policies) - set(namespaces):
-                del self._policies[namespace]
-        for namespace in namespaces:
-            if not self._policy_current(namespace):
-                self._write_policy_config_map(namespace)
-
-    def _policy_current(self, namespace: str) -> bool:
-        ca = self._ca
-        return ca is not None and self._policies.get(namespace) == _config_map_digest(
-            policy_bytes(ca.tls_policy), ca
-        )
-
-    def _write_policy_config_map(self, namespace: str) -> None:
-        """Make ``namespace``'s ConfigMap carry the CA's TLS policy; a failure is tried again
-        at the next resync, as the ConfigMap is then not known to be current."""
-        ca = self._ca
-        if ca is None:
-            return  # the first tick reads the CA's state, and its resync writes the ConfigMap
-        wanted = policy_config_map(
-            namespace,
-            ca.tls_policy,
-            labels=self._settings.labels,
-            crl_pem=ca.crl_pem,
-            federated=ca.federated,
-        )
-        with self._policy_lock:
-            try:
-                current = self._cluster.get_config_map(namespace, POLICY_CONFIG_MAP)
-                if current is None:
-                    self._cluster.create_config_map(wanted)
-                    _log.info("created ConfigMap %s/%s", namespace, POLICY_CONFIG_MAP)
-                elif not _managed(current):
-                    for pod in self._inventory.pod_certificate_pods(namespace):
-                        self._warn_once(
-                            pod.ref,
-                            "ConfigMapNotManaged",
-                            f"ConfigMap '{POLICY_CONFIG_MAP}' exists and is not managed by"
-                            " hello-mtls; it is left alone: delete it so that the operator can"
-                            " write the TLS policy this pod's volume needs",
-                        )
-                    return
-                elif any(
-                    (current.get("data") or {}).get(k) != v for k, v in wanted["data"].items()
-                ) or set(federated_bundles(current.get("data") or {}).values()) != set(
-                    ca.federated
-                ):
-                    kept = {
-                        k: v
-                        for k, v in (current.get("data") or {}).items()
-                        if not federated_bundles([k])
-                    }
-                    current["data"] = {**kept, **wanted["data"]}
-                    self._cluster.replace_config_map(current)
-                    _log.info(
-                        "updated the TLS policy, CRL and federated bundles in ConfigMap %s/%s",
-                        namespace,
-                        POLICY_CONFIG_MAP,
-                    )
-            except Exception as error:  # a conflict, the API server or the network
-                metrics.FAILED.labels("conflict" if isinstance(error, Conflict) else "error").inc()
-                _log.warning("ConfigMap %s/%s: %s", namespace, POLICY_CONFIG_MAP, error)
-                return
-            self._policies[namespace] = _config_map_digest(wanted["data"][POLICY].encode(), ca)
-        self._inventory.clear_warnings(
-            [pod.uid for pod in self._inventory.pod_certificate_pods(namespace)]
-        )
-
     def _needs_action(self, key: Key) -> bool:
         pods, known = self._inventory.view(key)
         if known is None:
             return True
-        claims = pod_claims(pods)
-        if not claims:
+        if not any(p.claim for p in pods):
             return False
-        claim, agree, disagree = choose_claim(claims, known.claim_digest)
+        claim, agree, disagree = choose_claim(pods, known.claim_digest)
         if any(self._inventory.warned_reason(p.uid) != "SecretConflict" for p in disagree):
             return True  # a pod that has not been told why it gets nothing
         decision = decide(
@@ -496,98 +411,10 @@ class Reconciler:
         files.pop(federated_bundle(ca.trust_domain), None)
         return dataclasses.replace(ca, federated=files)
 
-    def _ca_from_answer(self, answer: Answer) -> None:
+    def _ca_from_answer(self, answer: SignAnswer) -> None:
         ca = self._ca
         if ca is not None and ca.bundle_sha256 != answer.bundle_sha256:
             self._ca_read_at = -float("inf")  # the CA moved on; read its state on the next tick
-
-    def _drive_rotation(self) -> None:
-        ca = self._ca
-        if ca is None:
-            return
-        known = self._inventory.known_claimed()
-        pending = sum(1 for k in known if k is None or not reflects(k.inspection, ca))
-        if ca.phase != "idle" and not self._own_credential_reflects(ca):
-            pending += 1
-        metrics.ROTATION_PENDING.set(pending if ca.phase != "idle" else 0)
-        metrics.show_rotation_phase(ca.phase)
-        # A pod-certificate pod has no Secret; the signer's annotation on it says which
-        # intermediate signed its certificate. It cannot be made to renew: it waits for the
-        # kubelet to ask again at beginRefreshAt.
-        behind = (
-            self._inventory.pod_certificates_not_from(ca.intermediate_sha256)
-            if needs_new_leaves(ca)
-            else []
-        )
-        metrics.ROTATION_PENDING_PODS.set(len(behind))
-        if behind:
-            self._name_pods_behind(ca.phase, behind)
-        if ca.phase != "idle" and not pending and not behind:
-            # Every Secret and pod shows the phase; every CA signer must serve it too, or one
-            # a fetch behind would sign from an intermediate the next phase stops trusting.
-            pending += self._signers_behind(ca.phase)
-        advance = self._gate.step(
-            ca.phase,
-            pending + len(behind),
-            self._clock(),
-            pod_certificates=bool(self._inventory.pod_certificate_namespaces()),
-        )
-        if advance is None:
-            return
-        _log.info(
-            "every Secret and pod-certificate pod reflects root-rotation phase %s;"
-            " advancing the CA",
-            advance,
-        )
-        try:
-            self._ca_service.rotate_root(advance)
-        except CAUnavailable as error:
-            _log.warning("could not advance the root rotation: %s", error)
-        self._ca_read_at = -float("inf")
-
-    def _signers_behind(self, phase: str) -> int:
-        try:
-            lagging = self._ca_service.signers_behind()
-        except CAUnavailable as error:
-            _log.warning(
-                "root-rotation phase %s waits: cannot compare the CA signers: %s", phase, error
-            )
-            return 1
-        if lagging:
-            _log.info(
-                "root-rotation phase %s waits for CA signers to serve the root holder's"
-                " material: %s",
-                phase,
-                ", ".join(lagging),
-            )
-        return len(lagging)
-
-    def _name_pods_behind(self, phase: str, behind: list[ClaimingPod]) -> None:
-        now = self._monotonic()
-        if now - self._behind_logged_at < _BEHIND_LOG_SECONDS:
-            return
-        self._behind_logged_at = now
-        shown = ", ".join(f"{pod.namespace}/{pod.name}" for pod in behind[:10])
-        more = f" and {len(behind) - 10} more" if len(behind) > 10 else ""
-        _log.info(
-            "root-rotation phase %s waits for %d pod-certificate pods to hold a certificate from"
-            " the new intermediate (the kubelet asks at each one's beginRefreshAt): %s%s",
-            phase,
-            len(behind),
-            shown,
-            more,
-        )
-
-    def _own_credential_reflects(self, ca: CAView) -> bool:
-        # The CA renews the operator's credential when its signer changes, but the kubelet may
-        # take a minute to update the operator's own volume; leaving new-signing before then
-        # would drop the root that the mounted credential still chains to.
-        try:
-            own = inspect(self._ca_service.credential())
-        except OSError as error:
-            _log.warning("cannot read the provisioner credential: %s", error)
-            return True
-        return own.problem is not None or reflects(own, ca)
 
     def _export_gauges(self) -> None:
         known = self._inventory.known_claimed()
@@ -637,15 +464,3 @@ class Reconciler:
             message,
         )
         self._cluster.event(pod, type="Warning", reason=reason, message=message)
-
-
-def _managed(body: Mapping[str, Any]) -> bool:
-    """Only exactly ``hello-mtls.dev/managed=true`` marks a Secret or ConfigMap as ours (the
-    label selector of the operator's watch says the same); any other value is someone else's."""
-    return (body["metadata"].get("labels") or {}).get(LABEL_MANAGED) == "true"
-
-
-def _config_map_digest(policy: bytes, ca: CAView) -> bytes:
-    """What a namespace's ConfigMap was last written with: its policy, CRL and federated
-    bundles."""
-    return b"\0".join((policy, sha256_hex(ca.crl_pem).encode(), ca.federated_sha256.encode()))

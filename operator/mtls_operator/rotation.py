@@ -10,7 +10,7 @@ kubelet to put the files into the pods and for the apps to reload them:
   with the new intermediate, because every peer already trusts its root.
 * ``new-signing``: every leaf is signed by the new intermediate. Then the old root may go. A
   pod-certificate pod has no Secret: the signer annotates it with the intermediate of each
-  certificate it issues it (`pod_certificates.ANNOTATION_INTERMEDIATE`), and the kubelet asks
+  certificate it issues it (`mtls_contract.marks.ANNOTATION_INTERMEDIATE`), and the kubelet asks
   for a new one only at ``beginRefreshAt``, so this step may wait up to 2/3 of their lifetime.
 
 A pod-certificate pod's files (the ClusterTrustBundle's roots, the certificate the signer issued)
@@ -24,8 +24,9 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass
 
+from mtls_contract.phases import Phase
+from mtls_operator.ca_view import CAView
 from mtls_operator.certs import Inspection
-from mtls_operator.tlssecret import CAView
 
 __all__ = [
     "ADVANCING_PHASES",
@@ -35,7 +36,7 @@ __all__ = [
     "reflects",
 ]
 
-ADVANCING_PHASES = ("both-trusted", "new-signing")
+ADVANCING_PHASES = (Phase.BOTH_TRUSTED, Phase.NEW_SIGNING)
 KUBELET_PROJECTION_DELAY = datetime.timedelta(minutes=2)
 """How long the kubelet may take to put a changed ClusterTrustBundle or a newly issued certificate
 into a running pod: its pod resync period (``syncFrequency``, 1 minute by default, jittered up to
@@ -44,7 +45,7 @@ into a running pod: its pod resync period (``syncFrequency``, 1 minute by defaul
 
 def needs_new_leaves(ca: CAView) -> bool:
     """Whether the CA's phase waits for every leaf to come from its current intermediate."""
-    return ca.phase == "new-signing"
+    return ca.phase == Phase.NEW_SIGNING
 
 
 def reflects(secret: Inspection, ca: CAView) -> bool:

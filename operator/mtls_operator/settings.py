@@ -6,7 +6,7 @@ import datetime
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from mtls_ca import name_rules
+from mtls_contract import durations
 from mtls_operator.claims import Rules
 
 __all__ = ["Settings"]
@@ -17,7 +17,7 @@ class Settings:
     """How the reconciler behaves; every default is the chart's."""
 
     rules: Rules = field(default_factory=Rules)
-    renew_fraction: float = name_rules.RENEW_FRACTION
+    renew_fraction: float = durations.RENEW_FRACTION
     resync_seconds: float = 10.0
     """How often every Secret is checked against renewal time and the CA's state."""
     status_seconds: float = 5.0

@@ -2,51 +2,41 @@
 the ConfigMap that gives pod-certificate pods the same ``tls-policy.json`` and ``ca.crl``.
 
 Functions over plain dicts (the API's JSON), with no I/O, so they are tested without a cluster.
-All are pure but one: `merge_owners` changes the Secret dict it is given, in place, because
-`kopf.append_owner_reference` (one reference per pod, none marked as controller: several pods
-share one Secret, and only one owner may be the controller) works that way.
+All are pure but one: `merge_owners` changes the Secret dict it is given, in place, as
+`kopf.append_owner_reference` does (one reference per pod, none marked as controller: several
+pods share one Secret, and only one owner may be the controller). It is written here rather than
+imported so that these rules need no kopf (docs/decisions/2026-12-07-shared-contract.md).
 """
 
 from __future__ import annotations
 
 import base64
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
-import kopf
-
-from mtls_ca import name_rules
 from mtls_ca.tls_profiles import policy_bytes
-from mtls_context import CA, CERT, CRL, KEY, POLICY
-from mtls_context.layout import federated_bundles
-from mtls_operator.certs import crl_serials, federated_digest, sha256_hex
-from mtls_operator.claims import Claim
-from mtls_operator.marks import (
+from mtls_context import CA, CRL, POLICY
+from mtls_context.layout import federated_bundles, version_files
+from mtls_contract.ca_api import SignAnswer
+from mtls_contract.marks import (
     ANNOTATION_BUNDLE,
     ANNOTATION_CLAIM,
     ANNOTATION_NOT_AFTER,
     ANNOTATION_SERIAL,
     LABEL_MANAGED,
 )
+from mtls_operator.ca_view import CAView
+from mtls_operator.claims import Claim
 
 __all__ = [
-    "ANNOTATION_BUNDLE",
-    "ANNOTATION_CLAIM",
-    "ANNOTATION_NOT_AFTER",
-    "ANNOTATION_SERIAL",
-    "LABEL_MANAGED",
     "POLICY_CONFIG_MAP",
-    "Answer",
-    "CAView",
     "decode_data",
+    "is_managed",
     "merge_owners",
-    "parse_answer",
     "policy_config_map",
     "refreshed_data",
     "secret_body",
     "trust_data",
-    "view_from_status",
 ]
 
 POLICY_CONFIG_MAP = "hello-mtls-tls-policy"
@@ -55,111 +45,10 @@ POLICY_CONFIG_MAP = "hello-mtls-tls-policy"
 ``ca.crt``)."""
 
 
-@dataclass(frozen=True)
-class CAView:
-    """What the CA currently hands out; every managed Secret should match it."""
-
-    intermediate_sha256: str
-    bundle_pem: bytes
-    bundle_sha256: str
-    tls_policy: Mapping[str, Any]
-    phase: str = "idle"
-    trust_domain: str = name_rules.CLUSTER_DOMAIN
-    crl_pem: bytes = b""
-    """``GET /crl``: goes into every Secret as ``ca.crl`` (empty: the CA serves none)."""
-    revoked_serials: frozenset[str] = frozenset()
-    """The serials (hex) ``crl_pem`` lists: a Secret holding one is issued anew at once."""
-    federated: Mapping[str, bytes] = field(default_factory=dict)
-    """``federated-<trust domain>.crt`` to that trust domain's roots, beside ``ca.crt`` in every
-    Secret (`mtls_operator.bundle_fetcher`); not the CA's: the operator fetches them."""
-
-    @property
-    def crl_sha256(self) -> str:
-        return sha256_hex(self.crl_pem) if self.crl_pem else ""
-
-    @property
-    def federated_sha256(self) -> str:
-        return federated_digest(self.federated)
-
-
-@dataclass(frozen=True)
-class Answer:
-    """A ``POST /sign`` answer."""
-
-    certificate: bytes
-    ca: bytes
-    tls_policy: Mapping[str, Any]
-    serial: str
-    not_after: str
-    bundle_sha256: str
-    intermediate_sha256: str = ""
-    """The intermediate that signed it (empty from a CA older than the field)."""
-    crl: bytes = b""
-    """The CA's CRLs when it signed (empty from a CA older than the field)."""
-
-
-def view_from_status(status: Mapping[str, Any], roots_pem: bytes, crl_pem: bytes = b"") -> CAView:
-    """A `CAView` from ``GET /status``, ``GET /roots`` and ``GET /crl``.
-
-    Raises:
-        ValueError: if the status lacks a field, the roots are not the bundle it names
-            (the CA moved on between the two requests: read both again), or a CRL does not
-            parse.
-    """
-    try:
-        intermediate = status["signing"]["intermediate_fingerprint_sha256"]
-        bundle_sha256 = status["bundle_sha256"]
-        tls_policy = status["tls_policy"]
-        phase = status["phase"]
-        trust_domain = status["trust_domain"]
-    except (KeyError, TypeError) as error:
-        raise ValueError(f"CA status lacks {error}") from None
-    if sha256_hex(roots_pem) != bundle_sha256:
-        raise ValueError("CA roots changed while they were read")
-    return CAView(
-        intermediate_sha256=str(intermediate),
-        bundle_pem=roots_pem,
-        bundle_sha256=str(bundle_sha256),
-        tls_policy=dict(tls_policy),
-        phase=str(phase),
-        trust_domain=str(trust_domain),
-        crl_pem=crl_pem,
-        revoked_serials=crl_serials(crl_pem),
-    )
-
-
-def parse_answer(document: Mapping[str, Any]) -> Answer:
-    """Read a ``POST /sign`` answer.
-
-    Raises:
-        ValueError: ``CA answer lacks 'serial'`` and the like.
-    """
-    for key, kind in (
-        ("certificate", str),
-        ("ca", str),
-        ("tls_policy", dict),
-        ("serial", str),
-        ("not_after", str),
-    ):
-        if not isinstance(document.get(key), kind):
-            raise ValueError(f"CA answer lacks '{key}'")
-    ca = document["ca"].encode()
-    return Answer(
-        certificate=document["certificate"].encode(),
-        ca=ca,
-        tls_policy=document["tls_policy"],
-        serial=document["serial"],
-        not_after=document["not_after"],
-        bundle_sha256=str(document.get("bundle_sha256") or sha256_hex(ca)),
-        intermediate_sha256=str(document.get("intermediate_sha256") or ""),
-        crl=str(document.get("crl") or "").encode(),
-    )
-
-
 def secret_body(
     claim: Claim,
     key_pem: bytes,
-    answer: Answer,
+    answer: SignAnswer,
     *,
     pods: Iterable[Mapping[str, Any]],
     labels: Mapping[str, str] | None = None,
@@ -192,11 +81,13 @@ def secret_body(
         },
         "data": _encode(
             {
-                CERT: answer.certificate,
-                KEY: key_pem,
-                CA: answer.ca,
-                POLICY: policy_bytes(answer.tls_policy),
-                **({CRL: answer.crl} if answer.crl else {}),
+                **version_files(
+                    answer.certificate,
+                    key_pem,
+                    answer.ca,
+                    policy_bytes(answer.tls_policy),
+                    answer.crl,
+                ),
                 **(federated or {}),
             }
         ),
@@ -260,13 +151,27 @@ def merge_owners(secret: dict[str, Any], pods: Iterable[Mapping[str, Any]]) -> b
     Existing references (other pods, or anything a user added) are kept; the garbage collector
     deletes the Secret only after its last owner is gone.
     """
-    before = len(secret.get("metadata", {}).get("ownerReferences", []))
+    refs = secret.setdefault("metadata", {}).setdefault("ownerReferences", [])
+    before = len(refs)
     for pod in pods:
-        owner = kopf.Body(cast(kopf.RawBody, pod))
-        kopf.append_owner_reference(
-            secret, owner=owner, controller=False, block_owner_deletion=False
-        )
-    return len(secret["metadata"].get("ownerReferences", [])) != before
+        meta = pod.get("metadata") or {}
+        if not any(ref.get("uid") == meta.get("uid") for ref in refs):
+            ref = {
+                "controller": False,
+                "blockOwnerDeletion": False,
+                "apiVersion": pod.get("apiVersion"),
+                "kind": pod.get("kind"),
+                "name": meta.get("name"),
+                "uid": meta.get("uid"),
+            }
+            refs.append({k: v for k, v in ref.items() if v is not None})
+    return len(refs) != before
+
+
+def is_managed(body: Mapping[str, Any]) -> bool:
+    """Only exactly ``hello-mtls.dev/managed=true`` marks a Secret or ConfigMap as ours (the
+    label selector of the operator's watch says the same); any other value is someone else's."""
+    return (body["metadata"].get("labels") or {}).get(LABEL_MANAGED) == "true"
 
 
 def decode_data(secret: Mapping[str, Any]) -> dict[str, bytes]:

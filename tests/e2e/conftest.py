@@ -40,7 +40,7 @@ from typing import Any
 
 import pytest
 
-from mtls_ca.name_rules import parse_duration
+from mtls_contract.durations import parse_duration
 from support.cluster_api import (
     IMAGE_TAG,
     IMAGES,

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from mtls_operator.pod_certificates import ANNOTATION_INTERMEDIATE
+from mtls_contract.marks import ANNOTATION_INTERMEDIATE
 from support.admission import admission_error, pod_certificates_enabled
 from support.cluster_api import kubectl, log
 from support.name_cases import ALLOWED_NAMESPACE, CASES

@@ -33,7 +33,7 @@ from typing import Any
 import pytest
 import yaml
 
-from mtls_operator.marks import ANNOTATION_SERIAL
+from mtls_contract.marks import ANNOTATION_SERIAL
 from support.cluster_api import (
     IMAGE_TAG,
     PRODUCT_NAMESPACE,

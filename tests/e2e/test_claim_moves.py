@@ -17,8 +17,7 @@ from typing import Any
 
 import pytest
 
-from mtls_operator.claims import NAME, SECRET
-from mtls_operator.pod_certificates import ANNOTATION_INTERMEDIATE
+from mtls_contract.marks import ANNOTATION_INTERMEDIATE, ANNOTATION_NAME, ANNOTATION_SECRET
 from support.admission import (
     annotation_update_error,
     names_policy_refusal,
@@ -64,10 +63,10 @@ def test_every_table_row_is_decided_as_the_operator_decides(namespace: str, enab
 
 def test_a_running_pods_secret_cannot_move(namespace: str) -> None:
     """``kubectl annotate`` as a user types it, on a running pod that mounts its Secret."""
-    apply(pod("moving", annotations={NAME: f"moving.{namespace}.svc"}), namespace)
+    apply(pod("moving", annotations={ANNOTATION_NAME: f"moving.{namespace}.svc"}), namespace)
     wait_until("the pod to run", lambda: phase("moving", namespace) == "Running", timeout=180)
     refused = names_policy_refusal(
-        "annotate", "pod", "moving", "-n", namespace, f"{SECRET}=elsewhere-tls"
+        "annotate", "pod", "moving", "-n", namespace, f"{ANNOTATION_SECRET}=elsewhere-tls"
     )
     assert refused == (
         "hello-mtls.dev/secret: a pod cannot move from Secret 'moving-tls' to 'elsewhere-tls':"
@@ -84,17 +83,17 @@ def test_a_status_write_cannot_claim_names_move_a_claim_or_set_the_intermediate(
     namespace: str, enabled: bool
 ) -> None:
     """What a node (or anyone granted pods/status) writes there is judged as any pod update."""
-    apply(_unscheduled("web", {NAME: f"web.{namespace}.svc"}), namespace)
+    apply(_unscheduled("web", {ANNOTATION_NAME: f"web.{namespace}.svc"}), namespace)
 
     def through_status(annotations: dict[str, str | None]) -> str | None:
         return annotation_update_error(
             "web", namespace, annotations, subresource="status", dry_run=False
         )
 
-    assert through_status({NAME: "web.kube-system.svc"}) == (
+    assert through_status({ANNOTATION_NAME: "web.kube-system.svc"}) == (
         f"hello-mtls.dev/name: name 'web.kube-system.svc' is not under namespace '{namespace}'"
     )
-    assert through_status({SECRET: "elsewhere-tls"}) == (
+    assert through_status({ANNOTATION_SECRET: "elsewhere-tls"}) == (
         "hello-mtls.dev/secret: a pod cannot move from Secret 'web-tls' to 'elsewhere-tls':"
         " the kubelet keeps mounting 'web-tls', which would no longer be renewed; change the"
         " pod template of its workload (or recreate the pod) instead"

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from mtls_operator.marks import ANNOTATION_RENEW, ANNOTATION_SERIAL
+from mtls_contract.marks import ANNOTATION_RENEW, ANNOTATION_SERIAL
 from support.cluster_api import apply, kubectl, kubectl_json, log
 from support.pods import deployment
 from support.waiting import wait_until

@@ -39,8 +39,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
-from mtls_operator.claims import POD_CERTIFICATE, SECRET_MODE
-from mtls_operator.pod_certificates import ANNOTATION_INTERMEDIATE
+from mtls_contract.marks import ANNOTATION_INTERMEDIATE, POD_CERTIFICATE, SECRET_MODE
 from support.cluster_api import (
     apply,
     dump_namespace,

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import pytest
 
+from mtls_contract.marks import ANNOTATION_SERIAL
 from mtls_operator.certs import Inspection
-from mtls_operator.tlssecret import ANNOTATION_SERIAL
 from support.cluster_api import PRODUCT_NAMESPACE, apply, kubectl
 from support.operator_workloads import ca_status, idle_pod, rollout, secret_inspection
 from support.waiting import wait_until

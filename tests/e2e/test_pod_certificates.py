@@ -17,8 +17,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
-from mtls_operator.claims import POD_CERTIFICATE, SECRET_MODE
-from mtls_operator.pod_certificates import ANNOTATION_INTERMEDIATE
+from mtls_contract.marks import ANNOTATION_INTERMEDIATE, POD_CERTIFICATE, SECRET_MODE
 from support.cluster_api import PRODUCT_NAMESPACE, apply, kubectl, kubectl_json, log
 from support.key_scan import everything_but_secrets, needles, secret_texts
 from support.operator_workloads import client_lines, client_pod, finished, rollout, server

@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from mtls_operator.claims import POD_CERTIFICATE, SECRET_MODE
+from mtls_contract.marks import POD_CERTIFICATE, SECRET_MODE
 from support.cluster_api import PRODUCT_NAMESPACE, apply, kubectl, kubectl_json, log
 from support.operator_workloads import client_lines, client_pod, rollout, server
 from support.pods import CERT_DIR

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from cryptography import x509
 
-from mtls_operator.claims import MODE, NAME, POD_CERTIFICATE
+from mtls_contract.marks import ANNOTATION_MODE, ANNOTATION_NAME, POD_CERTIFICATE
 from support.admission import pod_certificates_enabled
 from support.cluster_api import apply, kubectl, kubectl_json
 from support.operator_workloads import phase
@@ -46,7 +46,7 @@ def _hand_written(
         "keyType": "ECDSAP256",
         "keyPath": "tls.key",
         "certificateChainPath": "tls.crt",
-        "userAnnotations": {NAME: claimed},
+        "userAnnotations": {ANNOTATION_NAME: claimed},
     }
     body["spec"]["volumes"] = [
         {"name": "hand", "projected": {"sources": [{"podCertificate": source}]}}
@@ -120,7 +120,7 @@ def test_the_names_are_the_pods_never_the_volumes_user_annotations(
 ) -> None:
     """A pod that opted in as web gets web's certificate, whatever names its volume (or the
     node that relays it) asks for."""
-    annotations = {NAME: f"web.{namespace}.svc", MODE: POD_CERTIFICATE}
+    annotations = {ANNOTATION_NAME: f"web.{namespace}.svc", ANNOTATION_MODE: POD_CERTIFICATE}
     apply(_hand_written("web", f"db.{namespace}.svc", annotations), namespace)
     wait_until("the pod to run", lambda: phase("web", namespace) == "Running", timeout=180)
     chain = kubectl("exec", "-n", namespace, "web", "--", "cat", f"{HAND_DIR}/tls.crt")

@@ -28,8 +28,9 @@ from typing import Any
 import pytest
 
 from mtls_context.layout import CRL
+from mtls_contract.marks import LABEL_MANAGED
 from mtls_operator.certs import inspect
-from mtls_operator.tlssecret import LABEL_MANAGED, decode_data
+from mtls_operator.tlssecret import decode_data
 from support.cluster_api import (
     IMAGE_TAG,
     IMAGES,

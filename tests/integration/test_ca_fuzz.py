@@ -19,8 +19,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 
-from mtls_ca import name_rules
-from mtls_ca.name_rules import parse_extra_allowed
+from mtls_contract import name_rules
+from mtls_contract.name_rules import parse_extra_allowed
 from support import ca_cli
 from support.ca_service import Service, credential_session
 

@@ -20,11 +20,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from mtls_ca.name_rules import parse_allowed_ips
+from mtls_contract.marks import ANNOTATION_MODE, ANNOTATION_NAME, ANNOTATION_SANS, POD_CERTIFICATE
+from mtls_contract.name_rules import parse_allowed_ips
 from mtls_operator import pod_certificates
 from mtls_operator.ca_client import CAClient
 from mtls_operator.certs import inspect, new_key_and_csr
-from mtls_operator.claims import MODE, NAME, POD_CERTIFICATE, SANS, Rules, parse_claim
+from mtls_operator.claims import Rules, parse_claim
 from mtls_operator.ports import CARefused, CAUnavailable
 from mtls_operator.tlssecret import decode_data, secret_body
 from support import ca_cli
@@ -72,7 +73,7 @@ def test_a_signed_answer_becomes_a_secret_that_inspects_clean(ca: tuple[str, Pat
     client = CAClient(url, root / "prov")
     view = client.status()
     claim = parse_claim(
-        {NAME: "web.demo.svc", SANS: "web.demo,10.0.0.9"},
+        {ANNOTATION_NAME: "web.demo.svc", ANNOTATION_SANS: "web.demo,10.0.0.9"},
         namespace="demo",
         service_account="web",
         rules=RULES,
@@ -91,7 +92,9 @@ def test_a_signed_answer_becomes_a_secret_that_inspects_clean(ca: tuple[str, Pat
 
 def test_the_ca_refusal_is_kept_word_for_word(ca: tuple[str, Path]) -> None:
     url, root = ca
-    claim = parse_claim({NAME: "web.demo"}, namespace="demo", service_account="web", rules=Rules())
+    claim = parse_claim(
+        {ANNOTATION_NAME: "web.demo"}, namespace="demo", service_account="web", rules=Rules()
+    )
     request = {**claim.sign_request(new_key_and_csr(claim)[1]), "names": ["web.other"]}
     with pytest.raises(CARefused, match="HTTP 403: name 'web.other' is not under namespace 'demo'"):
         CAClient(url, root / "prov").sign(request)
@@ -99,7 +102,9 @@ def test_the_ca_refusal_is_kept_word_for_word(ca: tuple[str, Path]) -> None:
 
 def test_a_workload_certificate_cannot_sign(ca: tuple[str, Path]) -> None:
     url, root = ca
-    claim = parse_claim({NAME: "web.demo"}, namespace="demo", service_account="web", rules=Rules())
+    claim = parse_claim(
+        {ANNOTATION_NAME: "web.demo"}, namespace="demo", service_account="web", rules=Rules()
+    )
     with pytest.raises(CARefused, match="is not a provisioner"):
         CAClient(url, root / "workload").sign(claim.sign_request(new_key_and_csr(claim)[1]))
 
@@ -114,12 +119,12 @@ def test_a_ca_that_is_down_is_unavailable_not_a_refusal(ca: tuple[str, Path]) ->
 def test_an_address_outside_the_allowed_networks_is_refused_by_both(ca: tuple[str, Path]) -> None:
     url, root = ca
     claim = parse_claim(
-        {NAME: "web.demo.svc"}, namespace="demo", service_account="web", rules=RULES
+        {ANNOTATION_NAME: "web.demo.svc"}, namespace="demo", service_account="web", rules=RULES
     )
     message = "IP address '10.0.1.9' is not allowed for namespace 'demo'"
     with pytest.raises(ValueError, match=f"^hello-mtls.dev/sans: {message}$"):
         parse_claim(
-            {NAME: "web.demo.svc", SANS: "10.0.1.9"},
+            {ANNOTATION_NAME: "web.demo.svc", ANNOTATION_SANS: "10.0.1.9"},
             namespace="demo",
             service_account="web",
             rules=RULES,
@@ -175,7 +180,7 @@ def test_a_pod_certificate_request_is_answered_with_a_status_the_api_server_acce
             "name": "web-1",
             "namespace": "demo",
             "uid": "uid-web-1",
-            "annotations": {NAME: "web.demo.svc", MODE: POD_CERTIFICATE},
+            "annotations": {ANNOTATION_NAME: "web.demo.svc", ANNOTATION_MODE: POD_CERTIFICATE},
         }
     }
     rules = dataclasses.replace(RULES, pod_certificates=True)
@@ -217,7 +222,9 @@ def test_the_crl_reaches_every_secret_and_names_a_revoked_serial(ca: tuple[str, 
     # Issue 23: ca.crl beside ca.crt, re-read when the CA's CRL number moves.
     url, root = ca
     client = CAClient(url, root / "prov")
-    claim = parse_claim({NAME: "db.demo.svc"}, namespace="demo", service_account="db", rules=RULES)
+    claim = parse_claim(
+        {ANNOTATION_NAME: "db.demo.svc"}, namespace="demo", service_account="db", rules=RULES
+    )
     key_pem, csr_pem = new_key_and_csr(claim)
     answer = client.sign(claim.sign_request(csr_pem))
     found = inspect(decode_data(secret_body(claim, key_pem, answer, pods=[])))

@@ -15,12 +15,11 @@ from typing import Any, cast
 
 import kopf
 
+from mtls_contract.marks import ANNOTATION_NAME, ANNOTATION_SERIAL
 from mtls_operator.ca_client import CAClient
-from mtls_operator.claims import NAME
 from mtls_operator.inventory import Key, namespace_of
 from mtls_operator.reconciler import Reconciler
 from mtls_operator.settings import Settings
-from mtls_operator.tlssecret import ANNOTATION_SERIAL
 from mtls_operator.workqueue import WorkQueue
 from support.operator_fakes import Cluster, pod
 from support.waiting import elapsed_until
@@ -43,9 +42,9 @@ def test_a_quiet_namespace_is_served_while_a_busy_one_churns(operator_ca_client:
     work = WorkQueue[Key](reconciler.reconcile, workers=WORKERS, group=namespace_of)
     reconciler.tick()  # the CA's state, as the operator's loop reads it first
     for n in range(CHURN):
-        _added(reconciler, pod(f"churn-{n}", {NAME: f"app-{n}.busy.svc"}, ns="busy"))
+        _added(reconciler, pod(f"churn-{n}", {ANNOTATION_NAME: f"app-{n}.busy.svc"}, ns="busy"))
     busy_before = _busy_done(cluster)
-    _added(reconciler, pod("web-1", {NAME: "web.quiet.svc"}, ns="quiet"))
+    _added(reconciler, pod("web-1", {ANNOTATION_NAME: "web.quiet.svc"}, ns="quiet"))
     quiet = ("quiet", "web-tls")
     seconds = elapsed_until(
         "the quiet namespace's Secret",

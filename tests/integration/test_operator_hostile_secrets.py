@@ -24,13 +24,13 @@ from typing import Any, cast
 import kopf
 
 import mtls_operator.handlers as handlers
+from mtls_contract.marks import ANNOTATION_NAME, ANNOTATION_SERIAL
 from mtls_operator.ca_client import CAClient
 from mtls_operator.certs import inspect
-from mtls_operator.claims import NAME
 from mtls_operator.inventory import Key
 from mtls_operator.reconciler import Reconciler
 from mtls_operator.settings import Settings
-from mtls_operator.tlssecret import ANNOTATION_SERIAL, decode_data
+from mtls_operator.tlssecret import decode_data
 from mtls_operator.workqueue import WorkQueue
 from support import hostile_secrets as hostile
 from support.operator_fakes import Cluster, pod
@@ -89,8 +89,8 @@ def test_hostile_secrets_no_pod_claims_delay_no_pod(operator_ca_client: CAClient
             kopf_threads.submit(_call, handlers.secret, body, "ADDED", memo) for body in bodies
         ]
         for key, name, annotations in (
-            (("shop", "web-tls"), "web-1", {NAME: "web.shop.svc"}),
-            (("attic", "hostile-0-tls"), "claimant", {NAME: "hostile-0.attic.svc"}),
+            (("shop", "web-tls"), "web-1", {ANNOTATION_NAME: "web.shop.svc"}),
+            (("attic", "hostile-0-tls"), "claimant", {ANNOTATION_NAME: "hostile-0.attic.svc"}),
         ):
             namespace = key[0]
             event = pod(name, annotations, ns=namespace)

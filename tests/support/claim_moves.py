@@ -14,7 +14,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mtls_operator.claims import DURATION, MODE, NAME, POD_CERTIFICATE, SANS, SECRET
+from mtls_contract.marks import (
+    ANNOTATION_DURATION,
+    ANNOTATION_MODE,
+    ANNOTATION_NAME,
+    ANNOTATION_SANS,
+    ANNOTATION_SECRET,
+    POD_CERTIFICATE,
+)
 
 __all__ = ["CASES", "Move"]
 
@@ -30,8 +37,8 @@ def _secret_moved(annotation: str, before: str, after: str) -> str:
 
 def _mode_moved(before: str, after: str) -> str:
     return (
-        f"{MODE}: a pod created in {before} mode cannot move to {after} mode: the kubelet keeps"
-        f" the volumes it was created with{_ADVICE}"
+        f"{ANNOTATION_MODE}: a pod created in {before} mode cannot move to {after} mode: the"
+        f" kubelet keeps the volumes it was created with{_ADVICE}"
     )
 
 
@@ -50,45 +57,50 @@ class Move:
         return fill(self.before), fill(self.after), self.error
 
 
-WEB = {NAME: "web.{ns}.svc"}
-PC = {MODE: POD_CERTIFICATE}
+WEB = {ANNOTATION_NAME: "web.{ns}.svc"}
+PC = {ANNOTATION_MODE: POD_CERTIFICATE}
 CASES = [
     Move(
         "secret-annotation-moves",
         WEB,
-        {**WEB, SECRET: "elsewhere-tls"},
-        _secret_moved(SECRET, "web-tls", "elsewhere-tls"),
+        {**WEB, ANNOTATION_SECRET: "elsewhere-tls"},
+        _secret_moved(ANNOTATION_SECRET, "web-tls", "elsewhere-tls"),
     ),
     Move(
         "secret-annotation-changes",
-        {**WEB, SECRET: "shared-tls"},
-        {**WEB, SECRET: "other-tls"},
-        _secret_moved(SECRET, "shared-tls", "other-tls"),
+        {**WEB, ANNOTATION_SECRET: "shared-tls"},
+        {**WEB, ANNOTATION_SECRET: "other-tls"},
+        _secret_moved(ANNOTATION_SECRET, "shared-tls", "other-tls"),
     ),
     Move(
         "secret-annotation-removed",
-        {**WEB, SECRET: "shared-tls"},
+        {**WEB, ANNOTATION_SECRET: "shared-tls"},
         WEB,
-        _secret_moved(SECRET, "shared-tls", "web-tls"),
+        _secret_moved(ANNOTATION_SECRET, "shared-tls", "web-tls"),
     ),
     Move(
         "first-label-moves-the-secret",
         WEB,
-        {NAME: "api.{ns}.svc"},
-        _secret_moved(NAME, "web-tls", "api-tls"),
+        {ANNOTATION_NAME: "api.{ns}.svc"},
+        _secret_moved(ANNOTATION_NAME, "web-tls", "api-tls"),
     ),
     Move(
         "first-label-with-a-fixed-secret",
-        {**WEB, SECRET: "shared-tls"},
-        {NAME: "api.{ns}.svc", SECRET: "shared-tls"},
+        {**WEB, ANNOTATION_SECRET: "shared-tls"},
+        {ANNOTATION_NAME: "api.{ns}.svc", ANNOTATION_SECRET: "shared-tls"},
         None,
     ),
-    Move("default-secret-written-out", WEB, {**WEB, SECRET: "web-tls"}, None),
-    Move("suffix-changes", WEB, {NAME: "web.{ns}"}, None),
-    Move("white-space", WEB, {NAME: " web.{ns}.svc\t", SECRET: " web-tls "}, None),
-    Move("sans-added", WEB, {**WEB, SANS: "web.{ns}"}, None),
-    Move("duration-changes", WEB, {**WEB, DURATION: "2h"}, None),
-    Move("default-mode-written-out", WEB, {**WEB, MODE: "secret"}, None),
+    Move("default-secret-written-out", WEB, {**WEB, ANNOTATION_SECRET: "web-tls"}, None),
+    Move("suffix-changes", WEB, {ANNOTATION_NAME: "web.{ns}"}, None),
+    Move(
+        "white-space",
+        WEB,
+        {ANNOTATION_NAME: " web.{ns}.svc\t", ANNOTATION_SECRET: " web-tls "},
+        None,
+    ),
+    Move("sans-added", WEB, {**WEB, ANNOTATION_SANS: "web.{ns}"}, None),
+    Move("duration-changes", WEB, {**WEB, ANNOTATION_DURATION: "2h"}, None),
+    Move("default-mode-written-out", WEB, {**WEB, ANNOTATION_MODE: "secret"}, None),
     Move(
         "secret-to-pod-certificate",
         WEB,
@@ -106,7 +118,7 @@ CASES = [
     Move(
         "pod-certificate-renamed",
         {**WEB, **PC},
-        {NAME: "api.{ns}.svc", SECRET: "other-tls", **PC},
+        {ANNOTATION_NAME: "api.{ns}.svc", ANNOTATION_SECRET: "other-tls", **PC},
         None,
         pod_certificates=True,
     ),

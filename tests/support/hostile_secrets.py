@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa, x
 from cryptography.x509.oid import NameOID
 
 from mtls_context import CA, CERT, KEY, POLICY
-from mtls_operator.tlssecret import LABEL_MANAGED
+from mtls_contract.marks import LABEL_MANAGED
 
 # Two primes known ahead, whose product has exactly 16384 bits, so that a valid RSA-16384 key
 # costs no search for primes (generating one takes from 40 s to minutes here): 2**11213 - 1 is a

@@ -20,8 +20,15 @@ import datetime
 import json
 from dataclasses import dataclass
 
-from mtls_ca import name_rules
-from mtls_operator.claims import DURATION, MODE, NAME, SANS, SECRET, Rules
+from mtls_contract import durations, name_rules
+from mtls_contract.marks import (
+    ANNOTATION_DURATION,
+    ANNOTATION_MODE,
+    ANNOTATION_NAME,
+    ANNOTATION_SANS,
+    ANNOTATION_SECRET,
+)
+from mtls_operator.claims import Rules
 
 __all__ = [
     "ALLOWED_IPS",
@@ -90,7 +97,7 @@ class Case:
 def rules(*, pod_certificates: bool) -> Rules:
     """The operator's rules as the e2e install configures them, with or without the signer."""
     return Rules(
-        minimum=name_rules.parse_duration(MINIMUM_DURATION),
+        minimum=durations.parse_duration(MINIMUM_DURATION),
         extra_allowed=EXTRA_ALLOWED_NAMES,
         allowed_ips=name_rules.parse_allowed_ips(json.dumps(ALLOWED_IPS)),
         default_duration=datetime.timedelta(hours=24),
@@ -103,324 +110,371 @@ _LONG_NAME = ".".join(["a" * 60] * 5) + ".{ns}"
 
 CASES = [
     # Accepted: every form of the namespace rule, SANs, durations, Secret names.
-    Case("bare", {NAME: "web.{ns}"}),
-    Case("svc", {NAME: "web.{ns}.svc"}),
-    Case("cluster-domain", {NAME: "web.{ns}.svc.cluster.local"}),
-    Case("pod-form", {NAME: "web.{ns}.pod.cluster.local"}),
-    Case("spaces-trimmed", {NAME: "  web.{ns}.svc  "}),
+    Case("bare", {ANNOTATION_NAME: "web.{ns}"}),
+    Case("svc", {ANNOTATION_NAME: "web.{ns}.svc"}),
+    Case("cluster-domain", {ANNOTATION_NAME: "web.{ns}.svc.cluster.local"}),
+    Case("pod-form", {ANNOTATION_NAME: "web.{ns}.pod.cluster.local"}),
+    Case("spaces-trimmed", {ANNOTATION_NAME: "  web.{ns}.svc  "}),
     Case(
         "unicode-spaces-trimmed",
         {
-            NAME: "\u00a0web.{ns}.svc\u2003",
-            SANS: "\u3000api.{ns}\u205f,\x85web.{ns}",
-            DURATION: "\u202f1h\u2009",
-            SECRET: "\u1680web-cert\x0b",
-            MODE: "\u2028secret\u2000",
+            ANNOTATION_NAME: "\u00a0web.{ns}.svc\u2003",
+            ANNOTATION_SANS: "\u3000api.{ns}\u205f,\x85web.{ns}",
+            ANNOTATION_DURATION: "\u202f1h\u2009",
+            ANNOTATION_SECRET: "\u1680web-cert\x0b",
+            ANNOTATION_MODE: "\u2028secret\u2000",
         },
     ),
-    Case("sans", {NAME: "web.{ns}.svc", SANS: " api.{ns} , web.{ns}.svc.cluster.local,web.{ns}"}),
-    Case("twenty-names-after-duplicates", {NAME: "web.{ns}", SANS: ",".join(["web.{ns}"] * 30)}),
-    Case("duration-1h30m", {NAME: "web.{ns}.svc", DURATION: "1h30m"}),
-    Case("duration-zeros", {NAME: "web.{ns}.svc", DURATION: "0001d"}),
-    Case("duration-minimum", {NAME: "web.{ns}.svc", DURATION: "60s"}),
-    Case("duration-maximum", {NAME: "web.{ns}.svc", DURATION: "30d"}),
-    Case("secret", {NAME: "web.{ns}.svc", SECRET: "web-cert.v1"}),
-    Case("mode-secret", {NAME: "web.{ns}.svc", MODE: " secret "}),
-    Case("mode-empty", {NAME: "web.{ns}.svc", MODE: ""}),
+    Case(
+        "sans",
+        {
+            ANNOTATION_NAME: "web.{ns}.svc",
+            ANNOTATION_SANS: " api.{ns} , web.{ns}.svc.cluster.local,web.{ns}",
+        },
+    ),
+    Case(
+        "twenty-names-after-duplicates",
+        {ANNOTATION_NAME: "web.{ns}", ANNOTATION_SANS: ",".join(["web.{ns}"] * 30)},
+    ),
+    Case("duration-1h30m", {ANNOTATION_NAME: "web.{ns}.svc", ANNOTATION_DURATION: "1h30m"}),
+    Case("duration-zeros", {ANNOTATION_NAME: "web.{ns}.svc", ANNOTATION_DURATION: "0001d"}),
+    Case("duration-minimum", {ANNOTATION_NAME: "web.{ns}.svc", ANNOTATION_DURATION: "60s"}),
+    Case("duration-maximum", {ANNOTATION_NAME: "web.{ns}.svc", ANNOTATION_DURATION: "30d"}),
+    Case("secret", {ANNOTATION_NAME: "web.{ns}.svc", ANNOTATION_SECRET: "web-cert.v1"}),
+    Case("mode-secret", {ANNOTATION_NAME: "web.{ns}.svc", ANNOTATION_MODE: " secret "}),
+    Case("mode-empty", {ANNOTATION_NAME: "web.{ns}.svc", ANNOTATION_MODE: ""}),
     Case(
         "mode-pod-certificate",
-        {NAME: "web.{ns}.svc", MODE: "pod-certificate"},
+        {ANNOTATION_NAME: "web.{ns}.svc", ANNOTATION_MODE: "pod-certificate"},
         pod_certificates=True,
     ),
     Case(
         "pod-certificate-shortest",
-        {NAME: "web.{ns}.svc", SANS: "api.{ns}", MODE: " pod-certificate ", DURATION: "3600s"},
+        {
+            ANNOTATION_NAME: "web.{ns}.svc",
+            ANNOTATION_SANS: "api.{ns}",
+            ANNOTATION_MODE: " pod-certificate ",
+            ANNOTATION_DURATION: "3600s",
+        },
         pod_certificates=True,
     ),
     Case(
         "pod-certificate-ca-maximum",
-        {NAME: "web.{ns}.svc", MODE: "pod-certificate", DURATION: "30d"},
+        {
+            ANNOTATION_NAME: "web.{ns}.svc",
+            ANNOTATION_MODE: "pod-certificate",
+            ANNOTATION_DURATION: "30d",
+        },
         pod_certificates=True,
     ),
-    Case("xn-label", {NAME: "xn--bcher-kva.{ns}.svc"}),
-    Case("allowed-exact", {NAME: "api.example.com"}, allowed=True),
-    Case("allowed-wildcard", {NAME: "web.{ns}.svc", SANS: "x.internal.example.com"}, allowed=True),
-    Case("allowed-ip", {NAME: "web.{ns}.svc", SANS: "10.1.2.3"}, allowed=True),
+    Case("xn-label", {ANNOTATION_NAME: "xn--bcher-kva.{ns}.svc"}),
+    Case("allowed-exact", {ANNOTATION_NAME: "api.example.com"}, allowed=True),
+    Case(
+        "allowed-wildcard",
+        {ANNOTATION_NAME: "web.{ns}.svc", ANNOTATION_SANS: "x.internal.example.com"},
+        allowed=True,
+    ),
+    Case(
+        "allowed-ip", {ANNOTATION_NAME: "web.{ns}.svc", ANNOTATION_SANS: "10.1.2.3"}, allowed=True
+    ),
     Case(
         "reserved-tld-cluster-forms",
-        {NAME: "web.{ns}.svc", SANS: "web.{ns}.svc.cluster.local,web.{ns}.pod.cluster.local"},
+        {
+            ANNOTATION_NAME: "web.{ns}.svc",
+            ANNOTATION_SANS: "web.{ns}.svc.cluster.local,web.{ns}.pod.cluster.local",
+        },
         namespace="local",
     ),
-    Case("reserved-tld-allowed-exact", {NAME: "nas.{ns}", SANS: "nas.{ns}.svc"}, namespace="home"),
+    Case(
+        "reserved-tld-allowed-exact",
+        {ANNOTATION_NAME: "nas.{ns}", ANNOTATION_SANS: "nas.{ns}.svc"},
+        namespace="home",
+    ),
     # Refused by the policy with the operator's message.
-    Case("empty-name", {NAME: " "}, "hello-mtls.dev/name: empty name"),
+    Case("empty-name", {ANNOTATION_NAME: " "}, "hello-mtls.dev/name: empty name"),
     Case(
         "name-padded-x1f",
-        {NAME: "web.{ns}.svc\x1f"},
+        {ANNOTATION_NAME: "web.{ns}.svc\x1f"},
         "hello-mtls.dev/name: name 'web.{ns}.svc\x1f' may only contain a-z, 0-9, '-' and '.'",
     ),
     Case(
         "other-namespace",
-        {NAME: "db.other.svc"},
+        {ANNOTATION_NAME: "db.other.svc"},
         "hello-mtls.dev/name: name 'db.other.svc' is not under namespace '{ns}'",
     ),
     Case(
         "kube-system",
-        {NAME: "thief.kube-system.svc"},
+        {ANNOTATION_NAME: "thief.kube-system.svc"},
         "hello-mtls.dev/name: name 'thief.kube-system.svc' is not under namespace '{ns}'",
     ),
     Case(
         "two-labels",
-        {NAME: "a.b.{ns}.svc"},
+        {ANNOTATION_NAME: "a.b.{ns}.svc"},
         "hello-mtls.dev/name: name 'a.b.{ns}.svc' is not under namespace '{ns}'",
     ),
     Case(
         "namespace-itself",
-        {NAME: "{ns}.svc"},
+        {ANNOTATION_NAME: "{ns}.svc"},
         "hello-mtls.dev/name: name '{ns}.svc' is not under namespace '{ns}'",
     ),
     Case(
         "wildcard",
-        {NAME: "*.{ns}.svc"},
+        {ANNOTATION_NAME: "*.{ns}.svc"},
         "hello-mtls.dev/name: wildcard name '*.{ns}.svc' is not allowed",
     ),
     Case(
         "upper-case",
-        {NAME: "Web.{ns}.svc"},
+        {ANNOTATION_NAME: "Web.{ns}.svc"},
         "hello-mtls.dev/name: name 'Web.{ns}.svc' must be lower case",
     ),
     Case(
         "bad-characters",
-        {NAME: "web_1.{ns}.svc"},
+        {ANNOTATION_NAME: "web_1.{ns}.svc"},
         "hello-mtls.dev/name: name 'web_1.{ns}.svc' may only contain a-z, 0-9, '-' and '.'",
     ),
     Case(
         "not-ascii",
-        {NAME: "wéb.{ns}.svc"},
+        {ANNOTATION_NAME: "wéb.{ns}.svc"},
         "hello-mtls.dev/name: name 'wéb.{ns}.svc' is not ASCII; give international names as"
         " xn-- labels",
     ),
     Case(
         "colon-not-an-ip",
-        {NAME: "web:8443.{ns}.svc"},
+        {ANNOTATION_NAME: "web:8443.{ns}.svc"},
         "hello-mtls.dev/name: name 'web:8443.{ns}.svc' may only contain a-z, 0-9, '-' and '.'",
     ),
     Case(
         "trailing-dot",
-        {NAME: "web.{ns}.svc."},
+        {ANNOTATION_NAME: "web.{ns}.svc."},
         "hello-mtls.dev/name: name 'web.{ns}.svc.' must not end with a dot",
     ),
     Case(
         "empty-label",
-        {NAME: "web..{ns}.svc"},
+        {ANNOTATION_NAME: "web..{ns}.svc"},
         "hello-mtls.dev/name: name 'web..{ns}.svc' has an empty label",
     ),
     Case(
         "hyphen-label",
-        {NAME: "-web.{ns}.svc"},
+        {ANNOTATION_NAME: "-web.{ns}.svc"},
         "hello-mtls.dev/name: name '-web.{ns}.svc' has a label that starts or ends with '-'",
     ),
     Case(
         "long-label",
-        {NAME: _LONG_LABEL + ".{ns}.svc"},
+        {ANNOTATION_NAME: _LONG_LABEL + ".{ns}.svc"},
         f"hello-mtls.dev/name: name '{_LONG_LABEL[:60]}...' has a label longer than 63 characters",
     ),
     Case(
         "long-name",
-        {NAME: _LONG_NAME},
+        {ANNOTATION_NAME: _LONG_NAME},
         f"hello-mtls.dev/name: name '{_LONG_NAME[:60]}...' is longer than 253 characters",
     ),
     Case(
         "reserved-label",
-        {NAME: "ab--c.{ns}.svc"},
+        {ANNOTATION_NAME: "ab--c.{ns}.svc"},
         "hello-mtls.dev/name: name 'ab--c.{ns}.svc' has a reserved label 'ab--c'",
     ),
     Case(
         "numeric-tld",
-        {NAME: "web.{ns}.123"},
+        {ANNOTATION_NAME: "web.{ns}.123"},
         "hello-mtls.dev/name: name 'web.{ns}.123' is neither a DNS name nor an IP address",
     ),
     Case(
         "name-is-ip",
-        {NAME: "10.1.2.3"},
+        {ANNOTATION_NAME: "10.1.2.3"},
         "hello-mtls.dev/name: '10.1.2.3' is an IP address; the name must be a DNS name",
     ),
     Case(
         "name-unspecified-ip",
-        {NAME: "0.0.0.0"},
+        {ANNOTATION_NAME: "0.0.0.0"},
         "hello-mtls.dev/name: IP address '0.0.0.0' cannot identify a workload",
     ),
     Case(
         "san-other-namespace",
-        {NAME: "web.{ns}.svc", SANS: "api.{ns},api.other"},
+        {ANNOTATION_NAME: "web.{ns}.svc", ANNOTATION_SANS: "api.{ns},api.other"},
         "hello-mtls.dev/sans: name 'api.other' is not under namespace '{ns}'",
     ),
     Case(
         "san-syntax-before-namespace",
-        {NAME: "web.{ns}.svc", SANS: "api.other,Bad.{ns}"},
+        {ANNOTATION_NAME: "web.{ns}.svc", ANNOTATION_SANS: "api.other,Bad.{ns}"},
         "hello-mtls.dev/sans: name 'Bad.{ns}' must be lower case",
     ),
     Case(
         "san-empty",
-        {NAME: "web.{ns}.svc", SANS: "a.{ns},,b.{ns}"},
+        {ANNOTATION_NAME: "web.{ns}.svc", ANNOTATION_SANS: "a.{ns},,b.{ns}"},
         "hello-mtls.dev/sans: empty name",
     ),
     Case(
         "san-padded-x1c",
-        {NAME: "web.{ns}.svc", SANS: "\x1capi.{ns}"},
+        {ANNOTATION_NAME: "web.{ns}.svc", ANNOTATION_SANS: "\x1capi.{ns}"},
         "hello-mtls.dev/sans: name '\x1capi.{ns}' may only contain a-z, 0-9, '-' and '.'",
     ),
     Case(
         "san-wildcard",
-        {NAME: "web.{ns}.svc", SANS: "*.{ns}"},
+        {ANNOTATION_NAME: "web.{ns}.svc", ANNOTATION_SANS: "*.{ns}"},
         "hello-mtls.dev/sans: wildcard name '*.{ns}' is not allowed",
     ),
     Case(
         "san-ip-not-allowed",
-        {NAME: "web.{ns}.svc", SANS: "10.96.0.1"},
+        {ANNOTATION_NAME: "web.{ns}.svc", ANNOTATION_SANS: "10.96.0.1"},
         "hello-mtls.dev/sans: IP address '10.96.0.1' is not allowed for namespace '{ns}'",
     ),
     Case(
         "san-multicast",
-        {NAME: "web.{ns}.svc", SANS: "224.0.0.1"},
+        {ANNOTATION_NAME: "web.{ns}.svc", ANNOTATION_SANS: "224.0.0.1"},
         "hello-mtls.dev/sans: IP address '224.0.0.1' cannot identify a workload",
     ),
     Case(
         "too-many-names",
-        {NAME: "web.{ns}", SANS: ",".join(f"a{i}.{{ns}}" for i in range(20))},
+        {ANNOTATION_NAME: "web.{ns}", ANNOTATION_SANS: ",".join(f"a{i}.{{ns}}" for i in range(20))},
         "hello-mtls.dev/sans: 21 names requested; at most 20 are allowed",
     ),
     Case(
         "duration-word",
-        {NAME: "web.{ns}.svc", DURATION: "forever"},
+        {ANNOTATION_NAME: "web.{ns}.svc", ANNOTATION_DURATION: "forever"},
         "hello-mtls.dev/duration: duration 'forever' is not like 90m, 24h, 1h30m or 30s",
     ),
     Case(
         "duration-order",
-        {NAME: "web.{ns}.svc", DURATION: "30m1h"},
+        {ANNOTATION_NAME: "web.{ns}.svc", ANNOTATION_DURATION: "30m1h"},
         "hello-mtls.dev/duration: duration '30m1h' is not like 90m, 24h, 1h30m or 30s",
     ),
     Case(
         "duration-empty",
-        {NAME: "web.{ns}.svc", DURATION: " "},
+        {ANNOTATION_NAME: "web.{ns}.svc", ANNOTATION_DURATION: " "},
         "hello-mtls.dev/duration: duration '' is not like 90m, 24h, 1h30m or 30s",
     ),
     Case(
         "duration-zero",
-        {NAME: "web.{ns}.svc", DURATION: "0h0m"},
+        {ANNOTATION_NAME: "web.{ns}.svc", ANNOTATION_DURATION: "0h0m"},
         "hello-mtls.dev/duration: duration '0h0m' must be longer than zero",
     ),
     Case(
         "duration-below",
-        {NAME: "web.{ns}.svc", DURATION: "59s"},
+        {ANNOTATION_NAME: "web.{ns}.svc", ANNOTATION_DURATION: "59s"},
         "hello-mtls.dev/duration: duration 59s is below the CA minimum of 1m",
     ),
     Case(
         "duration-above",
-        {NAME: "web.{ns}.svc", DURATION: "720h1s"},
+        {ANNOTATION_NAME: "web.{ns}.svc", ANNOTATION_DURATION: "720h1s"},
         "hello-mtls.dev/duration: duration 30d1s is above the CA maximum of 30d",
     ),
     Case(
         "duration-overflow",
-        {NAME: "web.{ns}.svc", DURATION: "1000000000d"},
+        {ANNOTATION_NAME: "web.{ns}.svc", ANNOTATION_DURATION: "1000000000d"},
         "hello-mtls.dev/duration: duration '1000000000d' is too long",
     ),
     Case(
         "duration-huge",
-        {NAME: "web.{ns}.svc", DURATION: "99999999999999999999d"},
+        {ANNOTATION_NAME: "web.{ns}.svc", ANNOTATION_DURATION: "99999999999999999999d"},
         "hello-mtls.dev/duration: duration '99999999999999999999d' is too long",
     ),
     Case(
         "duration-long-text",
-        {NAME: "web.{ns}.svc", DURATION: "0" * 40 + "1h"},
+        {ANNOTATION_NAME: "web.{ns}.svc", ANNOTATION_DURATION: "0" * 40 + "1h"},
         "hello-mtls.dev/duration: duration '" + "0" * 32 + "...' is too long",
     ),
     Case(
         "duration-padded-x1e",
-        {NAME: "web.{ns}.svc", DURATION: "1h\x1e"},
+        {ANNOTATION_NAME: "web.{ns}.svc", ANNOTATION_DURATION: "1h\x1e"},
         "hello-mtls.dev/duration: duration '1h\x1e' is not like 90m, 24h, 1h30m or 30s",
     ),
     Case(
         "duration-non-ascii-digits",
-        {NAME: "web.{ns}.svc", DURATION: "\u0663h"},
+        {ANNOTATION_NAME: "web.{ns}.svc", ANNOTATION_DURATION: "\u0663h"},
         "hello-mtls.dev/duration: duration '\u0663h' is not like 90m, 24h, 1h30m or 30s",
     ),
     Case(
         "pod-certificate-non-ascii-digits",
-        {NAME: "web.{ns}.svc", MODE: "pod-certificate", DURATION: "2\uff14h"},
+        {
+            ANNOTATION_NAME: "web.{ns}.svc",
+            ANNOTATION_MODE: "pod-certificate",
+            ANNOTATION_DURATION: "2\uff14h",
+        },
         "hello-mtls.dev/duration: duration '2\uff14h' is not like 90m, 24h, 1h30m or 30s",
         pod_certificates=True,
     ),
     Case(
         "secret-bad",
-        {NAME: "web.{ns}.svc", SECRET: "Web_TLS"},
+        {ANNOTATION_NAME: "web.{ns}.svc", ANNOTATION_SECRET: "Web_TLS"},
         "hello-mtls.dev/secret: 'Web_TLS' is not a valid Secret name",
     ),
     Case(
         "secret-padded-x1d",
-        {NAME: "web.{ns}.svc", SECRET: "\x1dweb-tls"},
+        {ANNOTATION_NAME: "web.{ns}.svc", ANNOTATION_SECRET: "\x1dweb-tls"},
         "hello-mtls.dev/secret: '\x1dweb-tls' is not a valid Secret name",
     ),
     Case(
         "mode-unknown",
-        {NAME: "web.{ns}.svc", MODE: "csi"},
+        {ANNOTATION_NAME: "web.{ns}.svc", ANNOTATION_MODE: "csi"},
         "hello-mtls.dev/mode: 'csi' is not a mode; use secret or pod-certificate",
     ),
     Case(
         "mode-upper-case",
-        {NAME: "web.{ns}.svc", MODE: "Pod-Certificate"},
+        {ANNOTATION_NAME: "web.{ns}.svc", ANNOTATION_MODE: "Pod-Certificate"},
         "hello-mtls.dev/mode: 'Pod-Certificate' is not a mode; use secret or pod-certificate",
     ),
     Case(
         "mode-padded-x1c",
-        {NAME: "web.{ns}.svc", MODE: "secret\x1c"},
+        {ANNOTATION_NAME: "web.{ns}.svc", ANNOTATION_MODE: "secret\x1c"},
         "hello-mtls.dev/mode: 'secret\x1c' is not a mode; use secret or pod-certificate",
     ),
     Case(
         "mode-checked-after-secret",
-        {NAME: "web.{ns}.svc", SECRET: "Web_TLS", MODE: "csi"},
+        {ANNOTATION_NAME: "web.{ns}.svc", ANNOTATION_SECRET: "Web_TLS", ANNOTATION_MODE: "csi"},
         "hello-mtls.dev/secret: 'Web_TLS' is not a valid Secret name",
     ),
     Case(
         "pod-certificate-disabled",
-        {NAME: "web.{ns}.svc", MODE: "pod-certificate"},
+        {ANNOTATION_NAME: "web.{ns}.svc", ANNOTATION_MODE: "pod-certificate"},
         "hello-mtls.dev/mode: pod-certificate is not enabled in this installation"
         " (chart value podCertificates.enabled); use secret",
         pod_certificates=False,
     ),
     Case(
         "pod-certificate-disabled-before-lifetime",
-        {NAME: "web.{ns}.svc", MODE: "pod-certificate", DURATION: "30m"},
+        {
+            ANNOTATION_NAME: "web.{ns}.svc",
+            ANNOTATION_MODE: "pod-certificate",
+            ANNOTATION_DURATION: "30m",
+        },
         "hello-mtls.dev/mode: pod-certificate is not enabled in this installation"
         " (chart value podCertificates.enabled); use secret",
         pod_certificates=False,
     ),
     Case(
         "pod-certificate-below-an-hour",
-        {NAME: "web.{ns}.svc", MODE: "pod-certificate", DURATION: "59m59s"},
+        {
+            ANNOTATION_NAME: "web.{ns}.svc",
+            ANNOTATION_MODE: "pod-certificate",
+            ANNOTATION_DURATION: "59m59s",
+        },
         "hello-mtls.dev/duration: duration 59m59s is outside the 1h to 91d a pod certificate"
         " may live",
         pod_certificates=True,
     ),
     Case(
         "pod-certificate-ca-bounds-first",
-        {NAME: "web.{ns}.svc", MODE: "pod-certificate", DURATION: "92d"},
+        {
+            ANNOTATION_NAME: "web.{ns}.svc",
+            ANNOTATION_MODE: "pod-certificate",
+            ANNOTATION_DURATION: "92d",
+        },
         "hello-mtls.dev/duration: duration 92d is above the CA maximum of 30d",
     ),
     Case(
         "pod-certificate-names-first",
-        {NAME: "web.other.svc", MODE: "pod-certificate"},
+        {ANNOTATION_NAME: "web.other.svc", ANNOTATION_MODE: "pod-certificate"},
         "hello-mtls.dev/name: name 'web.other.svc' is not under namespace '{ns}'",
     ),
     Case(
         "name-checked-before-duration",
-        {NAME: "db.other", DURATION: "forever", SECRET: "Bad"},
+        {ANNOTATION_NAME: "db.other", ANNOTATION_DURATION: "forever", ANNOTATION_SECRET: "Bad"},
         "hello-mtls.dev/name: name 'db.other' is not under namespace '{ns}'",
     ),
     *(
         Case(
             f"reserved-tld-{tld}",
-            {NAME: "web.{ns}"},
+            {ANNOTATION_NAME: "web.{ns}"},
             f"hello-mtls.dev/name: name 'web.{tld}' is under reserved top-level domain '{tld}';"
             " a namespace cannot claim it",
             namespace=tld,
@@ -429,47 +483,47 @@ CASES = [
     ),
     Case(
         "reserved-tld-san",
-        {NAME: "web.{ns}.svc", SANS: "web.{ns}.svc.cluster.local, web.{ns}"},
+        {ANNOTATION_NAME: "web.{ns}.svc", ANNOTATION_SANS: "web.{ns}.svc.cluster.local, web.{ns}"},
         "hello-mtls.dev/sans: name 'web.test' is under reserved top-level domain 'test';"
         " a namespace cannot claim it",
         namespace="test",
     ),
     Case(
         "reserved-tld-allowed-only-what-is-listed",
-        {NAME: "nas.{ns}", SANS: "media.{ns}"},
+        {ANNOTATION_NAME: "nas.{ns}", ANNOTATION_SANS: "media.{ns}"},
         "hello-mtls.dev/sans: name 'media.home' is under reserved top-level domain 'home';"
         " a namespace cannot claim it",
         namespace="home",
     ),
     Case(
         "home-arpa-not-under-home",
-        {NAME: "router.{ns}.arpa"},
+        {ANNOTATION_NAME: "router.{ns}.arpa"},
         "hello-mtls.dev/name: name 'router.home.arpa' is not under namespace 'home'",
         namespace="home",
     ),
     Case(
         "allowed-namespace-still-checked",
-        {NAME: "web.other.svc"},
+        {ANNOTATION_NAME: "web.other.svc"},
         "hello-mtls.dev/name: name 'web.other.svc' is not under namespace '{ns}'",
         allowed=True,
     ),
     # The operator refuses these; the policy cannot judge them and admits.
     Case(
         "mixed-scripts",
-        {NAME: "xn--pypl-53dc.{ns}.svc"},
+        {ANNOTATION_NAME: "xn--pypl-53dc.{ns}.svc"},
         "hello-mtls.dev/name: name 'xn--pypl-53dc.{ns}.svc' mixes scripts in label"
         " 'xn--pypl-53dc' ('pаypаl')",
         policy=False,
     ),
     Case(
         "ipv6-not-allowed",
-        {NAME: "web.{ns}.svc", SANS: "fd00::1"},
+        {ANNOTATION_NAME: "web.{ns}.svc", ANNOTATION_SANS: "fd00::1"},
         "hello-mtls.dev/sans: IP address 'fd00::1' is not allowed for namespace '{ns}'",
         policy=False,
     ),
     Case(
         "home-arpa-is-a-public-suffix",
-        {NAME: "home.{ns}"},
+        {ANNOTATION_NAME: "home.{ns}"},
         "hello-mtls.dev/name: name 'home.arpa' is an internet name (public suffix 'home.arpa');"
         " a namespace cannot claim it",
         policy=False,
@@ -477,7 +531,7 @@ CASES = [
     ),
     Case(
         "ip-outside-allowed-network",
-        {NAME: "web.{ns}.svc", SANS: "10.2.0.1"},
+        {ANNOTATION_NAME: "web.{ns}.svc", ANNOTATION_SANS: "10.2.0.1"},
         "hello-mtls.dev/sans: IP address '10.2.0.1' is not allowed for namespace '{ns}'",
         policy=False,
         allowed=True,

@@ -14,15 +14,17 @@ from typing import Any
 
 from cryptography import x509
 
-from mtls_ca import authority, name_rules, sign_request
+from mtls_ca import authority, sign_request
 from mtls_ca.state import State
 from mtls_ca.tls_profiles import policy_bytes
-from mtls_operator.claims import MODE, NAME, POD_CERTIFICATE
+from mtls_contract import identities
+from mtls_contract.ca_api import SignAnswer, parse_sign_answer
+from mtls_contract.marks import ANNOTATION_MODE, ANNOTATION_NAME, POD_CERTIFICATE
+from mtls_operator.ca_view import CAView
 from mtls_operator.ports import CARefused, CAUnavailable, Conflict, Forbidden, Invalid
-from mtls_operator.tlssecret import Answer, CAView, parse_answer
 
 UTC = datetime.UTC
-POD_CERTIFICATE_CLAIM = {NAME: "web.shop.svc", MODE: POD_CERTIFICATE}
+POD_CERTIFICATE_CLAIM = {ANNOTATION_NAME: "web.shop.svc", ANNOTATION_MODE: POD_CERTIFICATE}
 """The annotations of a pod-certificate pod in namespace ``shop``, as `PodCertificateRequests`
 stores the pod of a request unless told otherwise."""
 
@@ -142,19 +144,19 @@ class CA:
         self.lagging_signers: list[str] = []
         """CA signer pods that serve an older material than the root holder."""
 
-    def sign(self, request: Mapping[str, Any]) -> Answer:
+    def sign(self, request: Mapping[str, Any]) -> SignAnswer:
         if self.down:
             raise CAUnavailable("connection refused")
         self.signed += 1
         try:
             issued = sign_request.sign(
-                self.state, sign_request.parse(request), role=name_rules.PROVISIONER
+                self.state, sign_request.parse(request), role=identities.PROVISIONER
             )
         except sign_request.Malformed as error:
             raise CARefused(f"HTTP 400: {error}", 400) from None
         except sign_request.RuleViolation as error:
             raise CARefused(f"HTTP 403: {error}", 403) from None
-        return parse_answer(sign_request.answer(self.state, issued))
+        return parse_sign_answer(sign_request.answer(self.state, issued))
 
     def status(self) -> CAView:
         if self.down:

@@ -11,8 +11,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from mtls_ca.tls_profiles import policy_bytes
 from mtls_context import CA, CERT, KEY, POLICY
+from mtls_operator.ca_view import CAView
 from mtls_operator.certs import sha256_hex
-from mtls_operator.tlssecret import CAView
 
 SPIFFE_ID = "spiffe://cluster.local/ns/shop/sa/web"
 POLICY_DOC = {"profile": "intermediate", "min_version": "TLSv1.2", "ciphers": "ECDHE+AESGCM"}

@@ -17,7 +17,7 @@ from pkilint.pkix import certificate, extension, name
 from pkilint.validation import ValidationFindingSeverity
 
 from mtls_ca.authority import CA, KeyType, fingerprint, load_csr, public_key_sha256
-from mtls_ca.name_rules import BACKDATE
+from mtls_contract.durations import BACKDATE
 
 HOUR = datetime.timedelta(hours=1)
 SPIFFE = "spiffe://cluster.local/ns/demo/sa/default"

@@ -14,9 +14,9 @@ from mtls_ca import audit
 from mtls_ca.audit import AuditLog
 from mtls_ca.authority import CA
 from mtls_ca.http_api import MAX_REQUEST_BYTES, create_app
-from mtls_ca.name_rules import parse_allowed_ips
 from mtls_ca.state import DirectoryStore, State
 from mtls_ca.state_cache import StateCache
+from mtls_contract.name_rules import parse_allowed_ips
 from support.ca_peers import ADMIN, PROVISIONER, Peer
 from support.csrs import csr_pem
 

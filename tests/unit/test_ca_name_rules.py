@@ -7,22 +7,17 @@ import ipaddress
 
 import pytest
 
-from mtls_ca import name_rules
-from mtls_ca.name_rules import (
-    ADMIN,
+from mtls_contract import name_rules
+from mtls_contract.durations import check_duration, format_duration, parse_duration
+from mtls_contract.identities import ADMIN, provisioner_id, role_of, spiffe_id
+from mtls_contract.name_rules import (
     MAX_NAMES,
     RESERVED_TLDS,
     IPNetwork,
-    check_duration,
     check_name_syntax,
     check_names,
-    format_duration,
     parse_allowed_ips,
-    parse_duration,
     parse_extra_allowed,
-    provisioner_id,
-    role_of,
-    spiffe_id,
 )
 
 M = datetime.timedelta(minutes=1)

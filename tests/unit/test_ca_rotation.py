@@ -7,23 +7,21 @@ from typing import Any
 import pytest
 
 from mtls_ca.rotation import (
-    BOTH_TRUSTED,
-    IDLE,
-    NEW_SIGNING,
     PhaseMismatch,
     advance,
     next_phase,
     signing_index,
 )
+from mtls_contract.phases import Phase
 
 OLD: Any = object()
 NEW: Any = object()
 
 
 def test_next_phase_cycles() -> None:
-    assert next_phase(IDLE) == BOTH_TRUSTED
-    assert next_phase(BOTH_TRUSTED) == NEW_SIGNING
-    assert next_phase(NEW_SIGNING) == IDLE
+    assert next_phase(Phase.IDLE) == Phase.BOTH_TRUSTED
+    assert next_phase(Phase.BOTH_TRUSTED) == Phase.NEW_SIGNING
+    assert next_phase(Phase.NEW_SIGNING) == Phase.IDLE
     with pytest.raises(ValueError, match="^rotation phase 'done' is unknown"):
         next_phase("done")
 
@@ -35,21 +33,21 @@ def test_full_rotation() -> None:
         made.append(NEW)
         return NEW
 
-    phase, gens = advance(IDLE, (OLD,), expected=IDLE, new_ca=new_ca)
-    assert (phase, gens, signing_index(phase, len(gens))) == (BOTH_TRUSTED, (OLD, NEW), 0)
-    phase, gens = advance(phase, gens, expected=BOTH_TRUSTED, new_ca=new_ca)
-    assert (phase, gens, signing_index(phase, len(gens))) == (NEW_SIGNING, (OLD, NEW), 1)
-    phase, gens = advance(phase, gens, expected=NEW_SIGNING, new_ca=new_ca)
-    assert (phase, gens, signing_index(phase, len(gens))) == (IDLE, (NEW,), 0)
+    phase, gens = advance(Phase.IDLE, (OLD,), expected=Phase.IDLE, new_ca=new_ca)
+    assert (phase, gens, signing_index(phase, len(gens))) == (Phase.BOTH_TRUSTED, (OLD, NEW), 0)
+    phase, gens = advance(phase, gens, expected=Phase.BOTH_TRUSTED, new_ca=new_ca)
+    assert (phase, gens, signing_index(phase, len(gens))) == (Phase.NEW_SIGNING, (OLD, NEW), 1)
+    phase, gens = advance(phase, gens, expected=Phase.NEW_SIGNING, new_ca=new_ca)
+    assert (phase, gens, signing_index(phase, len(gens))) == (Phase.IDLE, (NEW,), 0)
     assert made == [NEW]  # only leaving idle makes a CA
 
 
 @pytest.mark.parametrize(
     ("phase", "gens", "expected"),
     [
-        (IDLE, (OLD,), BOTH_TRUSTED),
-        (BOTH_TRUSTED, (OLD, NEW), IDLE),
-        (NEW_SIGNING, (OLD, NEW), BOTH_TRUSTED),
+        (Phase.IDLE, (OLD,), Phase.BOTH_TRUSTED),
+        (Phase.BOTH_TRUSTED, (OLD, NEW), Phase.IDLE),
+        (Phase.NEW_SIGNING, (OLD, NEW), Phase.BOTH_TRUSTED),
     ],
 )
 def test_advance_refuses_a_stale_expectation(
@@ -62,7 +60,7 @@ def test_advance_refuses_a_stale_expectation(
 
 def test_generations_must_fit_the_phase() -> None:
     with pytest.raises(ValueError) as info:
-        signing_index(IDLE, 2)
+        signing_index(Phase.IDLE, 2)
     assert str(info.value) == "phase 'idle' needs 1 roots, found 2"
     with pytest.raises(ValueError):
-        advance(BOTH_TRUSTED, (OLD,), expected=BOTH_TRUSTED, new_ca=lambda: NEW)
+        advance(Phase.BOTH_TRUSTED, (OLD,), expected=Phase.BOTH_TRUSTED, new_ca=lambda: NEW)

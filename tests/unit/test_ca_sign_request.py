@@ -11,7 +11,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from mtls_ca.authority import CA, fingerprint
-from mtls_ca.name_rules import ADMIN, PROVISIONER, parse_allowed_ips
 from mtls_ca.sign_request import (
     DEFAULT_DURATION,
     Malformed,
@@ -21,6 +20,8 @@ from mtls_ca.sign_request import (
     sign,
 )
 from mtls_ca.state import State
+from mtls_contract.identities import ADMIN, PROVISIONER
+from mtls_contract.name_rules import parse_allowed_ips
 
 
 @pytest.fixture(scope="module")

@@ -14,13 +14,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from mtls_ca import metrics, rotation, upstream
+from mtls_ca import metrics, upstream
 from mtls_ca.authority import CA, KeyType
 from mtls_ca.revocation import CRL_LEAD
 from mtls_ca.state import DirectoryStore, State
 from mtls_ca.state_cache import StateCache
 from mtls_ca.upkeep import Serving, Upkeep, is_current
 from mtls_context import layout
+from mtls_contract.phases import Phase
 
 NOW = datetime.datetime.now(datetime.UTC)
 DAY = datetime.timedelta(days=1)
@@ -226,7 +227,7 @@ def test_a_signing_ca_under_the_same_root_is_held_as_the_successor(tmp_path: Pat
     org = Org()
     state = _offline_state(tmp_path, org)
     renewed = upstream.adopt(state, _import(tmp_path, org), mode="offline")
-    assert renewed.upcoming is not None and renewed.phase == rotation.IDLE
+    assert renewed.upcoming is not None and renewed.phase == Phase.IDLE
     assert renewed.bundle_pem == state.bundle_pem
     assert renewed.bundle_sequence == state.bundle_sequence
 
@@ -235,19 +236,19 @@ def test_a_signing_ca_under_another_root_starts_a_rotation(tmp_path: Path) -> No
     state = _offline_state(tmp_path, Org())
     other = Org("Example Root 2")
     moved = upstream.adopt(state, _import(tmp_path, other), mode="offline")
-    assert moved.phase == rotation.BOTH_TRUSTED
+    assert moved.phase == Phase.BOTH_TRUSTED
     assert [ca.root for ca in moved.generations] == [state.signer.root, other.root]
     assert moved.bundle_sequence == state.bundle_sequence + 1
     with pytest.raises(ValueError, match="a root rotation is under way"):
         upstream.adopt(moved, _import(tmp_path, Org("Third")), mode="offline")
-    done = moved.rotated(expected=rotation.BOTH_TRUSTED).rotated(expected=rotation.NEW_SIGNING)
+    done = moved.rotated(expected=Phase.BOTH_TRUSTED).rotated(expected=Phase.NEW_SIGNING)
     assert [ca.root for ca in done.generations] == [other.root]
 
 
 def test_an_own_root_moves_to_the_organisations_by_a_rotation(tmp_path: Path) -> None:
     state = State(generations=(CA.create(),))
     moved = upstream.adopt(state, _import(tmp_path, Org()), mode="offline")
-    assert moved.upstream == "offline" and moved.phase == rotation.BOTH_TRUSTED
+    assert moved.upstream == "offline" and moved.phase == Phase.BOTH_TRUSTED
     assert moved.holds_root_keys and not moved.signing_material().holds_root_keys
 
 
@@ -263,7 +264,7 @@ def test_the_same_certificate_on_the_volume_is_not_new_during_its_rotation() -> 
 
 def test_rotate_root_does_not_make_a_root_in_place_of_the_organisations(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="the root is the organisation's"):
-        _offline_state(tmp_path, Org()).rotated(expected=rotation.IDLE)
+        _offline_state(tmp_path, Org()).rotated(expected=Phase.IDLE)
 
 
 def test_the_state_keeps_the_chain_and_the_mode(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from mtls_cli.cli import main
 from mtls_context import CERT
 from mtls_context.prometheus import StatusCollector
 from mtls_context.status import Status
-from mtls_operator.marks import ANNOTATION_SERIAL, LABEL_MANAGED
+from mtls_contract.marks import ANNOTATION_SERIAL, LABEL_MANAGED
 from support.api_paths import Paths, healthy_install
 from support.operator_pki import PKI
 

@@ -16,7 +16,7 @@ from mtls_cli.ca_status import CAReport
 from mtls_cli.cli import main
 from mtls_cli.cluster import Api
 from mtls_context import CERT, KEY
-from mtls_operator.marks import (
+from mtls_contract.marks import (
     ANNOTATION_BUNDLE,
     ANNOTATION_INTERMEDIATE,
     ANNOTATION_NOT_AFTER,

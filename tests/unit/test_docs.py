@@ -13,7 +13,8 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from mtls_operator.claims import NAME, Claim, Rules, parse_claim
+from mtls_contract.marks import ANNOTATION_NAME
+from mtls_operator.claims import Claim, Rules, parse_claim
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = [
@@ -93,13 +94,13 @@ def _annotated_pods() -> list[tuple[str, str, dict[str, Any]]]:
     examples = [(QUICK_START.name, doc) for doc in _quick_start()]
     for page in PAGES:
         for block in _YAML_BLOCK.findall(page.read_text()):
-            if NAME in block:  # other blocks may hold placeholders that are not YAML
+            if ANNOTATION_NAME in block:  # other blocks may hold placeholders that are not YAML
                 examples += [(page.name, doc) for doc in yaml.safe_load_all(block) if doc]
     pods = []
     for where, doc in examples:
         pod = doc.get("spec", {}).get("template", doc)
         namespace = doc.get("metadata", {}).get("namespace")
-        if NAME in pod.get("metadata", {}).get("annotations", {}) and namespace:
+        if ANNOTATION_NAME in pod.get("metadata", {}).get("annotations", {}) and namespace:
             pods.append((where, namespace, pod))
     return pods
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mtls_ca import name_rules
+from mtls_contract import name_rules
 from mtls_operator.claims import parse_claim
 from support.name_cases import CASES, RESERVED_NAMESPACES, Case, rules
 

@@ -16,12 +16,18 @@ from flask.testing import FlaskClient
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from mtls_ca import name_rules
 from mtls_ca.authority import CA
 from mtls_ca.http_api import create_app
 from mtls_ca.state import DirectoryStore, State
 from mtls_ca.state_cache import StateCache
-from mtls_operator.claims import DURATION, NAME, SANS, SECRET, Rules, parse_claim
+from mtls_contract import durations, name_rules
+from mtls_contract.marks import (
+    ANNOTATION_DURATION,
+    ANNOTATION_NAME,
+    ANNOTATION_SANS,
+    ANNOTATION_SECRET,
+)
+from mtls_operator.claims import Rules, parse_claim
 from support.name_cases import CEL_WHITE_SPACE, PYTHON_WHITE_SPACE
 
 NAMESPACES = ["demo", "team-a", "shop", "com", "io", "uk", "local", "corp"]
@@ -91,24 +97,27 @@ def test_annotations_give_a_rule_abiding_claim_or_a_message(data: st.DataObject)
     separator = data.draw(st.sampled_from([",", ", ", " ,"]))
     duration = None if _often(data) else data.draw(st.sampled_from(["1h", "1m", "90d", "s"]))
     secret = None if _often(data) else data.draw(st.one_of(_label, st.text(max_size=20)))
-    annotations = {NAME: name, SANS: separator.join(sans)}
+    annotations = {ANNOTATION_NAME: name, ANNOTATION_SANS: separator.join(sans)}
     if duration is not None:
-        annotations[DURATION] = duration
+        annotations[ANNOTATION_DURATION] = duration
     if secret is not None:
-        annotations[SECRET] = secret
+        annotations[ANNOTATION_SECRET] = secret
     rules = Rules(extra_allowed=EXTRA, allowed_ips=ALLOWED_IPS)
     try:
         claim = parse_claim(annotations, namespace=namespace, service_account="web", rules=rules)
     except ValueError as refused:
         event("refused")
         annotation, _, message = str(refused).partition(": ")
-        assert annotation in (NAME, SANS, DURATION, SECRET) and message.strip(), str(refused)
+        assert (
+            annotation in (ANNOTATION_NAME, ANNOTATION_SANS, ANNOTATION_DURATION, ANNOTATION_SECRET)
+            and message.strip()
+        ), str(refused)
         return
     event("claimed")
     assert claim.names[0] == name.strip(CEL_WHITE_SPACE)
     assert not name_rules.is_ip_address(claim.names[0])
     _passes(list(claim.names), namespace)
-    name_rules.check_duration(claim.duration, minimum=rules.minimum, maximum=rules.maximum)
+    durations.check_duration(claim.duration, minimum=rules.minimum, maximum=rules.maximum)
 
 
 @pytest.fixture(scope="module")

@@ -17,24 +17,25 @@ from mtls_ca.state import DirectoryStore, State
 from mtls_ca.state_cache import StateCache
 from mtls_ca.tls_profiles import PROFILES, policy_bytes, render
 from mtls_context import CA, CERT, CRL, KEY, POLICY
-from mtls_operator.certs import inspect
-from mtls_operator.claims import Claim
-from mtls_operator.decisions import Action, PodClaim, choose_claim, decide
-from mtls_operator.retries import Retries
-from mtls_operator.rotation import KUBELET_PROJECTION_DELAY, RotationGate, reflects
-from mtls_operator.tlssecret import (
+from mtls_contract.ca_api import parse_sign_answer
+from mtls_contract.marks import (
     ANNOTATION_BUNDLE,
     ANNOTATION_CLAIM,
     ANNOTATION_SERIAL,
     LABEL_MANAGED,
-    CAView,
+)
+from mtls_operator.ca_view import CAView, view_from_status
+from mtls_operator.certs import inspect
+from mtls_operator.claims import Claim, ClaimingPod
+from mtls_operator.decisions import Action, choose_claim, decide
+from mtls_operator.retries import Retries
+from mtls_operator.rotation import KUBELET_PROJECTION_DELAY, RotationGate, reflects
+from mtls_operator.tlssecret import (
     decode_data,
     merge_owners,
-    parse_answer,
     policy_config_map,
     secret_body,
     trust_data,
-    view_from_status,
 )
 from support.operator_pki import PKI, POLICY_DOC
 
@@ -62,7 +63,7 @@ def answer_for(pki: PKI) -> dict[str, object]:
 
 def test_secret_body_holds_the_four_files_and_no_key_outside_data() -> None:
     pki = PKI()
-    answer = parse_answer(answer_for(pki))
+    answer = parse_sign_answer(answer_for(pki))
     key_pem = pki.data("web.shop")[KEY]
     body = secret_body(CLAIM, key_pem, answer, pods=[pod("web-1", "u1")], labels={"app": "x"})
     assert body["type"] == "kubernetes.io/tls"
@@ -94,7 +95,7 @@ def test_an_incomplete_answer_is_refused(missing: str) -> None:
     document = answer_for(PKI())
     del document[missing]
     with pytest.raises(ValueError, match=f"CA answer lacks '{missing}'"):
-        parse_answer(document)
+        parse_sign_answer(document)
 
 
 def test_owners_merge_once_per_pod_and_keep_others() -> None:
@@ -219,13 +220,15 @@ def test_drift_is_detected() -> None:
     assert decision(pki, three_hours, now=now + 2 * HOUR - 60 * SECOND)[0] is Action.NOTHING
 
 
-def pod_claim(name: str, created: str, names: tuple[str, ...]) -> PodClaim:
-    return PodClaim(name, f"uid-{name}", created, Claim("shop", "web-tls", names, HOUR, "web"))
+def pod_claim(name: str, created: str, names: tuple[str, ...]) -> ClaimingPod:
+    claim = Claim("shop", "web-tls", names, HOUR, "web")
+    return ClaimingPod("shop", name, f"uid-{name}", created, claim)
 
 
 def test_the_claim_in_the_secret_wins_a_conflict_whatever_the_order() -> None:
     old = pod_claim("a", "2026-01-01T00:00:00Z", ("web.shop",))
     new = pod_claim("b", "2026-01-02T00:00:00Z", ("api.shop",))
+    assert new.claim is not None
     for pods in ([old, new], [new, old]):
         claim, agree, disagree = choose_claim(pods, new.claim.digest)
         assert claim == new.claim and agree == [new] and disagree == [old]
@@ -349,7 +352,7 @@ def test_a_revoked_secret_is_issued_anew_and_a_new_crl_is_written_beside_ca_crt(
     assert refreshed[CRL] == crl
     assert decision(pki, refreshed, ca=view) == (Action.NOTHING, "up to date")
     body = secret_body(
-        CLAIM, data[KEY], parse_answer({**answer_for(pki), "crl": crl.decode()}), pods=[]
+        CLAIM, data[KEY], parse_sign_answer({**answer_for(pki), "crl": crl.decode()}), pods=[]
     )
     assert decode_data(body)[CRL] == crl
     config_map = policy_config_map("shop", POLICY_DOC, crl_pem=crl)

@@ -22,8 +22,9 @@ from mtls_ca import spiffe_bundle
 from mtls_ca.authority import CA as Authority
 from mtls_ca.state import State
 from mtls_context.layout import federated_bundle
+from mtls_contract.marks import ANNOTATION_MODE, ANNOTATION_NAME
 from mtls_operator.bundle_fetcher import FederatedBundles, fetch
-from mtls_operator.claims import MODE, NAME, Rules
+from mtls_operator.claims import Rules
 from mtls_operator.federation import (
     HTTPS_SPIFFE,
     HTTPS_WEB,
@@ -175,8 +176,10 @@ def test_every_secret_and_config_map_carries_the_federated_bundles(other: TrustD
     bundles = FederatedBundles([SOURCE], fetcher=endpoint, monotonic=lambda: clock.mono)
     r = reconciler(cluster, ca, clock, bundles)
     r.tick()
-    r.pod_event(pod("web-1", {NAME: "web.shop.svc"}), None)
-    r.pod_event(pod("api-1", {NAME: "api.shop.svc", MODE: "pod-certificate"}), None)
+    r.pod_event(pod("web-1", {ANNOTATION_NAME: "web.shop.svc"}), None)
+    r.pod_event(
+        pod("api-1", {ANNOTATION_NAME: "api.shop.svc", ANNOTATION_MODE: "pod-certificate"}), None
+    )
     secret = decode_data(cluster.secrets[("shop", "web-tls")])
     config_map = cluster.config_maps[("shop", POLICY_CONFIG_MAP)]["data"]
     assert secret[OTHER_FILE] == other.root_pem and secret["ca.crt"] != other.root_pem
@@ -196,7 +199,7 @@ def test_our_own_trust_domain_is_never_written_as_federated(other: TrustDomain) 
     bundles = FederatedBundles([ours], fetcher=endpoint, monotonic=lambda: clock.mono)
     r = reconciler(cluster, ca, clock, bundles)
     r.tick()
-    r.pod_event(pod("web-1", {NAME: "web.shop.svc"}), None)
+    r.pod_event(pod("web-1", {ANNOTATION_NAME: "web.shop.svc"}), None)
     assert [k for k in decode_data(cluster.secrets[("shop", "web-tls")]) if "federated" in k] == []
 
 

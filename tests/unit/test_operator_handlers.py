@@ -9,7 +9,7 @@ import kopf
 import pytest
 
 import mtls_operator.handlers as handlers
-from mtls_operator.claims import NAME
+from mtls_contract.marks import ANNOTATION_NAME
 from mtls_operator.reconciler import Reconciler
 from mtls_operator.settings import Settings
 from support.operator_fakes import CA, Clock, Cluster, pod
@@ -32,7 +32,7 @@ def test_nothing_writes_kopf_state_onto_pods_or_secrets() -> None:
         str(h.selector.any_name): h for h in REGISTRY._watching.get_all_handlers() if h.selector
     }
     assert set(watched) == {"pods", "secrets"}
-    assert watched["pods"].annotations == {NAME: kopf.PRESENT}
+    assert watched["pods"].annotations == {ANNOTATION_NAME: kopf.PRESENT}
     assert watched["secrets"].labels == {"hello-mtls.dev/managed": "true"}
 
 
@@ -42,7 +42,7 @@ def test_the_pod_and_secret_handlers_feed_the_reconciler() -> None:
     memo.reconciler = Reconciler(
         cluster, ca, Settings(), clock=lambda: clock.now, monotonic=lambda: clock.mono
     )
-    call(handlers.pod, pod("web-1", {NAME: "web.shop.svc"}), None, memo)
+    call(handlers.pod, pod("web-1", {ANNOTATION_NAME: "web.shop.svc"}), None, memo)
     assert ("shop", "web-tls") in cluster.secrets
     secret = cluster.secrets.pop(("shop", "web-tls"))
     call(handlers.secret, secret, "DELETED", memo)
@@ -56,7 +56,7 @@ def test_a_deleting_pod_gets_nothing(deleting: bool) -> None:
     memo.reconciler = Reconciler(
         cluster, ca, Settings(), clock=lambda: clock.now, monotonic=lambda: clock.mono
     )
-    body = pod("web-1", {NAME: "web.shop.svc"})
+    body = pod("web-1", {ANNOTATION_NAME: "web.shop.svc"})
     if deleting:
         body["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
     call(handlers.pod, body, "MODIFIED", memo)

@@ -20,14 +20,20 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from mtls_ca import authority
-from mtls_operator import metrics
-from mtls_operator.claims import MODE, NAME, POD_CERTIFICATE, SANS, Rules
-from mtls_operator.pod_certificates import (
+from mtls_contract.marks import (
     ANNOTATION_INTERMEDIATE,
+    ANNOTATION_MODE,
+    ANNOTATION_NAME,
+    ANNOTATION_SANS,
+    POD_CERTIFICATE,
+)
+from mtls_operator import metrics
+from mtls_operator.claims import Rules
+from mtls_operator.pod_certificate_signer import Signer
+from mtls_operator.pod_certificates import (
     DENIED,
     ISSUED,
     Refused,
-    Signer,
     bundle_name,
     certificate_intermediate,
     is_final,
@@ -80,7 +86,9 @@ def pcr(
             "maxExpirationSeconds": max_seconds,
             "stubPKCS10Request": stub_csr(key or ec.generate_private_key(ec.SECP256R1())),
             # What the volume's userAnnotations say, relayed by the node: never read.
-            "unverifiedUserAnnotations": {NAME: "web.shop.svc"} if relayed is None else relayed,
+            "unverifiedUserAnnotations": {ANNOTATION_NAME: "web.shop.svc"}
+            if relayed is None
+            else relayed,
         },
     }
 
@@ -136,7 +144,7 @@ def status(api: PodCertificateRequests, name: str = "req-1") -> dict[str, Any]:
 def test_the_sign_request_carries_the_kubelets_key_names_and_service_account() -> None:
     key = ec.generate_private_key(ec.SECP256R1())
     request = pcr(key=key, max_seconds=7200)
-    claim = {**POD_CERTIFICATE_CLAIM, SANS: "api.shop.svc"}
+    claim = {**POD_CERTIFICATE_CLAIM, ANNOTATION_SANS: "api.shop.svc"}
     body = sign_request(request, stored(request, claim), rules=RULES)
     assert body["names"] == ["web.shop.svc", "api.shop.svc"]
     assert (body["namespace"], body["service_account"]) == ("shop", "web")
@@ -174,20 +182,20 @@ NOT_OPTED_IN = (
     ("claim", "reason", "message"),
     [
         (
-            {NAME: "db.bank.svc", MODE: POD_CERTIFICATE},
+            {ANNOTATION_NAME: "db.bank.svc", ANNOTATION_MODE: POD_CERTIFICATE},
             "InvalidAnnotations",
             "hello-mtls.dev/name: name 'db.bank.svc' is not under namespace 'shop'",
         ),
         (
-            {**POD_CERTIFICATE_CLAIM, SANS: "10.96.0.1"},
+            {**POD_CERTIFICATE_CLAIM, ANNOTATION_SANS: "10.96.0.1"},
             "InvalidAnnotations",
             "hello-mtls.dev/sans: IP address '10.96.0.1' is not allowed for namespace 'shop'",
         ),
         # A pod that did not opt in, whatever its volume's userAnnotations say.
         ({}, "NotOptedIn", NOT_OPTED_IN),
-        ({MODE: POD_CERTIFICATE}, "NotOptedIn", NOT_OPTED_IN),
-        ({NAME: "web.shop.svc"}, "NotOptedIn", NOT_OPTED_IN),  # Secret mode
-        ({NAME: "web.shop.svc", MODE: "secret"}, "NotOptedIn", NOT_OPTED_IN),
+        ({ANNOTATION_MODE: POD_CERTIFICATE}, "NotOptedIn", NOT_OPTED_IN),
+        ({ANNOTATION_NAME: "web.shop.svc"}, "NotOptedIn", NOT_OPTED_IN),  # Secret mode
+        ({ANNOTATION_NAME: "web.shop.svc", ANNOTATION_MODE: "secret"}, "NotOptedIn", NOT_OPTED_IN),
     ],
 )
 def test_requests_of_pods_the_policy_refuses_are_denied_with_the_rule(
@@ -205,7 +213,7 @@ def test_requests_of_pods_the_policy_refuses_are_denied_with_the_rule(
 
 def test_the_names_are_the_pods_own_never_the_relayed_user_annotations() -> None:
     """Whoever writes the pod's volume writes its userAnnotations, and a node relays any."""
-    request = pcr(relayed={NAME: "db.bank.svc", SANS: "api.bank.svc"})
+    request = pcr(relayed={ANNOTATION_NAME: "db.bank.svc", ANNOTATION_SANS: "api.bank.svc"})
     body = sign_request(request, stored(request), rules=RULES)
     assert body["names"] == ["web.shop.svc"]
 
@@ -362,7 +370,9 @@ def test_a_restarted_signer_answers_only_the_pending_requests(
 
 def test_a_denied_request_tells_the_pod(api: PodCertificateRequests, ca: CA, clock: Clock) -> None:
     s = signer(api, ca, clock)
-    s.offer(api.add(pcr(), claim={NAME: "db.bank.svc", MODE: POD_CERTIFICATE}))
+    s.offer(
+        api.add(pcr(), claim={ANNOTATION_NAME: "db.bank.svc", ANNOTATION_MODE: POD_CERTIFICATE})
+    )
     (condition,) = status(api)["conditions"]
     assert (condition["type"], condition["reason"]) == (DENIED, "InvalidAnnotations")
     assert set(status(api)) == {"conditions"}
@@ -542,7 +552,11 @@ def test_denied_and_failed_requests_do_not_annotate_the_pod(
     s = signer(api, ca, clock)
     api.pods[("shop", "pod-req-1")] = "pod-uid-req-1"
     api.pods[("shop", "pod-req-2")] = "pod-uid-req-2"
-    s.offer(api.add(pcr("req-1"), claim={NAME: "db.bank.svc", MODE: POD_CERTIFICATE}))
+    s.offer(
+        api.add(
+            pcr("req-1"), claim={ANNOTATION_NAME: "db.bank.svc", ANNOTATION_MODE: POD_CERTIFICATE}
+        )
+    )
     api.clock = Clock()
     api.clock.advance(3600)  # the API server refuses the Issued status: Failed
     s.offer(api.add(pcr("req-2")))

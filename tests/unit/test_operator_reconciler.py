@@ -22,20 +22,25 @@ from prometheus_client import REGISTRY
 
 from mtls_ca.tls_profiles import policy_bytes
 from mtls_context import CERT, KEY, POLICY
+from mtls_contract.marks import (
+    ANNOTATION_DURATION,
+    ANNOTATION_INTERMEDIATE,
+    ANNOTATION_MODE,
+    ANNOTATION_NAME,
+    ANNOTATION_RENEW,
+    ANNOTATION_SECRET,
+    ANNOTATION_SERIAL,
+    ANNOTATION_VERSION,
+    LABEL_MANAGED,
+)
 from mtls_operator import inventory, metrics
 from mtls_operator.certs import Inspection, inspect, sha256_hex
-from mtls_operator.claims import DURATION, MODE, NAME, SECRET, Rules
-from mtls_operator.marks import ANNOTATION_RENEW
-from mtls_operator.pod_certificates import ANNOTATION_INTERMEDIATE, Signer
-from mtls_operator.reconciler import ANNOTATION_VERSION, Reconciler
+from mtls_operator.claims import Rules
+from mtls_operator.pod_certificate_signer import Signer
+from mtls_operator.reconciler import Reconciler
 from mtls_operator.scope import Scope
 from mtls_operator.settings import Settings
-from mtls_operator.tlssecret import (
-    ANNOTATION_SERIAL,
-    LABEL_MANAGED,
-    POLICY_CONFIG_MAP,
-    decode_data,
-)
+from mtls_operator.tlssecret import POLICY_CONFIG_MAP, decode_data
 from support import hostile_secrets as hostile
 from support.operator_fakes import CA, Clock, Cluster, PodCertificateRequests, pod
 
@@ -86,7 +91,7 @@ def reconciler(
 SIGNER = "hello-mtls.dev/pod-certificate"
 
 
-WEB = {NAME: "web.shop.svc"}
+WEB = {ANNOTATION_NAME: "web.shop.svc"}
 
 
 def owners(cluster: Cluster, name: str = "web-tls") -> list[str]:
@@ -214,7 +219,7 @@ def test_a_deleted_secret_is_reissued(cluster: Cluster, ca: CA, clock: Clock) ->
 def test_a_swapped_key_is_healed(cluster: Cluster, ca: CA, clock: Clock) -> None:
     r = reconciler(cluster, ca, clock)
     r.pod_event(pod("web-1", WEB), None)
-    r.pod_event(pod("api-1", {NAME: "api.shop.svc"}), None)
+    r.pod_event(pod("api-1", {ANNOTATION_NAME: "api.shop.svc"}), None)
     web = cluster.get_secret("shop", "web-tls") or {}
     web["data"][KEY] = cluster.secrets[("shop", "api-tls")]["data"][KEY]
     r.secret_event(cluster.replace_secret(web), "MODIFIED")
@@ -228,7 +233,7 @@ def test_a_certificate_for_other_names_under_the_right_claim_is_reissued(
     r = reconciler(cluster, ca, clock)
     r.tick()
     r.pod_event(pod("web-1", WEB), None)
-    r.pod_event(pod("api-1", {NAME: "api.shop.svc"}), None)
+    r.pod_event(pod("api-1", {ANNOTATION_NAME: "api.shop.svc"}), None)
     web = cluster.get_secret("shop", "web-tls") or {}
     api = cluster.secrets[("shop", "api-tls")]["data"]
     web["data"][CERT], web["data"][KEY] = api[CERT], api[KEY]  # the claim annotation stays web's
@@ -240,7 +245,7 @@ def test_a_certificate_for_other_names_under_the_right_claim_is_reissued(
 def test_changed_annotations_reissue_at_once(cluster: Cluster, ca: CA, clock: Clock) -> None:
     r = reconciler(cluster, ca, clock)
     r.pod_event(pod("web-1", WEB), None)
-    r.pod_event(pod("web-1", {**WEB, DURATION: "2h"}), "MODIFIED")
+    r.pod_event(pod("web-1", {**WEB, ANNOTATION_DURATION: "2h"}), "MODIFIED")
     found = inspect(decode_data(cluster.secrets[("shop", "web-tls")]))
     assert ca.signed == 2 and found.problem is None
 
@@ -252,7 +257,7 @@ def test_a_claim_moved_to_another_secret_warns_the_pod_once(
     mounts is no longer renewed (the message is claims.claim_moved's)."""
     r = reconciler(cluster, ca, clock)
     r.pod_event(pod("web-1", WEB), None)
-    moved = pod("web-1", {**WEB, SECRET: "elsewhere-tls"})
+    moved = pod("web-1", {**WEB, ANNOTATION_SECRET: "elsewhere-tls"})
     for _ in range(2):
         r.pod_event(moved, "MODIFIED")
     warnings = [e for e in cluster.events if e[1] == "Warning"]
@@ -272,7 +277,7 @@ def test_bad_annotations_get_one_warning_and_no_secret(
     cluster: Cluster, ca: CA, clock: Clock
 ) -> None:
     r = reconciler(cluster, ca, clock)
-    bad = pod("web-1", {NAME: "web.other.svc"})
+    bad = pod("web-1", {ANNOTATION_NAME: "web.other.svc"})
     for event_type in (None, "MODIFIED", "MODIFIED"):
         r.pod_event(bad, event_type)
     assert cluster.secrets == {}
@@ -291,18 +296,18 @@ def test_bad_annotations_get_one_warning_and_no_secret(
 def test_a_pod_certificate_pod_gets_no_secret(cluster: Cluster, ca: CA, clock: Clock) -> None:
     """In pod-certificate mode the kubelet holds the key; the operator only signs its requests."""
     r = reconciler(cluster, ca, clock, pod_certificates=True)
-    r.pod_event(pod("web-1", {**WEB, MODE: "pod-certificate"}), None)
+    r.pod_event(pod("web-1", {**WEB, ANNOTATION_MODE: "pod-certificate"}), None)
     r.tick()
     assert cluster.secrets == {} and cluster.events == [] and ca.signed == 0
-    r.pod_event(pod("web-1", {**WEB, MODE: "secret"}), "MODIFIED")
+    r.pod_event(pod("web-1", {**WEB, ANNOTATION_MODE: "secret"}), "MODIFIED")
     assert ("shop", "web-tls") in cluster.secrets
-    r.pod_event(pod("web-1", {**WEB, MODE: "pod-certificate"}), "MODIFIED")
+    r.pod_event(pod("web-1", {**WEB, ANNOTATION_MODE: "pod-certificate"}), "MODIFIED")
     clock.advance(20 * 3600)
     r.tick()
     assert ca.signed == 1  # no longer renewed for a pod that left Secret mode
 
 
-POD_CERTIFICATE = {MODE: "pod-certificate"}
+POD_CERTIFICATE = {ANNOTATION_MODE: "pod-certificate"}
 
 
 def policy_file(cluster: Cluster, namespace: str = "shop") -> bytes:
@@ -327,7 +332,9 @@ def test_the_first_pod_certificate_pod_gets_the_tls_policy_config_map_on_its_eve
     clock.advance(60)
     r.tick()
     assert cluster.writes == writes  # one ConfigMap per namespace, written once
-    r.pod_event(pod("api-1", {NAME: "api.shop.svc"}), None)  # a Secret-mode pod beside them
+    r.pod_event(
+        pod("api-1", {ANNOTATION_NAME: "api.shop.svc"}), None
+    )  # a Secret-mode pod beside them
     assert decode_data(cluster.secrets[("shop", "api-tls")])[POLICY] == policy_file(cluster)
 
 
@@ -335,7 +342,7 @@ def test_secret_mode_pods_get_no_config_map(cluster: Cluster, ca: CA, clock: Clo
     r = reconciler(cluster, ca, clock, pod_certificates=True)
     r.tick()
     r.pod_event(pod("web-1", WEB), None)
-    r.pod_event(pod("api-1", {NAME: "api.shop.svc", MODE: "secret"}), None)
+    r.pod_event(pod("api-1", {ANNOTATION_NAME: "api.shop.svc", ANNOTATION_MODE: "secret"}), None)
     clock.advance(60)
     r.tick()
     assert cluster.config_maps == {} and len(cluster.secrets) == 2
@@ -357,7 +364,7 @@ def test_the_config_map_follows_a_tls_policy_change_with_the_secrets(
     r = reconciler(cluster, ca, clock, pod_certificates=True)
     r.tick()
     r.pod_event(pod("web-1", {**WEB, **POD_CERTIFICATE}), None)
-    r.pod_event(pod("api-1", {NAME: "api.shop.svc"}), None)
+    r.pod_event(pod("api-1", {ANNOTATION_NAME: "api.shop.svc"}), None)
     before = policy_file(cluster)
     ca.state = dataclasses.replace(ca.state, tls_profile="modern")
     clock.advance(60)
@@ -431,7 +438,7 @@ def test_pod_certificate_mode_without_the_signer_is_a_bad_annotation(
     """The admission policy refuses such a pod with the same message; without the policy the
     pod gets it as an Event, and no Secret."""
     r = reconciler(cluster, ca, clock)
-    r.pod_event(pod("web-1", {**WEB, MODE: "pod-certificate"}), None)
+    r.pod_event(pod("web-1", {**WEB, ANNOTATION_MODE: "pod-certificate"}), None)
     r.tick()
     assert cluster.secrets == {} and ca.signed == 0
     assert cluster.events == [
@@ -450,10 +457,12 @@ def test_two_claims_on_one_secret_warn_and_do_not_flap(
     cluster: Cluster, ca: CA, clock: Clock
 ) -> None:
     r = reconciler(cluster, ca, clock)
-    r.pod_event(pod("web-1", {**WEB, SECRET: "shared"}), None)
+    r.pod_event(pod("web-1", {**WEB, ANNOTATION_SECRET: "shared"}), None)
     for _ in range(3):
-        r.pod_event(pod("api-1", {NAME: "api.shop.svc", SECRET: "shared"}), "MODIFIED")
-        r.pod_event(pod("web-1", {**WEB, SECRET: "shared"}), "MODIFIED")
+        r.pod_event(
+            pod("api-1", {ANNOTATION_NAME: "api.shop.svc", ANNOTATION_SECRET: "shared"}), "MODIFIED"
+        )
+        r.pod_event(pod("web-1", {**WEB, ANNOTATION_SECRET: "shared"}), "MODIFIED")
         clock.advance(60)
         r.tick()
     assert ca.signed == 1
@@ -579,7 +588,7 @@ def test_root_rotation_advances_only_when_every_secret_follows(
 ) -> None:
     r = reconciler(cluster, ca, clock, rotation_grace=datetime.timedelta(seconds=30))
     r.pod_event(pod("web-1", WEB), None)
-    r.pod_event(pod("api-1", {NAME: "api.shop.svc"}), None)
+    r.pod_event(pod("api-1", {ANNOTATION_NAME: "api.shop.svc"}), None)
     old_root = ca.state.bundle_pem
     ca.rotate_root("idle")  # what `hello-mtls-ca rotate-root` does
     phases = []
@@ -697,7 +706,7 @@ def kubelet_request(body: dict[str, Any], name: str) -> dict[str, Any]:
             "stubPKCS10Request": base64.b64encode(
                 csr.public_bytes(serialization.Encoding.DER)
             ).decode(),
-            "unverifiedUserAnnotations": {NAME: meta["annotations"][NAME]},
+            "unverifiedUserAnnotations": {ANNOTATION_NAME: meta["annotations"][ANNOTATION_NAME]},
         },
     }
 
@@ -741,7 +750,9 @@ def test_root_rotation_waits_for_pod_certificate_pods_to_hold_the_new_intermedia
     r.pod_event(pod_certificate_pod("web-2"), None)  # issued by an operator before this one
     r.pod_event(pod_certificate_pod("web-3", phase="Pending"), None)  # waits for its first
     r.pod_event(pod_certificate_pod("web-4", signer_name="example.com/other"), None)
-    r.pod_event(pod("api-1", {NAME: "api.shop.svc"}), None)  # a Secret-mode pod beside them
+    r.pod_event(
+        pod("api-1", {ANNOTATION_NAME: "api.shop.svc"}), None
+    )  # a Secret-mode pod beside them
     until_new_signing(r, ca, clock)
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="mtls_operator"):
@@ -822,8 +833,8 @@ def test_a_standby_takes_in_events_but_writes_signs_and_posts_nothing(
     ca.rotate_root("idle")  # an admin started a root rotation: only a leader moves it on
     r.tick()
     r.pod_event(pod("web-1", WEB), None)
-    r.pod_event(pod("bad-1", {NAME: "web.other.svc"}), None)
-    r.pod_event(pod("pc-1", {NAME: "pc.shop.svc", **POD_CERTIFICATE}), None)
+    r.pod_event(pod("bad-1", {ANNOTATION_NAME: "web.other.svc"}), None)
+    r.pod_event(pod("pc-1", {ANNOTATION_NAME: "pc.shop.svc", **POD_CERTIFICATE}), None)
     r.secret_event({"metadata": {"namespace": "shop", "name": "web-tls"}}, "DELETED")
     r.reconcile(("shop", "web-tls"))
     for _ in range(200):
@@ -845,9 +856,9 @@ def test_a_new_leader_catches_up_on_what_the_dead_one_had_queued(
     leader.tick()
     pods = [
         pod("web-1", WEB),
-        pod("api-1", {NAME: "api.shop.svc"}),
-        pod("bad-1", {NAME: "web.other.svc"}),
-        pod("pc-1", {NAME: "pc.shop.svc", **POD_CERTIFICATE}),
+        pod("api-1", {ANNOTATION_NAME: "api.shop.svc"}),
+        pod("bad-1", {ANNOTATION_NAME: "web.other.svc"}),
+        pod("pc-1", {ANNOTATION_NAME: "pc.shop.svc", **POD_CERTIFICATE}),
     ]
     for body in pods:
         leader.pod_event(body, None)

@@ -1,5 +1,6 @@
-"""The label and annotations the operator puts on Secrets and pods, and the name of its Lease:
-what it shares with the tools that read its work (``hello-mtls status``, ``renew``, ``check``).
+"""Every ``hello-mtls.dev/*`` key: the annotations a pod asks with, and the label and
+annotations the operator puts on Secrets and pods; and the name of the operator's Lease. What the
+operator shares with the tools that read its work (``hello-mtls status``, ``renew``, ``check``).
 Names only, so those tools import no operator code."""
 
 from __future__ import annotations
@@ -7,15 +8,37 @@ from __future__ import annotations
 __all__ = [
     "ANNOTATION_BUNDLE",
     "ANNOTATION_CLAIM",
+    "ANNOTATION_DURATION",
     "ANNOTATION_INTERMEDIATE",
+    "ANNOTATION_MODE",
+    "ANNOTATION_NAME",
     "ANNOTATION_NOT_AFTER",
     "ANNOTATION_RENEW",
+    "ANNOTATION_SANS",
+    "ANNOTATION_SECRET",
     "ANNOTATION_SERIAL",
     "ANNOTATION_VERSION",
     "LABEL_MANAGED",
     "LEASE_NAME",
+    "MODES",
+    "POD_CERTIFICATE",
+    "SECRET_MODE",
 ]
 
+# What a pod asks for (docs/annotations.md); `mtls_operator.claims` reads them.
+ANNOTATION_NAME = "hello-mtls.dev/name"
+ANNOTATION_SANS = "hello-mtls.dev/sans"
+ANNOTATION_DURATION = "hello-mtls.dev/duration"
+ANNOTATION_SECRET = "hello-mtls.dev/secret"
+ANNOTATION_MODE = "hello-mtls.dev/mode"
+
+SECRET_MODE = "secret"
+"""The operator makes the key and keeps it in a Secret (the default)."""
+POD_CERTIFICATE = "pod-certificate"
+"""The kubelet makes the key and asks the operator, as signer, through a PodCertificateRequest."""
+MODES = (SECRET_MODE, POD_CERTIFICATE)
+
+# What the operator writes.
 LABEL_MANAGED = "hello-mtls.dev/managed"
 ANNOTATION_SERIAL = "hello-mtls.dev/serial"
 ANNOTATION_NOT_AFTER = "hello-mtls.dev/not-after"

@@ -1,4 +1,6 @@
-"""What the CA agrees to sign: pure functions over names and durations.
+"""What names the CA agrees to sign: pure functions over DNS names and IP addresses.
+
+Durations are `durations`' and SPIFFE IDs `identities`'.
 
 Shared with the operator, which checks annotations before it asks the CA; the CA checks again.
 Every rejection is a ``ValueError`` with a short, exact message
@@ -46,7 +48,6 @@ Only the standard library and ``publicsuffixlist`` here (the operator imports th
 
 from __future__ import annotations
 
-import datetime
 import functools
 import ipaddress
 import json
@@ -57,52 +58,28 @@ from collections.abc import Iterable, Sequence
 from publicsuffixlist import PublicSuffixList
 
 __all__ = [
-    "ADMIN",
-    "BACKDATE",
     "CLUSTER_DOMAIN",
-    "DEFAULT_MAXIMUM",
-    "DEFAULT_MINIMUM",
     "IPNetwork",
+    "MAX_LABEL_LENGTH",
     "MAX_NAMES",
     "MAX_NAME_LENGTH",
-    "PROVISIONER",
-    "RENEW_FRACTION",
     "RESERVED_TLDS",
-    "ROLES",
-    "check_duration",
     "check_name_syntax",
     "check_names",
-    "format_duration",
+    "check_namespace",
+    "has_dns_characters",
     "ip_allowed",
     "is_ip_address",
+    "is_label",
     "parse_allowed_ips",
-    "parse_duration",
     "parse_extra_allowed",
     "preload",
-    "provisioner_id",
-    "role_of",
-    "spiffe_id",
 ]
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-PROVISIONER = "provisioner"
-"""The operator's role: ``POST /sign`` for a namespace, and moving on a root rotation."""
-ADMIN = "admin"
-"""An administrator's role: everything the CA service does, rotation steps included."""
-ROLES = (PROVISIONER, ADMIN)
-
 CLUSTER_DOMAIN = "cluster.local"
 """Kubernetes' default cluster DNS domain, and the default SPIFFE trust domain."""
-RENEW_FRACTION = 2 / 3
-"""Renew a certificate once this fraction of its lifetime has passed (the chart's
-``certificates.renewFraction``, written 0.6667)."""
-DEFAULT_MINIMUM = datetime.timedelta(minutes=5)
-DEFAULT_MAXIMUM = datetime.timedelta(days=30)
-BACKDATE = datetime.timedelta(minutes=1)
-"""How far before the signing time a leaf's notBefore lies (clients whose clock runs a little
-behind must still accept a certificate issued just now): it lives notAfter - notBefore =
-duration + BACKDATE."""
 RESERVED_TLDS = (
     *("localhost", "test", "invalid", "example"),  # special-use names, RFC 6761
     "local",  # multicast DNS, RFC 6762
@@ -115,74 +92,15 @@ namespace named like one gets no bare names ``x.N`` unless an admin allows them.
 names policy holds a copy (variable ``reservedTLDs``); tests/unit/test_name_cases.py compares."""
 MAX_NAMES = 20
 MAX_NAME_LENGTH = 253  # RFC 1035 2.3.4, without the trailing dot
-_MAX_LABEL_LENGTH = 63
-_MAX_DURATION_TEXT = 32
+MAX_LABEL_LENGTH = 63
 
 # ASCII digits only, as the admission policy reads them: \d and int() take any Unicode digit.
-_DURATION = re.compile(r"(?:([0-9]+)d)?(?:([0-9]+)h)?(?:([0-9]+)m)?(?:([0-9]+)s)?")
 _LABEL = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?")
 _DNS_CHARS = re.compile(r"[a-z0-9.-]*")
-_UNITS = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
 # Addresses every pod of a node shares; only a network wholly inside one of these allows them.
 _NAMED_ONLY = tuple(
     ipaddress.ip_network(n) for n in ("127.0.0.0/8", "::1/128", "169.254.0.0/16", "fe80::/10")
 )
-
-
-def parse_duration(text: str) -> datetime.timedelta:
-    """Parse ``90m``, ``24h``, ``1h30m``, ``30s`` or ``7d`` (units in the order d, h, m, s; ASCII
-    digits only).
-
-    Raises:
-        ValueError: ``duration 'x' is not like 90m, 24h, 1h30m or 30s`` and the like.
-    """
-    if len(text) > _MAX_DURATION_TEXT:
-        raise ValueError(f"duration '{text[:_MAX_DURATION_TEXT]}...' is too long")
-    match = _DURATION.fullmatch(text)
-    if not text or match is None:
-        raise ValueError(f"duration '{text}' is not like 90m, 24h, 1h30m or 30s")
-    seconds = sum(int(n) * unit for n, (_, unit) in zip(match.groups(), _UNITS, strict=True) if n)
-    try:
-        duration = datetime.timedelta(seconds=seconds)
-    except OverflowError:
-        raise ValueError(f"duration '{text}' is too long") from None
-    if not duration:
-        raise ValueError(f"duration '{text}' must be longer than zero")
-    return duration
-
-
-def format_duration(duration: datetime.timedelta) -> str:
-    """Render a duration the way `parse_duration` reads it (``1h30m``); whole seconds only."""
-    rest = int(duration.total_seconds())
-    parts = []
-    for suffix, unit in _UNITS:
-        count, rest = divmod(rest, unit)
-        if count:
-            parts.append(f"{count}{suffix}")
-    return "".join(parts) or "0s"
-
-
-def check_duration(
-    duration: datetime.timedelta,
-    *,
-    minimum: datetime.timedelta = DEFAULT_MINIMUM,
-    maximum: datetime.timedelta = DEFAULT_MAXIMUM,
-) -> None:
-    """Check that ``minimum <= duration <= maximum``.
-
-    Raises:
-        ValueError: ``duration 2m is below the CA minimum of 5m`` (or above the maximum).
-    """
-    if duration < minimum:
-        raise ValueError(
-            f"duration {format_duration(duration)} is below the CA minimum of "
-            f"{format_duration(minimum)}"
-        )
-    if duration > maximum:
-        raise ValueError(
-            f"duration {format_duration(duration)} is above the CA maximum of "
-            f"{format_duration(maximum)}"
-        )
 
 
 def check_name_syntax(names: Sequence[str]) -> None:
@@ -223,7 +141,7 @@ def check_names(
             address '10.96.0.1' is not allowed for namespace 'ns'``.
     """
     check_name_syntax(names)
-    _check_namespace(namespace)
+    check_namespace(namespace)
     suffixes = (
         f".{namespace}",
         f".{namespace}.svc",
@@ -318,50 +236,6 @@ def _lists_by_namespace(text: str, what: str, items: str) -> dict[str, tuple[str
     return {str(ns): tuple(values) for ns, values in document.items()}
 
 
-def spiffe_id(trust_domain: str, namespace: str, service_account: str) -> str:
-    """The workload's SPIFFE ID, ``spiffe://<trust_domain>/ns/<namespace>/sa/<service_account>``.
-
-    Raises:
-        ValueError: if a part is not a valid trust domain, namespace or service account name.
-    """
-    if not trust_domain or not _DNS_CHARS.fullmatch(trust_domain) or ".." in trust_domain:
-        raise ValueError(f"trust domain '{trust_domain}' is not a lower-case DNS name")
-    _check_namespace(namespace)
-    if (
-        not service_account
-        or len(service_account) > MAX_NAME_LENGTH
-        or not all(_LABEL.fullmatch(label) for label in service_account.split("."))
-    ):
-        raise ValueError(f"service account '{service_account}' is not a valid name")
-    return f"spiffe://{trust_domain}/ns/{namespace}/sa/{service_account}"
-
-
-def provisioner_id(trust_domain: str, name: str, *, role: str = PROVISIONER) -> str:
-    """The URI SAN of a credential for the CA service: ``spiffe://<td>/hello-mtls/<role>/<name>``.
-
-    ``role`` is `PROVISIONER` (the operator's) or `ADMIN`. The path cannot collide with a
-    workload's ``/ns/<ns>/sa/<sa>``.
-
-    Raises:
-        ValueError: if ``name`` is not one DNS label or ``role`` is not one of `ROLES`.
-    """
-    if len(name) > _MAX_LABEL_LENGTH or not _LABEL.fullmatch(name):
-        raise ValueError(f"provisioner name '{name}' is not a lower-case DNS label")
-    if role not in ROLES:
-        raise ValueError(f"role '{role}' is not one of {', '.join(ROLES)}")
-    spiffe_id(trust_domain, "x", "x")  # validates the trust domain
-    return f"spiffe://{trust_domain}/hello-mtls/{role}/{name}"
-
-
-def role_of(trust_domain: str, uri: str) -> str | None:
-    """The role of a `provisioner_id` URI of ``trust_domain``; None for any other URI."""
-    prefix = f"spiffe://{trust_domain}/hello-mtls/"
-    role, _, name = uri.removeprefix(prefix).partition("/")
-    if not uri.startswith(prefix) or role not in ROLES:
-        return None
-    return role if _LABEL.fullmatch(name) and len(name) <= _MAX_LABEL_LENGTH else None
-
-
 def _check_one(name: str) -> None:
     if not isinstance(name, str):
         raise ValueError(f"name {name!r} is not a string")
@@ -398,9 +272,9 @@ def _check_one(name: str) -> None:
     for label in labels:
         if not label:
             raise ValueError(f"name '{shown}' has an empty label")
-        if len(label) > _MAX_LABEL_LENGTH:
+        if len(label) > MAX_LABEL_LENGTH:
             raise ValueError(
-                f"name '{shown}' has a label longer than {_MAX_LABEL_LENGTH} characters"
+                f"name '{shown}' has a label longer than {MAX_LABEL_LENGTH} characters"
             )
         if not _LABEL.fullmatch(label):
             raise ValueError(f"name '{shown}' has a label that starts or ends with '-'")
@@ -435,8 +309,13 @@ def _scripts(text: str) -> set[str]:
     return scripts
 
 
-def _check_namespace(namespace: str) -> None:
-    if len(namespace) > _MAX_LABEL_LENGTH or not _LABEL.fullmatch(namespace):
+def check_namespace(namespace: str) -> None:
+    """Check that ``namespace`` is a Kubernetes namespace name (one DNS label).
+
+    Raises:
+        ValueError: ``namespace 'x' is not a valid namespace name``.
+    """
+    if len(namespace) > MAX_LABEL_LENGTH or not _LABEL.fullmatch(namespace):
         raise ValueError(f"namespace '{namespace}' is not a valid namespace name")
 
 
@@ -459,6 +338,16 @@ def _public_suffix(name: str) -> str | None:
 
 def _one_label_before(name: str, suffix: str) -> bool:
     return name.endswith(suffix) and "." not in name[: -len(suffix)] and len(name) > len(suffix)
+
+
+def is_label(text: str) -> bool:
+    """Whether ``text`` is one lower-case DNS label (letters, digits, inner ``-``; any length)."""
+    return _LABEL.fullmatch(text) is not None
+
+
+def has_dns_characters(text: str) -> bool:
+    """Whether ``text`` holds only what a lower-case DNS name may: a-z, 0-9, ``-`` and ``.``."""
+    return _DNS_CHARS.fullmatch(text) is not None
 
 
 def is_ip_address(name: str) -> bool:
