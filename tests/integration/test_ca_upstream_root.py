@@ -191,6 +191,9 @@ def test_signers_wait_for_the_import_and_then_serve_by_themselves(
             0.2,
         )
         wait_until("the root holder's CSR", (state / "upstream.csr").is_file, 30, 0.2)
+        awaiting = json.loads(ca_cli.ca("status", f"--state={state}"))
+        assert awaiting["phase"] == "awaiting-import" and awaiting["chain"] == []
+        assert "hello-mtls-ca import" in awaiting["warnings"][0]
         assert signer.process.poll() is None, signer.log.read_text()[-2000:]
         assert not accepts(signer.port)
 

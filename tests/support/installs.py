@@ -1,6 +1,8 @@
 """What an install of the product needs from the cluster besides the chart, for the shared install
-(tests/e2e/conftest.py) and the upgrade scenario's own: its images on the nodes, and the CA's
-state volume on a cluster that cannot provision one (the local cluster)."""
+(tests/e2e/conftest.py) and the modules that install it themselves (``own_install``: the upgrade,
+the upstream root): its images on the nodes, the CA's state volume on a cluster that cannot
+provision one (the local cluster), and for the latter Helm, the check that the cluster has no
+other install, and the uninstall."""
 
 from __future__ import annotations
 
