@@ -263,7 +263,14 @@ def _provisioner(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    _print_json(DirectoryStore(args.state).load().status())
+    try:
+        state = DirectoryStore(args.state).load()
+    except StateNotFound:
+        if not (args.state / upstream.PENDING).is_file():
+            raise
+        _print_json(upstream.awaiting_status(args.state))
+        return 0
+    _print_json(state.status())
     return 0
 
 

@@ -57,6 +57,8 @@ __all__ = ["ServeOptions", "serve"]
 
 _log = logging.getLogger("mtls_ca")
 _IMPORT_POLL = 2.0
+_FIRST_FETCH_POLL = 2.0
+"""Signer: seconds at most between tries of its first fetch of the material."""
 
 
 @dataclass(frozen=True)
@@ -177,7 +179,7 @@ def _store(options: ServeOptions, material_dir: Path | None) -> Store:
             raise ValueError("a signer (--root-holder) hands out no material (--material-bind)")
         _log.info("fetching the signing material from %s", options.root_holder.url)
         store = DirectoryStore(material_dir)
-        Refresher(options.root_holder, store).run(strict=True)
+        Refresher(options.root_holder, store).first(min(options.fetch_interval, _FIRST_FETCH_POLL))
         return store
     if options.state is None:
         raise ValueError("serve needs --state (the root holder) or --root-holder (a signer)")

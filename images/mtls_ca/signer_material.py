@@ -8,7 +8,8 @@ rotates it. The answer (certificates, settings and the signing intermediate's ke
 root key) is the pod's one copy of the material, a state directory in the pod's scratch space,
 which in a cluster is a memory-backed ``emptyDir`` (tmpfs: the key never reaches a disk and
 goes with the pod). gunicorn's master fetches once before the workers start (no material, no
-start); every worker then fetches again every ``interval`` seconds (`Refresher`), to follow an
+start, waiting, not ready, as long as the root holder has none to give: `Refresher.first`);
+every worker then fetches again every ``interval`` seconds (`Refresher`), to follow an
 intermediate renewal or a root rotation, and all of them read the one copy, so a pod never
 serves two materials at once. When the root holder cannot be reached the pod keeps what it
 holds and signs on. The same endpoint and token carry the signer's reports of what it signed
@@ -30,10 +31,19 @@ import requests
 from .revocation import IssuedRecord
 from .state import DirectoryStore, State, StateNotFound
 
-__all__ = ["ISSUED_PATH", "MATERIAL_PATH", "Refresher", "ReportRefused", "RootHolder"]
+__all__ = [
+    "ISSUED_PATH",
+    "MATERIAL_PATH",
+    "WAITING_LOG_EVERY",
+    "Refresher",
+    "ReportRefused",
+    "RootHolder",
+]
 
 MATERIAL_PATH = "/signing-material"
 ISSUED_PATH = "/issued"
+WAITING_LOG_EVERY = 300.0
+"""Seconds between the log lines of a signer that waits for its first material."""
 _log = logging.getLogger("mtls_ca")
 
 
@@ -57,6 +67,12 @@ class RootHolder:
         Raises:
             OSError: if the root holder cannot be reached, refuses, or answers no usable state.
         """
+        if not self.roots.is_file():
+            raise OSError(
+                f"no roots to trust the root holder by in {self.roots} yet (the root holder "
+                "puts them in the operator's credential Secret once it has a CA: in offline "
+                "mode after hello-mtls-ca import)"
+            )
         response = self._post(MATERIAL_PATH)
         if response.status_code != 200:
             raise OSError(
@@ -159,6 +175,30 @@ class Refresher:
                 state.material_sha256[:12],
             )
         self._fetched.touch()
+
+    def first(self, interval: float) -> None:
+        """Fetch until there is material: the signer serves nothing before, so it waits, not
+        ready, while the root holder cannot be reached or has no CA yet (offline mode until
+        ``hello-mtls-ca import``), trying every ``interval`` seconds and saying why at once and
+        then every `WAITING_LOG_EVERY` seconds."""
+        said = 0.0
+        while True:
+            try:
+                self.run(strict=True)
+            except OSError as e:
+                if not said or time.monotonic() - said >= WAITING_LOG_EVERY:
+                    _log.warning(
+                        "waiting for the signing material, not serving yet: %s; "
+                        "trying every %.0f s",
+                        e,
+                        interval,
+                    )
+                    said = time.monotonic()
+                time.sleep(interval)
+                continue
+            if said:
+                _log.info("got the signing material from %s: serving", self.holder.url)
+            return
 
     def age(self) -> float:
         """Seconds since a worker of this pod last fetched the material."""

@@ -43,8 +43,10 @@ from .name_constraints import Constraints
 from .state import State
 
 __all__ = [
+    "AWAITING_IMPORT",
     "PENDING",
     "adopt",
+    "awaiting_status",
     "drop_pending",
     "given",
     "imported",
@@ -55,6 +57,8 @@ __all__ = [
 
 PENDING = "upstream-pending.json"
 """The file in the state directory that holds the key of a CSR written and not yet imported."""
+AWAITING_IMPORT = "awaiting-import"
+"""The phase ``hello-mtls-ca status`` shows before the first import (no state yet)."""
 
 
 def write_csr(directory: Path, key_type: KeyType, settings: dict[str, str]) -> bytes:
@@ -109,6 +113,21 @@ def pending(directory: Path) -> tuple[bytes, dict[str, str]]:
             f"(run: hello-mtls-ca init --state {directory} --upstream-csr FILE)"
         ) from None
     return document["key"].encode(), dict(document["settings"])
+
+
+def awaiting_status(directory: Path) -> dict[str, Any]:
+    """What ``hello-mtls-ca status`` says of ``directory`` while its first CSR awaits its
+    certificate (the CA serves nothing yet, and its signers wait for it)."""
+    return {
+        "phase": AWAITING_IMPORT,
+        "upstream": "offline",
+        "chain": [],
+        "warnings": [
+            "no CA yet: the CA serves nothing until the certificate the organisation signs for "
+            f"the CSR in {directory} (upstream.csr, or the file init --upstream-csr wrote) is "
+            f"imported (hello-mtls-ca import --state {directory} CERT --chain CHAIN)"
+        ],
+    }
 
 
 def drop_pending(directory: Path) -> None:

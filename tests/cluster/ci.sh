@@ -65,6 +65,6 @@ timed "load-images" make load-images
 timed "previous release $PREVIOUS_RELEASE: source and images (cached by commit)" \
     tests/cluster/previous-release.sh build
 timed "load-images (previous release $PREVIOUS_RELEASE)" tests/cluster/previous-release.sh load
-timed "e2e, upgrade from $PREVIOUS_RELEASE" make e2e E2E_TESTS=tests/e2e/test_upgrades.py
+timed "e2e, own installs (upgrade from $PREVIOUS_RELEASE, upstream root)" make e2e E2E_TESTS="tests/e2e/test_upgrades.py tests/e2e/test_upstream_root.py"
 timed "e2e, Helm pass (all scenarios)" make e2e E2E_INSTALL=helm
 timed "e2e, kubectl pass (k8s/)" make e2e E2E_INSTALL=kubectl E2E_TESTS="$KUBECTL_PASS"

@@ -18,7 +18,6 @@ run of its own (``own_install``); tests/cluster/ci.sh runs it before the Helm pa
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import subprocess
 import time
@@ -43,7 +42,14 @@ from support.cluster_api import (
     kubectl_json,
     log,
 )
-from support.installs import load_images, provide_ca_volume, remove_ca_volume
+from support.installs import (
+    helm_run,
+    load_images,
+    provide_ca_volume,
+    refuse_another_install,
+    remove_ca_volume,
+    uninstall_own,
+)
 from support.operator_workloads import (
     assert_client_never_failed,
     ca_state_document,
@@ -58,7 +64,6 @@ from support.waiting import wait_until
 
 pytestmark = pytest.mark.own_install("installs the previous release and upgrades it")
 
-HELM = os.environ.get("HELM", "helm")
 PENDING_PODS = 10
 """Annotated pods that only hold a Secret (Pending: no container runs), beside the example's."""
 NEW_STATE_FIELDS = ("revoked", "crl_number", "crl", "bundle_sequence")
@@ -78,38 +83,6 @@ def _previous_release() -> tuple[str, Path]:
         pytest.fail(done.stderr.strip())
     tag, source = done.stdout.split()
     return tag, Path(source)
-
-
-def _helm(*args: str) -> None:
-    log(f"{HELM} {' '.join(args)}")
-    subprocess.run([HELM, *args], check=True, cwd=ROOT, timeout=420)
-
-
-def _refuse_another_install() -> None:
-    if kubectl("get", "namespace", PRODUCT_NAMESPACE, "--ignore-not-found").strip():
-        pytest.fail(
-            f"namespace {PRODUCT_NAMESPACE} exists: this module installs the product itself and"
-            " cannot run beside another install (helm uninstall it first)"
-        )
-
-
-def _uninstall(namespaces: list[str]) -> None:
-    log("uninstalling the upgraded release")
-    subprocess.run(
-        [HELM, "uninstall", RELEASE, "-n", PRODUCT_NAMESPACE, "--wait", "--timeout", "3m"],
-        check=False,
-        timeout=240,
-    )
-    for namespace in [*namespaces, PRODUCT_NAMESPACE]:
-        kubectl(
-            "delete",
-            "namespace",
-            namespace,
-            "--ignore-not-found",
-            "--wait=true",
-            check=False,
-            timeout=240,
-        )
 
 
 def _with_images(manifest: Any, tag: str) -> Any:
@@ -144,12 +117,12 @@ def _roots(status: dict[str, Any]) -> tuple[list[str], str, str]:
 
 def test_helm_upgrade_from_the_previous_release_keeps_every_secret_and_fails_no_request() -> None:
     tag, source = _previous_release()
-    _refuse_another_install()
+    refuse_another_install()
     load_images([*IMAGES, *(image.replace(f":{IMAGE_TAG}", f":{tag}") for image in IMAGES)])
     apps = f"e2e-upgrade-{secrets.token_hex(3)}"
     volume = provide_ca_volume()
     try:
-        _helm(
+        helm_run(
             "upgrade",
             "--install",
             RELEASE,
@@ -187,7 +160,7 @@ def test_helm_upgrade_from_the_previous_release_keeps_every_secret_and_fails_no_
         )
 
         started = time.monotonic()
-        _helm(
+        helm_run(
             "upgrade",
             RELEASE,
             str(ROOT / "charts" / "hello-mtls"),
@@ -242,6 +215,6 @@ def test_helm_upgrade_from_the_previous_release_keeps_every_secret_and_fails_no_
         dump_namespace(apps)
         raise
     finally:
-        _uninstall([apps])
+        uninstall_own([apps])
         if volume is not None:
             remove_ca_volume(volume)

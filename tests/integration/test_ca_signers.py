@@ -33,7 +33,7 @@ from support.ca_service import Service, credential_session, init_with_provisione
 from support.csrs import csr_pem
 from support.processes import free_port
 from support.token_review_api import Token, TokenReviewAPI
-from support.waiting import wait_until
+from support.waiting import accepts, wait_until
 
 AUDIENCE = "hello-mtls-ca-signer"
 SIGNERS = "system:serviceaccount:hello-mtls:hello-mtls-ca-signer"
@@ -363,25 +363,49 @@ def test_what_signers_signed_is_revoked_by_identity_and_namespace_and_refused_ev
             assert again.status_code == 403 and "was revoked" in again.json()["error"]
 
 
-def test_a_signer_does_not_start_without_material(pki: Path, tmp_path: Path) -> None:
-    holder = f"https://127.0.0.1:{free_port()}"
-    log = tmp_path / "signer.log"
-    with pytest.raises(RuntimeError, match="serve exited 1"):
-        Service(
-            None,
-            log,
-            f"--root-holder={holder}",
-            f"--root-ca={pki / 'prov' / layout.CA}",
-            f"--token-file={pki / 'signer-token'}",
+def _waits(signer: Service, why: str) -> None:
+    """``signer`` waits for its first material, serving nothing, and its log says ``why``."""
+    try:
+        wait_until(
+            f"the signer to say it waits: {why}",
+            lambda: (
+                f"waiting for the signing material, not serving yet: {why}"
+                in signer.log.read_text()
+            ),
+            30,
+            0.2,
         )
-    assert f"hello-mtls-ca: error: root holder {holder}:" in log.read_text()
+        assert signer.process.poll() is None, signer.log.read_text()[-2000:]
+        assert not accepts(signer.port)
+    finally:
+        signer.stop()
 
 
-def test_a_signer_with_another_accounts_token_does_not_start(
-    pki: Path, root_holder: RootHolder, tmp_path: Path
+def test_a_signer_without_material_waits_for_it_and_says_why(pki: Path, tmp_path: Path) -> None:
+    holder = f"https://127.0.0.1:{free_port()}"
+    signer = Service(
+        None,
+        tmp_path / "signer.log",
+        f"--root-holder={holder}",
+        f"--root-ca={pki / 'prov' / layout.CA}",
+        f"--token-file={pki / 'signer-token'}",
+        wait=False,
+    )
+    _waits(signer, f"root holder {holder}:")
+
+
+def test_a_signer_with_another_accounts_token_gets_no_material(
+    pki: Path, root_holder: RootHolder
 ) -> None:
-    with pytest.raises(RuntimeError, match="serve exited 1"):
-        start_signer(pki, root_holder, "impostor", token="operator-token")
+    impostor = Service(
+        None,
+        pki / "impostor.log",
+        f"--root-holder={root_holder.material_url}",
+        f"--root-ca={pki / 'prov' / layout.CA}",
+        f"--token-file={pki / 'operator-token'}",
+        wait=False,
+    )
+    _waits(impostor, f"root holder {root_holder.material_url}: HTTP 403")
     assert "is not the signers' ServiceAccount" in (pki / "impostor.log").read_text()
 
 

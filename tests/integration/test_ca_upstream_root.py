@@ -13,106 +13,18 @@ import json
 import shutil
 import socket
 import ssl
-import subprocess
 from pathlib import Path
 
 import pytest
 import requests
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from mtls_context import layout
 from support import ca_cli
 from support.ca_service import Service, credential_session, root_holder_and_signer
 from support.csrs import csr_pem
-from support.waiting import wait_until
-
-_CONFIG = """\
-[ ca ]
-default_ca = org
-[ org ]
-dir = {dir}
-database = $dir/index.txt
-new_certs_dir = $dir/issued
-certificate = $dir/root.crt
-private_key = $dir/root.key
-serial = $dir/serial
-default_md = sha256
-default_days = 30
-policy = anything
-unique_subject = no
-[ anything ]
-organizationName = optional
-commonName = supplied
-[ signing_ca ]
-basicConstraints = critical,CA:TRUE,pathlen:0
-keyUsage = critical,keyCertSign,cRLSign
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid
-[ issuing_ca ]
-basicConstraints = critical,CA:TRUE,pathlen:1
-keyUsage = critical,keyCertSign,cRLSign
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid
-[ not_a_ca ]
-basicConstraints = critical,CA:FALSE
-"""
-
-
-class OrgCA:
-    """An organisation's offline CA, all in ``openssl``."""
-
-    def __init__(self, directory: Path, name: str) -> None:
-        self.dir = directory
-        (directory / "issued").mkdir(parents=True)
-        (directory / "index.txt").write_text("")
-        (directory / "serial").write_text("1000\n")
-        self.config = directory / "ca.cnf"
-        self.config.write_text(_CONFIG.format(dir=directory))
-        self.root = directory / "root.crt"
-        _openssl(
-            "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-            "-keyout", str(directory / "root.key"), "-out", str(self.root), "-days", "365",
-            "-subj", f"/O=Example Corp/CN={name}",
-            "-addext", "basicConstraints=critical,CA:TRUE",
-            "-addext", "keyUsage=critical,keyCertSign,cRLSign",
-        )  # fmt: skip
-
-    def sign(self, csr: Path, out: Path, extensions: str = "signing_ca") -> Path:
-        _openssl(
-            "ca", "-batch", "-notext", "-config", str(self.config), "-extensions", extensions,
-            "-in", str(csr), "-out", str(out),
-        )  # fmt: skip
-        return out
-
-    def issuing_ca(self, out: Path) -> Path:
-        """A CA of the organisation under its root, with key and chain, as a TLS Secret has it
-        (``tls.crt``, ``tls.key``, ``ca.crt``)."""
-        out.mkdir()
-        _openssl(
-            "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-            "-keyout", str(out / layout.KEY), "-out", str(out / "req.csr"),
-            "-subj", "/O=Example Corp/CN=Example Issuing CA",
-        )  # fmt: skip
-        self.sign(out / "req.csr", out / layout.CERT, "issuing_ca")
-        shutil.copy(self.root, out / layout.CA)
-        (out / "req.csr").unlink()
-        return out
-
-
-def _openssl(*args: str) -> str:
-    done = subprocess.run(["openssl", *args], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, f"openssl {' '.join(args)}: {done.stderr}"
-    return done.stdout
-
-
-def openssl_verify(root: Path, chain_pem: str, tmp_path: Path) -> str:
-    """``openssl verify`` of the leaf of ``chain_pem`` against ``root`` alone."""
-    certificates = x509.load_pem_x509_certificates(chain_pem.encode())
-    leaf, rest = tmp_path / "leaf.pem", tmp_path / "untrusted.pem"
-    leaf.write_text(chain_pem.split("-----END CERTIFICATE-----")[0] + "-----END CERTIFICATE-----\n")
-    rest.write_bytes(b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certificates[1:]))
-    return _openssl("verify", "-CAfile", str(root), "-untrusted", str(rest), str(leaf)).strip()
+from support.org_ca import OrgCA, openssl_verify
+from support.waiting import accepts, wait_until
 
 
 def tls_handshake(port: int, root: Path) -> list[str]:
@@ -247,3 +159,50 @@ def test_a_root_on_a_volume_and_a_new_root_given_later(tmp_path: Path) -> None:
         )
     finally:
         service.stop()
+
+
+def _healthy(service: Service, root: Path) -> bool:
+    session = requests.Session()
+    session.trust_env = False
+    try:
+        return session.get(f"{service.url}/healthz", verify=str(root), timeout=5).ok
+    except requests.RequestException:
+        return False
+
+
+def test_signers_wait_for_the_import_and_then_serve_by_themselves(
+    org: OrgCA, tmp_path: Path
+) -> None:
+    """Offline mode's first start, as the chart runs it: the root holder writes its CSR and
+    waits; a signer, with no roots to trust it by yet (the operator's credential Secret comes
+    after the import) and no root holder to reach, waits too instead of exiting, and says so;
+    after ``import`` both serve without a restart."""
+    state, prov = tmp_path / "state", tmp_path / "prov"
+    with root_holder_and_signer(
+        state, tmp_path, prov / layout.CA, "--upstream-offline", wait=False
+    ) as (holder, signer):
+        wait_until(
+            "the signer to say it waits",
+            lambda: (
+                "waiting for the signing material, not serving yet: no roots to trust"
+                in signer.log.read_text()
+            ),
+            30,
+            0.2,
+        )
+        wait_until("the root holder's CSR", (state / "upstream.csr").is_file, 30, 0.2)
+        awaiting = json.loads(ca_cli.ca("status", f"--state={state}"))
+        assert awaiting["phase"] == "awaiting-import" and awaiting["chain"] == []
+        assert "hello-mtls-ca import" in awaiting["warnings"][0]
+        assert signer.process.poll() is None, signer.log.read_text()[-2000:]
+        assert not accepts(signer.port)
+
+        org.sign(state / "upstream.csr", tmp_path / "signing.crt")
+        ca_cli.ca("import", f"--state={state}", str(tmp_path / "signing.crt"), "--chain",
+                  str(org.root))  # fmt: skip
+        ca_cli.ca("provisioner", f"--state={state}", "--name=operator", f"--out={prov}")
+        wait_until("the signer to serve", lambda: _healthy(signer, org.root), 60, 0.5)
+        assert holder.process.poll() is None and signer.process.poll() is None
+        assert "got the signing material from" in signer.log.read_text()
+        answer = _sign(credential_session(tmp_path, "prov"), signer.url)
+        assert openssl_verify(org.root, answer["certificate"], tmp_path).endswith(": OK")

@@ -20,10 +20,16 @@ from support.waiting import accepts, wait_until
 
 class Service:
     """One ``serve`` process group (extra ``args`` go to ``serve``; ``state`` None: a signer,
-    whose ``args`` say where its root holder is); `stop` ends it (SIGTERM, then SIGKILL)."""
+    whose ``args`` say where its root holder is); `stop` ends it (SIGTERM, then SIGKILL).
+    ``wait``: return once it accepts connections (else at once, for a CA that waits)."""
 
     def __init__(
-        self, state: Path | None, log: Path, *args: str, env: dict[str, str] | None = None
+        self,
+        state: Path | None,
+        log: Path,
+        *args: str,
+        env: dict[str, str] | None = None,
+        wait: bool = True,
     ) -> None:
         self.state, self.log = state, log
         self.port = free_port()
@@ -39,6 +45,8 @@ class Service:
                 start_new_session=True,
                 env={**os.environ, **(env or {})},
             )
+        if not wait:
+            return
         try:
             wait_until("the CA to accept connections", self._started, 30, 0.1, retry_on=())
         except (AssertionError, RuntimeError) as error:
@@ -90,11 +98,12 @@ def init_with_provisioner(root: Path) -> None:
 
 @contextlib.contextmanager
 def root_holder_and_signer(
-    state: Path, work: Path, root_ca: Path
+    state: Path, work: Path, root_ca: Path, *holder_args: str, wait: bool = True
 ) -> Iterator[tuple[Service, Service]]:
-    """A root holder of ``state`` with its material port, and one signer (trusting ``root_ca``)
-    that proves itself to it with a token the TokenReview stand-in vouches for; their logs,
-    token and kubeconfig go to ``work``."""
+    """A root holder of ``state`` (``holder_args`` go to its ``serve``) with its material port,
+    and one signer (trusting ``root_ca``) that proves itself to it with a token the TokenReview
+    stand-in vouches for; their logs, token and kubeconfig go to ``work``. ``wait``: as
+    `Service`'s."""
     audience, account = "hello-mtls-ca-signer", "system:serviceaccount:hello-mtls:signer"
     (work / "token").write_text("signer-token\n")
     api = TokenReviewAPI({"signer-token": Token(audience, account, pod_name="signer-0")})
@@ -109,7 +118,9 @@ def root_holder_and_signer(
             f"--material-bind=127.0.0.1:{material_port}",
             "--signer-service-account=hello-mtls/signer",
             f"--signer-audience={audience}",
+            *holder_args,
             env=env,
+            wait=wait,
         )
         signer = Service(
             None,
@@ -118,6 +129,7 @@ def root_holder_and_signer(
             f"--root-ca={root_ca}",
             f"--token-file={work / 'token'}",
             "--fetch-interval=1",
+            wait=wait,
         )
         yield holder, signer
     finally:

@@ -1,6 +1,8 @@
 """What an install of the product needs from the cluster besides the chart, for the shared install
-(tests/e2e/conftest.py) and the upgrade scenario's own: its images on the nodes, and the CA's
-state volume on a cluster that cannot provision one (the local cluster)."""
+(tests/e2e/conftest.py) and the modules that install it themselves (``own_install``: the upgrade,
+the upstream root): its images on the nodes, the CA's state volume on a cluster that cannot
+provision one (the local cluster), and for the latter Helm, the check that the cluster has no
+other install, and the uninstall."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from support.cluster_api import PRODUCT_NAMESPACE, ROOT, kubectl, kubectl_json, log
+from support.cluster_api import PRODUCT_NAMESPACE, RELEASE, ROOT, kubectl, kubectl_json, log
 
 CA_STATE_CLAIM = "hello-mtls-ca-state"
 LOCAL_VOLUME = "hello-mtls-e2e-ca-state"
@@ -94,3 +96,42 @@ def provide_ca_volume() -> Path | None:
 def remove_ca_volume(directory: Path) -> None:
     kubectl("delete", "pv", LOCAL_VOLUME, "--ignore-not-found", check=False, timeout=120)
     shutil.rmtree(directory, ignore_errors=True)
+
+
+# A module that installs the product itself (``own_install``, tests/support/sharing.py).
+HELM = os.environ.get("HELM", "helm")
+
+
+def helm_run(*args: str) -> None:
+    """``helm ARGS`` (``HELM``), logged."""
+    log(f"{HELM} {' '.join(args)}")
+    subprocess.run([HELM, *args], check=True, cwd=ROOT, timeout=420)
+
+
+def refuse_another_install() -> None:
+    """Fail unless the cluster is free of installs: one per cluster is all there can be."""
+    if kubectl("get", "namespace", PRODUCT_NAMESPACE, "--ignore-not-found").strip():
+        pytest.fail(
+            f"namespace {PRODUCT_NAMESPACE} exists: this module installs the product itself and"
+            " cannot run beside another install (helm uninstall it first)"
+        )
+
+
+def uninstall_own(namespaces: list[str]) -> None:
+    """Uninstall the module's release, delete its ``namespaces`` and the release namespace."""
+    log("uninstalling the module's own release")
+    subprocess.run(
+        [HELM, "uninstall", RELEASE, "-n", PRODUCT_NAMESPACE, "--wait", "--timeout", "3m"],
+        check=False,
+        timeout=240,
+    )
+    for namespace in [*namespaces, PRODUCT_NAMESPACE]:
+        kubectl(
+            "delete",
+            "namespace",
+            namespace,
+            "--ignore-not-found",
+            "--wait=true",
+            check=False,
+            timeout=240,
+        )

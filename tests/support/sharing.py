@@ -13,6 +13,7 @@ A module declares how it shares (docs/testing.md, "Running e2e modules side by s
   previous release), and one hello-mtls install per cluster is all there can be (its
   ClusterRoles, admission policies and cluster-wide operator have fixed names and scopes): it
   runs only in a run of its own, and `keep_own_installs_apart` deselects it from any other.
+  Such modules run one after the other, as alone ones do (`runs_alone`).
 
 `order` puts the items in that order (``--no-loadscope-reorder`` keeps it for the scheduler);
 `Lanes` makes it hold at run time: an alone module holds an exclusive lock on a file in a
@@ -46,6 +47,7 @@ __all__ = [
     "module_of",
     "keep_own_installs_apart",
     "order",
+    "runs_alone",
     "write_long_running",
 ]
 
@@ -56,8 +58,14 @@ ALONE_MODULES_TIMEOUT = 3 * 3600
 """Seconds a module that shares waits for the alone modules: their own timeouts bound them."""
 
 
+def runs_alone(item: pytest.Item) -> bool:
+    """Whether nothing may run beside ``item``'s module: an alone one, or one with its own
+    install (two installs cannot share a cluster)."""
+    return bool(item.get_closest_marker(ALONE) or item.get_closest_marker(OWN_INSTALL))
+
+
 def _rank(item: pytest.Item) -> int:
-    if item.get_closest_marker(ALONE):
+    if runs_alone(item):
         return 0
     return 1 if item.get_closest_marker(LONG_RUNNING) else 2
 

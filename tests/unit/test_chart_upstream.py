@@ -7,6 +7,7 @@ from __future__ import annotations
 from support.chart import NAMESPACE, Rendered, render, run_helm_template
 
 ROOT_HOLDER = "hello-mtls-ca"
+SIGNER = "hello-mtls-ca-signer"
 VOLUME = ("ca.upstream.mode=volume", "operator.watchNamespaces={shop,dev}")
 
 
@@ -24,6 +25,8 @@ def test_by_default_the_ca_makes_its_own_root() -> None:
     assert "--create-if-missing" in args
     assert not [a for a in args if a.startswith("--upstream")]
     assert "startupProbe" not in chart.container(ROOT_HOLDER, "ca")
+    assert "startupProbe" not in chart.container(SIGNER, "signer")
+    assert "optional" not in _roots(chart)
 
 
 def test_offline_waits_for_the_import_without_being_restarted() -> None:
@@ -31,6 +34,18 @@ def test_offline_waits_for_the_import_without_being_restarted() -> None:
     args = _args(chart)
     assert "--upstream-offline" in args and "--create-if-missing" not in args
     probe = chart.container(ROOT_HOLDER, "ca")["startupProbe"]
+    assert probe["periodSeconds"] * probe["failureThreshold"] >= 24 * 3600
+
+
+def _roots(chart: Rendered) -> dict[str, object]:
+    volumes = chart.get("Deployment", SIGNER)["spec"]["template"]["spec"]["volumes"]
+    return dict(next(v for v in volumes if v["name"] == "roots")["secret"])
+
+
+def test_offline_signers_start_without_the_roots_and_wait_for_the_import() -> None:
+    chart = render("ca.upstream.mode=offline")
+    assert _roots(chart)["optional"] is True
+    probe = chart.container(SIGNER, "signer")["startupProbe"]
     assert probe["periodSeconds"] * probe["failureThreshold"] >= 24 * 3600
 
 
