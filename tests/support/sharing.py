@@ -10,9 +10,10 @@ A module declares how it shares (docs/testing.md, "Running e2e modules side by s
   share it starts first, so the pass lasts about as long as the longest module.
 - no mark: it shares (it only needs the product serving its own namespace).
 - ``pytest.mark.own_install("why")``: it installs the product itself (the upgrade from the
-  previous release), and one hello-mtls install per cluster is all there can be (its
-  ClusterRoles, admission policies and cluster-wide operator have fixed names and scopes): it
-  runs only in a run of its own, and `keep_own_installs_apart` deselects it from any other.
+  previous release, the two federated installs), scoped to its own namespaces
+  (``operator.watchNamespaces``), so such modules run side by side with each other; the shared
+  install serves every namespace, so they run only in a run of their own, and
+  `keep_own_installs_apart` deselects them from any other.
 
 `order` puts the items in that order (``--no-loadscope-reorder`` keeps it for the scheduler);
 `Lanes` makes it hold at run time: an alone module holds an exclusive lock on a file in a
