@@ -4,6 +4,7 @@ with its fix (the model: ``linkerd check``)."""
 from __future__ import annotations
 
 import datetime
+import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -20,12 +21,19 @@ OPERATOR = "hello-mtls-operator"
 SIGNERS = "hello-mtls-ca-signer"
 PROVEN_MINOR = 37
 """The Kubernetes minor version the cluster tests run on (tests/cluster/versions.sh)."""
+DEFAULT_RELEASE = "hello-mtls"
 POLICIES = (
-    ("validatingadmissionpolicies", "ValidatingAdmissionPolicy", "hello-mtls-names", "namesPolicy"),
-    ("mutatingadmissionpolicies", "MutatingAdmissionPolicy", "hello-mtls-wiring", "wiringPolicy"),
-    ("validatingadmissionpolicies", "ValidatingAdmissionPolicy", OPERATOR, "operatorWritesPolicy"),
+    ("validatingadmissionpolicies", "ValidatingAdmissionPolicy", "names", "namesPolicy"),
+    ("mutatingadmissionpolicies", "MutatingAdmissionPolicy", "wiring", "wiringPolicy"),
+    (
+        "validatingadmissionpolicies",
+        "ValidatingAdmissionPolicy",
+        "operator",
+        "operatorWritesPolicy",
+    ),
 )
-"""Each admission policy the chart installs by default, with the value that turns it on."""
+"""Each admission policy the chart installs by default (its name after `cluster_prefix`), with
+the value that turns it on."""
 NETWORK_POLICIES = (CA_DEPLOYMENT, OPERATOR)
 INTERMEDIATE_WARNING = datetime.timedelta(days=60)
 ROOT_WARNING = datetime.timedelta(days=180)
@@ -44,17 +52,34 @@ class Check:
     fix: str = ""
 
 
+def cluster_prefix(release: str) -> str:
+    """The prefix of the cluster-scoped objects of the Helm release ``release`` (the chart's
+    ``hello-mtls.fullname``): the release name if it holds ``hello-mtls``, else
+    ``<release>-hello-mtls``."""
+    name = release if DEFAULT_RELEASE in release else f"{release}-{DEFAULT_RELEASE}"
+    return name[:63].rstrip("-")
+
+
 def run_checks(
-    api: Api, namespace: str, read_ca: ReadCA, now: datetime.datetime, *, probe: bool = True
+    api: Api,
+    namespace: str,
+    read_ca: ReadCA,
+    now: datetime.datetime,
+    *,
+    probe: bool = True,
+    release: str = DEFAULT_RELEASE,
 ) -> list[Check]:
-    """Every check, in the order a user fixes them: the API, the policies, the workloads, the CA,
-    the network policies (with ``probe``, enforced: `network_probe`), issuance. A check whose
-    read fails is failed with the API's message."""
+    """Every check, in the order a user fixes them: the API, the policies (of the Helm release
+    ``release``), the workloads, the CA, the network policies (with ``probe``, enforced:
+    `network_probe`), issuance. A check whose read fails is failed with the API's message."""
     found: list[Check] = []
     network = (_network_policies, _network_probe) if probe else (_network_policies,)
+    policies = functools.update_wrapper(
+        functools.partial(_admission_policies, prefix=cluster_prefix(release)), _admission_policies
+    )
     for part in (
         _api_server,
-        _admission_policies,
+        policies,
         _workloads,
         _leader,
         _ca,
@@ -99,9 +124,12 @@ def _api_server(api: Api, namespace: str, _r: ReadCA, _n: datetime.datetime) -> 
         )
 
 
-def _admission_policies(api: Api, _ns: str, _r: ReadCA, _n: datetime.datetime) -> Iterator[Check]:
+def _admission_policies(
+    api: Api, _ns: str, _r: ReadCA, _n: datetime.datetime, *, prefix: str
+) -> Iterator[Check]:
     group = "/apis/admissionregistration.k8s.io/v1"
-    for plural, kind, name, value in POLICIES:
+    for plural, kind, suffix, value in POLICIES:
+        name = f"{prefix}-{suffix}"
         policy = api.get(f"{group}/{plural}/{name}")
         binding = api.get(f"{group}/{plural[:-3]}ybindings/{name}")
         missing = [
@@ -111,7 +139,7 @@ def _admission_policies(api: Api, _ns: str, _r: ReadCA, _n: datetime.datetime) -
             not missing,
             f"{kind} {name} and its binding",
             f"missing {' and '.join(missing)}: helm upgrade with --set {value}.enabled=true"
-            " (or kubectl apply -f k8s/)",
+            " (or kubectl apply -f k8s/); a Helm release not named hello-mtls: --release NAME",
         )
 
 

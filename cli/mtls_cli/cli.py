@@ -84,6 +84,12 @@ def _parser() -> argparse.ArgumentParser:
         help="do not start the short-lived pod that shows the CA's signing port is closed to"
         " other pods (it needs the right to create pods in the install's namespace)",
     )
+    check.add_argument(
+        "--release",
+        default=checks.DEFAULT_RELEASE,
+        help="the Helm release of the install, which names its cluster-scoped objects"
+        f" (default {checks.DEFAULT_RELEASE})",
+    )
     check.set_defaults(run=_check)
     status = commands.add_parser("status", help="every identity, the root rotation, the CA")
     status.add_argument("-n", "--namespace", help="only this namespace's identities")
@@ -140,7 +146,12 @@ def _parser() -> argparse.ArgumentParser:
 def _check(args: argparse.Namespace, api: Api, read: checks.ReadCA, out: TextIO) -> int:
     now = datetime.datetime.now(datetime.UTC)
     found = checks.run_checks(
-        api, args.install_namespace, read, now, probe=not args.no_network_probe
+        api,
+        args.install_namespace,
+        read,
+        now,
+        probe=not args.no_network_probe,
+        release=args.release,
     )
     for check in found:
         print(f"{'✓' if check.ok else '✗'} {check.text}", file=out)

@@ -38,10 +38,14 @@ _log = logging.getLogger("mtls_operator")
 def fetch(source: Source, trusted_pem: bytes, *, timeout: float = TIMEOUT_SECONDS) -> Bundle:
     """GET ``source``'s bundle endpoint and read its roots.
 
-    ``https_web``: the endpoint's certificate must chain to the Web PKI roots (or to
-    ``source.bootstrap_pem`` when given) and name its host. ``https_spiffe``: it must chain to
-    ``trusted_pem`` (the trust domain's last bundle, or the bootstrap bundle) and carry
-    ``source.endpoint_spiffe_id``. No client certificate is sent (the spec forbids one).
+    ``https_web``: the endpoint's certificate must chain to the Web PKI roots and name its host;
+    with ``source.bootstrap_pem`` (an endpoint under the trust domain's own roots, as another
+    hello-mtls CA's is), to ``trusted_pem`` instead. ``https_spiffe``: it must chain to
+    ``trusted_pem`` and carry ``source.endpoint_spiffe_id``. ``trusted_pem`` is the trust
+    domain's last bundle, or the bootstrap bundle before the first fetch: so the endpoint stays
+    trusted when its own root rotates (its certificate moves to the new root, which the last
+    bundle holds from the rotation's first phase on). No client certificate is sent (the spec
+    forbids one).
 
     Raises:
         OSError: the endpoint could not be reached or refused the TLS handshake.
@@ -52,9 +56,10 @@ def fetch(source: Source, trusted_pem: bytes, *, timeout: float = TIMEOUT_SECOND
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         context.check_hostname = False  # the SPIFFE ID is checked instead
         context.load_verify_locations(cadata=trusted_pem.decode("ascii"))
+    elif source.bootstrap_pem:
+        context = ssl.create_default_context(cadata=trusted_pem.decode("ascii"))
     else:
-        bootstrap = source.bootstrap_pem.decode("ascii") or None
-        context = ssl.create_default_context(cadata=bootstrap)
+        context = ssl.create_default_context()
     host = url.hostname or ""
     connection = http.client.HTTPSConnection(
         host, url.port or 443, context=context, timeout=timeout

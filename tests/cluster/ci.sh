@@ -60,11 +60,15 @@ timed "python-base (local base image)" make python-base
 timed "cluster-up (build or reuse binaries, start, wait for node Ready and DNS)" make cluster-up
 timed "images" make images
 timed "load-images" make load-images
-# The upgrade from the previous release installs the product itself, so it runs on its own, before
-# the Helm pass installs the working tree (the Helm pass deselects it; docs/upgrades.md).
+# The upgrade from the previous release and the federation of two installs install the product
+# themselves, so they run before the Helm pass installs the working tree (it deselects them;
+# docs/upgrades.md, docs/federation.md), side by side: each install serves its own namespaces.
+# The upstream root's install (docs/ca.md) serves every namespace, so it runs after them, alone.
 timed "previous release $PREVIOUS_RELEASE: source and images (cached by commit)" \
     tests/cluster/previous-release.sh build
 timed "load-images (previous release $PREVIOUS_RELEASE)" tests/cluster/previous-release.sh load
-timed "e2e, own installs (upgrade from $PREVIOUS_RELEASE, upstream root)" make e2e E2E_TESTS="tests/e2e/test_upgrades.py tests/e2e/test_upstream_root.py"
+timed "e2e, upgrade from $PREVIOUS_RELEASE and federation" \
+    make e2e E2E_TESTS="tests/e2e/test_upgrades.py tests/e2e/test_federation.py"
+timed "e2e, upstream root" make e2e E2E_TESTS=tests/e2e/test_upstream_root.py
 timed "e2e, Helm pass (all scenarios)" make e2e E2E_INSTALL=helm
 timed "e2e, kubectl pass (k8s/)" make e2e E2E_INSTALL=kubectl E2E_TESTS="$KUBECTL_PASS"

@@ -55,12 +55,12 @@ from support.cluster_api import (
 from support.installs import load_images, provide_ca_volume, remove_ca_volume
 from support.name_cases import ALLOWED_IPS, EXTRA_ALLOWED_NAMES, MINIMUM_DURATION
 from support.sharing import (
+    ALONE,
     Lanes,
     SharingScheduling,
     keep_own_installs_apart,
     module_of,
     order,
-    runs_alone,
     write_long_running,
 )
 
@@ -110,7 +110,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     """The alone modules of this run: those left after deselection (``-k``)."""
-    alone = {module_of(item) for item in session.items if runs_alone(item)}
+    alone = {module_of(item) for item in session.items if item.get_closest_marker(ALONE)}
     session.config.stash[LANES] = Lanes(session.config.stash[SHARED], alone)
 
 

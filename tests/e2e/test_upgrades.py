@@ -10,9 +10,11 @@ certificate (same serial: nothing is issued again), the roots and the signing in
 and the CA's state file, written by the previous release, is carried into this one's fields (the
 CRL, the revocation list, ``bundle_sequence``) by the new CA.
 
-One hello-mtls install is all a cluster can hold (fixed ClusterRole and admission policy names, an
-operator that watches every namespace), so this module installs the product itself and runs in a
-run of its own (``own_install``); tests/cluster/ci.sh runs it before the Helm pass.
+The module installs the product itself, so it runs in a run of its own (``own_install``):
+tests/cluster/ci.sh runs it before the Helm pass, side by side with the federation scenario
+(tests/e2e/test_federation.py), whose two installs are scoped to their own namespaces as this
+one is (``operator.watchNamespaces``: the product namespace, for the chart's example pair, and
+this module's), so that no operator or admission policy of one serves the other's pods.
 """
 
 from __future__ import annotations
@@ -90,10 +92,16 @@ def _with_images(manifest: Any, tag: str) -> Any:
     return json.loads(json.dumps(manifest).replace(f':{IMAGE_TAG}"', f':{tag}"'))
 
 
-def _managed() -> dict[str, dict[str, Any]]:
-    """Every managed Secret of the cluster (``namespace/name``) → its serial, whether it holds
-    ``ca.crl``. The only install is this module's, so all are its."""
-    found = kubectl_json("get", "secrets", "-A", "-l", f"{LABEL_MANAGED}=true")["items"]
+def _managed(apps: str) -> dict[str, dict[str, Any]]:
+    """Every managed Secret of the install (``namespace/name``: the product namespace and
+    ``apps``) → its serial, whether it holds ``ca.crl``."""
+    found = [
+        secret
+        for namespace in (PRODUCT_NAMESPACE, apps)
+        for secret in kubectl_json(
+            "-n", namespace, "get", "secrets", "-l", f"{LABEL_MANAGED}=true"
+        )["items"]
+    ]
     result = {}
     for secret in found:
         data = decode_data(secret)
@@ -122,6 +130,7 @@ def test_helm_upgrade_from_the_previous_release_keeps_every_secret_and_fails_no_
     apps = f"e2e-upgrade-{secrets.token_hex(3)}"
     volume = provide_ca_volume()
     try:
+        kubectl("create", "namespace", apps)
         helm_run(
             "upgrade",
             "--install",
@@ -132,12 +141,13 @@ def test_helm_upgrade_from_the_previous_release_keeps_every_secret_and_fails_no_
             "--create-namespace",
             "--set",
             f"images.tag={tag}",
+            "--set-json",
+            f"operator.watchNamespaces={json.dumps([PRODUCT_NAMESPACE, apps])}",
             "--wait",
             "--timeout",
             "5m",
         )
         rollout("hello-mtls-operator", PRODUCT_NAMESPACE, timeout=300)
-        kubectl("create", "namespace", apps)
         apply(_with_images(server(apps), tag), apps)
         apply(
             [_with_images(pending_pod(apps, f"p{i:03d}"), tag) for i in range(PENDING_PODS)], apps
@@ -147,9 +157,9 @@ def test_helm_upgrade_from_the_previous_release_keeps_every_secret_and_fails_no_
         wait_until("the client's first answers", lambda: len(client_lines(apps)) >= 5, 180)
         # The chart's own example pair in the product namespace, and this module's pods.
         wanted = PENDING_PODS + 2 + 2
-        wait_until(f"{wanted} managed Secrets", lambda: len(_managed()) >= wanted, 180, 2)
+        wait_until(f"{wanted} managed Secrets", lambda: len(_managed(apps)) >= wanted, 180, 2)
 
-        before = _managed()
+        before = _managed(apps)
         roots_before = _roots(ca_status())
         old_state = ca_state_document()
         assert old_state["format"] == 1
@@ -183,11 +193,11 @@ def test_helm_upgrade_from_the_previous_release_keeps_every_secret_and_fails_no_
         # The new operator has been through every Secret once it has given each the CA's CRL.
         wait_until(
             "every managed Secret to hold the new CA's ca.crl",
-            lambda: all(secret["crl"] for secret in _managed().values()),
+            lambda: all(secret["crl"] for secret in _managed(apps).values()),
             240,
             2,
         )
-        after = _managed()
+        after = _managed(apps)
         reissued = sorted(
             k for k in before if after.get(k, {}).get("serial") != before[k]["serial"]
         )

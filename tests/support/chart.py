@@ -23,6 +23,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "hello-mtls"
 NAMESPACE = "hello-mtls"
+RELEASE = "hello-mtls"
 
 
 def helm() -> str:
@@ -80,23 +81,27 @@ class Rendered:
 
 
 def run_helm_template(
-    *values: str, json_values: Mapping[str, object] | None = None
+    *values: str,
+    json_values: Mapping[str, object] | None = None,
+    release: str = RELEASE,
+    namespace: str = NAMESPACE,
 ) -> subprocess.CompletedProcess[str]:
-    """``helm template`` of the chart in namespace hello-mtls with ``--set``-style ``values`` and
-    ``--set-json`` ones."""
+    """``helm template`` of the chart as ``release`` in ``namespace`` with ``--set``-style
+    ``values`` and ``--set-json`` ones."""
     sets = [arg for value in values for arg in ("--set", value)]
     for key, value in (json_values or {}).items():
         sets += ["--set-json", f"{key}={json.dumps(value)}"]
     return subprocess.run(
-        [helm(), "template", "hello-mtls", str(CHART), "--namespace", NAMESPACE, *sets],
+        [helm(), "template", release, str(CHART), "--namespace", namespace, *sets],
         capture_output=True,
         text=True,
         timeout=60,
     )
 
 
-def render(*values: str) -> Rendered:
-    """The chart rendered with ``values`` (``key=value``, as ``--set`` takes them)."""
-    result = run_helm_template(*values)
+def render(*values: str, release: str = RELEASE, namespace: str = NAMESPACE) -> Rendered:
+    """The chart rendered with ``values`` (``key=value``, as ``--set`` takes them) as
+    ``release`` in ``namespace``."""
+    result = run_helm_template(*values, release=release, namespace=namespace)
     assert result.returncode == 0, result.stderr
     return Rendered([o for o in yaml.safe_load_all(result.stdout) if o])

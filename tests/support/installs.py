@@ -32,9 +32,16 @@ def load_images(images: list[str]) -> None:
     subprocess.run([*shlex.split(loader), *images], check=True, cwd=ROOT, timeout=900)
 
 
-def provide_ca_volume() -> Path | None:
-    """A ``local`` PersistentVolume pre-bound to the CA's state claim, on a cluster that cannot
-    provision one; returns its directory (None: the cluster provisions volumes itself)."""
+def local_volume(namespace: str) -> str:
+    """The name of the PersistentVolume `provide_ca_volume` makes for the install in
+    ``namespace`` (one per install: two installs may run side by side)."""
+    return LOCAL_VOLUME if namespace == PRODUCT_NAMESPACE else f"{namespace}-e2e-ca-state"
+
+
+def provide_ca_volume(namespace: str = PRODUCT_NAMESPACE) -> Path | None:
+    """A ``local`` PersistentVolume pre-bound to the CA's state claim of the install in
+    ``namespace``, on a cluster that cannot provision one; returns its directory (None: the
+    cluster provisions volumes itself)."""
     classes = kubectl_json("get", "storageclasses")["items"]
     default = next(
         (
@@ -62,13 +69,13 @@ def provide_ca_volume() -> Path | None:
     volume = {
         "apiVersion": "v1",
         "kind": "PersistentVolume",
-        "metadata": {"name": LOCAL_VOLUME},
+        "metadata": {"name": local_volume(namespace)},
         "spec": {
             "capacity": {"storage": "1Gi"},
             "accessModes": ["ReadWriteOnce"],
             "persistentVolumeReclaimPolicy": "Retain",
             "storageClassName": default["metadata"]["name"] if default else "",
-            "claimRef": {"namespace": PRODUCT_NAMESPACE, "name": CA_STATE_CLAIM},
+            "claimRef": {"namespace": namespace, "name": CA_STATE_CLAIM},
             "local": {"path": str(directory)},
             "nodeAffinity": {
                 "required": {
@@ -87,14 +94,15 @@ def provide_ca_volume() -> Path | None:
             },
         },
     }
-    log(f"the cluster provisions no volumes: local PersistentVolume {LOCAL_VOLUME} at {directory}")
-    kubectl("delete", "pv", LOCAL_VOLUME, "--ignore-not-found", "--wait=true", timeout=120)
+    name = local_volume(namespace)
+    log(f"the cluster provisions no volumes: local PersistentVolume {name} at {directory}")
+    kubectl("delete", "pv", name, "--ignore-not-found", "--wait=true", timeout=120)
     kubectl("create", "-f", "-", stdin=json.dumps(volume))
     return directory
 
 
-def remove_ca_volume(directory: Path) -> None:
-    kubectl("delete", "pv", LOCAL_VOLUME, "--ignore-not-found", check=False, timeout=120)
+def remove_ca_volume(directory: Path, namespace: str = PRODUCT_NAMESPACE) -> None:
+    kubectl("delete", "pv", local_volume(namespace), "--ignore-not-found", check=False, timeout=120)
     shutil.rmtree(directory, ignore_errors=True)
 
 

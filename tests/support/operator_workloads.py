@@ -68,11 +68,12 @@ CA_STATE_DIR = "/var/lib/hello-mtls-ca/state"
 """The CA's state directory in its pod (on the PersistentVolumeClaim hello-mtls-ca-state)."""
 
 
-def ca_cli(command: str, *args: str) -> str:
-    """``hello-mtls-ca COMMAND --state <the CA's state directory> ARGS...`` run in the CA pod."""
+def ca_cli(command: str, *args: str, namespace: str = PRODUCT_NAMESPACE) -> str:
+    """``hello-mtls-ca COMMAND --state <the CA's state directory> ARGS...`` run in the CA pod
+    of the install in ``namespace``."""
     return kubectl(
         "-n",
-        PRODUCT_NAMESPACE,
+        namespace,
         "exec",
         "deploy/hello-mtls-ca",
         "--",
@@ -108,9 +109,9 @@ def ca_private_keys() -> list[str]:
     return [g[key] for g in document["generations"] for key in ("root_key", "intermediate_key")]
 
 
-def ca_status() -> dict[str, Any]:
-    """``hello-mtls-ca status`` run in the CA pod."""
-    return dict(json.loads(ca_cli("status")))
+def ca_status(namespace: str = PRODUCT_NAMESPACE) -> dict[str, Any]:
+    """``hello-mtls-ca status`` run in the CA pod of the install in ``namespace``."""
+    return dict(json.loads(ca_cli("status", namespace=namespace)))
 
 
 def _annotations(name: str, *, duration: str | None, mode: str) -> dict[str, str]:
@@ -180,15 +181,17 @@ def client_pod(
     library: str = "requests",
     mode: str = SECRET_MODE,
     name: str = "client",
+    server_namespace: str | None = None,
 ) -> dict[str, Any]:
-    """Pod ``name`` (identity ``<name>.<namespace>.svc``): ``count`` requests to the server with
-    ``library`` (``hello-mtls-client --library``; certificate in ``mode``), then exit 1 if any
-    failed."""
+    """Pod ``name`` (identity ``<name>.<namespace>.svc``): ``count`` requests to the server of
+    ``server_namespace`` (default: its own) with ``library`` (``hello-mtls-client --library``;
+    certificate in ``mode``), then exit 1 if any failed."""
     annotations = _annotations(f"{name}.{namespace}.svc", duration=duration, mode=mode)
+    host = f"hello.{server_namespace or namespace}.svc"
     command = [
         "hello-mtls-client",
         f"--library={library}",
-        f"--url=https://hello.{namespace}.svc:8443/",
+        f"--url=https://{host}:8443/",
         f"--cert-dir={CERT_DIR}",
         f"--count={count}",
         f"--interval={interval}",
@@ -213,7 +216,7 @@ def client_pod(
             "name": "wait-for-service",
             "image": main["image"],
             "imagePullPolicy": main["imagePullPolicy"],
-            "command": ["python3", "-c", wait, f"hello.{namespace}.svc"],
+            "command": ["python3", "-c", wait, host],
             "securityContext": main["securityContext"],
         }
     ]

@@ -10,10 +10,10 @@ A module declares how it shares (docs/testing.md, "Running e2e modules side by s
   share it starts first, so the pass lasts about as long as the longest module.
 - no mark: it shares (it only needs the product serving its own namespace).
 - ``pytest.mark.own_install("why")``: it installs the product itself (the upgrade from the
-  previous release), and one hello-mtls install per cluster is all there can be (its
-  ClusterRoles, admission policies and cluster-wide operator have fixed names and scopes): it
-  runs only in a run of its own, and `keep_own_installs_apart` deselects it from any other.
-  Such modules run one after the other, as alone ones do (`runs_alone`).
+  previous release, the two federated installs), scoped to its own namespaces
+  (``operator.watchNamespaces``), so such modules run side by side with each other; the shared
+  install serves every namespace, so they run only in a run of their own, and
+  `keep_own_installs_apart` deselects them from any other.
 
 `order` puts the items in that order (``--no-loadscope-reorder`` keeps it for the scheduler);
 `Lanes` makes it hold at run time: an alone module holds an exclusive lock on a file in a
@@ -47,7 +47,6 @@ __all__ = [
     "module_of",
     "keep_own_installs_apart",
     "order",
-    "runs_alone",
     "write_long_running",
 ]
 
@@ -58,14 +57,8 @@ ALONE_MODULES_TIMEOUT = 3 * 3600
 """Seconds a module that shares waits for the alone modules: their own timeouts bound them."""
 
 
-def runs_alone(item: pytest.Item) -> bool:
-    """Whether nothing may run beside ``item``'s module: an alone one, or one with its own
-    install (two installs cannot share a cluster)."""
-    return bool(item.get_closest_marker(ALONE) or item.get_closest_marker(OWN_INSTALL))
-
-
 def _rank(item: pytest.Item) -> int:
-    if runs_alone(item):
+    if item.get_closest_marker(ALONE):
         return 0
     return 1 if item.get_closest_marker(LONG_RUNNING) else 2
 

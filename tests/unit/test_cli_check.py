@@ -279,3 +279,38 @@ def test_no_network_probe_starts_no_pod() -> None:
     )
     assert code == 0
     assert api.created == [] and "NetworkPolicy enforced" not in out.getvalue()
+
+
+def test_the_policies_of_another_release_are_found_with_release() -> None:
+    now = datetime.datetime.now(datetime.UTC)  # main reads the real clock
+    api = healthy_install(now)
+    group = "/apis/admissionregistration.k8s.io/v1/"
+    for path in [p for p in api.objects if p.startswith(group) and "/hello-mtls-" in p]:
+        api.objects[path.replace("/hello-mtls-", "/fed-a-hello-mtls-")] = api.objects.pop(path)
+
+    def check(*args: str) -> tuple[int, list[str]]:
+        out = io.StringIO()
+        argv = ["check", "--no-network-probe", *args]
+        code = main(argv, api=lambda _: api, read=lambda *_: ca_report(now=now), out=out)
+        return code, [line for line in out.getvalue().splitlines() if line.startswith("✗")]
+
+    assert check("--release", "fed-a") == (0, [])
+    code, failures = check()
+    assert code == 1
+    assert failures == [
+        "✗ ValidatingAdmissionPolicy hello-mtls-names and its binding",
+        "✗ MutatingAdmissionPolicy hello-mtls-wiring and its binding",
+        "✗ ValidatingAdmissionPolicy hello-mtls-operator and its binding",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("release", "prefix"),
+    [
+        ("hello-mtls", "hello-mtls"),
+        ("hello-mtls-east", "hello-mtls-east"),
+        ("fed-a", "fed-a-hello-mtls"),
+    ],
+)
+def test_the_cluster_prefix_is_the_charts_fullname(release: str, prefix: str) -> None:
+    assert checks.cluster_prefix(release) == prefix

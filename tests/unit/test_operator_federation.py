@@ -205,9 +205,10 @@ def test_our_own_trust_domain_is_never_written_as_federated(other: TrustDomain) 
 
 @pytest.fixture()
 def spiffe_endpoint(tmp_path: Path, other: TrustDomain) -> Iterator[tuple[str, str]]:
-    """A bundle endpoint on 127.0.0.1 whose certificate is an X509-SVID of other.example."""
+    """A bundle endpoint on 127.0.0.1 whose certificate is an X509-SVID of other.example that
+    also names localhost."""
     endpoint_id = other.id("bundle-endpoint")
-    files = other.files(endpoint_id)
+    files = other.files(endpoint_id, "localhost")
     (tmp_path / "chain.pem").write_bytes(files["tls.crt"] + files["tls.key"])
     body = json.dumps(
         {
@@ -260,3 +261,17 @@ def test_an_https_spiffe_endpoint_must_carry_its_spiffe_id(
         fetch(source, TrustDomain("third.example").root_pem)
     with pytest.raises(ssl.SSLError, match="CERTIFICATE_VERIFY_FAILED"):  # not a Web PKI one
         fetch(Source(OTHER, url, HTTPS_WEB), b"")
+
+
+def test_an_https_web_endpoint_under_its_own_roots_follows_their_rotation(
+    spiffe_endpoint: tuple[str, str], other: TrustDomain
+) -> None:
+    url = spiffe_endpoint[0].replace("127.0.0.1", "localhost")
+    # Given the root the endpoint chained to at install; it has rotated since, and its
+    # certificate chains to the root of the bundle fetched last (what `poll` passes).
+    rotated_away = TrustDomain(OTHER).root_pem
+    source = Source(OTHER, url, HTTPS_WEB, bootstrap_pem=rotated_away)
+    bundle = fetch(source, other.root_pem)
+    assert x509.load_pem_x509_certificates(bundle.roots_pem) == [other.ca.root]
+    with pytest.raises(ssl.SSLError, match="CERTIFICATE_VERIFY_FAILED"):
+        fetch(source, rotated_away)

@@ -1,5 +1,17 @@
 {{/* Names shared by the templates. The in-cluster names are part of the contract (docs/design.md). */}}
 
+{{/* The prefix of the cluster-scoped objects' names (ClusterRoles and their bindings, admission
+policies and their bindings), Helm's usual fullname: the release name if it holds the chart's
+name (the release hello-mtls: hello-mtls), else <release>-hello-mtls. Two releases in one cluster
+need different ones (docs/federation.md, "Two installs in one cluster"). */}}
+{{- define "hello-mtls.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{ .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else -}}
+{{ printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" }}
+{{- end -}}
+{{- end -}}
+
 {{- define "hello-mtls.labels" -}}
 app.kubernetes.io/part-of: hello-mtls
 app.kubernetes.io/managed-by: {{ .Release.Service }}
