@@ -66,6 +66,9 @@ _FORMAT = 1
 _HEAD_CONTEXT = b"hello-mtls audit head v1\n"
 _SEGMENT = re.compile(r"^(\d{6})\.jsonl$")
 _TEXT_MAX = 512
+_CATCH_UP_BYTES = 64 * 1024
+"""The most of what other writers appended that a writer reads to find the last record; beyond
+that, it reads the end of the segment."""
 _log = logging.getLogger("mtls_ca")
 
 
@@ -302,7 +305,7 @@ class AuditLog:
             self._flush.switched()
         path = self._path(segment)
         new = not path.exists()
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self._fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
         self._segment = segment
         self._end = 0 if new else -1
         if new:
@@ -316,6 +319,14 @@ class AuditLog:
             self._end = 0
             self._tail = self._before()
             return
+        if 0 < self._end < size <= self._end + _CATCH_UP_BYTES:
+            # What other writers appended since this one's last record: whole lines, unless
+            # one was torn.
+            data = os.pread(self._fd, size - self._end, self._end)
+            if data.endswith(b"\n"):
+                self._end = size
+                self._tail = _parse_tail(data.rstrip(b"\n").rpartition(b"\n")[2])
+                return
         with path.open("rb") as f:
             data = _tail_bytes(f, size)
         if not data.endswith(b"\n"):
