@@ -104,6 +104,7 @@ class AuditLog:
         self._flush = GroupFlush()  # tickets: the records' seq
         self._pid = 0
         self._segment = 0
+        self._next = ""  # the path of the segment after the current one, looked for per record
         self._end = 0
         self._tail: tuple[int, str, str] = (0, GENESIS, "")  # seq, hash, kind of the last record
 
@@ -288,7 +289,7 @@ class AuditLog:
         if self._fd is None:
             segments = _segments(self.directory)
             self._open(max(segments) if segments else 1)
-        while os.path.exists(self._path(self._segment + 1)):  # another process rolled over
+        while os.path.exists(self._next):  # another process rolled over
             self._open(self._segment + 1)
         assert self._fd is not None
         size = os.fstat(self._fd).st_size
@@ -307,6 +308,7 @@ class AuditLog:
         new = not path.exists()
         self._fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
         self._segment = segment
+        self._next = str(self._path(segment + 1))
         self._end = 0 if new else -1
         if new:
             fsync_directory(self.directory)
