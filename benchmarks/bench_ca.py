@@ -10,9 +10,10 @@ hello-mtls-ca alone, the root holder serving ``POST /sign`` itself (``ca.signers
 provisioner, once without a database and once with its default one (badgerv2), all on
 127.0.0.1 and on the same kind of CA (a P-256 root and intermediate).
 
-Signers (``--signers``): a root holder and two signer pods as above (a loopback address each),
-the root holder's TokenReview answered by the stand-in of ``tests/support``; the load goes to
-one signer, then is spread over both.
+Signers (``--signers``): a root holder and two signers (one worker of 8 threads each, so that
+one signer cannot take both cores of a 2-core machine; a loopback address each), the root
+holder's TokenReview answered by the stand-in of ``tests/support``; the load goes to one
+signer, then is spread over both.
 
 One load generator for all: ``LOAD_PROCESSES`` processes of ``THREADS`` threads, each thread one
 keep-alive HTTPS connection (8 in all) posting P-256 CSRs that carry a DNS and a SPIFFE SAN:
@@ -199,7 +200,7 @@ def _b64(n: int) -> str:
 def serving(kind: str, work: Path, step_ca: Path | None) -> Iterator[Server]:
     """Start one server of ``kind`` (`COMPARED`)."""
     if kind == SIGNER:
-        with signer_pool(work, 1) as start, start(SIGNER_KINDS[0]) as server:
+        with signer_pool(work, 1, deployed=True) as start, start(SIGNER_KINDS[0]) as server:
             yield server
     elif kind == "hello-mtls-ca":
         ours = Service(work / "ours" / "state", work / "ours.log", "--upkeep-interval", "60")
@@ -494,9 +495,15 @@ def cpu_ms(figure: Figure) -> float:
 
 
 @contextlib.contextmanager
-def signer_pool(work: Path, count: int = 2) -> Iterator[Any]:
-    """A root holder and ``count`` signer pods; yields ``start(kind)`` for `measure`: the
-    signers are long-lived, a "round" only picks one or both (`SIGNER_KINDS`)."""
+def signer_pool(work: Path, count: int = 2, *, deployed: bool = False) -> Iterator[Any]:
+    """A root holder and ``count`` signers, their scratch directories on memory; yields
+    ``start(kind)`` for `measure`: the signers are long-lived, a "round" only picks one or both
+    (`SIGNER_KINDS`).
+
+    ``deployed``: each signer as the chart runs it, its signing port served by 2 worker
+    processes of 8 threads of its own; else one worker of 8 threads serves everything, so that
+    one signer cannot take both cores of the bench machine and a second one has room to add.
+    """
     pki = Path(tempfile.mkdtemp(prefix="signers-", dir=work))
     init_with_provisioner(pki)
     scratch = Path(tempfile.mkdtemp(prefix="hello-mtls-bench-ca.", dir=_memory(work)))
@@ -519,9 +526,8 @@ def signer_pool(work: Path, count: int = 2) -> Iterator[Any]:
         )
         sign_ports = []
         for i in range(count):
-            # As the chart runs a signer pod: the signing port served by worker processes of
-            # its own (2 x 8 threads), the scratch directory (its audit trail) on memory.
-            sign_ports.append(free_port())
+            sign_port = free_port()
+            serving = [f"--sign-bind=127.0.0.1:{sign_port}"] if deployed else ["--workers=1"]
             started.append(
                 Service(
                     None,
@@ -529,11 +535,12 @@ def signer_pool(work: Path, count: int = 2) -> Iterator[Any]:
                     f"--root-holder=https://127.0.0.1:{material_port}",
                     f"--root-ca={pki / 'prov' / 'ca.crt'}",
                     f"--token-file={pki / 'signer-token'}",
-                    f"--sign-bind=127.0.0.1:{sign_ports[-1]}",
+                    *serving,
                     "--upkeep-interval=60",
                     env={"TMPDIR": str(scratch)},
                 )
             )
+            sign_ports.append(sign_port if deployed else started[-1].port)
         root_holder, signers = started[0], started[1:]
 
         @contextlib.contextmanager
@@ -614,9 +621,9 @@ def report(
         estimate, low, high = ratio(signers["2 signers"], signers["1 signer"])
         parts += [
             "",
-            "Signers: a root holder and 2 signer pods as above (one loopback address each); "
-            "the load on one",
-            "signer, then spread over both:",
+            "Signers: a root holder and 2 signers (1 worker x 8 threads each, so that one "
+            "cannot take both",
+            "cores; one loopback address each); the load on one signer, then spread over both:",
             "",
             "| signers | signatures/s | server CPU ms/signature |",
             "|---|---|---|",
