@@ -1,25 +1,32 @@
 """``make bench-ca``: ``POST /sign`` of hello-mtls-ca beside step-ca, and with 1 and 2 signers.
 
-Side by side (``--compare``): the real ``hello-mtls-ca serve`` (one process, 2 gthread workers
-of 8 threads, its default) and step-ca (`build_step_ca.sh` builds it from the Go module proxy
-and caches it) set up with a JWK provisioner, once without a database and once with its default
-one (badgerv2), all on 127.0.0.1 and on the same kind of CA (a P-256 root and intermediate).
+Side by side (``--compare``): hello-mtls-ca as the chart deploys it by default, a signer pod
+(``serve --root-holder`` with ``--sign-bind``: the signing port served by 2 gthread workers of 8
+threads, its scratch directory, where its audit trail goes, on memory as the pod's ``/tmp``
+volume is) beside its root holder, which takes the records of what it signs into the index;
+hello-mtls-ca alone, the root holder serving ``POST /sign`` itself (``ca.signers.replicas: 0``,
+2 workers of 8 threads, the audit trail and the index on disk); and step-ca
+(`build_step_ca.sh` builds it from the Go module proxy and caches it) set up with a JWK
+provisioner, once without a database and once with its default one (badgerv2), all on
+127.0.0.1 and on the same kind of CA (a P-256 root and intermediate).
 
-Signers (``--signers``): a root holder and two signer processes (``serve --root-holder``, one
-worker of 8 threads each, a loopback address each), the root holder's TokenReview answered by
-the stand-in of ``tests/support``; the load goes to one signer, then is spread over both.
+Signers (``--signers``): a root holder and two signers (one worker of 8 threads each, so that
+one signer cannot take both cores of a 2-core machine; a loopback address each), the root
+holder's TokenReview answered by the stand-in of ``tests/support``; the load goes to one
+signer, then is spread over both.
 
 One load generator for all: ``LOAD_PROCESSES`` processes of ``THREADS`` threads, each thread one
 keep-alive HTTPS connection (8 in all) posting P-256 CSRs that carry a DNS and a SPIFFE SAN:
 to hello-mtls-ca with the operator's provisioner credential (mTLS) and the names and namespace
 in the body; to step-ca with a one-time token of its provisioner (ES256, the same SANs), made
 before the slice so that making it costs the servers no CPU. Each round starts new servers,
-warms each up, then gives each a slice in turn, the rounds going through every order; the first
-answer of each connection and slice is checked (status, the SANs of the certificate), every
-other for its status. Server CPU per signature: user + system time of the server's processes,
-from /proc. Traffic goes to loopback only, bounded by time and count.
+warms each up, then gives each a slice in turn, the rounds taking each server through every
+position; the first answer of each connection and slice is checked (status, the SANs of the
+certificate), every other for its status. Server CPU per signature: user + system time of the
+server's processes (a signer's with its root holder's), from /proc. Traffic goes to loopback
+only, bounded by time and count.
 
-    python benchmarks/bench_ca.py [--rounds 6] [--seconds 2] [--compare|--signers] [--write F]
+    python benchmarks/bench_ca.py [--rounds 8] [--seconds 2] [--compare|--signers] [--write F]
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ import itertools
 import json
 import os
 import secrets
+import shutil
 import signal
 import ssl
 import subprocess
@@ -66,9 +74,11 @@ PROVISIONER = "bench"
 SIGNER_AUDIENCE = "hello-mtls-ca-signer"
 SIGNER_ACCOUNT = "system:serviceaccount:hello-mtls:hello-mtls-ca-signer"
 BEGIN, END = "<!-- bench-ca:begin -->", "<!-- bench-ca:end -->"
-COMPARED = ("hello-mtls-ca", "step-ca", "step-ca+db")
+SIGNER = "hello-mtls-ca signer"
+COMPARED = (SIGNER, "hello-mtls-ca", "step-ca", "step-ca+db")
 SIGNER_KINDS = ("1 signer", "2 signers")
 GOAL_RATE, GOAL_CPU = 1.2, 1.0  # hello-mtls-ca / step-ca without a database
+MEMORY = Path("/dev/shm")  # a signer pod's /tmp is an emptyDir on memory (the chart)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -189,7 +199,10 @@ def _b64(n: int) -> str:
 @contextlib.contextmanager
 def serving(kind: str, work: Path, step_ca: Path | None) -> Iterator[Server]:
     """Start one server of ``kind`` (`COMPARED`)."""
-    if kind == "hello-mtls-ca":
+    if kind == SIGNER:
+        with signer_pool(work, 1, deployed=True) as start, start(SIGNER_KINDS[0]) as server:
+            yield server
+    elif kind == "hello-mtls-ca":
         ours = Service(work / "ours" / "state", work / "ours.log", "--upkeep-interval", "60")
         try:
             yield Server("ours", [ours.port], [ours.process.pid], work / "ours" / "prov")
@@ -439,9 +452,9 @@ def measure(
     start: Callable[[str], contextlib.AbstractContextManager[Server]],
 ) -> dict[str, Figure]:
     """Each round: servers of ``kinds`` from ``start(kind)``, each warmed up, then one slice
-    each, the rounds going through every order of ``kinds``."""
+    each, the rounds going through `orders` of ``kinds``."""
     figures = {kind: Figure() for kind in kinds}
-    orders = list(itertools.permutations(kinds))
+    orders = rotations(kinds)
     for round_ in range(rounds):
         order = orders[round_ % len(orders)]
         slices = {}
@@ -466,18 +479,34 @@ def measure(
     return figures
 
 
+def rotations(kinds: tuple[str, ...]) -> list[tuple[str, ...]]:
+    """The orders of the rounds: every rotation of ``kinds`` and of ``kinds`` reversed, so that
+    in as many rounds each kind is in each position as often, and follows each other kind as
+    often (for 3 kinds: every order)."""
+    backwards = kinds[::-1]
+    return [kinds[i:] + kinds[:i] for i in range(len(kinds))] + [
+        backwards[i:] + backwards[:i] for i in range(len(kinds))
+    ]
+
+
 def cpu_ms(figure: Figure) -> float:
     """Server CPU time per signature, in ms."""
     return 1000 * figure.cpu_seconds / figure.requests if figure.requests else float("nan")
 
 
 @contextlib.contextmanager
-def signer_pool(work: Path) -> Iterator[Any]:
-    """A root holder and two signers (one worker each); yields ``start(kind)`` for `measure`:
-    the signers are long-lived, a "round" only picks one or both."""
-    pki = work / "signers"
-    pki.mkdir()
+def signer_pool(work: Path, count: int = 2, *, deployed: bool = False) -> Iterator[Any]:
+    """A root holder and ``count`` signers, their scratch directories on memory; yields
+    ``start(kind)`` for `measure`: the signers are long-lived, a "round" only picks one or both
+    (`SIGNER_KINDS`).
+
+    ``deployed``: each signer as the chart runs it, its signing port served by 2 worker
+    processes of 8 threads of its own; else one worker of 8 threads serves everything, so that
+    one signer cannot take both cores of the bench machine and a second one has room to add.
+    """
+    pki = Path(tempfile.mkdtemp(prefix="signers-", dir=work))
     init_with_provisioner(pki)
+    scratch = Path(tempfile.mkdtemp(prefix="hello-mtls-bench-ca.", dir=_memory(work)))
     tokens = {"signer-token": Token(SIGNER_AUDIENCE, SIGNER_ACCOUNT, pod_name="bench-signer")}
     (pki / "signer-token").write_text("signer-token\n")
     api = TokenReviewAPI(tokens)
@@ -495,7 +524,10 @@ def signer_pool(work: Path) -> Iterator[Any]:
                 env=env,
             )
         )
-        for i in range(2):
+        sign_ports = []
+        for i in range(count):
+            sign_port = free_port()
+            serving = [f"--sign-bind=127.0.0.1:{sign_port}"] if deployed else ["--workers=1"]
             started.append(
                 Service(
                     None,
@@ -503,16 +535,19 @@ def signer_pool(work: Path) -> Iterator[Any]:
                     f"--root-holder=https://127.0.0.1:{material_port}",
                     f"--root-ca={pki / 'prov' / 'ca.crt'}",
                     f"--token-file={pki / 'signer-token'}",
-                    "--workers=1",
+                    *serving,
                     "--upkeep-interval=60",
+                    env={"TMPDIR": str(scratch)},
                 )
             )
-        signers = started[1:]
+            sign_ports.append(sign_port if deployed else started[-1].port)
+        root_holder, signers = started[0], started[1:]
 
         @contextlib.contextmanager
         def start(kind: str) -> Iterator[Server]:
             chosen = signers[: 1 if kind == SIGNER_KINDS[0] else 2]
-            ports, pids = [s.port for s in chosen], [s.process.pid for s in chosen]
+            ports = sign_ports[: len(chosen)]
+            pids = [s.process.pid for s in [root_holder, *chosen]]
             yield Server("ours", ports, pids, pki / "prov")
 
         yield start
@@ -520,6 +555,12 @@ def signer_pool(work: Path) -> Iterator[Any]:
         for service in reversed(started):
             service.stop()
         api.stop()
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _memory(work: Path) -> Path:
+    """Where a signer's scratch directory goes: on memory where the machine has it."""
+    return MEMORY if MEMORY.is_dir() and os.access(MEMORY, os.W_OK) else work
 
 
 def report(
@@ -541,11 +582,12 @@ def report(
         "mTLS credential; step-ca: a one-time JWK provisioner token per request, made before "
         f"the slice). {rounds} rounds;",
         f"each starts new servers, warms each up ({WARM_UP_SECONDS:g} s) and gives each one "
-        f"{seconds:g} s slice, the rounds going",
-        "through every order. Rates are totals over the rounds; server CPU per signature is "
-        "user + system time",
-        "of the server's processes (/proc). Clients and servers share the machine's cores: "
-        "read the load.",
+        f"{seconds:g} s slice, the rounds taking",
+        "each server through every position. Rates are totals over the rounds; server CPU per "
+        "signature is user +",
+        "system time of the server's processes (/proc; a signer's with its root holder's). "
+        "Clients and servers",
+        "share the machine's cores: read the load.",
         "",
         f"- start: {before}",
         f"- end:   {after}",
@@ -557,28 +599,31 @@ def report(
             "|---|---|---|",
         ]
         labels = {
-            "hello-mtls-ca": "hello-mtls-ca (`serve`, 2 workers x 8 threads)",
+            SIGNER: "hello-mtls-ca signer pod, as deployed (2 signing workers x 8 threads), "
+            "with its root holder",
+            "hello-mtls-ca": "hello-mtls-ca root holder alone (`serve`, 2 workers x 8 threads)",
             "step-ca": "step-ca v0.30.2 without a database",
             "step-ca+db": "step-ca v0.30.2, default database (badgerv2)",
         }
         parts += [f"| {labels[k]} | {f.rate:.0f} | {cpu_ms(f):.2f} |" for k, f in compared.items()]
-        estimate, low, high = ratio(compared["hello-mtls-ca"], compared["step-ca"])
-        cpu = cpu_ms(compared["hello-mtls-ca"]) / cpu_ms(compared["step-ca"])
-        met = estimate >= GOAL_RATE and cpu <= GOAL_CPU
-        parts += [
-            "",
-            f"hello-mtls-ca / step-ca without a database: signatures/s {estimate:.2f} "
-            f"(95 % interval {low:.2f}–{high:.2f}),",
-            f"CPU per signature {cpu:.2f}. Goal ≥ {GOAL_RATE:g} and ≤ {GOAL_CPU:g}: "
-            f"{'met' if met else 'NOT met'}.",
-        ]
+        parts.append("")
+        for kind, name in ((SIGNER, "the signer pod"), ("hello-mtls-ca", "the root holder alone")):
+            estimate, low, high = ratio(compared[kind], compared["step-ca"])
+            cpu = cpu_ms(compared[kind]) / cpu_ms(compared["step-ca"])
+            met = estimate >= GOAL_RATE and cpu <= GOAL_CPU
+            parts += [
+                f"{name} / step-ca without a database: signatures/s {estimate:.2f} "
+                f"(95 % interval {low:.2f}–{high:.2f}),",
+                f"CPU per signature {cpu:.2f}. Goal ≥ {GOAL_RATE:g} and ≤ {GOAL_CPU:g}: "
+                f"{'met' if met else 'NOT met'}.",
+            ]
     if signers:
         estimate, low, high = ratio(signers["2 signers"], signers["1 signer"])
         parts += [
             "",
-            "Signers: a root holder and 2 `serve --root-holder` processes (1 worker x 8 threads "
-            "each, one",
-            "loopback address each); the load on one signer, then spread over both:",
+            "Signers: a root holder and 2 signers (1 worker x 8 threads each, so that one "
+            "cannot take both",
+            "cores; one loopback address each); the load on one signer, then spread over both:",
             "",
             "| signers | signatures/s | server CPU ms/signature |",
             "|---|---|---|",
@@ -598,8 +643,8 @@ def main() -> int:
     p.add_argument(
         "--rounds",
         type=int,
-        default=6,
-        help="rounds; a multiple of 6 takes the 3 servers through every order (default 6)",
+        default=8,
+        help="rounds; a multiple of 8 takes the 4 servers through every position (default 8)",
     )
     p.add_argument("--compare", action="store_true", help="only hello-mtls-ca beside step-ca")
     p.add_argument("--signers", action="store_true", help="only 1 and 2 signers")

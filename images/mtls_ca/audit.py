@@ -66,6 +66,9 @@ _FORMAT = 1
 _HEAD_CONTEXT = b"hello-mtls audit head v1\n"
 _SEGMENT = re.compile(r"^(\d{6})\.jsonl$")
 _TEXT_MAX = 512
+_CATCH_UP_BYTES = 64 * 1024
+"""The most of what other writers appended that a writer reads to find the last record; beyond
+that, it reads the end of the segment."""
 _log = logging.getLogger("mtls_ca")
 
 
@@ -101,6 +104,7 @@ class AuditLog:
         self._flush = GroupFlush()  # tickets: the records' seq
         self._pid = 0
         self._segment = 0
+        self._next = ""  # the path of the segment after the current one, looked for per record
         self._end = 0
         self._tail: tuple[int, str, str] = (0, GENESIS, "")  # seq, hash, kind of the last record
 
@@ -285,7 +289,7 @@ class AuditLog:
         if self._fd is None:
             segments = _segments(self.directory)
             self._open(max(segments) if segments else 1)
-        while os.path.exists(self._path(self._segment + 1)):  # another process rolled over
+        while os.path.exists(self._next):  # another process rolled over
             self._open(self._segment + 1)
         assert self._fd is not None
         size = os.fstat(self._fd).st_size
@@ -302,8 +306,9 @@ class AuditLog:
             self._flush.switched()
         path = self._path(segment)
         new = not path.exists()
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self._fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
         self._segment = segment
+        self._next = str(self._path(segment + 1))
         self._end = 0 if new else -1
         if new:
             fsync_directory(self.directory)
@@ -316,6 +321,14 @@ class AuditLog:
             self._end = 0
             self._tail = self._before()
             return
+        if 0 < self._end < size <= self._end + _CATCH_UP_BYTES:
+            # What other writers appended since this one's last record: whole lines, unless
+            # one was torn.
+            data = os.pread(self._fd, size - self._end, self._end)
+            if data.endswith(b"\n"):
+                self._end = size
+                self._tail = _parse_tail(data.rstrip(b"\n").rpartition(b"\n")[2])
+                return
         with path.open("rb") as f:
             data = _tail_bytes(f, size)
         if not data.endswith(b"\n"):

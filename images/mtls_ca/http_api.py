@@ -220,21 +220,24 @@ def create_app(
                 audit.refusal(_peer(environ), e.reason, e.message, **asked)
             return e.status, {"error": e.message}
         record = revocation.record_of(issued_cert, state.signer)
-        if issued is not None:
-            issued.append(record)
-        if reports is not None:
-            reports.append(record)
-        if audit is not None:
-            # Its record, on stdout too, is the signature's log line.
-            audit.issuance(caller, issued_cert, namespace=parsed.namespace)
-        else:
-            _log.info(
-                "signed serial %x for %s until %s, asked by %s",
-                issued_cert.serial,
-                ",".join(issued_cert.names + issued_cert.uris),
-                issued_cert.not_after.isoformat(),
-                caller,
-            )
+        # The index's flush goes on while the audit record is written and flushed.
+        indexed = issued.write([record]) if issued is not None else _nothing
+        try:
+            if reports is not None:
+                reports.append(record)
+            if audit is not None:
+                # Its record, on stdout too, is the signature's log line.
+                audit.issuance(caller, issued_cert, namespace=parsed.namespace)
+            else:
+                _log.info(
+                    "signed serial %x for %s until %s, asked by %s",
+                    issued_cert.serial,
+                    ",".join(issued_cert.names + issued_cert.uris),
+                    issued_cert.not_after.isoformat(),
+                    caller,
+                )
+        finally:
+            indexed()
         metrics.ISSUED.inc()
         metrics.SIGNING_SECONDS.observe(time.perf_counter() - start)
         return 200, sign_request.answer(state, issued_cert)
@@ -396,6 +399,10 @@ class _SignFirst:
         headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
         start_response(f"{status} {HTTPStatus(status).phrase}", headers)
         return [body]
+
+
+def _nothing() -> None:
+    return None
 
 
 def _internal_error(method: str, path: str, error: Exception) -> dict[str, str]:

@@ -31,7 +31,9 @@ import json
 import logging
 import os
 import re
-from collections.abc import Iterable, Iterator, Sequence
+import threading
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -209,15 +211,28 @@ class IssuedIndex:
         self._pid = 0
         self._appended = 0  # this process's appends, the flushes' tickets
         self._file: tuple[int, int] | None = None  # (device, inode) of the last one's file
+        self._lock_fd: int | None = None  # this process's, with `_threads` for its threads
+        self._threads = threading.Lock()
+        this = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: _forked(this()))
 
     def append(self, record: IssuedRecord) -> None:
         self.extend([record])
 
     def extend(self, records: Sequence[IssuedRecord]) -> None:
         """Append ``records``, on disk when this returns (one write and one flush for all)."""
+        self.write(records)()
+
+    def write(self, records: Sequence[IssuedRecord]) -> Callable[[], None]:
+        """Append ``records``; returns what to call, once, to wait until they are on disk
+        (`POST /sign` writes its audit record meanwhile, and both flushes go on at once).
+
+        Raises:
+            OSError: from the call, if the flush failed: the records may not be durable.
+        """
         data = b"".join(_line(r) for r in records)
         if not data:
-            return
+            return lambda: None
         with self._locked():
             if self._pid != os.getpid():  # a forked worker flushes its own appends
                 self._pid, self._flush, self._appended, self._file = (
@@ -244,10 +259,15 @@ class IssuedIndex:
             except BaseException:
                 os.close(fd)
                 raise
-        try:
-            self._flush.wait(ticket, fd)
-        finally:
-            os.close(fd)
+        flush = self._flush
+
+        def durable() -> None:
+            try:
+                flush.wait(ticket, fd)
+            finally:
+                os.close(fd)
+
+        return durable
 
     def records(self, now: datetime.datetime | None = None) -> list[IssuedRecord]:
         """Every certificate recorded that has not expired at ``now``, once each (a signer
@@ -283,12 +303,27 @@ class IssuedIndex:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        fd = os.open(self._lock, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
+        """The lock between processes (a ``flock`` of a descriptor of this process's) and
+        between this process's threads (a ``flock`` held through one descriptor does not keep
+        out another thread that uses the same one)."""
+        with self._threads:
+            if self._lock_fd is None:
+                self._lock_fd = os.open(self._lock, os.O_RDWR | os.O_CREAT, 0o600)
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+
+def _forked(index: IssuedIndex | None) -> None:
+    """In a forked child (a gunicorn worker): the index's lock is the child's own. A descriptor
+    shared with the parent or a sibling would share their ``flock``, and a thread of the parent
+    may have held `IssuedIndex._threads` at the fork, where no thread of the child releases it."""
+    if index is not None:
+        if index._lock_fd is not None:
+            os.close(index._lock_fd)
+        index._lock_fd, index._threads = None, threading.Lock()
 
 
 def _line(record: IssuedRecord) -> bytes:

@@ -1,10 +1,12 @@
 """Shared flushes (`mtls_ca.durability.GroupFlush`) and the index of issued certificates that
 uses them: every append is on disk when it returns, with fewer flushes than appends, across a
-prune that rewrites the index."""
+prune that rewrites the index; a forked worker's appends wait for its parent's lock."""
 
 from __future__ import annotations
 
 import datetime
+import fcntl
+import multiprocessing
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -128,3 +130,32 @@ def test_an_append_after_another_process_pruned_the_index_is_flushed_in_the_new_
     index.append(_record(3))
     assert disk.holds(index.path, _line(3))
     assert [r.serial for r in index.records(NOW)] == [1, 2, 3]
+
+
+def _append_at_once(index: IssuedIndex, serial: int) -> None:
+    """In a forked child: append without waiting for the lock; exit 3 when it is taken."""
+    flock = fcntl.flock
+
+    def at_once(fd: int, operation: int) -> None:
+        flock(fd, operation | fcntl.LOCK_NB if operation == fcntl.LOCK_EX else operation)
+
+    fcntl.flock = at_once  # type: ignore[assignment]
+    try:
+        index.append(_record(serial))
+    except BlockingIOError:
+        os._exit(3)
+    os._exit(0)
+
+
+def test_a_forked_worker_takes_the_index_lock_through_a_descriptor_of_its_own(
+    tmp_path: Path,
+) -> None:
+    index = IssuedIndex(tmp_path)
+    index.append(_record(1))  # this process's lock descriptor is open now
+    with index._locked():  # as this process's prune holds it
+        child = multiprocessing.get_context("fork").Process(target=_append_at_once, args=(index, 2))
+        child.start()
+        child.join(timeout=30)
+    # The inherited descriptor would share this process's lock, and the child would append.
+    assert child.exitcode == 3
+    assert [r.serial for r in index.records(NOW)] == [1]
