@@ -12,7 +12,7 @@ from pathlib import Path
 from support.certdirs import Issuer, publish
 
 ROOT = Path(__file__).parents[2]
-PROJECT = ROOT / "packaging" / "mtls-context"
+PROJECT = ROOT / "library"
 
 CHECK = """
 import sys
@@ -52,7 +52,7 @@ def test_the_wheel_installs_and_runs_on_the_standard_library_alone(tmp_path: Pat
     )
     (wheel,) = (tmp_path / "dist").glob("hello_mtls_context-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    sources = sorted((ROOT / "images" / "mtls_context").glob("*.py"))
+    sources = sorted((PROJECT / "src" / "mtls_context").glob("*.py"))
     assert sorted(n for n in names if ".dist-info/" not in n) == sorted(
         [f"mtls_context/{source.name}" for source in sources] + ["mtls_context/py.typed"]
     )
