@@ -28,7 +28,8 @@ from typing import IO, Any
 
 from mtls_ca.name_rules import parse_duration
 from mtls_ca.tls_profiles import policy_bytes
-from mtls_context import CA, CERT, KEY, POLICY, requests_adapter, write_version
+from mtls_context import requests_adapter
+from mtls_context.layout import CA, CERT, KEY, POLICY, write_version
 from mtls_operator.certs import new_key_and_csr
 from mtls_operator.claims import Claim
 from mtls_operator.tlssecret import parse_answer

@@ -28,8 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mtls_ca.tls_profiles import policy_bytes
-from mtls_context import POLICY
-from mtls_context.layout import federated_bundle, federated_bundles
+from mtls_context.layout import POLICY, federated_bundle, federated_bundles
 from mtls_operator import metrics
 from mtls_operator.bundle_fetcher import FederatedBundles
 from mtls_operator.certs import inspect, new_key_and_csr, sha256_hex

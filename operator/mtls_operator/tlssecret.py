@@ -18,8 +18,7 @@ import kopf
 
 from mtls_ca import name_rules
 from mtls_ca.tls_profiles import policy_bytes
-from mtls_context import CA, CERT, CRL, KEY, POLICY
-from mtls_context.layout import federated_bundles
+from mtls_context.layout import CA, CERT, CRL, KEY, POLICY, federated_bundles
 from mtls_operator.certs import crl_serials, federated_digest, sha256_hex
 from mtls_operator.claims import Claim
 from mtls_operator.marks import (

@@ -18,7 +18,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mtls_context import ALPN, ReloadingServerContext, Side, build_context, read_version
+from mtls_context import ReloadingServerContext, Side, build_context
+from mtls_context.contexts import ALPN
+from mtls_context.layout import read_version
 
 STACKS = ("asyncio", "uvicorn", "aiohttp", "hypercorn", "gunicorn-sync", "gunicorn-asgi")
 HOST = "127.0.0.1"

@@ -16,7 +16,7 @@ from mtls_ca.http_api import create_app
 from mtls_ca.state import DirectoryStore, State
 from mtls_ca.state_cache import StateCache
 from mtls_ca.tls_profiles import PROFILES, policy_bytes, render
-from mtls_context import CA, CERT, CRL, KEY, POLICY
+from mtls_context.layout import CA, CERT, CRL, KEY, POLICY
 from mtls_operator.certs import inspect
 from mtls_operator.claims import Claim
 from mtls_operator.decisions import Action, PodClaim, choose_claim, decide

@@ -1,10 +1,7 @@
 """Server and client TLS contexts built from a certificate directory (stdlib ``ssl`` only).
 
-Modules: ``layout`` (the directory as the kubelet writes it), ``tls_policy`` (the TLS policy
-document and its profiles), ``groups`` (key exchange groups on Python < 3.15), ``contexts``
-(one validated context from one version), ``reloading`` (contexts that follow the directory),
-``identity`` (names in a verified peer certificate), ``status`` (what each reloading context
-serves or presents, for metrics).
+The public API is what an app needs: the reloading contexts, the builders of one context, the
+verified peer's identity and what each reloading context serves (``__all__``; a test pins it).
 
 Typical use::
 
@@ -13,49 +10,30 @@ Typical use::
 
     server_ssl = ReloadingServerContext(Path("/var/run/hello-mtls"))
     await asyncio.start_server(handle, port=8443, ssl=server_ssl)   # reloads per connection
+
+Modules: ``layout`` (the directory as the kubelet writes it: file names, ``read_version``),
+``tls_policy`` (the TLS policy document and its profiles), ``groups`` (key exchange groups on
+Python < 3.15), ``contexts`` (one validated context from one version), ``reloading`` (contexts
+that follow the directory), ``identity`` (names in a verified peer certificate), ``status`` (what
+each reloading context serves or presents, for metrics). Each stack has its adapter module, which
+imports that stack only when you import it: ``requests_adapter``, ``httpx_transport``,
+``aiohttp_client``, ``grpc_credentials`` (clients and gRPC servers), ``gunicorn_hooks``, and the
+peer helpers ``flask_peer``, ``starlette_peer``, ``aiohttp_peer``, ``grpc_peer``.
 """
 
 from mtls_context.contexts import (
-    ALPN,
     Certificate,
     MTLSContext,
     Side,
-    Verify,
     build_context,
     client_context,
     server_context,
 )
-from mtls_context.identity import PeerCert, identity
-from mtls_context.layout import CA, CERT, CRL, FILES, KEY, POLICY, read_version, write_version
-from mtls_context.reloading import (
-    DEFAULT_CHECK_INTERVAL,
-    DEFAULT_MAX_AGE,
-    ReloadingContext,
-    ReloadingServerContext,
-)
+from mtls_context.identity import PeerCert, allowed, identity
+from mtls_context.reloading import ReloadingContext, ReloadingServerContext
 from mtls_context.status import Status, statuses
-from mtls_context.tls_policy import (
-    DEFAULT_POLICY,
-    GROUPS,
-    INTERMEDIATE_CIPHERS,
-    PROFILES,
-    TLSPolicy,
-)
 
 __all__ = [
-    "ALPN",
-    "CA",
-    "CERT",
-    "CRL",
-    "DEFAULT_CHECK_INTERVAL",
-    "DEFAULT_MAX_AGE",
-    "DEFAULT_POLICY",
-    "FILES",
-    "GROUPS",
-    "INTERMEDIATE_CIPHERS",
-    "KEY",
-    "POLICY",
-    "PROFILES",
     "Certificate",
     "MTLSContext",
     "PeerCert",
@@ -63,13 +41,10 @@ __all__ = [
     "ReloadingServerContext",
     "Side",
     "Status",
-    "TLSPolicy",
-    "Verify",
+    "allowed",
     "build_context",
     "client_context",
     "identity",
-    "read_version",
     "server_context",
     "statuses",
-    "write_version",
 ]
