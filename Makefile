@@ -16,16 +16,16 @@ help: ## list the targets
 # pyproject.toml; docs/testing.md), then the two distributions of this repository from their
 # paths, without their dependencies (the lock has them) and without build isolation (the lock
 # has the build backend too), so nothing it installs floats.
-$(STAMP): requirements/dev.txt pyproject.toml packaging/mtls-context/pyproject.toml
+$(STAMP): requirements/dev.txt pyproject.toml library/pyproject.toml
 	@echo "==> creating $(VENV) from requirements/dev.txt, then hello-mtls-context and hello-mtls"
 	$(PYTHON) -m venv --clear $(VENV)
 	$(BIN)/python -m pip install --quiet --require-hashes -r requirements/dev.txt
-	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e ./packaging/mtls-context -e .
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e ./library -e .
 	@touch $@
 
 venv: $(STAMP) ## create the virtualenv with every extra and the test tools
 
-COVERED := images/mtls_context images/mtls_contract images/mtls_server images/mtls_client images/mtls_ca operator/mtls_operator \
+COVERED := library/src/mtls_context images/mtls_contract images/mtls_server images/mtls_client images/mtls_ca operator/mtls_operator \
 	cli/mtls_cli
 
 test: $(STAMP) host-tools ## unit + integration tests (no cluster needed), with coverage per package

@@ -8,9 +8,10 @@ The servers compared run the same app on the same certificates (issued by ``hell
                     config, default sync workers; gunicorn then builds a new SSLContext from
                     the files for every connection
              fixed  ours with a context built once and never reloaded (the ceiling)
-  asyncio, uvicorn, aiohttp, hypercorn (``tests/support/stack_servers.py``):
-             ours   the stack given one ``ReloadingServerContext``
-             fixed  the stack given a context built once from the same files
+  asyncio, uvicorn, aiohttp, hypercorn (the recipes of ``examples/``):
+             ours   the recipe as it is: the stack given one ``ReloadingServerContext``
+             fixed  the same recipe given a context built once from the same files
+                    (``fixed_context.py``)
 
 On a shared VM the same server's rate moves by 10-20 % from one second to the next (its CPU
 time per request too: the host, not our processes), and two identical processes can differ for
@@ -47,8 +48,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-# The tiers' own helpers: one wait (tests/support/waiting.py), one free port.
+# The tiers' own helpers: one wait (tests/support/waiting.py), one free port, the recipes' commands.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from support import example_servers  # noqa: E402
 from support.processes import free_port  # noqa: E402
 from support.waiting import wait_until  # noqa: E402
 
@@ -64,7 +66,6 @@ GUNICORN = ("ours", "stock", "fixed")
 GUNICORN_MODES = ("handshake", "handshake-nagle", "keepalive")
 STACKS = ("asyncio", "uvicorn", "aiohttp", "hypercorn")
 STACK_MODES = ("handshake", "keepalive")
-TESTS = HERE.parent / "tests"
 # (mode, server, compared with, at least this ratio), the targets of docs/design.md
 GUNICORN_TARGETS = [
     ("handshake", "ours", "stock", 1.1),
@@ -102,12 +103,12 @@ def server_argv(kind: str, port: int, work: Path) -> tuple[list[str], dict[str, 
         "HELLO_MTLS_THREADS": str(THREADS),
     }
     app = "mtls_server:create_app()"
-    if ":" in kind:  # an event-loop stack: ours or fixed
+    if ":" in kind:  # an event-loop stack's recipe: ours or fixed
         stack, variant = kind.split(":")
-        argv = [sys.executable, "-m", "support.stack_servers", stack, str(port), str(cert_dir)]
-        return [*argv, "1.0", *(["fixed"] if variant == "fixed" else [])], {
-            "PYTHONPATH": str(TESTS)
-        }
+        argv = example_servers.argv(stack, port)
+        if variant == "fixed":
+            argv = [sys.executable, str(HERE / "fixed_context.py"), *argv[1:]]
+        return argv, example_servers.env(port, cert_dir, check_interval=1.0)
     if kind == "ours":
         return [str(BIN / "gunicorn"), "-c", "python:mtls_server.gunicorn_conf", app], env
     if kind == "fixed":
@@ -423,7 +424,7 @@ configured like smallstep's py-gunicorn example (sync workers, a new SSLContext 
 files for every connection, so no keep-alive either); `fixed` = ours with a context built once
 (the ceiling).
 
-Event-loop stacks, one process each (`tests/support/stack_servers.py`), `ours` given one
+Event-loop stacks, one process each (the recipes of `examples/`), `ours` given one
 `ReloadingServerContext`, `fixed` a context built once from the same files:
 
 | stack | context | handshakes/s | keep-alive req/s | CPU ms/handshake | CPU ms/req |

@@ -9,7 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mtls_context import CERT, KEY, server_context
+from mtls_context import server_context
+from mtls_context.layout import CERT, KEY
 from mtls_server.gunicorn_conf import (
     bind,
     control_socket_disable,

@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from mtls_ca.tls_profiles import policy_bytes
-from mtls_context import requests_adapter, write_version
-from mtls_context.layout import version_files
+from mtls_context import requests_adapter
+from mtls_context.layout import version_files, write_version
 from mtls_contract.ca_api import parse_sign_answer
 from mtls_contract.durations import parse_duration
 from mtls_operator.certs import new_key_and_csr

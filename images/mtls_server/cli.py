@@ -16,9 +16,9 @@ from pathlib import Path
 
 from mtls_context import Side, Status, client_context, options, server_context, statuses
 from mtls_context.identity import PeerCert
+from mtls_context.options import DEFAULT_BIND
 from mtls_context.status import STATUS_DIR_ENV, read_statuses
 
-DEFAULT_BIND = "0.0.0.0:8443"
 STACKS = ("flask", "fastapi")
 
 

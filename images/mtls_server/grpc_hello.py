@@ -24,7 +24,8 @@ from mtls_context import Side, options
 from mtls_context.grpc_credentials import server_credentials
 from mtls_context.grpc_peer import peer_cert, require_peer
 from mtls_context.identity import identity, serial
-from mtls_server.cli import DEFAULT_BIND, serve_metrics
+from mtls_context.options import DEFAULT_BIND
+from mtls_server.cli import serve_metrics
 
 SERVICE, METHOD = "hello.Hello", "Say"
 

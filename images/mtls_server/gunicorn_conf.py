@@ -10,7 +10,7 @@ import os
 
 from mtls_context import options
 from mtls_context.gunicorn_hooks import tls_settings
-from mtls_server.cli import DEFAULT_BIND
+from mtls_context.options import DEFAULT_BIND
 
 bind = os.environ.get("HELLO_MTLS_BIND", DEFAULT_BIND)
 control_socket_disable = True  # one per user by default; several servers would fight over it

@@ -19,8 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from mtls_context import CA, CERT, CRL, KEY, POLICY
-from mtls_context.layout import federated_bundles
+from mtls_context.layout import CA, CERT, CRL, KEY, POLICY, federated_bundles
 from mtls_operator import screening
 from mtls_operator.claims import Claim
 

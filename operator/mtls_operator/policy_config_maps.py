@@ -15,8 +15,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from mtls_ca.tls_profiles import policy_bytes
-from mtls_context import POLICY
-from mtls_context.layout import federated_bundles
+from mtls_context.layout import POLICY, federated_bundles
 from mtls_operator import metrics
 from mtls_operator.ca_view import CAView
 from mtls_operator.certs import sha256_hex

@@ -16,7 +16,7 @@ import binascii
 import re
 from collections.abc import Mapping
 
-from mtls_context import CA, CERT, KEY, POLICY
+from mtls_context.layout import CA, CERT, KEY, POLICY
 
 __all__ = [
     "ECDSA_CURVES",

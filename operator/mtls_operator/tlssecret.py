@@ -15,8 +15,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from mtls_ca.tls_profiles import policy_bytes
-from mtls_context import CA, CRL, POLICY
-from mtls_context.layout import federated_bundles, version_files
+from mtls_context.layout import CA, CRL, POLICY, federated_bundles, version_files
 from mtls_contract.ca_api import SignAnswer
 from mtls_contract.marks import (
     ANNOTATION_BUNDLE,

@@ -26,7 +26,7 @@ DURATION = "hello-mtls.dev/duration"
 MODE = "hello-mtls.dev/mode"
 SIGNER = "hello-mtls.dev/pod-certificate"  # the chart's podCertificates.signerName
 VOLUME = "hello-mtls"
-QUICK_START = ROOT / "docs" / "examples" / "hello.yaml"
+QUICK_START = ROOT / "examples" / "hello.yaml"
 
 
 def _admitted(manifest: dict[str, Any], namespace: str) -> dict[str, Any]:
@@ -125,7 +125,7 @@ def test_bad_mount_path_is_refused_with_the_policy_message(namespace: str) -> No
 
 
 def test_the_quick_start_says_hello_with_only_the_annotation(installed: str) -> None:
-    """docs/examples/hello.yaml as the README applies it: two Deployments that carry nothing of
+    """examples/hello.yaml as the README applies it: two Deployments that carry nothing of
     hello-mtls but the annotation; the client's pods log a hello over mTLS."""
     kubectl("delete", "namespace", "demo", "--ignore-not-found", timeout=180)
     kubectl("apply", "-f", str(QUICK_START))

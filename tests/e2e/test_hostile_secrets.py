@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from mtls_context import CA, CERT, KEY, POLICY
+from mtls_context.layout import CA, CERT, KEY, POLICY
 from support import hostile_secrets as hostile
 from support.cluster_api import PRODUCT_NAMESPACE, apply, dump_namespace, kubectl, kubectl_json, log
 from support.operator_workloads import idle_pod, rollout, secret_inspection

@@ -17,7 +17,7 @@ from typing import Any
 from mtls_cli.ca_status import CAReport
 from mtls_cli.cli import main
 from mtls_cli.reloads import PORT_ANNOTATION
-from mtls_context import CERT
+from mtls_context.layout import CERT
 from mtls_contract.marks import ANNOTATION_SERIAL, LABEL_MANAGED
 from support import ca_cli
 from support.api_paths import Paths

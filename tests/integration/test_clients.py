@@ -1,4 +1,5 @@
-"""The client adapters against a real server process on 127.0.0.1 (the asyncio stack).
+"""The client adapters against a real server process on 127.0.0.1 (the asyncio recipe of
+``examples/``).
 
 Per client: a hello with its certificate; a server of a foreign CA is refused, and so is one
 outside the policy (TLS 1.1, a CBC suite, X448, P-521); a renewed client certificate is
@@ -14,7 +15,6 @@ import datetime
 import functools
 import socket
 import ssl
-import sys
 import threading
 import time
 import warnings
@@ -30,6 +30,7 @@ import trustme
 from mtls_context import httpx_transport, requests_adapter
 from mtls_context.aiohttp_client import MTLSClientSession
 from mtls_context.groups import set_groups
+from support import example_servers
 from support.certdirs import MODERN, Issuer, crl, plain_client, publish, serial_of
 from support.https_get import get as https_get
 from support.processes import free_port, running
@@ -56,17 +57,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     publish(work / "server", issuer.issue("localhost"), [issuer])
     publish(work / "client", issuer.issue("client.test"), [issuer])
     port = free_port()
-    argv = [
-        sys.executable,
-        "-m",
-        "support.stack_servers",
-        "asyncio",
-        str(port),
-        str(work / "server"),
-        str(CHECK_INTERVAL),
-    ]
-    env = {"PYTHONPATH": str(Path(__file__).parents[1])}
-    with running(argv, work / "server.log", env=env):
+    variables = example_servers.env(port, work / "server", CHECK_INTERVAL)
+    with running(example_servers.argv("asyncio", port), work / "server.log", env=variables):
         result = Server(f"https://localhost:{port}/", work / "server", work / "client", issuer)
 
         def answers() -> bool:

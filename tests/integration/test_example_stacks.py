@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from mtls_context import CA, client_context
+from mtls_context import client_context
+from mtls_context.layout import CA
 from support import ca_cli
 from support.https_get import get
 from support.processes import BIN, hello_server, running, stop

@@ -18,8 +18,7 @@ from pathlib import Path
 import pytest
 
 from mtls_ca.state import DirectoryStore
-from mtls_context import read_version, write_version
-from mtls_context.layout import federated_bundle
+from mtls_context.layout import federated_bundle, read_version, write_version
 from support import ca_cli
 from support.processes import BIN, hello_server
 from support.waiting import wait_until

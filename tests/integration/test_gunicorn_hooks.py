@@ -10,6 +10,7 @@ import pytest
 
 from mtls_context import client_context
 from support.certdirs import Issuer, publish, serial_of
+from support.example_servers import EXAMPLES
 from support.https_get import Reply, get
 from support.processes import BIN, free_port, running
 from support.waiting import wait_until
@@ -26,7 +27,7 @@ globals().update(tls_settings("{cert_dir}", check_interval=0.5))
 APPS = {
     "sync": "mtls_server:create_app()",
     "gthread": "mtls_server:create_app()",
-    "asgi": "support.stack_servers:fastapi_app('gunicorn')",
+    "asgi": "fastapi_app:app",  # examples/fastapi_app.py
 }
 
 
@@ -40,7 +41,7 @@ def start(tmp_path: Path, worker: str, cert_dir: Path) -> tuple[list[str], int]:
         "-c",
         str(conf),
         "--chdir",
-        str(Path(__file__).parents[1]),
+        str(EXAMPLES),
         app,
     ], port
 

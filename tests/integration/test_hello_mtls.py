@@ -12,16 +12,8 @@ import pytest
 import requests
 from requests.adapters import HTTPAdapter
 
-from mtls_context import (
-    CA,
-    CERT,
-    KEY,
-    POLICY,
-    client_context,
-    requests_adapter,
-    server_context,
-    write_version,
-)
+from mtls_context import client_context, requests_adapter, server_context
+from mtls_context.layout import CA, CERT, KEY, POLICY, write_version
 from support import ca_cli
 from support.processes import BIN, free_port, hello_server
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from mtls_context import CA, CERT, KEY, write_version
 from mtls_context.identity import serial
+from mtls_context.layout import CA, CERT, KEY, write_version
 from support import ca_cli
 from support.processes import BIN, hello_server, running, stop
 from support.waiting import elapsed_until, wait_until

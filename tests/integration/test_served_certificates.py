@@ -13,8 +13,8 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from mtls_context import write_version
 from mtls_context.identity import serial
+from mtls_context.layout import write_version
 from support import ca_cli
 from support.processes import BIN, free_port, hello_server, running
 from support.waiting import wait_until

@@ -1,4 +1,5 @@
-"""Every server stack given one `ReloadingServerContext`, as real processes on 127.0.0.1.
+"""Every server stack given one `ReloadingServerContext`, as real processes on 127.0.0.1: the
+recipes of ``examples/``, run as a user runs them (``support.example_servers``).
 
 Per stack: a hello; the refusals (no client certificate, a foreign CA, TLS 1.1, a suite and a
 group outside the policy); the CA's TLS policy (modern) takes effect; a resumption across a
@@ -11,7 +12,6 @@ from __future__ import annotations
 import datetime
 import ssl
 import subprocess
-import sys
 import threading
 import time
 import warnings
@@ -25,9 +25,9 @@ import trustme
 from mtls_context import ReloadingContext, Side, client_context
 from mtls_context.groups import set_groups
 from support.certdirs import MODERN, Issuer, crl, plain_client, publish, serial_of
+from support.example_servers import HELLO, STACKS, argv, env
 from support.https_get import get
 from support.processes import free_port, running
-from support.stack_servers import STACKS
 from support.waiting import elapsed_until, wait_until
 
 CHECK_INTERVAL = 0.5
@@ -57,18 +57,9 @@ def server(
     leaf = issuer.issue("localhost")
     publish(work / "server", leaf, [issuer])
     port = free_port()
-    argv = [
-        sys.executable,
-        "-m",
-        "support.stack_servers",
-        stack,
-        str(port),
-        str(work / "server"),
-        str(CHECK_INTERVAL),
-    ]
     log = work / "server.log"
-    env = {"PYTHONPATH": str(Path(__file__).parents[1]), "HELLO_ALLOW": "client.test"}
-    with running(argv, log, env=env) as proc:
+    variables = env(port, work / "server", CHECK_INTERVAL, allow=["client.test"])
+    with running(argv(stack, port), log, env=variables) as proc:
         result = Server(stack, port, work / "server", issuer, leaf, log)
         result.client_dir = work / "client"
         publish(result.client_dir, issuer.issue("client.test"), [issuer])
@@ -115,7 +106,7 @@ def test_hello(server: Server) -> None:
     reply = get(server.port, client_context(server.client_dir))
 
     assert reply.response.startswith("HTTP/1.1 200")
-    assert reply.response.endswith(f"hello from {server.stack}\n")
+    assert reply.response.endswith(HELLO[server.stack])
     assert reply.serial == serial_of(server.leaf)
 
 

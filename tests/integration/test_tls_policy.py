@@ -15,7 +15,7 @@ import pytest
 import trustme
 
 from mtls_ca.state import DirectoryStore
-from mtls_context import CA, CERT, KEY, POLICY
+from mtls_context.layout import CA, CERT, KEY, POLICY
 from support import ca_cli
 from support.certdirs import INTERMEDIATE, MODERN, Issuer, publish
 from support.processes import hello_server

@@ -19,8 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from mtls_context import layout, read_version
+from mtls_context import layout
 from mtls_context.identity import serial
+from mtls_context.layout import read_version
 from support.certdirs import INTERMEDIATE, Issuer, files, serial_of, write_like_kubelet
 from support.processes import hello_server
 from support.waiting import wait_until

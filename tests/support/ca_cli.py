@@ -9,7 +9,7 @@ from pathlib import Path
 
 from cryptography import x509
 
-from mtls_context import CERT
+from mtls_context.layout import CERT
 from support.processes import BIN
 
 CLI = [str(BIN / "hello-mtls-ca")]

@@ -13,8 +13,8 @@ import trustme
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
-from mtls_context import CA, CERT, KEY, POLICY, PROFILES, write_version
-from mtls_context.layout import CRL, DATA_LINK
+from mtls_context.layout import CA, CERT, CRL, DATA_LINK, KEY, POLICY, write_version
+from mtls_context.tls_policy import PROFILES
 
 INTERMEDIATE = PROFILES["intermediate"].document()
 MODERN = PROFILES["modern"].document()

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa, x25519
 from cryptography.x509.oid import NameOID
 
-from mtls_context import CA, CERT, KEY, POLICY
+from mtls_context.layout import CA, CERT, KEY, POLICY
 from mtls_contract.marks import LABEL_MANAGED
 
 # Two primes known ahead, whose product has exactly 16384 bits, so that a valid RSA-16384 key

@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from mtls_ca.tls_profiles import policy_bytes
-from mtls_context import CA, CERT, KEY, POLICY
+from mtls_context.layout import CA, CERT, KEY, POLICY
 from mtls_operator.ca_view import CAView
 from mtls_operator.certs import sha256_hex
 

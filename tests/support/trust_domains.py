@@ -9,8 +9,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
 from mtls_ca.authority import CA as Authority
-from mtls_context import CA, CERT, CRL, KEY
-from mtls_context.layout import federated_bundle
+from mtls_context.layout import CA, CERT, CRL, KEY, federated_bundle
 
 OURS = "ours.example"
 OTHER = "other.example"

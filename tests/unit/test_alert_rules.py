@@ -72,7 +72,7 @@ def test_the_rules_and_the_dashboard_read_only_metrics_that_exist() -> None:
     exporters = (
         ROOT / "images" / "mtls_ca" / "metrics.py",
         ROOT / "operator" / "mtls_operator" / "metrics.py",
-        ROOT / "images" / "mtls_context" / "prometheus.py",
+        ROOT / "library" / "src" / "mtls_context" / "prometheus.py",
     )
     defined = "".join(path.read_text() for path in exporters)
     dashboard = ROOT / "charts" / "hello-mtls" / "files" / "dashboard.json"

@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from mtls_cli import reloads
 from mtls_cli.ca_status import CAReport
 from mtls_cli.cli import main
-from mtls_context import CERT
+from mtls_context.layout import CERT
 from mtls_context.prometheus import StatusCollector
 from mtls_context.status import Status
 from mtls_contract.marks import ANNOTATION_SERIAL, LABEL_MANAGED

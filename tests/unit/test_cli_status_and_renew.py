@@ -15,7 +15,7 @@ from cryptography import x509
 from mtls_cli.ca_status import CAReport
 from mtls_cli.cli import main
 from mtls_cli.cluster import Api
-from mtls_context import CERT, KEY
+from mtls_context.layout import CERT, KEY
 from mtls_contract.marks import (
     ANNOTATION_BUNDLE,
     ANNOTATION_INTERMEDIATE,

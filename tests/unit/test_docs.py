@@ -22,7 +22,7 @@ PAGES = [
     ROOT / "benchmarks" / "RESULTS.md",
     *sorted(ROOT.glob("docs/**/*.md")),
 ]
-QUICK_START = ROOT / "docs" / "examples" / "hello.yaml"
+QUICK_START = ROOT / "examples" / "hello.yaml"
 MOUNT_PATH = "/var/run/hello-mtls"
 
 _FENCE = re.compile(r"^```.*?^```", re.MULTILINE | re.DOTALL)

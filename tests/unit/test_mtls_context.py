@@ -11,22 +11,18 @@ import pytest
 import trustme
 
 from mtls_context import (
-    CA,
-    CERT,
-    KEY,
-    POLICY,
     MTLSContext,
     ReloadingContext,
     ReloadingServerContext,
     Side,
-    TLSPolicy,
     build_context,
     client_context,
     server_context,
-    write_version,
 )
 from mtls_context.groups import set_groups
 from mtls_context.gunicorn_hooks import refuse_workers_that_never_reload
+from mtls_context.layout import CA, CERT, KEY, POLICY, write_version
+from mtls_context.tls_policy import TLSPolicy
 from support.certdirs import (
     INTERMEDIATE,
     MODERN,

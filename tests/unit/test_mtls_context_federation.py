@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from mtls_context import CERT, KEY, Side, build_context, federation, write_version
+from mtls_context import Side, build_context, federation
 from mtls_context.federation import check_pattern, matches, subject_alt_names
 from mtls_context.identity import allowed, dns_names, identity
-from mtls_context.layout import federated_bundle, read_version
+from mtls_context.layout import CERT, KEY, federated_bundle, read_version, write_version
 from mtls_context.reloading import ReloadingContext
 from support.certdirs import connect
 from support.trust_domains import OTHER, OURS, TrustDomain, bundles

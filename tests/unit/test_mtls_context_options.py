@@ -9,7 +9,8 @@ import pytest
 
 from mtls_client import cli as client_cli
 from mtls_client import grpc_hello as grpc_client
-from mtls_context import DEFAULT_CHECK_INTERVAL, Side, options
+from mtls_context import Side, options
+from mtls_context.reloading import DEFAULT_CHECK_INTERVAL
 from mtls_server import cli as server_cli
 from mtls_server import grpc_hello as grpc_server
 
@@ -82,3 +83,18 @@ def test_a_bad_variable_is_refused_naming_the_option(
     with pytest.raises(SystemExit):
         parser(Side.CLIENT).parse_args([])
     assert "argument --check-interval: invalid float value: 'soon'" in capsys.readouterr().err
+
+
+def test_bind_reads_host_and_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HELLO_MTLS_BIND", raising=False)
+    assert options.bind() == ("0.0.0.0", 8443)
+    for text, want in (("127.0.0.1:9443", ("127.0.0.1", 9443)), ("[::]:8443", ("::", 8443))):
+        monkeypatch.setenv("HELLO_MTLS_BIND", text)
+        assert options.bind() == want
+
+
+@pytest.mark.parametrize("text", ["8443", "localhost", "localhost:https", ":8443"])
+def test_a_bad_bind_is_refused(monkeypatch: pytest.MonkeyPatch, text: str) -> None:
+    monkeypatch.setenv("HELLO_MTLS_BIND", text)
+    with pytest.raises(ValueError, match="is not HOST:PORT"):
+        options.bind()

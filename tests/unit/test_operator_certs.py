@@ -14,7 +14,7 @@ from cryptography.x509.oid import ExtensionOID
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mtls_context import CA, CERT, KEY, POLICY
+from mtls_context.layout import CA, CERT, KEY, POLICY
 from mtls_operator.certs import Inspection, inspect, needs_renewal, new_key_and_csr
 from mtls_operator.claims import Claim
 from support import hostile_secrets as hostile

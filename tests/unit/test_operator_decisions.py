@@ -16,7 +16,7 @@ from mtls_ca.http_api import create_app
 from mtls_ca.state import DirectoryStore, State
 from mtls_ca.state_cache import StateCache
 from mtls_ca.tls_profiles import PROFILES, policy_bytes, render
-from mtls_context import CA, CERT, CRL, KEY, POLICY
+from mtls_context.layout import CA, CERT, CRL, KEY, POLICY
 from mtls_contract.ca_api import parse_sign_answer
 from mtls_contract.marks import (
     ANNOTATION_BUNDLE,

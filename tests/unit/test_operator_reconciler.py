@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from prometheus_client import REGISTRY
 
 from mtls_ca.tls_profiles import policy_bytes
-from mtls_context import CERT, KEY, POLICY
+from mtls_context.layout import CERT, KEY, POLICY
 from mtls_contract.marks import (
     ANNOTATION_DURATION,
     ANNOTATION_INTERMEDIATE,

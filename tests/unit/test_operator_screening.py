@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from mtls_context import CA, CERT, KEY, POLICY
+from mtls_context.layout import CA, CERT, KEY, POLICY
 from mtls_operator.screening import (
     MAX_BYTES,
     MAX_CHAIN_CERTIFICATES,

@@ -28,14 +28,9 @@ from typing import TYPE_CHECKING, Any, cast
 import requests
 from requests.adapters import HTTPAdapter
 
-from mtls_context import (
-    DEFAULT_CHECK_INTERVAL,
-    Certificate,
-    MTLSContext,
-    ReloadingContext,
-    Side,
-)
+from mtls_context import Certificate, MTLSContext, ReloadingContext, Side
 from mtls_context.identity import TLSInfo, serial
+from mtls_context.reloading import DEFAULT_CHECK_INTERVAL
 
 if TYPE_CHECKING:
     from requests.adapters import _HostParams, _PoolKwargs

@@ -1,6 +1,6 @@
 """The command-line options every program on a certificate directory shares, each with its
 ``HELLO_MTLS_*`` environment variable: ``--cert-dir``, ``--check-interval``, ``--metrics-port`` and,
-for a server, ``--allow`` (stdlib only).
+for a server, ``--allow`` (stdlib only); a server's listening address is ``HELLO_MTLS_BIND``.
 
 ::
 
@@ -9,8 +9,8 @@ for a server, ``--allow`` (stdlib only).
     args = parser.parse_args()  # .cert_dir, .check_interval, .metrics_port, .allow
 
 A program started without its command line (a gunicorn config, an app factory in a worker) reads
-the same variables with :func:`cert_dir`, :func:`check_interval` and :func:`allow`, so a value has
-one default and one syntax wherever it is read.
+the same variables with :func:`cert_dir`, :func:`check_interval`, :func:`allow` and :func:`bind`, so
+a value has one default and one syntax wherever it is read (the recipes in ``examples/`` do).
 """
 
 from __future__ import annotations
@@ -24,9 +24,11 @@ from mtls_context.contexts import Side
 from mtls_context.reloading import DEFAULT_CHECK_INTERVAL
 
 __all__ = [
+    "DEFAULT_BIND",
     "DEFAULT_CERT_DIR",
     "add_common",
     "allow",
+    "bind",
     "cert_dir",
     "check_interval",
     "federated_peers",
@@ -35,6 +37,8 @@ __all__ = [
 ]
 
 DEFAULT_CERT_DIR = "/var/run/hello-mtls"
+DEFAULT_BIND = "0.0.0.0:8443"
+_BIND = "HELLO_MTLS_BIND"
 _CERT_DIR = "HELLO_MTLS_CERT_DIR"
 _CHECK_INTERVAL = "HELLO_MTLS_CHECK_INTERVAL"
 _METRICS_PORT = "HELLO_MTLS_METRICS_PORT"
@@ -65,6 +69,20 @@ def allow() -> list[str]:
     """``HELLO_MTLS_ALLOW``: the DNS names and SPIFFE IDs a server greets; empty: every verified
     client."""
     return parse_allow(os.environ.get(_ALLOW, ""))
+
+
+def bind() -> tuple[str, int]:
+    """``HELLO_MTLS_BIND`` (``HOST:PORT``, ``[::]:8443`` for IPv6), else ``0.0.0.0:8443``: where a
+    server listens, as ``(host, port)``.
+
+    Raises:
+        ValueError: the variable is not ``HOST:PORT``.
+    """
+    text = os.environ.get(_BIND) or DEFAULT_BIND
+    host, colon, port = text.rpartition(":")
+    if not colon or not host or not port.isdigit():
+        raise ValueError(f"{_BIND}={text!r} is not HOST:PORT")
+    return host.removeprefix("[").removesuffix("]"), int(port)
 
 
 def server_id() -> list[str]:

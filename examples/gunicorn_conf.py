@@ -1,0 +1,14 @@
+"""gunicorn serving any WSGI or ASGI app on the certificates of ``HELLO_MTLS_CERT_DIR``.
+
+Run: ``gunicorn -c examples/gunicorn_conf.py --chdir examples flask_app:app`` (or
+``-k asgi fastapi_app:app``). ``tls_settings`` gives ``certfile``, ``keyfile`` (they only switch
+gunicorn's TLS on), ``ssl_context``, ``on_starting`` and ``post_worker_init``.
+"""
+
+from mtls_context import options
+from mtls_context.gunicorn_hooks import tls_settings
+
+bind = "0.0.0.0:8443"
+worker_class = "gthread"  # or sync, asgi, gevent, tornado
+workers, threads = 2, 4
+globals().update(tls_settings(options.cert_dir(), check_interval=options.check_interval()))
