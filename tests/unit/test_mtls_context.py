@@ -339,16 +339,22 @@ def test_background_checks_never_build_in_the_caller(
     publish(tmp_path, issuer.issue("v1.test"), [issuer])
     reloading = ReloadingContext(tmp_path, Side.SERVER, check_interval=0, background=True)
     builders: list[str] = []
+    building = threading.Event()
+    release = threading.Event()
 
     def recording(*args: Any, **kwargs: Any) -> MTLSContext:
         builders.append(threading.current_thread().name)
+        building.set()
+        release.wait(20)  # held until the caller has seen that it is not kept waiting
         return build_context(*args, **kwargs)
 
     monkeypatch.setattr("mtls_context.reloading.build_context", recording)
     first = reloading.current()  # starts the watcher
     publish(tmp_path, issuer.issue("v2.test"), [issuer])
 
-    assert reloading.current() is first  # returns at once; the build runs elsewhere
+    wait_until("the watcher to build", building.is_set, 20, 0.01)
+    assert reloading.current() is first  # returns at once while the build runs elsewhere
+    release.set()
     wait_until("the new context", lambda: reloading.current() is not first, 20, 0.01)
     assert reloading.current().certificate.identity == "v2.test"
     assert builders and threading.current_thread().name not in builders
