@@ -455,6 +455,7 @@ def _serve(args: argparse.Namespace) -> int:
         signers=signers,
         root_holder=root_holder,
         fetch_interval=args.fetch_interval,
+        first_fetch_wait=args.first_fetch_wait,
         audit_head_interval=args.audit_head_interval,
         upstream_dir=args.upstream_dir,
         upstream_offline=args.upstream_offline,
@@ -722,6 +723,13 @@ def _parser() -> argparse.ArgumentParser:
         type=_seconds,
         default=30.0,
         help="with --root-holder: seconds between fetches of the material (default 30)",
+    )
+    srv.add_argument(
+        "--first-fetch-wait",
+        type=_seconds,
+        default=30.0,
+        help="with --root-holder: seconds to keep trying the first fetch, every second, while "
+        "the root holder cannot be reached (default 30: within the chart's liveness probe)",
     )
     srv.add_argument(
         "--cluster-domain",

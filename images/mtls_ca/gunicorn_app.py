@@ -103,6 +103,8 @@ class ServeOptions:
     """Signer: where the signing material comes from (then ``state`` is None)."""
     fetch_interval: float = 30.0
     """Signer: seconds between fetches of the material."""
+    first_fetch_wait: float = 30.0
+    """Signer: seconds the first fetch is tried for before the signer gives up."""
     audit_head_interval: float = audit.HEAD_SECONDS
     """Seconds within which an audit record gets its signed head."""
     upstream_dir: Path | None = None
@@ -176,7 +178,7 @@ def _store(options: ServeOptions, material_dir: Path | None) -> Store:
             raise ValueError("a signer (--root-holder) hands out no material (--material-bind)")
         _log.info("fetching the signing material from %s", options.root_holder.url)
         store = DirectoryStore(material_dir)
-        Refresher(options.root_holder, store).run(strict=True)
+        Refresher(options.root_holder, store).first(options.first_fetch_wait)
         return store
     if options.state is None:
         raise ValueError("serve needs --state (the root holder) or --root-holder (a signer)")

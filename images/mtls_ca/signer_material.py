@@ -8,8 +8,11 @@ rotates it. The answer (certificates, settings and the signing intermediate's ke
 root key) is the pod's one copy of the material, a state directory in the pod's scratch space,
 which in a cluster is a memory-backed ``emptyDir`` (tmpfs: the key never reaches a disk and
 goes with the pod). gunicorn's master fetches once before the workers start (no material, no
-start); every worker then fetches again every ``interval`` seconds (`Refresher`), to follow an
-intermediate renewal or a root rotation, and all of them read the one copy, so a pod never
+start), trying again every second while the root holder does not answer (`Refresher.first`: an
+upgrade replaces the root holder as the signers start, and a signer that exited would wait out
+the kubelet's restart back-off, tens of seconds without signing); every worker then fetches
+again every ``interval`` seconds (`Refresher`), to follow an intermediate renewal or a root
+rotation, and all of them read the one copy, so a pod never
 serves two materials at once. When the root holder cannot be reached the pod keeps what it
 holds and signs on. The same endpoint and token carry the signer's reports of what it signed
 (`RootHolder.report`, ``POST /issued``; `mtls_ca.signer_reports` queues and batches them).
@@ -30,7 +33,14 @@ import requests
 from .revocation import IssuedRecord
 from .state import DirectoryStore, State, StateNotFound
 
-__all__ = ["ISSUED_PATH", "MATERIAL_PATH", "Refresher", "ReportRefused", "RootHolder"]
+__all__ = [
+    "ISSUED_PATH",
+    "MATERIAL_PATH",
+    "Refresher",
+    "ReportRefused",
+    "RootHolder",
+    "Unreachable",
+]
 
 MATERIAL_PATH = "/signing-material"
 ISSUED_PATH = "/issued"
@@ -109,7 +119,7 @@ class RootHolder:
             )
         except requests.RequestException as e:
             self._kept.session, keep = None, False
-            raise OSError(f"root holder {self.url}: {e}") from None
+            raise Unreachable(f"root holder {self.url}: {e}") from None
         finally:
             if keep:
                 self._kept.session = session
@@ -119,6 +129,10 @@ class RootHolder:
 
 class ReportRefused(Exception):
     """The root holder refused a report of issued certificates as malformed."""
+
+
+class Unreachable(OSError):
+    """The root holder did not answer (not: it answered with a refusal)."""
 
 
 class Refresher:
@@ -159,6 +173,24 @@ class Refresher:
                 state.material_sha256[:12],
             )
         self._fetched.touch()
+
+    def first(self, wait: float, every: float = 1.0) -> None:
+        """The first fetch, tried again every ``every`` seconds while the root holder does not
+        answer (it may be starting too), for up to ``wait`` seconds; then, or at once when it
+        answers with a refusal, the `OSError` is raised."""
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                self.run(strict=True)
+                return
+            except Unreachable as e:
+                left = deadline - time.monotonic()
+                if left < every:
+                    raise
+                if not self._failing:
+                    _log.warning("no signing material yet (%s); trying again for %.0f s", e, left)
+                self._failing = True
+            time.sleep(every)
 
     def age(self) -> float:
         """Seconds since a worker of this pod last fetched the material."""

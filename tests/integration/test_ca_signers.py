@@ -10,6 +10,7 @@ The API server's TokenReview is the stand-in of `support.token_review_api` (reac
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import json
 import os
@@ -373,8 +374,35 @@ def test_a_signer_does_not_start_without_material(pki: Path, tmp_path: Path) -> 
             f"--root-holder={holder}",
             f"--root-ca={pki / 'prov' / layout.CA}",
             f"--token-file={pki / 'signer-token'}",
+            "--first-fetch-wait=2",
         )
+    assert "no signing material yet" in log.read_text()
     assert f"hello-mtls-ca: error: root holder {holder}:" in log.read_text()
+
+
+def test_a_signer_that_starts_before_its_root_holder_waits_for_it(
+    pki: Path, root_holder: RootHolder, operator: requests.Session
+) -> None:
+    # An upgrade replaces the root holder while the signers start: a signer that exited would
+    # sit in the kubelet's restart back-off (10 s, 20 s, ...) instead of signing.
+    root_holder.kill()
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        try:
+            starting = pool.submit(start_signer, pki, root_holder, "early", "signer-token")
+            wait_until(
+                "the signer to try again",
+                lambda: "no signing material yet" in (pki / "early.log").read_text(),
+                30,
+                0.2,
+                retry_on=(FileNotFoundError,),
+            )
+        finally:
+            root_holder.restart()
+        signer = starting.result(timeout=60)
+    try:
+        assert sign(operator, signer.url).status_code == 200
+    finally:
+        signer.stop()
 
 
 def test_a_signer_with_another_accounts_token_does_not_start(
