@@ -1,14 +1,16 @@
-"""Scenario: `helm upgrade` from the previous release to this one under traffic
-(issue 25, "Upgrades"; docs/upgrades.md).
+"""Scenario: `helm upgrade`, and `kubectl apply -f k8s/`, from the previous release to this one
+under traffic (issue 25, "Upgrades"; docs/upgrades.md).
 
 The previous release (``PREVIOUS_COMMIT`` in tests/cluster/versions.sh) is installed from its own
 chart with its own images (`tests/cluster/previous-release.sh build` makes both, cached by
 commit). Its example server and client, still on the previous release's images as a user's apps
 stay, call each other every half second while annotated pods hold Secrets; then the release is
-upgraded to the working tree's chart and images. Proven: no request fails, every Secret keeps its
-certificate (same serial: nothing is issued again), the roots and the signing intermediate stay,
-and the CA's state file, written by the previous release, is carried into this one's fields (the
-CRL, the revocation list, ``bundle_sequence``) by the new CA.
+upgraded to the working tree's chart and images, or the previous ``k8s/`` to the working tree's
+(images retagged as a user of ``k8s/`` does). Proven, both ways: no request fails, every Secret
+keeps its certificate (same serial: nothing is issued again), the roots and the signing
+intermediate stay, and the CA's state file, written by the previous release, is carried into this
+one's fields (the CRL, the revocation list, ``bundle_sequence``) by the new CA. How long the CA
+Service had no ready pod (nothing could sign) during the upgrade is measured and logged.
 
 One hello-mtls install is all a cluster can hold (fixed ClusterRole and admission policy names, an
 operator that watches every namespace), so this module installs the product itself and runs in a
@@ -21,11 +23,15 @@ import json
 import os
 import secrets
 import subprocess
+import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from mtls_context.layout import CRL
 from mtls_operator.certs import inspect
@@ -92,13 +98,24 @@ def _refuse_another_install() -> None:
         )
 
 
-def _uninstall(namespaces: list[str]) -> None:
-    log("uninstalling the upgraded release")
-    subprocess.run(
-        [HELM, "uninstall", RELEASE, "-n", PRODUCT_NAMESPACE, "--wait", "--timeout", "3m"],
-        check=False,
-        timeout=240,
-    )
+def _uninstall(namespaces: list[str], how: str) -> None:
+    log(f"uninstalling the upgraded install ({how})")
+    if how == "helm":
+        subprocess.run(
+            [HELM, "uninstall", RELEASE, "-n", PRODUCT_NAMESPACE, "--wait", "--timeout", "3m"],
+            check=False,
+            timeout=240,
+        )
+    else:
+        kubectl(
+            "delete",
+            "-f",
+            str(ROOT / "k8s"),
+            "--ignore-not-found",
+            "--wait=true",
+            check=False,
+            timeout=240,
+        )
     for namespace in [*namespaces, PRODUCT_NAMESPACE]:
         kubectl(
             "delete",
@@ -114,6 +131,67 @@ def _uninstall(namespaces: list[str]) -> None:
 def _with_images(manifest: Any, tag: str) -> Any:
     """``manifest`` with every ``hello-mtls/*:<IMAGE_TAG>`` image at ``tag`` instead."""
     return json.loads(json.dumps(manifest).replace(f':{IMAGE_TAG}"', f':{tag}"'))
+
+
+def _manifests(k8s: Path, tag: str) -> str:
+    """The objects of the directory ``k8s`` (a release's ``k8s/``) as one List, their images
+    retagged from ``IMAGE_TAG`` to ``tag`` (what a user of k8s/ does with sed or kustomize)."""
+    items = [
+        document
+        for path in sorted(k8s.glob("*.yaml"))
+        for document in yaml.safe_load_all(path.read_text())
+        if document
+    ]
+    return json.dumps({"apiVersion": "v1", "kind": "List", "items": _with_images(items, tag)})
+
+
+def _has_ready_endpoint(service: str) -> bool:
+    slices = kubectl_json(
+        "get",
+        "endpointslices",
+        "-n",
+        PRODUCT_NAMESPACE,
+        "-l",
+        f"kubernetes.io/service-name={service}",
+    )["items"]
+    return any(
+        (endpoint.get("conditions") or {}).get("ready")
+        for endpoint_slice in slices
+        for endpoint in endpoint_slice.get("endpoints") or []
+    )
+
+
+@contextmanager
+def _signing_gaps(service: str = "hello-mtls-ca") -> Iterator[list[float]]:
+    """Within the block, the longest time (seconds) ``service`` of the product namespace had
+    no ready endpoint, polled every half second: how long nothing could sign. The list holds
+    it (one number) once the block has ended."""
+    longest: list[float] = []
+    stop = threading.Event()
+
+    def poll() -> None:
+        since: float | None = None
+        gap = 0.0
+        while not stop.wait(0.5):
+            now = time.monotonic()
+            try:
+                ready = _has_ready_endpoint(service)
+            except (RuntimeError, subprocess.SubprocessError, ValueError):
+                continue  # unknown this round; the next one tells
+            if ready:
+                since = None
+            else:
+                since = now if since is None else since
+                gap = max(gap, now - since)
+        longest.append(gap)
+
+    watcher = threading.Thread(target=poll, name="signing-gaps", daemon=True)
+    watcher.start()
+    try:
+        yield longest
+    finally:
+        stop.set()
+        watcher.join(timeout=60)
 
 
 def _managed() -> dict[str, dict[str, Any]]:
@@ -141,27 +219,18 @@ def _roots(status: dict[str, Any]) -> tuple[list[str], str, str]:
     )
 
 
-def test_helm_upgrade_from_the_previous_release_keeps_every_secret_and_fails_no_request() -> None:
+def _scenario(
+    how: str, install_previous: Callable[[str, Path], None], upgrade: Callable[[], None]
+) -> None:
+    """Install the previous release with ``install_previous(tag, source)``, put it under
+    traffic, ``upgrade`` it to the working tree, and check that nothing was lost."""
     tag, source = _previous_release()
     _refuse_another_install()
     load_images([*IMAGES, *(image.replace(f":{IMAGE_TAG}", f":{tag}") for image in IMAGES)])
     apps = f"e2e-upgrade-{secrets.token_hex(3)}"
     volume = provide_ca_volume()
     try:
-        _helm(
-            "upgrade",
-            "--install",
-            RELEASE,
-            str(source / "charts" / "hello-mtls"),
-            "--namespace",
-            PRODUCT_NAMESPACE,
-            "--create-namespace",
-            "--set",
-            f"images.tag={tag}",
-            "--wait",
-            "--timeout",
-            "5m",
-        )
+        install_previous(tag, source)
         rollout("hello-mtls-operator", PRODUCT_NAMESPACE, timeout=300)
         kubectl("create", "namespace", apps)
         apply(_with_images(server(apps), tag), apps)
@@ -171,7 +240,7 @@ def test_helm_upgrade_from_the_previous_release_keeps_every_secret_and_fails_no_
         rollout("hello", apps, timeout=240)
         apply(_with_images(client_pod(apps, count=100_000, interval=0.5), tag), apps)
         wait_until("the client's first answers", lambda: len(client_lines(apps)) >= 5, 180)
-        # The chart's own example pair in the product namespace, and this module's pods.
+        # The example pair of the previous release in the product namespace, and this module's.
         wanted = PENDING_PODS + 2 + 2
         wait_until(f"{wanted} managed Secrets", lambda: len(_managed()) >= wanted, 180, 2)
 
@@ -181,29 +250,20 @@ def test_helm_upgrade_from_the_previous_release_keeps_every_secret_and_fails_no_
         assert old_state["format"] == 1
         missing = [field for field in NEW_STATE_FIELDS if field not in old_state]
         log(
-            f"{tag} installed: {len(before)} managed Secrets, {len(client_lines(apps))} requests"
-            f" so far; its CA state lacks {', '.join(missing) or 'nothing'}"
+            f"{tag} installed ({how}): {len(before)} managed Secrets,"
+            f" {len(client_lines(apps))} requests so far; its CA state lacks"
+            f" {', '.join(missing) or 'nothing'}"
         )
 
         started = time.monotonic()
-        _helm(
-            "upgrade",
-            RELEASE,
-            str(ROOT / "charts" / "hello-mtls"),
-            "--namespace",
-            PRODUCT_NAMESPACE,
-            "--reset-then-reuse-values",
-            "--set",
-            f"images.tag={IMAGE_TAG}",
-            "--wait",
-            "--timeout",
-            "5m",
-        )
-        for deployment in ("hello-mtls-ca", "hello-mtls-ca-signer", "hello-mtls-operator"):
-            rollout(deployment, PRODUCT_NAMESPACE, timeout=300)
+        with _signing_gaps() as gap:
+            upgrade()
+            for deployment in ("hello-mtls-ca", "hello-mtls-ca-signer", "hello-mtls-operator"):
+                rollout(deployment, PRODUCT_NAMESPACE, timeout=300)
         log(
-            f"helm upgrade to the working tree's chart, images {IMAGE_TAG}:"
-            f" {time.monotonic() - started:.0f} s"
+            f"{how} upgrade to the working tree, images {IMAGE_TAG}:"
+            f" {time.monotonic() - started:.0f} s; the CA Service had no ready pod for at most"
+            f" {gap[0]:.1f} s"
         )
 
         # The new operator has been through every Secret once it has given each the CA's CRL.
@@ -230,10 +290,10 @@ def test_helm_upgrade_from_the_previous_release_keeps_every_secret_and_fails_no_
             g["root"] for g in old_state["generations"]
         ]
 
-        assert_client_never_failed(apps, f"the upgrade {tag} -> working tree")
+        assert_client_never_failed(apps, f"the {how} upgrade {tag} -> working tree")
         log(
-            f"upgrade {tag} -> working tree: {len(after)} Secrets, none re-issued; roots and"
-            f" intermediate unchanged; CA state carried into"
+            f"{how} upgrade {tag} -> working tree: {len(after)} Secrets, none re-issued; roots"
+            f" and intermediate unchanged; CA state carried into"
             f" {', '.join(missing) or 'the same fields'} (CRL number {status['crl_number']})"
         )
     except BaseException:
@@ -241,6 +301,58 @@ def test_helm_upgrade_from_the_previous_release_keeps_every_secret_and_fails_no_
         dump_namespace(apps)
         raise
     finally:
-        _uninstall([apps])
+        _uninstall([apps], how)
         if volume is not None:
             remove_ca_volume(volume)
+
+
+def test_helm_upgrade_from_the_previous_release_keeps_every_secret_and_fails_no_request() -> None:
+    def install_previous(tag: str, source: Path) -> None:
+        _helm(
+            "upgrade",
+            "--install",
+            RELEASE,
+            str(source / "charts" / "hello-mtls"),
+            "--namespace",
+            PRODUCT_NAMESPACE,
+            "--create-namespace",
+            "--set",
+            f"images.tag={tag}",
+            "--wait",
+            "--timeout",
+            "5m",
+        )
+
+    def upgrade() -> None:
+        _helm(
+            "upgrade",
+            RELEASE,
+            str(ROOT / "charts" / "hello-mtls"),
+            "--namespace",
+            PRODUCT_NAMESPACE,
+            "--reset-then-reuse-values",
+            "--set",
+            f"images.tag={IMAGE_TAG}",
+            "--wait",
+            "--timeout",
+            "5m",
+        )
+
+    _scenario("helm", install_previous, upgrade)
+
+
+def test_kubectl_apply_over_the_previous_manifests_keeps_every_secret_and_fails_no_request() -> (
+    None
+):
+    def install_previous(tag: str, source: Path) -> None:
+        log(f"kubectl apply -f <{tag}'s k8s/> (images retagged {tag})")
+        kubectl("apply", "-f", "-", stdin=_manifests(source / "k8s", tag), timeout=120)
+        rollout("hello-mtls-ca", PRODUCT_NAMESPACE, timeout=300)
+
+    def upgrade() -> None:
+        # What docs/upgrades.md tells a user of k8s/: apply the new release's directory over
+        # the old one's objects (0.3.0 removes none, so nothing is pruned).
+        log(f"kubectl apply -f k8s/ (images {IMAGE_TAG})")
+        kubectl("apply", "-f", str(ROOT / "k8s"), timeout=120)
+
+    _scenario("kubectl", install_previous, upgrade)
