@@ -66,6 +66,8 @@ pytestmark = pytest.mark.own_install("installs the previous release and upgrades
 HELM = os.environ.get("HELM", "helm")
 PENDING_PODS = 10
 """Annotated pods that only hold a Secret (Pending: no container runs), beside the example's."""
+PREVIOUS_DEPLOYMENTS = ("hello-mtls-ca", "hello-mtls-operator", "hello-server", "hello-client")
+"""The Deployments of the previous release's ``k8s/``."""
 NEW_STATE_FIELDS = ("revoked", "crl_number", "crl", "bundle_sequence")
 """Fields of the CA state file (``state.json``) that the previous release does not write."""
 
@@ -347,7 +349,10 @@ def test_kubectl_apply_over_the_previous_manifests_keeps_every_secret_and_fails_
     def install_previous(tag: str, source: Path) -> None:
         log(f"kubectl apply -f <{tag}'s k8s/> (images retagged {tag})")
         kubectl("apply", "-f", "-", stdin=_manifests(source / "k8s", tag), timeout=120)
-        rollout("hello-mtls-ca", PRODUCT_NAMESPACE, timeout=300)
+        # What helm's --wait does for the other test: the install settles (its examples
+        # included) before the apps start and the upgrade replaces it.
+        for deployment in PREVIOUS_DEPLOYMENTS:
+            rollout(deployment, PRODUCT_NAMESPACE, timeout=300)
 
     def upgrade() -> None:
         # What docs/upgrades.md tells a user of k8s/: apply the new release's directory over
