@@ -1,28 +1,34 @@
-"""Scenario: `helm upgrade` from the previous release to this one under traffic
-(issue 25, "Upgrades"; docs/upgrades.md).
+"""Scenario: `helm upgrade` from the previous release to this one under traffic (issue 25,
+"Upgrades"; docs/upgrades.md).
 
 The previous release (``PREVIOUS_COMMIT`` in tests/cluster/versions.sh) is installed from its own
 chart with its own images (`tests/cluster/previous-release.sh build` makes both, cached by
 commit). Its example server and client, still on the previous release's images as a user's apps
 stay, call each other every half second while annotated pods hold Secrets; then the release is
-upgraded to the working tree's chart and images. Proven: no request fails, every Secret keeps its
-certificate (same serial: nothing is issued again), the roots and the signing intermediate stay,
-and the CA's state file, written by the previous release, is carried into this one's fields (the
-CRL, the revocation list, ``bundle_sequence``) by the new CA.
+upgraded to the working tree's chart and images. Proven: no request fails, every Secret
+keeps its certificate (same serial: nothing is issued again), the roots and the signing
+intermediate stay, and the CA's state file, written by the previous release, is carried into this
+one's fields (the CRL, the revocation list, ``bundle_sequence``) by the new CA. How long the CA
+Service had no ready pod (nothing could sign) during the upgrade is measured and logged.
 
 The module installs the product itself, so it runs in a run of its own (``own_install``):
-tests/cluster/ci.sh runs it before the Helm pass, side by side with the federation scenario
-(tests/e2e/test_federation.py), whose two installs are scoped to their own namespaces as this
-one is (``operator.watchNamespaces``: the product namespace, for the chart's example pair, and
-this module's), so that no operator or admission policy of one serves the other's pods.
+tests/cluster/ci.sh runs the helm test before the Helm pass, side by side with the federation
+scenario (tests/e2e/test_federation.py), whose two installs are scoped to their own namespaces as
+the helm test's is (``operator.watchNamespaces``: the product namespace, for the chart's example
+pair, and the test's), so that no operator or admission policy of one serves the other's pods.
+The same scenario over ``kubectl apply -f k8s/`` is not run yet (docs/upgrades.md).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import subprocess
+import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +72,7 @@ from support.waiting import wait_until
 
 pytestmark = pytest.mark.own_install("installs the previous release and upgrades it")
 
+HELM = os.environ.get("HELM", "helm")
 PENDING_PODS = 10
 """Annotated pods that only hold a Secret (Pending: no container runs), beside the example's."""
 NEW_STATE_FIELDS = ("revoked", "crl_number", "crl", "bundle_sequence")
@@ -90,6 +97,55 @@ def _previous_release() -> tuple[str, Path]:
 def _with_images(manifest: Any, tag: str) -> Any:
     """``manifest`` with every ``hello-mtls/*:<IMAGE_TAG>`` image at ``tag`` instead."""
     return json.loads(json.dumps(manifest).replace(f':{IMAGE_TAG}"', f':{tag}"'))
+
+
+def _has_ready_endpoint(service: str) -> bool:
+    slices = kubectl_json(
+        "get",
+        "endpointslices",
+        "-n",
+        PRODUCT_NAMESPACE,
+        "-l",
+        f"kubernetes.io/service-name={service}",
+    )["items"]
+    return any(
+        (endpoint.get("conditions") or {}).get("ready")
+        for endpoint_slice in slices
+        for endpoint in endpoint_slice.get("endpoints") or []
+    )
+
+
+@contextmanager
+def _signing_gaps(service: str = "hello-mtls-ca") -> Iterator[list[float]]:
+    """Within the block, the longest time (seconds) ``service`` of the product namespace had
+    no ready endpoint, polled every half second: how long nothing could sign. The list holds
+    it (one number) once the block has ended."""
+    longest: list[float] = []
+    stop = threading.Event()
+
+    def poll() -> None:
+        since: float | None = None
+        gap = 0.0
+        while not stop.wait(0.5):
+            now = time.monotonic()
+            try:
+                ready = _has_ready_endpoint(service)
+            except (RuntimeError, subprocess.SubprocessError, ValueError):
+                continue  # unknown this round; the next one tells
+            if ready:
+                since = None
+            else:
+                since = now if since is None else since
+                gap = max(gap, now - since)
+        longest.append(gap)
+
+    watcher = threading.Thread(target=poll, name="signing-gaps", daemon=True)
+    watcher.start()
+    try:
+        yield longest
+    finally:
+        stop.set()
+        watcher.join(timeout=60)
 
 
 def _managed(apps: str) -> dict[str, dict[str, Any]]:
@@ -123,7 +179,11 @@ def _roots(status: dict[str, Any]) -> tuple[list[str], str, str]:
     )
 
 
-def test_helm_upgrade_from_the_previous_release_keeps_every_secret_and_fails_no_request() -> None:
+def _scenario(
+    how: str, install_previous: Callable[[str, Path, str], None], upgrade: Callable[[], None]
+) -> None:
+    """Install the previous release with ``install_previous(tag, source, apps)``, put it under
+    traffic, ``upgrade`` it to the working tree, and check that nothing was lost."""
     tag, source = _previous_release()
     refuse_another_install()
     load_images([*IMAGES, *(image.replace(f":{IMAGE_TAG}", f":{tag}") for image in IMAGES)])
@@ -131,22 +191,7 @@ def test_helm_upgrade_from_the_previous_release_keeps_every_secret_and_fails_no_
     volume = provide_ca_volume()
     try:
         kubectl("create", "namespace", apps)
-        helm_run(
-            "upgrade",
-            "--install",
-            RELEASE,
-            str(source / "charts" / "hello-mtls"),
-            "--namespace",
-            PRODUCT_NAMESPACE,
-            "--create-namespace",
-            "--set",
-            f"images.tag={tag}",
-            "--set-json",
-            f"operator.watchNamespaces={json.dumps([PRODUCT_NAMESPACE, apps])}",
-            "--wait",
-            "--timeout",
-            "5m",
-        )
+        install_previous(tag, source, apps)
         rollout("hello-mtls-operator", PRODUCT_NAMESPACE, timeout=300)
         apply(_with_images(server(apps), tag), apps)
         apply(
@@ -155,7 +200,7 @@ def test_helm_upgrade_from_the_previous_release_keeps_every_secret_and_fails_no_
         rollout("hello", apps, timeout=240)
         apply(_with_images(client_pod(apps, count=100_000, interval=0.5), tag), apps)
         wait_until("the client's first answers", lambda: len(client_lines(apps)) >= 5, 180)
-        # The chart's own example pair in the product namespace, and this module's pods.
+        # The example pair of the previous release in the product namespace, and this module's.
         wanted = PENDING_PODS + 2 + 2
         wait_until(f"{wanted} managed Secrets", lambda: len(_managed(apps)) >= wanted, 180, 2)
 
@@ -165,29 +210,20 @@ def test_helm_upgrade_from_the_previous_release_keeps_every_secret_and_fails_no_
         assert old_state["format"] == 1
         missing = [field for field in NEW_STATE_FIELDS if field not in old_state]
         log(
-            f"{tag} installed: {len(before)} managed Secrets, {len(client_lines(apps))} requests"
-            f" so far; its CA state lacks {', '.join(missing) or 'nothing'}"
+            f"{tag} installed ({how}): {len(before)} managed Secrets,"
+            f" {len(client_lines(apps))} requests so far; its CA state lacks"
+            f" {', '.join(missing) or 'nothing'}"
         )
 
         started = time.monotonic()
-        helm_run(
-            "upgrade",
-            RELEASE,
-            str(ROOT / "charts" / "hello-mtls"),
-            "--namespace",
-            PRODUCT_NAMESPACE,
-            "--reset-then-reuse-values",
-            "--set",
-            f"images.tag={IMAGE_TAG}",
-            "--wait",
-            "--timeout",
-            "5m",
-        )
-        for deployment in ("hello-mtls-ca", "hello-mtls-ca-signer", "hello-mtls-operator"):
-            rollout(deployment, PRODUCT_NAMESPACE, timeout=300)
+        with _signing_gaps() as gap:
+            upgrade()
+            for deployment in ("hello-mtls-ca", "hello-mtls-ca-signer", "hello-mtls-operator"):
+                rollout(deployment, PRODUCT_NAMESPACE, timeout=300)
         log(
-            f"helm upgrade to the working tree's chart, images {IMAGE_TAG}:"
-            f" {time.monotonic() - started:.0f} s"
+            f"{how} upgrade to the working tree, images {IMAGE_TAG}:"
+            f" {time.monotonic() - started:.0f} s; the CA Service had no ready pod for at most"
+            f" {gap[0]:.1f} s"
         )
 
         # The new operator has been through every Secret once it has given each the CA's CRL.
@@ -214,10 +250,10 @@ def test_helm_upgrade_from_the_previous_release_keeps_every_secret_and_fails_no_
             g["root"] for g in old_state["generations"]
         ]
 
-        assert_client_never_failed(apps, f"the upgrade {tag} -> working tree")
+        assert_client_never_failed(apps, f"the {how} upgrade {tag} -> working tree")
         log(
-            f"upgrade {tag} -> working tree: {len(after)} Secrets, none re-issued; roots and"
-            f" intermediate unchanged; CA state carried into"
+            f"{how} upgrade {tag} -> working tree: {len(after)} Secrets, none re-issued; roots"
+            f" and intermediate unchanged; CA state carried into"
             f" {', '.join(missing) or 'the same fields'} (CRL number {status['crl_number']})"
         )
     except BaseException:
@@ -228,3 +264,40 @@ def test_helm_upgrade_from_the_previous_release_keeps_every_secret_and_fails_no_
         uninstall_own([apps])
         if volume is not None:
             remove_ca_volume(volume)
+
+
+def test_helm_upgrade_from_the_previous_release_keeps_every_secret_and_fails_no_request() -> None:
+    def install_previous(tag: str, source: Path, apps: str) -> None:
+        helm_run(
+            "upgrade",
+            "--install",
+            RELEASE,
+            str(source / "charts" / "hello-mtls"),
+            "--namespace",
+            PRODUCT_NAMESPACE,
+            "--create-namespace",
+            "--set",
+            f"images.tag={tag}",
+            "--set-json",
+            f"operator.watchNamespaces={json.dumps([PRODUCT_NAMESPACE, apps])}",
+            "--wait",
+            "--timeout",
+            "5m",
+        )
+
+    def upgrade() -> None:
+        helm_run(
+            "upgrade",
+            RELEASE,
+            str(ROOT / "charts" / "hello-mtls"),
+            "--namespace",
+            PRODUCT_NAMESPACE,
+            "--reset-then-reuse-values",
+            "--set",
+            f"images.tag={IMAGE_TAG}",
+            "--wait",
+            "--timeout",
+            "5m",
+        )
+
+    _scenario("helm", install_previous, upgrade)

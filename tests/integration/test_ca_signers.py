@@ -10,6 +10,7 @@ The API server's TokenReview is the stand-in of `support.token_review_api` (reac
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import json
 import os
@@ -392,6 +393,34 @@ def test_a_signer_without_material_waits_for_it_and_says_why(pki: Path, tmp_path
         wait=False,
     )
     _waits(signer, f"root holder {holder}:")
+
+
+def test_a_signer_that_starts_before_its_root_holder_waits_for_it(
+    pki: Path, root_holder: RootHolder, operator: requests.Session
+) -> None:
+    # An upgrade replaces the root holder while the signers start: a signer that exited would
+    # sit in the kubelet's restart back-off (10 s, 20 s, ...) instead of signing.
+    root_holder.kill()
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        try:
+            starting = pool.submit(start_signer, pki, root_holder, "early", "signer-token")
+            wait_until(
+                "the signer to try again",
+                lambda: (
+                    "waiting for the signing material, not serving yet"
+                    in (pki / "early.log").read_text()
+                ),
+                30,
+                0.2,
+                retry_on=(FileNotFoundError,),
+            )
+        finally:
+            root_holder.restart()
+        signer = starting.result(timeout=60)
+    try:
+        assert sign(operator, signer.url).status_code == 200
+    finally:
+        signer.stop()
 
 
 def test_a_signer_with_another_accounts_token_gets_no_material(
