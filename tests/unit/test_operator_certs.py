@@ -314,7 +314,9 @@ def test_a_serial_that_is_not_positive_is_a_problem() -> None:
     first, rest = data[CERT].split(b"\n-----END CERTIFICATE-----\n", 1)
     der = bytearray(base64.b64decode(b"".join(first.splitlines()[1:])))
     serial = der.index(b"\xa0\x03\x02\x01\x02\x02") + 7  # after version v3, INTEGER, length
-    der[serial] |= 0x80  # the sign bit: a negative serial, the DER otherwise intact
+    # A negative serial, the DER otherwise intact: 0x80 sets the sign bit and, unlike a first
+    # byte of 0xFF (what `|= 0x80` makes of 0x7F), never makes the encoding non-minimal.
+    der[serial] = 0x80
     found = inspect({**data, CERT: hostile.pem(bytes(der), "CERTIFICATE") + rest})
     assert found.problem == "tls.crt holds a certificate whose serial is not positive"
 
