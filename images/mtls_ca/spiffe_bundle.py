@@ -23,10 +23,12 @@ if TYPE_CHECKING:
 __all__ = ["REFRESH_HINT", "bundle", "jwk"]
 
 REFRESH_HINT = 30
-"""``spiffe_refresh_hint`` in seconds: the operator's default rotation grace (30 s). A root
-rotation keeps both roots trusted at least that long before the new intermediate signs, so a
-consumer that fetches on the hint has the new root before the first leaf under it exists; one
-small GET per 30 s costs nothing."""
+"""``spiffe_refresh_hint`` in seconds, the operator's default rotation grace (30 s); one small
+GET per 30 s costs nothing. A root rotation keeps both roots trusted for the grace before the new
+intermediate signs. A federated consumer fetches within the hint, and its pods hold the new root
+after its own Secret write and the kubelet's update too: up to the hint plus a few seconds after
+the bundle changed, which leaves the default grace no margin, so a federated install sets it to
+twice the hint or more (docs/federation.md)."""
 
 # RFC 7518 section 6.2.1.1: the JWK name of each curve the CA accepts.
 _CURVES = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
