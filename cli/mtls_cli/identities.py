@@ -39,8 +39,6 @@ from mtls_operator.claims import secret_of
 __all__ = ["Identity", "Rotation", "identities", "renew_fraction", "rotation"]
 
 RENEW_FRACTION_ENV = "HELLO_MTLS_RENEW_FRACTION"
-DEFAULT_RENEW_FRACTION = float(f"{durations.RENEW_FRACTION:.4f}")  # as the chart writes it
-"""As the operator's default (`mtls_operator.config`) when its Deployment sets none."""
 
 
 @dataclass(frozen=True)
@@ -166,16 +164,17 @@ def rotation(ca_status: Mapping[str, Any], found: list[Identity]) -> Rotation:
 
 
 def renew_fraction(deployment: Mapping[str, Any] | None) -> float:
-    """The operator's renewal fraction from its Deployment's environment."""
+    """The operator's renewal fraction from its Deployment's environment, read as the operator
+    reads it; unset or unreadable there: the operator's default."""
     containers = ((deployment or {}).get("spec") or {}).get("template", {}).get("spec", {})
     for container in containers.get("containers") or []:
         for variable in container.get("env") or []:
             if variable.get("name") == RENEW_FRACTION_ENV:
                 try:
-                    return float(variable.get("value"))
+                    return durations.parse_fraction(variable.get("value"))
                 except (TypeError, ValueError):
                     break
-    return DEFAULT_RENEW_FRACTION
+    return durations.parse_fraction(durations.RENEW_FRACTION_TEXT)
 
 
 _ENDED = ("Succeeded", "Failed")

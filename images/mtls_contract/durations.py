@@ -16,14 +16,19 @@ __all__ = [
     "DEFAULT_MAXIMUM",
     "DEFAULT_MINIMUM",
     "RENEW_FRACTION",
+    "RENEW_FRACTION_TEXT",
     "check_duration",
     "format_duration",
     "parse_duration",
+    "parse_fraction",
 ]
 
 RENEW_FRACTION = 2 / 3
 """Renew a certificate once this fraction of its lifetime has passed (the chart's
 ``certificates.renewFraction``, written 0.6667)."""
+RENEW_FRACTION_TEXT = f"{RENEW_FRACTION:.4f}"
+"""`RENEW_FRACTION` as the chart writes it (``HELLO_MTLS_RENEW_FRACTION=0.6667``): the operator's
+default, and the command's when the operator's Deployment sets none."""
 DEFAULT_MINIMUM = datetime.timedelta(minutes=5)
 DEFAULT_MAXIMUM = datetime.timedelta(days=30)
 BACKDATE = datetime.timedelta(minutes=1)
@@ -68,6 +73,18 @@ def format_duration(duration: datetime.timedelta) -> str:
         if count:
             parts.append(f"{count}{suffix}")
     return "".join(parts) or "0s"
+
+
+def parse_fraction(text: str) -> float:
+    """Parse a renewal fraction (``HELLO_MTLS_RENEW_FRACTION``): a number strictly between 0 and 1.
+
+    Raises:
+        ValueError: ``1.5 is not between 0 and 1``, or the text is not a number.
+    """
+    fraction = float(text)
+    if not 0 < fraction < 1:
+        raise ValueError(f"{fraction} is not between 0 and 1")
+    return fraction
 
 
 def check_duration(

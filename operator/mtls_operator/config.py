@@ -19,7 +19,6 @@ __all__ = ["Config", "from_environment"]
 _T = TypeVar("_T")
 _DEFAULT_MINIMUM = durations.format_duration(durations.DEFAULT_MINIMUM)
 _DEFAULT_MAXIMUM = durations.format_duration(durations.DEFAULT_MAXIMUM)
-_DEFAULT_FRACTION = f"{durations.RENEW_FRACTION:.4f}"  # as the chart writes it
 # A signer name is a domain, a slash and a path (the API server's rule, simplified).
 _LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 _SIGNER_NAME = re.compile(rf"{_LABEL}(\.{_LABEL})+/[\w.-]+")
@@ -113,8 +112,10 @@ def from_environment(environ: Mapping[str, str] = os.environ) -> Config:
         allowed_ips=parse("ALLOWED_IPS", "{}", name_rules.parse_allowed_ips),
         pod_certificates=bool(signer),
     )
-    fraction = parse("RENEW_FRACTION", _DEFAULT_FRACTION, _fraction)
-    refresh_fraction = parse("POD_CERTIFICATE_REFRESH_FRACTION", str(fraction), _fraction)
+    fraction = parse("RENEW_FRACTION", durations.RENEW_FRACTION_TEXT, durations.parse_fraction)
+    refresh_fraction = parse(
+        "POD_CERTIFICATE_REFRESH_FRACTION", str(fraction), durations.parse_fraction
+    )
     return Config(
         ca_url=get("CA_URL", "https://hello-mtls-ca.hello-mtls.svc:8444"),
         ca_root_url=get("CA_ROOT_URL", ""),
@@ -135,10 +136,3 @@ def from_environment(environ: Mapping[str, str] = os.environ) -> Config:
         ),
         federation=parse("FEDERATION", "[]", parse_sources),
     )
-
-
-def _fraction(text: str) -> float:
-    fraction = float(text)
-    if not 0 < fraction < 1:
-        raise ValueError(f"{fraction} is not between 0 and 1")
-    return fraction

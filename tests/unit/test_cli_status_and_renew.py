@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from cryptography import x509
 
+from mtls_cli import identities
 from mtls_cli.ca_status import CAReport
 from mtls_cli.cli import main
 from mtls_cli.cluster import Api
@@ -242,3 +243,11 @@ def test_renew_refuses_what_hello_mtls_does_not_manage(target: str, code: int) -
     api.put("/api/v1/namespaces/shop/secrets/plain", {"metadata": {"name": "plain"}})
     assert renew(api, target)[0] == code
     assert api.patches == []
+
+
+@pytest.mark.parametrize(("value", "fraction"), [("0.5", 0.5), ("1.5", 0.6667), ("soon", 0.6667)])
+def test_the_renewal_fraction_is_read_as_the_operator_reads_it(value: str, fraction: float) -> None:
+    # A value the operator refuses (it would not start) leaves the operator's default.
+    operator = deployment("hello-mtls-operator", 1, HELLO_MTLS_RENEW_FRACTION=value)
+    assert identities.renew_fraction(operator) == fraction
+    assert identities.renew_fraction(None) == 0.6667
