@@ -42,8 +42,10 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
+from mtls_context.layout import fsync_directory
+
 from .authority import CA, Issued, fingerprint
-from .durability import GroupFlush, fsync_directory
+from .durability import GroupFlush
 from .state import State
 
 __all__ = [

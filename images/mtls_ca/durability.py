@@ -1,5 +1,6 @@
 """Writes made durable: appends flushed together (one ``fdatasync`` at a time per process,
-shared), and directories synced after a rename.
+shared); a directory is synced after a rename with the library's
+`mtls_context.layout.fsync_directory`.
 
 The CA answers a signature only once its audit record and its line in the index of issued
 certificates are on disk. A flush of a file takes milliseconds and covers everything written to
@@ -12,9 +13,8 @@ from __future__ import annotations
 
 import os
 import threading
-from pathlib import Path
 
-__all__ = ["GroupFlush", "fsync_directory"]
+__all__ = ["GroupFlush"]
 
 
 class GroupFlush:
@@ -71,12 +71,3 @@ class GroupFlush:
                 if done:
                     self.synced = max(self.synced, target)
                 self._changed.notify_all()
-
-
-def fsync_directory(directory: Path) -> None:
-    """Make the names in ``directory`` durable (a file created or renamed there)."""
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

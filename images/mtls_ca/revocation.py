@@ -41,10 +41,11 @@ from typing import TYPE_CHECKING, Any
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
+from mtls_context.layout import fsync_directory
 from mtls_contract import durations, identities
 
 from .authority import CA, Issued, fingerprint, public_key_sha256
-from .durability import GroupFlush, fsync_directory
+from .durability import GroupFlush
 
 if TYPE_CHECKING:
     from .audit import AuditLog

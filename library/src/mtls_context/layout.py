@@ -33,6 +33,7 @@ __all__ = [
     "POLICY",
     "federated_bundle",
     "federated_bundles",
+    "fsync_directory",
     "read_version",
     "version_files",
     "write_version",
@@ -98,7 +99,7 @@ def write_version(directory: Path, files: Mapping[str, bytes]) -> Path:
             f.write(content)
             f.flush()
             os.fsync(f.fileno())
-    _fsync_dir(version)
+    fsync_directory(version)
 
     tmp_link = directory / f"{DATA_LINK}_tmp"
     if tmp_link.is_symlink():
@@ -110,7 +111,7 @@ def write_version(directory: Path, files: Mapping[str, bytes]) -> Path:
         visible = directory / name
         if not visible.is_symlink():
             os.symlink(f"{DATA_LINK}/{name}", visible)
-    _fsync_dir(directory)
+    fsync_directory(directory)
     _remove_old_versions(directory, keep={version.name})
     return version
 
@@ -185,8 +186,10 @@ def _remove_old_versions(directory: Path, keep: set[str]) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+def fsync_directory(directory: Path) -> None:
+    """Make the names in ``directory`` durable (a file created or renamed there): `write_version`
+    does it for each version, the CA for its audit log and its revocation index."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
     finally:
