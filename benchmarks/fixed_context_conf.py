@@ -3,13 +3,12 @@ reloaded: the ceiling a reloading context is measured against in ``bench_tls.py`
 
 from __future__ import annotations
 
-import os
 import ssl
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mtls_context import server_context
+from mtls_context import options, server_context
 from mtls_context.layout import CERT, KEY
 from mtls_server.gunicorn_conf import (
     bind,
@@ -32,7 +31,7 @@ __all__ = [
     "workers",
 ]
 
-cert_dir = Path(os.environ.get("HELLO_MTLS_CERT_DIR", "/var/run/hello-mtls"))
+cert_dir = Path(options.cert_dir())
 certfile = str(cert_dir / CERT)
 keyfile = str(cert_dir / KEY)
 _context: ssl.SSLContext | None = None

@@ -4,12 +4,11 @@ Run: ``python examples/aiohttp_client.py`` (``HELLO_MTLS_CERT_DIR``, ``HELLO_MTL
 """
 
 import asyncio
-import os
 
 from mtls_context import options
 from mtls_context.aiohttp_client import MTLSClientSession
 
-URL = os.environ.get("HELLO_MTLS_URL", "https://hello.default.svc:8443/")
+URL = options.url()
 
 
 async def call() -> None:

@@ -5,12 +5,11 @@ A new context gets a new connection pool; the old pool closes when its last resp
 """
 
 import asyncio
-import os
 
 from mtls_context import options
 from mtls_context.httpx_transport import async_client, client
 
-URL = os.environ.get("HELLO_MTLS_URL", "https://hello.default.svc:8443/")
+URL = options.url()
 
 
 async def call() -> None:

@@ -5,12 +5,10 @@ The session trusts only ``ca.crt`` and presents ``tls.crt``; ``verify=``, ``cert
 and plain ``http://`` are refused, certifi and ``REQUESTS_CA_BUNDLE`` never reach the context.
 """
 
-import os
-
 from mtls_context import options
 from mtls_context.requests_adapter import session, tls_info
 
-URL = os.environ.get("HELLO_MTLS_URL", "https://hello.default.svc:8443/")
+URL = options.url()
 
 with session(options.cert_dir()) as s:
     r = s.get(URL, timeout=10)

@@ -4,30 +4,19 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
-import signal
 import sys
-import threading
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import requests
 
-from mtls_context import (
-    Certificate,
-    ReloadingContext,
-    Side,
-    httpx_transport,
-    options,
-)
+from mtls_client import loop
+from mtls_context import Certificate, ReloadingContext, Side, httpx_transport, options
 from mtls_context.identity import TLSInfo
 from mtls_context.requests_adapter import ReloadingAdapter, session, tls_info
-
-DEFAULT_URL = "https://localhost:8443/"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,22 +35,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hello-mtls-client: {args.cert_dir}: {e}", file=sys.stderr)
         return 2
     if args.metrics_port:
-        serve_metrics(args.metrics_port)
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda _n, _f: stop.set())
-
-    failed = sent = 0
+        loop.serve_metrics(args.metrics_port)
     with caller:
-        while not stop.is_set() and (args.count == 0 or sent < args.count):
-            line: dict[str, object] = {"time": now(), "url": args.url}
-            line.update(caller.call(args.url, args.timeout))
-            sent += 1
-            failed += line.get("error") is not None
-            print(json.dumps(line), flush=True)
-            if args.count == 0 or sent < args.count:
-                stop.wait(args.interval)
-    return 1 if failed else 0
+        return loop.run(
+            lambda: {"time": loop.now(), "url": args.url, **caller.call(args.url, args.timeout)},
+            args,
+        )
 
 
 class _Requests:
@@ -160,45 +139,17 @@ def _reason(error: BaseException) -> str:
         error = inner
 
 
-def now() -> str:
-    """The time for a JSON line: UTC, milliseconds, ``Z``."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def serve_metrics(port: int) -> None:
-    """Start the ``/metrics`` thread (prometheus-client is imported only when asked for)."""
-    from mtls_context import prometheus
-
-    prometheus.serve(port)
-
-
 def _parser() -> argparse.ArgumentParser:
-    env = os.environ.get
     p = argparse.ArgumentParser(prog="hello-mtls-client", description=__doc__)
     p.add_argument(
         "--url",
-        default=env("HELLO_MTLS_URL", DEFAULT_URL),
+        default=options.url(),
         help="URL to call (env HELLO_MTLS_URL; default %(default)s)",
     )
     p.add_argument(
         "--library",
-        default=env("HELLO_MTLS_CLIENT_LIBRARY", "requests"),
+        default=os.environ.get("HELLO_MTLS_CLIENT_LIBRARY", "requests"),
         help="requests or httpx (env HELLO_MTLS_CLIENT_LIBRARY; default %(default)s)",
     )
-    p.add_argument(
-        "--interval", type=float, default=1.0, help="seconds between requests (default %(default)s)"
-    )
-    p.add_argument(
-        "--count",
-        type=int,
-        default=0,
-        help="stop after this many requests; 0 runs until SIGTERM (default)",
-    )
-    p.add_argument(
-        "--timeout",
-        type=float,
-        default=5.0,
-        help="per-request timeout in seconds (default %(default)s)",
-    )
-    options.add_common(p, side=Side.CLIENT)
+    loop.add_arguments(p, call="request")
     return p

@@ -9,16 +9,12 @@ while calls in flight finish on the old one.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import signal
 import sys
-import threading
 
 import grpc
 
-from mtls_client.cli import now, serve_metrics
-from mtls_context import Side, options
+from mtls_client import loop
 from mtls_context.grpc_credentials import ReloadingChannel
 
 METHOD = "/hello.Hello/Say"
@@ -37,27 +33,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hello-mtls-grpc-client: {args.cert_dir}: {e}", file=sys.stderr)
         return 2
     if args.metrics_port:
-        serve_metrics(args.metrics_port)
+        loop.serve_metrics(args.metrics_port)
     say: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(METHOD)
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda _n, _f: stop.set())
 
-    failed = sent = 0
+    def call() -> dict[str, object]:
+        line: dict[str, object] = {"time": loop.now(), "target": args.target}
+        try:
+            line.update(body=say(b"", timeout=args.timeout).decode(), error=None)
+        except grpc.RpcError as e:
+            line.update(body=None, error=f"{e.code().name}: {e.details()}")
+        line["client_serial"] = channel.certificate.serial
+        return line
+
     with channel:
-        while not stop.is_set() and (args.count == 0 or sent < args.count):
-            line: dict[str, object] = {"time": now(), "target": args.target}
-            try:
-                line.update(body=say(b"", timeout=args.timeout).decode(), error=None)
-            except grpc.RpcError as e:
-                line.update(body=None, error=f"{e.code().name}: {e.details()}")
-            line["client_serial"] = channel.certificate.serial
-            sent += 1
-            failed += line["error"] is not None
-            print(json.dumps(line), flush=True)
-            if args.count == 0 or sent < args.count:
-                stop.wait(args.interval)
-    return 1 if failed else 0
+        return loop.run(call, args)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -67,14 +56,5 @@ def _parser() -> argparse.ArgumentParser:
         default=os.environ.get("HELLO_MTLS_TARGET", DEFAULT_TARGET),
         help="HOST:PORT of the gRPC server (env HELLO_MTLS_TARGET; default %(default)s)",
     )
-    p.add_argument(
-        "--interval", type=float, default=1.0, help="seconds between calls (default %(default)s)"
-    )
-    p.add_argument(
-        "--count", type=int, default=0, help="stop after this many calls; 0 runs until SIGTERM"
-    )
-    p.add_argument(
-        "--timeout", type=float, default=5.0, help="per-call deadline in seconds (%(default)s)"
-    )
-    options.add_common(p, side=Side.CLIENT)
+    loop.add_arguments(p, call="call")
     return p

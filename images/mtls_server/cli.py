@@ -16,28 +16,23 @@ from pathlib import Path
 
 from mtls_context import Side, Status, client_context, options, server_context, statuses
 from mtls_context.identity import PeerCert
-from mtls_context.options import DEFAULT_BIND
 from mtls_context.status import STATUS_DIR_ENV, read_statuses
-
-STACKS = ("flask", "fastapi")
+from mtls_server import settings
 
 
 def main(argv: list[str] | None = None) -> int:
     """Serve until SIGTERM or SIGINT; with ``--probe``, check a running server (exit 0: healthy)."""
-    parser = _parser()
-    args = parser.parse_args(argv)
-    if args.stack not in STACKS:
-        parser.error(f"--stack (HELLO_MTLS_STACK): {args.stack!r} is not one of {STACKS}")
+    args = _parser().parse_args(argv)
     cert_dir = Path(args.cert_dir)
     if args.probe:
-        return probe(args.bind, cert_dir, timeout=args.probe_timeout)
+        return probe(str(args.bind), cert_dir, timeout=args.probe_timeout)
     try:
         server_context(cert_dir)
     except (OSError, ValueError) as e:
         print(f"hello-mtls-server: {cert_dir}: {e}", file=sys.stderr)
         return 2
     os.environ.update(
-        HELLO_MTLS_BIND=args.bind,
+        HELLO_MTLS_BIND=str(args.bind),
         HELLO_MTLS_CERT_DIR=str(cert_dir),
         HELLO_MTLS_ALLOW=",".join(args.allow),
         HELLO_MTLS_CHECK_INTERVAL=str(args.check_interval),
@@ -73,7 +68,7 @@ def _gunicorn() -> int:
     return 0
 
 
-def _uvicorn(bind: str, cert_dir: Path, check_interval: float, workers: int) -> int:
+def _uvicorn(bind: options.Address, cert_dir: Path, check_interval: float, workers: int) -> int:
     """uvicorn serving `mtls_server.fastapi_app` (each worker process with its own reloading
     context), until SIGTERM or SIGINT."""
     import uvicorn
@@ -82,14 +77,13 @@ def _uvicorn(bind: str, cert_dir: Path, check_interval: float, workers: int) -> 
     from mtls_context.starlette_peer import PeerCertH11Protocol
     from mtls_server.fastapi_app import reloading_context
 
-    host, _, port = bind.rpartition(":")
     log_config = copy.deepcopy(LOGGING_CONFIG)  # and the library's reload messages
     log_config["loggers"]["mtls_context"] = {"handlers": ["default"], "level": "INFO"}
     uvicorn.run(
         "mtls_server.fastapi_app:create_app",
         factory=True,
-        host=host.strip("[]") or "0.0.0.0",
-        port=int(port),
+        host=bind.host,
+        port=bind.port,
         workers=workers,
         http=PeerCertH11Protocol,
         ssl_context_factory=functools.partial(reloading_context, cert_dir, check_interval),
@@ -105,12 +99,12 @@ def probe(bind: str, cert_dir: Path, *, timeout: float) -> int:
     This proves what a liveness probe should: the workers answer, and the certificate, key and
     trust bundle on disk make a valid mTLS handshake. It opens no unauthenticated port.
     """
-    host, _, port = bind.rpartition(":")
-    host = {"0.0.0.0": "127.0.0.1", "[::]": "::1", "": "127.0.0.1"}.get(host, host.strip("[]"))
     try:
+        host, port = options.parse_bind(bind)
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
         context = client_context(cert_dir)
         name = context.certificate.identity
-        with socket.create_connection((host, int(port)), timeout=timeout) as raw:
+        with socket.create_connection((host, port), timeout=timeout) as raw:
             raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no 40 ms delayed ACK
             with context.wrap_socket(raw, server_hostname=name) as tls:
                 tls.sendall(
@@ -136,31 +130,8 @@ def serve_metrics(port: int, source: Callable[[], Iterable[Status]] = statuses) 
 
 
 def _parser() -> argparse.ArgumentParser:
-    env = os.environ.get
     p = argparse.ArgumentParser(prog="hello-mtls-server", description=__doc__)
-    p.add_argument(
-        "--bind",
-        default=env("HELLO_MTLS_BIND", DEFAULT_BIND),
-        help="HOST:PORT (env HELLO_MTLS_BIND; default %(default)s)",
-    )
-    p.add_argument(
-        "--stack",
-        default=env("HELLO_MTLS_STACK", "flask"),
-        help="flask: gunicorn + Flask; fastapi: uvicorn + FastAPI "
-        "(env HELLO_MTLS_STACK; default %(default)s)",
-    )
-    p.add_argument(
-        "--workers",
-        type=int,
-        default=int(env("HELLO_MTLS_WORKERS", "2")),
-        help="gunicorn or uvicorn worker processes (env HELLO_MTLS_WORKERS; default %(default)s)",
-    )
-    p.add_argument(
-        "--threads",
-        type=int,
-        default=int(env("HELLO_MTLS_THREADS", "4")),
-        help="threads per gunicorn worker (env HELLO_MTLS_THREADS; default %(default)s)",
-    )
+    settings.add_arguments(p)
     p.add_argument(
         "--probe",
         action="store_true",

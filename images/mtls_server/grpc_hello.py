@@ -12,7 +12,6 @@ and cannot enforce under gRPC: docs/tls-library.md.
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
 from collections.abc import Collection
@@ -24,7 +23,6 @@ from mtls_context import Side, options
 from mtls_context.grpc_credentials import server_credentials
 from mtls_context.grpc_peer import peer_cert, require_peer
 from mtls_context.identity import identity, serial
-from mtls_context.options import DEFAULT_BIND
 from mtls_server.cli import serve_metrics
 
 SERVICE, METHOD = "hello.Hello", "Say"
@@ -40,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.metrics_port:
         serve_metrics(args.metrics_port)
-    server = serve(args.bind, credentials, args.allow)
+    server = serve(str(args.bind), credentials, args.allow)
     for signum in (signal.SIGINT, signal.SIGTERM):  # calls in flight get 5 s to finish
         signal.signal(signum, lambda _n, _f: server.stop(5))
     server.wait_for_termination()
@@ -68,10 +66,5 @@ def serve(bind: str, credentials: grpc.ServerCredentials, allow: Collection[str]
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="hello-mtls-grpc-server", description=__doc__)
-    p.add_argument(
-        "--bind",
-        default=os.environ.get("HELLO_MTLS_BIND", DEFAULT_BIND),
-        help="HOST:PORT (env HELLO_MTLS_BIND; default %(default)s)",
-    )
     options.add_common(p, side=Side.SERVER)
     return p

@@ -6,17 +6,15 @@ the worker settings below are this example's own.
 
 from __future__ import annotations
 
-import os
-
 from mtls_context import options
 from mtls_context.gunicorn_hooks import tls_settings
-from mtls_context.options import DEFAULT_BIND
+from mtls_server import settings
 
-bind = os.environ.get("HELLO_MTLS_BIND", DEFAULT_BIND)
+bind = str(options.bind())
 control_socket_disable = True  # one per user by default; several servers would fight over it
 worker_class = "gthread"
-workers = int(os.environ.get("HELLO_MTLS_WORKERS", "2"))
-threads = int(os.environ.get("HELLO_MTLS_THREADS", "4"))
+workers = settings.workers()
+threads = settings.threads()
 keepalive = 5
 
 globals().update(
