@@ -189,8 +189,8 @@ def create_app(
             )
         return jsonify(recorded=len(kept), ignored=len(records) - len(kept)), 200
 
-    def signature(environ: dict[str, Any], data: bytes) -> tuple[int, dict[str, Any]]:
-        """``POST /sign`` with the body ``data``: the answer's status and JSON document."""
+    def signature(environ: dict[str, Any], data: bytes) -> tuple[int, bytes]:
+        """``POST /sign`` with the body ``data``: the answer's status and JSON body."""
         start = time.perf_counter()
         asked: dict[str, Any] = {}
         try:
@@ -218,7 +218,7 @@ def create_app(
             _log.info("refused to sign (%s): %s", e.reason, e.message)
             if audit is not None:
                 audit.refusal(_peer(environ), e.reason, e.message, **asked)
-            return e.status, {"error": e.message}
+            return e.status, sign_request.encode({"error": e.message})
         record = revocation.record_of(issued_cert, state.signer)
         # The index's flush goes on while the audit record is written and flushed.
         indexed = issued.write([record]) if issued is not None else _nothing
@@ -240,13 +240,13 @@ def create_app(
             indexed()
         metrics.ISSUED.inc()
         metrics.SIGNING_SECONDS.observe(time.perf_counter() - start)
-        return 200, sign_request.answer(state, issued_cert)
+        return 200, sign_request.answer_json(state, issued_cert)
 
     @app.post("/sign")
     def sign() -> tuple[Response, int]:
         # What `_SignFirst` leaves to Flask: a body over MAX_REQUEST_BYTES (get_data: 413).
-        status, document = signature(request.environ, request.get_data(cache=False))
-        return jsonify(document), status
+        status, body = signature(request.environ, request.get_data(cache=False))
+        return Response(body, mimetype="application/json"), status
 
     @app.post("/revoke")
     def revoke() -> tuple[Response, int]:
@@ -370,7 +370,7 @@ class _SignFirst:
     def __init__(
         self,
         flask: Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]],
-        signature: Callable[[dict[str, Any], bytes], tuple[int, dict[str, Any]]],
+        signature: Callable[[dict[str, Any], bytes], tuple[int, bytes]],
         misplaced: Callable[[str, str, str | None], str | None],
     ) -> None:
         self._flask, self._signature, self._misplaced = flask, signature, misplaced
@@ -391,11 +391,9 @@ class _SignFirst:
         if not 0 <= length <= MAX_REQUEST_BYTES:
             return self._flask(environ, start_response)
         try:
-            status, document = self._signature(environ, environ["wsgi.input"].read(length))
+            status, body = self._signature(environ, environ["wsgi.input"].read(length))
         except Exception as e:
-            status, document = 500, _internal_error("POST", "/sign", e)
-        # As jsonify writes it outside debug mode.
-        body = json.dumps(document, sort_keys=True, separators=(",", ":")).encode() + b"\n"
+            status, body = 500, sign_request.encode(_internal_error("POST", "/sign", e))
         headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
         start_response(f"{status} {HTTPStatus(status).phrase}", headers)
         return [body]

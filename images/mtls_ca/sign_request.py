@@ -12,6 +12,7 @@ Errors are ``ValueError`` subclasses whose message goes to the caller as is: `Ma
 from __future__ import annotations
 
 import datetime
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -31,6 +32,8 @@ __all__ = [
     "RuleViolation",
     "SignRequest",
     "answer",
+    "answer_json",
+    "encode",
     "parse",
     "sign",
 ]
@@ -164,16 +167,77 @@ def sign(
 
 def answer(state: State, issued: Issued) -> dict[str, Any]:
     """The JSON body of a successful ``POST /sign``."""
+    return _answer(
+        state,
+        certificate=issued.chain_pem.decode(),
+        serial=f"{issued.serial:x}",
+        not_after=_time(issued.not_after),
+    )
+
+
+def answer_json(state: State, issued: Issued) -> bytes:
+    """`encode` (`answer`).
+
+    The members that come from the state (the roots, the CRLs, the TLS policy: most of the
+    bytes) are encoded once per state, the leaf's three per answer: encoding the whole answer
+    took 0.03 ms of a signature's 1.4 (py-spy under bench-ca).
+    """
+    cached = _encoded
+    head, *tails = cached[1] if cached is not None and cached[0] is state else _encode(state)
+    leaf = (issued.chain_pem.decode(), _time(issued.not_after), f"{issued.serial:x}")
+    return head + b"".join(_dumps(value) + tail for value, tail in zip(leaf, tails, strict=True))
+
+
+def _answer(state: State, *, certificate: str, not_after: str, serial: str) -> dict[str, Any]:
     return {
-        "certificate": issued.chain_pem.decode(),
+        "certificate": certificate,
         "ca": state.bundle_pem.decode(),
         "tls_policy": state.tls_policy,
-        "serial": f"{issued.serial:x}",
-        "not_after": issued.not_after.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "serial": serial,
+        "not_after": not_after,
         "bundle_sha256": state.bundle_sha256,
         "intermediate_sha256": state.signer.intermediate_sha256,
         "crl": state.crl_pem.decode(),
     }
+
+
+_SLOTS = {"certificate": "\0certificate\0", "not_after": "\0not_after\0", "serial": "\0serial\0"}
+"""Stand-ins of the leaf's members in `_encode`'s template, in the order of their keys (the
+order of the sorted JSON); no PEM, hex or time holds a NUL."""
+_encoded: tuple[State, list[bytes]] | None = None
+"""The last state `_encode`d, and its template cut at the leaf's members."""
+
+
+def _encode(state: State) -> list[bytes]:
+    """The JSON of `answer` cut where the leaf's members go (the template of `answer_json`).
+
+    Raises:
+        ValueError: if a stand-in is not where it belongs (a bug).
+    """
+    global _encoded
+    rest = encode(_answer(state, **_SLOTS))
+    parts = []
+    for slot in _SLOTS.values():
+        before, found, rest = rest.partition(_dumps(slot))
+        if not found:
+            raise ValueError(f"no {slot!r} in the answer's template")
+        parts.append(before)
+    parts.append(rest)
+    _encoded = (state, parts)  # threads may race here: each makes the same
+    return parts
+
+
+def encode(document: Any) -> bytes:
+    """``document`` as the bytes Flask's ``jsonify`` makes of it outside debug mode."""
+    return json.dumps(document, sort_keys=True, separators=(",", ":")).encode() + b"\n"
+
+
+def _dumps(value: str) -> bytes:
+    return json.dumps(value).encode()
+
+
+def _time(moment: datetime.datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _strings(body: Mapping[str, Any], key: str) -> tuple[str, ...]:

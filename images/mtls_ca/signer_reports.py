@@ -20,7 +20,6 @@ stdout) names it.
 from __future__ import annotations
 
 import collections
-import json
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -185,4 +184,4 @@ class IssuedReports:
 
 
 def _size(record: IssuedRecord) -> int:
-    return len(json.dumps(record.to_json(), separators=(",", ":"))) + 1
+    return len(record.line)

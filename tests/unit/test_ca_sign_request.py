@@ -10,12 +10,15 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
+from mtls_ca import revocation
 from mtls_ca.authority import CA, fingerprint
 from mtls_ca.sign_request import (
     DEFAULT_DURATION,
     Malformed,
     RuleViolation,
     answer,
+    answer_json,
+    encode,
     parse,
     sign,
 )
@@ -112,6 +115,18 @@ def test_sign_with_namespace_adds_the_spiffe_id(state: State, csr: str) -> None:
     assert body["bundle_sha256"] == state.bundle_sha256
     assert body["not_after"].endswith("Z")
     assert body["intermediate_sha256"] == fingerprint(state.signer.intermediate)
+
+
+ALLOWED = parse_allowed_ips('{"demo": ["10.0.0.0/8"]}')
+
+
+def test_the_answers_json_is_the_answer_whatever_the_state(state: State, csr: str) -> None:
+    revoked = revocation.with_crl(state)  # another state: its own CRL, so another template
+    for current in (state, revoked, state):
+        for names in (["web.demo"], ["api.demo", "10.0.0.1"]):
+            request = parse({"csr": csr, "names": names, "namespace": "demo"})
+            issued = sign(current, request, role=PROVISIONER, allowed_ips=ALLOWED)
+            assert answer_json(current, issued) == encode(answer(current, issued))
 
 
 def test_only_an_admin_signs_without_namespace_and_then_syntax_only(state: State, csr: str) -> None:

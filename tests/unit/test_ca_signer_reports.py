@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from mtls_ca import metrics
+from mtls_ca import metrics, signer_material
 from mtls_ca.authority import CA
 from mtls_ca.http_api import MaterialEndpoint, create_app
 from mtls_ca.revocation import IssuedIndex, IssuedRecord, record_for
@@ -215,6 +215,11 @@ def test_the_thread_delivers_every_interval() -> None:
         ({"key_sha256": "AB" * 32}, "'key_sha256' must be a SHA-256 in lowercase hex"),
         ({"issuer": "cd"}, "'issuer' must be a SHA-256 in lowercase hex"),
         ({"not_after": "tomorrow"}, "'not_after' must be a time like 2026-12-07T12:00:00Z"),
+        ({"not_after": "2030-01-01T00:00:00+00:00"}, "'not_after' must be a time like "),
+        ({"not_after": "2030-1-1T00:00:00Z"}, "'not_after' must be a time like "),
+        ({"not_after": "2030-01-01T00:00:00.5Z"}, "'not_after' must be a time like "),
+        ({"not_after": "2030-01-01T00:00:60Z"}, "'not_after' must be a time like "),
+        ({"not_after": "2030-02-30T00:00:00Z"}, "'not_after' must be a time like "),
         ({"extra": 1}, "a record has the fields issuer, key_sha256, names, not_after, serial, "),
     ],
 )
@@ -291,6 +296,34 @@ def test_the_root_holder_writes_a_signers_records_into_its_index(
     answer = post_issued(client, {"issued": [web.to_json(), other.to_json()]})
     assert (answer.status_code, answer.json) == (200, {"recorded": 1, "ignored": 1})
     assert index.records() == [web]
+
+
+class Session:
+    """A kept `requests.Session`'s place: keeps what `RootHolder.report` posts."""
+
+    def __init__(self) -> None:
+        self.posted: list[tuple[bytes, dict[str, str]]] = []
+
+    def post(self, url: str, *, data: bytes, headers: dict[str, str], **_: Any) -> Any:
+        self.posted.append((data, headers))
+        return type("Answer", (), {"status_code": 200})()
+
+
+def test_a_signers_report_is_what_the_root_holder_writes_into_its_index(
+    root_holder: tuple[FlaskClient, State, IssuedIndex], tmp_path: Path
+) -> None:
+    client, state, index = root_holder
+    (tmp_path / "token").write_text("signer-token\n")
+    sender = signer_material.RootHolder("https://127.0.0.1:1", tmp_path, tmp_path / "token")
+    sender._kept.session = session = Session()
+    sent = [signed_record(state, "web.shop.svc"), signed_record(state, "api.shop.svc")]
+    sender.report(sent)
+    [(body, headers)] = session.posted
+    assert headers["Content-Type"] == "application/json"
+    assert json.loads(body) == {"issued": [r.to_json() for r in sent]}
+    assert post_issued(client, json.loads(body)).json == {"recorded": 2, "ignored": 0}
+    assert index.records() == sent
+    assert index.path.read_bytes() == b"".join(r.line for r in sent)
 
 
 @pytest.mark.parametrize(
