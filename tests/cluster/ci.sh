@@ -11,8 +11,9 @@ cd "$here/../.."
 # shellcheck source=tests/cluster/versions.sh
 source "$here/versions.sh"
 
-# The Helm pass runs every scenario. The kubectl pass runs, on the product installed from k8s/
-# with its bounds patched into a CA state that already exists (what a k8s/ user does), what
+# The Helm pass runs every scenario. The kubectl pass installs the previous release's k8s/, applies
+# k8s/ over it under traffic (the upgrade e2e: docs/upgrades.md), patches the bounds into the CA
+# state that already exists (what a k8s/ user does) and runs, on that install, what
 # depends on the objects installed: the examples' hello, RBAC and the write policy, the
 # NetworkPolicies, both admission policies with their variables edited, and one renewal run
 # (FastAPI + httpx, 2-minute certificates) that needs the patched minimum. The operator's and
@@ -71,4 +72,5 @@ timed "e2e, upgrade from $PREVIOUS_RELEASE and federation" \
     make e2e E2E_TESTS="tests/e2e/test_upgrades.py tests/e2e/test_federation.py"
 timed "e2e, upstream root" make e2e E2E_TESTS=tests/e2e/test_upstream_root.py
 timed "e2e, Helm pass (all scenarios)" make e2e E2E_INSTALL=helm
-timed "e2e, kubectl pass (k8s/)" make e2e E2E_INSTALL=kubectl E2E_TESTS="$KUBECTL_PASS"
+timed "e2e, kubectl pass (k8s/ applied over $PREVIOUS_RELEASE's under traffic, then the scenarios)" \
+    make e2e E2E_INSTALL=kubectl E2E_TESTS="$KUBECTL_PASS"

@@ -4,7 +4,9 @@ Works against any cluster (kind for users, the local cluster here). Settings, fr
 environment:
 
 - ``KUBECONFIG``: the cluster (required).
-- ``E2E_INSTALL``: ``helm`` (default; ``charts/hello-mtls``) or ``kubectl`` (``k8s/``).
+- ``E2E_INSTALL``: ``helm`` (default; ``charts/hello-mtls``) or ``kubectl`` (``k8s/``, applied
+  over the previous release's ``k8s/`` under traffic: `support.upgrades`; it needs
+  ``tests/cluster/previous-release.sh build``, and its images on the nodes).
 - ``E2E_IMAGE_LOADER``: a command that takes image names and makes them available to the
   cluster's nodes, run once before installing, e.g. ``kind load docker-image`` or
   ``tests/cluster/load-images.sh``. Unset: the images are assumed to be there already.
@@ -63,6 +65,7 @@ from support.sharing import (
     order,
     write_long_running,
 )
+from support.upgrades import upgrade_k8s_under_traffic
 
 SHARED = pytest.StashKey[Path]()
 """The run's directory every worker sees: the install's record and lock, the sharing locks."""
@@ -209,8 +212,9 @@ def _install(method: str) -> None:
             timeout=420,
         )
     elif method == "kubectl":
-        log("installing with kubectl apply -f k8s/")
-        kubectl("apply", "-f", str(ROOT / "k8s"), timeout=120)
+        # Installed as an upgrade: the previous release's k8s/ under traffic, then
+        # `kubectl apply -f k8s/` over it, checked (docs/upgrades.md); the pass runs on the result.
+        upgrade_k8s_under_traffic()
         _lower_minimum_duration(MINIMUM_DURATION)
         _set_policy_allowances()
     else:
