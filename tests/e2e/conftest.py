@@ -7,7 +7,7 @@ environment:
 - ``E2E_INSTALL``: ``helm`` (default; ``charts/hello-mtls``) or ``kubectl`` (``k8s/``).
 - ``E2E_IMAGE_LOADER``: a command that takes image names and makes them available to the
   cluster's nodes, run once before installing, e.g. ``kind load docker-image`` or
-  ``tests/cluster/load-images.sh``. Unset: the images are assumed to be there already.
+  ``hack/load-images.sh``. Unset: the images are assumed to be there already.
 - ``E2E_IMAGE_TAG``: tag of ``hello-mtls/{ca,server,client}`` (default ``dev``).
 - ``HELM``: the helm binary (default ``helm``).
 - ``E2E_LOCAL_VOLUMES``: only for a cluster that cannot provision volumes (no default

@@ -14,7 +14,7 @@ pinning the server's SPIFFE ID. Proven on the real cluster:
   under the new root, B's Secret within the refresh hint of A's bundle (30 s) after A's bundle
   changed; the client fails no request through the whole rotation.
 
-It installs both releases itself (``own_install``); tests/cluster/ci.sh runs it beside the upgrade
+It installs both releases itself (``own_install``); hack/ci.sh runs it beside the upgrade
 from the previous release, whose install is scoped to its own namespaces the same way.
 """
 

@@ -1,8 +1,8 @@
 """Scenario: `helm upgrade` from the previous release to this one under traffic (issue 25,
 "Upgrades"; docs/upgrades.md).
 
-The previous release (``PREVIOUS_COMMIT`` in tests/cluster/versions.sh) is installed from its own
-chart with its own images (`tests/cluster/previous-release.sh build` makes both, cached by
+The previous release (``PREVIOUS_COMMIT`` in hack/versions.sh) is installed from its own
+chart with its own images (`hack/previous-release.sh build` makes both, cached by
 commit). Its example server and client, still on the previous release's images as a user's apps
 stay, call each other every half second while annotated pods hold Secrets; then the release is
 upgraded to the working tree's chart and images. Proven: no request fails, every Secret
@@ -12,7 +12,7 @@ one's fields (the CRL, the revocation list, ``bundle_sequence``) by the new CA. 
 Service had no ready pod (nothing could sign) during the upgrade is measured and logged.
 
 The module installs the product itself, so it runs in a run of its own (``own_install``):
-tests/cluster/ci.sh runs the helm test before the Helm pass, side by side with the federation
+hack/ci.sh runs the helm test before the Helm pass, side by side with the federation
 scenario (tests/e2e/test_federation.py), whose two installs are scoped to their own namespaces as
 the helm test's is (``operator.watchNamespaces``: the product namespace, for the chart's example
 pair, and the test's), so that no operator or admission policy of one serves the other's pods.
@@ -82,7 +82,7 @@ NEW_STATE_FIELDS = ("revoked", "crl_number", "crl", "bundle_sequence")
 def _previous_release() -> tuple[str, Path]:
     """The previous release's tag and its source directory (chart, k8s/)."""
     done = subprocess.run(
-        [str(ROOT / "tests" / "cluster" / "previous-release.sh"), "source"],
+        [str(ROOT / "hack" / "previous-release.sh"), "source"],
         capture_output=True,
         text=True,
         timeout=60,

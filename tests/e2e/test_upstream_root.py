@@ -12,7 +12,7 @@ it, the example server and client talk mTLS under it, and ``status`` shows the c
 expiry. Root on a volume runs in the integration tests only (tests/integration/
 test_ca_upstream_root.py): a second install would cost the CI stage minutes it does not have.
 
-One install per cluster (``own_install``): tests/cluster/ci.sh runs it with the upgrade scenario,
+One install per cluster (``own_install``): hack/ci.sh runs it with the upgrade scenario,
 before the Helm pass.
 """
 
