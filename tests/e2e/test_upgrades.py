@@ -22,7 +22,6 @@ The same scenario over ``kubectl apply -f k8s/`` is not run yet (docs/upgrades.m
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import subprocess
 import threading
@@ -72,7 +71,6 @@ from support.waiting import wait_until
 
 pytestmark = pytest.mark.own_install("installs the previous release and upgrades it")
 
-HELM = os.environ.get("HELM", "helm")
 PENDING_PODS = 10
 """Annotated pods that only hold a Secret (Pending: no container runs), beside the example's."""
 NEW_STATE_FIELDS = ("revoked", "crl_number", "crl", "bundle_sequence")
