@@ -34,6 +34,7 @@ from typing import Any
 
 import pytest
 
+from harness.waiting import wait_until
 from mtls_ca.spiffe_bundle import REFRESH_HINT
 from mtls_contract.marks import ANNOTATION_SERIAL
 from support.cluster_api import ROOT, apply, dump_namespace, kubectl, kubectl_json, log
@@ -49,7 +50,6 @@ from support.operator_workloads import (
     server,
 )
 from support.pods import CERT_DIR
-from support.waiting import wait_until
 
 pytestmark = pytest.mark.own_install("installs two releases of its own, federated")
 

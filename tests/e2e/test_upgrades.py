@@ -33,6 +33,7 @@ from typing import Any
 
 import pytest
 
+from harness.waiting import wait_until
 from mtls_context.layout import CRL
 from mtls_contract.marks import LABEL_MANAGED
 from mtls_operator.certs import inspect
@@ -67,7 +68,6 @@ from support.operator_workloads import (
     rollout,
     server,
 )
-from support.waiting import wait_until
 
 pytestmark = pytest.mark.own_install("installs the previous release and upgrades it")
 

@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 from cryptography import x509
 
+from harness.waiting import wait_until
 from mtls_context.layout import CA, CERT
 from mtls_operator.tlssecret import decode_data
 from support.cluster_api import (
@@ -59,7 +60,6 @@ from support.operator_workloads import (
     server,
 )
 from support.org_ca import OrgCA, openssl_verify
-from support.waiting import wait_until
 
 pytestmark = pytest.mark.own_install("installs the product in the offline upstream mode")
 

@@ -36,8 +36,8 @@ from xdist.remote import Producer
 from xdist.scheduler import LoadFileScheduling
 from xdist.workermanage import WorkerController
 
+from harness.waiting import wait_until
 from support.cluster_api import log
-from support.waiting import wait_until
 
 __all__ = [
     "ALONE",
