@@ -43,13 +43,13 @@ unit: $(STAMP) host-tools ## unit tests only
 # The tests call promtool and prometheus (Debian's prometheus package: the alert rules' tests,
 # tests/unit/test_alert_rules.py and tests/integration/test_prometheus_scrape.py). `make test`
 # and `make unit` install it when it is missing, with apt-get as the cluster stage installs its
-# host packages (tests/cluster/host.sh); without systemd (these VMs) its service does not start.
+# host packages (hack/host.sh); without systemd (these VMs) its service does not start.
 # The chart's template tests (tests/unit/test_chart_*.py) call helm: the pinned one, built as the
 # cluster stage builds it when neither it nor one on PATH is there.
 host-tools: ## install the host tools the tests call (promtool, prometheus, helm) when missing; root (apt-get)
 	@command -v promtool >/dev/null && command -v prometheus >/dev/null || \
-		bash -c 'source tests/cluster/host.sh && HOST_PACKAGES=(prometheus) && host_packages'
-	@[ -x "$(LOCAL_HELM)" ] || command -v $(HELM) >/dev/null || tests/cluster/build.sh helm
+		bash -c 'source hack/host.sh && HOST_PACKAGES=(prometheus) && host_packages'
+	@[ -x "$(LOCAL_HELM)" ] || command -v $(HELM) >/dev/null || hack/build.sh helm
 
 lint: $(STAMP) ## ruff, mypy, the import contracts, the locks, k8s/ = the chart rendered (offline)
 	$(BIN)/python requirements/locks.py check
@@ -93,11 +93,11 @@ manifests: $(STAMP) ## regenerate k8s/ from charts/hello-mtls (helm template; HE
 # check always runs there), else the helm on PATH; with neither, the check says it was skipped.
 manifests-check: $(STAMP) ## check that k8s/ is what `make manifests` writes (helm template, offline)
 	@if [ -x "$(LOCAL_HELM)" ]; then helm="$(LOCAL_HELM)"; \
-	elif [ "$$CI" = true ]; then tests/cluster/build.sh helm && helm="$(LOCAL_HELM)"; \
+	elif [ "$$CI" = true ]; then hack/build.sh helm && helm="$(LOCAL_HELM)"; \
 	elif command -v $(HELM) >/dev/null; then helm=$$(command -v $(HELM)); \
 	else \
 		echo "==> k8s/ drift check SKIPPED: no helm (not on PATH, not in $(LOCAL_HELM));" \
-			"'tests/cluster/build.sh helm' builds the pinned one (CI=true does that itself)"; \
+			"'hack/build.sh helm' builds the pinned one (CI=true does that itself)"; \
 		exit 0; \
 	fi; \
 	echo "==> k8s/ is the chart rendered ($$helm template)"; \
@@ -117,9 +117,9 @@ bench-operator: $(STAMP) ## operator on the cluster in KUBECONFIG: pod->Secret p
 # The local cluster (real Kubernetes from upstream Go modules, as host processes; docs/testing.md).
 CLUSTER_STATE := /var/lib/hello-mtls-cluster
 LOCAL_KUBECONFIG := $(CLUSTER_STATE)/admin.kubeconfig
-LOCAL_HELM := $(shell bash -c 'source tests/cluster/versions.sh && echo $$HELM_BIN/helm')
-LOCAL_KUBECTL_DIR := $(shell bash -c 'source tests/cluster/versions.sh && echo $$K8S_BIN')
-LOCAL_OPENAPI := $(shell bash -c 'source tests/cluster/versions.sh && echo $$K8S_OPENAPI')
+LOCAL_HELM := $(shell bash -c 'source hack/versions.sh && echo $$HELM_BIN/helm')
+LOCAL_KUBECTL_DIR := $(shell bash -c 'source hack/versions.sh && echo $$K8S_BIN')
+LOCAL_OPENAPI := $(shell bash -c 'source hack/versions.sh && echo $$K8S_OPENAPI')
 E2E_KUBECONFIG := $(or $(KUBECONFIG),$(LOCAL_KUBECONFIG))
 E2E_TESTS ?= tests/e2e
 # Workers that run e2e modules side by side (docs/testing.md): the kubelet is the bottleneck, not
@@ -128,19 +128,19 @@ E2E_WORKERS ?= 2
 
 .PHONY: python-base cluster-build cluster-up cluster-down load-images e2e ci-cluster
 python-base: ## build the local Python base image (debootstrap bookworm; no image can be pulled here)
-	tests/cluster/python-base.sh
+	hack/python-base.sh
 
 cluster-build: ## build/reuse the cluster binaries (k8s, etcd, CoreDNS, helm) in /var/cache/hello-mtls
-	tests/cluster/build.sh
+	hack/build.sh
 
 cluster-up: ## start the local single-node cluster (kubeconfig: /var/lib/hello-mtls-cluster/admin.kubeconfig)
-	tests/cluster/up.sh
+	hack/up.sh
 
 cluster-down: ## stop the local cluster and remove its state, mounts and iptables chains
-	tests/cluster/down.sh
+	hack/down.sh
 
 load-images: ## copy hello-mtls/{ca,server,client}:$(IMAGE_TAG) into the local cluster
-	tests/cluster/load-images.sh hello-mtls/ca:$(IMAGE_TAG) hello-mtls/server:$(IMAGE_TAG) hello-mtls/client:$(IMAGE_TAG)
+	hack/load-images.sh hello-mtls/ca:$(IMAGE_TAG) hello-mtls/server:$(IMAGE_TAG) hello-mtls/client:$(IMAGE_TAG)
 
 e2e: $(STAMP) ## e2e scenarios against KUBECONFIG (default: the local cluster); E2E_INSTALL=helm|kubectl, E2E_TESTS=files
 	KUBECONFIG=$(E2E_KUBECONFIG) E2E_IMAGE_TAG=$(IMAGE_TAG) \
@@ -152,7 +152,7 @@ e2e: $(STAMP) ## e2e scenarios against KUBECONFIG (default: the local cluster); 
 	    $(E2E_TESTS)
 
 ci-cluster: ## CI's cluster stage: cluster-up, images, load-images, e2e (helm + kubectl passes), cluster-down
-	tests/cluster/ci.sh
+	hack/ci.sh
 
 DEMO_SECONDS ?= 120
 demo: $(STAMP) ## CA, mTLS server and two clients as local processes, rotating live (DEMO_SECONDS=120)

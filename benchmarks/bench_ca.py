@@ -56,12 +56,12 @@ from typing import Any
 from bench_tls import Figure, _cpu_seconds, _machine, ratio, write_section
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "tests"))
+sys.path.insert(0, str(HERE.parent / "hack"))  # the harness the test tiers share
 
-from support.ca_service import Service, init_with_provisioner  # noqa: E402
-from support.processes import free_port  # noqa: E402
-from support.token_review_api import Token, TokenReviewAPI  # noqa: E402
-from support.waiting import wait_until  # noqa: E402
+from harness.ca_service import Service, init_with_provisioner  # noqa: E402
+from harness.processes import free_port  # noqa: E402
+from harness.token_review_api import Token, TokenReviewAPI  # noqa: E402
+from harness.waiting import wait_until  # noqa: E402
 
 LOAD_PROCESSES = 2
 THREADS = 4

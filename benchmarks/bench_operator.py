@@ -42,9 +42,9 @@ from mtls_operator.certs import inspect
 from mtls_operator.leadership import LEASE_NAME
 from mtls_operator.tlssecret import decode_data
 
-# The one wait every tier uses (tests/support/waiting.py).
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from support.waiting import wait_until  # noqa: E402
+# The one wait every tier and benchmark uses (hack/harness/waiting.py).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "hack"))
+from harness.waiting import wait_until  # noqa: E402
 
 CA_NAMESPACE = "hello-mtls"
 CREATE_THREADS = 8

@@ -48,11 +48,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-# The tiers' own helpers: one wait (tests/support/waiting.py), one free port, the recipes' commands.
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from support import example_servers  # noqa: E402
-from support.processes import free_port  # noqa: E402
-from support.waiting import wait_until  # noqa: E402
+# The harness the tiers share: one wait (hack/harness/waiting.py), one free port, the recipes'
+# commands.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "hack"))
+from harness import example_servers  # noqa: E402
+from harness.processes import free_port  # noqa: E402
+from harness.waiting import wait_until  # noqa: E402
 
 BIN = Path(sys.executable).parent
 HERE = Path(__file__).resolve().parent

@@ -5,8 +5,8 @@
 # The module proxy and GOFLAGS are the host's own Go configuration (`go env`).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-# shellcheck source=tests/cluster/versions.sh
-source "$here/../tests/cluster/versions.sh"
+# shellcheck source=hack/versions.sh
+source "$here/../hack/versions.sh"
 STEP_CA_VERSION=${STEP_CA_VERSION:-v0.30.2}
 out=$CACHE_ROOT/step-ca-$STEP_CA_VERSION/bin
 

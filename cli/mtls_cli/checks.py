@@ -20,7 +20,7 @@ __all__ = ["Check", "run_checks"]
 OPERATOR = "hello-mtls-operator"
 SIGNERS = "hello-mtls-ca-signer"
 PROVEN_MINOR = 37
-"""The Kubernetes minor version the cluster tests run on (tests/cluster/versions.sh)."""
+"""The Kubernetes minor version the cluster tests run on (hack/versions.sh)."""
 DEFAULT_RELEASE = "hello-mtls"
 POLICIES = (
     ("validatingadmissionpolicies", "ValidatingAdmissionPolicy", "names", "namesPolicy"),

@@ -6,10 +6,10 @@ environment:
 - ``KUBECONFIG``: the cluster (required).
 - ``E2E_INSTALL``: ``helm`` (default; ``charts/hello-mtls``) or ``kubectl`` (``k8s/``, applied
   over the previous release's ``k8s/`` under traffic: `support.upgrades`; it needs
-  ``tests/cluster/previous-release.sh build``, and its images on the nodes).
+  ``hack/previous-release.sh build``, and its images on the nodes).
 - ``E2E_IMAGE_LOADER``: a command that takes image names and makes them available to the
   cluster's nodes, run once before installing, e.g. ``kind load docker-image`` or
-  ``tests/cluster/load-images.sh``. Unset: the images are assumed to be there already.
+  ``hack/load-images.sh``. Unset: the images are assumed to be there already.
 - ``E2E_IMAGE_TAG``: tag of ``hello-mtls/{ca,server,client}`` (default ``dev``).
 - ``HELM``: the helm binary (default ``helm``).
 - ``E2E_LOCAL_VOLUMES``: only for a cluster that cannot provision volumes (no default

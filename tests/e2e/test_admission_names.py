@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 
+from harness.waiting import wait_until
 from mtls_contract.marks import ANNOTATION_INTERMEDIATE
 from support.admission import admission_error, pod_certificates_enabled
 from support.cluster_api import kubectl, log
 from support.name_cases import ALLOWED_NAMESPACE, CASES
 from support.pods import deployment, pod
-from support.waiting import wait_until
 
 NAME = "hello-mtls.dev/name"
 DURATION = "hello-mtls.dev/duration"

@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
+from harness.waiting import wait_until
 from support.admission import admission_error, pod_certificates_enabled
 from support.cluster_api import ROOT, kubectl, kubectl_json
 from support.operator_workloads import rollout
 from support.pods import CERT_DIR, pod
-from support.waiting import wait_until
 
 NAME = "hello-mtls.dev/name"
 SANS = "hello-mtls.dev/sans"

@@ -33,6 +33,8 @@ from typing import Any
 import pytest
 import yaml
 
+from harness.processes import BIN, stop
+from harness.waiting import wait_until
 from mtls_contract.marks import ANNOTATION_SERIAL
 from support.cluster_api import (
     IMAGE_TAG,
@@ -45,9 +47,7 @@ from support.cluster_api import (
     kubectl_json,
     log,
 )
-from support.processes import BIN, stop
 from support.prometheus import Prometheus, prometheus
-from support.waiting import wait_until
 
 FOR = {"HelloMTLSCADown": "10s", "HelloMTLSStaleCertificate": "90s"}
 """Short enough for the module; the stale alert's still exceeds the kubelet's delay in updating

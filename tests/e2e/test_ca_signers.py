@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from harness.waiting import wait_until
 from support.cluster_api import PRODUCT_NAMESPACE, apply, kubectl, kubectl_json, log
 from support.operator_workloads import (
     assert_client_never_failed,
@@ -36,7 +37,6 @@ from support.operator_workloads import (
     server,
 )
 from support.pods import pod
-from support.waiting import wait_until
 
 pytestmark = pytest.mark.alone("kills CA signers and scales the root holder to 0")
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from harness.waiting import wait_until
 from mtls_contract.marks import ANNOTATION_INTERMEDIATE, ANNOTATION_NAME, ANNOTATION_SECRET
 from support.admission import (
     annotation_update_error,
@@ -27,7 +28,6 @@ from support.claim_moves import CASES
 from support.cluster_api import apply, kubectl, log
 from support.operator_workloads import phase
 from support.pods import pod
-from support.waiting import wait_until
 
 
 def _unscheduled(name: str, annotations: dict[str, str]) -> dict[str, Any]:

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import base64
 
+from harness.waiting import wait_until
 from support.cluster_api import PRODUCT_NAMESPACE, apply, kubectl, kubectl_json, log
 from support.key_scan import everything_but_secrets, needles
 from support.operator_workloads import ca_private_keys
 from support.pods import deployment
-from support.waiting import wait_until
 
 
 def test_deleting_the_workload_collects_its_secret(namespace: str) -> None:

@@ -14,7 +14,7 @@ pinning the server's SPIFFE ID. Proven on the real cluster:
   under the new root, B's Secret within the refresh hint of A's bundle (30 s) after A's bundle
   changed; the client fails no request through the whole rotation.
 
-It installs both releases itself (``own_install``); tests/cluster/ci.sh runs it beside the upgrade
+It installs both releases itself (``own_install``); hack/ci.sh runs it beside the upgrade
 from the previous release, whose install is scoped to its own namespaces the same way.
 """
 
@@ -23,7 +23,6 @@ from __future__ import annotations
 import base64
 import functools
 import json
-import os
 import subprocess
 import tempfile
 import time
@@ -35,10 +34,11 @@ from typing import Any
 
 import pytest
 
+from harness.waiting import wait_until
 from mtls_ca.spiffe_bundle import REFRESH_HINT
 from mtls_contract.marks import ANNOTATION_SERIAL
 from support.cluster_api import ROOT, apply, dump_namespace, kubectl, kubectl_json, log
-from support.installs import provide_ca_volume, remove_ca_volume
+from support.installs import HELM, helm_run, provide_ca_volume, remove_ca_volume
 from support.operator_workloads import (
     assert_client_never_failed,
     ca_cli,
@@ -50,11 +50,9 @@ from support.operator_workloads import (
     server,
 )
 from support.pods import CERT_DIR
-from support.waiting import wait_until
 
 pytestmark = pytest.mark.own_install("installs two releases of its own, federated")
 
-HELM = os.environ.get("HELM", "helm")
 ROTATION_GRACE = "60s"
 """A's ``operator.rotationGrace``: longer than B's fetch on the hint plus its writes and the
 kubelet, so that B's pods trust A's new root before A's first leaf under it exists (what the
@@ -91,16 +89,11 @@ SERVER_ID = A.spiffe_id("default")
 URL = f"https://hello.{A.apps}.svc:8443/"
 
 
-def _helm(*args: str) -> None:
-    log(f"{HELM} {' '.join(args)}")
-    subprocess.run([HELM, *args], check=True, cwd=ROOT, timeout=420)
-
-
 def _install(install: Install, values: dict[str, Any], *, upgrade: bool = False) -> None:
     with tempfile.NamedTemporaryFile("w", suffix=".json") as file:
         json.dump(values, file)
         file.flush()
-        _helm(
+        helm_run(
             "upgrade",
             *(() if upgrade else ("--install",)),
             install.release,

@@ -9,9 +9,9 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from harness.waiting import wait_until
 from support.cluster_api import apply, kubectl, kubectl_json, log
 from support.pods import CERT_DIR, pod
-from support.waiting import wait_until
 
 # The probe a pod runs against the example server: one HTTPS GET, printing ACCEPTED or REFUSED.
 # It trusts the server without verification when it has no bundle: what is tested is whether the

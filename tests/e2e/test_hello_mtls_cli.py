@@ -15,10 +15,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from harness.waiting import wait_until
 from mtls_contract.marks import ANNOTATION_RENEW, ANNOTATION_SERIAL
 from support.cluster_api import apply, kubectl, kubectl_json, log
 from support.pods import deployment
-from support.waiting import wait_until
 
 BIN = Path(sys.executable).parent
 COMMAND = str(BIN / "hello-mtls")

@@ -27,11 +27,11 @@ from typing import Any
 
 import pytest
 
+from harness.waiting import wait_until
 from mtls_context.layout import CA, CERT, KEY, POLICY
 from support import hostile_secrets as hostile
 from support.cluster_api import PRODUCT_NAMESPACE, apply, dump_namespace, kubectl, kubectl_json, log
 from support.operator_workloads import idle_pod, rollout, secret_inspection
-from support.waiting import wait_until
 
 pytestmark = pytest.mark.alone("restarts the operator, with hostile Secrets for it to read")
 BOUND = 20.0

@@ -15,12 +15,12 @@ import subprocess
 
 from cryptography.hazmat.primitives import serialization
 
+from harness.waiting import wait_until
 from mtls_operator.leadership import LEASE_NAME
 from support.admission import pod_certificates_enabled
 from support.cluster_api import PRODUCT_NAMESPACE, apply, kubectl, kubectl_json
 from support.operator_workloads import ca_private_keys
 from support.pods import pod
-from support.waiting import wait_until
 
 OPERATOR = f"system:serviceaccount:{PRODUCT_NAMESPACE}:hello-mtls-operator"
 PEM_KEY = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.S)

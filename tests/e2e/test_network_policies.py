@@ -12,10 +12,10 @@ from __future__ import annotations
 import subprocess
 from typing import Any
 
+from harness.waiting import wait_until
 from support.cluster_api import PRODUCT_NAMESPACE, apply, kubectl, kubectl_json
 from support.operator_workloads import operator_pods
 from support.pods import pod
-from support.waiting import wait_until
 
 CA = f"hello-mtls-ca.{PRODUCT_NAMESPACE}.svc"
 SIGN_PORT, READ_PORT = 8444, 443

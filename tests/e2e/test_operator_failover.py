@@ -21,6 +21,7 @@ import time
 
 import pytest
 
+from harness.waiting import wait_until
 from support.cluster_api import PRODUCT_NAMESPACE, apply, kubectl, log
 from support.operator_workloads import (
     assert_each_served_once,
@@ -32,7 +33,6 @@ from support.operator_workloads import (
     operator_pods,
     rollout,
 )
-from support.waiting import wait_until
 
 pytestmark = pytest.mark.alone("kills the operator's leader")
 PODS = 200  # issue 21: the leader killed during a burst of 200 annotated pods

@@ -39,6 +39,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
+from harness.waiting import wait_until
 from mtls_contract.marks import ANNOTATION_INTERMEDIATE, POD_CERTIFICATE, SECRET_MODE
 from support.cluster_api import (
     apply,
@@ -61,7 +62,6 @@ from support.operator_workloads import (
     server,
 )
 from support.pods import CERT_DIR
-from support.waiting import wait_until
 
 SIGNER = "hello-mtls.dev/pod-certificate"
 BUNDLE = SIGNER.replace("/", ":") + ":roots"

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import pytest
 
+from harness.waiting import wait_until
 from mtls_contract.marks import ANNOTATION_SERIAL
 from mtls_operator.certs import Inspection
 from support.cluster_api import PRODUCT_NAMESPACE, apply, kubectl
 from support.operator_workloads import ca_status, idle_pod, rollout, secret_inspection
-from support.waiting import wait_until
 
 pytestmark = pytest.mark.alone("kills both operator replicas, then the CA")
 PODS = 20

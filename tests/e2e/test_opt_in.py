@@ -10,9 +10,9 @@ import base64
 
 import pytest
 
+from harness.waiting import wait_until
 from support.cluster_api import apply, kubectl, kubectl_json, log
 from support.pods import pod
-from support.waiting import wait_until
 
 NAME = "hello-mtls.dev/name"
 SANS = "hello-mtls.dev/sans"

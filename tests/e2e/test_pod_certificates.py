@@ -17,12 +17,12 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
+from harness.waiting import wait_until
 from mtls_contract.marks import ANNOTATION_INTERMEDIATE, POD_CERTIFICATE, SECRET_MODE
 from support.cluster_api import PRODUCT_NAMESPACE, apply, kubectl, kubectl_json, log
 from support.key_scan import everything_but_secrets, needles, secret_texts
 from support.operator_workloads import client_lines, client_pod, finished, rollout, server
 from support.pods import CERT_DIR
-from support.waiting import wait_until
 
 SIGNER = "hello-mtls.dev/pod-certificate"
 pytestmark = pytest.mark.alone(

@@ -25,11 +25,11 @@ from typing import Any
 
 import pytest
 
+from harness.waiting import wait_until
 from mtls_contract.marks import POD_CERTIFICATE, SECRET_MODE
 from support.cluster_api import PRODUCT_NAMESPACE, apply, kubectl, kubectl_json, log
 from support.operator_workloads import client_lines, client_pod, rollout, server
 from support.pods import CERT_DIR
-from support.waiting import wait_until
 
 BIN = Path(sys.executable).parent
 CREDENTIAL = ("tls.crt", "tls.key", "ca.crt")

@@ -18,6 +18,7 @@ import time
 
 import pytest
 
+from harness.waiting import wait_until
 from support.cluster_api import PRODUCT_NAMESPACE, apply, kubectl, kubectl_json, log
 from support.operator_workloads import (
     assert_client_never_failed,
@@ -28,7 +29,6 @@ from support.operator_workloads import (
     rollout,
     server,
 )
-from support.waiting import wait_until
 
 pytestmark = pytest.mark.alone("restarts the CA and the operator")
 

@@ -18,12 +18,12 @@ from typing import Any
 import pytest
 from cryptography import x509
 
+from harness.waiting import wait_until
 from mtls_contract.marks import ANNOTATION_MODE, ANNOTATION_NAME, POD_CERTIFICATE
 from support.admission import pod_certificates_enabled
 from support.cluster_api import apply, kubectl, kubectl_json
 from support.operator_workloads import phase
 from support.pods import pod
-from support.waiting import wait_until
 
 SIGNER = "hello-mtls.dev/pod-certificate"
 HAND_DIR = "/var/run/hand"

@@ -7,7 +7,7 @@ failed, every Secret kept, the roots unchanged, the CA's state migrated). The sa
 ``kubectl apply -f k8s/`` is the kubectl pass's install (tests/e2e/conftest.py).
 
 The module installs the product itself, so it runs in a run of its own (``own_install``):
-tests/cluster/ci.sh runs it before the Helm pass, side by side with the federation scenario
+hack/ci.sh runs it before the Helm pass, side by side with the federation scenario
 (tests/e2e/test_federation.py), whose two installs are scoped to their own namespaces as this
 one's is (``operator.watchNamespaces``: the product namespace, for the chart's example pair, and
 the test's), so that no operator or admission policy of one serves the other's pods.

@@ -12,7 +12,7 @@ it, the example server and client talk mTLS under it, and ``status`` shows the c
 expiry. Root on a volume runs in the integration tests only (tests/integration/
 test_ca_upstream_root.py): a second install would cost the CI stage minutes it does not have.
 
-One install per cluster (``own_install``): tests/cluster/ci.sh runs it with the upgrade scenario,
+One install per cluster (``own_install``): hack/ci.sh runs it with the upgrade scenario,
 before the Helm pass.
 """
 
@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 from cryptography import x509
 
+from harness.waiting import wait_until
 from mtls_context.layout import CA, CERT
 from mtls_operator.tlssecret import decode_data
 from support.cluster_api import (
@@ -59,7 +60,6 @@ from support.operator_workloads import (
     server,
 )
 from support.org_ca import OrgCA, openssl_verify
-from support.waiting import wait_until
 
 pytestmark = pytest.mark.own_install("installs the product in the offline upstream mode")
 

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from harness.ca_service import Service, init_with_provisioner
 from mtls_operator.ca_client import CAClient
-from support.ca_service import Service, init_with_provisioner
 
 
 @pytest.fixture(scope="module")

@@ -12,15 +12,15 @@ import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from harness.ca_cli import CLI
+from harness.ca_cli import ca as cli
+from harness.ca_service import Service, credential_session, init_with_provisioner
+from harness.processes import free_port
+from harness.token_review_api import Token, TokenReviewAPI
+from harness.waiting import wait_until
 from mtls_ca.authority import public_key_sha256
 from mtls_context import layout
-from support.ca_cli import CLI
-from support.ca_cli import ca as cli
-from support.ca_service import Service, credential_session, init_with_provisioner
 from support.csrs import csr_pem
-from support.processes import free_port
-from support.token_review_api import Token, TokenReviewAPI
-from support.waiting import wait_until
 
 OPERATOR = "spiffe://cluster.local/hello-mtls/provisioner/operator"
 SIGNER_TOKEN = Token(

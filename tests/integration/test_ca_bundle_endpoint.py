@@ -10,10 +10,10 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from harness import ca_cli
+from harness.ca_service import Service, credential_session
+from harness.processes import free_port
 from mtls_context import layout
-from support import ca_cli
-from support.ca_service import Service, credential_session
-from support.processes import free_port
 from support.spiffe_bundles import roots_of
 
 

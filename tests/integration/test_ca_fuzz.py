@@ -19,10 +19,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 
+from harness import ca_cli
+from harness.ca_service import Service, credential_session
 from mtls_contract import name_rules
 from mtls_contract.name_rules import parse_extra_allowed
-from support import ca_cli
-from support.ca_service import Service, credential_session
 
 ALLOWED_IPS = '{"shop": ["10.1.0.0/16"]}'
 EXTRA_ALLOWED = '{"shop": ["api.example.com"]}'

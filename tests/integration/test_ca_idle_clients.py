@@ -21,13 +21,13 @@ import pytest
 import requests
 from requests.adapters import HTTPAdapter
 
+from harness.ca_service import Service, credential_session, init_with_provisioner
+from harness.processes import free_port
+from harness.waiting import wait_until
 from mtls_ca.gunicorn_worker import MAX_BODY
 from mtls_context import layout
-from support.ca_service import Service, credential_session, init_with_provisioner
 from support.csrs import csr_pem
 from support.idle_clients import KINDS, IdleClients
-from support.processes import free_port
-from support.waiting import wait_until
 
 PER_KIND = 100  # per port: 300 idle connections on each of the two ports
 SIGN_WITHIN = 20.0

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from harness import ca_cli
+from harness.ca_service import Service, init_with_provisioner
+from harness.processes import free_port
+from harness.waiting import accepts, wait_until
 from mtls_context import layout
-from support import ca_cli
-from support.ca_service import Service, init_with_provisioner
-from support.processes import free_port
-from support.waiting import accepts, wait_until
 
 
 @pytest.fixture(scope="module")

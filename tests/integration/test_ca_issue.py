@@ -13,8 +13,8 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from harness import ca_cli
 from mtls_context import layout
-from support import ca_cli
 
 
 @pytest.fixture(scope="module")

@@ -15,17 +15,17 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from mtls_ca.revocation import load_crls
-from mtls_context import layout
-from support.ca_cli import ca as cli
-from support.ca_service import (
+from harness.ca_cli import ca as cli
+from harness.ca_service import (
     Service,
     credential_session,
     init_with_provisioner,
     root_holder_and_signer,
 )
+from harness.waiting import wait_until
+from mtls_ca.revocation import load_crls
+from mtls_context import layout
 from support.csrs import csr_pem
-from support.waiting import wait_until
 
 CLI = [sys.executable, "-m", "mtls_ca"]
 LINT_CRL = Path(sys.executable).parent / "lint_crl"

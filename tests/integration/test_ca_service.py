@@ -18,12 +18,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
+from harness import ca_cli
+from harness.ca_service import Service, credential_session, init_with_provisioner
+from harness.processes import free_port
+from harness.waiting import wait_until
 from mtls_ca.state import DirectoryStore
 from mtls_context import layout
-from support import ca_cli
-from support.ca_service import Service, credential_session, init_with_provisioner
-from support.processes import free_port
-from support.waiting import wait_until
 
 ALLOWED_IPS = '{"shop": ["10.1.0.0/16"]}'
 

@@ -4,7 +4,7 @@ holder's index (so that it is revoked by identity or namespace, and its key refu
 signer), follow a root rotation, and sign on while the root holder is away, delivering the
 reports when it is back.
 
-The API server's TokenReview is the stand-in of `support.token_review_api` (reached through
+The API server's TokenReview is the stand-in of `harness.token_review_api` (reached through
 ``KUBECONFIG`` by the root holder's real client); the real one is proven on the cluster.
 """
 
@@ -25,16 +25,16 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from harness import ca_cli
+from harness.ca_service import Service, credential_session, init_with_provisioner
+from harness.processes import free_port
+from harness.token_review_api import Token, TokenReviewAPI
+from harness.waiting import accepts, wait_until
 from mtls_ca.revocation import IssuedIndex, load_crls
 from mtls_context import layout
 from mtls_operator.ca_client import CAClient
 from mtls_operator.ports import CARefused
-from support import ca_cli
-from support.ca_service import Service, credential_session, init_with_provisioner
 from support.csrs import csr_pem
-from support.processes import free_port
-from support.token_review_api import Token, TokenReviewAPI
-from support.waiting import accepts, wait_until
 
 AUDIENCE = "hello-mtls-ca-signer"
 SIGNERS = "system:serviceaccount:hello-mtls:hello-mtls-ca-signer"

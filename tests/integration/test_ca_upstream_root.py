@@ -3,7 +3,7 @@ the organisation's offline root and ``openssl ca`` signs for it. Real ``hello-mt
 processes (gunicorn) sign under it; real TLS clients that trust the organisation's root alone
 verify what they serve, and ``openssl verify`` checks the chains.
 
-The signer's TokenReview is the stand-in of `support.token_review_api`, as in
+The signer's TokenReview is the stand-in of `harness.token_review_api`, as in
 ``test_ca_signers``.
 """
 
@@ -19,12 +19,12 @@ import pytest
 import requests
 from cryptography import x509
 
+from harness import ca_cli
+from harness.ca_service import Service, credential_session, root_holder_and_signer
+from harness.waiting import accepts, wait_until
 from mtls_context import layout
-from support import ca_cli
-from support.ca_service import Service, credential_session, root_holder_and_signer
 from support.csrs import csr_pem
 from support.org_ca import OrgCA, openssl_verify
-from support.waiting import accepts, wait_until
 
 
 def tls_handshake(port: int, root: Path) -> list[str]:

@@ -8,8 +8,8 @@ import os
 import signal
 from pathlib import Path
 
-from support.ca_service import Service, credential_session, init_with_provisioner
-from support.waiting import wait_until
+from harness.ca_service import Service, credential_session, init_with_provisioner
+from harness.waiting import wait_until
 
 WORKERS = 2  # what `Service` runs
 

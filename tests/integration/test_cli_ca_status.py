@@ -10,10 +10,10 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from harness.ca_cli import ca as cli
+from harness.ca_service import Service
+from harness.processes import free_port
 from mtls_cli.ca_status import read_ca
-from support.ca_cli import ca as cli
-from support.ca_service import Service
-from support.processes import free_port
 
 SERVICE = "hello-mtls-ca.hello-mtls.svc"
 

@@ -14,15 +14,15 @@ import socket
 from pathlib import Path
 from typing import Any
 
+from harness import ca_cli
+from harness.processes import free_port, hello_server
+from harness.waiting import wait_until
 from mtls_cli.ca_status import CAReport
 from mtls_cli.cli import main
 from mtls_cli.reloads import PORT_ANNOTATION
 from mtls_context.layout import CERT
 from mtls_contract.marks import ANNOTATION_SERIAL, LABEL_MANAGED
-from support import ca_cli
 from support.api_paths import Paths
-from support.processes import free_port, hello_server
-from support.waiting import wait_until
 
 
 class Loopback(Paths):

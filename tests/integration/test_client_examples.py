@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from harness import example_servers
+from harness.processes import free_port, running
+from harness.waiting import wait_until
 from mtls_context import client_context
-from support import example_servers
 from support.certdirs import Issuer, publish
 from support.https_get import get
-from support.processes import free_port, running
-from support.waiting import wait_until
 
 CLIENTS = {
     "requests_client.py": "hello from asyncio\nTLSInfo(",

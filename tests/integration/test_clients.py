@@ -27,14 +27,14 @@ import httpx
 import pytest
 import trustme
 
+from harness import example_servers
+from harness.processes import free_port, running
+from harness.waiting import wait_until
 from mtls_context import httpx_transport, requests_adapter
 from mtls_context.aiohttp_client import MTLSClientSession
 from mtls_context.groups import set_groups
-from support import example_servers
 from support.certdirs import MODERN, Issuer, crl, plain_client, publish, serial_of
 from support.https_get import get as https_get
-from support.processes import free_port, running
-from support.waiting import wait_until
 
 CHECK_INTERVAL = 0.3
 BOUND = 60  # seconds for a server or client to take a new version, on a loaded machine too

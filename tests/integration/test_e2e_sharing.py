@@ -48,15 +48,17 @@ OWN_INSTALL = "test_own_install"
 
 
 def _tree(tmp_path: Path) -> Path:
-    """A copy of the e2e harness (the real conftests and support package) with the stand-ins."""
+    """A copy of the e2e harness (the real conftests, support and harness packages) with the
+    stand-ins."""
     tests = tmp_path / "tests"
     (tests / "e2e").mkdir(parents=True)
     shutil.copy(ROOT / "tests" / "conftest.py", tests / "conftest.py")
     shutil.copy(ROOT / "tests" / "e2e" / "conftest.py", tests / "e2e" / "conftest.py")
     shutil.copytree(ROOT / "tests" / "support", tests / "support")
+    shutil.copytree(ROOT / "hack" / "harness", tmp_path / "hack" / "harness")
     marks = ("alone(why): x", "long_running(why): x", "own_install(why): x")
     markers = "\n".join(f"    {line}" for line in marks)
-    (tmp_path / "pytest.ini").write_text(f"[pytest]\nmarkers =\n{markers}\n")
+    (tmp_path / "pytest.ini").write_text(f"[pytest]\npythonpath = hack\nmarkers =\n{markers}\n")
     for name, (mark, count, seconds) in MODULES.items():
         body = STAND_IN.format(mark=mark, tests=count, seconds=seconds)
         (tests / "e2e" / f"{name}.py").write_text(body)

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from harness import ca_cli
+from harness.processes import BIN, hello_server, running, stop
+from harness.waiting import elapsed_until, wait_until
 from mtls_context import client_context
 from mtls_context.layout import CA
-from support import ca_cli
 from support.https_get import get
-from support.processes import BIN, hello_server, running, stop
-from support.waiting import elapsed_until, wait_until
 
 # (server stack, client library): every pair but the defaults' (test_hello_mtls.py).
 PAIRS = [("fastapi", "requests"), ("fastapi", "httpx"), ("flask", "httpx")]

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 
+from harness import ca_cli
+from harness.processes import BIN, hello_server
+from harness.waiting import wait_until
 from mtls_ca.state import DirectoryStore
 from mtls_context.layout import federated_bundle, read_version, write_version
-from support import ca_cli
-from support.processes import BIN, hello_server
-from support.waiting import wait_until
 
 OURS, OTHER = "ours.example", "other.example"
 SERVER_ID = f"spiffe://{OURS}/ns/default/sa/hello"

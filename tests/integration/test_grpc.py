@@ -21,11 +21,11 @@ import grpc
 import pytest
 import trustme
 
+from harness.processes import BIN, free_port, running
+from harness.waiting import elapsed_until, wait_until
 from mtls_context.groups import set_groups
 from mtls_context.grpc_credentials import ReloadingChannel
 from support.certdirs import Issuer, plain_client, publish, serial_of
-from support.processes import BIN, free_port, running
-from support.waiting import elapsed_until, wait_until
 
 CHECK_INTERVAL = 0.3
 BOUND = 60  # seconds for a server or client to take a new version, on a loaded machine too

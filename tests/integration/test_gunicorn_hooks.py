@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from harness.example_servers import EXAMPLES
+from harness.processes import BIN, free_port, running
+from harness.waiting import wait_until
 from mtls_context import client_context
 from support.certdirs import Issuer, publish, serial_of
-from support.example_servers import EXAMPLES
 from support.https_get import Reply, get
-from support.processes import BIN, free_port, running
-from support.waiting import wait_until
 
 CONFIG = """\
 from mtls_context.gunicorn_hooks import tls_settings

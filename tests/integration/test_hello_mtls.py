@@ -12,10 +12,10 @@ import pytest
 import requests
 from requests.adapters import HTTPAdapter
 
+from harness import ca_cli
+from harness.processes import BIN, free_port, hello_server
 from mtls_context import client_context, requests_adapter, server_context
 from mtls_context.layout import CA, CERT, KEY, POLICY, write_version
-from support import ca_cli
-from support.processes import BIN, free_port, hello_server
 
 SPIFFE_WEB = "spiffe://cluster.local/ns/shop/sa/web"
 

@@ -8,14 +8,14 @@ from pathlib import Path
 
 from prometheus_client import REGISTRY
 
+from harness import ca_cli
+from harness.ca_service import Service
+from harness.waiting import wait_until
 from mtls_ca.state import DirectoryStore
 from mtls_context.layout import federated_bundle
 from mtls_operator.bundle_fetcher import FederatedBundles
 from mtls_operator.federation import HTTPS_WEB, Source
-from support import ca_cli
-from support.ca_service import Service
 from support.operator_fakes import Clock
-from support.waiting import wait_until
 
 OTHER = "other.example"
 

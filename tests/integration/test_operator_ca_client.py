@@ -20,6 +20,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from harness import ca_cli
+from harness.processes import free_port, running
+from harness.waiting import accepts, wait_until
 from mtls_contract.marks import ANNOTATION_MODE, ANNOTATION_NAME, ANNOTATION_SANS, POD_CERTIFICATE
 from mtls_contract.name_rules import parse_allowed_ips
 from mtls_operator import pod_certificates
@@ -28,10 +31,7 @@ from mtls_operator.certs import inspect, new_key_and_csr
 from mtls_operator.claims import Rules, parse_claim
 from mtls_operator.ports import CARefused, CAUnavailable
 from mtls_operator.tlssecret import decode_data, secret_body
-from support import ca_cli
 from support.operator_fakes import status_problems
-from support.processes import free_port, running
-from support.waiting import accepts, wait_until
 
 ALLOWED_IPS = '{"demo": ["10.0.0.0/24"]}'
 RULES = Rules(allowed_ips=parse_allowed_ips(ALLOWED_IPS))

@@ -15,6 +15,7 @@ from typing import Any, cast
 
 import kopf
 
+from harness.waiting import elapsed_until
 from mtls_contract.marks import ANNOTATION_NAME, ANNOTATION_SERIAL
 from mtls_operator.ca_client import CAClient
 from mtls_operator.inventory import Key, namespace_of
@@ -22,7 +23,6 @@ from mtls_operator.reconciler import Reconciler
 from mtls_operator.settings import Settings
 from mtls_operator.workqueue import WorkQueue
 from support.operator_fakes import Cluster, pod
-from support.waiting import elapsed_until
 
 CHURN = 200
 WORKERS = 2  # as few as can overlap, so that the order shows

@@ -24,6 +24,7 @@ from typing import Any, cast
 import kopf
 
 import mtls_operator.handlers as handlers
+from harness.waiting import elapsed_until
 from mtls_contract.marks import ANNOTATION_NAME, ANNOTATION_SERIAL
 from mtls_operator.ca_client import CAClient
 from mtls_operator.certs import inspect
@@ -34,7 +35,6 @@ from mtls_operator.tlssecret import decode_data
 from mtls_operator.workqueue import WorkQueue
 from support import hostile_secrets as hostile
 from support.operator_fakes import Cluster, pod
-from support.waiting import elapsed_until
 
 BOUND = 20.0
 """Seconds: an annotated pod's Secret takes about 0.3 s here; with the ten RSA-16384 Secrets, the

@@ -6,12 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from harness import ca_cli
+from harness.ca_service import Service, init_with_provisioner
+from harness.processes import free_port, hello_server
+from harness.waiting import wait_until
 from mtls_context import layout
-from support import ca_cli
-from support.ca_service import Service, init_with_provisioner
-from support.processes import free_port, hello_server
 from support.prometheus import ALERTS, prometheus
-from support.waiting import wait_until
 
 
 def test_prometheus_sees_each_worker_reload_and_evaluates_every_rule(tmp_path: Path) -> None:

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from harness import ca_cli
+from harness.processes import BIN, hello_server, running, stop
+from harness.waiting import elapsed_until, wait_until
 from mtls_context.identity import serial
 from mtls_context.layout import CA, CERT, KEY, write_version
-from support import ca_cli
-from support.processes import BIN, hello_server, running, stop
-from support.waiting import elapsed_until, wait_until
 
 CHECK_INTERVAL = 0.5
 CLIENTS = 3

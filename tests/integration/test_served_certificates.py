@@ -13,11 +13,11 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from harness import ca_cli
+from harness.processes import BIN, free_port, hello_server, running
+from harness.waiting import wait_until
 from mtls_context.identity import serial
 from mtls_context.layout import write_version
-from support import ca_cli
-from support.processes import BIN, free_port, hello_server, running
-from support.waiting import wait_until
 
 NOT_AFTER = "hello_mtls_tls_certificate_not_after_timestamp_seconds"
 Series = dict[str, dict[str, float]]  # pid -> metric name -> value (one context per process)

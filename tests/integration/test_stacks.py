@@ -1,5 +1,5 @@
 """Every server stack given one `ReloadingServerContext`, as real processes on 127.0.0.1: the
-recipes of ``examples/``, run as a user runs them (``support.example_servers``).
+recipes of ``examples/``, run as a user runs them (``harness.example_servers``).
 
 Per stack: a hello; the refusals (no client certificate, a foreign CA, TLS 1.1, a suite and a
 group outside the policy); the CA's TLS policy (modern) takes effect; a resumption across a
@@ -22,13 +22,13 @@ from pathlib import Path
 import pytest
 import trustme
 
+from harness.example_servers import HELLO, STACKS, argv, env
+from harness.processes import free_port, running
+from harness.waiting import elapsed_until, wait_until
 from mtls_context import ReloadingContext, Side, client_context
 from mtls_context.groups import set_groups
 from support.certdirs import MODERN, Issuer, crl, plain_client, publish, serial_of
-from support.example_servers import HELLO, STACKS, argv, env
 from support.https_get import get
-from support.processes import free_port, running
-from support.waiting import elapsed_until, wait_until
 
 CHECK_INTERVAL = 0.5
 BOUND = 60  # seconds for a server or client to take a new version, on a loaded machine too

@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 import trustme
 
+from harness import ca_cli
+from harness.processes import hello_server
+from harness.waiting import wait_until
 from mtls_ca.state import DirectoryStore
 from mtls_context.layout import CA, CERT, KEY, POLICY
-from support import ca_cli
 from support.certdirs import INTERMEDIATE, MODERN, Issuer, publish
-from support.processes import hello_server
-from support.waiting import wait_until
 
 CHECK_INTERVAL = 0.2
 RELOADED = ": reloaded, now certificate"

@@ -19,12 +19,12 @@ from pathlib import Path
 
 import pytest
 
+from harness.processes import hello_server
+from harness.waiting import wait_until
 from mtls_context import layout
 from mtls_context.identity import serial
 from mtls_context.layout import read_version
 from support.certdirs import INTERMEDIATE, Issuer, files, serial_of, write_like_kubelet
-from support.processes import hello_server
-from support.waiting import wait_until
 
 WRITE_SECONDS = 10.0
 CLIENT_THREADS = 3

@@ -1,7 +1,6 @@
-"""Helpers the test tiers share (not tests themselves).
+"""Helpers the test tiers share (not tests themselves). The processes the tiers and the
+benchmarks both start (the CA, the example servers, ``wait_until``) are in ``hack/harness``.
 
-* `processes`: real processes started in their own process group, always stopped
-* `ca_cli`: the real ``hello-mtls-ca`` command line
 * `certdirs`, `operator_pki`: certificates made with trustme, independent of our own CA code
 * `operator_fakes`: in-memory stand-ins for the operator's unit tests
 * `cluster_api`, `pods`, `operator_workloads`: kubectl, object builders and probes for e2e

@@ -1,7 +1,7 @@
 """The chart rendered by the real ``helm template``, for fast tests of its branches.
 
 The helm is the one ``HELM`` names, else the pinned one of the local cluster's cache
-(``tests/cluster/build.sh helm``, which ``make host-tools`` runs when there is none), else the
+(``hack/build.sh helm``, which ``make host-tools`` runs when there is none), else the
 one on PATH; without any the test fails (never skips): a chart branch nobody rendered is not
 tested.
 """
@@ -30,7 +30,7 @@ def helm() -> str:
     """The helm binary to render with (see the module docstring)."""
     named = os.environ.get("HELM")
     pinned = subprocess.run(
-        ["bash", "-c", "source tests/cluster/versions.sh && echo $HELM_BIN/helm"],
+        ["bash", "-c", "source hack/versions.sh && echo $HELM_BIN/helm"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -40,7 +40,7 @@ def helm() -> str:
     for candidate in (named and shutil.which(named), pinned, shutil.which("helm")):
         if candidate and os.access(candidate, os.X_OK):
             return candidate
-    pytest.fail("no helm: `make host-tools` builds the pinned one (tests/cluster/build.sh helm)")
+    pytest.fail("no helm: `make host-tools` builds the pinned one (hack/build.sh helm)")
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Offline validation of Kubernetes objects against the API's own OpenAPI v2 document.
 
 The document is ``api/openapi-spec/swagger.json`` of the exact Kubernetes version (the local
-cluster's build keeps it; see ``K8S_OPENAPI`` in ``tests/cluster/versions.sh``). The check is
+cluster's build keeps it; see ``K8S_OPENAPI`` in ``hack/versions.sh``). The check is
 strict the way kubeconform's strict mode is: a field the API does not define is an error, where
 the document itself would allow anything. Two of its types are widened to what the API server
 accepts: IntOrString (an integer or a string) and Quantity (a string or a number).

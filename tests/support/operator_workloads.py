@@ -10,13 +10,13 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
+from harness.waiting import wait_until
 from mtls_contract.marks import ANNOTATION_SERIAL, LABEL_MANAGED, SECRET_MODE
 from mtls_operator.certs import Inspection, inspect
 from mtls_operator.leadership import LEASE_NAME
 from mtls_operator.tlssecret import decode_data
 from support.cluster_api import IMAGE_TAG, PRODUCT_NAMESPACE, kubectl, kubectl_json, log
 from support.pods import CERT_DIR, deployment, pod
-from support.waiting import wait_until
 
 
 def secret_inspection(name: str, namespace: str) -> tuple[Inspection, dict[str, Any]] | None:

@@ -13,8 +13,8 @@ import pytest
 import requests
 import yaml
 
-from support.processes import free_port, running
-from support.waiting import wait_until
+from harness.processes import free_port, running
+from harness.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 ALERTS = ROOT / "charts" / "hello-mtls" / "files" / "alerts.yaml"

@@ -36,8 +36,8 @@ from xdist.remote import Producer
 from xdist.scheduler import LoadFileScheduling
 from xdist.workermanage import WorkerController
 
+from harness.waiting import wait_until
 from support.cluster_api import log
-from support.waiting import wait_until
 
 __all__ = [
     "ALONE",
@@ -78,7 +78,7 @@ def keep_own_installs_apart(config: pytest.Config, items: list[pytest.Item]) -> 
     modules = sorted({module_of(item) for item in own})
     log(
         f"deselected {', '.join(modules)}: it installs the product itself, so it runs on its own"
-        f" (make e2e E2E_TESTS={' '.join(modules)}; tests/cluster/ci.sh does, before the Helm pass)"
+        f" (make e2e E2E_TESTS={' '.join(modules)}; hack/ci.sh does, before the Helm pass)"
     )
     config.hook.pytest_deselected(items=own)
     items[:] = [item for item in items if not item.get_closest_marker(OWN_INSTALL)]

@@ -4,8 +4,8 @@ and `kubectl apply -f k8s/` over the previous release's ``k8s/`` (`upgrade_k8s_u
 kubectl pass's install, tests/e2e/conftest.py, so the rest of that pass runs on the upgraded
 install).
 
-The previous release (``PREVIOUS_COMMIT`` in tests/cluster/versions.sh) is installed with its own
-images (`tests/cluster/previous-release.sh build` makes its source and images, cached by commit).
+The previous release (``PREVIOUS_COMMIT`` in hack/versions.sh) is installed with its own
+images (`hack/previous-release.sh build` makes its source and images, cached by commit).
 `upgrade_under_traffic` starts, in a namespace of its own, the example server and a client calling
 it every half second and annotated pods that only hold a Secret, all on the previous release's
 images as a user's apps stay; then it upgrades the install to the working tree and proves that no
@@ -30,6 +30,7 @@ from typing import Any
 import pytest
 import yaml
 
+from harness.waiting import wait_until
 from mtls_context.layout import CRL
 from mtls_contract.marks import LABEL_MANAGED
 from mtls_operator.certs import inspect
@@ -56,7 +57,6 @@ from support.operator_workloads import (
     rollout,
     server,
 )
-from support.waiting import wait_until
 
 PENDING_PODS = 10
 """Annotated pods that only hold a Secret (Pending: no container runs), beside the example's."""

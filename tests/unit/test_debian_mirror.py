@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from cluster.debian_mirror import main, source_files
+from debian_mirror import main, source_files
 
 ONE_LINE = """\
 # deb http://commented.invalid/debian bookworm main

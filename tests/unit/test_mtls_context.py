@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import trustme
 
+from harness.waiting import wait_until
 from mtls_context import (
     MTLSContext,
     ReloadingContext,
@@ -34,7 +35,6 @@ from support.certdirs import (
     publish,
     serial_of,
 )
-from support.waiting import wait_until
 
 
 def handshake(server: ssl.SSLContext, client: ssl.SSLContext, name: str) -> ssl.SSLObject:

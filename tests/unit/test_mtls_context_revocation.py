@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from harness.waiting import wait_until
 from mtls_context import ReloadingContext, Side, build_context
 from mtls_context.layout import CERT, CRL
 from mtls_context.revocation import STALE_MARGIN, decide
 from mtls_context.status import Status
 from support.certdirs import Issuer, crl, files, publish
-from support.waiting import wait_until
 
 DAY = datetime.timedelta(days=1)
 

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
+from harness.waiting import wait_until
 from mtls_operator.leadership import LEASE_NAME, Elector, Timing, claimed, holder, released
 from support.operator_fakes import Clock, Leases
-from support.waiting import wait_until
 
 NS = "hello-mtls"
 KEY = (NS, LEASE_NAME)

@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
+from harness.waiting import wait_until
 from mtls_operator.workqueue import WorkQueue
-from support.waiting import wait_until
 
 
 class Recorder:

@@ -7,8 +7,8 @@
 # its teardown would stop a cluster other people are using.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-cd "$here/../.."
-# shellcheck source=tests/cluster/versions.sh
+cd "$here/.."
+# shellcheck source=hack/versions.sh
 source "$here/versions.sh"
 
 # The Helm pass runs every scenario. The kubectl pass installs the previous release's k8s/, applies
@@ -66,8 +66,8 @@ timed "load-images" make load-images
 # docs/upgrades.md, docs/federation.md), side by side: each install serves its own namespaces.
 # The upstream root's install (docs/ca.md) serves every namespace, so it runs after them, alone.
 timed "previous release $PREVIOUS_RELEASE: source and images (cached by commit)" \
-    tests/cluster/previous-release.sh build
-timed "load-images (previous release $PREVIOUS_RELEASE)" tests/cluster/previous-release.sh load
+    hack/previous-release.sh build
+timed "load-images (previous release $PREVIOUS_RELEASE)" hack/previous-release.sh load
 timed "e2e, upgrade from $PREVIOUS_RELEASE and federation" \
     make e2e E2E_TESTS="tests/e2e/test_upgrades.py tests/e2e/test_federation.py"
 timed "e2e, upstream root" make e2e E2E_TESTS=tests/e2e/test_upstream_root.py

@@ -4,7 +4,7 @@
 # and its state directory. The build cache is kept.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-# shellcheck source=tests/cluster/versions.sh
+# shellcheck source=hack/versions.sh
 source "$here/versions.sh"
 
 step() { printf '==> [cluster-down] %s\n' "$*" >&2; }

@@ -1,5 +1,5 @@
 """The real ``hello-mtls-ca`` command line: the one way every test runs it (``serve`` included:
-`support.ca_service`), and certificates from our own CA."""
+`harness.ca_service`), and certificates from our own CA."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 from cryptography import x509
 
+from harness.processes import BIN
 from mtls_context.layout import CERT
-from support.processes import BIN
 
 CLI = [str(BIN / "hello-mtls-ca")]
 

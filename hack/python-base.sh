@@ -4,7 +4,7 @@
 # proxy). Used as PYTHON_IMAGE for the three Dockerfiles, because no base image can be pulled.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-# shellcheck source=tests/cluster/host.sh
+# shellcheck source=hack/host.sh
 source "$here/host.sh"
 
 IMAGE=${PYTHON_BASE_IMAGE:-hello-mtls/python-base:bookworm}

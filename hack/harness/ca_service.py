@@ -11,11 +11,11 @@ from pathlib import Path
 
 import requests
 
+from harness import ca_cli
+from harness.processes import free_port
+from harness.token_review_api import Token, TokenReviewAPI
+from harness.waiting import accepts, wait_until
 from mtls_context import layout
-from support import ca_cli
-from support.processes import free_port
-from support.token_review_api import Token, TokenReviewAPI
-from support.waiting import accepts, wait_until
 
 
 class Service:

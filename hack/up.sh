@@ -9,11 +9,11 @@
 # answers) -> kube-network-policies (listening on its nfqueue).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-# shellcheck source=tests/cluster/versions.sh
+# shellcheck source=hack/versions.sh
 source "$here/versions.sh"
-# shellcheck source=tests/cluster/pki.sh
+# shellcheck source=hack/pki.sh
 source "$here/pki.sh"
-# shellcheck source=tests/cluster/host.sh
+# shellcheck source=hack/host.sh
 source "$here/host.sh"
 
 step() { printf '==> [cluster-up] %s\n' "$*" >&2; }

@@ -12,7 +12,7 @@
 # `make lint` builds the pinned helm alone under CI=true for its k8s/ drift check.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-# shellcheck source=tests/cluster/versions.sh
+# shellcheck source=hack/versions.sh
 source "$here/versions.sh"
 
 log() { printf '==> [build] %s\n' "$*" >&2; }

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from support.waiting import wait_until
+from harness.waiting import wait_until
 
 BIN = Path(sys.executable).parent
 

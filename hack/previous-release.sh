@@ -9,9 +9,9 @@
 #   source  print the release's tag and its source directory (fails before `build`)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-# shellcheck source=tests/cluster/versions.sh
+# shellcheck source=hack/versions.sh
 source "$here/versions.sh"
-# shellcheck source=tests/cluster/host.sh
+# shellcheck source=hack/host.sh
 source "$here/host.sh"
 
 APPS=(ca server client)
@@ -29,7 +29,7 @@ build_source() {
     local partial=$PREVIOUS_SOURCE.partial
     rm -rf "$partial"
     mkdir -p "$partial"
-    git -C "$here/../.." archive "$PREVIOUS_COMMIT" | tar -x -C "$partial"
+    git -C "$here/.." archive "$PREVIOUS_COMMIT" | tar -x -C "$partial"
     touch "$partial/.complete"
     rm -rf "$PREVIOUS_SOURCE"
     mv "$partial" "$PREVIOUS_SOURCE"

@@ -3,9 +3,9 @@
 # `kind load docker-image IMAGE...`). Usage: load-images.sh IMAGE...
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-# shellcheck source=tests/cluster/versions.sh
+# shellcheck source=hack/versions.sh
 source "$here/versions.sh"
-# shellcheck source=tests/cluster/host.sh
+# shellcheck source=hack/host.sh
 source "$here/host.sh"
 
 [ $# -gt 0 ] || { echo "usage: $0 IMAGE..." >&2; exit 2; }
