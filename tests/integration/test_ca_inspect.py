@@ -14,7 +14,7 @@ import pytest
 from mtls_context import layout
 from support import ca_cli
 from support.ca_service import Service, init_with_provisioner
-from support.processes import free_port
+from support.processes import free_port, running
 from support.waiting import accepts, wait_until
 
 
@@ -85,34 +85,25 @@ def openssl_server(pki: Path, tmp_path: Path) -> Iterator[int]:
     """``openssl s_server`` with the issued certificate, asking for no client certificate."""
     port = free_port()
     web = pki / "web"
-    with (tmp_path / "s_server.log").open("wb") as log:
-        process = subprocess.Popen(
-            [
-                "openssl",
-                "s_server",
-                "-quiet",
-                "-accept",
-                f"127.0.0.1:{port}",
-                "-cert",
-                str(web / layout.CERT),
-                "-key",
-                str(web / layout.KEY),
-                "-cert_chain",
-                str(web / layout.CERT),
-                "-groups",
-                "P-384",
-                "-tls1_2",
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
+    argv = [
+        "openssl",
+        "s_server",
+        "-quiet",
+        "-accept",
+        f"127.0.0.1:{port}",
+        "-cert",
+        str(web / layout.CERT),
+        "-key",
+        str(web / layout.KEY),
+        "-cert_chain",
+        str(web / layout.CERT),
+        "-groups",
+        "P-384",
+        "-tls1_2",
+    ]
+    with running(argv, tmp_path / "s_server.log"):
         wait_until("openssl s_server to listen", lambda: accepts(port), 20, 0.1)
         yield port
-    finally:
-        process.kill()
-        process.wait(10)
 
 
 def test_a_server_that_asks_for_nothing_and_a_bundle_of_another_ca(

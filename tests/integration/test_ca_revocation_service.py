@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from mtls_ca.revocation import load_crls
 from mtls_context import layout
+from support import ca_cli
 from support.ca_cli import ca as cli
 from support.ca_service import (
     Service,
@@ -27,7 +28,6 @@ from support.ca_service import (
 from support.csrs import csr_pem
 from support.waiting import wait_until
 
-CLI = [sys.executable, "-m", "mtls_ca"]
 LINT_CRL = Path(sys.executable).parent / "lint_crl"
 
 
@@ -155,24 +155,12 @@ def test_the_cli_revokes_a_certificate_the_index_does_not_know(tmp_path: Path) -
         str(tmp_path / "a"),
     )
     (tmp_path / "state" / "issued.jsonl").unlink()  # as before the index existed
-    by_name = subprocess.run(
-        [*CLI, "revoke", "--state", str(tmp_path / "state"), "--identity", "a.demo"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    by_name = ca_cli.run("revoke", "--state", str(tmp_path / "state"), "--identity", "a.demo")
     assert by_name.returncode == 1 and "revoke it with --cert" in by_name.stderr
-    done = subprocess.run(
-        [*CLI, "revoke", "--state", str(tmp_path / "state"), "--cert", str(tmp_path / "a")],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    done = ca_cli.run("revoke", "--state", str(tmp_path / "state"), "--cert", str(tmp_path / "a"))
     assert done.returncode == 0, done.stderr
     serial = json.loads(done.stdout)["revoked"][0]["serial"]
-    crl = subprocess.run(
-        [*CLI, "crl", "--state", str(tmp_path / "state")], capture_output=True, check=True
-    ).stdout
+    crl = cli("crl", "--state", str(tmp_path / "state")).encode()
     leaf = x509.load_pem_x509_certificates((tmp_path / "a" / layout.CERT).read_bytes())[0]
     assert f"{leaf.serial_number:x}" == serial
     assert load_crls(crl)[0].get_revoked_certificate_by_serial_number(leaf.serial_number)
@@ -183,25 +171,16 @@ def test_the_cli_revokes_the_certificate_on_its_standard_input(tmp_path: Path) -
     state = str(tmp_path / "state")
     cli("init", "--state", state)
     cli("issue", "--state", state, "--name", "b.demo", "--out", str(tmp_path / "b"))
-    pem = (tmp_path / "b" / layout.CERT).read_bytes()
-    done = subprocess.run(
-        [*CLI, "revoke", "--state", state, "--cert", "-", "--reason", "keyCompromise"],
-        input=pem,
-        capture_output=True,
-        check=False,
+    pem = (tmp_path / "b" / layout.CERT).read_text()
+    done = ca_cli.run(
+        "revoke", "--state", state, "--cert", "-", "--reason", "keyCompromise", stdin=pem
     )
     assert done.returncode == 0, done.stderr
-    leaf = x509.load_pem_x509_certificates(pem)[0]
+    leaf = x509.load_pem_x509_certificates(pem.encode())[0]
     assert json.loads(done.stdout)["revoked"][0]["serial"] == f"{leaf.serial_number:x}"
-    stranger = subprocess.run(
-        [*CLI, "revoke", "--state", state, "--cert", "-"],
-        input=b"not a certificate",
-        capture_output=True,
-        text=False,
-        check=False,
-    )
+    stranger = ca_cli.run("revoke", "--state", state, "--cert", "-", stdin="not a certificate")
     assert stranger.returncode == 1
-    assert b"standard input holds no PEM or DER certificate" in stranger.stderr
+    assert "standard input holds no PEM or DER certificate" in stranger.stderr
 
 
 def test_a_signer_refuses_the_revoked_key_and_serves_the_new_crl(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Real processes for integration tests: started in their own process group, always stopped."""
+"""Real processes for the tests: each started in a process group of its own, always stopped."""
 
 from __future__ import annotations
 
@@ -22,19 +22,28 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@contextlib.contextmanager
-def running(
+def start(
     argv: Sequence[str], log: Path, env: dict[str, str] | None = None
-) -> Iterator[subprocess.Popen[bytes]]:
-    """Run ``argv`` with stdout+stderr to ``log``; kill its whole process group on exit."""
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
+) -> subprocess.Popen[bytes]:
+    """Start ``argv`` in a process group of its own, stdin empty, stdout+stderr appended to
+    ``log`` (a restarted process writes beside its earlier run); `stop` ends it."""
+    with open(log, "ab") as out:
+        return subprocess.Popen(
             list(argv),
+            stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
             env={**os.environ, **(env or {})},
         )
+
+
+@contextlib.contextmanager
+def running(
+    argv: Sequence[str], log: Path, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """`start` ``argv``; `stop` its whole process group on exit."""
+    proc = start(argv, log, env)
     try:
         yield proc
     finally:
