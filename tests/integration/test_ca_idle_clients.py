@@ -23,7 +23,7 @@ from requests.adapters import HTTPAdapter
 
 from mtls_ca.gunicorn_worker import MAX_BODY
 from mtls_context import layout
-from support.ca_service import Service, credential_session, init_with_provisioner
+from support.ca_service import Service, credential_session
 from support.csrs import csr_pem
 from support.idle_clients import KINDS, IdleClients
 from support.processes import free_port
@@ -31,13 +31,6 @@ from support.waiting import wait_until
 
 PER_KIND = 100  # per port: 300 idle connections on each of the two ports
 SIGN_WITHIN = 20.0
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("idle-clients")
-    init_with_provisioner(root)
-    return root
 
 
 @pytest.fixture

@@ -13,21 +13,20 @@ import pytest
 
 from mtls_context import layout
 from support import ca_cli
-from support.ca_service import Service, init_with_provisioner
+from support.ca_service import Service
 from support.processes import free_port, running
 from support.waiting import accepts, wait_until
 
 
 @pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("inspect")
-    init_with_provisioner(root)
+def pki(pki: Path) -> Path:
+    """The conftest's, with a server's directory (``web``, web.demo.svc)."""
     ca_cli.ca(
         "issue",
-        *("--state", str(root / "state"), "--name", "web.demo.svc", "--namespace", "demo"),
-        *("--out", str(root / "web")),
+        *("--state", str(pki / "state"), "--name", "web.demo.svc", "--namespace", "demo"),
+        *("--out", str(pki / "web")),
     )
-    return root
+    return pki
 
 
 def _inspect(*args: str) -> subprocess.CompletedProcess[str]:
@@ -63,14 +62,8 @@ def test_json_and_the_exit_status_of_a_failure(pki: Path) -> None:
     assert report["certificates"][0]["dns_names"] == ["web.demo.svc"]
 
 
-def test_the_ca_service_asks_for_a_client_certificate(pki: Path, tmp_path: Path) -> None:
-    service = Service(pki / "state", tmp_path / "serve.log")
-    try:
-        done = _inspect(
-            f"127.0.0.1:{service.port}", "--ca", str(pki / "prov" / layout.CA), "--json"
-        )
-    finally:
-        service.stop()
+def test_the_ca_service_asks_for_a_client_certificate(pki: Path, ca_service: Service) -> None:
+    done = _inspect(f"127.0.0.1:{ca_service.port}", "--ca", str(pki / "prov" / layout.CA), "--json")
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["verified"] is True, report["problems"]

@@ -7,10 +7,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -29,22 +27,6 @@ from support.csrs import csr_pem
 from support.waiting import wait_until
 
 LINT_CRL = Path(sys.executable).parent / "lint_crl"
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("revocation")
-    init_with_provisioner(root)
-    admin = ["--role", "admin", "--name", "alice", "--out", str(root / "alice")]
-    cli("provisioner", "--state", str(root / "state"), *admin)
-    return root
-
-
-@pytest.fixture(scope="module")
-def service(pki: Path) -> Iterator[Service]:
-    running = Service(pki / "state", pki / "serve.log")
-    yield running
-    running.stop()
 
 
 def _sign(
@@ -90,20 +72,22 @@ def _openssl_verify(
 
 
 def test_an_admin_revokes_and_openssl_and_pkilint_agree(
-    service: Service, pki: Path, tmp_path: Path
+    ca_service: Service, pki: Path, tmp_path: Path
 ) -> None:
     key = ec.generate_private_key(ec.SECP256R1())
-    web = _sign(service, pki, key, "web.shop.svc")
-    db = _sign(service, pki, ec.generate_private_key(ec.SECP256R1()), "db.shop.svc")
+    web = _sign(ca_service, pki, key, "web.shop.svc")
+    db = _sign(ca_service, pki, ec.generate_private_key(ec.SECP256R1()), "db.shop.svc")
     body = {"identity": "spiffe://cluster.local/ns/shop/sa/web", "reason": "keyCompromise"}
-    operator = credential_session(pki, "prov").post(f"{service.url}/revoke", json=body, timeout=30)
+    operator = credential_session(pki, "prov").post(
+        f"{ca_service.url}/revoke", json=body, timeout=30
+    )
     assert operator.status_code == 403 and "may not revoke (admins may)" in operator.text
     admin = credential_session(pki, "alice")
-    answer = admin.post(f"{service.url}/revoke", json=body, timeout=30)
+    answer = admin.post(f"{ca_service.url}/revoke", json=body, timeout=30)
     assert answer.status_code == 200, answer.text
     assert [r["serial"] for r in answer.json()["revoked"]] == [web["serial"]]
 
-    served = credential_session(pki, None).get(f"{service.url}/crl", timeout=30)
+    served = credential_session(pki, None).get(f"{ca_service.url}/crl", timeout=30)
     assert served.status_code == 200
     crl = tmp_path / "ca.crl"
     crl.write_bytes(served.content)
@@ -135,10 +119,10 @@ def test_an_admin_revokes_and_openssl_and_pkilint_agree(
     assert len(results) > 20  # it did validate the CRL ...
     assert [r for r in results if r["finding_descriptions"]] == []  # ... and found nothing
 
-    again = _sign(service, pki, key, "web.shop.svc")
+    again = _sign(ca_service, pki, key, "web.shop.svc")
     assert again["status"] == "403" and "was revoked (keyCompromise)" in again["error"]
     assert (
-        _sign(service, pki, ec.generate_private_key(ec.SECP256R1()), "web.shop.svc")["status"]
+        _sign(ca_service, pki, ec.generate_private_key(ec.SECP256R1()), "web.shop.svc")["status"]
         == "200"
     )
 

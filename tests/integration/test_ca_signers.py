@@ -29,8 +29,7 @@ from mtls_ca.revocation import IssuedIndex, load_crls
 from mtls_context import layout
 from mtls_operator.ca_client import CAClient
 from mtls_operator.ports import CARefused
-from support import ca_cli
-from support.ca_service import Service, credential_session, init_with_provisioner
+from support.ca_service import Service, credential_session
 from support.csrs import csr_pem
 from support.processes import free_port
 from support.token_review_api import Token, TokenReviewAPI
@@ -47,14 +46,11 @@ FETCH_INTERVAL = "1"
 
 
 @pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("ca-signers")
-    init_with_provisioner(root)
-    admin = ["--role", "admin", "--name", "alice", "--out", str(root / "alice")]
-    ca_cli.ca("provisioner", "--state", str(root / "state"), *admin)
+def pki(pki: Path) -> Path:
+    """The conftest's, with a file for each token the TokenReview stand-in knows."""
     for token in TOKENS:
-        (root / token).write_text(token + "\n")
-    return root
+        (pki / token).write_text(token + "\n")
+    return pki
 
 
 @pytest.fixture(scope="module")

@@ -98,3 +98,27 @@ def hello_server(
     with running(argv, log) as proc:
         wait_until_healthy(proc, port, cert_dir, log)
         yield port
+
+
+class HelloServers:
+    """Inside ``with``: one `hello_server` per stack on ``cert_dir``, each allowing ``allow``,
+    started when a test first asks for its port; all stopped on exit."""
+
+    def __init__(self, cert_dir: Path, logs: Path, allow: Sequence[str]) -> None:
+        self._cert_dir, self._logs = cert_dir, logs
+        self._allow = [f"--allow={name}" for name in allow]
+        self._ports: dict[str, int] = {}
+        self._servers = contextlib.ExitStack()
+
+    def port(self, stack: str) -> int:
+        if stack not in self._ports:
+            log = self._logs / f"{stack}.log"
+            server = hello_server(self._cert_dir, log, f"--stack={stack}", *self._allow)
+            self._ports[stack] = self._servers.enter_context(server)
+        return self._ports[stack]
+
+    def __enter__(self) -> HelloServers:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._servers.close()
