@@ -53,12 +53,9 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A module's own CA: its state in ``pki/state`` and, issued from it, the operator's
     credential (``prov``), an admin's (``alice``) and a workload's (``workload``, web.demo)."""
     root = tmp_path_factory.mktemp("pki")
-    init_with_provisioner(root)
-    state = str(root / "state")
-    admin = ("--role", "admin", "--name", "alice", "--out", str(root / "alice"))
-    ca_cli.ca("provisioner", "--state", state, *admin)
+    init_with_provisioner(root, admin="alice")
     workload = ("--name", "web.demo", "--namespace", "demo", "--out", str(root / "workload"))
-    ca_cli.ca("issue", "--state", state, *workload)
+    ca_cli.ca("issue", "--state", str(root / "state"), *workload)
     return root
 
 

@@ -14,7 +14,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from mtls_ca.authority import public_key_sha256
 from mtls_context import layout
 from support import ca_cli
-from support.ca_cli import ca as cli
 from support.ca_service import Service, credential_session, init_with_provisioner
 from support.csrs import csr_pem
 from support.processes import free_port
@@ -49,19 +48,8 @@ def _sign(
 def test_every_signature_refusal_and_rotation_step_is_recorded_and_verifies(
     tmp_path: Path,
 ) -> None:
-    init_with_provisioner(tmp_path)
+    init_with_provisioner(tmp_path, admin="alice")
     state = tmp_path / "state"
-    cli(
-        "provisioner",
-        "--state",
-        str(state),
-        "--role",
-        "admin",
-        "--name",
-        "alice",
-        "--out",
-        str(tmp_path / "alice"),
-    )
     keys = [ec.generate_private_key(ec.SECP256R1()) for _ in range(12)]
     service = Service(state, tmp_path / "serve.log", "--audit-head-interval", "1")
     try:

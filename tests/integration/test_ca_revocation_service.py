@@ -170,18 +170,7 @@ def test_the_cli_revokes_the_certificate_on_its_standard_input(tmp_path: Path) -
 def test_a_signer_refuses_the_revoked_key_and_serves_the_new_crl(tmp_path: Path) -> None:
     # The revocation list and the CRLs travel in the signing material: what the signer pods
     # (ca.signers.replicas) must refuse and serve follows the root holder's within a fetch.
-    init_with_provisioner(tmp_path)
-    cli(
-        "provisioner",
-        "--state",
-        str(tmp_path / "state"),
-        "--role",
-        "admin",
-        "--name",
-        "alice",
-        "--out",
-        str(tmp_path / "alice"),
-    )
+    init_with_provisioner(tmp_path, admin="alice")
     with root_holder_and_signer(tmp_path / "state", tmp_path, tmp_path / "prov" / layout.CA) as (
         _,
         signer,

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import ssl
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -16,34 +15,13 @@ from mtls_context import client_context
 from mtls_context.layout import CA
 from support import ca_cli
 from support.https_get import get
-from support.processes import BIN, HelloServers, hello_server, running, stop
+from support.processes import BIN, HelloServers, hello_client, hello_server, running, stop
 from support.waiting import elapsed_until, wait_until
 
 # (server stack, client library): every pair but the defaults' (test_hello_mtls.py).
 PAIRS = [("fastapi", "requests"), ("fastapi", "httpx"), ("flask", "httpx")]
 CHECK_INTERVAL = 0.5
 RELOADED = ": reloaded, now certificate"
-
-
-def run_client(
-    library: str, url: str, cert_dir: Path, count: int = 1
-) -> tuple[int, list[dict[str, object]]]:
-    done = subprocess.run(
-        [
-            str(BIN / "hello-mtls-client"),
-            f"--library={library}",
-            f"--url={url}",
-            f"--cert-dir={cert_dir}",
-            f"--count={count}",
-            "--interval=0.05",
-        ],
-        capture_output=True,
-        timeout=60,
-        check=False,
-    )
-    lines = [json.loads(line) for line in done.stdout.decode().splitlines()]
-    assert len(lines) == count, done.stderr.decode()
-    return done.returncode, lines
 
 
 @pytest.mark.parametrize(("stack", "library"), PAIRS)
@@ -59,7 +37,9 @@ def test_hello(
     port = hello_servers.port(stack)
     ca_cli.issue(ca_state, tmp_path / "client", "client.test")
 
-    code, lines = run_client(library, f"https://localhost:{port}/", tmp_path / "client", count=3)
+    code, lines = hello_client(
+        f"https://localhost:{port}/", tmp_path / "client", f"--library={library}", count=3
+    )
 
     assert code == 0, lines
     assert {line["body"] for line in lines} == {"Hello, client.test!"}
@@ -75,7 +55,9 @@ def test_allow_list_gives_403_with_a_one_line_reason(
     port = hello_servers.port(stack)
     ca_cli.issue(ca_state, tmp_path / "client", "intruder.test")
 
-    code, [line] = run_client(library, f"https://localhost:{port}/", tmp_path / "client")
+    code, [line] = hello_client(
+        f"https://localhost:{port}/", tmp_path / "client", f"--library={library}"
+    )
 
     assert (code, line["status"], line["error"]) == (1, 403, "HTTP 403")
     assert line["body"] == "intruder.test is not on this server's allow-list"

@@ -1,6 +1,5 @@
 """The example server and client as real processes on 127.0.0.1."""
 
-import json
 import ssl
 import subprocess
 from pathlib import Path
@@ -14,7 +13,7 @@ from requests.adapters import HTTPAdapter
 from mtls_context import client_context, requests_adapter, server_context
 from mtls_context.layout import CA, CERT, KEY, POLICY, write_version
 from support import ca_cli
-from support.processes import BIN, HelloServers, free_port
+from support.processes import BIN, HelloServers, free_port, hello_client
 
 
 @pytest.fixture(scope="module")
@@ -29,28 +28,10 @@ def client_dir(tmp_path: Path, state: Path, name: str, *args: str) -> Path:
     return directory
 
 
-def run_client(url: str, cert_dir: Path, count: int = 1) -> tuple[int, list[dict[str, object]]]:
-    done = subprocess.run(
-        [
-            str(BIN / "hello-mtls-client"),
-            f"--url={url}",
-            f"--cert-dir={cert_dir}",
-            f"--count={count}",
-            "--interval=0.05",
-        ],
-        capture_output=True,
-        timeout=60,
-        check=False,
-    )
-    lines = [json.loads(line) for line in done.stdout.decode().splitlines()]
-    assert len(lines) == count, done.stderr.decode()
-    return done.returncode, lines
-
-
 def test_hello(server: int, server_dir: Path, tmp_path: Path, ca_state: Path) -> None:
     cert_dir = client_dir(tmp_path, ca_state, "client.test")
 
-    code, lines = run_client(f"https://localhost:{server}/", cert_dir, count=3)
+    code, lines = hello_client(f"https://localhost:{server}/", cert_dir, count=3)
 
     assert code == 0
     assert {line["body"] for line in lines} == {"Hello, client.test!"}
@@ -82,7 +63,7 @@ def test_client_certificate_from_another_ca_is_refused(
     files[CA] += (server_dir / CA).read_bytes()
     write_version(cert_dir, files)
 
-    code, [line] = run_client(f"https://localhost:{server}/", cert_dir)
+    code, [line] = hello_client(f"https://localhost:{server}/", cert_dir)
 
     assert code == 1
     assert line["status"] is None
@@ -94,7 +75,7 @@ def test_wrong_server_name_is_refused_by_the_client(
 ) -> None:
     cert_dir = client_dir(tmp_path, ca_state, "client.test")
 
-    code, [line] = run_client(f"https://127.0.0.1:{server}/", cert_dir)
+    code, [line] = hello_client(f"https://127.0.0.1:{server}/", cert_dir)
 
     assert code == 1
     assert "Hostname mismatch" in str(line["error"]) or "IP address mismatch" in str(line["error"])
@@ -105,7 +86,7 @@ def test_allow_list_admits_a_spiffe_id(server: int, tmp_path: Path, ca_state: Pa
         tmp_path, ca_state, "web.shop.svc", "--namespace=shop", "--service-account=web"
     )
 
-    code, [line] = run_client(f"https://localhost:{server}/", cert_dir)
+    code, [line] = hello_client(f"https://localhost:{server}/", cert_dir)
 
     assert (code, line["body"]) == (0, "Hello, web.shop.svc!")
 
@@ -115,7 +96,7 @@ def test_allow_list_gives_403_with_a_one_line_reason(
 ) -> None:
     cert_dir = client_dir(tmp_path, ca_state, "intruder.test")
 
-    code, [line] = run_client(f"https://localhost:{server}/", cert_dir)
+    code, [line] = hello_client(f"https://localhost:{server}/", cert_dir)
 
     assert code == 1
     assert line["status"] == 403

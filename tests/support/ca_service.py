@@ -65,18 +65,15 @@ def credential_session(pki: Path, credential: str | None) -> requests.Session:
     return session
 
 
-def init_with_provisioner(root: Path) -> None:
-    """A new CA state in ``root/state`` and the operator's credential in ``root/prov``."""
-    ca_cli.ca("init", "--state", str(root / "state"))
-    ca_cli.ca(
-        "provisioner",
-        "--state",
-        str(root / "state"),
-        "--name",
-        "operator",
-        "--out",
-        str(root / "prov"),
-    )
+def init_with_provisioner(root: Path, admin: str | None = None) -> None:
+    """A new CA state in ``root/state``, the operator's credential in ``root/prov`` and, given
+    ``admin``, that admin's in ``root/<admin>``."""
+    state = str(root / "state")
+    ca_cli.ca("init", "--state", state)
+    ca_cli.ca("provisioner", "--state", state, "--name", "operator", "--out", str(root / "prov"))
+    if admin is not None:
+        credential = ("--role", "admin", "--name", admin, "--out", str(root / admin))
+        ca_cli.ca("provisioner", "--state", state, *credential)
 
 
 @contextlib.contextmanager

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -10,6 +11,7 @@ import subprocess
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from support.waiting import wait_until
 
@@ -98,6 +100,29 @@ def hello_server(
     with running(argv, log) as proc:
         wait_until_healthy(proc, port, cert_dir, log)
         yield port
+
+
+def hello_client(
+    url: str, cert_dir: Path, *args: str, count: int = 1
+) -> tuple[int, list[dict[str, Any]]]:
+    """Run ``hello-mtls-client`` for ``count`` requests to ``url`` (``args`` added); its exit
+    status and its JSON lines, one a request."""
+    done = subprocess.run(
+        [
+            str(BIN / "hello-mtls-client"),
+            f"--url={url}",
+            f"--cert-dir={cert_dir}",
+            f"--count={count}",
+            "--interval=0.05",
+            *args,
+        ],
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    lines = [json.loads(line) for line in done.stdout.decode().splitlines()]
+    assert len(lines) == count, done.stderr.decode()
+    return done.returncode, lines
 
 
 class HelloServers:
