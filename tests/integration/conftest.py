@@ -14,11 +14,25 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from schemathesis.pytest.plugin import SchemathesisFunction
 
 from mtls_operator.ca_client import CAClient
 from support import ca_cli
 from support.ca_service import Service, init_with_provisioner
 from support.processes import HelloServers
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Give each of schemathesis's items (one per API operation) a node id of its own.
+
+    schemathesis 4.32 builds them without a callspec, and pytest 9.2 makes a node id of
+    ``originalname`` and the callspec's parameters alone: every operation of test_ca_fuzz.py got
+    the same id, and pytest-xdist, which hands out tests by node id, ran one operation of
+    thirteen. The operation becomes the id's parameter, as in the item's name.
+    """
+    for item in items:
+        if isinstance(item, SchemathesisFunction) and item.parent is not None:
+            item._id = item.parent.id.child(item.originalname).with_params(item.operation_label)
 
 
 @pytest.fixture(scope="session")
