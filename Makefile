@@ -28,8 +28,12 @@ venv: $(STAMP) ## create the virtualenv with every extra and the test tools
 COVERED := library/src/mtls_context images/mtls_contract images/mtls_server images/mtls_client images/mtls_ca operator/mtls_operator \
 	cli/mtls_cli
 
+# `make test` on TEST_WORKERS pytest-xdist workers (0: in this process), a module per worker at a
+# time (its module fixtures start once); the integration modules, the long ones, go out first.
+TEST_WORKERS ?= 2
+
 test: $(STAMP) host-tools ## unit + integration tests (no cluster needed), with coverage per package
-	$(BIN)/pytest --cov --cov-report= tests/unit tests/integration
+	$(BIN)/pytest --cov --cov-report= -n $(TEST_WORKERS) --dist loadfile tests/integration tests/unit
 	@echo "==> coverage (lines, test process and every process it started; docs/testing.md)"
 	@for pkg in $(COVERED); do \
 		pct=$$($(BIN)/coverage report --include="$$pkg/*" --format=total) || pct="-"; \

@@ -15,9 +15,12 @@ from mtls_context.layout import CERT
 CLI = [str(BIN / "hello-mtls-ca")]
 
 
-def run(*args: str) -> subprocess.CompletedProcess[str]:
-    """Run ``hello-mtls-ca ARGS`` and return how it ended (for the tests of its refusals)."""
-    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=60, check=False)
+def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``hello-mtls-ca ARGS`` (``stdin`` on its standard input) and return how it ended (for
+    the tests of its refusals)."""
+    return subprocess.run(
+        [*CLI, *args], input=stdin, capture_output=True, text=True, timeout=60, check=False
+    )
 
 
 def ca(*args: str) -> str:

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import requests
 
-from harness import ca_cli
-from harness.processes import free_port
+from harness import ca_cli, processes
 from harness.token_review_api import Token, TokenReviewAPI
 from harness.waiting import accepts, wait_until
 from mtls_context import layout
@@ -32,19 +28,12 @@ class Service:
         wait: bool = True,
     ) -> None:
         self.state, self.log = state, log
-        self.port = free_port()
+        self.port = processes.free_port()
         self.url = f"https://127.0.0.1:{self.port}"
         command = [*ca_cli.CLI, "serve", "--bind", f"127.0.0.1:{self.port}"]
         command += ["--state", str(state)] if state is not None else []
         command += ["--workers", "2", "--upkeep-interval", "1", *args]
-        with log.open("ab") as out:
-            self.process = subprocess.Popen(
-                command,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                env={**os.environ, **(env or {})},
-            )
+        self.process = processes.start(command, log, env)
         if not wait:
             return
         try:
@@ -61,13 +50,7 @@ class Service:
         return accepts(self.port)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=15)
+        processes.stop(self.process, timeout=15)
 
 
 def credential_session(pki: Path, credential: str | None) -> requests.Session:
@@ -82,18 +65,15 @@ def credential_session(pki: Path, credential: str | None) -> requests.Session:
     return session
 
 
-def init_with_provisioner(root: Path) -> None:
-    """A new CA state in ``root/state`` and the operator's credential in ``root/prov``."""
-    ca_cli.ca("init", "--state", str(root / "state"))
-    ca_cli.ca(
-        "provisioner",
-        "--state",
-        str(root / "state"),
-        "--name",
-        "operator",
-        "--out",
-        str(root / "prov"),
-    )
+def init_with_provisioner(root: Path, admin: str | None = None) -> None:
+    """A new CA state in ``root/state``, the operator's credential in ``root/prov`` and, given
+    ``admin``, that admin's in ``root/<admin>``."""
+    state = str(root / "state")
+    ca_cli.ca("init", "--state", state)
+    ca_cli.ca("provisioner", "--state", state, "--name", "operator", "--out", str(root / "prov"))
+    if admin is not None:
+        credential = ("--role", "admin", "--name", admin, "--out", str(root / admin))
+        ca_cli.ca("provisioner", "--state", state, *credential)
 
 
 @contextlib.contextmanager
@@ -108,7 +88,7 @@ def root_holder_and_signer(
     (work / "token").write_text("signer-token\n")
     api = TokenReviewAPI({"signer-token": Token(audience, account, pod_name="signer-0")})
     env = {"KUBECONFIG": str(api.kubeconfig(work / "kubeconfig")), "KUBERNETES_SERVICE_HOST": ""}
-    material_port = free_port()
+    material_port = processes.free_port()
     holder = None
     signer = None
     try:

@@ -1,8 +1,9 @@
-"""Real processes for integration tests: started in their own process group, always stopped."""
+"""Real processes for the tests: each started in a process group of its own, always stopped."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -10,6 +11,7 @@ import subprocess
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from harness.waiting import wait_until
 
@@ -22,19 +24,28 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@contextlib.contextmanager
-def running(
+def start(
     argv: Sequence[str], log: Path, env: dict[str, str] | None = None
-) -> Iterator[subprocess.Popen[bytes]]:
-    """Run ``argv`` with stdout+stderr to ``log``; kill its whole process group on exit."""
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
+) -> subprocess.Popen[bytes]:
+    """Start ``argv`` in a process group of its own, stdin empty, stdout+stderr appended to
+    ``log`` (a restarted process writes beside its earlier run); `stop` ends it."""
+    with open(log, "ab") as out:
+        return subprocess.Popen(
             list(argv),
+            stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
             env={**os.environ, **(env or {})},
         )
+
+
+@contextlib.contextmanager
+def running(
+    argv: Sequence[str], log: Path, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """`start` ``argv``; `stop` its whole process group on exit."""
+    proc = start(argv, log, env)
     try:
         yield proc
     finally:
@@ -89,3 +100,50 @@ def hello_server(
     with running(argv, log) as proc:
         wait_until_healthy(proc, port, cert_dir, log)
         yield port
+
+
+def hello_client(
+    url: str, cert_dir: Path, *args: str, count: int = 1
+) -> tuple[int, list[dict[str, Any]]]:
+    """Run ``hello-mtls-client`` for ``count`` requests to ``url`` (``args`` added); its exit
+    status and its JSON lines, one a request."""
+    done = subprocess.run(
+        [
+            str(BIN / "hello-mtls-client"),
+            f"--url={url}",
+            f"--cert-dir={cert_dir}",
+            f"--count={count}",
+            "--interval=0.05",
+            *args,
+        ],
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    lines = [json.loads(line) for line in done.stdout.decode().splitlines()]
+    assert len(lines) == count, done.stderr.decode()
+    return done.returncode, lines
+
+
+class HelloServers:
+    """Inside ``with``: one `hello_server` per stack on ``cert_dir``, each allowing ``allow``,
+    started when a test first asks for its port; all stopped on exit."""
+
+    def __init__(self, cert_dir: Path, logs: Path, allow: Sequence[str]) -> None:
+        self._cert_dir, self._logs = cert_dir, logs
+        self._allow = [f"--allow={name}" for name in allow]
+        self._ports: dict[str, int] = {}
+        self._servers = contextlib.ExitStack()
+
+    def port(self, stack: str) -> int:
+        if stack not in self._ports:
+            log = self._logs / f"{stack}.log"
+            server = hello_server(self._cert_dir, log, f"--stack={stack}", *self._allow)
+            self._ports[stack] = self._servers.enter_context(server)
+        return self._ports[stack]
+
+    def __enter__(self) -> HelloServers:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._servers.close()

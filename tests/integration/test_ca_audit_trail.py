@@ -4,7 +4,6 @@ over HTTPS, each on disk and on stdout, the log verified by ``hello-mtls-ca audi
 from __future__ import annotations
 
 import json
-import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -12,8 +11,7 @@ import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from harness.ca_cli import CLI
-from harness.ca_cli import ca as cli
+from harness import ca_cli
 from harness.ca_service import Service, credential_session, init_with_provisioner
 from harness.processes import free_port
 from harness.token_review_api import Token, TokenReviewAPI
@@ -30,14 +28,8 @@ SIGNER_TOKEN = Token(
 )
 
 
-def _audit(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*CLI, "audit", *args], capture_output=True, text=True, timeout=60, check=False
-    )
-
-
 def _records(state: Path, *filters: str) -> list[dict[str, object]]:
-    done = _audit("show", "--state", str(state), "--json", *filters)
+    done = ca_cli.run("audit", "show", "--state", str(state), "--json", *filters)
     assert done.returncode == 0, done.stderr
     return [json.loads(line) for line in done.stdout.splitlines()]
 
@@ -56,19 +48,8 @@ def _sign(
 def test_every_signature_refusal_and_rotation_step_is_recorded_and_verifies(
     tmp_path: Path,
 ) -> None:
-    init_with_provisioner(tmp_path)
+    init_with_provisioner(tmp_path, admin="alice")
     state = tmp_path / "state"
-    cli(
-        "provisioner",
-        "--state",
-        str(state),
-        "--role",
-        "admin",
-        "--name",
-        "alice",
-        "--out",
-        str(tmp_path / "alice"),
-    )
     keys = [ec.generate_private_key(ec.SECP256R1()) for _ in range(12)]
     service = Service(state, tmp_path / "serve.log", "--audit-head-interval", "1")
     try:
@@ -108,7 +89,7 @@ def test_every_signature_refusal_and_rotation_step_is_recorded_and_verifies(
     finally:
         service.stop()
 
-    done = _audit("verify", "--state", str(state))
+    done = ca_cli.run("audit", "verify", "--state", str(state))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "intact" in done.stdout
 
@@ -150,7 +131,7 @@ def test_every_signature_refusal_and_rotation_step_is_recorded_and_verifies(
     index = next(i for i, line in enumerate(lines) if serial.encode() in line)
     lines[index] = lines[index].replace(b"web.demo", b"web.deme")
     segment.write_bytes(b"".join(lines))
-    done = _audit("verify", "--state", str(state))
+    done = ca_cli.run("audit", "verify", "--state", str(state))
     assert done.returncode == 2
     assert f"line {index + 2} (seq {index + 2}): its prev is not the hash" in done.stdout
 
@@ -206,8 +187,8 @@ def test_a_signer_keeps_its_own_chain_on_stdout_and_it_verifies(tmp_path: Path) 
     (trail / "000001.jsonl").write_text("".join(line + "\n" for line in records()))
     last_head = [line for line in records() if '"kind":"head"' in line][-1]
     (trail / "head.json").write_text(last_head + "\n")
-    done = _audit(
-        "verify", "--state", str(trail.parent), "--ca", str(tmp_path / "prov" / layout.CA)
+    done = ca_cli.run(
+        "audit", "verify", "--state", str(trail.parent), "--ca", str(tmp_path / "prov" / layout.CA)
     )
     assert done.returncode == 0, done.stdout + done.stderr
     signed = _records(trail.parent, "--identity", OPERATOR, "--kind", "issuance")

@@ -5,7 +5,6 @@ with a message, and nothing issued that the name rules forbid."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 
-from harness import ca_cli
 from harness.ca_service import Service, credential_session
 from mtls_contract import name_rules
 from mtls_contract.name_rules import parse_extra_allowed
@@ -54,27 +52,13 @@ def flatmap_body(context: schemathesis.HookContext, body: Any) -> st.SearchStrat
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Service, Path]]:
-    root = tmp_path_factory.mktemp("ca-fuzz")
-    ca_cli.ca("init", "--state", str(root / "state"))
-    ca_cli.ca(
-        "provisioner", "--state", str(root / "state"), "--name", "op", "--out", str(root / "prov")
-    )
-    service = Service(
-        root / "state",
-        root / "serve.log",
-        f"--allowed-ips={ALLOWED_IPS}",
-        f"--extra-allowed={EXTRA_ALLOWED}",
-    )
-    try:
-        yield service, root
-    finally:
-        service.stop()
+def serve_args() -> tuple[str, ...]:
+    return (f"--allowed-ips={ALLOWED_IPS}", f"--extra-allowed={EXTRA_ALLOWED}")
 
 
 @pytest.fixture(scope="module")
-def caller(served: tuple[Service, Path]) -> requests.Session:
-    return credential_session(served[1], "prov")
+def caller(pki: Path) -> requests.Session:
+    return credential_session(pki, "prov")
 
 
 # The document in the package (what GET /openapi.json serves, checked below). schemathesis's
@@ -83,10 +67,8 @@ DOCUMENT = json.loads(resources.files("mtls_ca").joinpath("openapi.json").read_t
 schema = schemathesis.openapi.from_dict(DOCUMENT)
 
 
-def test_the_service_serves_the_document(
-    served: tuple[Service, Path], caller: requests.Session
-) -> None:
-    assert caller.get(f"{served[0].url}/openapi.json", timeout=10).json() == DOCUMENT
+def test_the_service_serves_the_document(ca_service: Service, caller: requests.Session) -> None:
+    assert caller.get(f"{ca_service.url}/openapi.json", timeout=10).json() == DOCUMENT
 
 
 @schemathesis.check
@@ -123,11 +105,11 @@ def issued_names_obey_the_rules(ctx: Any, response: Any, case: Any) -> bool:
     suppress_health_check=list(HealthCheck),
 )
 def test_the_ca_api_holds_up_to_fuzzing(
-    case: Any, served: tuple[Service, Path], caller: requests.Session
+    case: Any, ca_service: Service, caller: requests.Session
 ) -> None:
     # schemathesis passes its own `verify` to requests: the session's settings go explicitly.
     response = case.call(
-        base_url=served[0].url, session=caller, verify=caller.verify, cert=caller.cert, timeout=30
+        base_url=ca_service.url, session=caller, verify=caller.verify, cert=caller.cert, timeout=30
     )
     event(f"{case.method} {case.path}: HTTP {response.status_code}")
     case.validate_response(

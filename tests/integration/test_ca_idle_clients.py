@@ -21,7 +21,7 @@ import pytest
 import requests
 from requests.adapters import HTTPAdapter
 
-from harness.ca_service import Service, credential_session, init_with_provisioner
+from harness.ca_service import Service, credential_session
 from harness.processes import free_port
 from harness.waiting import wait_until
 from mtls_ca.gunicorn_worker import MAX_BODY
@@ -31,13 +31,6 @@ from support.idle_clients import KINDS, IdleClients
 
 PER_KIND = 100  # per port: 300 idle connections on each of the two ports
 SIGN_WITHIN = 20.0
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("idle-clients")
-    init_with_provisioner(root)
-    return root
 
 
 @pytest.fixture

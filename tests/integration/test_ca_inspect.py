@@ -12,22 +12,21 @@ from pathlib import Path
 import pytest
 
 from harness import ca_cli
-from harness.ca_service import Service, init_with_provisioner
-from harness.processes import free_port
+from harness.ca_service import Service
+from harness.processes import free_port, running
 from harness.waiting import accepts, wait_until
 from mtls_context import layout
 
 
 @pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("inspect")
-    init_with_provisioner(root)
+def pki(pki: Path) -> Path:
+    """The conftest's, with a server's directory (``web``, web.demo.svc)."""
     ca_cli.ca(
         "issue",
-        *("--state", str(root / "state"), "--name", "web.demo.svc", "--namespace", "demo"),
-        *("--out", str(root / "web")),
+        *("--state", str(pki / "state"), "--name", "web.demo.svc", "--namespace", "demo"),
+        *("--out", str(pki / "web")),
     )
-    return root
+    return pki
 
 
 def _inspect(*args: str) -> subprocess.CompletedProcess[str]:
@@ -63,14 +62,8 @@ def test_json_and_the_exit_status_of_a_failure(pki: Path) -> None:
     assert report["certificates"][0]["dns_names"] == ["web.demo.svc"]
 
 
-def test_the_ca_service_asks_for_a_client_certificate(pki: Path, tmp_path: Path) -> None:
-    service = Service(pki / "state", tmp_path / "serve.log")
-    try:
-        done = _inspect(
-            f"127.0.0.1:{service.port}", "--ca", str(pki / "prov" / layout.CA), "--json"
-        )
-    finally:
-        service.stop()
+def test_the_ca_service_asks_for_a_client_certificate(pki: Path, ca_service: Service) -> None:
+    done = _inspect(f"127.0.0.1:{ca_service.port}", "--ca", str(pki / "prov" / layout.CA), "--json")
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["verified"] is True, report["problems"]
@@ -85,34 +78,25 @@ def openssl_server(pki: Path, tmp_path: Path) -> Iterator[int]:
     """``openssl s_server`` with the issued certificate, asking for no client certificate."""
     port = free_port()
     web = pki / "web"
-    with (tmp_path / "s_server.log").open("wb") as log:
-        process = subprocess.Popen(
-            [
-                "openssl",
-                "s_server",
-                "-quiet",
-                "-accept",
-                f"127.0.0.1:{port}",
-                "-cert",
-                str(web / layout.CERT),
-                "-key",
-                str(web / layout.KEY),
-                "-cert_chain",
-                str(web / layout.CERT),
-                "-groups",
-                "P-384",
-                "-tls1_2",
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
+    argv = [
+        "openssl",
+        "s_server",
+        "-quiet",
+        "-accept",
+        f"127.0.0.1:{port}",
+        "-cert",
+        str(web / layout.CERT),
+        "-key",
+        str(web / layout.KEY),
+        "-cert_chain",
+        str(web / layout.CERT),
+        "-groups",
+        "P-384",
+        "-tls1_2",
+    ]
+    with running(argv, tmp_path / "s_server.log"):
         wait_until("openssl s_server to listen", lambda: accepts(port), 20, 0.1)
         yield port
-    finally:
-        process.kill()
-        process.wait(10)
 
 
 def test_a_server_that_asks_for_nothing_and_a_bundle_of_another_ca(

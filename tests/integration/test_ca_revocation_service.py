@@ -7,14 +7,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from harness import ca_cli
 from harness.ca_cli import ca as cli
 from harness.ca_service import (
     Service,
@@ -27,24 +26,7 @@ from mtls_ca.revocation import load_crls
 from mtls_context import layout
 from support.csrs import csr_pem
 
-CLI = [sys.executable, "-m", "mtls_ca"]
 LINT_CRL = Path(sys.executable).parent / "lint_crl"
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("revocation")
-    init_with_provisioner(root)
-    admin = ["--role", "admin", "--name", "alice", "--out", str(root / "alice")]
-    cli("provisioner", "--state", str(root / "state"), *admin)
-    return root
-
-
-@pytest.fixture(scope="module")
-def service(pki: Path) -> Iterator[Service]:
-    running = Service(pki / "state", pki / "serve.log")
-    yield running
-    running.stop()
 
 
 def _sign(
@@ -90,20 +72,22 @@ def _openssl_verify(
 
 
 def test_an_admin_revokes_and_openssl_and_pkilint_agree(
-    service: Service, pki: Path, tmp_path: Path
+    ca_service: Service, pki: Path, tmp_path: Path
 ) -> None:
     key = ec.generate_private_key(ec.SECP256R1())
-    web = _sign(service, pki, key, "web.shop.svc")
-    db = _sign(service, pki, ec.generate_private_key(ec.SECP256R1()), "db.shop.svc")
+    web = _sign(ca_service, pki, key, "web.shop.svc")
+    db = _sign(ca_service, pki, ec.generate_private_key(ec.SECP256R1()), "db.shop.svc")
     body = {"identity": "spiffe://cluster.local/ns/shop/sa/web", "reason": "keyCompromise"}
-    operator = credential_session(pki, "prov").post(f"{service.url}/revoke", json=body, timeout=30)
+    operator = credential_session(pki, "prov").post(
+        f"{ca_service.url}/revoke", json=body, timeout=30
+    )
     assert operator.status_code == 403 and "may not revoke (admins may)" in operator.text
     admin = credential_session(pki, "alice")
-    answer = admin.post(f"{service.url}/revoke", json=body, timeout=30)
+    answer = admin.post(f"{ca_service.url}/revoke", json=body, timeout=30)
     assert answer.status_code == 200, answer.text
     assert [r["serial"] for r in answer.json()["revoked"]] == [web["serial"]]
 
-    served = credential_session(pki, None).get(f"{service.url}/crl", timeout=30)
+    served = credential_session(pki, None).get(f"{ca_service.url}/crl", timeout=30)
     assert served.status_code == 200
     crl = tmp_path / "ca.crl"
     crl.write_bytes(served.content)
@@ -135,10 +119,10 @@ def test_an_admin_revokes_and_openssl_and_pkilint_agree(
     assert len(results) > 20  # it did validate the CRL ...
     assert [r for r in results if r["finding_descriptions"]] == []  # ... and found nothing
 
-    again = _sign(service, pki, key, "web.shop.svc")
+    again = _sign(ca_service, pki, key, "web.shop.svc")
     assert again["status"] == "403" and "was revoked (keyCompromise)" in again["error"]
     assert (
-        _sign(service, pki, ec.generate_private_key(ec.SECP256R1()), "web.shop.svc")["status"]
+        _sign(ca_service, pki, ec.generate_private_key(ec.SECP256R1()), "web.shop.svc")["status"]
         == "200"
     )
 
@@ -155,24 +139,12 @@ def test_the_cli_revokes_a_certificate_the_index_does_not_know(tmp_path: Path) -
         str(tmp_path / "a"),
     )
     (tmp_path / "state" / "issued.jsonl").unlink()  # as before the index existed
-    by_name = subprocess.run(
-        [*CLI, "revoke", "--state", str(tmp_path / "state"), "--identity", "a.demo"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    by_name = ca_cli.run("revoke", "--state", str(tmp_path / "state"), "--identity", "a.demo")
     assert by_name.returncode == 1 and "revoke it with --cert" in by_name.stderr
-    done = subprocess.run(
-        [*CLI, "revoke", "--state", str(tmp_path / "state"), "--cert", str(tmp_path / "a")],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    done = ca_cli.run("revoke", "--state", str(tmp_path / "state"), "--cert", str(tmp_path / "a"))
     assert done.returncode == 0, done.stderr
     serial = json.loads(done.stdout)["revoked"][0]["serial"]
-    crl = subprocess.run(
-        [*CLI, "crl", "--state", str(tmp_path / "state")], capture_output=True, check=True
-    ).stdout
+    crl = cli("crl", "--state", str(tmp_path / "state")).encode()
     leaf = x509.load_pem_x509_certificates((tmp_path / "a" / layout.CERT).read_bytes())[0]
     assert f"{leaf.serial_number:x}" == serial
     assert load_crls(crl)[0].get_revoked_certificate_by_serial_number(leaf.serial_number)
@@ -183,42 +155,22 @@ def test_the_cli_revokes_the_certificate_on_its_standard_input(tmp_path: Path) -
     state = str(tmp_path / "state")
     cli("init", "--state", state)
     cli("issue", "--state", state, "--name", "b.demo", "--out", str(tmp_path / "b"))
-    pem = (tmp_path / "b" / layout.CERT).read_bytes()
-    done = subprocess.run(
-        [*CLI, "revoke", "--state", state, "--cert", "-", "--reason", "keyCompromise"],
-        input=pem,
-        capture_output=True,
-        check=False,
+    pem = (tmp_path / "b" / layout.CERT).read_text()
+    done = ca_cli.run(
+        "revoke", "--state", state, "--cert", "-", "--reason", "keyCompromise", stdin=pem
     )
     assert done.returncode == 0, done.stderr
-    leaf = x509.load_pem_x509_certificates(pem)[0]
+    leaf = x509.load_pem_x509_certificates(pem.encode())[0]
     assert json.loads(done.stdout)["revoked"][0]["serial"] == f"{leaf.serial_number:x}"
-    stranger = subprocess.run(
-        [*CLI, "revoke", "--state", state, "--cert", "-"],
-        input=b"not a certificate",
-        capture_output=True,
-        text=False,
-        check=False,
-    )
+    stranger = ca_cli.run("revoke", "--state", state, "--cert", "-", stdin="not a certificate")
     assert stranger.returncode == 1
-    assert b"standard input holds no PEM or DER certificate" in stranger.stderr
+    assert "standard input holds no PEM or DER certificate" in stranger.stderr
 
 
 def test_a_signer_refuses_the_revoked_key_and_serves_the_new_crl(tmp_path: Path) -> None:
     # The revocation list and the CRLs travel in the signing material: what the signer pods
     # (ca.signers.replicas) must refuse and serve follows the root holder's within a fetch.
-    init_with_provisioner(tmp_path)
-    cli(
-        "provisioner",
-        "--state",
-        str(tmp_path / "state"),
-        "--role",
-        "admin",
-        "--name",
-        "alice",
-        "--out",
-        str(tmp_path / "alice"),
-    )
+    init_with_provisioner(tmp_path, admin="alice")
     with root_holder_and_signer(tmp_path / "state", tmp_path, tmp_path / "prov" / layout.CA) as (
         _,
         signer,

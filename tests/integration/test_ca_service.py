@@ -8,7 +8,6 @@ import json
 import socket
 import ssl
 import subprocess
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from harness import ca_cli
-from harness.ca_service import Service, credential_session, init_with_provisioner
+from harness.ca_service import Service, credential_session
 from harness.processes import free_port
 from harness.waiting import wait_until
 from mtls_ca.state import DirectoryStore
@@ -29,34 +28,20 @@ ALLOWED_IPS = '{"shop": ["10.1.0.0/16"]}'
 
 
 @pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("ca-service")
-    init_with_provisioner(root)
-    ca_cli.ca(
-        "issue",
-        "--state",
-        str(root / "state"),
-        "--name",
-        "web.demo",
-        "--namespace",
-        "demo",
-        "--out",
-        str(root / "workload"),
-    )
-    admin = ["--role", "admin", "--name", "alice", "--out", str(root / "alice")]
-    ca_cli.ca("provisioner", "--state", str(root / "state"), *admin)
-    ca_cli.ca("init", "--state", str(root / "other-state"))
+def pki(pki: Path) -> Path:
+    """The conftest's, with another CA's operator credential (``other-prov``) and an admin of
+    another trust domain whose certificate chains to our root (``other-domain``)."""
+    ca_cli.ca("init", "--state", str(pki / "other-state"))
     ca_cli.ca(
         "provisioner",
         "--state",
-        str(root / "other-state"),
+        str(pki / "other-state"),
         "--name",
         "operator",
         "--out",
-        str(root / "other-prov"),
+        str(pki / "other-prov"),
     )
-    # Chains to our root, but names an admin of another trust domain.
-    state = DirectoryStore(root / "state").load()
+    state = DirectoryStore(pki / "state").load()
     stranger = state.signer.issue(
         uris=["spiffe://evil.example/hello-mtls/admin/alice"],
         common_name="alice",
@@ -64,17 +49,15 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
         client_only=True,
     )
     assert stranger.key_pem is not None
-    (root / "other-domain").mkdir()
-    (root / "other-domain" / layout.CERT).write_bytes(stranger.chain_pem)
-    (root / "other-domain" / layout.KEY).write_bytes(stranger.key_pem)
-    return root
+    (pki / "other-domain").mkdir()
+    (pki / "other-domain" / layout.CERT).write_bytes(stranger.chain_pem)
+    (pki / "other-domain" / layout.KEY).write_bytes(stranger.key_pem)
+    return pki
 
 
 @pytest.fixture(scope="module")
-def service(pki: Path) -> Iterator[Service]:
-    running = Service(pki / "state", pki / "serve.log", f"--allowed-ips={ALLOWED_IPS}")
-    yield running
-    running.stop()
+def serve_args() -> tuple[str, ...]:
+    return (f"--allowed-ips={ALLOWED_IPS}",)
 
 
 def _csr(key: object | None = None) -> str:
@@ -98,9 +81,9 @@ def _request(**overrides: object) -> dict[str, object]:
     return body
 
 
-def test_provisioner_gets_a_chain_openssl_accepts(service: Service, pki: Path) -> None:
+def test_provisioner_gets_a_chain_openssl_accepts(ca_service: Service, pki: Path) -> None:
     answer = credential_session(pki, "prov").post(
-        f"{service.url}/sign", json=_request(), timeout=30
+        f"{ca_service.url}/sign", json=_request(), timeout=30
     )
     assert answer.status_code == 200, answer.text
     body = answer.json()
@@ -142,17 +125,18 @@ def test_provisioner_gets_a_chain_openssl_accepts(service: Service, pki: Path) -
     assert verify("other.pem") != 0
 
 
-def test_read_only_endpoints_need_no_client_certificate(service: Service, pki: Path) -> None:
+def test_read_only_endpoints_need_no_client_certificate(ca_service: Service, pki: Path) -> None:
     anonymous = credential_session(pki, None)
-    assert anonymous.get(f"{service.url}/healthz", timeout=10).json() == {"status": "ok"}
+    assert anonymous.get(f"{ca_service.url}/healthz", timeout=10).json() == {"status": "ok"}
     assert (
-        anonymous.get(f"{service.url}/roots", timeout=10).text
+        anonymous.get(f"{ca_service.url}/roots", timeout=10).text
         == (pki / "prov" / layout.CA).read_text()
     )
     assert (
-        anonymous.get(f"{service.url}/tls-policy", timeout=10).json()["profile"] == "intermediate"
+        anonymous.get(f"{ca_service.url}/tls-policy", timeout=10).json()["profile"]
+        == "intermediate"
     )
-    status = anonymous.get(f"{service.url}/status", timeout=10).json()
+    status = anonymous.get(f"{ca_service.url}/status", timeout=10).json()
     assert status["phase"] == "idle" and len(status["roots"]) == 1
 
 
@@ -240,7 +224,7 @@ def test_read_only_endpoints_need_no_client_certificate(service: Service, pki: P
     ],
 )
 def test_refusals(
-    service: Service, pki: Path, credential: str | None, body: object, status: int, error: str
+    ca_service: Service, pki: Path, credential: str | None, body: object, status: int, error: str
 ) -> None:
     data: bytes
     if body == "valid":
@@ -261,26 +245,30 @@ def test_refusals(
     else:
         assert isinstance(body, bytes)
         data = body
-    answer = credential_session(pki, credential).post(f"{service.url}/sign", data=data, timeout=30)
+    answer = credential_session(pki, credential).post(
+        f"{ca_service.url}/sign", data=data, timeout=30
+    )
     assert (answer.status_code, answer.json()) == (status, {"error": error})
 
 
-def test_client_of_another_ca_is_refused_by_tls(service: Service, pki: Path) -> None:
+def test_client_of_another_ca_is_refused_by_tls(ca_service: Service, pki: Path) -> None:
     stranger = credential_session(pki, "other-prov")
     with pytest.raises(requests.exceptions.ConnectionError):
-        stranger.post(f"{service.url}/sign", json=_request(), timeout=10)
+        stranger.post(f"{ca_service.url}/sign", json=_request(), timeout=10)
     # The twin: the same request with our own provisioner goes through.
     assert (
-        credential_session(pki, "prov").post(f"{service.url}/sign", json=_request(), timeout=10).ok
+        credential_session(pki, "prov")
+        .post(f"{ca_service.url}/sign", json=_request(), timeout=10)
+        .ok
     )
 
 
-def test_200_parallel_requests_get_200_distinct_serials(service: Service, pki: Path) -> None:
+def test_200_parallel_requests_get_200_distinct_serials(ca_service: Service, pki: Path) -> None:
     bodies = [_request() for _ in range(200)]
 
     def sign(index: int) -> str:
         session = sessions[index % len(sessions)]
-        answer = session.post(f"{service.url}/sign", json=bodies[index], timeout=60)
+        answer = session.post(f"{ca_service.url}/sign", json=bodies[index], timeout=60)
         assert answer.status_code == 200, answer.text
         return str(answer.json()["serial"])
 
@@ -290,14 +278,14 @@ def test_200_parallel_requests_get_200_distinct_serials(service: Service, pki: P
     assert len(serials) == 200 and len(set(serials)) == 200
 
 
-def test_metrics_count_what_happened(service: Service, pki: Path) -> None:
+def test_metrics_count_what_happened(ca_service: Service, pki: Path) -> None:
     session = credential_session(pki, "prov")
-    assert session.post(f"{service.url}/sign", json=_request(), timeout=10).ok
+    assert session.post(f"{ca_service.url}/sign", json=_request(), timeout=10).ok
     assert (
-        session.post(f"{service.url}/sign", json=_request(duration="1m"), timeout=10).status_code
+        session.post(f"{ca_service.url}/sign", json=_request(duration="1m"), timeout=10).status_code
         == 403
     )
-    text = credential_session(pki, None).get(f"{service.url}/metrics", timeout=10).text
+    text = credential_session(pki, None).get(f"{ca_service.url}/metrics", timeout=10).text
     values = {
         line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
         for line in text.splitlines()
@@ -310,10 +298,10 @@ def test_metrics_count_what_happened(service: Service, pki: Path) -> None:
     assert len(expiry) == 2 and all(300 * 86400 < v < 3651 * 86400 for v in expiry)
 
 
-def test_allowed_addresses_and_an_admin_without_namespace(service: Service, pki: Path) -> None:
+def test_allowed_addresses_and_an_admin_without_namespace(ca_service: Service, pki: Path) -> None:
     operator = credential_session(pki, "prov")
     body = _request(names=["web.shop.svc", "10.1.2.3"], namespace="shop")
-    answer = operator.post(f"{service.url}/sign", json=body, timeout=30)
+    answer = operator.post(f"{ca_service.url}/sign", json=body, timeout=30)
     assert answer.status_code == 200, answer.text
     leaf = x509.load_pem_x509_certificates(answer.json()["certificate"].encode())[0]
     san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
@@ -321,7 +309,7 @@ def test_allowed_addresses_and_an_admin_without_namespace(service: Service, pki:
     # The admin may sign without a namespace (syntax rules only, no SPIFFE ID).
     admin = credential_session(pki, "alice")
     anywhere = {"csr": _csr(), "names": ["ca.example.com"], "duration": "1h"}
-    answer = admin.post(f"{service.url}/sign", json=anywhere, timeout=30)
+    answer = admin.post(f"{ca_service.url}/sign", json=anywhere, timeout=30)
     assert answer.status_code == 200, answer.text
 
 
@@ -345,12 +333,12 @@ def test_allowed_addresses_and_an_admin_without_namespace(service: Service, pki:
     ],
 )
 def test_only_an_admin_starts_a_root_rotation(
-    service: Service, pki: Path, credential: str | None, status: int, error: str
+    ca_service: Service, pki: Path, credential: str | None, status: int, error: str
 ) -> None:
     caller = credential_session(pki, credential)
-    answer = caller.post(f"{service.url}/rotate-root", json={"from": "idle"}, timeout=30)
+    answer = caller.post(f"{ca_service.url}/rotate-root", json={"from": "idle"}, timeout=30)
     assert (answer.status_code, answer.json()) == (status, {"error": error})
-    assert credential_session(pki, None).get(f"{service.url}/status").json()["phase"] == "idle"
+    assert credential_session(pki, None).get(f"{ca_service.url}/status").json()["phase"] == "idle"
 
 
 def _served_issuer(port: int, ca: Path) -> x509.Name:

@@ -25,8 +25,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from harness import ca_cli
-from harness.ca_service import Service, credential_session, init_with_provisioner
+from harness.ca_service import Service, credential_session
 from harness.processes import free_port
 from harness.token_review_api import Token, TokenReviewAPI
 from harness.waiting import accepts, wait_until
@@ -47,14 +46,11 @@ FETCH_INTERVAL = "1"
 
 
 @pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("ca-signers")
-    init_with_provisioner(root)
-    admin = ["--role", "admin", "--name", "alice", "--out", str(root / "alice")]
-    ca_cli.ca("provisioner", "--state", str(root / "state"), *admin)
+def pki(pki: Path) -> Path:
+    """The conftest's, with a file for each token the TokenReview stand-in knows."""
     for token in TOKENS:
-        (root / token).write_text(token + "\n")
-    return root
+        (pki / token).write_text(token + "\n")
+    return pki
 
 
 @pytest.fixture(scope="module")

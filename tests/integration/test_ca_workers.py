@@ -8,7 +8,7 @@ import os
 import signal
 from pathlib import Path
 
-from harness.ca_service import Service, credential_session, init_with_provisioner
+from harness.ca_service import Service, credential_session
 from harness.waiting import wait_until
 
 WORKERS = 2  # what `Service` runs
@@ -35,36 +35,33 @@ def _all_workers(master: int) -> set[int] | None:
     return workers if len(workers) == WORKERS else None
 
 
-def test_workers_that_exit_leave_the_scratch_space_to_the_master(tmp_path: Path) -> None:
-    init_with_provisioner(tmp_path)
-    service = Service(tmp_path / "state", tmp_path / "serve.log")
-    try:
-        reader = credential_session(tmp_path, None)
-        master = service.process.pid
-        # Both of its workers (`Service` runs two), each having booted: it answered as many
-        # requests.
-        first = wait_until(
-            "the CA's two workers",
-            lambda: _all_workers(master),
-            30,
-            0.2,
-        )
-        for _ in range(2 * WORKERS):
-            assert reader.get(f"{service.url}/healthz", timeout=10).status_code == 200
-        # SIGQUIT: gunicorn's quick exit of a worker (SystemExit at once; SIGTERM would let it
-        # finish its connections first), the way out of a worker the master timed out too.
-        for worker in first:
-            os.kill(worker, signal.SIGQUIT)
-        wait_until(
-            "two new workers and none of the old",
-            lambda: len(_children(master) - first) == WORKERS and not _children(master) & first,
-            60,
-            0.2,
-        )
-        for _ in range(2 * WORKERS):
-            answer = reader.get(f"{service.url}/healthz", timeout=10)
-            assert answer.status_code == 200, answer.text
-        assert reader.get(f"{service.url}/metrics", timeout=10).status_code == 200
-        assert service.process.poll() is None
-    finally:
-        service.stop()
+def test_workers_that_exit_leave_the_scratch_space_to_the_master(
+    pki: Path, ca_service: Service
+) -> None:
+    reader = credential_session(pki, None)
+    master = ca_service.process.pid
+    # Both of its workers (`Service` runs two), each having booted: it answered as many
+    # requests.
+    first = wait_until(
+        "the CA's two workers",
+        lambda: _all_workers(master),
+        30,
+        0.2,
+    )
+    for _ in range(2 * WORKERS):
+        assert reader.get(f"{ca_service.url}/healthz", timeout=10).status_code == 200
+    # SIGQUIT: gunicorn's quick exit of a worker (SystemExit at once; SIGTERM would let it
+    # finish its connections first), the way out of a worker the master timed out too.
+    for worker in first:
+        os.kill(worker, signal.SIGQUIT)
+    wait_until(
+        "two new workers and none of the old",
+        lambda: len(_children(master) - first) == WORKERS and not _children(master) & first,
+        60,
+        0.2,
+    )
+    for _ in range(2 * WORKERS):
+        answer = reader.get(f"{ca_service.url}/healthz", timeout=10)
+        assert answer.status_code == 200, answer.text
+    assert reader.get(f"{ca_service.url}/metrics", timeout=10).status_code == 200
+    assert ca_service.process.poll() is None

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import datetime
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
-from harness.ca_cli import ca as cli
 from harness.ca_service import Service
 from harness.processes import free_port
 from mtls_cli.ca_status import read_ca
@@ -19,22 +18,16 @@ SERVICE = "hello-mtls-ca.hello-mtls.svc"
 
 
 @pytest.fixture(scope="module")
-def ca(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    root = tmp_path_factory.mktemp("cli-ca")
-    cli("init", "--state", str(root / "state"))
-    service = Service(root / "state", root / "serve.log", "--serving-name", SERVICE)
-    try:
-        yield service
-    finally:
-        service.stop()
+def serve_args() -> tuple[str, ...]:
+    return ("--serving-name", SERVICE)
 
 
 def connect(ca: Service) -> Callable[[], socket.socket]:
     return lambda: socket.create_connection(("127.0.0.1", ca.port), timeout=10)
 
 
-def test_the_status_and_the_served_chain_of_a_real_ca(ca: Service) -> None:
-    report = read_ca(connect(ca), SERVICE)
+def test_the_status_and_the_served_chain_of_a_real_ca(ca_service: Service) -> None:
+    report = read_ca(connect(ca_service), SERVICE)
     assert report.status["phase"] == "idle"
     assert report.status["roots"][0]["fingerprint_sha256"]
     assert report.roots_pem.startswith(b"-----BEGIN CERTIFICATE-----")
@@ -44,8 +37,8 @@ def test_the_status_and_the_served_chain_of_a_real_ca(ca: Service) -> None:
     assert datetime.timedelta(hours=23) < left <= datetime.timedelta(hours=24)  # serving 24h
 
 
-def test_a_name_the_ca_does_not_serve_fails_the_chain_check(ca: Service) -> None:
-    report = read_ca(connect(ca), "hello-mtls-ca.elsewhere.svc")
+def test_a_name_the_ca_does_not_serve_fails_the_chain_check(ca_service: Service) -> None:
+    report = read_ca(connect(ca_service), "hello-mtls-ca.elsewhere.svc")
     assert report.status["phase"] == "idle"
     assert report.chain_error is not None and "mismatch" in report.chain_error.lower()
 

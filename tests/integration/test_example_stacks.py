@@ -5,17 +5,14 @@ with the defaults (gunicorn + Flask, requests; those alone: test_hello_mtls.py, 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import ssl
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from harness import ca_cli
-from harness.processes import BIN, hello_server, running, stop
+from harness.processes import BIN, HelloServers, hello_client, hello_server, running, stop
 from harness.waiting import elapsed_until, wait_until
 from mtls_context import client_context
 from mtls_context.layout import CA
@@ -27,72 +24,22 @@ CHECK_INTERVAL = 0.5
 RELOADED = ": reloaded, now certificate"
 
 
-@pytest.fixture(scope="module")
-def state(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    state = tmp_path_factory.mktemp("ca") / "state"
-    ca_cli.init(state)
-    return state
-
-
-@pytest.fixture(scope="module")
-def server_dir(tmp_path_factory: pytest.TempPathFactory, state: Path) -> Path:
-    directory = tmp_path_factory.mktemp("server")
-    ca_cli.issue(state, directory, "localhost")
-    return directory
-
-
-class Servers:
-    """One ``hello-mtls-server`` per stack, started when a test first asks for it."""
-
-    def __init__(self, cert_dir: Path, logs: Path, stack: contextlib.ExitStack) -> None:
-        self._cert_dir, self._logs, self._stack = cert_dir, logs, stack
-        self._ports: dict[str, int] = {}
-
-    def port(self, stack: str) -> int:
-        if stack not in self._ports:
-            log = self._logs / f"{stack}.log"
-            self._ports[stack] = self._stack.enter_context(
-                hello_server(self._cert_dir, log, f"--stack={stack}", "--allow=client.test")
-            )
-        return self._ports[stack]
-
-
-@pytest.fixture(scope="module")
-def servers(tmp_path_factory: pytest.TempPathFactory, server_dir: Path) -> Iterator[Servers]:
-    with contextlib.ExitStack() as stack:
-        yield Servers(server_dir, tmp_path_factory.mktemp("logs"), stack)
-
-
-def run_client(
-    library: str, url: str, cert_dir: Path, count: int = 1
-) -> tuple[int, list[dict[str, object]]]:
-    done = subprocess.run(
-        [
-            str(BIN / "hello-mtls-client"),
-            f"--library={library}",
-            f"--url={url}",
-            f"--cert-dir={cert_dir}",
-            f"--count={count}",
-            "--interval=0.05",
-        ],
-        capture_output=True,
-        timeout=60,
-        check=False,
-    )
-    lines = [json.loads(line) for line in done.stdout.decode().splitlines()]
-    assert len(lines) == count, done.stderr.decode()
-    return done.returncode, lines
-
-
 @pytest.mark.parametrize(("stack", "library"), PAIRS)
 def test_hello(
-    servers: Servers, stack: str, library: str, server_dir: Path, tmp_path: Path, state: Path
+    hello_servers: HelloServers,
+    stack: str,
+    library: str,
+    server_dir: Path,
+    tmp_path: Path,
+    ca_state: Path,
 ) -> None:
     """Every pair greets the client by its certificate and reports both serials."""
-    port = servers.port(stack)
-    ca_cli.issue(state, tmp_path / "client", "client.test")
+    port = hello_servers.port(stack)
+    ca_cli.issue(ca_state, tmp_path / "client", "client.test")
 
-    code, lines = run_client(library, f"https://localhost:{port}/", tmp_path / "client", count=3)
+    code, lines = hello_client(
+        f"https://localhost:{port}/", tmp_path / "client", f"--library={library}", count=3
+    )
 
     assert code == 0, lines
     assert {line["body"] for line in lines} == {"Hello, client.test!"}
@@ -102,21 +49,25 @@ def test_hello(
 
 @pytest.mark.parametrize(("stack", "library"), PAIRS)
 def test_allow_list_gives_403_with_a_one_line_reason(
-    servers: Servers, stack: str, library: str, tmp_path: Path, state: Path
+    hello_servers: HelloServers, stack: str, library: str, tmp_path: Path, ca_state: Path
 ) -> None:
     """Both server stacks answer a client off the allow-list alike, whatever the client."""
-    port = servers.port(stack)
-    ca_cli.issue(state, tmp_path / "client", "intruder.test")
+    port = hello_servers.port(stack)
+    ca_cli.issue(ca_state, tmp_path / "client", "intruder.test")
 
-    code, [line] = run_client(library, f"https://localhost:{port}/", tmp_path / "client")
+    code, [line] = hello_client(
+        f"https://localhost:{port}/", tmp_path / "client", f"--library={library}"
+    )
 
     assert (code, line["status"], line["error"]) == (1, 403, "HTTP 403")
     assert line["body"] == "intruder.test is not on this server's allow-list"
 
 
-def test_fastapi_refuses_a_client_without_a_certificate(servers: Servers, server_dir: Path) -> None:
+def test_fastapi_refuses_a_client_without_a_certificate(
+    hello_servers: HelloServers, server_dir: Path
+) -> None:
     """uvicorn with the reloading context requires a client certificate in the handshake."""
-    port = servers.port("fastapi")
+    port = hello_servers.port("fastapi")
     context = ssl.create_default_context(cafile=server_dir / CA)
 
     with pytest.raises((ssl.SSLError, ConnectionError)):
@@ -124,14 +75,14 @@ def test_fastapi_refuses_a_client_without_a_certificate(servers: Servers, server
 
 
 def test_fastapi_server_and_httpx_client_follow_renewals_without_a_restart(
-    tmp_path: Path, state: Path
+    tmp_path: Path, ca_state: Path
 ) -> None:
     """Two renewals of both leaves while the httpx client calls the FastAPI server (two
     uvicorn workers): no request fails, and each new certificate is served and presented by the
     processes started before it. How long each took is printed (-s or -rP shows it)."""
     server_dir, client_dir = tmp_path / "server", tmp_path / "client"
-    ca_cli.issue(state, server_dir, "localhost")
-    ca_cli.issue(state, client_dir, "client.test")
+    ca_cli.issue(ca_state, server_dir, "localhost")
+    ca_cli.issue(ca_state, client_dir, "client.test")
     server_log, client_log = tmp_path / "server.log", tmp_path / "client.log"
     argv = [
         str(BIN / "hello-mtls-client"),
@@ -144,7 +95,7 @@ def test_fastapi_server_and_httpx_client_follow_renewals_without_a_restart(
     workers = 2
 
     def renew() -> None:
-        server_serial = ca_cli.issue(state, server_dir, "localhost")
+        server_serial = ca_cli.issue(ca_state, server_dir, "localhost")
         seconds = elapsed_until(
             f"both uvicorn workers to load server serial {server_serial}",
             lambda: _loaded(server_log, server_serial) >= workers,
@@ -154,7 +105,7 @@ def test_fastapi_server_and_httpx_client_follow_renewals_without_a_restart(
         print(f"server serial {server_serial}: every worker serves it after {seconds:.2f} s")
         # The client keeps its keep-alive connection until its own leaf changes: only the
         # connection it opens then, to workers that all serve the new leaf, must show it.
-        client_serial = ca_cli.issue(state, client_dir, "client.test")
+        client_serial = ca_cli.issue(ca_state, client_dir, "client.test")
         renewed.append((server_serial, client_serial))
         seconds = elapsed_until(
             f"the client to present serial {client_serial} and be served {server_serial}",

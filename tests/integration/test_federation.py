@@ -8,17 +8,15 @@ refused."""
 from __future__ import annotations
 
 import datetime
-import json
 import socket
 import ssl
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from harness import ca_cli
-from harness.processes import BIN, hello_server
+from harness.processes import hello_client, hello_server
 from harness.waiting import wait_until
 from mtls_ca.state import DirectoryStore
 from mtls_context.layout import federated_bundle, read_version, write_version
@@ -75,21 +73,9 @@ def server(
 
 
 def call(port: int, cert_dir: Path, *server_id: str) -> dict[str, object]:
-    done = subprocess.run(
-        [
-            str(BIN / "hello-mtls-client"),
-            f"--url=https://127.0.0.1:{port}/",
-            f"--cert-dir={cert_dir}",
-            *(f"--server-id={s}" for s in server_id),
-            "--count=1",
-        ],
-        capture_output=True,
-        timeout=60,
-        check=False,
-    )
-    lines = done.stdout.decode().splitlines()
-    assert len(lines) == 1, done.stderr.decode()
-    return dict(json.loads(lines[0]))
+    server_ids = (f"--server-id={s}" for s in server_id)
+    _, [answer] = hello_client(f"https://127.0.0.1:{port}/", cert_dir, *server_ids)
+    return answer
 
 
 def test_an_allowed_client_of_the_federated_trust_domain_is_answered(

@@ -1,9 +1,7 @@
 """The example server and client as real processes on 127.0.0.1."""
 
-import json
 import ssl
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,33 +11,15 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from harness import ca_cli
-from harness.processes import BIN, free_port, hello_server
+from harness.processes import BIN, HelloServers, free_port, hello_client
 from mtls_context import client_context, requests_adapter, server_context
 from mtls_context.layout import CA, CERT, KEY, POLICY, write_version
 
-SPIFFE_WEB = "spiffe://cluster.local/ns/shop/sa/web"
-
 
 @pytest.fixture(scope="module")
-def state(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    state = tmp_path_factory.mktemp("ca") / "state"
-    ca_cli.init(state)
-    return state
-
-
-@pytest.fixture(scope="module")
-def server_dir(tmp_path_factory: pytest.TempPathFactory, state: Path) -> Path:
-    directory = tmp_path_factory.mktemp("server")
-    ca_cli.issue(state, directory, "localhost")
-    return directory
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, server_dir: Path) -> Iterator[int]:
-    log = tmp_path_factory.mktemp("logs") / "server.log"
-    allow = ("--allow=client.test", f"--allow={SPIFFE_WEB}")
-    with hello_server(server_dir, log, *allow) as port:
-        yield port
+def server(hello_servers: HelloServers) -> int:
+    """The port of the shared example server of the default stack (flask)."""
+    return hello_servers.port("flask")
 
 
 def client_dir(tmp_path: Path, state: Path, name: str, *args: str) -> Path:
@@ -48,28 +28,10 @@ def client_dir(tmp_path: Path, state: Path, name: str, *args: str) -> Path:
     return directory
 
 
-def run_client(url: str, cert_dir: Path, count: int = 1) -> tuple[int, list[dict[str, object]]]:
-    done = subprocess.run(
-        [
-            str(BIN / "hello-mtls-client"),
-            f"--url={url}",
-            f"--cert-dir={cert_dir}",
-            f"--count={count}",
-            "--interval=0.05",
-        ],
-        capture_output=True,
-        timeout=60,
-        check=False,
-    )
-    lines = [json.loads(line) for line in done.stdout.decode().splitlines()]
-    assert len(lines) == count, done.stderr.decode()
-    return done.returncode, lines
+def test_hello(server: int, server_dir: Path, tmp_path: Path, ca_state: Path) -> None:
+    cert_dir = client_dir(tmp_path, ca_state, "client.test")
 
-
-def test_hello(server: int, server_dir: Path, tmp_path: Path, state: Path) -> None:
-    cert_dir = client_dir(tmp_path, state, "client.test")
-
-    code, lines = run_client(f"https://localhost:{server}/", cert_dir, count=3)
+    code, lines = hello_client(f"https://localhost:{server}/", cert_dir, count=3)
 
     assert code == 0
     assert {line["body"] for line in lines} == {"Hello, client.test!"}
@@ -101,7 +63,7 @@ def test_client_certificate_from_another_ca_is_refused(
     files[CA] += (server_dir / CA).read_bytes()
     write_version(cert_dir, files)
 
-    code, [line] = run_client(f"https://localhost:{server}/", cert_dir)
+    code, [line] = hello_client(f"https://localhost:{server}/", cert_dir)
 
     assert code == 1
     assert line["status"] is None
@@ -109,32 +71,32 @@ def test_client_certificate_from_another_ca_is_refused(
 
 
 def test_wrong_server_name_is_refused_by_the_client(
-    server: int, tmp_path: Path, state: Path
+    server: int, tmp_path: Path, ca_state: Path
 ) -> None:
-    cert_dir = client_dir(tmp_path, state, "client.test")
+    cert_dir = client_dir(tmp_path, ca_state, "client.test")
 
-    code, [line] = run_client(f"https://127.0.0.1:{server}/", cert_dir)
+    code, [line] = hello_client(f"https://127.0.0.1:{server}/", cert_dir)
 
     assert code == 1
     assert "Hostname mismatch" in str(line["error"]) or "IP address mismatch" in str(line["error"])
 
 
-def test_allow_list_admits_a_spiffe_id(server: int, tmp_path: Path, state: Path) -> None:
+def test_allow_list_admits_a_spiffe_id(server: int, tmp_path: Path, ca_state: Path) -> None:
     cert_dir = client_dir(
-        tmp_path, state, "web.shop.svc", "--namespace=shop", "--service-account=web"
+        tmp_path, ca_state, "web.shop.svc", "--namespace=shop", "--service-account=web"
     )
 
-    code, [line] = run_client(f"https://localhost:{server}/", cert_dir)
+    code, [line] = hello_client(f"https://localhost:{server}/", cert_dir)
 
     assert (code, line["body"]) == (0, "Hello, web.shop.svc!")
 
 
 def test_allow_list_gives_403_with_a_one_line_reason(
-    server: int, tmp_path: Path, state: Path
+    server: int, tmp_path: Path, ca_state: Path
 ) -> None:
-    cert_dir = client_dir(tmp_path, state, "intruder.test")
+    cert_dir = client_dir(tmp_path, ca_state, "intruder.test")
 
-    code, [line] = run_client(f"https://localhost:{server}/", cert_dir)
+    code, [line] = hello_client(f"https://localhost:{server}/", cert_dir)
 
     assert code == 1
     assert line["status"] == 403
@@ -159,10 +121,10 @@ def roots_after_requests(session: requests.Session, context: ssl.SSLContext, url
 
 
 def test_certifi_and_requests_ca_bundle_never_enter_the_context(
-    server: int, tmp_path: Path, state: Path, monkeypatch: pytest.MonkeyPatch
+    server: int, tmp_path: Path, ca_state: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", certifi.where())
-    cert_dir = client_dir(tmp_path, state, "client.test")
+    cert_dir = client_dir(tmp_path, ca_state, "client.test")
     url = f"https://localhost:{server}/"
     ours = requests_adapter.session(cert_dir)
     adapter = ours.get_adapter(url)
@@ -223,15 +185,15 @@ def test_commands_refuse_a_directory_without_a_key(
 
 
 def test_a_reload_moves_new_connections_while_a_request_in_flight_finishes(
-    server: int, tmp_path: Path, state: Path
+    server: int, tmp_path: Path, ca_state: Path
 ) -> None:
-    cert_dir = client_dir(tmp_path, state, "client.test")
+    cert_dir = client_dir(tmp_path, ca_state, "client.test")
     s = requests_adapter.session(cert_dir, check_interval=0)
     url = f"https://localhost:{server}/"
     in_flight = s.get(url, stream=True)  # its connection stays checked out until read
     first = requests_adapter.tls_info(in_flight)
 
-    ca_cli.issue(state, cert_dir, "client.test")
+    ca_cli.issue(ca_state, cert_dir, "client.test")
     after = s.get(url)
 
     assert first is not None and (info := requests_adapter.tls_info(after)) is not None

@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import datetime
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,8 +20,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from harness import ca_cli
-from harness.processes import free_port, running
-from harness.waiting import accepts, wait_until
+from harness.ca_service import Service
+from harness.processes import free_port
 from mtls_contract.marks import ANNOTATION_MODE, ANNOTATION_NAME, ANNOTATION_SANS, POD_CERTIFICATE
 from mtls_contract.name_rules import parse_allowed_ips
 from mtls_operator import pod_certificates
@@ -38,39 +37,14 @@ RULES = Rules(allowed_ips=parse_allowed_ips(ALLOWED_IPS))
 
 
 @pytest.fixture(scope="module")
-def ca(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    """A running CA service: its URL and the root of its files (state, prov, workload)."""
-    root = tmp_path_factory.mktemp("operator-ca")
-    state = str(root / "state")
-    ca_cli.ca("init", "--state", state)
-    ca_cli.ca("provisioner", "--state", state, "--name", "operator", "--out", str(root / "prov"))
-    ca_cli.ca(
-        "issue",
-        "--state",
-        state,
-        "--name",
-        "web.demo",
-        "--namespace",
-        "demo",
-        "--out",
-        str(root / "workload"),
-    )
-    port = free_port()
-    argv = [*ca_cli.CLI, "serve", "--state", state, "--bind", f"127.0.0.1:{port}", "--workers", "1"]
-    argv.append(f"--allowed-ips={ALLOWED_IPS}")
-    with running(argv, root / "serve.log"):
-        wait_until(
-            f"the CA to accept connections (log {root / 'serve.log'})",
-            lambda: accepts(port),
-            30,
-            0.1,
-        )
-        yield f"https://127.0.0.1:{port}", root
+def serve_args() -> tuple[str, ...]:
+    return (f"--allowed-ips={ALLOWED_IPS}", "--workers=1")
 
 
-def test_a_signed_answer_becomes_a_secret_that_inspects_clean(ca: tuple[str, Path]) -> None:
-    url, root = ca
-    client = CAClient(url, root / "prov")
+def test_a_signed_answer_becomes_a_secret_that_inspects_clean(
+    pki: Path, ca_service: Service
+) -> None:
+    client = CAClient(ca_service.url, pki / "prov")
     view = client.status()
     claim = parse_claim(
         {ANNOTATION_NAME: "web.demo.svc", ANNOTATION_SANS: "web.demo,10.0.0.9"},
@@ -90,34 +64,34 @@ def test_a_signed_answer_becomes_a_secret_that_inspects_clean(ca: tuple[str, Pat
     assert own.problem is None and own.intermediate_sha256 == view.intermediate_sha256
 
 
-def test_the_ca_refusal_is_kept_word_for_word(ca: tuple[str, Path]) -> None:
-    url, root = ca
+def test_the_ca_refusal_is_kept_word_for_word(pki: Path, ca_service: Service) -> None:
     claim = parse_claim(
         {ANNOTATION_NAME: "web.demo"}, namespace="demo", service_account="web", rules=Rules()
     )
     request = {**claim.sign_request(new_key_and_csr(claim)[1]), "names": ["web.other"]}
     with pytest.raises(CARefused, match="HTTP 403: name 'web.other' is not under namespace 'demo'"):
-        CAClient(url, root / "prov").sign(request)
+        CAClient(ca_service.url, pki / "prov").sign(request)
 
 
-def test_a_workload_certificate_cannot_sign(ca: tuple[str, Path]) -> None:
-    url, root = ca
+def test_a_workload_certificate_cannot_sign(pki: Path, ca_service: Service) -> None:
     claim = parse_claim(
         {ANNOTATION_NAME: "web.demo"}, namespace="demo", service_account="web", rules=Rules()
     )
     with pytest.raises(CARefused, match="is not a provisioner"):
-        CAClient(url, root / "workload").sign(claim.sign_request(new_key_and_csr(claim)[1]))
+        CAClient(ca_service.url, pki / "workload").sign(
+            claim.sign_request(new_key_and_csr(claim)[1])
+        )
 
 
-def test_a_ca_that_is_down_is_unavailable_not_a_refusal(ca: tuple[str, Path]) -> None:
-    _, root = ca
-    client = CAClient(f"https://127.0.0.1:{free_port()}", root / "prov", timeout=2)
+def test_a_ca_that_is_down_is_unavailable_not_a_refusal(pki: Path) -> None:
+    client = CAClient(f"https://127.0.0.1:{free_port()}", pki / "prov", timeout=2)
     with pytest.raises(CAUnavailable):
         client.status()
 
 
-def test_an_address_outside_the_allowed_networks_is_refused_by_both(ca: tuple[str, Path]) -> None:
-    url, root = ca
+def test_an_address_outside_the_allowed_networks_is_refused_by_both(
+    pki: Path, ca_service: Service
+) -> None:
     claim = parse_claim(
         {ANNOTATION_NAME: "web.demo.svc"}, namespace="demo", service_account="web", rules=RULES
     )
@@ -131,15 +105,15 @@ def test_an_address_outside_the_allowed_networks_is_refused_by_both(ca: tuple[st
         )
     request = {**claim.sign_request(new_key_and_csr(claim)[1]), "names": ["10.0.1.9"]}
     with pytest.raises(CARefused, match=f"^HTTP 403: {message}$"):
-        CAClient(url, root / "prov").sign(request)
+        CAClient(ca_service.url, pki / "prov").sign(request)
 
 
 def test_a_bare_public_key_is_signed_and_the_answer_names_its_intermediate(
-    ca: tuple[str, Path],
+    pki: Path,
+    ca_service: Service,
 ) -> None:
     """The kubelet's key reaches the CA without a CSR of ours; the same credential and rules."""
-    url, root = ca
-    client = CAClient(url, root / "prov")
+    client = CAClient(ca_service.url, pki / "prov")
     key = ec.generate_private_key(ec.SECP256R1())
     public_pem = key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -152,15 +126,15 @@ def test_a_bare_public_key_is_signed_and_the_answer_names_its_intermediate(
     with pytest.raises(CARefused, match="^HTTP 403: name 'web.other' is not under namespace"):
         client.sign({**request, "names": ["web.other"]})
     with pytest.raises(CARefused, match="is not a provisioner"):
-        CAClient(url, root / "workload").sign(request)
+        CAClient(ca_service.url, pki / "workload").sign(request)
 
 
 def test_a_pod_certificate_request_is_answered_with_a_status_the_api_server_accepts(
-    ca: tuple[str, Path],
+    pki: Path,
+    ca_service: Service,
 ) -> None:
     """The signer's path on the real CA: the kubelet's stub CSR in, a valid Issued status out."""
-    url, root = ca
-    client = CAClient(url, root / "prov")
+    client = CAClient(ca_service.url, pki / "prov")
     key = ec.generate_private_key(ec.SECP256R1())
     stub = x509.CertificateSigningRequestBuilder().subject_name(x509.Name([]))
     der = stub.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
@@ -203,13 +177,12 @@ def test_a_pod_certificate_request_is_answered_with_a_status_the_api_server_acce
 
 
 # Last: the CA's serving certificate moves to the new root, which this module's credential lacks.
-def test_rotation_steps_once_per_phase(ca: tuple[str, Path]) -> None:
-    url, root = ca
-    client = CAClient(url, root / "prov")
+def test_rotation_steps_once_per_phase(pki: Path, ca_service: Service) -> None:
+    client = CAClient(ca_service.url, pki / "prov")
     before = client.status()
     with pytest.raises(CARefused, match="HTTP 403: .* may not start a root rotation"):
         client.rotate_root("idle")
-    ca_cli.ca("rotate-root", "--state", str(root / "state"), "--from", "idle")  # an admin starts it
+    ca_cli.ca("rotate-root", "--state", str(pki / "state"), "--from", "idle")  # an admin starts it
     assert client.status().phase == "both-trusted"
     client.rotate_root("both-trusted")  # the operator moves it on
     client.rotate_root("both-trusted")  # already moved on: the CA's 409 is not an error
@@ -218,10 +191,11 @@ def test_rotation_steps_once_per_phase(ca: tuple[str, Path]) -> None:
     assert before.bundle_pem in after.bundle_pem and after.bundle_pem != before.bundle_pem
 
 
-def test_the_crl_reaches_every_secret_and_names_a_revoked_serial(ca: tuple[str, Path]) -> None:
+def test_the_crl_reaches_every_secret_and_names_a_revoked_serial(
+    pki: Path, ca_service: Service
+) -> None:
     # Issue 23: ca.crl beside ca.crt, re-read when the CA's CRL number moves.
-    url, root = ca
-    client = CAClient(url, root / "prov")
+    client = CAClient(ca_service.url, pki / "prov")
     claim = parse_claim(
         {ANNOTATION_NAME: "db.demo.svc"}, namespace="demo", service_account="db", rules=RULES
     )
@@ -230,9 +204,9 @@ def test_the_crl_reaches_every_secret_and_names_a_revoked_serial(ca: tuple[str, 
     found = inspect(decode_data(secret_body(claim, key_pem, answer, pods=[])))
     before = client.status()
     assert found.crl_sha256 == before.crl_sha256 != ""
-    workload = x509.load_pem_x509_certificates((root / "workload" / "tls.crt").read_bytes())[0]
+    workload = x509.load_pem_x509_certificates((pki / "workload" / "tls.crt").read_bytes())[0]
     assert f"{workload.serial_number:x}" not in before.revoked_serials
-    ca_cli.ca("revoke", "--state", str(root / "state"), "--identity", "web.demo")
+    ca_cli.ca("revoke", "--state", str(pki / "state"), "--identity", "web.demo")
     after = client.status()
     assert f"{workload.serial_number:x}" in after.revoked_serials
     assert found.serial not in after.revoked_serials and after.crl_sha256 != found.crl_sha256

@@ -26,13 +26,6 @@ _http = requests.Session()
 _http.trust_env = False  # loopback only: no proxy from the environment
 
 
-@pytest.fixture(scope="module")
-def state(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    state = tmp_path_factory.mktemp("ca") / "state"
-    ca_cli.init(state)
-    return state
-
-
 def scrape(port: int, side: str) -> tuple[Series, dict[str, dict[str, str]]]:
     """Each process's values and labels for ``side``, from a real GET /metrics."""
     text = _http.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
@@ -72,10 +65,12 @@ def every_process(port: int, side: str, wanted: str, generation: float, count: i
 
 
 @pytest.mark.parametrize("stack", ["flask", "fastapi"])
-def test_each_worker_reports_the_reload_it_serves(stack: str, state: Path, tmp_path: Path) -> None:
+def test_each_worker_reports_the_reload_it_serves(
+    stack: str, ca_state: Path, tmp_path: Path
+) -> None:
     server_dir, client_dir = tmp_path / "server", tmp_path / "client"
-    first = ca_cli.issue(state, server_dir, "localhost")
-    ca_cli.issue(state, client_dir, "client.test")
+    first = ca_cli.issue(ca_state, server_dir, "localhost")
+    ca_cli.issue(ca_state, client_dir, "client.test")
     metrics = free_port()
     args = (f"--stack={stack}", f"--metrics-port={metrics}")
     with hello_server(server_dir, tmp_path / "server.log", *args, workers=2) as port:
@@ -84,9 +79,9 @@ def test_each_worker_reports_the_reload_it_serves(stack: str, state: Path, tmp_p
         assert {label["identity"] for label in labels.values()} == {"localhost"}
         assert all(v["hello_mtls_tls_reload_error"] == 0 for v in before.values())
 
-        second = ca_cli.issue(state, server_dir, "localhost")
+        second = ca_cli.issue(ca_state, server_dir, "localhost")
         after = every_process(metrics, "server", second, 2, count=2)
-        assert served_serial(port, state, client_dir) == second
+        assert served_serial(port, ca_state, client_dir) == second
         for pid, values in after.items():
             assert values[NOT_AFTER] > before[pid][NOT_AFTER]
             assert (
@@ -107,9 +102,9 @@ def test_each_worker_reports_the_reload_it_serves(stack: str, state: Path, tmp_p
         assert {label["serial"] for label in scrape(metrics, "server")[1].values()} == {second}
 
 
-def test_a_dead_worker_leaves_the_report(state: Path, tmp_path: Path) -> None:
+def test_a_dead_worker_leaves_the_report(ca_state: Path, tmp_path: Path) -> None:
     server_dir = tmp_path / "server"
-    first = ca_cli.issue(state, server_dir, "localhost")
+    first = ca_cli.issue(ca_state, server_dir, "localhost")
     metrics = free_port()
     with hello_server(server_dir, tmp_path / "server.log", f"--metrics-port={metrics}", workers=2):
         workers = every_process(metrics, "server", first, 1, count=2)
@@ -125,10 +120,10 @@ def test_a_dead_worker_leaves_the_report(state: Path, tmp_path: Path) -> None:
         )
 
 
-def test_the_client_reports_the_certificate_it_presents(state: Path, tmp_path: Path) -> None:
+def test_the_client_reports_the_certificate_it_presents(ca_state: Path, tmp_path: Path) -> None:
     server_dir, client_dir = tmp_path / "server", tmp_path / "client"
-    ca_cli.issue(state, server_dir, "localhost")
-    ca_cli.issue(state, client_dir, "client.test")
+    ca_cli.issue(ca_state, server_dir, "localhost")
+    ca_cli.issue(ca_state, client_dir, "client.test")
     metrics = free_port()
     with hello_server(server_dir, tmp_path / "server.log") as port:
         argv = [
@@ -138,12 +133,12 @@ def test_the_client_reports_the_certificate_it_presents(state: Path, tmp_path: P
             "--interval=0.2",
             f"--metrics-port={metrics}",
         ]
-        follows_a_reload(argv, tmp_path / "client.log", metrics, "client", state, client_dir)
+        follows_a_reload(argv, tmp_path / "client.log", metrics, "client", ca_state, client_dir)
 
 
-def test_the_grpc_server_reports_what_it_serves(state: Path, tmp_path: Path) -> None:
+def test_the_grpc_server_reports_what_it_serves(ca_state: Path, tmp_path: Path) -> None:
     server_dir = tmp_path / "server"
-    ca_cli.issue(state, server_dir, "localhost")
+    ca_cli.issue(ca_state, server_dir, "localhost")
     metrics = free_port()
     argv = [
         str(BIN / "hello-mtls-grpc-server"),
@@ -152,7 +147,7 @@ def test_the_grpc_server_reports_what_it_serves(state: Path, tmp_path: Path) -> 
         "--check-interval=0.2",
         f"--metrics-port={metrics}",
     ]
-    follows_a_reload(argv, tmp_path / "server.log", metrics, "server", state, server_dir)
+    follows_a_reload(argv, tmp_path / "server.log", metrics, "server", ca_state, server_dir)
 
 
 def follows_a_reload(
