@@ -375,10 +375,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run rounds until stopped."""
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        api = KubeApi()
+    except Exception as error:  # the config loaders raise several kinds
+        _log.error("no in-cluster credentials or kubeconfig: %s", error)
+        return 1
     if args.metrics_port:
         start_http_server(args.metrics_port)
     watch = StaleWatch(
-        api=KubeApi(),
+        api=api,
         operator_namespace=args.operator_namespace,
         grace=datetime.timedelta(seconds=args.stale_after),
         reads_per_second=args.reads_per_second,
