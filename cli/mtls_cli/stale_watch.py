@@ -53,8 +53,6 @@ OPERATOR_LABEL = "app.kubernetes.io/name=hello-mtls-operator"
 # operator's own exposition with them).
 LEADER_METRIC = "hello_mtls_operator_leader"
 SECRET_METRIC = "hello_mtls_operator_secret_not_before_timestamp_seconds"
-MAX_BYTES = 1 << 20
-"""The most of a pod's ``/metrics`` read: what a workload answers is untrusted input."""
 _TIMEOUT = 5.0
 _PAGE = "500"
 _log = logging.getLogger(__name__)
@@ -122,25 +120,15 @@ def held_by_leader(text: str) -> dict[tuple[str, str], Held] | None:
 
 
 def read_metrics(address: str, port: int) -> str:
-    """``GET /metrics`` on ``address:port`` (plain HTTP), at most `MAX_BYTES`.
+    """``GET /metrics`` on ``address:port`` (plain HTTP), at most `reloads.MAX_BYTES`.
 
     Raises:
-        OSError: no connection, no answer in time, not 200, or too long.
+        OSError: no connection, no answer in time, not 200, too long, or not HTTP.
     """
-    connection = http.client.HTTPConnection(address, port, timeout=_TIMEOUT)
     try:
-        connection.request("GET", "/metrics", headers={"Accept": "text/plain"})
-        response = connection.getresponse()
-        body = response.read(MAX_BYTES + 1)
+        return reloads.get_metrics(http.client.HTTPConnection(address, port, timeout=_TIMEOUT))
     except http.client.HTTPException as error:
         raise OSError(f"GET /metrics on {address}:{port}: {error!r}") from None
-    finally:
-        connection.close()
-    if response.status != 200:
-        raise OSError(f"GET /metrics on {address}:{port} answered {response.status}")
-    if len(body) > MAX_BYTES:
-        raise OSError(f"GET /metrics on {address}:{port}: more than {MAX_BYTES} bytes")
-    return body.decode(errors="replace")
 
 
 @dataclass

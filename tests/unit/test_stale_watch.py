@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 
-from mtls_cli import stale_watch
+from mtls_cli import reloads, stale_watch
 from mtls_cli.cluster import ApiError
 from mtls_cli.stale_watch import REASON, StaleWatch, held_by_leader, read_metrics
 from mtls_context.prometheus import StatusCollector
@@ -318,7 +318,7 @@ def test_read_metrics_over_http_bounded(server: tuple[type[_Handler], int]) -> N
     handler, port = server
     handler.body = pod_exposition("ab").encode()
     assert read_metrics("127.0.0.1", port) == handler.body.decode()
-    handler.body = b"x" * (stale_watch.MAX_BYTES + 1)
+    handler.body = b"x" * (reloads.MAX_BYTES + 1)
     with pytest.raises(OSError, match="more than"):
         read_metrics("127.0.0.1", port)
     handler.body, handler.status = b"", 404
@@ -340,3 +340,12 @@ def test_bad_command_lines_are_refused(argv: list[str]) -> None:
     with pytest.raises(SystemExit) as exit_:
         stale_watch.main(["--operator-namespace", OPERATORS, *argv] if argv else [])
     assert exit_.value.code == 2
+
+
+def test_without_credentials_it_says_so_and_exits_1(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "none"))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    assert stale_watch.main(["--operator-namespace", OPERATORS, "--metrics-port", "0"]) == 1
+    assert "no in-cluster credentials or kubeconfig" in caplog.text
