@@ -39,6 +39,7 @@ from mtls_operator.claims import secret_of
 __all__ = [
     "REASON",
     "Held",
+    "Stale",
     "StaleWatch",
     "held_by_leader",
     "main",
@@ -242,7 +243,7 @@ class StaleWatch:
         return Stale(meta["namespace"], meta["name"], meta["uid"], secret, known, tuple(served))
 
     def _address(self, pod: Mapping[str, Any]) -> tuple[str, int] | None:
-        address = _address(pod)
+        address = _metrics_address(pod)
         if address is None or not self.read_ports or address[1] in self.read_ports:
             return address
         return None
@@ -260,18 +261,18 @@ class StaleWatch:
         if key in self.posted:
             return
         try:
-            self.api.create(f"/api/v1/namespaces/{stale.namespace}/events", event(stale, self))
+            self.api.create(f"/api/v1/namespaces/{stale.namespace}/events", _event(stale, self))
         except ApiError as error:
             if not str(error).startswith("409 "):  # posted before, by this or an earlier run
                 _log.warning("could not post %s on %s: %s", REASON, stale.pod, error)
                 return
         else:
             EVENTS.inc()
-            _log.warning("pod %s/%s: %s", stale.namespace, stale.pod, message(stale, self.grace))
+            _log.warning("pod %s/%s: %s", stale.namespace, stale.pod, _message(stale, self.grace))
         self.posted.add(key)
 
 
-def message(stale: Stale, grace: datetime.timedelta) -> str:
+def _message(stale: Stale, grace: datetime.timedelta) -> str:
     """What the Event says: which processes serve which serial, and what the Secret holds."""
     old = sorted(
         {
@@ -288,13 +289,13 @@ def message(stale: Stale, grace: datetime.timedelta) -> str:
     )[:1024]
 
 
-def event(stale: Stale, watch: StaleWatch) -> dict[str, Any]:
+def _event(stale: Stale, watch: StaleWatch) -> dict[str, Any]:
     """The Event body; named by pod UID and Secret serial, so that it is created once."""
     now = watch.clock().strftime("%Y-%m-%dT%H:%M:%SZ")
     return {
         "apiVersion": "v1",
         "kind": "Event",
-        "metadata": {"name": event_name(stale), "namespace": stale.namespace},
+        "metadata": {"name": _event_name(stale), "namespace": stale.namespace},
         "involvedObject": {
             "apiVersion": "v1",
             "kind": "Pod",
@@ -304,7 +305,7 @@ def event(stale: Stale, watch: StaleWatch) -> dict[str, Any]:
         },
         "type": "Warning",
         "reason": REASON,
-        "message": message(stale, watch.grace),
+        "message": _message(stale, watch.grace),
         "source": {"component": COMPONENT},
         "reportingComponent": COMPONENT,
         "reportingInstance": socket.gethostname(),
@@ -314,7 +315,7 @@ def event(stale: Stale, watch: StaleWatch) -> dict[str, Any]:
     }
 
 
-def event_name(stale: Stale) -> str:
+def _event_name(stale: Stale) -> str:
     """``<pod>.stale-<hash of UID and serial>``: one name per pod and Secret serial."""
     digest = hashlib.sha256(f"{stale.uid}/{stale.held.serial}".encode()).hexdigest()[:16]
     return f"{stale.pod[:200]}.stale-{digest}"
@@ -345,7 +346,7 @@ _STALE = _StalePods()
 REGISTRY.register(_STALE)
 
 
-def _address(pod: Mapping[str, Any]) -> tuple[str, int] | None:
+def _metrics_address(pod: Mapping[str, Any]) -> tuple[str, int] | None:
     """The pod IP and ``prometheus.io/port`` of a running pod that names one."""
     meta, status = pod["metadata"], pod.get("status") or {}
     port = (meta.get("annotations") or {}).get(reloads.PORT_ANNOTATION, "")
