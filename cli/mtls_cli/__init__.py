@@ -6,5 +6,7 @@ operator or CA code, only what they share (`mtls_contract`: the ``hello-mtls.dev
 rotation phases) and `mtls_operator.claims.secret_of`.
 
 Modules: `cluster` (every API call), `ca_status` (``GET /status`` and the served chain),
-`checks` and `identities` (pure: facts in, lines out), `cli` (the commands).
+`checks` and `identities` (pure: facts in, lines out), `cli` (the commands). `stale_watch` is
+the chart's optional in-cluster stale-certificate watch (``hello-mtls-stale-watch``), which shares
+the served-certificate comparison of `reloads`.
 """

@@ -27,6 +27,7 @@ __all__ = [
     "UNKNOWN",
     "Served",
     "compare",
+    "get_metrics",
     "parse_metrics",
     "read_pods",
 ]
@@ -47,6 +48,8 @@ UNKNOWN = "unknown"
 """A pod that names its metrics port could not be read."""
 
 _TIMEOUT = 10.0
+MAX_BYTES = 1 << 20
+"""The most of a pod's ``/metrics`` read."""
 
 
 @dataclass(frozen=True)
@@ -113,17 +116,30 @@ def compare(
     return STALE
 
 
+def get_metrics(connection: http.client.HTTPConnection) -> str:
+    """``GET /metrics`` on ``connection``, which is closed after; at most `MAX_BYTES` of it
+    (what a pod answers is untrusted input).
+
+    Raises:
+        OSError: no answer in time, an answer other than 200, or a longer one.
+        http.client.HTTPException: an answer that is not HTTP.
+    """
+    try:
+        connection.request("GET", "/metrics", headers={"Accept": "text/plain"})
+        response = connection.getresponse()
+        body = response.read(MAX_BYTES + 1)
+    finally:
+        connection.close()
+    if response.status != 200:
+        raise OSError(f"GET /metrics on port {connection.port} answered {response.status}")
+    if len(body) > MAX_BYTES:
+        raise OSError(f"GET /metrics on port {connection.port}: more than {MAX_BYTES} bytes")
+    return body.decode(errors="replace")
+
+
 def _get_metrics(api: Api, namespace: str, pod: str, port: int) -> str:
     connection = http.client.HTTPConnection(pod, port, timeout=_TIMEOUT)
     raw = api.connect(namespace, pod, port)
     raw.settimeout(_TIMEOUT)
     connection.sock = raw
-    try:
-        connection.request("GET", "/metrics", headers={"Accept": "text/plain"})
-        response = connection.getresponse()
-        body = response.read()
-    finally:
-        connection.close()
-    if response.status != 200:
-        raise OSError(f"GET /metrics on port {port} answered {response.status}")
-    return body.decode()
+    return get_metrics(connection)

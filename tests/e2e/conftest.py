@@ -44,6 +44,7 @@ import pytest
 
 from mtls_contract.durations import parse_duration
 from support.cluster_api import (
+    APP_METRICS_PORT,
     IMAGE_TAG,
     IMAGES,
     PRODUCT_NAMESPACE,
@@ -203,6 +204,17 @@ def _install(method: str) -> None:
                 # earliest), so the root rotation across modes fits the pass.
                 "--set",
                 "podCertificates.refreshFraction=0.1",
+                # The stale-certificate watch (off by default), for tests/e2e/test_alerts.py:
+                # rounds every 5 s, the example servers' metrics port, stale 150 s after
+                # notBefore (90 s after signing: past the kubelet's volume update).
+                "--set",
+                "staleWatch.enabled=true",
+                "--set",
+                "staleWatch.interval=5",
+                "--set",
+                "staleWatch.staleAfter=150",
+                "--set-json",
+                f"staleWatch.metricsPorts=[{APP_METRICS_PORT}]",
                 "--wait",
                 "--timeout",
                 "5m",

@@ -6,7 +6,9 @@ PrometheusRule, rendered with short ``for:`` durations through ``metrics.prometh
   pod answers again.
 - HelloMTLSStaleCertificate fires for the server whose reload is held back (a check interval
   of an hour) once its Secret is renewed, and not for the server that reloads; ``hello-mtls
-  status`` says the same.
+  status`` says the same, and so does the install's stale-certificate watch
+  (``staleWatch.enabled`` in tests/e2e/conftest.py): a Warning Event ``StaleCertificate`` on the
+  held server's pod, none on the other's, and the held pod in its metric.
 
 The module shares the install with the modules beside it, so the CA it scales to 0 is its own:
 the CA image run as the chart runs it (``hello-mtls-ca serve --create-if-missing``) in the
@@ -26,17 +28,21 @@ import os
 import secrets
 import subprocess
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from harness.processes import BIN, stop
 from harness.waiting import wait_until
+from mtls_cli.stale_watch import REASON
 from mtls_contract.marks import ANNOTATION_SERIAL
 from support.cluster_api import (
+    APP_METRICS_PORT,
     IMAGE_TAG,
     PRODUCT_NAMESPACE,
     RELEASE,
@@ -52,7 +58,9 @@ from support.prometheus import Prometheus, prometheus
 FOR = {"HelloMTLSCADown": "10s", "HelloMTLSStaleCertificate": "90s"}
 """Short enough for the module; the stale alert's still exceeds the kubelet's delay in updating
 a Secret volume (up to its sync period, one minute by default, plus jitter)."""
-METRICS_PORT = 9102
+METRICS_PORT = APP_METRICS_PORT
+WATCH_METRICS_PORT = 9091
+"""The stale-certificate watch's own ``/metrics`` (``staleWatch.port``)."""
 _SECURITY = {
     "runAsNonRoot": True,
     "runAsUser": 10001,
@@ -395,7 +403,7 @@ def served(api: Prometheus, namespace: str, name: str) -> set[str]:
 
 
 def test_the_stale_certificate_alert_fires_for_the_server_that_did_not_reload(
-    setup: Setup,
+    setup: Setup, tmp_path: Path
 ) -> None:
     api, namespace = setup.api, setup.namespace
     before = {name: serial(namespace, f"{name}-tls") for name in ("fresh", "held")}
@@ -444,3 +452,44 @@ def test_the_stale_certificate_alert_fires_for_the_server_that_did_not_reload(
     assert rows["fresh-tls"]["served_state"] == "current", rows["fresh-tls"]
     assert rows["held-tls"]["served_state"] == "stale", rows["held-tls"]
     assert {p["serial"] for p in rows["held-tls"]["served"]} == {before["held"]}
+
+    def held_events() -> list[dict[str, Any]]:
+        found = kubectl_json("get", "events", "-n", namespace, f"--field-selector=reason={REASON}")[
+            "items"
+        ]
+        assert not [e for e in found if e["involvedObject"]["name"].startswith("fresh-")], found
+        return [e for e in found if e["involvedObject"]["name"].startswith("held-")]
+
+    (event,) = wait_until(f"the {REASON} Event on held's pod", held_events, 180, 1)
+    log(f"{REASON} Event on held {time.monotonic() - renewed:.1f} s after the renewal")
+    assert event["type"] == "Warning"
+    assert before["held"] in event["message"], event["message"]
+    assert f"holds {after['held']}" in event["message"], event["message"]
+    assert held_events() == [event]  # once per pod and serial, not every round (5 s)
+    held = event["involvedObject"]["name"]
+    assert stale_in_watch_metrics(namespace, tmp_path) == {(held, after["held"])}
+
+
+def stale_in_watch_metrics(namespace: str, work: Path) -> set[tuple[str, str]]:
+    """(pod, Secret serial) of every stale pod in the install's watch's ``/metrics``."""
+    pods = kubectl_json(
+        "get",
+        "pods",
+        "-n",
+        PRODUCT_NAMESPACE,
+        "-l",
+        "app.kubernetes.io/name=hello-mtls-stale-watch",
+    )["items"]
+    name = next(p["metadata"]["name"] for p in pods if p["status"].get("phase") == "Running")
+    with port_forward(
+        PRODUCT_NAMESPACE, name, WATCH_METRICS_PORT, work / "port-forward-watch.log"
+    ) as address:
+        with urllib.request.urlopen(f"http://{address}/metrics", timeout=10) as answer:
+            text = answer.read().decode()
+    return {
+        (sample.labels["pod"], sample.labels["serial"])
+        for family in text_string_to_metric_families(text)
+        if family.name == "hello_mtls_stale_watch_stale_pod_not_before_timestamp_seconds"
+        for sample in family.samples
+        if sample.labels["namespace"] == namespace
+    }

@@ -28,7 +28,7 @@ CHART = str(ROOT / "charts" / "hello-mtls")
 # Value sets that switch parts of the chart on and off.
 VARIANTS: tuple[list[str], ...] = (
     [],
-    ["--set", "operator.watchNamespaces={default,kube-public}"],
+    ["--set", "operator.watchNamespaces={default,kube-public}", "--set", "staleWatch.enabled=true"],
     ["--set", "examples.enabled=false", "--set", "metrics.enabled=false"],
     [
         "--set",
@@ -38,7 +38,12 @@ VARIANTS: tuple[list[str], ...] = (
         "--set",
         "ca.persistence.storageClass=fast",
     ],
-    ["--set", "networkPolicies.operatorClientNamespaces={monitoring}"],
+    [
+        "--set",
+        "networkPolicies.operatorClientNamespaces={monitoring}",
+        "--set",
+        "staleWatch.enabled=true",
+    ],
     ["--set", "ca.signers.replicas=2"],
     ["--set", "operator.replicas=1"],
     ["--set", "examples.metricsPort=9102"],

@@ -16,6 +16,9 @@ PRODUCT_NAMESPACE = "hello-mtls"
 RELEASE = "hello-mtls"
 IMAGE_TAG = os.environ.get("E2E_IMAGE_TAG", "dev")
 IMAGES = [f"hello-mtls/{name}:{IMAGE_TAG}" for name in ("ca", "server", "client")]
+APP_METRICS_PORT = 9102
+"""The ``--metrics-port`` of the e2e's example servers, which the shared install's
+stale-certificate watch may read (tests/e2e/conftest.py)."""
 
 
 def log(message: str) -> None:

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from support.chart import CHART, render, run_helm_template
+from support.cluster_api import APP_METRICS_PORT
 from support.name_cases import ALLOWED_IPS, EXTRA_ALLOWED_NAMES, MINIMUM_DURATION
 
 SCHEMA = json.loads((CHART / "values.schema.json").read_text())
@@ -79,6 +80,8 @@ def test_values_yaml_passes() -> None:
             "at '/metrics/prometheusRule/for/HelloMTLSCADown'",
         ),
         ("federation.trustDomains[0].trustDomain=Other", "at '/federation/trustDomains/0'"),
+        ("staleWatch.readsPerSecond=0", "at '/staleWatch/readsPerSecond'"),
+        ("staleWatch.metricsPorts={0}", "at '/staleWatch/metricsPorts/0'"),
     ],
 )
 def test_helm_refuses_a_bad_value_with_its_own_error(value: str, error: str) -> None:
@@ -112,9 +115,13 @@ def test_the_e2e_install_values_pass() -> None:
         f"certificates.minDuration={MINIMUM_DURATION}",
         "podCertificates.enabled=true",
         "podCertificates.refreshFraction=0.1",
+        "staleWatch.enabled=true",
+        "staleWatch.interval=5",
+        "staleWatch.staleAfter=150",
         json_values={
             "operator.extraAllowedNames": EXTRA_ALLOWED_NAMES,
             "operator.allowedIPs": ALLOWED_IPS,
+            "staleWatch.metricsPorts": [APP_METRICS_PORT],
         },
     )
     assert result.returncode == 0, result.stderr

@@ -76,3 +76,16 @@ readOnlyRootFilesystem: true
 capabilities:
   drop: ["ALL"]
 {{- end -}}
+
+{{/* The metrics ports the stale-certificate watch reads (its NetworkPolicy's egress, its
+--metrics-ports): the operator's, the example apps', staleWatch.metricsPorts; comma-separated. */}}
+{{- define "hello-mtls.staleWatchPorts" -}}
+{{- $ports := list (int .Values.metrics.port) }}
+{{- range .Values.staleWatch.metricsPorts }}
+{{- $ports = append $ports (int .) }}
+{{- end }}
+{{- if .Values.examples.metricsPort }}
+{{- $ports = append $ports (int .Values.examples.metricsPort) }}
+{{- end }}
+{{- $ports | uniq | sortAlpha | join "," }}
+{{- end -}}
