@@ -71,7 +71,7 @@ NEW_STATE_FIELDS = ("revoked", "crl_number", "crl", "bundle_sequence")
 def previous_release() -> tuple[str, Path]:
     """The previous release's tag and its source directory (chart, k8s/)."""
     done = subprocess.run(
-        [str(ROOT / "tests" / "cluster" / "previous-release.sh"), "source"],
+        [str(ROOT / "hack" / "previous-release.sh"), "source"],
         capture_output=True,
         text=True,
         timeout=60,
