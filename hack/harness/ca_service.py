@@ -78,12 +78,17 @@ def init_with_provisioner(root: Path, admin: str | None = None) -> None:
 
 @contextlib.contextmanager
 def root_holder_and_signer(
-    state: Path, work: Path, root_ca: Path, *holder_args: str, wait: bool = True
+    state: Path,
+    work: Path,
+    root_ca: Path,
+    *holder_args: str,
+    signer_args: tuple[str, ...] = (),
+    wait: bool = True,
 ) -> Iterator[tuple[Service, Service]]:
     """A root holder of ``state`` (``holder_args`` go to its ``serve``) with its material port,
-    and one signer (trusting ``root_ca``) that proves itself to it with a token the TokenReview
-    stand-in vouches for; their logs, token and kubeconfig go to ``work``. ``wait``: as
-    `Service`'s."""
+    and one signer (trusting ``root_ca``; ``signer_args`` go to its ``serve``) that proves
+    itself to it with a token the TokenReview stand-in vouches for; their logs, token and
+    kubeconfig go to ``work``. ``wait``: as `Service`'s."""
     audience, account = "hello-mtls-ca-signer", "system:serviceaccount:hello-mtls:signer"
     (work / "token").write_text("signer-token\n")
     api = TokenReviewAPI({"signer-token": Token(audience, account, pod_name="signer-0")})
@@ -109,6 +114,7 @@ def root_holder_and_signer(
             f"--root-ca={root_ca}",
             f"--token-file={work / 'token'}",
             "--fetch-interval=1",
+            *signer_args,
             wait=wait,
         )
         yield holder, signer

@@ -159,7 +159,11 @@ def serve(options: ServeOptions) -> int:
             workers = options.workers + options.sign_workers
             sign_port = _port(options.sign_bind)
             settings["workers"] = workers
-            settings["pre_fork"] = serve_apart(sign_port, options.sign_workers, workers)
+            # A signer's signatures wait on no disk: its signing workers answer on their event
+            # loop (`mtls_ca.event_worker`); the root holder's share flushes on threads.
+            settings["pre_fork"] = serve_apart(
+                sign_port, options.sign_workers, workers, event_loop=options.root_holder is not None
+            )
         _Application(settings, lambda: _worker_app(options, tls_dir, material_dir, audit_dir)).run()
     finally:
         # A worker leaves through here too (gunicorn ends a forked worker with SystemExit): the

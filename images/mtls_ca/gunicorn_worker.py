@@ -155,6 +155,8 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]
     """gthread whose threads never wait for a client (see the module)."""
 
     limits: ClassVar[ConnectionLimits] = ConnectionLimits()
+    event_loop = False
+    """Serve with `mtls_ca.event_worker` instead of gthread (`serve_apart` sets it)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -162,7 +164,7 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]
         self._waiting: set[_Conn] = set()
         self._in_pool: set[_Conn] = set()
         self._by_address: dict[str, list[_Conn]] = {}
-        self._dropped: Any = None
+        self.dropped: Any = None
 
     @classmethod
     def with_limits(cls, limits: ConnectionLimits) -> type[BufferingThreadWorker]:
@@ -172,8 +174,16 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]
     def init_process(self) -> None:
         from . import metrics  # in the worker: prometheus-client reads its env at import
 
-        self._dropped = metrics.CONNECTIONS_DROPPED
+        self.dropped = metrics.CONNECTIONS_DROPPED
         super().init_process()
+
+    def run(self) -> None:
+        if self.event_loop:
+            from . import event_worker  # it builds on this module
+
+            event_worker.run(self, self.limits)
+        else:
+            super().run()
 
     def accept(self, listener: Any) -> None:
         try:
@@ -238,7 +248,7 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]
         for conn in [c for c in self._waiting if not self.alive or (c.deadline or 0) <= now]:
             if self.alive and not conn.lingering:
                 reason = "handshake_timeout" if conn.handshaking else "request_timeout"
-                self._dropped.labels(reason=reason).inc()
+                self.dropped.labels(reason=reason).inc()
             self._end(conn)
         for conn in self._in_pool:
             if conn.answer_by <= now and not conn.cut:
@@ -247,7 +257,7 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]
                 with contextlib.suppress(OSError):
                     socket.socket.shutdown(conn.sock, socket.SHUT_RDWR)
                 conn.cut = True
-                self._dropped.labels(reason="response_timeout").inc()
+                self.dropped.labels(reason="response_timeout").inc()
 
     def _receive(self, conn: _Conn) -> bool:
         """Read the connection's next request into memory without waiting (the handshake
@@ -306,7 +316,7 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]
         peers = self._by_address.setdefault(conn.address, [])
         if len(peers) >= self.limits.per_address:
             oldest = next((c for c in peers if c.deadline is not None), None)
-            self._dropped.labels(reason="per_address").inc()
+            self.dropped.labels(reason="per_address").inc()
             if oldest is None:  # every one is being answered or kept alive
                 conn.close()
                 return False
@@ -334,7 +344,7 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]
         with contextlib.suppress(OSError):  # best effort: the client may not be reading
             conn.sock.send(head.encode() + body)
         conn.unread = True
-        self._dropped.labels(reason="refused").inc()
+        self.dropped.labels(reason="refused").inc()
 
     def _linger(self, conn: _Conn) -> None:
         """Half-close ``conn`` and drain what its client still sends (`_drain`), on the loop."""
@@ -380,9 +390,12 @@ def _cork(sock: socket.socket, on: bool) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, int(on))
 
 
-def serve_apart(sign_port: int, sign_workers: int, workers: int) -> Callable[[Any, Any], None]:
+def serve_apart(
+    sign_port: int, sign_workers: int, workers: int, *, event_loop: bool = False
+) -> Callable[[Any, Any], None]:
     """A gunicorn ``pre_fork`` hook: ``sign_workers`` of the ``workers`` worker processes
-    serve only the listener on ``sign_port``, the others only the rest.
+    serve only the listener on ``sign_port``, the others only the rest. ``event_loop``: the
+    signing workers serve with `mtls_ca.event_worker` instead of gthread (a signer's).
 
     Every worker gets every listener from gunicorn; the hook takes away the other kind's
     before the fork. A new worker takes the role its ``workers - 1`` youngest siblings are
@@ -395,6 +408,7 @@ def serve_apart(sign_port: int, sign_workers: int, workers: int) -> Callable[[An
         youngest = sorted(server.WORKERS.values(), key=lambda w: -w.age)[: workers - 1]
         signers = sum(1 for w in youngest if w.sockets == signing)
         worker.sockets = signing if signers < sign_workers else reading
+        worker.event_loop = event_loop and worker.sockets == signing
         role = "POST /sign" if worker.sockets == signing else "the read-only endpoints"
         server.log.info("worker %s serves %s", worker.age, role)
 

@@ -28,11 +28,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     schemathesis 4.32 builds them without a callspec, and pytest 9.2 makes a node id of
     ``originalname`` and the callspec's parameters alone: every operation of test_ca_fuzz.py got
     the same id, and pytest-xdist, which hands out tests by node id, ran one operation of
-    thirteen. The operation becomes the id's parameter, as in the item's name.
+    thirteen. The operation becomes the id's parameter, as in the item's name, with the ids of
+    the test's own parameters after it (a parametrized fixture).
     """
     for item in items:
         if isinstance(item, SchemathesisFunction) and item.parent is not None:
-            item._id = item.parent.id.child(item.originalname).with_params(item.operation_label)
+            callspec = getattr(item, "callspec", None)
+            params = [item.operation_label] + ([callspec.id] if callspec is not None else [])
+            item._id = item.parent.id.child(item.originalname).with_params("-".join(params))
 
 
 @pytest.fixture(scope="session")

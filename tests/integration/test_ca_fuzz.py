@@ -1,10 +1,12 @@
 """schemathesis fuzzes the real ``hello-mtls-ca serve`` on 127.0.0.1 from the OpenAPI document it
 serves, over mTLS with the operator's provisioner credential: no 500, every error a JSON object
-with a message, and nothing issued that the name rules forbid."""
+with a message, and nothing issued that the name rules forbid. Twice: the root holder (gthread,
+`mtls_ca.gunicorn_worker`) and a signer's signing port (its event loop, `mtls_ca.event_worker`)."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,15 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 
-from harness.ca_service import Service, credential_session
+from harness.ca_service import (
+    Service,
+    credential_session,
+    init_with_provisioner,
+    root_holder_and_signer,
+)
+from harness.processes import free_port
+from harness.waiting import wait_until
+from mtls_context import layout
 from mtls_contract import name_rules
 from mtls_contract.name_rules import parse_extra_allowed
 
@@ -51,14 +61,41 @@ def flatmap_body(context: schemathesis.HookContext, body: Any) -> st.SearchStrat
     return st.just(body)
 
 
+SERVE_ARGS = (f"--allowed-ips={ALLOWED_IPS}", f"--extra-allowed={EXTRA_ALLOWED}")
+
+
 @pytest.fixture(scope="module")
 def serve_args() -> tuple[str, ...]:
-    return (f"--allowed-ips={ALLOWED_IPS}", f"--extra-allowed={EXTRA_ALLOWED}")
+    return SERVE_ARGS
 
 
 @pytest.fixture(scope="module")
 def caller(pki: Path) -> requests.Session:
     return credential_session(pki, "prov")
+
+
+@pytest.fixture(scope="module", params=["root holder", "signer's signing port"])
+def target(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, requests.Session]]:
+    """The URL fuzzed and the operator's session for it."""
+    if request.param == "root holder":
+        service: Service = request.getfixturevalue("ca_service")
+        yield service.url, request.getfixturevalue("caller")
+        return
+    pki = tmp_path_factory.mktemp("signer-pki")  # a CA of its own: one root holder per state
+    init_with_provisioner(pki)
+    sign_url = f"https://127.0.0.1:{free_port()}"
+    signing = (f"--sign-bind={sign_url.removeprefix('https://')}", *SERVE_ARGS)
+    with root_holder_and_signer(pki / "state", pki, pki / "prov" / layout.CA, signer_args=signing):
+        session = credential_session(pki, "prov")
+        wait_until(  # the signer answers once it holds the signing material
+            "the signer's signing port",
+            lambda: session.get(f"{sign_url}/healthz", timeout=5).ok,
+            30,
+            retry_on=(requests.RequestException,),
+        )
+        yield sign_url, session
 
 
 # The document in the package (what GET /openapi.json serves, checked below). schemathesis's
@@ -104,12 +141,11 @@ def issued_names_obey_the_rules(ctx: Any, response: Any, case: Any) -> bool:
     deadline=None,
     suppress_health_check=list(HealthCheck),
 )
-def test_the_ca_api_holds_up_to_fuzzing(
-    case: Any, ca_service: Service, caller: requests.Session
-) -> None:
+def test_the_ca_api_holds_up_to_fuzzing(case: Any, target: tuple[str, requests.Session]) -> None:
+    url, caller = target
     # schemathesis passes its own `verify` to requests: the session's settings go explicitly.
     response = case.call(
-        base_url=ca_service.url, session=caller, verify=caller.verify, cert=caller.cert, timeout=30
+        base_url=url, session=caller, verify=caller.verify, cert=caller.cert, timeout=30
     )
     event(f"{case.method} {case.path}: HTTP {response.status_code}")
     case.validate_response(

@@ -3,11 +3,15 @@ delay ``POST /sign`` (issue "Issuance never stops"): the CA drops them by its de
 what one address holds, refuses what it cannot read whole, cuts off a client that does not read
 its answers and does not wait for one that stays after its answer.
 
+Each test runs against both servers of ``POST /sign``: gthread (`mtls_ca.gunicorn_worker`), the
+root holder's, and the event loop (`mtls_ca.event_worker`), a signer's signing port.
+
 Run with ``-s`` to see the figures (signature latency under the attack, seconds to each drop).
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 import socket
 import ssl
@@ -21,7 +25,7 @@ import pytest
 import requests
 from requests.adapters import HTTPAdapter
 
-from harness.ca_service import Service, credential_session
+from harness.ca_service import Service, credential_session, root_holder_and_signer
 from harness.processes import free_port
 from harness.waiting import wait_until
 from mtls_ca.gunicorn_worker import MAX_BODY
@@ -31,6 +35,42 @@ from support.idle_clients import KINDS, IdleClients
 
 PER_KIND = 100  # per port: 300 idle connections on each of the two ports
 SIGN_WITHIN = 20.0
+
+
+@pytest.fixture(params=["gthread", "event-loop"])
+def worker(request: pytest.FixtureRequest) -> str:
+    """Which server answers ``POST /sign``: the root holder's gthread or a signer's loop."""
+    return str(request.param)
+
+
+@contextlib.contextmanager
+def _ca(
+    worker: str, pki: Path, work: Path, *args: str, one_worker: bool = False
+) -> Iterator[tuple[Service, int]]:
+    """``serve`` with ``args``, whose ``POST /sign`` is served by ``worker``; yields the
+    service and its port of ``POST /sign``. ``one_worker``: one worker process serves that
+    port, so that the bounds of one worker are what its clients meet."""
+    # gthread: the root holder of pki/state, POST /sign on a port of its own, or with one
+    # worker on its one port. event-loop: a signer of that root holder, whose loop serves its
+    # signing port (--sign-bind).
+    sign_port = free_port()
+    anyone = credential_session(pki, None)
+    if worker == "gthread":
+        apart = () if one_worker else (f"--sign-bind=127.0.0.1:{sign_port}",)
+        one = ("--workers=1",) if one_worker else ()
+        service = Service(pki / "state", work / "serve.log", *apart, *one, *args)
+        try:
+            yield service, service.port if one_worker else sign_port
+        finally:
+            service.stop()
+        return
+    one = ("--workers=1", "--sign-workers=1") if one_worker else ()
+    signer_args = (f"--sign-bind=127.0.0.1:{sign_port}", *one, *args)
+    ca = pki / "prov" / layout.CA
+    with root_holder_and_signer(pki / "state", work, ca, signer_args=signer_args) as (_, signer):
+        url = f"https://127.0.0.1:{sign_port}/healthz"  # ready once it holds the material
+        wait_until(url, partial(_answers, anyone, url), 30, retry_on=(requests.RequestException,))
+        yield signer, sign_port
 
 
 @pytest.fixture
@@ -59,19 +99,12 @@ def _dropped(session: requests.Session, url: str) -> dict[str, int]:
 
 
 def test_idle_clients_on_every_port_never_delay_post_sign(
-    pki: Path, attack: IdleClients, tmp_path: Path
+    pki: Path, attack: IdleClients, worker: str, tmp_path: Path
 ) -> None:
-    sign_port = free_port()
-    sign_url = f"https://127.0.0.1:{sign_port}"
     # Every held connection comes from 127.0.0.1, like the operator's: the per-address bound
     # (its own test below) would close most of them at once, and this test is about deadlines.
-    service = Service(
-        pki / "state",
-        tmp_path / "serve.log",
-        f"--sign-bind=127.0.0.1:{sign_port}",
-        "--max-connections-per-address=1000",
-    )
-    try:
+    with _ca(worker, pki, tmp_path, "--max-connections-per-address=1000") as (service, sign_port):
+        sign_url = f"https://127.0.0.1:{sign_port}"
         operator, anyone = credential_session(pki, "prov"), credential_session(pki, None)
         for url in (f"{service.url}/healthz", f"{sign_url}/healthz"):
             wait_until(
@@ -89,7 +122,7 @@ def test_idle_clients_on_every_port_never_delay_post_sign(
             except requests.RequestException as error:
                 pytest.fail(f"POST /sign under {held} idle connections failed: {error!r}")
             latency = time.monotonic() - start
-            print(f"\nPOST /sign under {held} idle connections: {latency:.3f} s")
+            print(f"\n{worker}: POST /sign under {held} idle connections: {latency:.3f} s")
             assert answer.status_code == 200, answer.text
             assert latency < SIGN_WITHIN
             assert anyone.get(f"{service.url}/healthz", timeout=SIGN_WITHIN).json() == {
@@ -111,8 +144,6 @@ def test_idle_clients_on_every_port_never_delay_post_sign(
             "handshake_timeout": 2 * PER_KIND,
             "request_timeout": 4 * PER_KIND,
         }
-    finally:
-        service.stop()
 
 
 HOLDER = "127.0.0.3"
@@ -134,31 +165,23 @@ class _FromAddress(HTTPAdapter):
 
 
 def test_one_address_holds_a_bounded_number_of_connections(
-    pki: Path, attack: IdleClients, tmp_path: Path
+    pki: Path, attack: IdleClients, worker: str, tmp_path: Path
 ) -> None:
-    service = Service(
-        pki / "state",
-        tmp_path / "serve.log",
-        "--workers=1",
-        "--max-connections-per-address=4",
-        "--handshake-timeout=120",
-    )
-    try:
+    limits = ("--max-connections-per-address=4", "--handshake-timeout=120")
+    with _ca(worker, pki, tmp_path, *limits, one_worker=True) as (service, port):
         # From an address of their own: the readiness probe's connection from 127.0.0.1 may
         # still be in the CA's table when the test starts, and would be counted among the drops.
-        attack.open(
-            service.port, per_kind=10, handshake_within=0, kinds=("one-byte",), source=HOLDER
-        )
+        attack.open(port, per_kind=10, handshake_within=0, kinds=("one-byte",), source=HOLDER)
         wait_until("the CA to keep 4 of 10 connections", lambda: attack.open_count() == 4, 30, 0.2)
         assert [h.closed is None for h in attack.held] == [False] * 6 + [True] * 4
         # Another client at that address still gets in: it closes the oldest waiting one.
         neighbour = credential_session(pki, None)
         neighbour.mount("https://", _FromAddress(HOLDER))
-        assert neighbour.get(f"{service.url}/healthz", timeout=20).json() == {"status": "ok"}
+        assert neighbour.get(f"https://127.0.0.1:{port}/healthz", timeout=20).json() == {
+            "status": "ok"
+        }
         wait_until("the CA to close one more", lambda: attack.open_count() == 3, 30, 0.2)
         assert _dropped(credential_session(pki, None), service.url) == {"per_address": 7}
-    finally:
-        service.stop()
 
 
 def _tls(
@@ -183,11 +206,10 @@ def _answer(sock: ssl.SSLSocket) -> bytes:
 
 
 def test_what_cannot_be_read_whole_is_refused_and_clients_that_stay_are_let_go(
-    pki: Path, tmp_path: Path
+    pki: Path, worker: str, tmp_path: Path
 ) -> None:
-    service = Service(pki / "state", tmp_path / "serve.log", "--workers=1", "--request-timeout=2")
-    try:
-        with _tls(service.port, pki) as chunked:
+    with _ca(worker, pki, tmp_path, "--request-timeout=2", one_worker=True) as (service, port):
+        with _tls(port, pki) as chunked:
             chunked.sendall(
                 b"POST /sign HTTP/1.1\r\nHost: ca\r\nTransfer-Encoding: chunked\r\n\r\n"
             )
@@ -195,11 +217,11 @@ def test_what_cannot_be_read_whole_is_refused_and_clients_that_stay_are_let_go(
                 b"411 Length Required\r\nContent-Type: application/json\r\nContent-Length: 50\r\n"
                 b'Connection: close\r\n\r\n{"error": "a request body needs a Content-Length"}'
             )
-        with _tls(service.port, pki) as huge:
+        with _tls(port, pki) as huge:
             huge.sendall(b"GET /roots HTTP/1.1\r\nX-Huge: " + b"a" * 40_000)
             assert _answer(huge).startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n")
         # Asks for 16 MB of answers, more than any socket buffer holds, and reads none of it.
-        with _tls(service.port, pki, receive_buffer=1024) as deaf:
+        with _tls(port, pki, receive_buffer=1024) as deaf:
             deaf.sendall(b"GET /openapi.json HTTP/1.1\r\nHost: ca\r\n\r\n" * 1000)
             anyone = credential_session(pki, None)
             wait_until(
@@ -211,29 +233,28 @@ def test_what_cannot_be_read_whole_is_refused_and_clients_that_stay_are_let_go(
         assert _dropped(anyone, service.url) == {"refused": 2, "response_timeout": 1}
         # Clients that got their answer and stay: gthread's graceful close would wait 2 s for
         # each on the worker's loop (40 s here); the CA closes at once.
-        staying = [_tls(service.port, pki) for _ in range(20)]
+        staying = [_tls(port, pki) for _ in range(20)]
         for sock in staying:
             sock.sendall(b"GET /healthz HTTP/1.0\r\n\r\n")
         try:
             assert all(b'{"status":"ok"}' in _answer(sock) for sock in staying)
-            assert anyone.get(f"{service.url}/healthz", timeout=15).ok
+            assert anyone.get(f"https://127.0.0.1:{port}/healthz", timeout=15).ok
         finally:
             for sock in staying:
                 sock.close()
-    finally:
-        service.stop()
 
 
-def test_a_client_still_sending_a_body_too_large_gets_its_answer(pki: Path, tmp_path: Path) -> None:
+def test_a_client_still_sending_a_body_too_large_gets_its_answer(
+    pki: Path, worker: str, tmp_path: Path
+) -> None:
     """The CA answers 413 once it has read `MAX_BODY` of a larger body and closes; a client
     still sending the rest must get to send it and read the answer. Closing with bytes unread
     resets the connection, and the client's next write fails (seen in CI: requests' POST of a
     130 KB body raised ``EOF occurred in violation of protocol``); the CA half-closes and
     drains instead."""
-    service = Service(pki / "state", tmp_path / "serve.log", "--workers=1")
     length, first = 3 * MAX_BODY, MAX_BODY + 16 * 1024  # 16 KiB unread when the CA answers
-    try:
-        with _tls(service.port, pki, credential="prov") as client:
+    with _ca(worker, pki, tmp_path, one_worker=True) as (_, port):
+        with _tls(port, pki, credential="prov") as client:
             client.sendall(
                 b"POST /sign HTTP/1.1\r\nHost: ca\r\nContent-Type: application/json\r\n"
                 + f"Content-Length: {length}\r\n\r\n".encode()
@@ -249,8 +270,6 @@ def test_a_client_still_sending_a_body_too_large_gets_its_answer(pki: Path, tmp_
             answer = _answer(client)
         assert answer.startswith(b"HTTP/1.1 413 ")
         assert answer.endswith(b'{"error":"request body is larger than 65536 bytes"}\n')
-    finally:
-        service.stop()
 
 
 _ESTABLISHED = 1  # Linux's TCP states (include/net/tcp_states.h)

@@ -1,5 +1,6 @@
 """The CA's gunicorn worker without a server: when a buffered request is whole, which worker
-serves which port, and that the TLS library's start check takes it for the gthread it is."""
+serves which port and on which loop, and that the TLS library's start check takes it for the
+gthread it is."""
 
 from __future__ import annotations
 
@@ -65,11 +66,11 @@ class _Listener:
 class _Arbiter:
     """What the hook sees of gunicorn's arbiter: its listeners and living workers."""
 
-    def __init__(self, workers: int, sign_workers: int) -> None:
+    def __init__(self, workers: int, sign_workers: int, event_loop: bool = False) -> None:
         self.LISTENERS = [_Listener(8443), _Listener(8444)]
         self.WORKERS: dict[int, Any] = {}
         self.log = SimpleNamespace(info=lambda *args: None)
-        self.hook = serve_apart(8444, sign_workers, workers)
+        self.hook = serve_apart(8444, sign_workers, workers, event_loop=event_loop)
         self.age = 0
 
     def spawn(self) -> None:
@@ -98,6 +99,17 @@ def test_the_signing_port_has_workers_of_its_own_after_deaths_and_reloads() -> N
     for age in old:
         del arbiter.WORKERS[age]
     assert arbiter.signers() == 2
+
+
+@pytest.mark.parametrize("event_loop", [False, True])
+def test_only_the_signing_workers_of_a_signer_serve_on_the_event_loop(event_loop: bool) -> None:
+    arbiter = _Arbiter(workers=4, sign_workers=2, event_loop=event_loop)
+    for _ in range(4):
+        arbiter.spawn()
+    on_loop = {w.age for w in arbiter.WORKERS.values() if w.event_loop}
+    signing = {w.age for w in arbiter.WORKERS.values() if [s.port for s in w.sockets] == [8444]}
+    assert on_loop == (signing if event_loop else set())
+    assert len(signing) == 2
 
 
 def test_the_tls_library_takes_the_worker_for_the_gthread_it_is() -> None:
