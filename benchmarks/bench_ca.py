@@ -1,17 +1,17 @@
 """``make bench-ca``: ``POST /sign`` of hello-mtls-ca beside step-ca, and with 1 and 2 signers.
 
 Side by side (``--compare``): hello-mtls-ca as the chart deploys it by default, a signer pod
-(``serve --root-holder`` with ``--sign-bind``: the signing port served by 2 gthread workers of 8
-threads, its scratch directory, where its audit trail goes, on memory as the pod's ``/tmp``
-volume is) beside its root holder, which takes the records of what it signs into the index;
+(``serve --root-holder`` with ``--sign-bind``: the signing port served by 2 worker processes,
+an event loop each, its scratch directory, where its audit trail goes, on memory as the pod's
+``/tmp`` volume is) beside its root holder, which takes the records of what it signs into the index;
 hello-mtls-ca alone, the root holder serving ``POST /sign`` itself (``ca.signers.replicas: 0``,
 2 workers of 8 threads, the audit trail and the index on disk); and step-ca
 (`build_step_ca.sh` builds it from the Go module proxy and caches it) set up with a JWK
 provisioner, once without a database and once with its default one (badgerv2), all on
 127.0.0.1 and on the same kind of CA (a P-256 root and intermediate).
 
-Signers (``--signers``): a root holder and two signers (one worker of 8 threads each, so that
-one signer cannot take both cores of a 2-core machine; a loopback address each), the root
+Signers (``--signers``): a root holder and two signers (their signing ports served by one
+worker process each, so that one signer cannot take both cores of a 2-core machine), the root
 holder's TokenReview answered by the stand-in of ``tests/support``; the load goes to one
 signer, then is spread over both.
 
@@ -500,9 +500,10 @@ def signer_pool(work: Path, count: int = 2, *, deployed: bool = False) -> Iterat
     ``start(kind)`` for `measure`: the signers are long-lived, a "round" only picks one or both
     (`SIGNER_KINDS`).
 
-    ``deployed``: each signer as the chart runs it, its signing port served by 2 worker
-    processes of 8 threads of its own; else one worker of 8 threads serves everything, so that
-    one signer cannot take both cores of the bench machine and a second one has room to add.
+    ``deployed``: each signer's signing port served as the chart runs it, by 2 worker
+    processes of its own; else by one, so that one signer cannot take both cores of the bench
+    machine and a second one has room to add. Either way, an event loop each
+    (`mtls_ca.event_worker`).
     """
     pki = Path(tempfile.mkdtemp(prefix="signers-", dir=work))
     init_with_provisioner(pki)
@@ -527,7 +528,8 @@ def signer_pool(work: Path, count: int = 2, *, deployed: bool = False) -> Iterat
         sign_ports = []
         for i in range(count):
             sign_port = free_port()
-            serving = [f"--sign-bind=127.0.0.1:{sign_port}"] if deployed else ["--workers=1"]
+            serving = [f"--sign-bind=127.0.0.1:{sign_port}"]
+            serving += [] if deployed else ["--sign-workers=1", "--workers=1"]
             started.append(
                 Service(
                     None,
@@ -540,7 +542,7 @@ def signer_pool(work: Path, count: int = 2, *, deployed: bool = False) -> Iterat
                     env={"TMPDIR": str(scratch)},
                 )
             )
-            sign_ports.append(sign_port if deployed else started[-1].port)
+            sign_ports.append(sign_port)
         root_holder, signers = started[0], started[1:]
 
         @contextlib.contextmanager
@@ -599,8 +601,8 @@ def report(
             "|---|---|---|",
         ]
         labels = {
-            SIGNER: "hello-mtls-ca signer pod, as deployed (2 signing workers x 8 threads), "
-            "with its root holder",
+            SIGNER: "hello-mtls-ca signer pod, as deployed (2 signing workers, an event loop "
+            "each), with its root holder",
             "hello-mtls-ca": "hello-mtls-ca root holder alone (`serve`, 2 workers x 8 threads)",
             "step-ca": "step-ca v0.30.2 without a database",
             "step-ca+db": "step-ca v0.30.2, default database (badgerv2)",
@@ -621,9 +623,9 @@ def report(
         estimate, low, high = ratio(signers["2 signers"], signers["1 signer"])
         parts += [
             "",
-            "Signers: a root holder and 2 signers (1 worker x 8 threads each, so that one "
-            "cannot take both",
-            "cores; one loopback address each); the load on one signer, then spread over both:",
+            "Signers: a root holder and 2 signers (1 signing worker each, so that one cannot "
+            "take both cores);",
+            "the load on one signer, then spread over both:",
             "",
             "| signers | signatures/s | server CPU ms/signature |",
             "|---|---|---|",

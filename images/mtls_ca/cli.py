@@ -648,7 +648,8 @@ def _parser() -> argparse.ArgumentParser:
         type=_at_least_one,
         default=2,
         help="with --sign-bind: worker processes of their own for it, so that no client of "
-        "--bind can take their threads (default 2)",
+        "--bind can take their time (default 2); a signer's answer on an event loop each, "
+        "the root holder's on --threads threads each",
     )
     srv.add_argument("--threads", type=int, default=8, help="threads per worker (default 8)")
     srv.add_argument(

@@ -4,11 +4,12 @@ HTTP parser (httptools) run in C and each request is answered on the loop itself
 Why not gthread, as on every other port (`mtls_ca.gunicorn_worker`): for each request on a
 keep-alive connection, gthread's loop hands the connection to a thread, which reads and parses
 the request with gunicorn's parser in Python, answers, and hands the connection back to the loop
-through its poller. Under ``make bench-ca`` that cost a signer pod 0.56 ms of CPU per signature
-of 1.47 (docs/decisions/2026-12-07-signing-port-event-loop.md), and ``POST /sign`` is what the
-CA serves most. Handing each whole request from this loop to a thread pool instead still cost
-0.22 ms (the GIL changing hands twice per request): on a signer nothing a request does waits on
-a disk (its audit trail is on memory, `mtls_ca.gunicorn_app`), so the loop answers it itself.
+through its poller. Under ``make bench-ca`` a signer pod spent 1.47 ms of CPU per signature
+that way and 0.91 ms this way (docs/decisions/2026-12-07-signing-port-event-loop.md), and
+``POST /sign`` is what the CA serves most. Handing each whole request from this loop to a thread
+pool instead still cost 0.22 ms more (the GIL changing hands twice per request): on a signer
+nothing a request does waits on a disk (its audit trail is on memory, `mtls_ca.gunicorn_app`),
+so the loop answers it itself.
 The root holder, whose audit trail and index are flushed to its volume, keeps gthread, where
 concurrent signatures share one flush (`mtls_ca.durability`).
 
@@ -39,6 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import io
 import json
 import logging
@@ -59,6 +61,9 @@ __all__ = ["run"]
 
 _Answer = tuple[str, list[tuple[str, str]], bytes]
 _log = logging.getLogger("mtls_ca")
+_OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+_ACCEPT_BACKOFF = 0.1
+"""Seconds before the next accept after one failed for want of descriptors or memory."""
 
 
 def run(worker: Any, limits: ConnectionLimits) -> None:
@@ -115,13 +120,12 @@ class _Server:
             await self._finish(float(self.worker.cfg.graceful_timeout))
 
     async def _finish(self, grace: float) -> None:
-        """Close the connections that wait for their handshake or sit between requests now, and
-        give the others ``grace`` seconds at most to get their answer."""
+        """Close the connections that have no request under way now, and give the others
+        ``grace`` seconds at most to get their answer (with ``Connection: close``)."""
         deadline = self.loop.time() + grace
         while self.connections and self.loop.time() < deadline:
             for conn in list(self.connections):
-                if conn.state in (_Connection.HANDSHAKE, _Connection.IDLE):
-                    conn.abort()
+                conn.close_if_between_requests()
             if self.connections:
                 await asyncio.sleep(0.05)
         for conn in list(self.connections):
@@ -134,9 +138,11 @@ class _Server:
                 await self.room.wait()
             try:
                 client, address = await self.loop.sock_accept(listener)
-            except OSError as e:  # another worker took it, or the client left
-                self.worker.log.debug("accept on %s: %s", listener.getsockname(), e)
-                continue
+            except OSError as e:
+                if e.errno in _OUT_OF_RESOURCES:  # retrying at once would spin the loop
+                    self.worker.log.warning("accept on %s: %s", listener.getsockname(), e)
+                    await asyncio.sleep(_ACCEPT_BACKOFF)
+                continue  # else another worker took it, or the client left
             host = str(address[0]) if isinstance(address, tuple) else str(address)
             conn = _Connection(self, host)
             if self._admit(conn):
@@ -352,7 +358,7 @@ class _Connection(asyncio.Protocol):
             self.loop.call_soon(self._next)
         elif not self.blocked:
             self.transport.resume_reading()
-            if self.request is not None or self.head_bytes:  # the next one is coming in
+            if not self.waiting_for_first_byte():  # the next one is coming in
                 self._arm(self.server.limits.request_timeout)
             else:
                 self.state = self.IDLE
@@ -442,6 +448,17 @@ class _Connection(asyncio.Protocol):
                     connection.shutdown(socket.SHUT_WR)
         if not self.blocked:  # else the client has request_timeout to read the answer first
             self._arm(LINGER_SECONDS)
+
+    def close_if_between_requests(self) -> None:
+        """Close a connection that has no request under way: one still in its handshake at
+        once, one between requests as TLS closes (its client then opens another elsewhere)."""
+        if self.state == self.HANDSHAKE:
+            self.abort()
+        elif self.state in (self.IDLE, self.REQUEST) and self.waiting_for_first_byte():
+            self._close()
+
+    def waiting_for_first_byte(self) -> bool:
+        return not self.ready and self.request is None and not self.head_bytes
 
     def _close(self) -> None:
         self._disarm()

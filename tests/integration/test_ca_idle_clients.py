@@ -56,16 +56,15 @@ def _ca(
     sign_port = free_port()
     anyone = credential_session(pki, None)
     if worker == "gthread":
-        apart = () if one_worker else (f"--sign-bind=127.0.0.1:{sign_port}",)
-        one = ("--workers=1",) if one_worker else ()
-        service = Service(pki / "state", work / "serve.log", *apart, *one, *args)
+        how = ["--workers=1"] if one_worker else [f"--sign-bind=127.0.0.1:{sign_port}"]
+        service = Service(pki / "state", work / "serve.log", *how, *args)
         try:
             yield service, service.port if one_worker else sign_port
         finally:
             service.stop()
         return
-    one = ("--workers=1", "--sign-workers=1") if one_worker else ()
-    signer_args = (f"--sign-bind=127.0.0.1:{sign_port}", *one, *args)
+    how = ["--workers=1", "--sign-workers=1"] if one_worker else []
+    signer_args = (f"--sign-bind=127.0.0.1:{sign_port}", *how, *args)
     ca = pki / "prov" / layout.CA
     with root_holder_and_signer(pki / "state", work, ca, signer_args=signer_args) as (_, signer):
         url = f"https://127.0.0.1:{sign_port}/healthz"  # ready once it holds the material
