@@ -26,6 +26,11 @@ from pathlib import Path
 from mtls_ca.audit import AuditLog
 from mtls_ca.authority import CA
 from mtls_ca.state import DirectoryStore, State
+from mtls_contract.identities import provisioner_id, spiffe_id
+from mtls_contract.name_rules import CLUSTER_DOMAIN
+
+OPERATOR = provisioner_id(CLUSTER_DOMAIN, "operator")
+WORKLOAD = spiffe_id(CLUSTER_DOMAIN, "shop", "default")
 
 
 def main() -> int:
@@ -42,9 +47,9 @@ def main() -> int:
         def write(n: int) -> None:
             log.record(
                 "issuance",
-                "spiffe://cluster.local/hello-mtls/provisioner/operator",
+                OPERATOR,
                 names=[f"web-{n}.shop", f"web-{n}.shop.svc"],
-                spiffe_id="spiffe://cluster.local/ns/shop/sa/default",
+                spiffe_id=WORKLOAD,
                 namespace="shop",
                 serial=hashlib.sha1(n.to_bytes(8, "big")).hexdigest(),
                 public_key_sha256=hashlib.sha256(n.to_bytes(8, "big")).hexdigest(),

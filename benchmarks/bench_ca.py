@@ -54,6 +54,8 @@ from pathlib import Path
 from typing import Any
 
 from bench_tls import Figure, _cpu_seconds, _machine, ratio, write_section
+from mtls_contract.identities import spiffe_id
+from mtls_contract.name_rules import CLUSTER_DOMAIN
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "hack"))  # the harness the test tiers share
@@ -69,7 +71,7 @@ WARM_UP_SECONDS = 1.0
 REQUESTS_PER_THREAD_SECOND = 800  # the bound on a slice's requests, far above what it signs
 NAME = "bench.demo"
 NAMESPACE = "demo"
-SPIFFE_ID = f"spiffe://cluster.local/ns/{NAMESPACE}/sa/default"
+SPIFFE_ID = spiffe_id(CLUSTER_DOMAIN, NAMESPACE, "default")
 PROVISIONER = "bench"
 SIGNER_AUDIENCE = "hello-mtls-ca-signer"
 SIGNER_ACCOUNT = "system:serviceaccount:hello-mtls:hello-mtls-ca-signer"
