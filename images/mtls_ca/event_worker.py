@@ -231,6 +231,7 @@ class _Connection(asyncio.Protocol):
                 ssl=tls,
                 # A backstop: `_expired` ends the handshake at handshake_timeout.
                 ssl_handshake_timeout=self.server.limits.handshake_timeout + 1 if tls else None,
+                ssl_shutdown_timeout=self.server.limits.request_timeout if tls else None,
             )
         except asyncio.CancelledError:
             self._gone()
@@ -322,7 +323,7 @@ class _Connection(asyncio.Protocol):
         room = MAX_BODY - len(request.body)
         request.body += body[:room]
         if request.unread and len(request.body) >= MAX_BODY:
-            # The app answers 413 from the head; the rest is drained after that (`_answer`).
+            # The app answers 413 from the head; the rest is drained after that (`_next`).
             self.drained = len(body) - room
             self.parser = None
             self._complete()
@@ -347,7 +348,12 @@ class _Connection(asyncio.Protocol):
         if not self.ready or self.blocked or self.closed or self.transport.is_closing():
             return
         request = self.ready.pop(0)
-        status, headers, body = _call(self.server.worker.wsgi, self._environ(request))
+        try:
+            environ = self._environ(request)
+        except httptools.HttpParserInvalidURLError as e:
+            self._refuse("400 Bad Request", f"the request target is not a URL: {e}")
+            return
+        status, headers, body = _call(self.server.worker.wsgi, environ)
         keep = request.keep_alive and not request.unread and self.server.worker.alive
         self._write(request.version, status, headers, body, keep, head=request.method == "HEAD")
         if request.unread:
@@ -461,8 +467,11 @@ class _Connection(asyncio.Protocol):
         return not self.ready and self.request is None and not self.head_bytes
 
     def _close(self) -> None:
+        """Close as TLS closes: what was written, then close_notify; the connection no longer
+        counts to any bound, while TLS waits (``ssl_shutdown_timeout``) for the client's."""
         self._disarm()
         self.transport.close()
+        self._gone()
 
     def abort(self) -> None:
         """Close at once, dropping what is unsent."""

@@ -25,6 +25,7 @@ import pytest
 import requests
 from requests.adapters import HTTPAdapter
 
+from harness import processes
 from harness.ca_service import Service, credential_session, root_holder_and_signer
 from harness.processes import free_port
 from harness.waiting import wait_until
@@ -277,3 +278,34 @@ _ESTABLISHED = 1  # Linux's TCP states (include/net/tcp_states.h)
 def _tcp_state(sock: socket.socket) -> int:
     """The kernel's TCP state of ``sock`` (the first byte of ``struct tcp_info``)."""
     return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)[0]
+
+
+def _one_answer(sock: ssl.SSLSocket) -> bytes:
+    """One answer on a kept-alive connection: its head and the body its length says."""
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        answer += sock.recv(4096)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    length = int(re.search(rb"(?im)^content-length: *(\d+)", head).group(1))  # type: ignore[union-attr]
+    while len(body) < length:
+        body += sock.recv(4096)
+    return head + b"\r\n\r\n" + body
+
+
+def test_a_stopping_signer_closes_kept_alive_connections_in_order(
+    pki: Path, tmp_path: Path
+) -> None:
+    """SIGTERM (a rollout): the signing loop closes a connection kept alive between requests
+    as TLS closes (close_notify, then FIN), having flushed what it wrote, and exits. (gthread
+    leaves its kept-alive connections to the kernel at exit: FIN without close_notify.)"""
+    with _ca("event-loop", pki, tmp_path, one_worker=True) as (service, port):
+        raw = socket.create_connection(("127.0.0.1", port), timeout=20)
+        context = ssl.create_default_context(cafile=str(pki / "prov" / layout.CA))
+        # A ragged EOF (no close_notify) raises instead of reading as the end.
+        with context.wrap_socket(
+            raw, server_hostname="127.0.0.1", suppress_ragged_eofs=False
+        ) as kept:
+            kept.sendall(b"GET /healthz HTTP/1.1\r\nHost: ca\r\n\r\n")
+            assert _one_answer(kept).endswith(b'{"status":"ok"}\n')
+            processes.stop(service.process, timeout=30)
+            assert kept.recv(4096) == b""
