@@ -27,7 +27,8 @@ loop, pool and request handling, and changes what a thread does with a connectio
   sending would see the reset instead of the answer. gunicorn's own graceful close does this
   with a blocking wait on the loop, which a client that stays would stall.
 
-`serve_apart` gives the signing port worker processes of its own.
+`serve_apart` gives the signing port worker processes of its own, and on a CA signer hands
+them to an event loop instead (`mtls_ca.event_worker`), with the same limits.
 """
 
 from __future__ import annotations
