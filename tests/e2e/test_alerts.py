@@ -310,23 +310,14 @@ def setup(
                 "--timeout=180s",
                 timeout=200,
             )
-        pods = kubectl_json(
-            "get",
-            "pods",
-            "-n",
-            PRODUCT_NAMESPACE,
-            "-l",
-            "app.kubernetes.io/name=hello-mtls-operator",
-        )["items"]
+        operator_pods = running_pods("hello-mtls-operator")
         work = tmp_path_factory.mktemp("prometheus")
         with contextlib.ExitStack() as stack:
             operators = [
                 stack.enter_context(
                     port_forward(PRODUCT_NAMESPACE, name, 9090, work / f"port-forward-{name}.log")
                 )
-                for name in (
-                    p["metadata"]["name"] for p in pods if p["status"].get("phase") == "Running"
-                )
+                for name in operator_pods
             ]
             targets = work / "targets.json"
             discover(namespace, targets)
@@ -470,17 +461,16 @@ def test_the_stale_certificate_alert_fires_for_the_server_that_did_not_reload(
     assert stale_in_watch_metrics(namespace, tmp_path) == {(held, after["held"])}
 
 
+def running_pods(app: str) -> list[str]:
+    """The names of the install's running pods of ``app`` (``app.kubernetes.io/name``)."""
+    selector = f"app.kubernetes.io/name={app}"
+    pods = kubectl_json("get", "pods", "-n", PRODUCT_NAMESPACE, "-l", selector)
+    return [p["metadata"]["name"] for p in pods["items"] if p["status"].get("phase") == "Running"]
+
+
 def stale_in_watch_metrics(namespace: str, work: Path) -> set[tuple[str, str]]:
     """(pod, Secret serial) of every stale pod in the install's watch's ``/metrics``."""
-    pods = kubectl_json(
-        "get",
-        "pods",
-        "-n",
-        PRODUCT_NAMESPACE,
-        "-l",
-        "app.kubernetes.io/name=hello-mtls-stale-watch",
-    )["items"]
-    name = next(p["metadata"]["name"] for p in pods if p["status"].get("phase") == "Running")
+    name = running_pods("hello-mtls-stale-watch")[0]
     with port_forward(
         PRODUCT_NAMESPACE, name, WATCH_METRICS_PORT, work / "port-forward-watch.log"
     ) as address:

@@ -55,7 +55,6 @@ def _ca(
     # worker on its one port. event-loop: a signer of that root holder, whose loop serves its
     # signing port (--sign-bind).
     sign_port = free_port()
-    anyone = credential_session(pki, None)
     if worker == "gthread":
         how = ["--workers=1"] if one_worker else [f"--sign-bind=127.0.0.1:{sign_port}"]
         service = Service(pki / "state", work / "serve.log", *how, *args)
@@ -69,6 +68,7 @@ def _ca(
     ca = pki / "prov" / layout.CA
     with root_holder_and_signer(pki / "state", work, ca, signer_args=signer_args) as (_, signer):
         url = f"https://127.0.0.1:{sign_port}/healthz"  # ready once it holds the material
+        anyone = credential_session(pki, None)
         wait_until(url, partial(_answers, anyone, url), 30, retry_on=(requests.RequestException,))
         yield signer, sign_port
 
